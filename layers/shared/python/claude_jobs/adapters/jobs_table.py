@@ -1,0 +1,258 @@
+"""The job repository on DynamoDB: job items, the per-tenant index and idempotency records."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from ..clock import epoch, iso
+from ..errors import IdempotencyReplayError, JobNotFoundError, TransitionConflictError
+from ..models import Job, JobStatus
+from ..ports import IdempotencyClaim, JobPage
+from ..resources import JOBS_TABLE
+from ..state import sources_for
+from .dynamo import from_item, serialize, to_item
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+TENANT_INDEX = JOBS_TABLE.indexes[0].name
+_IDEM_PREFIX = "idem#"
+
+
+def idempotency_item_id(tenant_id: str, key: str) -> str:
+    digest = hashlib.sha256(f"{tenant_id}\x00{key}".encode()).hexdigest()
+    return f"{_IDEM_PREFIX}{digest}"
+
+
+def job_to_item(job: Job, retention_days: int) -> dict[str, Any]:
+    data = job.model_dump(mode="json", exclude_none=True)
+    data["created_key"] = f"{iso(job.created_at)}#{job.job_id}"
+    data["expires_at"] = epoch(job.created_at + timedelta(days=retention_days))
+    return to_item(data)
+
+
+def item_to_job(item: Mapping[str, Any]) -> Job:
+    return Job.model_validate(from_item(item))
+
+
+class DynamoJobRepository:
+    def __init__(self, client: DynamoDBClient, table_name: str, retention_days: int = 30) -> None:
+        self._client = client
+        self._table = table_name
+        self._retention_days = retention_days
+
+    # ------------------------------------------------------------ create / read
+
+    def create(self, job: Job, claim: IdempotencyClaim | None = None) -> None:
+        put_job: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": job_to_item(job, self._retention_days),
+            "ConditionExpression": "attribute_not_exists(job_id)",
+        }
+        if claim is None:
+            self._client.put_item(**put_job)
+            return
+        idem_id = idempotency_item_id(claim.tenant_id, claim.key)
+        put_claim: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": to_item(
+                {
+                    "job_id": idem_id,
+                    "target_job_id": job.job_id,
+                    "body_hash": claim.body_hash,
+                    "expires_at": claim.expires_at,
+                }
+            ),
+            # A record past its expiry is free even before TTL deletes it.
+            "ConditionExpression": "attribute_not_exists(job_id) OR expires_at < :now",
+            "ExpressionAttributeValues": {":now": serialize(epoch(job.created_at))},
+        }
+        try:
+            self._client.transact_write_items(
+                TransactItems=[{"Put": put_claim}, {"Put": put_job}]  # type: ignore[typeddict-item]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons", [])
+            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise
+            held = self._get_raw(idem_id, consistent=True)
+            if held is None:  # expired and deleted in between: the caller may retry
+                raise
+            record = from_item(held)
+            raise IdempotencyReplayError(record["target_job_id"], record["body_hash"]) from None
+
+    def _get_raw(self, job_id: str, consistent: bool = False) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self._table, Key={"job_id": {"S": job_id}}, ConsistentRead=consistent
+        )
+        return response.get("Item")
+
+    def get(self, job_id: str) -> Job | None:
+        if job_id.startswith(_IDEM_PREFIX):
+            return None
+        item = self._get_raw(job_id, consistent=True)
+        return None if item is None else item_to_job(item)
+
+    def list_for_tenant(
+        self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None
+    ) -> JobPage:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": TENANT_INDEX,
+            "KeyConditionExpression": "tenant_id = :t",
+            "ExpressionAttributeValues": {":t": {"S": tenant_id}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = to_item(cursor)
+        response = self._client.query(**kwargs)
+        last = response.get("LastEvaluatedKey")
+        return JobPage(
+            jobs=[item_to_job(i) for i in response.get("Items", [])],
+            cursor=from_item(last) if last else None,
+        )
+
+    # ------------------------------------------------------------ writes
+
+    def transition(
+        self,
+        job_id: str,
+        target: JobStatus,
+        *,
+        set_fields: Mapping[str, Any] | None = None,
+        remove_fields: Sequence[str] = (),
+        increment: Mapping[str, int] | None = None,
+        allowed_from: Sequence[JobStatus] | None = None,
+        condition: str | None = None,
+        condition_values: Mapping[str, Any] | None = None,
+    ) -> Job:
+        sources = [s for s in sources_for(target) if allowed_from is None or s in allowed_from]
+        if not sources:
+            raise TransitionConflictError(f"no status may become {target}")
+        return self._write(
+            job_id,
+            set_fields={**(set_fields or {}), "status": target.value},
+            remove_fields=remove_fields,
+            increment=increment,
+            statuses=sources,
+            condition=condition,
+            condition_values=condition_values,
+        )
+
+    def update(
+        self,
+        job_id: str,
+        *,
+        set_fields: Mapping[str, Any],
+        expected_status: Sequence[JobStatus],
+    ) -> Job:
+        return self._write(job_id, set_fields=set_fields, statuses=list(expected_status))
+
+    def _write(
+        self,
+        job_id: str,
+        *,
+        set_fields: Mapping[str, Any],
+        statuses: Sequence[JobStatus],
+        remove_fields: Sequence[str] = (),
+        increment: Mapping[str, int] | None = None,
+        condition: str | None = None,
+        condition_values: Mapping[str, Any] | None = None,
+    ) -> Job:
+        names: dict[str, str] = {"#status": "status", "#version": "version"}
+        values: dict[str, Any] = {":one": {"N": "1"}}
+        sets = ["#version = if_not_exists(#version, :zero) + :one"]
+        values[":zero"] = {"N": "0"}
+        for i, (field, value) in enumerate(set_fields.items()):
+            names[f"#s{i}"] = field
+            if value is None:
+                remove_fields = [*remove_fields, field]
+                continue
+            values[f":s{i}"] = serialize(value)
+            sets.append(f"#s{i} = :s{i}")
+        for i, (field, amount) in enumerate((increment or {}).items()):
+            names[f"#i{i}"] = field
+            values[f":i{i}"] = serialize(amount)
+            sets.append(f"#i{i} = if_not_exists(#i{i}, :zero) + :i{i}")
+        removes = []
+        for i, field in enumerate(remove_fields):
+            names[f"#r{i}"] = field
+            removes.append(f"#r{i}")
+        expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        status_values = {f":st{i}": {"S": s.value} for i, s in enumerate(statuses)}
+        values.update(status_values)
+        cond = f"attribute_exists(job_id) AND #status IN ({', '.join(status_values)})"
+        if condition:
+            cond += f" AND ({condition})"
+            values.update({k: serialize(v) for k, v in (condition_values or {}).items()})
+        # Names a caller's condition uses for attributes are passed through as-is.
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression=expression,
+                ConditionExpression=cond,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            if not old or job_id.startswith(_IDEM_PREFIX):
+                raise JobNotFoundError(f"job {job_id} not found") from None
+            current = item_to_job(old)
+            raise TransitionConflictError(
+                f"job {job_id} is {current.status}", current=current
+            ) from None
+        return item_to_job(response["Attributes"])
+
+    def fail_dispatch(
+        self, job_id: str, claim: IdempotencyClaim | None, message: str, at: datetime
+    ) -> None:
+        update: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"job_id": {"S": job_id}},
+            "UpdateExpression": (
+                "SET #status = :failed, #error = :error, #finished = :at,"
+                " #version = #version + :one"
+            ),
+            "ConditionExpression": "#status = :queued",
+            "ExpressionAttributeNames": {
+                "#status": "status",
+                "#error": "error",
+                "#version": "version",
+                "#finished": "finished_at",
+            },
+            "ExpressionAttributeValues": {
+                ":at": {"S": at.isoformat()},
+                ":failed": {"S": JobStatus.FAILED.value},
+                ":queued": {"S": JobStatus.QUEUED.value},
+                ":error": serialize({"code": "dispatch_failed", "message": message}),
+                ":one": {"N": "1"},
+            },
+        }
+        if claim is None:
+            self._client.update_item(**update)
+            return
+        release: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"job_id": {"S": idempotency_item_id(claim.tenant_id, claim.key)}},
+            "ConditionExpression": "target_job_id = :job",
+            "ExpressionAttributeValues": {":job": {"S": job_id}},
+        }
+        self._client.transact_write_items(
+            TransactItems=[{"Update": update}, {"Delete": release}]  # type: ignore[typeddict-item]
+        )

@@ -1,0 +1,214 @@
+"""Request, job and response models, exactly per the HTTP API v1 contract."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+MAX_BODY_BYTES = 256 * 1024
+INLINE_RESULT_BYTES = 256 * 1024
+
+_TOOL_RE = re.compile(
+    r"^(?P<name>[A-Za-z][A-Za-z0-9_]*(?:__[A-Za-z0-9_-]+)*)(?:\((?P<rule>[^()]*)\))?$"
+)
+_MODEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@\[\]/-]{0,127}$"
+
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+MetadataValue = Annotated[str, StringConstraints(max_length=256)]
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED}
+)
+
+
+def tool_base_name(tool: str) -> str:
+    """`Bash(git status:*)` → `Bash`: the tool a permission rule applies to."""
+    match = _TOOL_RE.match(tool)
+    return match.group("name") if match else tool
+
+
+class JobOptions(BaseModel):
+    """Everything about a job's run except the prompt texts and metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_tools: list[str] = Field(
+        default_factory=lambda: ["Read", "Glob", "Grep"],
+        max_length=64,
+        description="Tools the agent may use; `[]` = none. Each must be in the deployment's "
+        "permitted set. A permission rule such as `Bash(git status:*)` is accepted when its "
+        "tool is permitted.",
+    )
+    max_turns: int = Field(25, ge=1, le=100)
+    timeout_seconds: int = Field(300, ge=10, le=840)
+    max_budget_usd: float | None = Field(None, gt=0, description="≤ the deployment's cap")
+    model: Annotated[str, StringConstraints(pattern=_MODEL_RE)] | None = Field(
+        None, description="Defaults to the deployment's model"
+    )
+    output_schema: dict[str, Any] | None = Field(
+        None, description="A JSON Schema object; the result then carries `structured`"
+    )
+
+    @field_validator("allowed_tools")
+    @classmethod
+    def _tool_names(cls, tools: list[str]) -> list[str]:
+        for tool in tools:
+            if not _TOOL_RE.match(tool) or len(tool) > 256:
+                raise ValueError(f"{tool!r} is not a tool name")
+        if len(set(tools)) != len(tools):
+            raise ValueError("tool names must be unique")
+        return tools
+
+    @field_validator("output_schema")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is None:
+            return None
+        # Imported here: only requests that carry a schema pay for jsonschema.
+        from jsonschema import exceptions, validators
+
+        try:
+            validators.validator_for(schema).check_schema(schema)
+        except exceptions.SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return schema
+
+
+class JobRequest(JobOptions):
+    """Body of `POST /v1/jobs`. Unknown fields are rejected."""
+
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+    system_prompt: Annotated[str, StringConstraints(max_length=20_000)] | None = None
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
+
+    def options(self) -> JobOptions:
+        return JobOptions.model_validate(
+            self.model_dump(exclude={"prompt", "system_prompt", "metadata"})
+        )
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    total_cost_usd: float = 0.0
+    num_turns: int = 0
+    duration_ms: int = 0
+
+
+class JobResult(BaseModel):
+    """Stored result. `text` is inline when small; otherwise `s3_key` names the full text."""
+
+    text: str | None = None
+    s3_key: str | None = None
+    structured: Any | None = None
+    is_error: bool = False
+
+
+class JobErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class Job(BaseModel):
+    """A job as stored in the jobs table."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    tenant_id: str
+    status: JobStatus
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+    prompt: str | None = None  # dropped from the item once the job is terminal
+    system_prompt: str | None = None
+    options: JobOptions
+    metadata: dict[str, str] = Field(default_factory=dict)
+    result: JobResult | None = None
+    usage: Usage | None = None
+    error: JobErrorInfo | None = None
+    cancel_requested: bool = False
+    lease_until: int | None = None  # epoch seconds; a running job's claim is live until then
+    source: str = "api"
+    version: int = 0  # bumped by every write: a cheap, exact ETag seed
+
+
+# ---------------------------------------------------------------- responses
+
+
+class JobLinks(BaseModel):
+    self: str
+
+
+class SubmitResponse(BaseModel):
+    job_id: str
+    status: JobStatus
+    created_at: datetime
+    links: JobLinks
+
+
+class ResultView(BaseModel):
+    text: str | None = None
+    download_url: str | None = None
+    structured: Any | None = None
+    is_error: bool = False
+
+
+class JobView(BaseModel):
+    """Body of `GET /v1/jobs/{job_id}`."""
+
+    job_id: str
+    status: JobStatus
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int
+    request: JobOptions
+    metadata: dict[str, str]
+    result: ResultView | None = None
+    usage: Usage | None = None
+    error: JobErrorInfo | None = None
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    items: list[JobView]
+    next_token: str | None = None
+
+
+class ProblemFieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every 4xx/5xx body."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str
+    errors: list[ProblemFieldError] | None = None

@@ -1,0 +1,279 @@
+"""The job service: what the API does, independent of HTTP and of AWS."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .clock import epoch, utcnow
+from .errors import (
+    DispatchError,
+    FieldError,
+    IdempotencyConflictError,
+    IdempotencyReplayError,
+    JobNotFoundError,
+    RequestValidationError,
+    TransitionConflictError,
+)
+from .models import (
+    Job,
+    JobLinks,
+    JobList,
+    JobRequest,
+    JobStatus,
+    JobView,
+    ResultView,
+    tool_base_name,
+)
+from .ports import IdempotencyClaim, JobQueue, JobRepository, ResultStore
+from .settings import Settings
+
+MAX_WAIT_SECONDS = 20
+MAX_PAGE_SIZE = 100
+IDEMPOTENCY_KEY_MAX = 128
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+def request_hash(request: JobRequest) -> str:
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def job_path(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}"
+
+
+def etag(job: Job) -> str:
+    return '"' + hashlib.sha256(f"{job.job_id}:{job.version}".encode()).hexdigest()[:32] + '"'
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    created: bool  # False when an idempotent replay returned an earlier job
+
+
+class JobService:
+    def __init__(
+        self,
+        repo: JobRepository,
+        queue: JobQueue,
+        settings: Settings,
+        *,
+        results: ResultStore | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        new_id: Callable[[], str] = new_job_id,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._repo = repo
+        self._queue = queue
+        self._settings = settings
+        self._results = results
+        self._clock = clock
+        self._new_id = new_id
+        self._sleep = sleep
+
+    # ------------------------------------------------------------ submit
+
+    def check_limits(self, request: JobRequest) -> None:
+        """Bounds that depend on the deployment: permitted tools and the budget cap."""
+        permitted = set(self._settings.permitted_tools)
+        errors = [
+            FieldError(
+                ("body", "allowed_tools", i),
+                f"{tool!r} is not permitted here; permitted: {', '.join(sorted(permitted))}",
+            )
+            for i, tool in enumerate(request.allowed_tools)
+            if tool_base_name(tool) not in permitted
+        ]
+        cap = self._settings.max_budget_usd_cap
+        if request.max_budget_usd is not None and request.max_budget_usd > cap:
+            errors.append(
+                FieldError(("body", "max_budget_usd"), f"must be at most {cap} (deployment cap)")
+            )
+        if errors:
+            raise RequestValidationError("The request is not valid.", errors)
+
+    def submit(
+        self,
+        tenant_id: str,
+        request: JobRequest,
+        idempotency_key: str | None = None,
+        source: str = "api",
+    ) -> Submission:
+        self.check_limits(request)
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
+            raise RequestValidationError(
+                "Idempotency-Key must be 1-128 characters.",
+                [FieldError(("header", "Idempotency-Key"), "must be 1-128 characters")],
+            )
+        now = self._clock()
+        options = request.options()
+        if options.model is None:
+            options.model = self._settings.default_model
+        job = Job(
+            job_id=self._new_id(),
+            tenant_id=tenant_id,
+            status=JobStatus.QUEUED,
+            created_at=now,
+            prompt=request.prompt,
+            system_prompt=request.system_prompt,
+            options=options,
+            metadata=request.metadata,
+            source=source,
+            version=1,
+        )
+        body_hash = request_hash(request)
+        claim = (
+            IdempotencyClaim(
+                tenant_id=tenant_id,
+                key=idempotency_key,
+                body_hash=body_hash,
+                expires_at=epoch(now + timedelta(seconds=self._settings.idempotency_ttl_seconds)),
+            )
+            if idempotency_key
+            else None
+        )
+        try:
+            self._repo.create(job, claim)
+        except IdempotencyReplayError as replay:
+            if replay.body_hash != body_hash:
+                raise IdempotencyConflictError(
+                    "This Idempotency-Key was already used with a different request body."
+                ) from None
+            earlier = self._repo.get(replay.job_id)
+            if earlier is None:  # its job expired: the key is effectively free again
+                raise
+            return Submission(earlier, created=False)
+        try:
+            self._queue.send(job)
+        except Exception as exc:
+            # The job must not sit in `queued` forever: fail it now, and free the key so the
+            # caller's retry with the same Idempotency-Key makes a fresh job.
+            message = f"the job could not be queued ({type(exc).__name__}); submit it again"
+            self._repo.fail_dispatch(job.job_id, claim, message, self._clock())
+            raise DispatchError(message) from exc
+        return Submission(job, created=True)
+
+    # ------------------------------------------------------------ read
+
+    def get(self, tenant_id: str, job_id: str) -> Job:
+        job = self._repo.get(job_id)
+        if job is None or job.tenant_id != tenant_id:
+            # Another tenant's job is indistinguishable from a missing one.
+            raise JobNotFoundError(f"No job {job_id}.")
+        return job
+
+    def wait(self, tenant_id: str, job_id: str, seconds: float, poll: float = 0.5) -> Job:
+        """The job as soon as it is terminal, or as it is after `seconds`."""
+        deadline = time.monotonic() + min(max(seconds, 0), MAX_WAIT_SECONDS)
+        job = self.get(tenant_id, job_id)
+        while not job.status.is_terminal and time.monotonic() < deadline:
+            self._sleep(min(poll, max(deadline - time.monotonic(), 0)))
+            job = self.get(tenant_id, job_id)
+        return job
+
+    def view(self, job: Job) -> JobView:
+        result = None
+        if job.result is not None:
+            result = ResultView(
+                text=job.result.text,
+                structured=job.result.structured,
+                is_error=job.result.is_error,
+                download_url=(
+                    self._results.download_url(job.result.s3_key)
+                    if job.result.s3_key and self._results is not None
+                    else None
+                ),
+            )
+        return JobView(
+            job_id=job.job_id,
+            status=job.status,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            attempts=job.attempts,
+            request=job.options,
+            metadata=job.metadata,
+            result=result,
+            usage=job.usage,
+            error=job.error,
+            links=JobLinks(self=job_path(job.job_id)),
+        )
+
+    def list(self, tenant_id: str, limit: int = 20, next_token: str | None = None) -> JobList:
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise RequestValidationError(
+                "limit is out of range.",
+                [FieldError(("query", "limit"), f"must be between 1 and {MAX_PAGE_SIZE}")],
+            )
+        cursor = _decode_token(next_token, tenant_id) if next_token else None
+        page = self._repo.list_for_tenant(tenant_id, limit, cursor)
+        return JobList(
+            items=[self.view(j) for j in page.jobs],
+            next_token=_encode_token(page.cursor, tenant_id) if page.cursor else None,
+        )
+
+    # ------------------------------------------------------------ cancel
+
+    def cancel(self, tenant_id: str, job_id: str) -> Job:
+        """Cancel a queued job at once; ask a running one to stop (the worker watches).
+
+        A job already terminal is returned unchanged."""
+        job = self.get(tenant_id, job_id)
+        try:
+            if job.status is JobStatus.QUEUED:
+                return self._repo.transition(
+                    job_id,
+                    JobStatus.CANCELLED,
+                    allowed_from=[JobStatus.QUEUED],
+                    set_fields={"finished_at": self._clock().isoformat()},
+                    remove_fields=["prompt", "system_prompt"],
+                )
+            if job.status is JobStatus.RUNNING:
+                return self._repo.update(
+                    job_id,
+                    set_fields={"cancel_requested": True},
+                    expected_status=[JobStatus.RUNNING],
+                )
+        except TransitionConflictError as conflict:
+            # It moved on meanwhile (started, or finished): act on where it is now.
+            if isinstance(conflict.current, Job) and not conflict.current.status.is_terminal:
+                return self.cancel(tenant_id, job_id)
+            return self.get(tenant_id, job_id)
+        return job
+
+
+def _encode_token(cursor: dict[str, Any], tenant_id: str) -> str:
+    raw = json.dumps({"t": tenant_id, "k": cursor}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str, tenant_id: str) -> dict[str, Any]:
+    invalid = RequestValidationError(
+        "next_token is not valid.",
+        [FieldError(("query", "next_token"), "not a token this API returned")],
+    )
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise invalid from None
+    if not isinstance(data, dict) or data.get("t") != tenant_id:
+        raise invalid
+    if not isinstance(data.get("k"), dict):
+        raise invalid
+    cursor: dict[str, Any] = data["k"]
+    if cursor.get("tenant_id") != tenant_id:
+        raise invalid
+    return cursor

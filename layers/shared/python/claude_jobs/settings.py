@@ -1,0 +1,64 @@
+"""Deployment settings: one pydantic model, read from the environment only when asked."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_PERMITTED_TOOLS: tuple[str, ...] = (
+    "Read",
+    "Glob",
+    "Grep",
+    "Edit",
+    "Write",
+    "Bash",
+    "TodoWrite",
+)
+DEFAULT_ALLOWED_TOOLS: tuple[str, ...] = ("Read", "Glob", "Grep")
+DEFAULT_MODEL = "claude-sonnet-4-5"
+PUBLIC_ANTHROPIC_URL = "https://api.anthropic.com"
+
+
+class Settings(BaseModel):
+    """Everything a function needs to know about its deployment.
+
+    Field aliases are the environment variable names the CDK app (and the local stack) set.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    jobs_table: str = Field("claude-jobs-jobs", alias="JOBS_TABLE")
+    keys_table: str = Field("claude-jobs-api-keys", alias="KEYS_TABLE")
+    jobs_queue_url: str = Field("", alias="JOBS_QUEUE_URL")
+    results_bucket: str = Field("", alias="RESULTS_BUCKET")
+    anthropic_secret_id: str = Field("claude-jobs/anthropic-api-key", alias="ANTHROPIC_SECRET_ID")
+    anthropic_base_url: str = Field(PUBLIC_ANTHROPIC_URL, alias="ANTHROPIC_BASE_URL")
+    event_bus_name: str = Field("", alias="EVENT_BUS_NAME")
+
+    permitted_tools: Annotated[tuple[str, ...], Field(alias="PERMITTED_TOOLS")] = (
+        DEFAULT_PERMITTED_TOOLS
+    )
+    default_model: str = Field(DEFAULT_MODEL, alias="DEFAULT_MODEL")
+    max_budget_usd_cap: float = Field(10.0, alias="MAX_BUDGET_USD_CAP", gt=0)
+
+    job_retention_days: int = Field(30, alias="JOB_RETENTION_DAYS", ge=1)
+    idempotency_ttl_seconds: int = Field(24 * 3600, alias="IDEMPOTENCY_TTL_SECONDS", ge=60)
+    max_attempts: int = Field(3, alias="MAX_ATTEMPTS", ge=1)
+    secret_max_age_seconds: int = Field(300, alias="SECRET_MAX_AGE_SECONDS", ge=0)
+    presigned_url_seconds: int = Field(3600, alias="PRESIGNED_URL_SECONDS", ge=60)
+
+    @field_validator("permitted_tools", mode="before")
+    @classmethod
+    def _split_tools(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        names = {f.alias for f in cls.model_fields.values() if f.alias}
+        return cls.model_validate({k: v for k, v in env.items() if k in names})

@@ -1,0 +1,43 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Never let a test reach a real AWS account, whatever the machine has configured.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_AGENT_SDK_SKIP_VERSION_CHECK": "1",
+        "POWERTOOLS_SERVICE_NAME": "claude-jobs-test",
+        "POWERTOOLS_METRICS_NAMESPACE": "ClaudeJobsTest",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """Every AWS call inside the test goes to moto's in-memory emulation."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def provisioned(aws: None):  # type: ignore[no-untyped-def]
+    """The stateful resources, created from the same definitions the CDK app uses."""
+    from claude_jobs.provision import provision
+
+    return provision("test", secret_value="sk-ant-test-not-a-real-key")
