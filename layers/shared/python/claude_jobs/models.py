@@ -98,11 +98,33 @@ class JobRequest(JobOptions):
     prompt: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
     system_prompt: Annotated[str, StringConstraints(max_length=20_000)] | None = None
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
+    webhook_url: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        None,
+        description="POSTed a signed job summary when the job ends. https only (the local "
+        "stack also accepts loopback http).",
+    )
 
     def options(self) -> JobOptions:
         return JobOptions.model_validate(
-            self.model_dump(exclude={"prompt", "system_prompt", "metadata"})
+            self.model_dump(exclude={"prompt", "system_prompt", "metadata", "webhook_url"})
         )
+
+
+class InputObject(BaseModel):
+    """An S3 object placed in the job's workspace before the agent starts (S3 trigger)."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    size: int = 0
+
+
+class WebhookDelivery(BaseModel):
+    url: str
+    delivered: bool = False
+    attempts: int = 0
+    last_error: str | None = None
+    delivered_at: datetime | None = None
 
 
 class Usage(BaseModel):
@@ -151,6 +173,8 @@ class Job(BaseModel):
     cancel_requested: bool = False
     lease_until: int | None = None  # epoch seconds; a running job's claim is live until then
     source: str = "api"
+    inputs: list[InputObject] = Field(default_factory=list)
+    webhook: WebhookDelivery | None = None
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
 
 
@@ -189,6 +213,7 @@ class JobView(BaseModel):
     result: ResultView | None = None
     usage: Usage | None = None
     error: JobErrorInfo | None = None
+    webhook: WebhookDelivery | None = None
     links: JobLinks
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 
-from .resources import JOBS_DLQ, JOBS_QUEUE, TABLES, Queue, Table
+from .resources import JOBS_QUEUE, QUEUES, TABLES, TRIGGER_DLQ, Queue, Table
 from .settings import Settings
 
 
@@ -21,6 +21,12 @@ class Provisioned:
     settings: Settings
     queue_urls: dict[str, str]  # logical id → URL
     queue_arns: dict[str, str]
+
+
+def _random_signing_key() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(48)
 
 
 def _table_kwargs(table: Table, name: str) -> dict[str, Any]:
@@ -38,6 +44,11 @@ def _table_kwargs(table: Table, name: str) -> dict[str, Any]:
         ],
         "KeySchema": schema(table.partition_key, table.sort_key),
     }
+    if table.stream_view_type:
+        kwargs["StreamSpecification"] = {
+            "StreamEnabled": True,
+            "StreamViewType": table.stream_view_type,
+        }
     if table.indexes:
         kwargs["GlobalSecondaryIndexes"] = [
             {
@@ -87,8 +98,10 @@ def provision(
     sqs = session.client("sqs")
     urls: dict[str, str] = {}
     arns: dict[str, str] = {}
-    for queue in (JOBS_DLQ, JOBS_QUEUE):  # the DLQ first: the queue's redrive names it
-        dlq_arn = arns.get(JOBS_DLQ.logical_id) if queue.dlq_suffix else None
+    for queue in QUEUES:  # each DLQ before its queue: the queue's redrive names it
+        dlq_arn = next(
+            (arns[q.logical_id] for q in QUEUES if q.name_suffix == queue.dlq_suffix), None
+        )
         attributes = _queue_attributes(queue, dlq_arn)
         attributes.update((queue_overrides or {}).get(queue.logical_id, {}))
         url = sqs.create_queue(
@@ -117,12 +130,17 @@ def provision(
     else:
         secrets.create_secret(Name=secret_name, SecretString=secret_value)
 
+    webhook_secret_name = f"{prefix}/webhook-signing-key"
+    secrets.create_secret(Name=webhook_secret_name, SecretString=_random_signing_key())
+
     values: dict[str, Any] = {
         "jobs_table": TABLES[0].name(prefix),
         "keys_table": TABLES[1].name(prefix),
         "jobs_queue_url": urls[JOBS_QUEUE.logical_id],
         "results_bucket": bucket,
         "anthropic_secret_id": secret_name,
+        "trigger_dlq_url": urls[TRIGGER_DLQ.logical_id],
+        "webhook_secret_id": webhook_secret_name,
         **settings_overrides,
     }
     return Provisioned(settings=Settings(**values), queue_urls=urls, queue_arns=arns)

@@ -35,6 +35,7 @@ class Table:
     sort_key: Attribute | None = None
     ttl_attribute: str | None = None
     indexes: tuple[Index, ...] = field(default_factory=tuple)
+    stream_view_type: str | None = None  # e.g. NEW_AND_OLD_IMAGES: feeds the notifier
 
     def name(self, prefix: str) -> str:
         return f"{prefix}-{self.name_suffix}"
@@ -74,6 +75,8 @@ JOBS_TABLE = Table(
     name_suffix="jobs",
     partition_key=Attribute("job_id"),
     ttl_attribute="expires_at",
+    # Terminal transitions reach the notifier (completion events, webhooks) through the stream.
+    stream_view_type="NEW_AND_OLD_IMAGES",
     indexes=(
         Index(
             name="by_tenant",
@@ -111,8 +114,17 @@ JOBS_QUEUE = Queue(
     dlq_suffix=JOBS_DLQ.name_suffix,
 )
 
-QUEUES = (JOBS_DLQ, JOBS_QUEUE)
 
 #: The results bucket's objects (large result texts) expire after this many days.
 RESULTS_EXPIRY_DAYS = 30
 RESULTS_PREFIX = "results/"
+
+#: Triggers: malformed or undeliverable trigger events are kept here, with their reason.
+TRIGGER_DLQ = Queue(
+    logical_id="TriggerDlq",
+    name_suffix="trigger-dlq",
+    visibility_timeout_seconds=60,
+    retention_seconds=14 * 24 * 3600,
+)
+
+QUEUES = (JOBS_DLQ, JOBS_QUEUE, TRIGGER_DLQ)

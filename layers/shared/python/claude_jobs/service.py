@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from .errors import (
     TransitionConflictError,
 )
 from .models import (
+    InputObject,
     Job,
     JobLinks,
     JobList,
@@ -31,6 +33,7 @@ from .models import (
     JobStatus,
     JobView,
     ResultView,
+    WebhookDelivery,
     tool_base_name,
 )
 from .ports import IdempotencyClaim, JobQueue, JobRepository, ResultStore
@@ -39,6 +42,38 @@ from .settings import Settings
 MAX_WAIT_SECONDS = 20
 MAX_PAGE_SIZE = 100
 IDEMPOTENCY_KEY_MAX = 128
+
+
+def webhook_url_problem(url: str, *, allow_loopback: bool) -> str | None:
+    """Why `url` may not receive webhooks, or None when it may.
+
+    https only, to a public host: no credentials in the URL and no private, loopback or
+    link-local address literal (a job must not make the service call into its own network).
+    The local stack alone also accepts http to a loopback host."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "not a valid URL"
+    host = (parts.hostname or "").lower()
+    if not host or parts.username or parts.password or port == 0:
+        return "must be an absolute URL with a host and no credentials"
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    loopback = host == "localhost" or (address is not None and address.is_loopback)
+    if allow_loopback and loopback and parts.scheme in ("http", "https"):
+        return None
+    if parts.scheme != "https":
+        return "must use https"
+    if loopback or host.endswith(".localhost"):
+        return "must not target a loopback host"
+    if address is not None and not address.is_global:
+        return "must not target a private or reserved address"
+    return None
 
 
 def new_job_id() -> str:
@@ -102,6 +137,12 @@ class JobService:
             errors.append(
                 FieldError(("body", "max_budget_usd"), f"must be at most {cap} (deployment cap)")
             )
+        if request.webhook_url is not None:
+            problem = webhook_url_problem(
+                request.webhook_url, allow_loopback=self._settings.allow_loopback_webhooks
+            )
+            if problem:
+                errors.append(FieldError(("body", "webhook_url"), problem))
         if errors:
             raise RequestValidationError("The request is not valid.", errors)
 
@@ -111,6 +152,7 @@ class JobService:
         request: JobRequest,
         idempotency_key: str | None = None,
         source: str = "api",
+        inputs: Sequence[InputObject] = (),
     ) -> Submission:
         self.check_limits(request)
         if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
@@ -132,6 +174,8 @@ class JobService:
             options=options,
             metadata=request.metadata,
             source=source,
+            inputs=list(inputs),
+            webhook=WebhookDelivery(url=request.webhook_url) if request.webhook_url else None,
             version=1,
         )
         body_hash = request_hash(request)
@@ -209,6 +253,7 @@ class JobService:
             result=result,
             usage=job.usage,
             error=job.error,
+            webhook=job.webhook,
             links=JobLinks(self=job_path(job.job_id)),
         )
 

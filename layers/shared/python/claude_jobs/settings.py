@@ -50,6 +50,13 @@ class Settings(BaseModel):
     secret_max_age_seconds: int = Field(300, alias="SECRET_MAX_AGE_SECONDS", ge=0)
     presigned_url_seconds: int = Field(3600, alias="PRESIGNED_URL_SECONDS", ge=60)
 
+    # Triggers, completion events and webhooks.
+    inbox_bucket: str = Field("", alias="INBOX_BUCKET")
+    trigger_dlq_url: str = Field("", alias="TRIGGER_DLQ_URL")
+    webhook_secret_id: str = Field("claude-jobs/webhook-signing-key", alias="WEBHOOK_SECRET_ID")
+    #: The local stack only: webhooks may target loopback http URLs.
+    allow_loopback_webhooks: bool = Field(False, alias="ALLOW_LOOPBACK_WEBHOOKS")
+
     @field_validator("permitted_tools", mode="before")
     @classmethod
     def _split_tools(cls, value: object) -> object:
