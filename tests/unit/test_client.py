@@ -1,0 +1,255 @@
+"""The client library and the client commands against a tiny stand-in API over real HTTP.
+
+The stand-in keeps jobs in memory and follows the contract's shapes: 202 on submit, problem+json
+on errors, `?wait=` answered at once (each poll advances a job one step). The full service is
+covered by tests/e2e against the local stack.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from claude_jobs.cli.main import app
+from claude_jobs.client import ApiError, Client, WaitTimeoutError
+
+KEY = "test-key-0123456789abcdef"
+
+
+@dataclass
+class StandInApi:
+    """Jobs go queued → running → <outcome> one step per GET."""
+
+    outcome: str = "succeeded"
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    throttle_next: int = 0
+
+    def problem(self, status: int, title: str, detail: str) -> Response:
+        body = {
+            "type": "about:blank",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "request_id": "req-1",
+        }
+        return Response(json.dumps(body), status, content_type="application/problem+json")
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        request = Request(environ)
+        self.requests.append((request.method, request.full_path, dict(request.headers)))
+        return self.route(request)(environ, start_response)
+
+    def route(self, request: Request) -> Response:
+        if self.throttle_next:
+            self.throttle_next -= 1
+            return Response("{}", 429, headers={"Retry-After": "0"})
+        if request.headers.get("Authorization") != f"Bearer {KEY}":
+            return self.problem(401, "Unauthorized", "Missing or invalid API key.")
+        parts = request.path.strip("/").split("/")
+        if request.method == "POST" and parts == ["v1", "jobs"]:
+            body = request.get_json()
+            if not body.get("prompt"):
+                return self.problem(422, "Unprocessable Content", "The request is not valid.")
+            job_id = str(uuid.uuid4())
+            self.jobs[job_id] = {
+                "job_id": job_id,
+                "status": "queued",
+                "created_at": "2026-11-22T00:00:00Z",
+                "attempts": 0,
+                "request": {k: v for k, v in body.items() if k != "prompt"},
+                "metadata": body.get("metadata", {}),
+                "links": {"self": f"/v1/jobs/{job_id}"},
+                "prompt": body["prompt"],
+            }
+            accepted = {
+                k: self.jobs[job_id][k] for k in ("job_id", "status", "created_at", "links")
+            }
+            return Response(json.dumps(accepted), 202, content_type="application/json")
+        if request.method == "GET" and parts == ["v1", "jobs"]:
+            items = [self.public(j) for j in reversed(self.jobs.values())]
+            return Response(json.dumps({"items": items}), content_type="application/json")
+        if len(parts) >= 3 and parts[:2] == ["v1", "jobs"] and parts[2] in self.jobs:
+            job = self.jobs[parts[2]]
+            if request.method == "POST" and parts[3:] == ["cancel"]:
+                job["status"] = "cancelled"
+                return Response(json.dumps(self.public(job)), 202, content_type="application/json")
+            if request.method == "GET" and len(parts) == 3:
+                self.advance(job)
+                return Response(json.dumps(self.public(job)), content_type="application/json")
+        return self.problem(404, "Not Found", "No such job.")
+
+    def advance(self, job: dict[str, Any]) -> None:
+        if job["status"] == "queued":
+            job["status"] = "running"
+        elif job["status"] == "running":
+            job["status"] = self.outcome
+            job["usage"] = {
+                "input_tokens": 12,
+                "output_tokens": 5,
+                "total_cost_usd": 0.001,
+                "num_turns": 1,
+                "duration_ms": 900,
+            }
+            if self.outcome == "succeeded":
+                job["result"] = {"text": f"echo: {job['prompt']}", "is_error": False}
+            else:
+                job["error"] = {"code": "agent_error", "message": "it broke"}
+
+    @staticmethod
+    def public(job: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in job.items() if k != "prompt"}
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[StandInApi, str]]:
+    stand_in = StandInApi()
+    server = make_server("127.0.0.1", 0, stand_in, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield stand_in, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+def run_cli(url: str, *args: str, key: str = KEY) -> Any:
+    env = {"CLAUDE_JOBS_URL": url, "CLAUDE_JOBS_API_KEY": key}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+# ---------------------------------------------------------------- library
+
+
+def test_submit_then_wait_long_polls_until_terminal(api: tuple[StandInApi, str]) -> None:
+    stand_in, url = api
+    # Given a client with a key
+    with Client(url, KEY) as client:
+        # When a job is submitted with options and waited for
+        accepted = client.submit("hi", allowed_tools=["Read"], max_turns=3, idempotency_key="k")
+        seen: list[str] = []
+        job = client.wait(accepted["job_id"], on_update=lambda j: seen.append(j["status"]))
+    # Then the body carried only the given options, each poll used ?wait=20, and it ended
+    method, _, headers = stand_in.requests[0]
+    assert method == "POST" and headers["Idempotency-Key"] == "k"
+    assert stand_in.jobs[accepted["job_id"]]["request"] == {
+        "allowed_tools": ["Read"],
+        "max_turns": 3,
+    }
+    assert [p for m, p, _ in stand_in.requests[1:]] == [
+        f"/v1/jobs/{accepted['job_id']}?wait=20"
+    ] * 2
+    assert seen == ["running", "succeeded"]
+    assert client.download_result(job) == "echo: hi"
+
+
+def test_errors_carry_the_problem(api: tuple[StandInApi, str]) -> None:
+    _, url = api
+    # Given a client with a wrong key, When it reads a job, Then the 401 problem is raised
+    with Client(url, "wrong-key-0123456789") as client, pytest.raises(ApiError) as caught:
+        client.get("nope")
+    assert caught.value.status == 401
+    assert caught.value.problem["title"] == "Unauthorized"
+    assert caught.value.request_id == "req-1"
+
+
+def test_throttled_requests_are_retried_after_retry_after(api: tuple[StandInApi, str]) -> None:
+    stand_in, url = api
+    # Given an API that throttles the next two requests
+    stand_in.throttle_next = 2
+    # When a job is submitted, Then it goes through on the third try
+    with Client(url, KEY) as client:
+        assert client.submit("x")["status"] == "queued"
+    assert len(stand_in.jobs) == 1
+
+
+def test_wait_gives_up_after_its_timeout(api: tuple[StandInApi, str]) -> None:
+    _, url = api
+    # Given a clock that jumps past the timeout after the first poll
+    ticks = iter([0.0, 0.0, 100.0, 100.0])
+    with Client(url, KEY, clock=lambda: next(ticks)) as client:
+        job_id = client.submit("x")["job_id"]
+        # When waiting with a 5 s timeout, Then it raises with the last state seen
+        with pytest.raises(WaitTimeoutError) as caught:
+            client.wait(job_id, timeout=5)
+    assert caught.value.job["status"] == "running"
+
+
+# ---------------------------------------------------------------- commands
+
+
+def test_submit_wait_prints_the_result_and_exits_zero(api: tuple[StandInApi, str]) -> None:
+    stand_in, url = api
+    # When `submit --wait` runs with tools given both ways
+    result = run_cli(
+        url,
+        "submit",
+        "hello",
+        "--tools",
+        "Read,Grep",
+        "--tools",
+        "Glob",
+        "--max-turns",
+        "4",
+        "--timeout",
+        "60",
+        "--wait",
+    )
+    # Then it prints the result text and a usage line, and exits 0
+    assert result.exit_code == 0, result.output
+    assert "echo: hello" in result.stdout
+    assert "succeeded" in result.stdout
+    job = next(iter(stand_in.jobs.values()))
+    assert job["request"] == {
+        "allowed_tools": ["Read", "Grep", "Glob"],
+        "max_turns": 4,
+        "timeout_seconds": 60,
+    }
+
+
+def test_a_failed_job_exits_one(api: tuple[StandInApi, str]) -> None:
+    stand_in, url = api
+    stand_in.outcome = "failed"
+    result = run_cli(url, "submit", "hello", "--wait")
+    assert result.exit_code == 1
+    assert "it broke" in result.stderr
+
+
+def test_submit_prints_the_id_and_json_modes_print_the_body(api: tuple[StandInApi, str]) -> None:
+    stand_in, url = api
+    # When a job is submitted without --wait, Then stdout is just its id
+    submitted = run_cli(url, "submit", "hello", "--tools", "")
+    assert submitted.exit_code == 0
+    job_id = submitted.stdout.strip()
+    assert job_id in stand_in.jobs
+    assert stand_in.jobs[job_id]["request"] == {"allowed_tools": []}
+    # And status/list/cancel --json print the API's JSON
+    status = run_cli(url, "status", job_id, "--json")
+    assert json.loads(status.stdout)["status"] == "running"
+    listing = run_cli(url, "list", "--json")
+    assert [j["job_id"] for j in json.loads(listing.stdout)["items"]] == [job_id]
+    cancelled = run_cli(url, "cancel", job_id, "--json")
+    assert json.loads(cancelled.stdout)["status"] == "cancelled"
+    # And a cancelled job's status exits 1
+    assert run_cli(url, "status", job_id).exit_code == 1
+
+
+def test_api_errors_exit_two_with_the_problem_on_stderr(api: tuple[StandInApi, str]) -> None:
+    _, url = api
+    result = run_cli(url, "status", "nope", key="wrong-key-0123456789")
+    assert result.exit_code == 2
+    assert "401 Unauthorized" in result.stderr
+
+
+def test_an_unreachable_api_exits_two() -> None:
+    result = run_cli("http://127.0.0.1:9", "list")
+    assert result.exit_code == 2
+    assert "cannot reach" in result.stderr
