@@ -1,0 +1,396 @@
+"""The local stack's HTTP front: what API Gateway (REST API, Lambda proxy integration) does.
+
+For each request it matches a route, runs the TOKEN authorizer the way API Gateway does (no
+`Authorization` header → 401 without calling it; `Unauthorized` raised → 401; a policy that
+does not allow the method ARN → 403), builds the REST proxy event with the authorizer's context,
+invokes the route's function and returns its response verbatim. What API Gateway answers itself
+(no route, wrong method, body over 10 MB, authorizer failures, a function that crashed) is an
+`application/problem+json` gateway response.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from .runtime import ACCOUNT_ID, REGION, FunctionPool
+
+log = logging.getLogger("claude_jobs.local.front")
+
+#: API Gateway's own payload limit; the handlers enforce the API's 256 KiB.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+API_ID = "local"
+STAGE = "dev"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    resource: str  # API Gateway resource path, e.g. /v1/jobs/{job_id}
+    function: str  # key of the function pool that serves it
+    authorized: bool = True
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.resource))
+        return re.compile(f"^{regex}$")
+
+
+#: The API's routes, as the CDK app's RestApi defines them.
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/health", "status", authorized=False),
+    Route("POST", "/v1/jobs", "submit"),
+    Route("GET", "/v1/jobs", "status"),
+    Route("GET", "/v1/jobs/{job_id}", "status"),
+    Route("POST", "/v1/jobs/{job_id}/cancel", "submit"),
+)
+
+
+class GatewayError(Exception):
+    """An answer API Gateway gives itself (a gateway response)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        headers: Mapping[str, str] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.status = status
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+@dataclass(frozen=True)
+class Authorization:
+    principal_id: str
+    context: dict[str, str]
+    policy: dict[str, Any]
+    expires: float
+
+
+class ApiGatewayFront:
+    """The WSGI application. `functions` maps a route's function key (and "authorizer") to
+    its pool of execution environments."""
+
+    def __init__(
+        self,
+        functions: Mapping[str, FunctionPool],
+        *,
+        routes: Iterable[Route] = ROUTES,
+        authorizer_cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._functions = dict(functions)
+        self._routes = tuple(routes)
+        self._cache_seconds = authorizer_cache_seconds
+        self._cache: dict[str, Authorization] = {}
+        self._cache_lock = threading.Lock()
+        self._clock = clock
+
+    # ------------------------------------------------------------ WSGI
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        try:
+            response = self.handle(request, request_id)
+        except GatewayError as exc:
+            response = gateway_response(exc.status, exc.detail, request_id, request.path, exc.code)
+            response.headers.update(exc.headers)
+        except Exception:
+            log.exception("gateway error on %s %s", request.method, request.path)
+            response = gateway_response(500, "Internal server error", request_id, request.path)
+        response.headers.setdefault("x-amzn-RequestId", request_id)
+        log.info(
+            "%s %s → %s (%.0f ms)",
+            request.method,
+            request.full_path.rstrip("?"),
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        return response(environ, start_response)
+
+    def handle(self, request: Request, request_id: str) -> Response:
+        route, path_parameters = self.match(request.method, request.path)
+        length = request.content_length
+        if length is not None and length > MAX_PAYLOAD_BYTES:
+            raise GatewayError(413, "Request body is larger than API Gateway's 10 MB limit.")
+        body = request.get_data(cache=False)
+        if len(body) > MAX_PAYLOAD_BYTES:
+            raise GatewayError(413, "Request body is larger than API Gateway's 10 MB limit.")
+        authorizer_context: dict[str, Any] | None = None
+        if route.authorized:
+            authorizer_context = self.authorize(request, route)
+        event = build_proxy_event(
+            request,
+            route,
+            path_parameters,
+            body,
+            request_id=request_id,
+            authorizer=authorizer_context,
+        )
+        result = self._functions[route.function].invoke(event)
+        return proxy_response(result)
+
+    # ------------------------------------------------------------ routing
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        allowed: list[str] = []
+        for route in self._routes:
+            found = route.pattern.match(path)
+            if found is None:
+                continue
+            if route.method == method:
+                return route, found.groupdict()
+            allowed.append(route.method)
+        if allowed:
+            raise GatewayError(
+                405,
+                f"{method} is not allowed on {path}; allowed: {', '.join(sorted(set(allowed)))}.",
+                {"Allow": ", ".join(sorted(set(allowed)))},
+            )
+        raise GatewayError(404, f"No route for {method} {path}.", code="not_found")
+
+    # ------------------------------------------------------------ authorizer
+
+    def authorize(self, request: Request, route: Route) -> dict[str, Any]:
+        token = request.headers.get("Authorization")
+        if not token:
+            # A TOKEN authorizer's identity source is missing: API Gateway answers 401 itself.
+            raise GatewayError(401, "Missing or invalid API key.", _challenge(), "unauthorized")
+        method_arn = (
+            f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/{STAGE}/"
+            f"{request.method}{request.path}"
+        )
+        authorization = self._cached(token)
+        if authorization is None:
+            authorization = self._call_authorizer(token, method_arn)
+        if not policy_allows(authorization.policy, method_arn):
+            raise GatewayError(
+                403, "The API key is not allowed to access this resource.", code="forbidden"
+            )
+        return {"principalId": authorization.principal_id, **authorization.context}
+
+    def _cached(self, token: str) -> Authorization | None:
+        if self._cache_seconds <= 0:
+            return None
+        with self._cache_lock:
+            hit = self._cache.get(token)
+            if hit is not None and hit.expires > self._clock():
+                return hit
+            self._cache.pop(token, None)
+        return None
+
+    def _call_authorizer(self, token: str, method_arn: str) -> Authorization:
+        event = {"type": "TOKEN", "authorizationToken": token, "methodArn": method_arn}
+        try:
+            answer = self._functions["authorizer"].invoke(event)
+        except Exception as exc:
+            if str(exc) == "Unauthorized":
+                raise GatewayError(
+                    401, "Missing or invalid API key.", _challenge(), "unauthorized"
+                ) from None
+            log.exception("the authorizer failed")
+            raise GatewayError(500, "The authorizer failed.") from None
+        if (
+            not isinstance(answer, dict)
+            or not isinstance(answer.get("policyDocument"), dict)
+            or not answer.get("principalId")
+        ):
+            log.error("the authorizer returned no principalId/policyDocument: %r", answer)
+            raise GatewayError(500, "The authorizer returned an invalid answer.")
+        context = {}
+        for key, value in (answer.get("context") or {}).items():
+            if not isinstance(value, str | int | float | bool) or value is None:
+                log.error("authorizer context %r is not a string, number or boolean", key)
+                raise GatewayError(500, "The authorizer returned an invalid answer.")
+            # API Gateway hands every context value to the integration as a string.
+            context[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        authorization = Authorization(
+            principal_id=str(answer["principalId"]),
+            context=context,
+            policy=answer["policyDocument"],
+            expires=self._clock() + self._cache_seconds,
+        )
+        if self._cache_seconds > 0:
+            with self._cache_lock:
+                self._cache[token] = authorization
+        return authorization
+
+
+def _challenge() -> dict[str, str]:
+    return {"WWW-Authenticate": 'Bearer realm="claude-jobs"'}
+
+
+def policy_allows(policy: Mapping[str, Any], method_arn: str) -> bool:
+    """IAM evaluation of an authorizer policy for `execute-api:Invoke` on `method_arn`: an
+    explicit Deny wins, otherwise some Allow must match."""
+    statements = policy.get("Statement") or []
+    if isinstance(statements, dict):
+        statements = [statements]
+    allowed = False
+    for statement in statements:
+        if not isinstance(statement, dict):
+            continue
+        actions = _as_list(statement.get("Action"))
+        resources = _as_list(statement.get("Resource"))
+        applies = any(_glob(a, "execute-api:Invoke") for a in actions) and any(
+            _glob(r, method_arn) for r in resources
+        )
+        if not applies:
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        if statement.get("Effect") == "Allow":
+            allowed = True
+    return allowed
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value or [] if isinstance(v, str)]
+
+
+def _glob(pattern: str, value: str) -> bool:
+    escaped = pattern.replace("[", "[[]")
+    return fnmatch.fnmatchcase(value, escaped)
+
+
+# ---------------------------------------------------------------- events and responses
+
+
+def build_proxy_event(
+    request: Request,
+    route: Route,
+    path_parameters: Mapping[str, str],
+    body: bytes,
+    *,
+    request_id: str,
+    authorizer: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The REST API (v1 payload) Lambda proxy event API Gateway would send for `request`."""
+    headers: dict[str, str] = {}
+    multi_headers: dict[str, list[str]] = {}
+    for name, value in request.headers.items():
+        headers[name] = value  # the last value wins, as in API Gateway
+        multi_headers.setdefault(name, []).append(value)
+    query = parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True)
+    multi_query: dict[str, list[str]] = {}
+    for name, value in query:
+        multi_query.setdefault(name, []).append(value)
+    try:
+        text: str | None = body.decode("utf-8") if body else None
+        encoded = False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode(), True
+    now = datetime.now(UTC)
+    context: dict[str, Any] = {
+        "resourceId": uuid.uuid5(uuid.NAMESPACE_URL, route.resource).hex[:6],
+        "resourcePath": route.resource,
+        "httpMethod": request.method,
+        "extendedRequestId": base64.b64encode(uuid.uuid4().bytes[:12]).decode(),
+        "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "path": f"/{STAGE}{request.path}",
+        "accountId": ACCOUNT_ID,
+        "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+        "stage": STAGE,
+        "domainPrefix": request.host.split(":")[0].split(".")[0],
+        "requestTimeEpoch": int(now.timestamp() * 1000),
+        "requestId": request_id,
+        "identity": {
+            "cognitoIdentityPoolId": None,
+            "accountId": None,
+            "cognitoIdentityId": None,
+            "caller": None,
+            "sourceIp": request.remote_addr or "127.0.0.1",
+            "principalOrgId": None,
+            "accessKey": None,
+            "cognitoAuthenticationType": None,
+            "cognitoAuthenticationProvider": None,
+            "userArn": None,
+            "userAgent": request.headers.get("User-Agent"),
+            "user": None,
+        },
+        "domainName": request.host,
+        "apiId": API_ID,
+    }
+    if authorizer is not None:
+        context["authorizer"] = {**authorizer, "integrationLatency": 0}
+    return {
+        "resource": route.resource,
+        "path": request.path,
+        "httpMethod": request.method,
+        "headers": headers or None,
+        "multiValueHeaders": multi_headers or None,
+        "queryStringParameters": dict(query) or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": dict(path_parameters) or None,
+        "stageVariables": None,
+        "requestContext": context,
+        "body": text,
+        "isBase64Encoded": encoded,
+    }
+
+
+def proxy_response(result: Any) -> Response:
+    """The function's proxy response as HTTP, verbatim. A malformed one is a 502, as in API
+    Gateway."""
+    if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+        log.error("the function returned a malformed proxy response: %r", result)
+        raise GatewayError(502, "The function returned a malformed response.")
+    body = result.get("body") or ""
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+    response = Response(raw, status=result["statusCode"])
+    response.headers.pop("Content-Type", None)
+    for name, value in (result.get("headers") or {}).items():
+        response.headers[name] = str(value)
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        response.headers.remove(name)
+        for value in values:
+            response.headers.add(name, str(value))
+    if "Content-Type" not in response.headers and raw:
+        response.headers["Content-Type"] = "application/json"
+    return response
+
+
+def gateway_response(
+    status: int, detail: str, request_id: str, instance: str, code: str | None = None
+) -> Response:
+    """An answer of API Gateway itself (a gateway response), rendered as the API renders its
+    own problems."""
+    from ..api.problems import problem, render
+
+    status, headers, body = render(problem(status, detail, code=code), request_id, instance)
+    response = Response(body, status)
+    for name, value in headers.items():
+        response.headers[name] = value
+    return response
+
+
+# ---------------------------------------------------------------- server
+
+
+def serve(app: ApiGatewayFront, host: str, port: int) -> BaseWSGIServer:
+    """A threaded HTTP/1.1 server (a thread per connection, listen backlog 128): long-polls
+    block only their own thread."""
+    server = make_server(host, port, app, threaded=True)
+    server.daemon_threads = True  # type: ignore[attr-defined]
+    return server
