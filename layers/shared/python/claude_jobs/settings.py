@@ -54,6 +54,8 @@ class Settings(BaseModel):
     inbox_bucket: str = Field("", alias="INBOX_BUCKET")
     trigger_dlq_url: str = Field("", alias="TRIGGER_DLQ_URL")
     webhook_secret_id: str = Field("claude-jobs/webhook-signing-key", alias="WEBHOOK_SECRET_ID")
+    #: The trigger function's config file; default: `triggers.json` next to its handler.
+    triggers_config: str = Field("", alias="TRIGGERS_CONFIG")
     #: The local stack only: webhooks may target loopback http URLs.
     allow_loopback_webhooks: bool = Field(False, alias="ALLOW_LOOPBACK_WEBHOOKS")
 
