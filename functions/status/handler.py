@@ -1,0 +1,9 @@
+"""Status function: `GET /v1/jobs/{job_id}` (long-poll, ETag), `GET /v1/jobs`, `GET /v1/health`.
+
+The routes live in `claude_jobs.api.routes`; this module only names the function.
+"""
+
+from claude_jobs.api.app import ApiFunction
+
+function = ApiFunction("status")
+lambda_handler = function.handler

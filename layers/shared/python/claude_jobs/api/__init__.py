@@ -1,0 +1,10 @@
+"""The HTTP API v1 on API Gateway (REST) and Powertools' `APIGatewayRestResolver`.
+
+- :mod:`.problems` maps every error to an RFC 9457 problem, in one place;
+- :mod:`.http` reads what a request carries (tenant, JSON body, query, headers);
+- :mod:`.routes` holds the routes, grouped per Lambda function;
+- :mod:`.app` builds a function's resolver and its `lambda_handler`;
+- :mod:`.authorizer` is the TOKEN authorizer's logic;
+- :mod:`.events` builds real-shaped API Gateway events (tests and the local stack);
+- :mod:`.openapi` writes the OpenAPI document (`python -m claude_jobs.api.openapi`).
+"""
