@@ -357,14 +357,18 @@ def list_command(
         _print_json(page)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("JOB ID", "STATUS", "CREATED", "TURNS", "COST"):
-        table.add_column(column)
+    table.add_column("JOB ID", no_wrap=True, min_width=36)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("CREATED", no_wrap=True)
+    table.add_column("TURNS", justify="right")
+    table.add_column("COST", justify="right")
     for job in page.get("items", []):
         usage = job.get("usage") or {}
+        created = str(job.get("created_at", ""))
         table.add_row(
             str(job.get("job_id")),
             _status_text(str(job.get("status"))),
-            str(job.get("created_at", "")),
+            created[:19].replace("T", " "),
             str(usage.get("num_turns", "")) if usage else "",
             f"${float(usage.get('total_cost_usd') or 0):.4f}" if usage else "",
         )

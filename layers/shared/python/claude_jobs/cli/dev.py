@@ -40,7 +40,7 @@ def dev(
 
     logging.basicConfig(
         level=logging.INFO,
-        format="%(asctime)s %(threadName)s %(message)s",
+        format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -286,68 +285,45 @@ def build_proxy_event(
     request_id: str,
     authorizer: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """The REST API (v1 payload) Lambda proxy event API Gateway would send for `request`."""
-    headers: dict[str, str] = {}
+    """The REST API (v1 payload) Lambda proxy event API Gateway would send for `request`,
+    built by :func:`claude_jobs.api.events.rest_event` (the shape the handlers' tests use), with
+    the request's repeated headers and query parameters kept in the multi-value maps."""
+    from ..api.events import rest_event
+
     multi_headers: dict[str, list[str]] = {}
     for name, value in request.headers.items():
-        headers[name] = value  # the last value wins, as in API Gateway
         multi_headers.setdefault(name, []).append(value)
     query = parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True)
     multi_query: dict[str, list[str]] = {}
     for name, value in query:
         multi_query.setdefault(name, []).append(value)
+    payload: str | bytes | None
     try:
-        text: str | None = body.decode("utf-8") if body else None
-        encoded = False
+        payload = body.decode("utf-8") if body else None
     except UnicodeDecodeError:
-        text, encoded = base64.b64encode(body).decode(), True
-    now = datetime.now(UTC)
-    context: dict[str, Any] = {
-        "resourceId": uuid.uuid5(uuid.NAMESPACE_URL, route.resource).hex[:6],
-        "resourcePath": route.resource,
-        "httpMethod": request.method,
-        "extendedRequestId": base64.b64encode(uuid.uuid4().bytes[:12]).decode(),
-        "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-        "path": f"/{STAGE}{request.path}",
-        "accountId": ACCOUNT_ID,
-        "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
-        "stage": STAGE,
-        "domainPrefix": request.host.split(":")[0].split(".")[0],
-        "requestTimeEpoch": int(now.timestamp() * 1000),
-        "requestId": request_id,
-        "identity": {
-            "cognitoIdentityPoolId": None,
-            "accountId": None,
-            "cognitoIdentityId": None,
-            "caller": None,
-            "sourceIp": request.remote_addr or "127.0.0.1",
-            "principalOrgId": None,
-            "accessKey": None,
-            "cognitoAuthenticationType": None,
-            "cognitoAuthenticationProvider": None,
-            "userArn": None,
-            "userAgent": request.headers.get("User-Agent"),
-            "user": None,
-        },
-        "domainName": request.host,
-        "apiId": API_ID,
-    }
-    if authorizer is not None:
-        context["authorizer"] = {**authorizer, "integrationLatency": 0}
-    return {
-        "resource": route.resource,
-        "path": request.path,
-        "httpMethod": request.method,
-        "headers": headers or None,
-        "multiValueHeaders": multi_headers or None,
-        "queryStringParameters": dict(query) or None,
-        "multiValueQueryStringParameters": multi_query or None,
-        "pathParameters": dict(path_parameters) or None,
-        "stageVariables": None,
-        "requestContext": context,
-        "body": text,
-        "isBase64Encoded": encoded,
-    }
+        payload = body  # not text: base64-encoded, as for a binary media type
+    event = rest_event(
+        request.method,
+        request.path,
+        headers={name: values[-1] for name, values in multi_headers.items()},
+        query={name: values[-1] for name, values in multi_query.items()},
+        body=payload,
+        authorizer=authorizer,
+        source_ip=request.remote_addr or "127.0.0.1",
+        request_id=request_id,
+        stage=STAGE,
+        api_id=API_ID,
+        account_id=ACCOUNT_ID,
+    )
+    for name, values in multi_headers.items():
+        event["multiValueHeaders"][name] = values
+    if multi_query:
+        event["multiValueQueryStringParameters"] = multi_query
+    # The matched route is the authority on the resource and its parameters.
+    event["resource"] = route.resource
+    event["requestContext"]["resourcePath"] = route.resource
+    event["pathParameters"] = dict(path_parameters) or None
+    return event
 
 
 def proxy_response(result: Any) -> Response:

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("claude_jobs.local")
 
 DEV_KEYS_ENV = "CLAUDE_JOBS_DEV_KEYS"
+#: Where the functions' code is, when not in the checkout this package is installed from.
+FUNCTIONS_DIR_ENV = "CLAUDE_JOBS_FUNCTIONS_DIR"
 DEFAULT_TENANT = "local"
 #: Sent upstream when no real key is configured (the offline model accepts anything).
 PLACEHOLDER_KEY = "sk-ant-local-placeholder-not-a-key"
@@ -119,6 +121,7 @@ class StackConfig:
             anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
             anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
             dev_keys=env.get(DEV_KEYS_ENV) or None,
+            functions_dir=Path(env[FUNCTIONS_DIR_ENV]) if env.get(FUNCTIONS_DIR_ENV) else None,
             **values,
         )
 

@@ -1,0 +1,153 @@
+"""The local stack as a subprocess (`claude-jobs dev`), driven over HTTP only.
+
+One stack serves the module's tests: `claude-jobs dev --port <free> --workers 4`, its upstream
+the fake Messages API started here (so the real bundled Claude CLI runs every job), its
+Anthropic key a test key that must reach the fake through the emulated Secrets Manager, and two
+tenants registered through CLAUDE_JOBS_DEV_KEYS.
+
+The fake answers by the marker in a prompt: `[[echo:X]]` → "echo X", `[[slow:X]]` → the same
+after a long delay (a job that stays running), `[[fail:X]]` → an upstream 400 (a job that
+fails). Tests use unique markers, so they can count the model calls their own jobs made.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from claude_jobs.client import Client
+from claude_jobs.local.fake_anthropic import ApiError, FakeAnthropic, RecordedRequest, Reply, Text
+
+ANTHROPIC_KEY = "sk-ant-test-e2e-0000000000000000"
+TENANTS = {"alpha": "test-key-alpha-0123456789", "beta": "test-key-beta-0123456789"}
+CLAUDE_JOBS = str(Path(sys.executable).with_name("claude-jobs"))
+READY_SECONDS = 90
+SLOW_SECONDS = 60.0
+
+_MARKER = re.compile(r"\[\[(echo|slow|fail):([A-Za-z0-9_.-]+)\]\]")
+
+
+def answer(request: RecordedRequest) -> Reply:
+    found = _MARKER.search(request.prompt_text())
+    if found is None:
+        return Text("no marker")
+    kind, name = found.groups()
+    if kind == "fail":
+        return ApiError(400, "invalid_request_error", f"refused {name}")
+    return Text(f"echo {name}", delay=SLOW_SECONDS if kind == "slow" else 0.0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without anything that would change the stack's mode."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANTHROPIC_", "CLAUDE_JOBS_", "AWS_"))
+        or k == "CLAUDE_JOBS_FUNCTIONS_DIR"
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class DevProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def start_dev(tmp: Path, env: dict[str, str], workers: int = 2) -> DevProcess:
+    port = free_port()
+    log = tmp / f"dev-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [CLAUDE_JOBS, "dev", "--port", str(port), "--workers", str(workers)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp,
+        )
+    dev = DevProcess(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + READY_SECONDS
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"claude-jobs dev exited {process.returncode}:\n{dev.output()}")
+        try:
+            if httpx.get(f"{dev.url}/v1/health", timeout=2).status_code == 200:
+                return dev
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            dev.stop()
+            raise AssertionError(f"the stack was not ready in time:\n{dev.output()}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def fake_model() -> Iterator[FakeAnthropic]:
+    # Only our key is accepted: a job succeeds only if the key went through the secret.
+    with FakeAnthropic(default=answer, api_key=ANTHROPIC_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def stack(
+    fake_model: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevProcess]:
+    env = base_env(
+        ANTHROPIC_API_KEY=ANTHROPIC_KEY,
+        ANTHROPIC_BASE_URL=fake_model.url,
+        CLAUDE_JOBS_DEV_KEYS=",".join(f"{t}:{k}" for t, k in TENANTS.items()),
+    )
+    dev = start_dev(tmp_path_factory.mktemp("stack"), env, workers=4)
+    yield dev
+    code = dev.stop()
+    assert code == 0, dev.output()
+
+
+@pytest.fixture
+def alpha(stack: DevProcess) -> Iterator[Client]:
+    with Client(stack.url, TENANTS["alpha"], timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+def beta(stack: DevProcess) -> Iterator[Client]:
+    with Client(stack.url, TENANTS["beta"], timeout=60) as client:
+        yield client
+
+
+def model_calls(fake: FakeAnthropic, marker: str) -> list[RecordedRequest]:
+    return [r for r in fake.message_requests if marker in r.prompt_text()]
