@@ -50,11 +50,22 @@ bench: venv
 openapi: venv
 	$(BIN)/python -m claude_jobs.api.openapi > openapi.json
 
-synth: venv
-	cd infra && $(BIN)/npx --yes cdk synth --quiet
+# The CDK CLI (npm aws-cdk) is installed into infra/node_modules from the committed lockfile.
+# No AWS account is needed to synthesize: instance-metadata lookups and CLI telemetry are off.
+CDK_CLI := infra/node_modules/.bin/cdk
+CDK_ENV := AWS_EC2_METADATA_DISABLED=true CDK_DISABLE_CLI_TELEMETRY=1
+CDK_ARGS ?=
 
-deploy: venv
-	cd infra && $(BIN)/npx --yes cdk deploy --all
+$(CDK_CLI): infra/package.json infra/package-lock.json | venv
+	cd infra && $(BIN)/npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+synth: venv $(CDK_CLI)
+	cd infra && $(CDK_ENV) ./node_modules/.bin/cdk synth --quiet --no-notices $(CDK_ARGS)
+
+deploy: venv $(CDK_CLI)
+	cd infra && CDK_DISABLE_CLI_TELEMETRY=1 ./node_modules/.bin/cdk deploy --all --no-notices \
+		--require-approval broadening $(CDK_ARGS)
 
 clean:
-	rm -rf $(VENV) infra/cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) infra/cdk.out infra/.build infra/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,128 @@
+"""Local bundling of the shared Lambda layer: no Docker.
+
+The layer is `claude_jobs` plus its runtime dependencies, installed from platform-specific wheels
+for the Lambda runtime and architecture (`--python-platform aarch64-manylinux2014
+--python-version 3.14 --only-binary :all:`), so a developer's x86 laptop builds the same layer
+the arm64 functions load. The pinned dependency list is `infra/layer-requirements.txt`
+(`make layer-lock` regenerates it); boto3 is left out because the Lambda runtime provides it.
+
+Bundles are cached under `infra/.build/layer-<hash>/`, keyed by the requirements, the target
+platform and the package's source, so repeated synths (and the test session) install once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jsii
+from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
+
+INFRA_DIR = Path(__file__).resolve().parent
+REPO_ROOT = INFRA_DIR.parent
+LAYER_SOURCE = REPO_ROOT / "layers" / "shared"
+PACKAGE_SOURCE = LAYER_SOURCE / "python" / "claude_jobs"
+LAYER_REQUIREMENTS = INFRA_DIR / "layer-requirements.txt"
+BUILD_DIR = INFRA_DIR / ".build"
+
+#: What the wheels are chosen for: must match the functions' runtime and architecture.
+PYTHON_VERSION = "3.14"
+PLATFORM = "aarch64-manylinux2014"
+_BUNDLER_VERSION = "1"  # bump to invalidate cached bundles when this module changes
+
+
+def _source_files() -> list[Path]:
+    return sorted(
+        p
+        for p in PACKAGE_SOURCE.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+
+
+def layer_hash() -> str:
+    """A stable hash of everything that goes into the layer."""
+    digest = hashlib.sha256()
+    digest.update(f"{_BUNDLER_VERSION}|{PYTHON_VERSION}|{PLATFORM}\n".encode())
+    digest.update(LAYER_REQUIREMENTS.read_bytes())
+    for path in _source_files():
+        digest.update(str(path.relative_to(PACKAGE_SOURCE)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _installer() -> list[str]:
+    """uv from this virtualenv when it has it (fast, cached), else pip."""
+    uv = Path(sys.executable).parent / "uv"
+    if uv.is_file():
+        return [
+            str(uv), "pip", "install", "--quiet", "--no-python-downloads",
+            "--python-platform", PLATFORM, "--python-version", PYTHON_VERSION,
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--platform", "manylinux2014_aarch64", "--python-version", PYTHON_VERSION,
+        "--implementation", "cp",
+    ]  # fmt: skip
+
+
+_INSTALL_OPTIONS = ("--only-binary", ":all:", "--no-deps", "--no-compile")
+
+
+def build_layer(target: Path) -> None:
+    """Install the pinned wheels and copy the package into `target/python`."""
+    python_dir = target / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_PYTHON", "PIP_TARGET"))}
+    target_args = ["--target", str(python_dir), "-r", str(LAYER_REQUIREMENTS)]
+    subprocess.run(
+        [*_installer(), *_INSTALL_OPTIONS, *target_args],
+        check=True,
+        env=env,
+    )
+    shutil.copytree(
+        PACKAGE_SOURCE,
+        python_dir / "claude_jobs",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    # Console scripts of the wheels are for another machine: not needed in a layer.
+    shutil.rmtree(python_dir / "bin", ignore_errors=True)
+
+
+def cached_layer() -> Path:
+    """The bundled layer for the current inputs, built once and reused."""
+    final = BUILD_DIR / f"layer-{layer_hash()[:16]}"
+    if not (final / "python" / "claude_jobs").is_dir():
+        BUILD_DIR.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="layer-", dir=BUILD_DIR))
+        try:
+            build_layer(staging)
+            if final.exists():  # another process finished first
+                shutil.rmtree(staging)
+            else:
+                staging.rename(final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return final
+
+
+@jsii.implements(ILocalBundling)
+class LocalLayerBundler:
+    """Bundles the layer on this machine; CDK never falls back to Docker."""
+
+    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
+        shutil.copytree(cached_layer(), output_dir, dirs_exist_ok=True)
+        return True
+
+
+def layer_bundling() -> BundlingOptions:
+    return BundlingOptions(
+        # Required by the API, never pulled: local bundling always succeeds.
+        image=DockerImage.from_registry("local-bundling-only"),
+        local=LocalLayerBundler(),
+    )

@@ -1,0 +1,275 @@
+"""The REST API: routes, the Lambda TOKEN authorizer, request validation, stage logging,
+tracing and throttling, and gateway responses rendered as RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.components.functions import retention
+from infra.components.nag import Ack, acknowledge
+from infra.config import InfraConfig
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class GatewayProblem:
+    """How API Gateway answers a request it rejects before (or instead of) a function."""
+
+    response_type: apigw.ResponseType
+    status: int
+    title: str
+    detail: str = "$context.error.messageString"  # a JSON string literal, quotes included
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+
+_RT = apigw.ResponseType
+_INVALID_KEY = '"Missing or invalid API key."'
+_BEARER = (("WWW-Authenticate", "Bearer"),)
+
+#: Every response type API Gateway can produce itself, each with a fixed status, so a body's
+#: `status` always equals the response's status.
+GATEWAY_PROBLEMS: tuple[GatewayProblem, ...] = (
+    GatewayProblem(_RT.UNAUTHORIZED, 401, "Unauthorized", _INVALID_KEY, _BEARER),
+    # A Deny from the authorizer is a 401 too: a caller cannot tell a revoked key from a
+    # wrong one.
+    GatewayProblem(_RT.ACCESS_DENIED, 401, "Unauthorized", _INVALID_KEY, _BEARER),
+    GatewayProblem(_RT.EXPIRED_TOKEN, 401, "Unauthorized", _INVALID_KEY, _BEARER),
+    GatewayProblem(_RT.INVALID_SIGNATURE, 401, "Unauthorized", _INVALID_KEY, _BEARER),
+    GatewayProblem(_RT.INVALID_API_KEY, 401, "Unauthorized", _INVALID_KEY, _BEARER),
+    # A REST API answers an unknown route as a missing token; to a caller it is a 404.
+    GatewayProblem(_RT.MISSING_AUTHENTICATION_TOKEN, 404, "Not Found", '"No such route."'),
+    GatewayProblem(_RT.RESOURCE_NOT_FOUND, 404, "Not Found"),
+    GatewayProblem(_RT.WAF_FILTERED, 403, "Forbidden"),
+    GatewayProblem(_RT.BAD_REQUEST_BODY, 422, "Unprocessable Content"),
+    GatewayProblem(_RT.BAD_REQUEST_PARAMETERS, 422, "Unprocessable Content"),
+    GatewayProblem(_RT.REQUEST_TOO_LARGE, 413, "Content Too Large"),
+    GatewayProblem(_RT.UNSUPPORTED_MEDIA_TYPE, 415, "Unsupported Media Type"),
+    GatewayProblem(_RT.THROTTLED, 429, "Too Many Requests", extra_headers=(("Retry-After", "1"),)),
+    GatewayProblem(
+        _RT.QUOTA_EXCEEDED, 429, "Too Many Requests", extra_headers=(("Retry-After", "60"),)
+    ),
+    GatewayProblem(_RT.DEFAULT_4_XX, 400, "Bad Request"),
+    GatewayProblem(_RT.INTEGRATION_TIMEOUT, 504, "Gateway Timeout"),
+    GatewayProblem(_RT.INTEGRATION_FAILURE, 502, "Bad Gateway"),
+    GatewayProblem(_RT.AUTHORIZER_FAILURE, 500, "Internal Server Error"),
+    GatewayProblem(_RT.AUTHORIZER_CONFIGURATION_ERROR, 500, "Internal Server Error"),
+    GatewayProblem(_RT.API_CONFIGURATION_ERROR, 500, "Internal Server Error"),
+    GatewayProblem(_RT.DEFAULT_5_XX, 500, "Internal Server Error"),
+)
+
+
+def problem_template(problem: GatewayProblem) -> str:
+    """The mapping template of a gateway response: an RFC 9457 problem document.
+
+    `$context.error.messageString` is already a quoted JSON string.
+    """
+    return (
+        '{"type":"about:blank",'
+        f'"title":"{problem.title}",'
+        f'"status":{problem.status},'
+        f'"detail":{problem.detail},'
+        '"request_id":"$context.requestId"}'
+    )
+
+
+#: Access log line: one JSON object per request, without bodies or the Authorization header.
+ACCESS_LOG_FIELDS = {
+    "request_id": "$context.requestId",
+    "extended_request_id": "$context.extendedRequestId",
+    "request_time": "$context.requestTime",
+    "http_method": "$context.httpMethod",
+    "resource_path": "$context.resourcePath",
+    "path": "$context.path",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "response_length": "$context.responseLength",
+    "response_latency_ms": "$context.responseLatency",
+    "integration_latency_ms": "$context.integration.latency",
+    "integration_status": "$context.integration.status",
+    "source_ip": "$context.identity.sourceIp",
+    "user_agent": "$context.identity.userAgent",
+    "tenant_id": "$context.authorizer.tenant_id",
+    "key_id": "$context.authorizer.key_id",
+    "error_type": "$context.error.responseType",
+    "error_message": "$context.error.message",
+    "xray_trace_id": "$context.xrayTraceId",
+}
+
+
+class JobsApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        submit: lambda_.IFunction,
+        status: lambda_.IFunction,
+        authorizer: lambda_.IFunction,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=retention(config.log_retention_days),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=f"{config.prefix}-api",
+            description="claude-jobs HTTP API v1",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # Execution logging needs the account's API Gateway CloudWatch role.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            deploy_options=apigw.StageOptions(
+                stage_name=config.stage,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
+                logging_level=apigw.MethodLoggingLevel(config.api_execution_log_level),
+                data_trace_enabled=False,  # never log request or response bodies (prompts)
+                tracing_enabled=True,
+                metrics_enabled=True,
+                throttling_rate_limit=config.api_throttle_rate_limit,
+                throttling_burst_limit=config.api_throttle_burst_limit,
+            ),
+        )
+        for problem in GATEWAY_PROBLEMS:
+            headers = {"Content-Type": f"'{PROBLEM_JSON}'"}
+            headers.update({name: f"'{value}'" for name, value in problem.extra_headers})
+            self.api.add_gateway_response(
+                f"Gw{problem.response_type.response_type}",
+                type=problem.response_type,
+                status_code=str(problem.status),
+                response_headers=headers,
+                templates={"application/json": problem_template(problem)},
+            )
+
+        self.authorizer = apigw.TokenAuthorizer(
+            self,
+            "Authorizer",
+            handler=authorizer,
+            identity_source=apigw.IdentitySource.header("Authorization"),
+            # Bad shapes are refused by API Gateway itself, without invoking the function.
+            validation_regex=r"^[Bb]earer [A-Za-z0-9._~+/=-]{16,512}$",
+            results_cache_ttl=Duration.seconds(config.authorizer_cache_seconds),
+        )
+
+        body_validator = self.api.add_request_validator(
+            "BodyValidator", validate_request_body=True, validate_request_parameters=True
+        )
+        params_validator = self.api.add_request_validator(
+            "ParamsValidator", validate_request_body=False, validate_request_parameters=True
+        )
+        # The gateway checks the shape; the function owns field rules and per-field 422 errors.
+        job_request = self.api.add_model(
+            "JobRequestModel",
+            content_type="application/json",
+            model_name="JobRequest",
+            schema=apigw.JsonSchema(
+                schema=apigw.JsonSchemaVersion.DRAFT4,
+                title="JobRequest",
+                type=apigw.JsonSchemaType.OBJECT,
+                required=["prompt"],
+            ),
+        )
+
+        submit_integration = apigw.LambdaIntegration(submit)
+        status_integration = apigw.LambdaIntegration(status)
+        authed = {
+            "authorizer": self.authorizer,
+            "authorization_type": apigw.AuthorizationType.CUSTOM,
+        }
+
+        v1 = self.api.root.add_resource("v1")
+        health = v1.add_resource("health")
+        self.health_method = health.add_method(
+            "GET",
+            status_integration,
+            authorization_type=apigw.AuthorizationType.NONE,
+            request_validator=params_validator,
+        )
+        acknowledge(
+            self.health_method,
+            Ack("AwsSolutions-APIG4", "GET /v1/health is public by contract: a liveness probe."),
+        )
+
+        jobs = v1.add_resource("jobs")
+        jobs.add_method(
+            "POST",
+            submit_integration,
+            request_validator=body_validator,
+            request_models={"application/json": job_request},
+            request_parameters={
+                "method.request.header.Authorization": True,
+                "method.request.header.Idempotency-Key": False,
+            },
+            **authed,  # type: ignore[arg-type]
+        )
+        jobs.add_method(
+            "GET",
+            status_integration,
+            request_validator=params_validator,
+            request_parameters={
+                "method.request.header.Authorization": True,
+                "method.request.querystring.limit": False,
+                "method.request.querystring.next_token": False,
+            },
+            **authed,  # type: ignore[arg-type]
+        )
+        job = jobs.add_resource("{job_id}")
+        job.add_method(
+            "GET",
+            status_integration,
+            request_validator=params_validator,
+            request_parameters={
+                "method.request.header.Authorization": True,
+                "method.request.path.job_id": True,
+                "method.request.querystring.wait": False,
+                "method.request.header.If-None-Match": False,
+            },
+            **authed,  # type: ignore[arg-type]
+        )
+        job.add_resource("cancel").add_method(
+            "POST",
+            submit_integration,
+            request_validator=params_validator,
+            request_parameters={
+                "method.request.header.Authorization": True,
+                "method.request.path.job_id": True,
+            },
+            **authed,  # type: ignore[arg-type]
+        )
+
+        # Acknowledged after every method exists: suppressions reach existing children only.
+        acknowledge(
+            self.api,
+            Ack(
+                "AwsSolutions-IAM4",
+                "API Gateway's account-level CloudWatch role uses the AWS managed policy "
+                "AmazonAPIGatewayPushToCloudWatchLogs, made for exactly this role.",
+                applies_to=[
+                    "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AmazonAPIGatewayPushToCloudWatchLogs"
+                ],
+            ),
+            Ack(
+                "AwsSolutions-COG4",
+                "Callers authenticate with API keys checked by the Lambda TOKEN authorizer "
+                "(hashed keys in DynamoDB), by design; there is no Cognito user pool.",
+            ),
+            Ack(
+                "AwsSolutions-APIG3",
+                "No WAF web ACL in this stack: stage throttling and the authorizer bound abuse; "
+                "attach an account-level web ACL if the deployment requires one.",
+            ),
+        )

@@ -1,0 +1,261 @@
+"""Lambda building blocks: the shared layer, zip functions on it, and the worker image.
+
+Every function gets its own role with no managed policy: it may write to its own log group,
+send traces to X-Ray, and do exactly what its construct grants it, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jsii
+from aws_cdk import (
+    AssetHashType,
+    CfnResource,
+    Duration,
+    IStableListProducer,
+    Lazy,
+    RemovalPolicy,
+    Size,
+    Stack,
+)
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from aws_cdk.aws_ecr_assets import Platform
+from aws_cdk.aws_lambda_event_sources import SqsEventSource
+from cdk_nag import RegexAppliesTo
+from constructs import Construct
+
+from infra.bundling import LAYER_SOURCE, REPO_ROOT, layer_bundling, layer_hash
+from infra.components.nag import Ack, acknowledge
+from infra.config import LOG_RETENTION_DAYS
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14  # the latest Lambda Python runtime; wheels match it
+ARCHITECTURE = lambda_.Architecture.ARM_64
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+WORKER_DOCKERFILE = "functions/worker/Dockerfile"
+
+#: What the worker image's build context may see (Docker ignore syntax, repository root).
+WORKER_CONTEXT_EXCLUDE = [
+    "*",
+    "!functions/worker",
+    "!layers/shared",
+    "!pyproject.toml",
+    "!README.md",
+    "!requirements",
+    "**/__pycache__",
+    "**/*.pyc",
+]
+
+_XRAY = Ack(
+    "AwsSolutions-IAM5",
+    "X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level permissions; "
+    "the Lambda tracing integration grants them on '*'.",
+    applies_to=["Resource::*"],
+)
+
+
+#: The results prefix of the results bucket, in whatever form the bucket's ARN takes.
+RESULTS_OBJECTS = RegexAppliesTo(
+    regex=r"/^Resource::<[A-Za-z0-9]*ResultsBucket[A-Za-z0-9]*\.Arn>\/results\/\*$/"
+)
+RESULTS_OBJECTS_REASON = (
+    "Objects under the results/ prefix of the results bucket only: job ids are not known in "
+    "advance, so the object ARN ends in a wildcard."
+)
+
+
+def _role(scope: Construct, construct_id: str, description: str) -> iam.Role:
+    return iam.Role(
+        scope,
+        construct_id,
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),  # type: ignore[arg-type]
+        description=description,
+    )
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """The CloudWatch Logs retention enum member for a number of days."""
+    members = [m for m in logs.RetentionDays if m is not logs.RetentionDays.INFINITE]
+    return dict(zip(LOG_RETENTION_DAYS, members, strict=True))[days]
+
+
+@jsii.implements(IStableListProducer)
+class _PolicyDependency:
+    """The logical id of a role's default policy, once every grant has been added."""
+
+    def __init__(self, role: iam.Role) -> None:
+        self._role = role
+
+    def produce(self) -> list[str]:
+        policy = self._role.node.try_find_child("DefaultPolicy")
+        if policy is None:
+            return []
+        return [Stack.of(self._role).get_logical_id(policy.node.default_child)]  # type: ignore[arg-type]
+
+
+def _depend_on_policy_only(function: lambda_.Function, role: iam.Role) -> None:
+    """CDK makes a function depend on its role and the role's policy; the role is already
+    implied by `Role: !GetAtt`, and cfn-lint flags the duplicate (W3005). Keep the policy:
+    the function must not run before its permissions exist."""
+    cfn = function.node.default_child
+    assert isinstance(cfn, CfnResource)
+    cfn.add_override("DependsOn", Lazy.list(_PolicyDependency(role)))
+
+
+def _log_group(scope: Construct, construct_id: str, retention_days: int) -> logs.LogGroup:
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        retention=retention(retention_days),
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+
+
+class SharedLayer(Construct):
+    """`claude_jobs` and its runtime dependencies for arm64 Python, bundled without Docker."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.layer = lambda_.LayerVersion(
+            self,
+            "Layer",
+            description="claude_jobs shared package and its runtime dependencies",
+            code=lambda_.Code.from_asset(
+                str(LAYER_SOURCE),
+                bundling=layer_bundling(),
+                asset_hash=layer_hash(),
+                asset_hash_type=AssetHashType.CUSTOM,
+            ),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+
+class PythonFunction(Construct):
+    """A zip function from `functions/<name>/` on the shared layer, arm64, traced, with its
+    own role and log group."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        description: str,
+        layer: lambda_.ILayerVersion,
+        environment: Mapping[str, str],
+        log_retention_days: int,
+        memory_mb: int = 512,
+        timeout: Duration | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.role = _role(self, "Role", f"claude-jobs {name} function")
+        self.log_group = _log_group(self, "Logs", log_retention_days)
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="handler.lambda_handler",
+            code=lambda_.Code.from_asset(
+                str(FUNCTIONS_DIR / name), exclude=["__pycache__", "*.pyc", "tests"]
+            ),
+            layers=[layer],
+            environment=dict(environment),
+            memory_size=memory_mb,
+            timeout=timeout or Duration.seconds(10),
+            tracing=lambda_.Tracing.ACTIVE,
+            role=self.role,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+        )
+        _depend_on_policy_only(self.function, self.role)
+        acknowledge(self.role, _XRAY)
+        acknowledge(
+            self.function,
+            Ack(
+                "Serverless-LambdaDLQ",
+                "Invoked synchronously (API Gateway, authorizer): the caller gets the error; a "
+                "dead-letter queue applies to asynchronous invocations only.",
+            ),
+        )
+
+    def allow(self, actions: list[str], resources: list[str]) -> None:
+        self.role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=resources))
+
+
+class WorkerFunction(Construct):
+    """The worker: a container image (the Claude Code CLI does not fit a zip), arm64."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: Mapping[str, str],
+        log_retention_days: int,
+        memory_mb: int,
+        ephemeral_storage_mb: int,
+        timeout: Duration,
+        reserved_concurrency: int | None,
+        queue: sqs.IQueue,
+        max_concurrency: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.role = _role(self, "Role", "claude-jobs worker function")
+        self.log_group = _log_group(self, "Logs", log_retention_days)
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.DockerImageFunction(
+            self,
+            "Function",
+            description="Runs one claude-jobs job with the Claude Code CLI",
+            code=lambda_.DockerImageCode.from_image_asset(
+                str(REPO_ROOT),
+                file=WORKER_DOCKERFILE,
+                platform=Platform.LINUX_ARM64,
+                exclude=WORKER_CONTEXT_EXCLUDE,
+            ),
+            architecture=ARCHITECTURE,
+            environment=dict(environment),
+            memory_size=memory_mb,
+            ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mb),
+            timeout=timeout,
+            reserved_concurrent_executions=reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            role=self.role,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+        )
+        # One job per invocation; a failed job's message alone returns to the queue.
+        self.function.add_event_source(
+            SqsEventSource(
+                queue,
+                batch_size=1,
+                report_batch_item_failures=True,
+                max_concurrency=max_concurrency,
+            )
+        )
+        _depend_on_policy_only(self.function, self.role)
+        acknowledge(self.role, _XRAY)
+        acknowledge(
+            self.function,
+            Ack(
+                "Serverless-LambdaDLQ",
+                "Invoked by the SQS event source only: failed messages go to the jobs queue's "
+                "dead-letter queue after maxReceiveCount receives.",
+            ),
+            Ack(
+                "Serverless-LambdaEventSourceMappingDestination",
+                "An on-failure destination applies to stream and Kafka sources; for SQS the "
+                "queue's redrive policy to its dead-letter queue is the failure destination.",
+            ),
+        )
+
+    def allow(self, actions: list[str], resources: list[str]) -> None:
+        self.role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=resources))

@@ -1,0 +1,47 @@
+"""The Anthropic API key secret: created without a value, or imported by name.
+
+The value is never in a template: an operator sets it once after the first deploy
+(`aws secretsmanager put-secret-value`, see docs/infra.md). Only the worker may read it.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra.components.nag import Ack, acknowledge
+
+
+class AnthropicKeySecret(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, name: str, create: bool = True
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if create:
+            # The L1 resource: the L2 `Secret` always generates a random value, and a secret
+            # created with neither `SecretString` nor `GenerateSecretString` has no value.
+            cfn = secretsmanager.CfnSecret(
+                self,
+                "Resource",
+                name=name,
+                description="Anthropic API key used by the claude-jobs worker. Set its value "
+                "with put-secret-value; it never appears in a template.",
+            )
+            cfn.apply_removal_policy(RemovalPolicy.RETAIN)
+            self.secret: secretsmanager.ISecret = secretsmanager.Secret.from_secret_complete_arn(
+                self, "Imported", cfn.ref
+            )
+            #: What the worker's ANTHROPIC_SECRET_ID names: the full ARN, or the imported name.
+            self.secret_id: str = cfn.ref
+            acknowledge(
+                self,
+                Ack(
+                    "AwsSolutions-SMG4",
+                    "A third-party API key: Anthropic issues it, so Secrets Manager cannot "
+                    "rotate it; operators rotate it by putting a new value (docs/infra.md).",
+                ),
+            )
+        else:
+            self.secret = secretsmanager.Secret.from_secret_name_v2(self, "Imported", name)
+            self.secret_id = name

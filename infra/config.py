@@ -1,0 +1,153 @@
+"""Deployment configuration of the CDK app: one pydantic model.
+
+Values come, lowest precedence first, from the model's defaults (safe for production), a JSON
+settings file (`infra/settings.json`, or the file named by the `settings_file` context key), and
+CDK context (`cdk synth -c stage=dev -c worker_max_concurrency=4`). Context values arrive as
+strings; pydantic converts them, and `none`/`null` clear an optional setting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from claude_jobs.settings import DEFAULT_MODEL, DEFAULT_PERMITTED_TOOLS, PUBLIC_ANTHROPIC_URL
+
+INFRA_DIR = Path(__file__).resolve().parent
+DEFAULT_SETTINGS_FILE = INFRA_DIR / "settings.json"
+
+#: The retention periods CloudWatch Logs accepts, in days.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
+                      1827, 2192, 2557, 2922, 3288, 3653)  # fmt: skip
+
+# Worker sizing, from measured peak usage (see docs/infra.md, "Worker sizing"): the bundled
+# Claude Code CLI plus the Python worker peaked at WORKER_MEASURED_PEAK_RSS_MB resident memory
+# and WORKER_MEASURED_PEAK_TMP_MB in /tmp on one job. Memory is about 2.5 x the peak (Lambda
+# also scales CPU with memory, and tool use such as Bash or Grep adds child processes);
+# ephemeral storage leaves room for the per-job workspace files a job's tools write.
+WORKER_MEASURED_PEAK_RSS_MB = 410
+WORKER_MEASURED_PEAK_TMP_MB = 6
+DEFAULT_WORKER_MEMORY_MB = 1024
+DEFAULT_WORKER_EPHEMERAL_MB = 2048
+
+
+class InfraConfig(BaseModel):
+    """Everything that differs between deployments of the same code."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    app_name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,30}$")] = "claude-jobs"
+    stage: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")] = "prod"
+
+    # What jobs may do (the functions' Settings).
+    permitted_tools: tuple[str, ...] = DEFAULT_PERMITTED_TOOLS
+    default_model: str = DEFAULT_MODEL
+    max_budget_usd_cap: Annotated[float, Field(gt=0, le=1000)] = 10.0
+    job_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    anthropic_base_url: str = PUBLIC_ANTHROPIC_URL
+    #: Import an existing secret by name instead of creating an empty one.
+    anthropic_secret_name: str | None = None
+
+    # Worker capacity.
+    worker_memory_mb: Annotated[int, Field(ge=512, le=10240)] = DEFAULT_WORKER_MEMORY_MB
+    worker_ephemeral_storage_mb: Annotated[int, Field(ge=512, le=10240)] = (
+        DEFAULT_WORKER_EPHEMERAL_MB
+    )
+    #: Reserved concurrency of the worker (a hard cap on parallel jobs and on spend); `None`
+    #: leaves the worker in the account's unreserved pool.
+    worker_reserved_concurrency: Annotated[int | None, Field(ge=1, le=1000)] = 10
+    #: Maximum concurrency of the SQS event source (2 to 1000).
+    worker_max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 10
+
+    # API.
+    api_throttle_rate_limit: Annotated[float, Field(gt=0, le=10000)] = 50.0
+    api_throttle_burst_limit: Annotated[int, Field(ge=1, le=5000)] = 100
+    authorizer_cache_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
+    #: Execution logging of the stage: ERROR, or INFO while investigating.
+    api_execution_log_level: Literal["ERROR", "INFO"] = "ERROR"
+
+    # Operations.
+    log_retention_days: int = 90
+    log_level: str = "INFO"
+    alarm_email: str | None = None
+    #: Alarm when more than this fraction of finished jobs fail within an hour.
+    job_failure_rate_threshold: Annotated[float, Field(gt=0, le=1)] = 0.2
+
+    @field_validator("permitted_tools", mode="before")
+    @classmethod
+    def _split_tools(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _known_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"must be one of {LOG_RETENTION_DAYS}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @model_validator(mode="after")
+    def _concurrency_fits(self) -> InfraConfig:
+        reserved = self.worker_reserved_concurrency
+        if reserved is not None and self.worker_max_concurrency > reserved:
+            raise ValueError(
+                "worker_max_concurrency must not exceed worker_reserved_concurrency: the event "
+                "source would be throttled"
+            )
+        return self
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of every physical name: `<app>-<stage>`."""
+        return f"{self.app_name}-{self.stage}"
+
+    @property
+    def secret_name(self) -> str:
+        return self.anthropic_secret_name or f"{self.prefix}/anthropic-api-key"
+
+    @classmethod
+    def load(
+        cls,
+        context: Callable[[str], Any] | Mapping[str, Any] | None = None,
+        settings_file: Path | None = None,
+    ) -> InfraConfig:
+        """Defaults, then the settings file (if it exists), then context values."""
+        get: Callable[[str], Any]
+        if context is None:
+            get = lambda _key: None  # noqa: E731
+        elif isinstance(context, Mapping):
+            get = context.get
+        else:
+            get = context
+        path = settings_file or _path(get("settings_file")) or DEFAULT_SETTINGS_FILE
+        values: dict[str, Any] = {}
+        if path.is_file():
+            values.update(json.loads(path.read_text()))
+        for name in cls.model_fields:
+            raw = get(name)
+            if raw is not None:
+                values[name] = _from_context(raw)
+        return cls.model_validate(values)
+
+
+def _path(value: Any) -> Path | None:
+    return Path(str(value)) if value else None
+
+
+def _from_context(raw: Any) -> Any:
+    if isinstance(raw, str) and raw.strip().lower() in {"none", "null"}:
+        return None
+    return raw

@@ -1,0 +1,28 @@
+"""Stateful stack: everything that holds data. Retained when the stack is deleted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Stack
+from constructs import Construct
+
+from infra.components.messaging import JobQueues
+from infra.components.secret import AnthropicKeySecret
+from infra.components.storage import JobsData
+from infra.config import InfraConfig
+
+
+class StatefulStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: InfraConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.data = JobsData(self, "Data", prefix=config.prefix)
+        self.queues = JobQueues(self, "Queues", prefix=config.prefix)
+        self.anthropic_key = AnthropicKeySecret(
+            self,
+            "AnthropicKey",
+            name=config.secret_name,
+            create=config.anthropic_secret_name is None,
+        )

@@ -1,0 +1,79 @@
+"""The jobs queue, its DLQ and the worker's event source."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match
+
+from claude_jobs import resources
+from tests.infra.conftest import Synthesized
+from tests.infra.helpers import find_one
+
+pytestmark = pytest.mark.synth
+
+
+def test_visibility_timeout_is_at_least_six_worker_timeouts(synth: Synthesized) -> None:
+    """Given the synthesized app, the queue hides a message for >= 6 x the worker's timeout."""
+    _, worker = find_one(synth.service, "AWS::Lambda::Function", {"PackageType": "Image"})
+    _, queue = find_one(
+        synth.stateful,
+        "AWS::SQS::Queue",
+        {"QueueName": resources.JOBS_QUEUE.name("claude-jobs-prod")},
+    )
+    assert worker["Properties"]["Timeout"] == resources.WORKER_TIMEOUT_SECONDS == 900
+    assert queue["Properties"]["VisibilityTimeout"] >= 6 * worker["Properties"]["Timeout"]
+
+
+def test_redrive_to_a_dlq_that_keeps_messages_longer(synth: Synthesized) -> None:
+    """Given the jobs queue, it redrives after >= 5 receives to a DLQ with longer retention."""
+    dlq_id, dlq = find_one(
+        synth.stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-jobs-dlq"}
+    )
+    _, queue = find_one(synth.stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-jobs"})
+    redrive = queue["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+    assert redrive["maxReceiveCount"] >= 5
+    assert (
+        dlq["Properties"]["MessageRetentionPeriod"] > queue["Properties"]["MessageRetentionPeriod"]
+    )
+
+
+def test_queues_are_encrypted_and_tls_only(synth: Synthesized) -> None:
+    synth.stateful.all_resources_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True})
+    synth.stateful.resource_count_is("AWS::SQS::QueuePolicy", 2)
+    synth.stateful.all_resources_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+
+def test_event_source_takes_one_job_at_a_time(synth: Synthesized) -> None:
+    """Given the worker's SQS event source: batch size 1, partial batch responses, and the
+    configured maximum concurrency."""
+    synth.service.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "BatchSize": 1,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": synth.built.config.worker_max_concurrency},
+        },
+    )
+
+
+def test_max_concurrency_comes_from_configuration(custom_synth: Synthesized) -> None:
+    custom_synth.service.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping", {"ScalingConfig": {"MaximumConcurrency": 3}}
+    )
