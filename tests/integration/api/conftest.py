@@ -1,0 +1,172 @@
+"""Fixtures for the API handlers: real handler modules, real-shaped events, moto behind them."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from claude_jobs.provision import Provisioned
+from claude_jobs.wiring import Container
+
+ROOT = Path(__file__).resolve().parents[3]
+EVENTS = ROOT / "events"
+TENANT = "tenant-a"
+OTHER_TENANT = "tenant-b"
+
+
+def load_handler(name: str) -> ModuleType:
+    """`functions/<name>/handler.py`, imported as Lambda would (by file, not as a package)."""
+    path = ROOT / "functions" / name / "handler.py"
+    spec = importlib.util.spec_from_file_location(f"_api_test_{name}_handler", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return copy.deepcopy(event)
+
+
+def as_tenant(event: dict[str, Any], tenant: str | None) -> dict[str, Any]:
+    """The event as if the authorizer had resolved `tenant` (None: no authorizer context)."""
+    if tenant is None:
+        event["requestContext"].pop("authorizer", None)
+    else:
+        event["requestContext"]["authorizer"] = {
+            "principalId": tenant,
+            "integrationLatency": 0,
+            "tenant_id": tenant,
+            "key_id": "0a1b2c3d4e5f",
+        }
+    return event
+
+
+def with_headers(event: dict[str, Any], **headers: str | None) -> dict[str, Any]:
+    for name, value in headers.items():
+        name = name.replace("_", "-")
+        for key in [k for k in event["headers"] if k.lower() == name.lower()]:
+            del event["headers"][key]
+            event["multiValueHeaders"].pop(key, None)
+        if value is not None:
+            event["headers"][name] = value
+            event["multiValueHeaders"][name] = [value]
+    return event
+
+
+def with_query(event: dict[str, Any], **query: str) -> dict[str, Any]:
+    event["queryStringParameters"] = dict(query) or None
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
+    return event
+
+
+def with_job_id(event: dict[str, Any], job_id: str) -> dict[str, Any]:
+    suffix = "/cancel" if event["path"].endswith("/cancel") else ""
+    event["path"] = f"/v1/jobs/{job_id}{suffix}"
+    event["requestContext"]["path"] = f"/prod{event['path']}"
+    event["pathParameters"] = {"job_id": job_id}
+    return event
+
+
+def with_body(event: dict[str, Any], body: Any, *, base64_encoded: bool = False) -> dict[str, Any]:
+    raw: bytes | str = body if isinstance(body, bytes | str) else json.dumps(body)
+    if base64_encoded:
+        data = raw.encode() if isinstance(raw, str) else raw
+        event["body"] = base64.b64encode(data).decode()
+        event["isBase64Encoded"] = True
+    else:
+        assert isinstance(raw, str)
+        event["body"] = raw
+        event["isBase64Encoded"] = False
+    return event
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    text: str | None
+
+    @property
+    def json(self) -> Any:
+        assert self.text is not None
+        return json.loads(self.text)
+
+    def is_problem(self, status: int) -> dict[str, Any]:
+        """Assert this is an RFC 9457 problem with `status`; return its body."""
+        assert self.status == status, (self.status, self.text)
+        assert self.headers["Content-Type"] == "application/problem+json"
+        body: dict[str, Any] = self.json
+        assert body["status"] == status
+        assert {"type", "title", "detail", "request_id"} <= body.keys()
+        return body
+
+
+class Api:
+    """Calls the real `lambda_handler`s with events and reads their proxy responses."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self.submit = load_handler("submit")
+        self.status = load_handler("status")
+        self.submit.function.container = container
+        self.status.function.container = container
+
+    def call(self, module: ModuleType, event: dict[str, Any]) -> Answer:
+        response = module.lambda_handler(event, None)
+        json.dumps(response)  # API Gateway needs a JSON-serializable proxy response
+        headers = {k: v[-1] for k, v in response.get("multiValueHeaders", {}).items()}
+        headers.update(response.get("headers") or {})
+        body = response.get("body")
+        if response.get("isBase64Encoded") and body:
+            body = base64.b64decode(body).decode()
+        return Answer(response["statusCode"], headers, body or None)
+
+    def submit_job(
+        self, body: Any = None, tenant: str | None = TENANT, **headers: str | None
+    ) -> Answer:
+        # The sample event carries an Idempotency-Key; only the caller's counts here.
+        headers.setdefault("Idempotency_Key", None)
+        event = load_event("apigw_submit_job.json")
+        if body is not None:
+            with_body(event, body)
+        return self.call(self.submit, with_headers(as_tenant(event, tenant), **headers))
+
+    def get_job(
+        self,
+        job_id: str,
+        tenant: str | None = TENANT,
+        query: dict[str, str] | None = None,
+        **headers: str | None,
+    ) -> Answer:
+        event = with_job_id(load_event("apigw_get_job.json"), job_id)
+        if query is not None:
+            with_query(event, **query)
+        return self.call(self.status, with_headers(as_tenant(event, tenant), **headers))
+
+    def list_jobs(self, tenant: str | None = TENANT, **query: str) -> Answer:
+        event = with_query(load_event("apigw_list_jobs.json"), **query)
+        return self.call(self.status, as_tenant(event, tenant))
+
+    def cancel_job(self, job_id: str, tenant: str | None = TENANT) -> Answer:
+        event = with_job_id(load_event("apigw_cancel_job.json"), job_id)
+        return self.call(self.submit, as_tenant(event, tenant))
+
+
+@pytest.fixture
+def container(provisioned: Provisioned) -> Container:
+    return Container(provisioned.settings)
+
+
+@pytest.fixture
+def api(container: Container) -> Api:
+    return Api(container)

@@ -1,0 +1,117 @@
+"""The TOKEN authorizer handler, and the way its answer reaches the routes."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from claude_jobs.api.events import rest_event
+from claude_jobs.wiring import Container
+
+from .conftest import Api, load_event, load_handler
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def authorizer(container: Container) -> Any:
+    module = load_handler("authorizer")
+    module.authorizer.container = container
+    return module
+
+
+def token_event(authorization: str | None) -> dict[str, Any]:
+    event = load_event("authorizer_token.json")
+    event["authorizationToken"] = authorization
+    return event
+
+
+def test_a_valid_key_gets_an_allow_policy_for_the_whole_stage(
+    authorizer: Any, container: Container
+) -> None:
+    # Given a key of tenant-a
+    key, record = container.key_service.create("tenant-a", "ci", NOW)
+    # When the authorizer gets the sample TOKEN event carrying it
+    policy = authorizer.lambda_handler(token_event(f"Bearer {key}"), None)
+    # Then it allows every route of the stage, for tenant-a, with the key's id as context
+    assert policy["principalId"] == "tenant-a"
+    (statement,) = policy["policyDocument"]["Statement"]
+    assert statement == {
+        "Action": "execute-api:Invoke",
+        "Effect": "Allow",
+        "Resource": "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/*/*",
+    }
+    assert policy["context"] == {"tenant_id": "tenant-a", "key_id": record.key_id}
+    # And the scheme is case-insensitive
+    assert authorizer.lambda_handler(token_event(f"bearer {key}"), None)["principalId"]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Bearer cjk_unknown_test-key-nope",
+        "Bearer " + "x" * 5000,
+    ],
+)
+def test_missing_or_unknown_keys_are_unauthorized(
+    authorizer: Any, authorization: str | None
+) -> None:
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorizer.lambda_handler(token_event(authorization), None)
+
+
+def test_revoked_and_expired_keys_are_unauthorized(authorizer: Any, container: Container) -> None:
+    revoked, record = container.key_service.create("tenant-a", "old", NOW)
+    container.key_service.revoke(record.key_id)
+    expired, _ = container.key_service.create(
+        "tenant-a", "short", datetime.now(UTC) - timedelta(days=2), expires_days=1
+    )
+    for key in (revoked, expired):
+        with pytest.raises(Exception, match=r"^Unauthorized$"):
+            authorizer.lambda_handler(token_event(f"Bearer {key}"), None)
+
+
+def test_a_malformed_method_arn_is_denied(authorizer: Any, container: Container) -> None:
+    key, _ = container.key_service.create("tenant-a", "ci", NOW)
+    event = token_event(f"Bearer {key}")
+    event["methodArn"] = "not-an-arn"
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorizer.lambda_handler(event, None)
+
+
+def test_the_authorizers_context_is_what_the_routes_read(
+    authorizer: Any, api: Api, container: Container
+) -> None:
+    # Given two tenants' keys, and a job of tenant-a submitted through the chain
+    key_a, _ = container.key_service.create("tenant-a", "a", NOW)
+    key_b, _ = container.key_service.create("tenant-b", "b", NOW)
+
+    def request(key: str, method: str, path: str, body: str | None = None) -> Any:
+        policy = authorizer.lambda_handler(
+            {
+                **copy.deepcopy(token_event(f"Bearer {key}")),
+                "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/{method}{path}",
+            },
+            None,
+        )
+        event = rest_event(
+            method,
+            path,
+            body=body,
+            authorizer={**policy["context"], "principalId": policy["principalId"]},
+        )
+        return api.call(api.submit if method == "POST" else api.status, event)
+
+    job_id = request(key_a, "POST", "/v1/jobs", '{"prompt": "hi"}').json["job_id"]
+    # Then tenant-a sees it and tenant-b gets 404
+    assert request(key_a, "GET", f"/v1/jobs/{job_id}").status == 200
+    request(key_b, "GET", f"/v1/jobs/{job_id}").is_problem(404)
+    assert request(key_b, "GET", "/v1/jobs").json == {"items": []}
