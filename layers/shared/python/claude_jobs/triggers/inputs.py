@@ -48,14 +48,14 @@ def safe_filename(key: str) -> str:
 
 
 def _unique(directory: Path, name: str, taken: set[str]) -> str:
-    if name not in taken and not (directory / name).exists():
+    if name not in taken and not os.path.lexists(directory / name):
         return name
     stem, dot, ext = name.rpartition(".")
     if not dot:
         stem, ext = name, ""
     for n in range(2, 10_000):
         candidate = f"{stem}-{n}" + (f".{ext}" if ext else "")
-        if candidate not in taken and not (directory / candidate).exists():
+        if candidate not in taken and not os.path.lexists(directory / candidate):
             return candidate
     raise InputUnavailableError("too many inputs with the same name")
 
