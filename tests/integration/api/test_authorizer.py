@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from claude_jobs.api.events import rest_event
+from claude_jobs.api.events import method_arn, rest_event
 from claude_jobs.wiring import Container
 
 from .conftest import Api, load_event, load_handler
@@ -95,13 +94,9 @@ def test_the_authorizers_context_is_what_the_routes_read(
     key_b, _ = container.key_service.create("tenant-b", "b", NOW)
 
     def request(key: str, method: str, path: str, body: str | None = None) -> Any:
-        policy = authorizer.lambda_handler(
-            {
-                **copy.deepcopy(token_event(f"Bearer {key}")),
-                "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/{method}{path}",
-            },
-            None,
-        )
+        event = token_event(f"Bearer {key}")
+        event["methodArn"] = method_arn(method, path)
+        policy = authorizer.lambda_handler(event, None)
         event = rest_event(
             method,
             path,
