@@ -50,6 +50,14 @@ class Settings(BaseModel):
     secret_max_age_seconds: int = Field(300, alias="SECRET_MAX_AGE_SECONDS", ge=0)
     presigned_url_seconds: int = Field(3600, alias="PRESIGNED_URL_SECONDS", ge=60)
 
+    # The worker.
+    #: Where the worker runs as root (a container, CI), the agent runs as this user instead.
+    agent_user: str = Field("nobody", alias="AGENT_USER")
+    #: Retries the CLI makes on a failing Messages API call (its CLAUDE_CODE_MAX_RETRIES).
+    agent_max_retries: int = Field(4, alias="AGENT_MAX_RETRIES", ge=0, le=10)
+    #: How often a running job's cancel request is looked for.
+    cancel_poll_seconds: float = Field(2.0, alias="CANCEL_POLL_SECONDS", gt=0, le=30)
+
     # Triggers, completion events and webhooks.
     inbox_bucket: str = Field("", alias="INBOX_BUCKET")
     trigger_dlq_url: str = Field("", alias="TRIGGER_DLQ_URL")

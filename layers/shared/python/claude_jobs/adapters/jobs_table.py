@@ -172,10 +172,10 @@ class DynamoJobRepository:
         sets = ["#version = if_not_exists(#version, :zero) + :one"]
         values[":zero"] = {"N": "0"}
         for i, (field, value) in enumerate(set_fields.items()):
-            names[f"#s{i}"] = field
-            if value is None:
+            if value is None:  # a None value removes the attribute
                 remove_fields = [*remove_fields, field]
                 continue
+            names[f"#s{i}"] = field
             values[f":s{i}"] = serialize(value)
             sets.append(f"#s{i} = :s{i}")
         for i, (field, amount) in enumerate((increment or {}).items()):

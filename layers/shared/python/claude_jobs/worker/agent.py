@@ -1,0 +1,345 @@
+"""One agent run: the bundled Claude Code CLI through claude-agent-sdk, bounded by a deadline
+and stoppable on request.
+
+The CLI runs with `permission_mode="dontAsk"` (anything not pre-approved is denied), no setting
+sources, a strict and empty MCP configuration, and `tools` limited to the base names of the
+job's `allowed_tools`: a tool the job does not allow does not exist for the model, and a call
+to it anyway is answered "No such tool available". A permission rule such as
+`Bash(git status:*)` offers the tool but approves only matching calls; `dontAsk` denies the
+rest.
+
+Stopping (deadline passed, cancel requested) SIGKILLs the CLI's process group at once: the
+launcher made the CLI a session leader, so the group also holds whatever the agent started.
+The group is killed after every run too, so nothing the agent left running outlives its job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..models import JobErrorInfo, JobOptions, Usage, tool_base_name
+from .isolation import kill_process_group
+
+log = logging.getLogger("claude_jobs.worker.agent")
+
+Ending = Literal["succeeded", "failed", "timed_out", "cancelled"]
+
+#: Error codes a job can end with (documented in docs/worker.md).
+TIMED_OUT = "timed_out"
+CANCELLED = "cancelled"
+MAX_TURNS = "max_turns"
+BUDGET_EXCEEDED = "budget_exceeded"
+UPSTREAM_ERROR = "upstream_error"
+OUTPUT_INVALID = "output_invalid"
+AGENT_ERROR = "agent_error"
+
+_SUBTYPE_CODES = {
+    "error_max_turns": MAX_TURNS,
+    "error_max_budget_usd": BUDGET_EXCEEDED,
+    "error_max_structured_output_retries": OUTPUT_INVALID,
+}
+
+#: Seconds the run gets to wind down after its CLI was killed.
+_STOP_GRACE_SECONDS = 10
+
+
+class AgentStartError(RuntimeError):
+    """The CLI could not be started at all (an infrastructure fault: the job is retried)."""
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    job_id: str
+    prompt: str
+    system_prompt: str | None
+    options: JobOptions
+    model: str
+    launcher: Path  # the per-job launcher, given to the SDK as `cli_path`
+    cwd: Path
+    env: dict[str, str]
+    deadline_seconds: float
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class AgentOutcome:
+    ending: Ending
+    text: str | None = None
+    structured: Any | None = None
+    usage: Usage = field(default_factory=Usage)
+    error: JobErrorInfo | None = None
+    permission_denials: list[str] = field(default_factory=list)
+
+    @property
+    def is_error(self) -> bool:
+        return self.ending != "succeeded"
+
+
+def sdk_options(request: AgentRequest, stderr: Callable[[str], None] | None = None) -> Any:
+    """The ClaudeAgentOptions for a job (built here so tests can read them)."""
+    from claude_agent_sdk import ClaudeAgentOptions
+
+    options = request.options
+    tools: list[str] = []
+    for tool in options.allowed_tools:
+        base = tool_base_name(tool)
+        if base not in tools:
+            tools.append(base)
+    system_prompt: Any = (
+        request.system_prompt
+        if request.system_prompt
+        else {"type": "preset", "preset": "claude_code"}
+    )
+    return ClaudeAgentOptions(
+        cli_path=request.launcher,
+        cwd=request.cwd,
+        env=request.env,
+        permission_mode="dontAsk",
+        setting_sources=[],
+        strict_mcp_config=True,
+        mcp_servers={},
+        tools=tools,
+        allowed_tools=list(options.allowed_tools),
+        max_turns=options.max_turns,
+        max_budget_usd=options.max_budget_usd,
+        model=request.model,
+        system_prompt=system_prompt,
+        output_format=(
+            {"type": "json_schema", "schema": options.output_schema}
+            if options.output_schema is not None
+            else None
+        ),
+        stderr=stderr,
+    )
+
+
+class AgentRunner:
+    """Runs agent requests; safe to share between threads (each run has its own event loop)."""
+
+    def __init__(self, *, poll_seconds: float = 2.0) -> None:
+        self._poll_seconds = poll_seconds
+
+    def run(self, request: AgentRequest) -> AgentOutcome:
+        return asyncio.run(self._run(request))
+
+    async def _run(self, request: AgentRequest) -> AgentOutcome:
+        run = _Run(request, self._poll_seconds)
+        return await run.execute()
+
+
+class _Run:
+    def __init__(self, request: AgentRequest, poll_seconds: float) -> None:
+        self.request = request
+        self.poll_seconds = poll_seconds
+        self.result: Any | None = None
+        self.failure: BaseException | None = None
+        self.stderr: deque[str] = deque(maxlen=20)
+        self.assistant_usage: dict[str, dict[str, Any]] = {}
+        self.started = time.monotonic()
+        self.transport: Any | None = None
+
+    async def execute(self) -> AgentOutcome:
+        consume = asyncio.create_task(self._consume())
+        watch = asyncio.create_task(self._watch())
+        ending: Ending | None = None
+        try:
+            done, _ = await asyncio.wait(
+                {consume, watch},
+                timeout=max(self.request.deadline_seconds, 0),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if consume not in done:
+                ending = "cancelled" if watch in done else "timed_out"
+                log.info("stopping the agent of job %s: %s", self.request.job_id, ending)
+                self._kill()
+                try:
+                    await asyncio.wait_for(asyncio.shield(consume), _STOP_GRACE_SECONDS)
+                except TimeoutError:
+                    consume.cancel()
+                    await asyncio.gather(consume, return_exceptions=True)
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+            self._kill()  # whatever the agent left running
+        if ending is None and isinstance(self.failure, AgentStartError):
+            raise self.failure
+        return self._outcome(ending)
+
+    def _pid(self) -> int | None:
+        return getattr(self.transport, "pid", None)
+
+    def _kill(self) -> None:
+        kill_process_group(self._pid())
+
+    async def _watch(self) -> None:
+        """Return once a stop is requested (polls `should_stop` off the event loop)."""
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                if await asyncio.to_thread(self.request.should_stop):
+                    return
+            except Exception as exc:  # a failed poll is not a reason to stop
+                log.warning("cancel poll failed: %s", type(exc).__name__)
+
+    async def _consume(self) -> None:
+        from claude_agent_sdk import AssistantMessage, ResultMessage, query
+
+        options = sdk_options(self.request, stderr=self.stderr.append)
+        self.transport = _tracked_transport(self.request.prompt, options)
+        try:
+            async for message in query(
+                prompt=self.request.prompt, options=options, transport=self.transport
+            ):
+                if isinstance(message, ResultMessage):
+                    self.result = message
+                elif isinstance(message, AssistantMessage) and message.usage:
+                    key = message.message_id or str(len(self.assistant_usage))
+                    self.assistant_usage[key] = dict(message.usage)
+        except Exception as exc:
+            if self.result is None:  # an error result is followed by a ResultError: expected
+                self.failure = exc
+
+    # ------------------------------------------------------------ outcome
+
+    def _elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    def _usage(self) -> Usage:
+        result = self.result
+        if result is not None:
+            usage = result.usage or {}
+            return Usage(
+                input_tokens=int(usage.get("input_tokens") or 0),
+                output_tokens=int(usage.get("output_tokens") or 0),
+                cache_read_input_tokens=int(usage.get("cache_read_input_tokens") or 0),
+                cache_creation_input_tokens=int(usage.get("cache_creation_input_tokens") or 0),
+                total_cost_usd=float(result.total_cost_usd or 0.0),
+                num_turns=int(result.num_turns or 0),
+                duration_ms=int(result.duration_ms or 0),
+            )
+        # Stopped before the CLI reported: what its assistant messages said so far.
+        totals = {
+            name: sum(int(u.get(name) or 0) for u in self.assistant_usage.values())
+            for name in (
+                "input_tokens",
+                "output_tokens",
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+            )
+        }
+        return Usage(**totals, num_turns=len(self.assistant_usage), duration_ms=self._elapsed_ms())
+
+    def _outcome(self, ending: Ending | None) -> AgentOutcome:
+        usage = self._usage()
+        if ending == "timed_out":
+            seconds = self.request.deadline_seconds
+            return AgentOutcome(
+                "timed_out",
+                usage=usage,
+                error=JobErrorInfo(
+                    code=TIMED_OUT,
+                    message=f"the job did not finish within its deadline of {seconds:.0f} s "
+                    "and was stopped",
+                ),
+            )
+        if ending == "cancelled":
+            return AgentOutcome(
+                "cancelled",
+                usage=usage,
+                error=JobErrorInfo(code=CANCELLED, message="cancelled on request while running"),
+            )
+        result = self.result
+        if result is None:
+            detail = f"{type(self.failure).__name__}: {self.failure}" if self.failure else ""
+            tail = " | ".join(line.strip() for line in self.stderr if line.strip())[-1000:]
+            message = "Claude Code ended without a result"
+            message += f" ({detail})" if detail else ""
+            message += f"; stderr: {tail}" if tail else ""
+            return AgentOutcome(
+                "failed", usage=usage, error=JobErrorInfo(code=AGENT_ERROR, message=message)
+            )
+        denials = [
+            str(d.get("tool_name", "?")) if isinstance(d, dict) else str(d)
+            for d in (result.permission_denials or [])
+        ]
+        text = result.result
+        if result.subtype == "success" and not result.is_error:
+            return self._success(text, result.structured_output, usage, denials)
+        code = _SUBTYPE_CODES.get(result.subtype)
+        errors = "; ".join(str(e) for e in (result.errors or []))
+        if code is None and (
+            result.api_error_status is not None or result.terminal_reason == "api_error"
+        ):
+            code = UPSTREAM_ERROR
+            status = result.api_error_status
+            message = (text or errors or "the Messages API call failed").strip()
+            if status is not None and str(status) not in message:
+                message = f"upstream answered {status}: {message}"
+        else:
+            code = code or AGENT_ERROR
+            message = errors or (text or "").strip() or f"Claude Code ended with {result.subtype}"
+        return AgentOutcome(
+            "failed",
+            text=text,
+            usage=usage,
+            error=JobErrorInfo(code=code, message=message[:4000]),
+            permission_denials=denials,
+        )
+
+    def _success(
+        self, text: str | None, structured: Any, usage: Usage, denials: list[str]
+    ) -> AgentOutcome:
+        schema = self.request.options.output_schema
+        if schema is None:
+            return AgentOutcome("succeeded", text=text, usage=usage, permission_denials=denials)
+        problem = validation_problem(structured, schema)
+        if problem is not None:
+            return AgentOutcome(
+                "failed",
+                text=text,
+                usage=usage,
+                error=JobErrorInfo(code=OUTPUT_INVALID, message=problem),
+                permission_denials=denials,
+            )
+        return AgentOutcome(
+            "succeeded", text=text, structured=structured, usage=usage, permission_denials=denials
+        )
+
+
+def validation_problem(value: Any, schema: dict[str, Any]) -> str | None:
+    """Why `value` does not satisfy `schema`, or None when it does."""
+    if value is None:
+        return "the agent produced no structured output"
+    from jsonschema import validators
+
+    validator = validators.validator_for(schema)(schema)
+    error = next(iter(sorted(validator.iter_errors(value), key=lambda e: list(e.path))), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"structured output does not match output_schema at {where}: {error.message}"[:2000]
+
+
+def _tracked_transport(prompt: str, options: Any) -> Any:
+    """The SDK's subprocess transport, remembering the CLI's pid (= its process group)."""
+    from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
+
+    class TrackedTransport(SubprocessCLITransport):
+        pid: int | None = None
+
+        async def connect(self) -> None:
+            try:
+                await super().connect()
+            except Exception as exc:
+                raise AgentStartError(f"Claude Code could not be started: {exc}") from exc
+            process = getattr(self, "_process", None)
+            self.pid = getattr(process, "pid", None)
+
+    return TrackedTransport(prompt=prompt, options=options)

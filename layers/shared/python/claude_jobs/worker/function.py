@@ -1,0 +1,114 @@
+"""The worker Lambda function: SQS batch (size 1) → one job run per message.
+
+Powertools' batch processor answers with partial batch responses: a message whose job hit an
+infrastructure fault is reported failed (SQS redelivers it); every other outcome — the job
+ran, ended, or needed no run — deletes it. One `BatchProcessor` per invocation, so the function
+can serve several threads of one process (the local stack does).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from ..observability import count, flush_metrics, get_logger
+from ..resources import WORKER_TIMEOUT_SECONDS
+from ..wiring import Container
+from .processor import JobProcessor
+
+#: Worker-process variables whose values are scrubbed from anything stored or logged.
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ANTHROPIC_API_KEY")
+
+
+class WorkerFunction:
+    def __init__(self, container: Container | None = None, **processor_args: Any) -> None:
+        self._container = container
+        self._processor_args = processor_args
+        self._lock = threading.RLock()
+
+    @property
+    def container(self) -> Container:
+        with self._lock:
+            if self._container is None:
+                self._container = Container()
+            return self._container
+
+    @cached_property
+    def processor(self) -> JobProcessor:
+        from ..adapters.results import S3ResultStore
+        from ..triggers.inputs import materialize_inputs
+        from .agent import AgentRunner
+        from .isolation import resolve_identity
+        from .proxy import KeyInjectingProxy
+        from .secrets import SecretKeyProvider
+
+        container = self.container
+        settings = container.settings
+        keys = SecretKeyProvider(
+            container.client("secretsmanager"),
+            settings.anthropic_secret_id,
+            settings.secret_max_age_seconds,
+        )
+        s3 = container.client("s3")
+        results = (
+            S3ResultStore(s3, settings.results_bucket, settings.presigned_url_seconds)
+            if settings.results_bucket
+            else None
+        )
+        return JobProcessor(
+            container.job_repository,
+            results,
+            AgentRunner(poll_seconds=settings.cancel_poll_seconds),
+            KeyInjectingProxy(settings.anthropic_base_url, keys.get),
+            keys.get,
+            settings,
+            resolve_identity(settings.agent_user),
+            inputs=lambda job, directory: materialize_inputs(s3, job.inputs, directory),
+            known_secrets=[os.environ.get(name, "") for name in SECRET_VARIABLES],
+            **self._processor_args,
+        )
+
+    def _record(self, record: SQSRecord, lambda_context: Any = None) -> None:
+        remaining = (
+            lambda_context.get_remaining_time_in_millis() / 1000
+            if lambda_context is not None
+            else float(WORKER_TIMEOUT_SECONDS)
+        )
+        with self._lock:
+            processor = self.processor  # built once, under the lock
+        processed = processor.process_message(record.body, remaining)
+        get_logger().info(
+            "message processed",
+            extra={
+                "job_id": processed.job_id,
+                "action": processed.action,
+                "status": processed.status.value if processed.status else None,
+            },
+        )
+        if processed.action == "ran" and processed.status is not None:
+            count(f"Jobs_{processed.status.value}")
+
+    def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        logger = get_logger()
+        logger.append_keys(function_request_id=getattr(context, "aws_request_id", None))
+        try:
+            response = process_partial_response(
+                event=event,
+                record_handler=self._record,
+                processor=BatchProcessor(
+                    event_type=EventType.SQS, raise_on_entire_batch_failure=False
+                ),
+                context=context,
+            )
+            return dict(response)
+        finally:
+            flush_metrics()

@@ -1,0 +1,412 @@
+"""A job's life in the worker: claim it, run the agent, record how it ended.
+
+For one SQS message (`{"job_id", "tenant_id"}`):
+
+1. Load the job. Unknown, terminal, or running under a live lease → skip: the model is not
+   called (a redelivery never runs a job twice).
+2. Claim it: one conditional write `queued|running(lease expired) → running` on the version
+   just read, adding one attempt and a lease until the deadline (+ margin). A job that has
+   already used `max_attempts` claims ends `failed` (`attempts_exhausted`) instead.
+3. Run the agent in a fresh sandbox, with a per-job proxy token, until it ends, its deadline
+   passes (→ `timed_out`) or a cancel is requested (→ `cancelled`).
+4. Record the terminal state in one conditional write (only while our claim holds): result
+   (inline ≤ 256 KiB, else in S3), usage, error; the prompt texts are removed from the item.
+
+Agent-side failures (API errors, budget, turns, invalid output) end the job: the message is
+done. Infrastructure faults (DynamoDB, S3, Secrets Manager, the proxy, starting the CLI) raise
+after releasing the claim (`running → queued`) so that SQS redelivers the message; the claim
+that reaches `max_attempts` records `failed` (`attempts_exhausted`) instead of releasing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import JobNotFoundError, TransitionConflictError
+from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobStatus
+from ..ports import JobRepository, ResultStore
+from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
+from ..settings import Settings
+from .agent import CANCELLED, AgentOutcome, AgentRequest, AgentRunner
+from .isolation import (
+    AgentIdentity,
+    agent_environment,
+    bundled_cli,
+    launcher_keep,
+    make_non_dumpable,
+    write_launcher,
+)
+from .proxy import KeyInjectingProxy
+from .sandbox import Sandbox
+from .scrub import Scrubber
+
+log = logging.getLogger("claude_jobs.worker")
+
+ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+OUTPUT_TOO_LARGE = "output_too_large"
+INPUT_UNAVAILABLE = "input_unavailable"
+
+#: DynamoDB's item limit is 400 KB; keep the terminal item safely below it.
+MAX_ITEM_BYTES = 380_000
+#: The shortest run worth starting; with less Lambda time left the message is retried.
+MIN_RUN_SECONDS = 5.0
+
+InputFetcher = Callable[[Job, Path], Sequence[Path]]
+
+
+class WorkerFault(RuntimeError):
+    """An infrastructure fault: the job was released (or ended) and the message must be
+    retried."""
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What happened to one message (for logs and tests)."""
+
+    job_id: str | None
+    action: str  # "ran", "skipped:<why>", "exhausted", "malformed"
+    status: JobStatus | None = None
+
+
+class JobProcessor:
+    def __init__(
+        self,
+        repo: JobRepository,
+        results: ResultStore | None,
+        runner: AgentRunner,
+        proxy: KeyInjectingProxy,
+        key: Callable[[], str],
+        settings: Settings,
+        identity: AgentIdentity,
+        *,
+        inputs: InputFetcher | None = None,
+        known_secrets: Sequence[str] = (),
+        margin_seconds: float = WORKER_DEADLINE_MARGIN_SECONDS,
+        sandbox_dir: str | None = None,
+        min_run_seconds: float = MIN_RUN_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._repo = repo
+        self._results = results
+        self._runner = runner
+        self._proxy = proxy
+        self._key = key
+        self._settings = settings
+        self._identity = identity
+        self._inputs = inputs
+        self._scrubber = Scrubber(known_secrets)
+        self._margin = margin_seconds
+        self._sandbox_dir = sandbox_dir
+        self._min_run = min_run_seconds
+        self._clock = clock
+
+    # ------------------------------------------------------------ entry point
+
+    def process_message(self, body: str, remaining_seconds: float) -> Processed:
+        try:
+            message = json.loads(body)
+            job_id = str(message["job_id"])
+        except (ValueError, KeyError, TypeError):
+            log.error("dropping a malformed jobs-queue message")
+            return Processed(None, "malformed")
+        return self.process(job_id, remaining_seconds)
+
+    def process(self, job_id: str, remaining_seconds: float) -> Processed:
+        job = self._repo.get(job_id)
+        skip = self._skip_reason(job)
+        if job is None or skip:
+            log.info("job %s skipped: %s", job_id, skip)
+            return Processed(job_id, f"skipped:{skip}", job.status if job else None)
+        deadline = min(float(job.options.timeout_seconds), remaining_seconds - self._margin)
+        if deadline < self._min_run:
+            raise WorkerFault(f"only {remaining_seconds:.0f} s of Lambda time left: retry later")
+        if job.attempts >= self._settings.max_attempts:
+            return self._exhaust_unclaimed(job)
+        try:
+            claimed = self._claim(job, deadline)
+        except TransitionConflictError as conflict:
+            current = conflict.current if isinstance(conflict.current, Job) else None
+            log.info("job %s was taken meanwhile (%s)", job_id, current and current.status)
+            return Processed(job_id, "skipped:conflict", current.status if current else None)
+        return self._run_claimed(claimed, deadline)
+
+    # ------------------------------------------------------------ claim
+
+    def _skip_reason(self, job: Job | None) -> str:
+        if job is None:
+            return "unknown"
+        if job.status.is_terminal:
+            return "terminal"
+        if job.status is JobStatus.RUNNING and (job.lease_until or 0) > self._clock():
+            return "leased"
+        return ""
+
+    def _claim(self, job: Job, deadline: float) -> Job:
+        now = self._clock()
+        return self._repo.transition(
+            job.job_id,
+            JobStatus.RUNNING,
+            allowed_from=[job.status],
+            set_fields={
+                "started_at": _iso(now),
+                "lease_until": int(now + deadline + self._margin) + 1,
+            },
+            increment={"attempts": 1},
+            remove_fields=["error"],
+            condition="#version = :c_version",
+            condition_values={":c_version": job.version},
+        )
+
+    def _exhaust_unclaimed(self, job: Job) -> Processed:
+        error = JobErrorInfo(
+            code=ATTEMPTS_EXHAUSTED,
+            message=f"the job was started {job.attempts} times without finishing "
+            "(the worker stopped before recording a result)",
+        )
+        try:
+            ended = self._repo.transition(
+                job.job_id,
+                JobStatus.FAILED,
+                allowed_from=[job.status],
+                set_fields={
+                    "finished_at": _iso(self._clock()),
+                    "error": error.model_dump(),
+                    "lease_until": None,
+                },
+                remove_fields=["prompt", "system_prompt"],
+                condition="#version = :c_version",
+                condition_values={":c_version": job.version},
+            )
+        except TransitionConflictError:
+            return Processed(job.job_id, "skipped:conflict")
+        log.warning("job %s failed: %s", job.job_id, ATTEMPTS_EXHAUSTED)
+        return Processed(job.job_id, "exhausted", ended.status)
+
+    # ------------------------------------------------------------ run
+
+    def _run_claimed(self, job: Job, deadline: float) -> Processed:
+        token: str | None = None
+        try:
+            if job.cancel_requested:  # asked to stop while no worker held it
+                outcome = AgentOutcome(
+                    "cancelled",
+                    error=JobErrorInfo(code=CANCELLED, message="cancelled on request"),
+                )
+            else:
+                key = self._key()  # before starting: a missing key is an infrastructure fault
+                self._proxy.start()
+                token = self._proxy.issue(job.job_id)
+                scrubber = self._scrubber.with_secrets(key, token)
+                outcome = self._run_agent(job, deadline, token)
+                if not self._proxy.alive:
+                    raise WorkerFault("the key proxy stopped during the run")
+                outcome = _scrubbed(outcome, scrubber)
+            status = self._finish(job, outcome)
+        except Exception as exc:
+            if self._release(job, exc):
+                return Processed(job.job_id, "exhausted", JobStatus.FAILED)
+            raise WorkerFault(f"job {job.job_id}: {type(exc).__name__}") from exc
+        finally:
+            if token is not None:
+                self._proxy.revoke(token)
+        return Processed(job.job_id, "ran", status)
+
+    def _run_agent(self, job: Job, deadline: float, token: str) -> AgentOutcome:
+        make_non_dumpable()
+        with Sandbox(job.job_id, self._identity, self._sandbox_dir) as sandbox:
+            if job.inputs and self._inputs is not None:
+                problem = self._place_inputs(job, sandbox)
+                if problem is not None:
+                    return AgentOutcome(
+                        "failed", error=JobErrorInfo(code=INPUT_UNAVAILABLE, message=problem)
+                    )
+            env = agent_environment(
+                home=sandbox.home,
+                config_dir=sandbox.config_dir,
+                tmp_dir=sandbox.tmp_dir,
+                base_url=self._proxy.url,
+                token=token,
+                max_retries=self._settings.agent_max_retries,
+            )
+            launcher = write_launcher(
+                sandbox.bin_dir / "claude",
+                cli=bundled_cli(),
+                keep=launcher_keep(env),
+                identity=self._identity,
+            )
+            request = AgentRequest(
+                job_id=job.job_id,
+                prompt=job.prompt or "",
+                system_prompt=job.system_prompt,
+                options=job.options,
+                model=job.options.model or self._settings.default_model,
+                launcher=launcher,
+                cwd=sandbox.work_dir,
+                env=env,
+                deadline_seconds=deadline,
+                should_stop=lambda: self._cancel_requested(job.job_id),
+            )
+            return self._runner.run(request)
+
+    def _place_inputs(self, job: Job, sandbox: Sandbox) -> str | None:
+        from ..triggers.inputs import InputUnavailableError
+
+        assert self._inputs is not None
+        try:
+            for path in self._inputs(job, sandbox.work_dir):
+                sandbox.give(path)
+        except InputUnavailableError as exc:
+            return str(exc)
+        return None
+
+    def _cancel_requested(self, job_id: str) -> bool:
+        job = self._repo.get(job_id)
+        return job is None or job.cancel_requested or job.status is not JobStatus.RUNNING
+
+    # ------------------------------------------------------------ record
+
+    def _finish(self, job: Job, outcome: AgentOutcome) -> JobStatus | None:
+        result, error = self._stored_result(job, outcome)
+        status = JobStatus(outcome.ending)
+        fields: dict[str, Any] = {
+            "finished_at": _iso(self._clock()),
+            "usage": outcome.usage.model_dump(),
+            "result": result,
+            "error": error.model_dump() if error else None,
+            "lease_until": None,
+        }
+        try:
+            ended = self._repo.transition(
+                job.job_id,
+                status,
+                allowed_from=[JobStatus.RUNNING],
+                set_fields=fields,
+                remove_fields=["prompt", "system_prompt"],
+                condition="attempts = :c_attempts",
+                condition_values={":c_attempts": job.attempts},
+            )
+        except TransitionConflictError as conflict:
+            current = conflict.current if isinstance(conflict.current, Job) else None
+            log.warning(
+                "job %s: result not recorded, the job moved on (%s)",
+                job.job_id,
+                current.status if current else "?",
+            )
+            return current.status if current else None
+        log.info(
+            "job %s %s%s",
+            job.job_id,
+            ended.status,
+            f" ({outcome.error.code})" if outcome.error else "",
+        )
+        return ended.status
+
+    def _stored_result(
+        self, job: Job, outcome: AgentOutcome
+    ) -> tuple[dict[str, Any] | None, JobErrorInfo | None]:
+        error = outcome.error
+        if outcome.text is None and outcome.structured is None:
+            return (
+                (None, error)
+                if outcome.ending != "succeeded"
+                else (
+                    {"text": "", "is_error": False},
+                    error,
+                )
+            )
+        result: dict[str, Any] = {"is_error": outcome.is_error}
+        if outcome.structured is not None:
+            result["structured"] = outcome.structured
+        text = outcome.text or ""
+        inline = len(text.encode()) <= INLINE_RESULT_BYTES
+        if inline and _size(job, result, text) > MAX_ITEM_BYTES:
+            inline = False
+        if not inline:
+            if self._results is None:
+                raise WorkerFault("the result is too large to store inline and no bucket is set")
+            result["s3_key"] = self._results.put_text(job.job_id, text)
+            text = ""
+        if _size(job, result, text) > MAX_ITEM_BYTES:
+            # Only a huge structured value can get here: it has no other home.
+            result.pop("structured", None)
+            error = JobErrorInfo(
+                code=OUTPUT_TOO_LARGE,
+                message="the structured output is too large to store; the full text is kept",
+            )
+            result["is_error"] = True
+            outcome.ending = "failed"
+        if inline:
+            result["text"] = text
+        return result, error
+
+    def _release(self, job: Job, fault: BaseException) -> bool:
+        """After an infrastructure fault: give the job back to the queue, or end it when this
+        was its last allowed attempt. True when the job was ended (nothing left to retry)."""
+        reason = f"{type(fault).__name__}: {self._scrubber.text(str(fault))}"[:1000]
+        log.error(
+            "job %s attempt %s hit an infrastructure fault: %s", job.job_id, job.attempts, reason
+        )
+        try:
+            if job.attempts >= self._settings.max_attempts:
+                self._repo.transition(
+                    job.job_id,
+                    JobStatus.FAILED,
+                    allowed_from=[JobStatus.RUNNING],
+                    set_fields={
+                        "finished_at": _iso(self._clock()),
+                        "error": {
+                            "code": ATTEMPTS_EXHAUSTED,
+                            "message": f"failed {job.attempts} times; last: {reason}",
+                        },
+                        "lease_until": None,
+                    },
+                    remove_fields=["prompt", "system_prompt"],
+                    condition="attempts = :c_attempts",
+                    condition_values={":c_attempts": job.attempts},
+                )
+                log.warning("job %s failed: %s", job.job_id, ATTEMPTS_EXHAUSTED)
+                return True
+            else:
+                self._repo.transition(
+                    job.job_id,
+                    JobStatus.QUEUED,
+                    allowed_from=[JobStatus.RUNNING],
+                    set_fields={"lease_until": None},
+                    condition="attempts = :c_attempts",
+                    condition_values={":c_attempts": job.attempts},
+                )
+        except (TransitionConflictError, JobNotFoundError):
+            return True  # it moved on: nothing to give back, nothing to retry
+        except Exception as exc:  # the lease expires on its own; redelivery re-claims then
+            log.error("job %s could not be released: %s", job.job_id, type(exc).__name__)
+        return False
+
+
+def _scrubbed(outcome: AgentOutcome, scrubber: Scrubber) -> AgentOutcome:
+    if outcome.text is not None:
+        outcome.text = scrubber.text(outcome.text)
+    if outcome.structured is not None:
+        outcome.structured = scrubber.value(outcome.structured)
+    if outcome.error is not None:
+        outcome.error = JobErrorInfo(
+            code=outcome.error.code, message=scrubber.text(outcome.error.message)
+        )
+    return outcome
+
+
+def _size(job: Job, result: dict[str, Any], text: str) -> int:
+    """A generous estimate of the terminal item's size in bytes."""
+    kept = job.model_dump(mode="json", exclude={"prompt", "system_prompt", "result"})
+    other = json.dumps([kept, result], ensure_ascii=False)
+    return len(other.encode()) + len(text.encode()) + 1024  # + usage, error, names
+
+
+def _iso(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat()
