@@ -1,0 +1,187 @@
+"""Fixtures for completion events and webhooks: the stack in moto with a bus whose rule copies
+every `claude-jobs` event to an SQS queue (so a test reads what a subscriber would get), a real
+HTTP receiver on 127.0.0.1, and the notifier function fed from the table's real stream."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from claude_jobs.models import Job, JobRequest, JobStatus
+from claude_jobs.notify.function import NotifierFunction
+from claude_jobs.notify.stream import StreamReader
+from claude_jobs.notify.webhooks import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    RetryPolicy,
+    tenant_secret,
+    verify_signature,
+)
+from claude_jobs.provision import Provisioned, provision
+from claude_jobs.settings import Settings
+from claude_jobs.wiring import Container
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+BUS = "test-bus"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+@pytest.fixture
+def stack(aws: None) -> Provisioned:
+    provisioned = provision(
+        "test",
+        secret_value="sk-ant-test-not-a-real-key",
+        event_bus_name=BUS,
+        allow_loopback_webhooks=True,
+    )
+    boto3.client("events").create_event_bus(Name=BUS)
+    return provisioned
+
+
+@pytest.fixture
+def settings(stack: Provisioned) -> Settings:
+    return stack.settings
+
+
+class Subscriber:
+    """An SQS queue behind a rule on the bus matching every completion event."""
+
+    def __init__(self) -> None:
+        sqs = boto3.client("sqs")
+        self.url = sqs.create_queue(QueueName="completion-events")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        events = boto3.client("events")
+        events.put_rule(
+            Name="all-completions",
+            EventBusName=BUS,
+            EventPattern=json.dumps({"source": ["claude-jobs"]}),
+        )
+        events.put_targets(
+            Rule="all-completions", EventBusName=BUS, Targets=[{"Id": "queue", "Arn": arn}]
+        )
+
+    def received(self) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs")
+        found: list[dict[str, Any]] = []
+        while batch := sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            for message in batch:
+                found.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        return found
+
+
+@pytest.fixture
+def subscriber(stack: Provisioned) -> Subscriber:
+    return Subscriber()
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: answers 500 to the first `fail_first` POSTs, then 204 (or always
+    500 with `always_fail`); verifies every signature with the tenant's secret."""
+
+    secret: str = ""
+    fail_first: int = 0
+    always_fail: bool = False
+    posts: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    def handle(self, headers: dict[str, str], body: bytes) -> int:
+        verified = verify_signature(
+            self.secret, headers.get(TIMESTAMP_HEADER), body, headers.get(SIGNATURE_HEADER)
+        )
+        self.posts.append({"headers": headers, "body": body, "verified": verified})
+        if not verified:
+            return 401
+        if self.always_fail or len(self.posts) <= self.fail_first:
+            return 500
+        return 204
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status = state.handle(dict(self.headers.items()), body)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/claude-jobs"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def master_key(settings: Settings) -> str:
+    value = boto3.client("secretsmanager").get_secret_value(SecretId=settings.webhook_secret_id)
+    return value["SecretString"]
+
+
+class World:
+    """Jobs made and finished through the real service and repository; the stream read back."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.container = Container(settings)
+        self.stream = StreamReader(boto3.client("dynamodb"), settings.jobs_table)
+        self.sleeps: list[float] = []
+        self.notifier = NotifierFunction(
+            Container(settings), sleep=self.sleeps.append, policy=RetryPolicy(timeout_s=5.0)
+        )
+
+    def submit(self, tenant: str = "acme", **fields: Any) -> Job:
+        request = JobRequest.model_validate({"prompt": "Say hello", **fields})
+        return self.container.job_service.submit(tenant, request).job
+
+    def run(self, job: Job, status: JobStatus = JobStatus.SUCCEEDED, **fields: Any) -> Job:
+        repo = self.container.job_repository
+        repo.transition(job.job_id, JobStatus.RUNNING, increment={"attempts": 1})
+        return repo.transition(
+            job.job_id,
+            status,
+            set_fields={"finished_at": "2026-11-22T12:00:09+00:00", **fields},
+            remove_fields=["prompt"],
+        )
+
+    def deliver_stream(self) -> dict[str, Any]:
+        """Hand everything written since the last call to the notifier, as Lambda would."""
+        return self.notifier.handler({"Records": self.stream.poll()}, None)
+
+    def job(self, job_id: str) -> Job:
+        found = self.container.job_repository.get(job_id)
+        assert found is not None
+        return found
+
+    def tenant_secret(self, tenant: str) -> str:
+        return tenant_secret(master_key(self.settings), tenant)
+
+
+@pytest.fixture
+def world(settings: Settings) -> World:
+    return World(settings)
