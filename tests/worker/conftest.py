@@ -1,0 +1,159 @@
+"""Fixtures for the worker: moto resources, the fake Messages API, the worker function."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from claude_jobs.local.fake_anthropic import FakeAnthropic
+from claude_jobs.models import Job, JobRequest
+from claude_jobs.provision import Provisioned
+from claude_jobs.resources import WORKER_DEADLINE_MARGIN_SECONDS
+from claude_jobs.wiring import Container
+from claude_jobs.worker.function import WorkerFunction
+
+ROOT = Path(__file__).resolve().parents[2]
+SQS_EVENT = ROOT / "events" / "sqs_job.json"
+
+#: The key stored in the (emulated) Secrets Manager: the worker's real key in these tests.
+REAL_KEY = "sk-ant-test-worker-real-key-0123456789"
+
+
+@dataclass
+class LambdaContext:
+    """What the worker reads from Lambda's context object."""
+
+    remaining_ms: int = 900_000
+    aws_request_id: str = "req-worker-test"
+    function_name: str = "claude-jobs-worker"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:worker"
+    log_group_name: str = "/aws/lambda/worker"
+    log_stream_name: str = "stream"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def context_with_deadline(seconds: float) -> LambdaContext:
+    """A context whose remaining time leaves the job `seconds` after the margin."""
+    return LambdaContext(remaining_ms=int((seconds + WORKER_DEADLINE_MARGIN_SECONDS) * 1000))
+
+
+def sqs_event(job: Job, message_id: str = "msg-1") -> dict[str, Any]:
+    """The sample SQS event (events/sqs_job.json), carrying this job's message."""
+    event: dict[str, Any] = copy.deepcopy(json.loads(SQS_EVENT.read_text()))
+    record = event["Records"][0]
+    record["messageId"] = message_id
+    record["body"] = json.dumps(
+        {"job_id": job.job_id, "tenant_id": job.tenant_id}, separators=(",", ":")
+    )
+    return event
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    """The fake Messages API; it accepts only the real key, as the real API would."""
+    with FakeAnthropic(api_key=REAL_KEY) as server:
+        yield server
+
+
+@dataclass
+class WorkerStack:
+    provisioned: Provisioned
+    container: Container
+    function: WorkerFunction
+    fake: FakeAnthropic
+    tenant: str = "acme"
+    contexts: list[LambdaContext] = field(default_factory=list)
+
+    @property
+    def repo(self) -> Any:
+        return self.container.job_repository
+
+    def submit(self, prompt: str = "Say hello.", **options: Any) -> Job:
+        request = JobRequest(prompt=prompt, **options)
+        return self.container.job_service.submit(self.tenant, request).job
+
+    def deliver(
+        self, job: Job, context: LambdaContext | None = None, message_id: str = "msg-1"
+    ) -> dict[str, Any]:
+        """Invoke the worker as the SQS event source would; return its batch response."""
+        return self.function.handler(sqs_event(job, message_id), context or LambdaContext())
+
+    def get(self, job: Job) -> Job:
+        found = self.repo.get(job.job_id)
+        assert found is not None
+        return found
+
+    def deliver_in_thread(
+        self, job: Job, context: LambdaContext | None = None
+    ) -> tuple[threading.Thread, dict[str, Any]]:
+        answer: dict[str, Any] = {}
+
+        def run() -> None:
+            answer.update(self.deliver(job, context))
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread, answer
+
+
+@pytest.fixture
+def stack(aws: None, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerStack]:
+    """Moto resources, the fake upstream, and a worker function wired to both.
+
+    The worker process's environment looks like Lambda's (AWS credentials, `_HANDLER`, …),
+    so that tests can prove none of it reaches the agent."""
+    from claude_jobs.provision import provision
+
+    monkeypatch.setenv("_HANDLER", "handler.lambda_handler")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "claude-jobs-worker")
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
+    provisioned = provision(
+        "wt",
+        secret_value=REAL_KEY,
+        anthropic_base_url=fake.url,
+        agent_max_retries=0,
+        cancel_poll_seconds=0.2,
+    )
+    container = Container(provisioned.settings)
+    function = WorkerFunction(container, min_run_seconds=1)
+    yield WorkerStack(provisioned, container, function, fake)
+    if "processor" in function.__dict__:
+        function.processor._proxy.close()
+
+
+def sandboxes_of(job: Job) -> list[Path]:
+    """The job's sandbox directories still on disk (the worker removes them)."""
+    return sorted(Path(tempfile.gettempdir()).glob(f"claude-job-{job.job_id}-*"))
+
+
+def processes_in(root: Path) -> list[int]:
+    """Pids of live processes whose working directory is inside `root`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(root)):
+            pids.append(int(entry.name))
+    return pids
+
+
+def s3_text(key: str, bucket: str) -> str:
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+    return str(body.read().decode())
