@@ -16,7 +16,7 @@ def _register() -> None:
     # Each module adds its commands to `app` (or a sub-app) when imported.
     import importlib
 
-    for module in ("keys", "client", "dev", "trigger"):
+    for module in ("keys", "client", "dev", "trigger", "webhooks"):
         try:
             importlib.import_module(f"claude_jobs.cli.{module}")
         except ModuleNotFoundError as exc:
