@@ -133,8 +133,24 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
     ]
     if generated:
         lines.append(f"    export CLAUDE_JOBS_API_KEY={generated[0].key}")
-    lines += ['    claude-jobs submit "Say hello in three languages" --wait', ""]
+    lines += [f'    {_command()} submit "Say hello in three languages" --wait', ""]
     print("\n".join(lines), flush=True)
+
+
+def _command() -> str:
+    """How to call this command from another shell: its name if PATH finds this very one,
+    else its path (e.g. `.venv/bin/claude-jobs` before the virtualenv is activated)."""
+    import shutil
+    from pathlib import Path
+
+    me = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    found = shutil.which("claude-jobs")
+    if me is None or me.name != "claude-jobs" or (found and Path(found).resolve() == me):
+        return "claude-jobs"
+    try:
+        return str(me.relative_to(Path.cwd()))
+    except ValueError:
+        return str(me)
 
 
 def _wait_until_healthy(url: str, stop: threading.Event) -> bool:
