@@ -138,19 +138,22 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
 
 
 def _command() -> str:
-    """How to call this command from another shell: its name if PATH finds this very one,
-    else its path (e.g. `.venv/bin/claude-jobs` before the virtualenv is activated)."""
-    import shutil
+    """How to call this command from another shell: `claude-jobs`, or its path when it lives
+    in a virtualenv that is not activated (as under `make dev`)."""
     from pathlib import Path
 
-    me = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
-    found = shutil.which("claude-jobs")
-    if me is None or me.name != "claude-jobs" or (found and Path(found).resolve() == me):
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    in_venv = sys.prefix != sys.base_prefix
+    activated = os.environ.get("VIRTUAL_ENV") and Path(os.environ["VIRTUAL_ENV"]) == Path(
+        sys.prefix
+    )
+    if script is None or script.name != "claude-jobs" or not in_venv or activated:
         return "claude-jobs"
+    script = script.absolute()
     try:
-        return str(me.relative_to(Path.cwd()))
+        return str(script.relative_to(Path.cwd()))
     except ValueError:
-        return str(me)
+        return str(script)
 
 
 def _wait_until_healthy(url: str, stop: threading.Event) -> bool:
