@@ -1,0 +1,227 @@
+"""The worker as its image runs it: exactly the files the Dockerfile copies, as a non-root
+user, code directory read-only, HOME unset, only /tmp writable (no Docker engine here, so the
+image's layout is rebuilt from the Dockerfile's COPY lines)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from claude_jobs.local.fake_anthropic import FakeAnthropic, Text, ToolUse
+from claude_jobs.models import JobRequest, JobStatus
+from claude_jobs.wiring import Container
+from tests.worker.conftest import REAL_KEY, sqs_event
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "functions" / "worker" / "Dockerfile"
+TASK_ROOT_VAR = "${LAMBDA_TASK_ROOT}"
+RUNTIME_USER = "nobody"
+SENTINEL_SECRET = "aws-secret-sentinel-7d1c0f9e2b"
+
+#: Runs the handler the way the Lambda runtime would, from the task root; prints its answer.
+HARNESS = """
+import json, os, sys
+sys.path.insert(0, os.environ["LAMBDA_TASK_ROOT"])
+import handler
+
+class Context:
+    aws_request_id = "image-test"
+    function_name = "claude-jobs-worker"
+    def get_remaining_time_in_millis(self):
+        return 900_000
+
+event = json.loads(sys.stdin.read())
+answer = handler.lambda_handler(event, Context())
+print("WORKER_PID", os.getpid())
+print("ANSWER", json.dumps(answer))
+"""
+
+
+def copied_files() -> list[tuple[str, str]]:
+    """(source, path under the task root) of each COPY into ${LAMBDA_TASK_ROOT}."""
+    copies = []
+    for line in DOCKERFILE.read_text().splitlines():
+        parts = shlex.split(line.strip()) if line.strip().startswith("COPY") else []
+        if len(parts) == 3 and parts[2].startswith(TASK_ROOT_VAR):
+            copies.append((parts[1], parts[2][len(TASK_ROOT_VAR) :].lstrip("/")))
+    return copies
+
+
+def test_the_dockerfile_copies_the_handler_and_the_shared_package() -> None:
+    # Given the worker's Dockerfile
+    text = DOCKERFILE.read_text()
+    # Then it builds on the arm64 Lambda Python image, runs handler.lambda_handler, and
+    # copies the handler and the shared package into the task root
+    assert re.search(r"^FROM --platform=linux/arm64 public\.ecr\.aws/lambda/python:", text, re.M)
+    assert re.search(r'^CMD \["handler\.lambda_handler"\]', text, re.M)
+    assert dict(copied_files()) == {
+        "layers/shared/python/claude_jobs": "claude_jobs",
+        "functions/worker/handler.py": "handler.py",
+    }
+
+
+def test_the_image_requirements_pin_the_locked_versions() -> None:
+    # Given the image's requirements and the project's lock
+    def pins(path: Path) -> dict[str, str]:
+        found = re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)", path.read_text(), re.M)
+        return {name.lower().replace("_", "-"): version for name, version in found}
+
+    image = pins(ROOT / "functions" / "worker" / "requirements.txt")
+    lock = pins(ROOT / "requirements" / "dev.lock")
+    # Then the image installs the worker's SDK, and every version it pins is the locked one
+    assert "claude-agent-sdk" in image and "aws-lambda-powertools" in image
+    assert {name: v for name, v in image.items() if lock.get(name) != v} == {}
+    # And nothing of the other groups (CLI, infra, dev) is in the image
+    assert not {"moto", "aws-cdk-lib", "pytest", "typer"} & set(image)
+
+
+def runtime_python() -> str | None:
+    """An interpreter of this Python version that the runtime user can execute."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [os.path.realpath(sys.executable), f"/usr/bin/python{version}"]
+    candidates.append(f"/usr/local/bin/python{version}")
+    for candidate in candidates:
+        if not os.path.exists(candidate):
+            continue
+        try:
+            probe = subprocess.run(
+                [candidate, "-S", "-c", "import sys; print(sys.version_info[:2])"],
+                user=RUNTIME_USER,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except PermissionError:  # e.g. an interpreter under root's home
+            continue
+        if probe.returncode == 0 and probe.stdout.strip() == str(sys.version_info[:2]):
+            return candidate
+    return None
+
+
+@pytest.fixture
+def task_root() -> Iterator[Path]:
+    """The image's task root rebuilt from the Dockerfile's COPY lines, read-only for all."""
+    holder = Path(tempfile.mkdtemp(prefix="cj-image-"))
+    os.chmod(holder, 0o711)  # noqa: S103 - the runtime user must reach the task root
+    root = holder / "var-task"
+    root.mkdir()
+    for source, target in copied_files():
+        src, dst = ROOT / source, root / target
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    for path in [root, *root.rglob("*")]:
+        os.chmod(path, 0o555 if path.is_dir() else 0o444)  # read-only for all, as in Lambda
+    yield root
+    for path in [root, *root.rglob("*")]:
+        os.chmod(path, 0o700)
+    shutil.rmtree(holder)
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    yield url
+    server.stop()
+
+
+@pytest.mark.cli
+def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
+    task_root: Path, moto_server: str
+) -> None:
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    from claude_jobs.provision import provision
+
+    # Given the stack's resources in the emulator, and a job allowed Bash whose agent tries
+    # to write into the code directory and to read every ancestor's environment
+    with FakeAnthropic(api_key=REAL_KEY) as fake:
+        provisioned = provision("img", secret_value=REAL_KEY, anthropic_base_url=fake.url)
+        container = Container(provisioned.settings)
+        job = container.job_service.submit(
+            "tenant-img", JobRequest(prompt="Look around.", allowed_tools=["Bash"])
+        ).job
+        probe = (
+            f"touch {task_root}/planted 2>/dev/null && echo CODE-WRITABLE || echo code-read-only; "
+            "id -un; env; echo ===ANCESTORS===; p=$$; "
+            'while [ "$p" -gt 1 ]; do '
+            'if out=$(tr "\\0" "\\n" < /proc/$p/environ 2>&1); then echo "pid $p readable"; '
+            'echo "$out"; else echo "pid $p denied"; fi; '
+            "p=$(awk '{print $4}' /proc/$p/stat); done"
+        )
+        fake.script(ToolUse("Bash", {"command": probe}), Text("looked"))
+        settings = provisioned.settings
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "PYTHONPATH": sysconfig.get_paths()["purelib"],
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "_HANDLER": "handler.lambda_handler",
+            "AWS_LAMBDA_FUNCTION_NAME": "claude-jobs-worker",
+            "AWS_ENDPOINT_URL": moto_server,
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": SENTINEL_SECRET,
+            "AWS_SESSION_TOKEN": "testing",
+            "JOBS_TABLE": settings.jobs_table,
+            "RESULTS_BUCKET": settings.results_bucket,
+            "ANTHROPIC_SECRET_ID": settings.anthropic_secret_id,
+            "ANTHROPIC_BASE_URL": fake.url,
+            "AGENT_MAX_RETRIES": "0",
+            "POWERTOOLS_SERVICE_NAME": "claude-jobs-worker",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "TMPDIR": "/tmp",
+        }
+        # When the worker handles the job's message as the runtime user, HOME unset
+        assert "HOME" not in env
+        run = subprocess.run(
+            [python, "-S", "-c", HARNESS],
+            input=json.dumps(sqs_event(job)),
+            user=RUNTIME_USER,
+            group=pwd.getpwnam(RUNTIME_USER).pw_gid,
+            extra_groups=[],
+            cwd=task_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        answer = json.loads(run.stdout.split("ANSWER", 1)[1])
+        worker_pid = int(run.stdout.split("WORKER_PID", 1)[1].split()[0])
+        # Then the job succeeded there
+        assert answer == {"batchItemFailures": []}, run.stderr[-3000:]
+        done = container.job_repository.get(job.job_id)
+        assert done is not None and done.status is JobStatus.SUCCEEDED, done
+        assert done.result is not None and done.result.text == "looked"
+        # And the agent, the same user as the worker, could neither write the code nor read
+        # the worker's environment (it is non-dumpable), and its own holds no secret
+        output = fake.message_requests[1].tool_results()[0]["content"]
+        assert "code-read-only" in output and "CODE-WRITABLE" not in output
+        assert output.splitlines()[1] == RUNTIME_USER
+        assert f"pid {worker_pid} denied" in output
+        assert SENTINEL_SECRET not in output and REAL_KEY not in output
+        assert "AWS_" not in output.split("===ANCESTORS===")[0]
+        assert {r.headers["x-api-key"] for r in fake.message_requests} == {REAL_KEY}
