@@ -1,0 +1,125 @@
+"""Infrastructure faults are retried through SQS, a poison job ends after its attempt cap, and a
+claim whose lease expired (a worker that died) is taken over."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+
+from claude_jobs.local.fake_anthropic import Text
+from claude_jobs.models import JobStatus
+from tests.worker.conftest import WorkerStack, sqs_event
+
+
+def _lose_the_key(stack: WorkerStack) -> None:
+    boto3.client("secretsmanager").delete_secret(
+        SecretId=stack.provisioned.settings.anthropic_secret_id, ForceDeleteWithoutRecovery=True
+    )
+
+
+def test_an_unreadable_key_releases_the_job_for_retry_then_fails_it_after_the_cap(
+    stack: WorkerStack,
+) -> None:
+    # Given a queued job and a Secrets Manager that no longer has the key
+    job = stack.submit()
+    _lose_the_key(stack)
+    cap = stack.provisioned.settings.max_attempts
+    for attempt in range(1, cap):
+        # When its message is delivered
+        answer = stack.deliver(job, message_id=f"m{attempt}")
+        # Then the message is reported failed (SQS retries it) and the job is queued again
+        assert answer == {"batchItemFailures": [{"itemIdentifier": f"m{attempt}"}]}
+        queued = stack.get(job)
+        assert queued.status is JobStatus.QUEUED
+        assert queued.attempts == attempt and queued.lease_until is None
+    # When the last allowed attempt hits the same fault
+    answer = stack.deliver(job, message_id="last")
+    # Then the job fails for good, saying why, and the message is done
+    assert answer == {"batchItemFailures": []}
+    failed = stack.get(job)
+    assert failed.status is JobStatus.FAILED and failed.attempts == cap
+    assert failed.error is not None and failed.error.code == "attempts_exhausted"
+    assert "KeyUnavailableError" in failed.error.message
+    assert failed.prompt is None
+    # And the model was never called
+    assert stack.fake.requests == []
+
+
+def test_a_job_whose_worker_died_on_its_last_attempt_fails_without_a_run(
+    stack: WorkerStack,
+) -> None:
+    # Given a job left running by its last allowed attempt, its lease expired
+    job = stack.submit()
+    cap = stack.provisioned.settings.max_attempts
+    stack.repo.transition(
+        job.job_id,
+        JobStatus.RUNNING,
+        set_fields={"lease_until": int(time.time()) - 5},
+        increment={"attempts": cap},
+    )
+    # When its message comes back
+    answer = stack.deliver(job)
+    # Then it ends failed (attempts_exhausted) and the model is not called
+    assert answer == {"batchItemFailures": []}
+    failed = stack.get(job)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error.code == "attempts_exhausted"
+    assert stack.fake.requests == []
+
+
+@pytest.mark.cli
+def test_a_job_whose_worker_died_is_taken_over_once_its_lease_expired(
+    stack: WorkerStack,
+) -> None:
+    # Given a job left running by a worker that died, its lease expired
+    job = stack.submit()
+    stack.repo.transition(
+        job.job_id,
+        JobStatus.RUNNING,
+        set_fields={"lease_until": int(time.time()) - 5},
+        increment={"attempts": 1},
+    )
+    stack.fake.script(Text("second time lucky"))
+    # When its message comes back
+    answer = stack.deliver(job)
+    # Then this worker claims it again and runs it to the end
+    assert answer == {"batchItemFailures": []}
+    done = stack.get(job)
+    assert done.status is JobStatus.SUCCEEDED and done.attempts == 2
+    assert done.result is not None and done.result.text == "second time lucky"
+
+
+def test_a_malformed_message_or_an_unknown_job_is_dropped(stack: WorkerStack) -> None:
+    # Given a message that is not JSON, and one naming no job
+    job = stack.submit()
+    broken = sqs_event(job, "broken")
+    broken["Records"][0]["body"] = "not json"
+    unknown = sqs_event(job, "unknown")
+    unknown["Records"][0]["body"] = '{"job_id":"no-such-job","tenant_id":"acme"}'
+    # When they are delivered
+    answers = [stack.function.handler(e, None) for e in (broken, unknown)]
+    # Then both are done (nothing to retry) and nothing ran
+    assert answers == [{"batchItemFailures": []}] * 2
+    assert stack.fake.requests == []
+    assert stack.get(job).status is JobStatus.QUEUED
+
+
+def test_a_cancel_requested_before_a_worker_took_over_ends_the_job_without_a_run(
+    stack: WorkerStack,
+) -> None:
+    # Given a job left running (lease expired) whose cancel was requested meanwhile
+    job = stack.submit()
+    stack.repo.transition(
+        job.job_id,
+        JobStatus.RUNNING,
+        set_fields={"lease_until": int(time.time()) - 5, "cancel_requested": True},
+        increment={"attempts": 1},
+    )
+    # When its message comes back
+    stack.deliver(job)
+    # Then it ends cancelled without calling the model
+    done = stack.get(job)
+    assert done.status is JobStatus.CANCELLED
+    assert stack.fake.requests == []

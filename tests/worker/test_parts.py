@@ -1,0 +1,248 @@
+"""The worker's parts on their own: the key proxy, the launcher, the sandbox, the scrubber."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from claude_jobs.worker.isolation import (
+    AgentIdentity,
+    IsolationError,
+    resolve_identity,
+    write_launcher,
+)
+from claude_jobs.worker.proxy import KeyInjectingProxy
+from claude_jobs.worker.sandbox import Sandbox
+from claude_jobs.worker.scrub import Scrubber
+
+REAL_KEY = "sk-ant-test-proxy-real-key-123456"
+SSE_EVENTS = [
+    b'event: message_start\ndata: {"type":"message_start"}\n\n',
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","x":"\xc3\xa9"}\n\n',
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+]
+
+
+class Upstream:
+    """A recording upstream that streams fixed SSE bytes, the middle ones only once the test
+    has read the first through the proxy (so a buffering proxy would never get them)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.first_read = threading.Event()
+        self.waited_for_reader = False
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                upstream.received.append(
+                    {"path": self.path, "headers": dict(self.headers.items()), "body": body}
+                )
+                if self.path.startswith("/gateway/v1/messages"):
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("request-id", "req_upstream_1")
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    for index, event in enumerate(SSE_EVENTS):
+                        if index == 1:
+                            upstream.waited_for_reader = upstream.first_read.wait(10)
+                        self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    payload = b'{"type":"error","error":{"type":"not_found_error"}}'
+                    self.send_response(404)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/gateway"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    server = Upstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def proxy(upstream: Upstream) -> Iterator[KeyInjectingProxy]:
+    server = KeyInjectingProxy(upstream.url, lambda: REAL_KEY).start()
+    yield server
+    server.close()
+
+
+def _post(proxy: KeyInjectingProxy, path: str, headers: dict[str, str]) -> Any:
+    parts = urlsplit(proxy.url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection.request("POST", path, body=b'{"stream":true}', headers=headers)
+    return connection.getresponse()
+
+
+def test_the_proxy_swaps_the_job_token_for_the_key_and_streams_the_answer_unchanged(
+    proxy: KeyInjectingProxy, upstream: Upstream
+) -> None:
+    # Given a job token
+    token = proxy.issue("job-1")
+    # When the CLI posts a streaming Messages call with it
+    response = _post(proxy, "/v1/messages?beta=true", {"x-api-key": token, "x-extra": "kept"})
+    first = response.read1(len(SSE_EVENTS[0]))
+    upstream.first_read.set()
+    rest = response.read()
+    # Then the answer streams through as it comes, byte for byte, with its headers
+    assert upstream.waited_for_reader
+    assert first + rest == b"".join(SSE_EVENTS)
+    assert response.status == 200
+    assert response.getheader("content-type") == "text/event-stream"
+    assert response.getheader("request-id") == "req_upstream_1"
+    # And the upstream got the real key (never the token) under its own path prefix
+    (call,) = upstream.received
+    assert call["path"] == "/gateway/v1/messages?beta=true"
+    headers = {k.lower(): v for k, v in call["headers"].items()}
+    assert headers["x-api-key"] == REAL_KEY
+    assert token not in str(call["headers"]) and headers["x-extra"] == "kept"
+    assert call["body"] == b'{"stream":true}'
+
+
+def test_the_proxy_refuses_unknown_or_revoked_tokens_and_other_paths(
+    proxy: KeyInjectingProxy, upstream: Upstream
+) -> None:
+    # Given a token that was revoked, one never issued, and a live one used off /v1/
+    revoked = proxy.issue("job-2")
+    proxy.revoke(revoked)
+    live = proxy.issue("job-3")
+    # When each is used
+    answers = [
+        _post(proxy, "/v1/messages", {"x-api-key": revoked}),
+        _post(proxy, "/v1/messages", {"authorization": "Bearer not-a-token"}),
+        _post(proxy, "/v1/messages", {}),
+        _post(proxy, "/admin", {"x-api-key": live}),
+    ]
+    # Then none reaches the upstream
+    assert [a.status for a in answers] == [401, 401, 401, 404]
+    assert upstream.received == []
+
+
+def test_the_proxy_answers_502_when_the_upstream_is_unreachable() -> None:
+    # Given a proxy whose upstream port is closed
+    with socket_port() as port:
+        pass
+    proxy = KeyInjectingProxy(f"http://127.0.0.1:{port}", lambda: REAL_KEY).start()
+    try:
+        # When a job calls it
+        response = _post(proxy, "/v1/messages", {"x-api-key": proxy.issue("job-4")})
+        # Then it answers with an API-shaped 502
+        assert response.status == 502
+        assert b'"api_error"' in response.read()
+    finally:
+        proxy.close()
+
+
+class socket_port:
+    """A free local port (bound, then released)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        return int(self._socket.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self._socket.close()
+
+
+def test_the_launcher_passes_only_allowlisted_variables(tmp_path: Path) -> None:
+    # Given a launcher for a "CLI" that prints its environment
+    launcher = write_launcher(
+        tmp_path / "claude",
+        cli=Path("/usr/bin/env"),
+        keep={"HOME", "ANTHROPIC_API_KEY"},
+        identity=AgentIdentity(),
+    )
+    # When it is started with a Lambda-like environment
+    env = {
+        "HOME": "/tmp/h",
+        "ANTHROPIC_API_KEY": "cj-job-token",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "_HANDLER": "handler.lambda_handler",
+        "PATH": "/usr/bin:/bin",
+    }
+    output = subprocess.run([launcher], env=env, capture_output=True, text=True, check=True)
+    # Then only the allowlisted variables reach the program
+    assert sorted(output.stdout.split()) == ["ANTHROPIC_API_KEY=cj-job-token", "HOME=/tmp/h"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_as_root_the_launcher_runs_the_cli_as_the_agent_user_with_no_groups(
+    tmp_path: Path,
+) -> None:
+    # Given a worker running as root and the agent user `nobody`
+    identity = resolve_identity("nobody")
+    assert identity.uid not in (None, 0)
+    launcher = write_launcher(
+        tmp_path / "claude", cli=Path("/usr/bin/id"), keep=set(), identity=identity
+    )
+    # When the launcher runs
+    output = subprocess.run([launcher], capture_output=True, text=True, check=True, env={})
+    # Then the CLI runs as that user, in its own group only, and in a new session
+    assert output.stdout.startswith(f"uid={identity.uid}(nobody) gid={identity.gid}")
+    assert "groups=" in output.stdout and "(root)" not in output.stdout
+
+
+def test_the_agent_identity_is_the_worker_unless_root() -> None:
+    assert resolve_identity("nobody", euid=1000) == AgentIdentity()
+    with pytest.raises(IsolationError):
+        resolve_identity("", euid=0)
+    with pytest.raises(IsolationError):
+        resolve_identity("root", euid=0)
+    with pytest.raises(IsolationError):
+        resolve_identity("no-such-user-here", euid=0)
+
+
+def test_the_sandbox_is_removed_even_where_the_agent_locked_it_down() -> None:
+    # Given a sandbox whose agent left an unwritable, unsearchable directory with files
+    sandbox = Sandbox("job-x", AgentIdentity()).create()
+    assert sandbox.root is not None
+    root = sandbox.root
+    locked = sandbox.work_dir / "locked" / "deeper"
+    locked.mkdir(parents=True)
+    (locked / "file").write_text("data")
+    os.chmod(locked, 0)
+    os.chmod(locked.parent, 0o500)
+    # When it is removed
+    sandbox.remove()
+    # Then nothing is left
+    assert not root.exists()
+
+
+def test_the_scrubber_hides_known_secrets_and_key_shapes() -> None:
+    scrubber = Scrubber(["short", "a-known-secret-value"])
+    text = "x a-known-secret-value y sk-ant-api03-AAAAAAAAAAAA z AKIAABCDEFGHIJKLMNOP short"
+    assert scrubber.text(text) == "x [REDACTED] y [REDACTED] z [REDACTED] short"
+    assert scrubber.value({"k": ["a-known-secret-value", 1]}) == {"k": ["[REDACTED]", 1]}
