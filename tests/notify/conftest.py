@@ -46,7 +46,6 @@ def stack(aws: None) -> Provisioned:
         event_bus_name=BUS,
         allow_loopback_webhooks=True,
     )
-    boto3.client("events").create_event_bus(Name=BUS)
     return provisioned
 
 

@@ -34,7 +34,6 @@ def stack(aws: None) -> Provisioned:
         inbox_bucket=INBOX,
         event_bus_name="test-bus",
     )
-    boto3.client("s3").create_bucket(Bucket=INBOX)
     return provisioned
 
 

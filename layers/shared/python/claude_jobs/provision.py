@@ -81,7 +81,8 @@ def provision(
     queue_overrides: dict[str, dict[str, str]] | None = None,
     **settings_overrides: Any,
 ) -> Provisioned:
-    """Create every table, queue, the results bucket and the key secret; return the settings
+    """Create every table, queue, the results and inbox buckets, the event bus and the
+    secrets; return the settings
     that point at them. `queue_overrides` (logical id → attributes) lets a test shorten the
     visibility timeout."""
     session = boto3.session.Session(region_name=region)
@@ -114,14 +115,18 @@ def provision(
         )["Attributes"]["QueueArn"]
 
     bucket = f"{prefix}-results"
+    inbox = settings_overrides.setdefault("inbox_bucket", f"{prefix}-inbox")
     s3 = session.client("s3")
-    if region == "us-east-1":
-        s3.create_bucket(Bucket=bucket)
-    else:
-        s3.create_bucket(
-            Bucket=bucket,
-            CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
-        )
+    for name in (bucket, inbox):
+        if region == "us-east-1":
+            s3.create_bucket(Bucket=name)
+        else:
+            s3.create_bucket(
+                Bucket=name,
+                CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
+            )
+    bus = settings_overrides.setdefault("event_bus_name", f"{prefix}-events")
+    session.client("events").create_event_bus(Name=bus)
 
     secret_name = f"{prefix}/anthropic-api-key"
     secrets = session.client("secretsmanager")
