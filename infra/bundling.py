@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import jsii
 from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
@@ -124,5 +125,6 @@ def layer_bundling() -> BundlingOptions:
     return BundlingOptions(
         # Required by the API, never pulled: local bundling always succeeds.
         image=DockerImage.from_registry("local-bundling-only"),
-        local=LocalLayerBundler(),
+        # jsii passes the options positionally; its typing lists them as keywords.
+        local=cast(ILocalBundling, LocalLayerBundler()),
     )

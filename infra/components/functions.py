@@ -58,9 +58,7 @@ _XRAY = Ack(
 
 
 #: The results prefix of the results bucket, in whatever form the bucket's ARN takes.
-RESULTS_OBJECTS = RegexAppliesTo(
-    regex=r"/^Resource::<[A-Za-z0-9]*ResultsBucket[A-Za-z0-9]*\.Arn>\/results\/\*$/"
-)
+RESULTS_OBJECTS = RegexAppliesTo(regex=r"/^Resource::.*ResultsBucket[^/]*\/results\/\*$/")
 RESULTS_OBJECTS_REASON = (
     "Objects under the results/ prefix of the results bucket only: job ids are not known in "
     "advance, so the object ARN ends in a wildcard."
@@ -71,7 +69,7 @@ def _role(scope: Construct, construct_id: str, description: str) -> iam.Role:
     return iam.Role(
         scope,
         construct_id,
-        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),  # type: ignore[arg-type]
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
         description=description,
     )
 

@@ -48,7 +48,7 @@ class Monitoring(Construct):
         # CloudWatch alarms publish to an encrypted topic only if they may use its key.
         key.add_to_resource_policy(
             iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],  # type: ignore[list-item]
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],  # in a key policy, '*' means this key
             )
@@ -96,7 +96,7 @@ class Monitoring(Construct):
         bad = "+".join(f"FILL(bad{i},0)" for i in range(len(JOB_FAILED_METRICS)))
         failure_rate = cw.MathExpression(
             expression=f"IF(FILL(ok,0)+{bad} > 0, ({bad}) / (FILL(ok,0)+{bad}), 0)",
-            using_metrics=finished,  # type: ignore[arg-type]
+            using_metrics=finished,
             label="job failure rate",
             period=Duration.hours(1),
         )

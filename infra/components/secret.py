@@ -34,6 +34,8 @@ class AnthropicKeySecret(Construct):
             )
             #: What the worker's ANTHROPIC_SECRET_ID names: the full ARN, or the imported name.
             self.secret_id: str = cfn.ref
+            #: The ARN to grant on.
+            self.policy_arn: str = cfn.ref
             acknowledge(
                 self,
                 Ack(
@@ -45,3 +47,5 @@ class AnthropicKeySecret(Construct):
         else:
             self.secret = secretsmanager.Secret.from_secret_name_v2(self, "Imported", name)
             self.secret_id = name
+            # A name-imported secret's ARN lacks the random suffix Secrets Manager appends.
+            self.policy_arn = f"{self.secret.secret_arn}-??????"

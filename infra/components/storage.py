@@ -35,7 +35,7 @@ def build_table(scope: Construct, spec: resources.Table, prefix: str) -> dynamod
         scope,
         spec.logical_id,
         table_name=spec.name(prefix),
-        partition_key=_attribute(spec.partition_key),  # type: ignore[arg-type]
+        partition_key=_attribute(spec.partition_key),
         sort_key=_attribute(spec.sort_key),
         billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
         encryption=dynamodb.TableEncryption.AWS_MANAGED,
@@ -49,7 +49,7 @@ def build_table(scope: Construct, spec: resources.Table, prefix: str) -> dynamod
     for index in spec.indexes:
         table.add_global_secondary_index(
             index_name=index.name,
-            partition_key=_attribute(index.partition_key),  # type: ignore[arg-type]
+            partition_key=_attribute(index.partition_key),
             sort_key=_attribute(index.sort_key),
             projection_type=_PROJECTIONS[index.projection],
         )

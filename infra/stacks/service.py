@@ -42,7 +42,6 @@ class ServiceStack(Stack):
         keys = stateful.data.keys_table
         bucket = stateful.data.results_bucket
         queue = stateful.queues.queue
-        secret = stateful.anthropic_key.secret
 
         service_name = config.app_name
         common = {
@@ -156,7 +155,7 @@ class ServiceStack(Stack):
         acknowledge(
             self.worker.role, Ack("AwsSolutions-IAM5", RESULTS_OBJECTS_REASON, [RESULTS_OBJECTS])
         )
-        self.worker.allow(["secretsmanager:GetSecretValue"], [secret.secret_arn])
+        self.worker.allow(["secretsmanager:GetSecretValue"], [stateful.anthropic_key.policy_arn])
 
         # ---------------------------------------------------------------- operations
         self.monitoring = Monitoring(

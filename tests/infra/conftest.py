@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ class Synthesized:
     service: Template
 
     @property
-    def templates(self) -> dict[str, dict[str, Any]]:
+    def templates(self) -> dict[str, Mapping[str, Any]]:
         return {"stateful": self.stateful.to_json(), "service": self.service.to_json()}
 
 

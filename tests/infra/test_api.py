@@ -1,0 +1,160 @@
+"""The REST API: routes and auth, validation, stage logging, tracing, throttling, and
+gateway responses rendered as problem+json."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from aws_cdk.assertions import Match
+
+from infra.components.api import ACCESS_LOG_FIELDS, GATEWAY_PROBLEMS
+from tests.infra.conftest import Synthesized
+
+pytestmark = pytest.mark.synth
+
+
+def _render(template: str) -> object:
+    """A gateway response template as API Gateway renders it, with sample context values."""
+    rendered = template.replace("$context.error.messageString", json.dumps('Say "hi"'))
+    rendered = rendered.replace("$context.requestId", "c0ffee-1")
+    assert "$" not in rendered, rendered
+    return json.loads(rendered)
+
+
+def test_stage_has_logging_tracing_and_throttling(synth: Synthesized) -> None:
+    config = synth.built.config
+    synth.service.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "StageName": config.stage,
+            "TracingEnabled": True,
+            "AccessLogSetting": {"DestinationArn": Match.any_value(), "Format": Match.any_value()},
+            "MethodSettings": [
+                {
+                    "HttpMethod": "*",
+                    "ResourcePath": "/*",
+                    "LoggingLevel": "ERROR",
+                    "DataTraceEnabled": False,
+                    "MetricsEnabled": True,
+                    "ThrottlingRateLimit": config.api_throttle_rate_limit,
+                    "ThrottlingBurstLimit": config.api_throttle_burst_limit,
+                }
+            ],
+        },
+    )
+    synth.service.resource_count_is("AWS::ApiGateway::Account", 1)
+
+
+def test_access_log_lines_are_json_with_request_and_tenant(synth: Synthesized) -> None:
+    (stage,) = synth.service.find_resources("AWS::ApiGateway::Stage").values()
+    fmt = json.loads(stage["Properties"]["AccessLogSetting"]["Format"])
+    assert fmt == ACCESS_LOG_FIELDS
+    assert fmt["request_id"] == "$context.requestId"
+    assert fmt["tenant_id"] == "$context.authorizer.tenant_id"
+    assert not any("authorization" in v.lower() for v in fmt.values() if "header" in v.lower())
+
+
+def test_health_is_public_and_every_other_method_uses_the_authorizer(
+    synth: Synthesized,
+) -> None:
+    authorizers = synth.service.find_resources("AWS::ApiGateway::Authorizer")
+    ((authorizer_id, authorizer),) = authorizers.items()
+    assert authorizer["Properties"]["Type"] == "TOKEN"
+    assert authorizer["Properties"]["IdentitySource"] == "method.request.header.Authorization"
+    assert authorizer["Properties"]["AuthorizerResultTtlInSeconds"] == 60
+    assert re.match(
+        authorizer["Properties"]["IdentityValidationExpression"], "Bearer cjk_abc_" + "x" * 43
+    )
+    assert not re.match(authorizer["Properties"]["IdentityValidationExpression"], "Basic dXNlcjpw")
+
+    methods = synth.service.find_resources("AWS::ApiGateway::Method")
+    public = [m for m in methods.values() if m["Properties"]["AuthorizationType"] == "NONE"]
+    private = [m for m in methods.values() if m["Properties"]["AuthorizationType"] == "CUSTOM"]
+    assert len(public) == 1 and public[0]["Properties"]["HttpMethod"] == "GET"
+    assert len(private) == 4
+    for method in private:
+        assert method["Properties"]["AuthorizerId"] == {"Ref": authorizer_id}
+
+
+def test_routes_reach_the_right_functions(synth: Synthesized) -> None:
+    resources = synth.service.find_resources("AWS::ApiGateway::Resource")
+    paths = {i: r["Properties"]["PathPart"] for i, r in resources.items()}
+    parents = {i: r["Properties"]["ParentId"].get("Ref") for i, r in resources.items()}
+
+    def full_path(resource_id: str) -> str:
+        parts = []
+        current: str | None = resource_id
+        while current in paths:
+            parts.append(paths[current])
+            current = parents[current]
+        return "/" + "/".join(reversed(parts))
+
+    routes = {}
+    for method in synth.service.find_resources("AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        uri = json.dumps(props["Integration"]["Uri"])
+        target = re.search(r'"(Submit|Status)Function[0-9A-F]+"', uri)
+        assert target and props["Integration"]["Type"] == "AWS_PROXY"
+        routes[(props["HttpMethod"], full_path(props["ResourceId"]["Ref"]))] = target.group(1)
+    assert routes == {
+        ("GET", "/v1/health"): "Status",
+        ("POST", "/v1/jobs"): "Submit",
+        ("GET", "/v1/jobs"): "Status",
+        ("GET", "/v1/jobs/{job_id}"): "Status",
+        ("POST", "/v1/jobs/{job_id}/cancel"): "Submit",
+    }
+
+
+def test_requests_are_validated(synth: Synthesized) -> None:
+    validators = synth.service.find_resources("AWS::ApiGateway::RequestValidator")
+    body = [i for i, v in validators.items() if v["Properties"]["ValidateRequestBody"]]
+    assert len(body) == 1
+    synth.service.has_resource_properties(
+        "AWS::ApiGateway::Method",
+        {
+            "HttpMethod": "POST",
+            "RequestValidatorId": {"Ref": body[0]},
+            "RequestModels": {"application/json": Match.any_value()},
+        },
+    )
+    synth.service.has_resource_properties(
+        "AWS::ApiGateway::Model",
+        {"Schema": Match.object_like({"type": "object", "required": ["prompt"]})},
+    )
+    for method in synth.service.find_resources("AWS::ApiGateway::Method").values():
+        assert "RequestValidatorId" in method["Properties"]
+
+
+def test_gateway_responses_are_problem_json(synth: Synthesized) -> None:
+    """Given each response API Gateway makes itself, its body is an RFC 9457 problem whose
+    status matches the response, with the request id, served as application/problem+json."""
+    responses = synth.service.find_resources("AWS::ApiGateway::GatewayResponse")
+    by_type = {r["Properties"]["ResponseType"]: r["Properties"] for r in responses.values()}
+    required = {
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+        "UNAUTHORIZED",
+        "ACCESS_DENIED",
+        "THROTTLED",
+        "REQUEST_TOO_LARGE",
+        "BAD_REQUEST_BODY",
+        "MISSING_AUTHENTICATION_TOKEN",
+    }
+    assert required <= set(by_type)
+    assert len(by_type) == len(GATEWAY_PROBLEMS)
+    for response_type, props in by_type.items():
+        assert props["ResponseParameters"]["gatewayresponse.header.Content-Type"] == (
+            "'application/problem+json'"
+        )
+        body = _render(props["ResponseTemplates"]["application/json"])
+        assert isinstance(body, dict)
+        assert set(body) == {"type", "title", "status", "detail", "request_id"}, response_type
+        assert body["status"] == int(props["StatusCode"]), response_type
+        assert body["request_id"] == "c0ffee-1"
+    assert by_type["THROTTLED"]["StatusCode"] == "429"
+    assert by_type["THROTTLED"]["ResponseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
+    assert by_type["REQUEST_TOO_LARGE"]["StatusCode"] == "413"
+    assert by_type["UNAUTHORIZED"]["StatusCode"] == "401"
+    assert by_type["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"

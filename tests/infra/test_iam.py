@@ -1,0 +1,153 @@
+"""Least privilege: each function's role allows exactly what its code calls, on its resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import Synthesized
+from tests.infra.helpers import find_one, role_permissions
+
+pytestmark = pytest.mark.synth
+
+
+def _ids(synth: Synthesized) -> dict[str, str]:
+    """Logical ids of the stateful resources, found by what they are."""
+    stateful = synth.stateful
+    return {
+        "jobs": find_one(stateful, "AWS::DynamoDB::Table", {"TableName": "claude-jobs-prod-jobs"})[
+            0
+        ],
+        "keys": find_one(
+            stateful, "AWS::DynamoDB::Table", {"TableName": "claude-jobs-prod-api-keys"}
+        )[0],
+        "queue": find_one(stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-jobs"})[0],
+        "bucket": next(
+            i for i in stateful.find_resources("AWS::S3::Bucket") if "ResultsBucket" in i
+        ),
+        "secret": next(iter(stateful.find_resources("AWS::SecretsManager::Secret"))),
+    }
+
+
+def _function_role(synth: Synthesized, name: str) -> tuple[str, str]:
+    """(role id, log group id) of the function whose logical id starts with `name`."""
+    functions = synth.service.find_resources("AWS::Lambda::Function")
+    (fn,) = [f for i, f in functions.items() if i.startswith(f"{name}Function")]
+    role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    log_group_id = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    return role_id, log_group_id
+
+
+def _permissions(synth: Synthesized, name: str) -> set[tuple[str, str]]:
+    outputs: dict[str, Any] = synth.stateful.to_json().get("Outputs", {})
+    role_id, _ = _function_role(synth, name)
+    return role_permissions(synth.service, role_id, outputs)
+
+
+def _baseline(synth: Synthesized, name: str) -> set[tuple[str, str]]:
+    """What every function may do: write its own log group, send traces."""
+    _, log_group_id = _function_role(synth, name)
+    return {
+        ("logs:CreateLogStream", f"{log_group_id}.Arn"),
+        ("logs:PutLogEvents", f"{log_group_id}.Arn"),
+        ("xray:PutTraceSegments", "*"),
+        ("xray:PutTelemetryRecords", "*"),
+    }
+
+
+def test_submit_writes_jobs_and_sends_messages(synth: Synthesized) -> None:
+    ids = _ids(synth)
+    table = f"{ids['jobs']}.Arn"
+    assert _permissions(synth, "Submit") == _baseline(synth, "Submit") | {
+        ("dynamodb:GetItem", table),
+        ("dynamodb:PutItem", table),
+        ("dynamodb:UpdateItem", table),
+        ("dynamodb:DeleteItem", table),
+        ("sqs:SendMessage", f"{ids['queue']}.Arn"),
+    }
+
+
+def test_status_reads_jobs_its_index_and_results(synth: Synthesized) -> None:
+    ids = _ids(synth)
+    assert _permissions(synth, "Status") == _baseline(synth, "Status") | {
+        ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
+        ("dynamodb:Query", f"{ids['jobs']}.Arn/index/by_tenant"),
+        ("s3:GetObject", f"{ids['bucket']}.Arn/results/*"),
+    }
+
+
+def test_authorizer_only_reads_keys(synth: Synthesized) -> None:
+    ids = _ids(synth)
+    assert _permissions(synth, "Authorizer") == _baseline(synth, "Authorizer") | {
+        ("dynamodb:GetItem", f"{ids['keys']}.Arn"),
+    }
+
+
+def test_worker_consumes_the_queue_and_reads_the_secret(synth: Synthesized) -> None:
+    ids = _ids(synth)
+    queue = f"{ids['queue']}.Arn"
+    assert _permissions(synth, "Worker") == _baseline(synth, "Worker") | {
+        ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
+        ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
+        ("s3:GetObject", f"{ids['bucket']}.Arn/results/*"),
+        ("s3:PutObject", f"{ids['bucket']}.Arn/results/*"),
+        ("secretsmanager:GetSecretValue", ids["secret"]),
+        ("sqs:ReceiveMessage", queue),
+        ("sqs:DeleteMessage", queue),
+        ("sqs:ChangeMessageVisibility", queue),
+        ("sqs:GetQueueAttributes", queue),
+        ("sqs:GetQueueUrl", queue),
+    }
+
+
+def test_only_the_worker_can_read_the_secret(synth: Synthesized) -> None:
+    """Given every policy of both stacks, only the worker's role names a Secrets Manager
+    action, and no policy grants a wildcard service action."""
+    for template in (synth.stateful, synth.service):
+        for policy_id, policy in template.find_resources("AWS::IAM::Policy").items():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                actions = statement["Action"]
+                actions = [actions] if isinstance(actions, str) else actions
+                assert not any(a.endswith(":*") or a == "*" for a in actions), policy_id
+                if any(a.startswith("secretsmanager:") for a in actions):
+                    assert policy_id.startswith("WorkerRole"), policy_id
+                    assert actions == ["secretsmanager:GetSecretValue"]
+
+
+def test_roles_carry_no_managed_policies_but_the_api_gateway_logging_role(
+    synth: Synthesized,
+) -> None:
+    roles = synth.service.find_resources("AWS::IAM::Role")
+    with_managed = {i for i, r in roles.items() if r["Properties"].get("ManagedPolicyArns")}
+    assert len(with_managed) == 1
+    (role_id,) = with_managed
+    assert "CloudWatchRole" in role_id
+
+
+def test_an_imported_secret_is_granted_by_name(custom_synth: Synthesized) -> None:
+    """Given a secret imported by name, the worker may read that secret (any version suffix)
+    and its ANTHROPIC_SECRET_ID is the name."""
+    custom_synth.stateful.resource_count_is("AWS::SecretsManager::Secret", 0)
+    role_id, _ = (
+        next(
+            f["Properties"]["Role"]["Fn::GetAtt"][0]
+            for i, f in custom_synth.service.find_resources("AWS::Lambda::Function").items()
+            if i.startswith("WorkerFunction")
+        ),
+        None,
+    )
+    policies = custom_synth.service.find_resources("AWS::IAM::Policy")
+    statements = [
+        s
+        for p in policies.values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Action"] == "secretsmanager:GetSecretValue"
+    ]
+    assert len(statements) == 1
+    arn = statements[0]["Resource"]["Fn::Join"][1]
+    assert arn[-1].endswith(":secret:shared/anthropic-key-??????")
+    _, worker = find_one(custom_synth.service, "AWS::Lambda::Function", {"PackageType": "Image"})
+    env = worker["Properties"]["Environment"]["Variables"]
+    assert env["ANTHROPIC_SECRET_ID"] == "shared/anthropic-key"
