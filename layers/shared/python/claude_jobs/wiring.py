@@ -40,6 +40,13 @@ class Container:
                 self._clients[service] = boto3.client(service)  # type: ignore[call-overload]
             return self._clients[service]
 
+    def lazy_client(self, service: str) -> Any:
+        """A stand-in for `client(service)` that creates the client on its first use: for
+        adapters that a request may not touch (the status function never sends to the queue;
+        the results store only presigns large results), so that building a service does not
+        pay for clients its request does not use."""
+        return _LazyClient(lambda: self.client(service))
+
     @cached_property
     def job_repository(self) -> DynamoJobRepository:
         from .adapters.jobs_table import DynamoJobRepository
@@ -56,7 +63,7 @@ class Container:
 
         results = (
             S3ResultStore(
-                self.client("s3"),
+                self.lazy_client("s3"),
                 self.settings.results_bucket,
                 self.settings.presigned_url_seconds,
             )
@@ -65,7 +72,7 @@ class Container:
         )
         return JobService(
             self.job_repository,
-            SqsJobQueue(self.client("sqs"), self.settings.jobs_queue_url),
+            SqsJobQueue(self.lazy_client("sqs"), self.settings.jobs_queue_url),
             self.settings,
             results=results,
         )
@@ -76,3 +83,11 @@ class Container:
         from .keys import ApiKeyService
 
         return ApiKeyService(DynamoKeyStore(self.client("dynamodb"), self.settings.keys_table))
+
+
+class _LazyClient:
+    def __init__(self, create: Any) -> None:
+        self._create = create
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._create(), name)

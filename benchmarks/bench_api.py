@@ -1,0 +1,294 @@
+"""Cold start of the API functions, and the AWS calls each request makes.
+
+Cold start: fresh Python processes, interleaved round by round, timed from spawn to exit.
+- `baseline`: `import boto3; boto3.client("dynamodb")`, the least any DynamoDB handler does;
+- `submit` / `status`: import `functions/<name>/handler.py` as the Lambda runtime does (the
+  function's folder on `sys.path`, `import handler`).
+Then the same with one request answered, against a local moto server:
+- `baseline+call`: the above plus one `GetItem`;
+- `submit+request` / `status+request`: import the handler and answer one real-shaped event.
+
+AWS calls: the real handlers answer real-shaped events against the moto server while botocore's
+`before-call` hook counts every API call their clients make.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = "API functions: cold start vs boto3 + one client, AWS calls per request"
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_RATIO = 1.25
+DEFAULT_ROUNDS = 7
+
+#: What every child process gets, as Lambda would set it.
+LAMBDA_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "POWERTOOLS_SERVICE_NAME": "claude-jobs-bench",
+    "POWERTOOLS_METRICS_NAMESPACE": "ClaudeJobsBench",
+    "POWERTOOLS_TRACE_DISABLED": "1",
+}
+
+BASELINE = "import boto3\nboto3.client('dynamodb')\n"
+IMPORT_HANDLER = "import sys\nsys.path.insert(0, {folder!r})\nimport handler\n"
+BASELINE_CALL = BASELINE.replace(
+    "boto3.client('dynamodb')\n",
+    "boto3.client('dynamodb').get_item(TableName={table!r}, Key={{'job_id': {{'S': 'x'}}}})\n",
+)
+HANDLER_REQUEST = IMPORT_HANDLER + (
+    "import json\n"
+    "response = handler.lambda_handler(json.loads({event!r}), None)\n"
+    "assert response['statusCode'] < 500, response\n"
+)
+
+
+#: Compiled bytecode for the children, kept apart from the tree: Lambda runs precompiled
+#: modules (the runtime's boto3 ships .pyc, and so should the layer), while a shell with
+#: PYTHONDONTWRITEBYTECODE would otherwise recompile every module in every child.
+PYCACHE = Path(tempfile.gettempdir()) / "claude-jobs-bench-pycache"
+
+
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "PYTHONPATH"}}
+    return {**keep, **LAMBDA_ENV, "PYTHONPYCACHEPREFIX": str(PYCACHE), **(extra or {})}
+
+
+def _time(code: str, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT
+    )
+    return time.perf_counter() - started
+
+
+def measure(variants: dict[str, tuple[str, dict[str, str]]], rounds: int) -> dict[str, float]:
+    """Median wall time of each variant, run interleaved so load drifts hit all alike."""
+    for code, env in variants.values():  # write the .pyc files, warm the OS page cache
+        _time(code, env)
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (code, env) in variants.items():
+            samples[name].append(_time(code, env))
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def _report(title: str, medians: dict[str, float], baseline: str, subjects: list[str]) -> bool:
+    print(f"\n{title}")
+    base = medians[baseline]
+    print(f"  {baseline:<16} {base * 1000:7.0f} ms   (reference)")
+    ok = True
+    for name in subjects:
+        ratio = medians[name] / base
+        mark = "ok" if ratio <= TARGET_RATIO else f"over the {TARGET_RATIO} target"
+        ok = ok and ratio <= TARGET_RATIO
+        print(f"  {name:<16} {medians[name] * 1000:7.0f} ms   ratio {ratio:.2f}  {mark}")
+    return ok
+
+
+class CallCounter:
+    """Counts every AWS API call a botocore client makes (`before-call`, once per call)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-call.*.*", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    def take(self) -> dict[str, int]:
+        taken = dict(self.calls)
+        self.calls.clear()
+        return taken
+
+
+def count_calls(settings: Any) -> bool:
+    """Answer one request of each kind through the real handlers; print and check the calls."""
+    sys.path.insert(0, str(ROOT))
+    from claude_jobs.api.events import authorizer_event, rest_event
+    from claude_jobs.clock import utcnow
+    from claude_jobs.wiring import Container
+    from tests.integration.api.conftest import load_handler
+
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # before the handlers build their logger
+    counter = CallCounter()
+
+    class CountingContainer(Container):
+        def client(self, service: str) -> Any:
+            fresh = service not in self._clients
+            client = super().client(service)
+            if fresh:
+                counter.attach(client)
+            return client
+
+    container = CountingContainer(settings)
+    submit, status, authorizer = (load_handler(n) for n in ("submit", "status", "authorizer"))
+    submit.function.container = status.function.container = container
+    authorizer.authorizer.container = container
+    key, record = container.key_service.create("bench", "bench", utcnow())
+    context = {"tenant_id": "bench", "key_id": record.key_id}
+    body = json.dumps({"prompt": "hello"})
+    with contextlib.redirect_stdout(io.StringIO()):
+        first = submit.lambda_handler(
+            rest_event("POST", "/v1/jobs", body=body, authorizer=context), None
+        )
+    job_id = json.loads(first["body"])["job_id"]
+    keyed = {"Idempotency-Key": "bench-1"}
+    requests: list[tuple[str, Any, dict[str, Any], dict[str, int]]] = [
+        (
+            "POST /v1/jobs",
+            submit,
+            rest_event("POST", "/v1/jobs", body=body, authorizer=context),
+            {"dynamodb.PutItem": 1, "sqs.SendMessage": 1},
+        ),
+        (
+            "POST /v1/jobs (Idempotency-Key)",
+            submit,
+            rest_event("POST", "/v1/jobs", body=body, authorizer=context, headers=keyed),
+            {"dynamodb.TransactWriteItems": 1, "sqs.SendMessage": 1},
+        ),
+        (
+            "GET /v1/jobs/{job_id}",
+            status,
+            rest_event("GET", f"/v1/jobs/{job_id}", authorizer=context),
+            {"dynamodb.GetItem": 1},
+        ),
+        (
+            "GET /v1/jobs",
+            status,
+            rest_event("GET", "/v1/jobs", authorizer=context),
+            {"dynamodb.Query": 1},
+        ),
+        ("GET /v1/health", status, rest_event("GET", "/v1/health"), {}),
+        (
+            "authorizer (TOKEN)",
+            authorizer,
+            authorizer_event(f"Bearer {key}", "GET", "/v1/jobs"),
+            {"dynamodb.GetItem": 1},
+        ),
+    ]
+    print("\nAWS calls per request (real handlers, counted with botocore's before-call hook)")
+    ok = True
+    for name, module, event, expected in requests:
+        counter.take()
+        with contextlib.redirect_stdout(io.StringIO()):  # the handlers' logs and metrics
+            response = module.lambda_handler(event, None)
+        calls = counter.take()
+        code = response.get("statusCode", 200)  # an authorizer answers a policy
+        good = calls == expected and code < 400
+        ok = ok and good
+        shown = ", ".join(f"{k} x{v}" for k, v in sorted(calls.items())) or "none"
+        print(f"  {name:<32} {code}  {shown:<50} {'ok' if good else f'expected {expected}'}")
+    return ok
+
+
+def run(args: argparse.Namespace) -> bool:
+    rounds = args.rounds or DEFAULT_ROUNDS
+    folder = {name: str(ROOT / "functions" / name) for name in ("submit", "status")}
+    env = _child_env()
+    started = time.perf_counter()
+    print(f"{rounds} rounds, medians of fresh processes ({sys.executable})")
+    imports = measure(
+        {
+            "baseline": (BASELINE, env),
+            "submit": (IMPORT_HANDLER.format(folder=folder["submit"]), env),
+            "status": (IMPORT_HANDLER.format(folder=folder["status"]), env),
+        },
+        rounds,
+    )
+    ok = _report("Cold start: import only", imports, "baseline", ["submit", "status"])
+    parts = measure(
+        {
+            "import boto3": ("import boto3\n", env),
+            "pydantic+models": ("import claude_jobs.models\n", env),
+            "powertools": (
+                "from aws_lambda_powertools.event_handler import APIGatewayRestResolver\n",
+                env,
+            ),
+        },
+        rounds,
+    )
+    print("\nWhere an import goes (each alone, interpreter start included; informative)")
+    for name, seconds in parts.items():
+        print(
+            f"  {name:<16} {seconds * 1000:7.0f} ms   "
+            f"{seconds / imports['baseline']:.2f} x baseline"
+        )
+
+    from claude_jobs.api.events import rest_event
+    from claude_jobs.provision import provision
+
+    with moto_server() as endpoint:
+        os.environ.update({**LAMBDA_ENV, "AWS_ENDPOINT_URL": endpoint})
+        settings = provision("bench").settings
+        served = _child_env(
+            {
+                "AWS_ENDPOINT_URL": endpoint,
+                "JOBS_TABLE": settings.jobs_table,
+                "KEYS_TABLE": settings.keys_table,
+                "JOBS_QUEUE_URL": settings.jobs_queue_url,
+                "RESULTS_BUCKET": settings.results_bucket,
+            }
+        )
+        context = {"tenant_id": "bench", "key_id": "bench"}
+        submit_event = rest_event("POST", "/v1/jobs", body='{"prompt":"hi"}', authorizer=context)
+        status_event = rest_event(
+            "GET", "/v1/jobs/00000000-0000-4000-8000-000000000000", authorizer=context
+        )
+        first = measure(
+            {
+                "baseline+call": (BASELINE_CALL.format(table=settings.jobs_table), served),
+                "submit+request": (
+                    HANDLER_REQUEST.format(folder=folder["submit"], event=json.dumps(submit_event)),
+                    served,
+                ),
+                "status+request": (
+                    HANDLER_REQUEST.format(folder=folder["status"], event=json.dumps(status_event)),
+                    served,
+                ),
+            },
+            rounds,
+        )
+        _report(
+            "Cold start to the first answer (moto server on loopback; informative)",
+            first,
+            "baseline+call",
+            ["submit+request", "status+request"],
+        )
+        ok = count_calls(settings) and ok
+    print(f"\n(bench took {time.perf_counter() - started:.0f} s)")
+    return ok
