@@ -16,6 +16,7 @@ import sysconfig
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,9 @@ from tests.worker.conftest import REAL_KEY, sqs_event
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "functions" / "worker" / "Dockerfile"
 TASK_ROOT_VAR = "${LAMBDA_TASK_ROOT}"
-RUNTIME_USER = "nobody"
+#: Lambda runs the code as a non-root user: `nobody` when the tests run as root, else the tests'
+#: own (already non-root) user.
+RUNTIME_USER = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 SENTINEL_SECRET = "aws-secret-sentinel-7d1c0f9e2b"
 
 #: Runs the handler the way the Lambda runtime would, from the task root; prints its answer.
@@ -98,7 +101,7 @@ def runtime_python() -> str | None:
         try:
             probe = subprocess.run(
                 [candidate, "-S", "-c", "import sys; print(sys.version_info[:2])"],
-                user=RUNTIME_USER,
+                user=RUNTIME_USER if os.geteuid() == 0 else None,
                 capture_output=True,
                 text=True,
                 check=False,
@@ -108,6 +111,13 @@ def runtime_python() -> str | None:
         if probe.returncode == 0 and probe.stdout.strip() == str(sys.version_info[:2]):
             return candidate
     return None
+
+
+def as_runtime_user() -> dict[str, Any]:
+    """subprocess arguments that start a process as the runtime user, without root's groups."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": RUNTIME_USER, "group": pwd.getpwnam(RUNTIME_USER).pw_gid, "extra_groups": []}
 
 
 @pytest.fixture
@@ -198,9 +208,7 @@ def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
         run = subprocess.run(
             [python, "-S", "-c", HARNESS],
             input=json.dumps(sqs_event(job)),
-            user=RUNTIME_USER,
-            group=pwd.getpwnam(RUNTIME_USER).pw_gid,
-            extra_groups=[],
+            **as_runtime_user(),
             cwd=task_root,
             env=env,
             capture_output=True,
