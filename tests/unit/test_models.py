@@ -1,0 +1,89 @@
+"""The request and job models: defaults, bounds and unknown fields, per the contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from claude_jobs.models import JobRequest, JobStatus, tool_base_name
+
+
+def test_defaults_follow_the_contract() -> None:
+    request = JobRequest(prompt="hi")
+    assert request.allowed_tools == ["Read", "Glob", "Grep"]
+    assert request.max_turns == 25
+    assert request.timeout_seconds == 300
+    assert request.max_budget_usd is None and request.model is None
+    assert request.metadata == {}
+
+
+def test_an_empty_tool_list_means_no_tools() -> None:
+    assert JobRequest(prompt="hi", allowed_tools=[]).allowed_tools == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("prompt", ""),
+        ("prompt", "x" * 100_001),
+        ("system_prompt", "x" * 20_001),
+        ("max_turns", 0),
+        ("max_turns", 101),
+        ("timeout_seconds", 9),
+        ("timeout_seconds", 841),
+        ("max_budget_usd", 0),
+        ("max_budget_usd", -1),
+        ("allowed_tools", ["Read", "Read"]),
+        ("allowed_tools", ["rm -rf /"]),
+        ("metadata", {f"k{i}": "v" for i in range(17)}),
+        ("metadata", {"k": "v" * 257}),
+        ("metadata", {"k": 1}),
+        ("output_schema", {"type": 12}),
+        ("model", "../../etc/passwd"),
+        ("colour", "blue"),
+    ],
+)
+def test_out_of_bounds_and_unknown_fields_are_rejected(field: str, value: Any) -> None:
+    body = {"prompt": "hi", field: value}
+    with pytest.raises(ValidationError) as error:
+        JobRequest.model_validate(body)
+    assert error.value.errors()[0]["loc"][0] == field
+
+
+def test_upper_bounds_are_inclusive() -> None:
+    request = JobRequest(
+        prompt="x" * 100_000,
+        system_prompt="y" * 20_000,
+        max_turns=100,
+        timeout_seconds=840,
+        metadata={f"k{i}": "v" * 256 for i in range(16)},
+        output_schema={"type": "object", "properties": {"n": {"type": "integer"}}},
+    )
+    assert request.max_turns == 100
+
+
+def test_options_leave_out_the_texts() -> None:
+    options = JobRequest(prompt="secret plan", metadata={"a": "b"}, max_turns=3).options()
+    dumped = options.model_dump()
+    assert "prompt" not in dumped and "metadata" not in dumped
+    assert options.max_turns == 3
+
+
+@pytest.mark.parametrize(
+    ("tool", "base"),
+    [("Read", "Read"), ("Bash(git status:*)", "Bash"), ("mcp__srv__tool", "mcp__srv__tool")],
+)
+def test_permission_rules_apply_to_their_tool(tool: str, base: str) -> None:
+    assert tool_base_name(tool) == base
+    assert JobRequest(prompt="hi", allowed_tools=[tool]).allowed_tools == [tool]
+
+
+def test_terminal_statuses() -> None:
+    assert {s for s in JobStatus if s.is_terminal} == {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.TIMED_OUT,
+        JobStatus.CANCELLED,
+    }
