@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from claude_jobs.api.events import method_arn, rest_event
+from claude_jobs.observability import get_logger
 from claude_jobs.wiring import Container
 
 from .conftest import Api, load_event, load_handler
@@ -110,3 +112,40 @@ def test_the_authorizers_context_is_what_the_routes_read(
     assert request(key_a, "GET", f"/v1/jobs/{job_id}").status == 200
     request(key_b, "GET", f"/v1/jobs/{job_id}").is_problem(404)
     assert request(key_b, "GET", "/v1/jobs").json == {"items": []}
+
+
+class Lines(logging.Handler):
+    """Every log line, formatted exactly as the function writes it."""
+
+    def __init__(self, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self.setFormatter(formatter)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def test_keys_never_reach_the_logs(authorizer: Any, api: Api, container: Container) -> None:
+    # Given the functions' log output captured line by line
+    logger = get_logger()
+    lines = Lines(logger.registered_formatter)
+    logger._logger.addHandler(lines)
+    try:
+        key, _ = container.key_service.create("tenant-a", "a", NOW)
+        # When a good key, a bad key and failing requests go through the chain
+        authorizer.lambda_handler(token_event(f"Bearer {key}"), None)
+        with pytest.raises(Exception, match=r"^Unauthorized$"):
+            authorizer.lambda_handler(token_event("Bearer cjk_000000000000_test-key-wrong"), None)
+        event = load_event("apigw_get_job.json")
+        event["headers"]["Authorization"] = f"Bearer {key}"
+        api.call(api.status, event)
+        api.call(api.submit, load_event("apigw_submit_job.json"))
+    finally:
+        logger._logger.removeHandler(lines)
+    # Then requests were logged with their request id, and no key appears anywhere
+    text = "\n".join(lines.lines)
+    assert "d7b0a1c2-7b61-11e6-9a41-93e8deadbeef" in text  # the status request's id
+    assert key not in text
+    assert "test-key-wrong" not in text and "test-key-not-real" not in text
+    assert "Authorization" not in text
