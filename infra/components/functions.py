@@ -7,6 +7,7 @@ send traces to X-Ray, and do exactly what its construct grants it, nothing else.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import jsii
 from aws_cdk import (
@@ -51,14 +52,16 @@ WORKER_CONTEXT_EXCLUDE = [
 
 _XRAY = Ack(
     "AwsSolutions-IAM5",
-    "X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level permissions; "
-    "the Lambda tracing integration grants them on '*'.",
+    "Actions that support no resource-level permissions, granted on '*': X-Ray's "
+    "PutTraceSegments and PutTelemetryRecords (active tracing) and, for the jobs-table stream "
+    "consumer, dynamodb:ListStreams.",
     applies_to=["Resource::*"],
 )
 
 
 #: The results prefix of the results bucket, in whatever form the bucket's ARN takes.
 RESULTS_OBJECTS = RegexAppliesTo(regex=r"/^Resource::.*ResultsBucket[^/]*\/results\/\*$/")
+INBOX_OBJECTS = RegexAppliesTo(regex=r"/^Resource::.*InboxBucket[^/]*\/\*$/")
 RESULTS_OBJECTS_REASON = (
     "Objects under the results/ prefix of the results bucket only: job ids are not known in "
     "advance, so the object ARN ends in a wildcard."
@@ -72,6 +75,35 @@ def _role(scope: Construct, construct_id: str, description: str) -> iam.Role:
         assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
         description=description,
     )
+
+
+@jsii.implements(lambda_.IDestination)
+class QueueDestination:
+    """An on-failure destination that grants only `sqs:SendMessage` (CDK's SqsDestination also
+    grants GetQueueAttributes and GetQueueUrl, which Lambda does not use)."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self._queue = queue
+
+    def bind(self, _scope: Construct, fn: lambda_.IFunction, *_args: Any, **_kwargs: Any) -> Any:
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self._queue.queue_arn])
+        )
+        return lambda_.DestinationConfig(destination=self._queue.queue_arn)
+
+
+@jsii.implements(lambda_.IEventSourceDlq)
+class EventSourceQueueDestination:
+    """An event source's on-failure destination granting only `sqs:SendMessage`."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self._queue = queue
+
+    def bind(self, _target: Any, target_handler: lambda_.IFunction) -> Any:
+        target_handler.add_to_role_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self._queue.queue_arn])
+        )
+        return lambda_.DlqDestinationConfig(destination=self._queue.queue_arn)
 
 
 def retention(days: int) -> logs.RetentionDays:
@@ -94,11 +126,11 @@ class _PolicyDependency:
         return [Stack.of(self._role).get_logical_id(policy.node.default_child)]  # type: ignore[arg-type]
 
 
-def _depend_on_policy_only(function: lambda_.Function, role: iam.Role) -> None:
+def depend_on_policy_only(function: lambda_.Function | CfnResource, role: iam.Role) -> None:
     """CDK makes a function depend on its role and the role's policy; the role is already
     implied by `Role: !GetAtt`, and cfn-lint flags the duplicate (W3005). Keep the policy:
     the function must not run before its permissions exist."""
-    cfn = function.node.default_child
+    cfn = function if isinstance(function, CfnResource) else function.node.default_child
     assert isinstance(cfn, CfnResource)
     cfn.add_override("DependsOn", Lazy.list(_PolicyDependency(role)))
 
@@ -149,6 +181,11 @@ class PythonFunction(Construct):
         log_retention_days: int,
         memory_mb: int = 512,
         timeout: Duration | None = None,
+        failure_queue: sqs.IQueue | None = None,
+        no_dlq_reason: str = (
+            "Invoked synchronously (API Gateway, authorizer): the caller gets the error; a "
+            "dead-letter queue applies to asynchronous invocations only."
+        ),
     ) -> None:
         super().__init__(scope, construct_id)
         self.role = _role(self, "Role", f"claude-jobs {name} function")
@@ -173,16 +210,21 @@ class PythonFunction(Construct):
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
         )
-        _depend_on_policy_only(self.function, self.role)
+        if failure_queue is not None:
+            # Asynchronous invocations: retried twice, then recorded (request payload, error)
+            # in the failure queue by an on-failure destination, which supersedes a DLQ.
+            self.function.configure_async_invoke(
+                retry_attempts=2,
+                max_event_age=Duration.hours(6),
+                on_failure=QueueDestination(failure_queue),
+            )
+            no_dlq_reason = (
+                "Asynchronous failures go to an on-failure destination (the same queue), which "
+                "records the request and the error; a DLQ would duplicate it."
+            )
+        depend_on_policy_only(self.function, self.role)
         acknowledge(self.role, _XRAY)
-        acknowledge(
-            self.function,
-            Ack(
-                "Serverless-LambdaDLQ",
-                "Invoked synchronously (API Gateway, authorizer): the caller gets the error; a "
-                "dead-letter queue applies to asynchronous invocations only.",
-            ),
-        )
+        acknowledge(self.function, Ack("Serverless-LambdaDLQ", no_dlq_reason))
 
     def allow(self, actions: list[str], resources: list[str]) -> None:
         self.role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=resources))
@@ -239,7 +281,7 @@ class WorkerFunction(Construct):
                 max_concurrency=max_concurrency,
             )
         )
-        _depend_on_policy_only(self.function, self.role)
+        depend_on_policy_only(self.function, self.role)
         acknowledge(self.role, _XRAY)
         acknowledge(
             self.function,

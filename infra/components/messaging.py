@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -50,3 +51,34 @@ class JobQueues(Construct):
                 queue=self.dlq, max_receive_count=resources.JOBS_QUEUE.max_receive_count
             ),
         )
+        # Trigger events that cannot become jobs, with their reason, and failed asynchronous
+        # invocations of the trigger function.
+        self.trigger_dlq = _queue(self, resources.TRIGGER_DLQ, prefix)
+        # EventBridge rules of this deployment (their names start with the prefix, on the
+        # default bus or on the deployment's bus) may dead-letter undeliverable events here.
+        # Granted by name, so the rules' stack can be deployed after this one.
+        self.trigger_dlq.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.trigger_dlq.queue_arn],
+                conditions={
+                    "ArnLike": {
+                        "aws:SourceArn": Stack.of(self).format_arn(
+                            service="events", resource="rule", resource_name=f"{prefix}-*"
+                        )
+                    }
+                },
+            )
+        )
+        # Jobs-table stream batches the notifier could not process after its retries.
+        self.notifier_dlq = _queue(self, resources.NOTIFIER_DLQ, prefix)
+        for dlq in (self.trigger_dlq, self.notifier_dlq):
+            acknowledge(
+                dlq,
+                Ack("AwsSolutions-SQS3", "A dead-letter queue: nothing is redriven from it."),
+                Ack(
+                    "Serverless-SQSRedrivePolicy",
+                    "A dead-letter queue itself: it has nowhere further to redrive.",
+                ),
+            )

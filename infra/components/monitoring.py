@@ -18,8 +18,9 @@ from constructs import Construct
 from infra.config import InfraConfig
 
 #: Job outcome counts the worker emits (Powertools EMF, dimension `service`).
-JOB_SUCCEEDED_METRIC = "JobSucceeded"
-JOB_FAILED_METRICS = ("JobFailed", "JobTimedOut")
+#: The worker counts each job it ran as `Jobs_<final status>` (claude_jobs.worker.function).
+JOB_SUCCEEDED_METRIC = "Jobs_succeeded"
+JOB_FAILED_METRICS = ("Jobs_failed", "Jobs_timed_out")
 
 
 class Monitoring(Construct):
@@ -34,6 +35,7 @@ class Monitoring(Construct):
         api_functions: dict[str, lambda_.IFunction],
         queue: sqs.IQueue,
         dlq: sqs.IQueue,
+        side_dlqs: dict[str, sqs.IQueue],
         metrics_namespace: str,
         service_name: str,
     ) -> None:
@@ -145,6 +147,17 @@ class Monitoring(Construct):
                 evaluation_periods=1, comparison_operator=gt,
             ),
         }  # fmt: skip
+        for name, side_dlq in side_dlqs.items():
+            self.alarms[f"{name.lower()}_dlq"] = alarm(
+                f"{name}DlqDepthAlarm",
+                f"Messages reached the {name.lower()} dead-letter queue.",
+                metric=side_dlq.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=gte,
+            )
 
         function_errors = [
             fn.metric_errors(period=five_minutes, statistic="Sum", label=f"{name} errors")

@@ -49,3 +49,31 @@ class AnthropicKeySecret(Construct):
             self.secret_id = name
             # A name-imported secret's ARN lacks the random suffix Secrets Manager appends.
             self.policy_arn = f"{self.secret.secret_arn}-??????"
+
+
+class WebhookSigningSecret(Construct):
+    """The master key webhook signatures derive from (per tenant: HMAC(master, tenant)).
+
+    CloudFormation generates the value; it is never in a template. Only the notifier reads it.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, name: str) -> None:
+        super().__init__(scope, construct_id)
+        self.secret = secretsmanager.Secret(
+            self,
+            "Resource",
+            secret_name=name,
+            description="Master key of claude-jobs webhook signatures",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self,
+            Ack(
+                "AwsSolutions-SMG4",
+                "Receivers verify with secrets derived from this key; rotating it is a "
+                "deliberate, announced operator action, not a scheduled one.",
+            ),
+        )

@@ -43,6 +43,7 @@ def build_table(scope: Construct, spec: resources.Table, prefix: str) -> dynamod
             point_in_time_recovery_enabled=True
         ),
         time_to_live_attribute=spec.ttl_attribute,
+        stream=dynamodb.StreamViewType[spec.stream_view_type] if spec.stream_view_type else None,
         deletion_protection=True,
         removal_policy=RemovalPolicy.RETAIN,
     )
@@ -56,8 +57,14 @@ def build_table(scope: Construct, spec: resources.Table, prefix: str) -> dynamod
     return table
 
 
+#: Objects dropped in the inbox (inputs of S3-triggered jobs) expire after this many days;
+#: replaced versions after a week.
+INBOX_EXPIRY_DAYS = 30
+
+
 class JobsData(Construct):
-    """The jobs table, the API keys table, and the results bucket with its access-log bucket."""
+    """The jobs table, the API keys table, the results and inbox buckets, and the bucket that
+    receives their access logs."""
 
     def __init__(self, scope: Construct, construct_id: str, *, prefix: str) -> None:
         super().__init__(scope, construct_id)
@@ -98,6 +105,30 @@ class JobsData(Construct):
                 ),
                 s3.LifecycleRule(
                     id="abort-incomplete-uploads",
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                ),
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+        # Files dropped here become jobs (S3 triggers). Versioned: a job names the exact
+        # version it was made from, and a re-upload of the same key is a new job.
+        self.inbox_bucket = s3.Bucket(
+            self,
+            "InboxBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=True,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix="inbox-bucket/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-inputs",
+                    expiration=Duration.days(INBOX_EXPIRY_DAYS),
+                    noncurrent_version_expiration=Duration.days(7),
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 ),
             ],

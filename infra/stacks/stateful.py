@@ -8,7 +8,7 @@ from aws_cdk import Stack
 from constructs import Construct
 
 from infra.components.messaging import JobQueues
-from infra.components.secret import AnthropicKeySecret
+from infra.components.secret import AnthropicKeySecret, WebhookSigningSecret
 from infra.components.storage import JobsData
 from infra.config import InfraConfig
 
@@ -25,4 +25,7 @@ class StatefulStack(Stack):
             "AnthropicKey",
             name=config.secret_name,
             create=config.anthropic_secret_name is None,
+        )
+        self.webhook_key = WebhookSigningSecret(
+            self, "WebhookSigningKey", name=f"{config.prefix}/webhook-signing-key"
         )

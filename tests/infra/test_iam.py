@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.infra.conftest import Synthesized
-from tests.infra.helpers import find_one, role_permissions
+from tests.infra.helpers import find_one, resolve, role_permissions
 
 pytestmark = pytest.mark.synth
 
@@ -26,7 +26,23 @@ def _ids(synth: Synthesized) -> dict[str, str]:
         "bucket": next(
             i for i in stateful.find_resources("AWS::S3::Bucket") if "ResultsBucket" in i
         ),
-        "secret": next(iter(stateful.find_resources("AWS::SecretsManager::Secret"))),
+        "inbox": next(i for i in stateful.find_resources("AWS::S3::Bucket") if "InboxBucket" in i),
+        "secret": find_one(
+            stateful,
+            "AWS::SecretsManager::Secret",
+            {"Name": "claude-jobs-prod/anthropic-api-key"},
+        )[0],
+        "webhook_secret": find_one(
+            stateful,
+            "AWS::SecretsManager::Secret",
+            {"Name": "claude-jobs-prod/webhook-signing-key"},
+        )[0],
+        "trigger_dlq": find_one(
+            stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-trigger-dlq"}
+        )[0],
+        "notifier_dlq": find_one(
+            stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-notifier-dlq"}
+        )[0],
     }
 
 
@@ -90,8 +106,9 @@ def test_worker_consumes_the_queue_and_reads_the_secret(synth: Synthesized) -> N
     assert _permissions(synth, "Worker") == _baseline(synth, "Worker") | {
         ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
-        ("s3:GetObject", f"{ids['bucket']}.Arn/results/*"),
         ("s3:PutObject", f"{ids['bucket']}.Arn/results/*"),
+        ("s3:GetObject", f"{ids['inbox']}.Arn/*"),
+        ("s3:GetObjectVersion", f"{ids['inbox']}.Arn/*"),
         ("secretsmanager:GetSecretValue", ids["secret"]),
         ("sqs:ReceiveMessage", queue),
         ("sqs:DeleteMessage", queue),
@@ -101,9 +118,45 @@ def test_worker_consumes_the_queue_and_reads_the_secret(synth: Synthesized) -> N
     }
 
 
-def test_only_the_worker_can_read_the_secret(synth: Synthesized) -> None:
-    """Given every policy of both stacks, only the worker's role names a Secrets Manager
-    action, and no policy grants a wildcard service action."""
+def test_trigger_submits_jobs_and_reads_inbox_objects(synth: Synthesized) -> None:
+    ids = _ids(synth)
+    table = f"{ids['jobs']}.Arn"
+    assert _permissions(synth, "Trigger") == _baseline(synth, "Trigger") | {
+        ("dynamodb:GetItem", table),
+        ("dynamodb:PutItem", table),
+        ("dynamodb:UpdateItem", table),
+        ("dynamodb:DeleteItem", table),
+        ("sqs:SendMessage", f"{ids['queue']}.Arn"),
+        ("sqs:SendMessage", f"{ids['trigger_dlq']}.Arn"),
+        ("s3:GetObject", f"{ids['inbox']}.Arn/*"),
+        ("s3:GetObjectVersion", f"{ids['inbox']}.Arn/*"),
+    }
+
+
+def test_notifier_reads_the_stream_and_publishes(synth: Synthesized) -> None:
+    ids = _ids(synth)
+    bus_id = next(iter(synth.service.find_resources("AWS::Events::EventBus")))
+    stream = f"{ids['jobs']}.StreamArn"
+    assert _permissions(synth, "Notifier") == _baseline(synth, "Notifier") | {
+        ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
+        ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
+        ("events:PutEvents", f"{bus_id}.Arn"),
+        ("secretsmanager:GetSecretValue", ids["webhook_secret"]),
+        ("dynamodb:ListStreams", "*"),
+        ("dynamodb:DescribeStream", stream),
+        ("dynamodb:GetRecords", stream),
+        ("dynamodb:GetShardIterator", stream),
+        ("sqs:SendMessage", f"{ids['notifier_dlq']}.Arn"),
+    }
+
+
+def test_only_the_worker_can_read_the_anthropic_key(synth: Synthesized) -> None:
+    """Given every policy of both stacks, only the worker's role may read the Anthropic key
+    (the notifier reads only the webhook signing key), and no policy grants a wildcard
+    service action."""
+    outputs: dict[str, Any] = synth.stateful.to_json().get("Outputs", {})
+    ids = _ids(synth)
+    readers = {}
     for template in (synth.stateful, synth.service):
         for policy_id, policy in template.find_resources("AWS::IAM::Policy").items():
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -111,24 +164,31 @@ def test_only_the_worker_can_read_the_secret(synth: Synthesized) -> None:
                 actions = [actions] if isinstance(actions, str) else actions
                 assert not any(a.endswith(":*") or a == "*" for a in actions), policy_id
                 if any(a.startswith("secretsmanager:") for a in actions):
-                    assert policy_id.startswith("WorkerRole"), policy_id
-                    assert actions == ["secretsmanager:GetSecretValue"]
+                    assert actions == ["secretsmanager:GetSecretValue"], policy_id
+                    readers[policy_id.split("Role")[0]] = resolve(statement["Resource"], outputs)
+    assert readers == {"Worker": ids["secret"], "Notifier": ids["webhook_secret"]}
 
 
 def test_roles_carry_no_managed_policies_but_the_api_gateway_logging_role(
     synth: Synthesized,
 ) -> None:
+    """Given the service stack's roles, only AWS-service plumbing (API Gateway's logging role,
+    CDK's bucket-notifications custom resource) carries a managed policy."""
     roles = synth.service.find_resources("AWS::IAM::Role")
     with_managed = {i for i, r in roles.items() if r["Properties"].get("ManagedPolicyArns")}
-    assert len(with_managed) == 1
-    (role_id,) = with_managed
-    assert "CloudWatchRole" in role_id
+    assert len(with_managed) == 2
+    assert any("CloudWatchRole" in i for i in with_managed)
+    assert any(i.startswith("BucketNotificationsHandler") for i in with_managed)
 
 
 def test_an_imported_secret_is_granted_by_name(custom_synth: Synthesized) -> None:
     """Given a secret imported by name, the worker may read that secret (any version suffix)
     and its ANTHROPIC_SECRET_ID is the name."""
-    custom_synth.stateful.resource_count_is("AWS::SecretsManager::Secret", 0)
+    names = [
+        s["Properties"]["Name"]
+        for s in custom_synth.stateful.find_resources("AWS::SecretsManager::Secret").values()
+    ]
+    assert names == ["claude-jobs-dev/webhook-signing-key"]
     role_id, _ = (
         next(
             f["Properties"]["Role"]["Fn::GetAtt"][0]

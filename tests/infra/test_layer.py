@@ -43,6 +43,6 @@ def test_function_assets_hold_only_their_handler_directory(synth: Synthesized) -
         for a in assets["files"].values()
         if (synth.outdir / a["source"]["path"] / "handler.py").is_file()
     ]
-    assert len(handler_dirs) == 3
+    assert len(handler_dirs) == 5
     for directory in handler_dirs:
         assert not list(directory.rglob("__pycache__"))

@@ -55,7 +55,8 @@ def test_job_failure_rate_alarm_divides_failures_by_finished_jobs(synth: Synthes
     expression = next(m for m in metrics.values() if "Expression" in m)
     assert "/" in expression["Expression"]
     names = {m["MetricStat"]["Metric"]["MetricName"] for m in metrics.values() if "MetricStat" in m}
-    assert names == {"JobSucceeded", "JobFailed", "JobTimedOut"}
+    # The worker's counts: claude_jobs.worker.function emits `Jobs_<final status>`.
+    assert names == {"Jobs_succeeded", "Jobs_failed", "Jobs_timed_out"}
     assert alarm["Threshold"] == synth.built.config.job_failure_rate_threshold
 
 

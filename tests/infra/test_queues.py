@@ -40,7 +40,7 @@ def test_redrive_to_a_dlq_that_keeps_messages_longer(synth: Synthesized) -> None
 
 def test_queues_are_encrypted_and_tls_only(synth: Synthesized) -> None:
     synth.stateful.all_resources_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True})
-    synth.stateful.resource_count_is("AWS::SQS::QueuePolicy", 2)
+    synth.stateful.resource_count_is("AWS::SQS::QueuePolicy", 4)
     synth.stateful.all_resources_properties(
         "AWS::SQS::QueuePolicy",
         {

@@ -125,7 +125,7 @@ def test_results_bucket_is_private_encrypted_tls_only_and_expires(synth: Synthes
 
 
 def test_every_bucket_blocks_public_access_and_is_encrypted(synth: Synthesized) -> None:
-    synth.stateful.resource_count_is("AWS::S3::Bucket", 2)
+    synth.stateful.resource_count_is("AWS::S3::Bucket", 3)
     synth.stateful.all_resources_properties(
         "AWS::S3::Bucket",
         {

@@ -128,3 +128,12 @@ TRIGGER_DLQ = Queue(
 )
 
 QUEUES = (JOBS_DLQ, JOBS_QUEUE, TRIGGER_DLQ)
+
+#: Notifier (AWS only): stream records whose processing kept failing after retries and
+#: bisection are described here (the local stack reads the stream itself).
+NOTIFIER_DLQ = Queue(
+    logical_id="NotifierDlq",
+    name_suffix="notifier-dlq",
+    visibility_timeout_seconds=60,
+    retention_seconds=14 * 24 * 3600,
+)
