@@ -24,15 +24,18 @@ DEFAULT_SETTINGS_FILE = INFRA_DIR / "settings.json"
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
                       1827, 2192, 2557, 2922, 3288, 3653)  # fmt: skip
 
-# Worker sizing, from measured peak usage (see docs/infra.md, "Worker sizing"): the bundled
-# Claude Code CLI plus the Python worker peaked at WORKER_MEASURED_PEAK_RSS_MB resident memory
-# and WORKER_MEASURED_PEAK_TMP_MB in /tmp on one job. Memory is about 2.5 x the peak (Lambda
-# also scales CPU with memory, and tool use such as Bash or Grep adds child processes);
-# ephemeral storage leaves room for the per-job workspace files a job's tools write.
-WORKER_MEASURED_PEAK_RSS_MB = 410
-WORKER_MEASURED_PEAK_TMP_MB = 6
+# Worker sizing, from measured peak usage (`python -m infra.tools.measure_worker`, method and
+# runs in docs/infra.md): one job in the image layout (handler + the bundled Claude Code CLI +
+# a Bash tool call, as a non-root user) peaked at 321-343 MiB summed RSS (271-311 MiB PSS)
+# across its process tree, and 0.2 MiB under /tmp.
+WORKER_MEASURED_PEAK_RSS_MB = 343
+WORKER_MEASURED_PEAK_TMP_MB = 0.2
+#: 3 x the measured peak: the CLI's memory grows with a conversation's context, and tools
+#: (Bash, Grep) add processes; Lambda also gives more CPU with more memory.
 DEFAULT_WORKER_MEMORY_MB = 1024
-DEFAULT_WORKER_EPHEMERAL_MB = 2048
+#: Twice Lambda's default: room for S3 inputs (50 MiB per object by default) and the files a
+#: job's tools write in its workspace, far above the measured 0.2 MiB.
+DEFAULT_WORKER_EPHEMERAL_MB = 1024
 
 
 class InfraConfig(BaseModel):

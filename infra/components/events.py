@@ -54,10 +54,7 @@ def _s3_filters(s3_triggers: list[S3Trigger]) -> list[s3.NotificationKeyFilter]:
             suffixes_overlap = s1.endswith(s2) or s2.endswith(s1)
             if prefixes_overlap and suffixes_overlap:
                 return [s3.NotificationKeyFilter()]
-    return [
-        s3.NotificationKeyFilter(prefix=p or None, suffix=s or None)  # type: ignore[arg-type]
-        for p, s in pairs
-    ]
+    return [s3.NotificationKeyFilter(prefix=p or None, suffix=s or None) for p, s in pairs]
 
 
 class JobEvents(Construct):
@@ -85,7 +82,7 @@ class JobEvents(Construct):
         )
         self.bus = events.EventBus(self, "Bus", event_bus_name=f"{prefix}-events")
         target = targets.LambdaFunction(
-            trigger_function,  # type: ignore[arg-type]
+            trigger_function,
             retry_attempts=4,
             max_event_age=Duration.hours(2),
             dead_letter_queue=rule_dlq,

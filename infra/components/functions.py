@@ -7,7 +7,7 @@ send traces to X-Ray, and do exactly what its construct grants it, nothing else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import jsii
 from aws_cdk import (
@@ -216,7 +216,7 @@ class PythonFunction(Construct):
             self.function.configure_async_invoke(
                 retry_attempts=2,
                 max_event_age=Duration.hours(6),
-                on_failure=QueueDestination(failure_queue),
+                on_failure=cast(lambda_.IDestination, QueueDestination(failure_queue)),
             )
             no_dlq_reason = (
                 "Asynchronous failures go to an on-failure destination (the same queue), which "
