@@ -12,11 +12,12 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from claude_jobs.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 from infra.components.functions import retention
 from infra.components.nag import Ack, acknowledge
 from infra.config import InfraConfig
 
-PROBLEM_JSON = "application/problem+json"
+PROBLEM_JSON = PROBLEM_CONTENT_TYPE
 
 
 @dataclass(frozen=True)
@@ -26,43 +27,57 @@ class GatewayProblem:
     response_type: apigw.ResponseType
     status: int
     title: str
+    code: str  # the problem type's last part, as the functions' problems use it
     detail: str = "$context.error.messageString"  # a JSON string literal, quotes included
     extra_headers: tuple[tuple[str, str], ...] = ()
 
 
 _RT = apigw.ResponseType
 _INVALID_KEY = '"Missing or invalid API key."'
-_BEARER = (("WWW-Authenticate", "Bearer"),)
+_BEARER = (("WWW-Authenticate", 'Bearer realm="claude-jobs"'),)
+_401 = {"status": 401, "title": "Unauthorized", "code": "unauthorized", "detail": _INVALID_KEY}
+_500 = {"status": 500, "title": "Internal Server Error", "code": "internal"}
 
 #: Every response type API Gateway can produce itself, each with a fixed status, so a body's
-#: `status` always equals the response's status.
+#: `status` always equals the response's status. Types, titles and headers match the problems
+#: the functions answer with (claude_jobs.api.problems).
 GATEWAY_PROBLEMS: tuple[GatewayProblem, ...] = (
-    GatewayProblem(_RT.UNAUTHORIZED, 401, "Unauthorized", _INVALID_KEY, _BEARER),
+    GatewayProblem(_RT.UNAUTHORIZED, **_401, extra_headers=_BEARER),  # type: ignore[arg-type]
     # A Deny from the authorizer is a 401 too: a caller cannot tell a revoked key from a
     # wrong one.
-    GatewayProblem(_RT.ACCESS_DENIED, 401, "Unauthorized", _INVALID_KEY, _BEARER),
-    GatewayProblem(_RT.EXPIRED_TOKEN, 401, "Unauthorized", _INVALID_KEY, _BEARER),
-    GatewayProblem(_RT.INVALID_SIGNATURE, 401, "Unauthorized", _INVALID_KEY, _BEARER),
-    GatewayProblem(_RT.INVALID_API_KEY, 401, "Unauthorized", _INVALID_KEY, _BEARER),
+    GatewayProblem(_RT.ACCESS_DENIED, **_401, extra_headers=_BEARER),  # type: ignore[arg-type]
+    GatewayProblem(_RT.EXPIRED_TOKEN, **_401, extra_headers=_BEARER),  # type: ignore[arg-type]
+    GatewayProblem(_RT.INVALID_SIGNATURE, **_401, extra_headers=_BEARER),  # type: ignore[arg-type]
+    GatewayProblem(_RT.INVALID_API_KEY, **_401, extra_headers=_BEARER),  # type: ignore[arg-type]
     # A REST API answers an unknown route as a missing token; to a caller it is a 404.
-    GatewayProblem(_RT.MISSING_AUTHENTICATION_TOKEN, 404, "Not Found", '"No such route."'),
-    GatewayProblem(_RT.RESOURCE_NOT_FOUND, 404, "Not Found"),
-    GatewayProblem(_RT.WAF_FILTERED, 403, "Forbidden"),
-    GatewayProblem(_RT.BAD_REQUEST_BODY, 422, "Unprocessable Content"),
-    GatewayProblem(_RT.BAD_REQUEST_PARAMETERS, 422, "Unprocessable Content"),
-    GatewayProblem(_RT.REQUEST_TOO_LARGE, 413, "Content Too Large"),
-    GatewayProblem(_RT.UNSUPPORTED_MEDIA_TYPE, 415, "Unsupported Media Type"),
-    GatewayProblem(_RT.THROTTLED, 429, "Too Many Requests", extra_headers=(("Retry-After", "1"),)),
     GatewayProblem(
-        _RT.QUOTA_EXCEEDED, 429, "Too Many Requests", extra_headers=(("Retry-After", "60"),)
+        _RT.MISSING_AUTHENTICATION_TOKEN, 404, "Not Found", "not_found", '"No such resource."'
     ),
-    GatewayProblem(_RT.DEFAULT_4_XX, 400, "Bad Request"),
-    GatewayProblem(_RT.INTEGRATION_TIMEOUT, 504, "Gateway Timeout"),
-    GatewayProblem(_RT.INTEGRATION_FAILURE, 502, "Bad Gateway"),
-    GatewayProblem(_RT.AUTHORIZER_FAILURE, 500, "Internal Server Error"),
-    GatewayProblem(_RT.AUTHORIZER_CONFIGURATION_ERROR, 500, "Internal Server Error"),
-    GatewayProblem(_RT.API_CONFIGURATION_ERROR, 500, "Internal Server Error"),
-    GatewayProblem(_RT.DEFAULT_5_XX, 500, "Internal Server Error"),
+    GatewayProblem(_RT.RESOURCE_NOT_FOUND, 404, "Not Found", "not_found"),
+    GatewayProblem(_RT.WAF_FILTERED, 403, "Forbidden", "forbidden"),
+    GatewayProblem(_RT.BAD_REQUEST_BODY, 422, "Unprocessable Content", "validation_error"),
+    GatewayProblem(_RT.BAD_REQUEST_PARAMETERS, 422, "Unprocessable Content", "validation_error"),
+    GatewayProblem(_RT.REQUEST_TOO_LARGE, 413, "Content Too Large", "payload_too_large"),
+    GatewayProblem(
+        _RT.UNSUPPORTED_MEDIA_TYPE, 415, "Unsupported Media Type", "unsupported_media_type"
+    ),
+    GatewayProblem(
+        _RT.THROTTLED, 429, "Too Many Requests", "throttled", extra_headers=(("Retry-After", "1"),)
+    ),
+    GatewayProblem(
+        _RT.QUOTA_EXCEEDED,
+        429,
+        "Too Many Requests",
+        "throttled",
+        extra_headers=(("Retry-After", "60"),),
+    ),
+    GatewayProblem(_RT.DEFAULT_4_XX, 400, "Bad Request", "bad_request"),
+    GatewayProblem(_RT.INTEGRATION_TIMEOUT, 504, "Gateway Timeout", "gateway_timeout"),
+    GatewayProblem(_RT.INTEGRATION_FAILURE, 502, "Bad Gateway", "bad_gateway"),
+    GatewayProblem(_RT.AUTHORIZER_FAILURE, **_500),  # type: ignore[arg-type]
+    GatewayProblem(_RT.AUTHORIZER_CONFIGURATION_ERROR, **_500),  # type: ignore[arg-type]
+    GatewayProblem(_RT.API_CONFIGURATION_ERROR, **_500),  # type: ignore[arg-type]
+    GatewayProblem(_RT.DEFAULT_5_XX, **_500),  # type: ignore[arg-type]
 )
 
 
@@ -72,7 +87,7 @@ def problem_template(problem: GatewayProblem) -> str:
     `$context.error.messageString` is already a quoted JSON string.
     """
     return (
-        '{"type":"about:blank",'
+        f'{{"type":"{TYPE_PREFIX}{problem.code}",'
         f'"title":"{problem.title}",'
         f'"status":{problem.status},'
         f'"detail":{problem.detail},'

@@ -9,6 +9,7 @@ import re
 import pytest
 from aws_cdk.assertions import Match
 
+from claude_jobs.api.problems import TYPE_PREFIX, problem
 from infra.components.api import ACCESS_LOG_FIELDS, GATEWAY_PROBLEMS
 from tests.infra.conftest import Synthesized
 
@@ -153,8 +154,29 @@ def test_gateway_responses_are_problem_json(synth: Synthesized) -> None:
         assert set(body) == {"type", "title", "status", "detail", "request_id"}, response_type
         assert body["status"] == int(props["StatusCode"]), response_type
         assert body["request_id"] == "c0ffee-1"
+        assert body["type"].startswith(TYPE_PREFIX), response_type
     assert by_type["THROTTLED"]["StatusCode"] == "429"
     assert by_type["THROTTLED"]["ResponseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
     assert by_type["REQUEST_TOO_LARGE"]["StatusCode"] == "413"
     assert by_type["UNAUTHORIZED"]["StatusCode"] == "401"
     assert by_type["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+    assert by_type["UNAUTHORIZED"]["ResponseParameters"][
+        "gatewayresponse.header.WWW-Authenticate"
+    ] == "'{}'".format(problem(401, "x").headers["WWW-Authenticate"])
+
+
+def test_gateway_problems_look_like_the_functions_problems(synth: Synthesized) -> None:
+    """Given a 401 from API Gateway and one from a function, a client sees the same type,
+    title and status."""
+    responses = synth.service.find_resources("AWS::ApiGateway::GatewayResponse")
+    (unauthorized,) = [
+        r["Properties"]
+        for r in responses.values()
+        if r["Properties"]["ResponseType"] == "UNAUTHORIZED"
+    ]
+    gateway = _render(unauthorized["ResponseTemplates"]["application/json"])
+    function = problem(401, "x", code="unauthorized").body("c0ffee-1")
+    assert isinstance(gateway, dict)
+    assert {k: gateway[k] for k in ("type", "title", "status")} == {
+        k: function[k] for k in ("type", "title", "status")
+    }
