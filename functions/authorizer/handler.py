@@ -3,11 +3,15 @@
 The logic lives in `claude_jobs.api.authorizer`; this module only names the function.
 """
 
-# Imported at init so the first request pays only for the client itself.
-import boto3  # noqa: F401
+from claude_jobs.api.boot import init_phase
 
-from claude_jobs.adapters import keys_table  # noqa: F401
-from claude_jobs.api.authorizer import Authorizer
+with init_phase():
+    # Imported at init so that the first request pays only for creating its client.
+    import boto3  # noqa: F401
 
-authorizer = Authorizer()
+    from claude_jobs.adapters import keys_table  # noqa: F401
+    from claude_jobs.api.authorizer import Authorizer
+
+    authorizer = Authorizer()
+
 lambda_handler = authorizer.handler

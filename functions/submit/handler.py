@@ -3,7 +3,11 @@
 The routes live in `claude_jobs.api.routes`; this module only names the function.
 """
 
-from claude_jobs.api.app import ApiFunction
+from claude_jobs.api.boot import init_phase
 
-function = ApiFunction("submit")
+with init_phase():
+    from claude_jobs.api.app import ApiFunction
+
+    function = ApiFunction("submit")
+
 lambda_handler = function.handler

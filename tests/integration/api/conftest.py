@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -22,8 +23,10 @@ TENANT = "tenant-a"
 OTHER_TENANT = "tenant-b"
 
 
+@functools.cache
 def load_handler(name: str) -> ModuleType:
-    """`functions/<name>/handler.py`, imported as Lambda would (by file, not as a package)."""
+    """`functions/<name>/handler.py`, imported as Lambda would (by file, not as a package),
+    once per test session like once per container; tests inject their own Container."""
     path = ROOT / "functions" / name / "handler.py"
     spec = importlib.util.spec_from_file_location(f"_api_test_{name}_handler", path)
     assert spec is not None and spec.loader is not None
