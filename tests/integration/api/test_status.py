@@ -219,3 +219,26 @@ def test_unknown_route_is_a_404_problem(api: Api) -> None:
     event = with_query(load_event("apigw_health.json"))
     event["path"] = event["resource"] = "/v1/nothing"
     api.call(api.status, event).is_problem(404)
+
+
+def _token(cursor: dict[str, Any], tenant: str = TENANT) -> str:
+    import base64
+    import json
+
+    raw = json.dumps({"t": tenant, "k": cursor}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        {"tenant_id": TENANT, "created_key": 5, "job_id": "j"},
+        {"tenant_id": TENANT, "created_key": "c", "job_id": "j" * 3000},
+        {"tenant_id": TENANT, "created_key": "c", "job_id": "j", "extra": {"a": 1}},
+        {"tenant_id": TENANT},
+    ],
+)
+def test_forged_next_tokens_are_422_not_a_dynamodb_error(api: Api, cursor: dict[str, Any]) -> None:
+    # Tokens are not signed: a caller can forge one for its own tenant. DynamoDB would refuse a
+    # malformed start key (a 5xx), so the shape is checked first.
+    api.list_jobs(next_token=_token(cursor)).is_problem(422)

@@ -321,4 +321,13 @@ def _decode_token(token: str, tenant_id: str) -> dict[str, Any]:
     cursor: dict[str, Any] = data["k"]
     if cursor.get("tenant_id") != tenant_id:
         raise invalid
+    # Exactly the tenant index's position (its keys and the table's): anything else would make
+    # DynamoDB refuse the query, a 5xx caused by the caller.
+    if set(cursor) != _CURSOR_KEYS or not all(
+        isinstance(v, str) and 0 < len(v) <= 1024 for v in cursor.values()
+    ):
+        raise invalid
     return cursor
+
+
+_CURSOR_KEYS = frozenset({"tenant_id", "created_key", "job_id"})
