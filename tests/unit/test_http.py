@@ -57,6 +57,11 @@ def test_unusable_json_is_a_422_on_the_body(raw: str | bytes) -> None:
     assert [e.loc for e in error.value.errors] == [("body",)]
 
 
+def test_storable_numbers_pass() -> None:
+    body = '{"a": [0, 0.0, -1.5, 1e-100, 9.9e124, 12345678901234567890123456789012345678]}'
+    assert http.json_body(event(body))["a"][0] == 0
+
+
 def test_parse_prefixes_locations_and_hides_inputs() -> None:
     with pytest.raises(RequestValidationError) as error:
         http.parse(JobRequest, {"prompt": "sk-ant-test-secret", "max_turns": "lots", "x": 1})

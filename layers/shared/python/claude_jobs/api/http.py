@@ -117,8 +117,7 @@ def json_body(event: Mapping[str, Any]) -> Any:
     except (ValueError, UnicodeError, RecursionError) as exc:
         reason = "not UTF-8" if isinstance(exc, UnicodeError) else "not valid JSON"
         raise _invalid_body(f"The body is {reason}.") from None
-    if _depth(value) > MAX_JSON_DEPTH:
-        raise _invalid_body(f"The body nests deeper than {MAX_JSON_DEPTH} levels.")
+    _check_shape(value)
     return value
 
 
@@ -144,14 +143,21 @@ def _invalid_body(detail: str) -> RequestValidationError:
     return RequestValidationError(detail, [FieldError(("body",), detail)])
 
 
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
+def _check_shape(value: Any) -> None:
+    """Bounded nesting, and only numbers DynamoDB can store (finite, 38 significant digits,
+    magnitude 1e-130 to 1e126): the job is stored as sent."""
+    stack = [(value, 1)]
     while stack:
         item, level = stack.pop()
         if isinstance(item, dict | list):
-            deepest = max(deepest, level)
             if level > MAX_JSON_DEPTH:
-                return level
+                raise _invalid_body(f"The body nests deeper than {MAX_JSON_DEPTH} levels.")
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, level + 1) for child in children)
-    return deepest
+        elif isinstance(item, bool):
+            continue
+        elif (isinstance(item, int) and abs(item) >= 10**38) or (
+            isinstance(item, float)
+            and not (item == 0 or 1e-130 <= abs(item) < 1e125)  # also NaN and infinities
+        ):
+            raise _invalid_body("The body has a number out of range (e.g. 1e999).")
