@@ -104,11 +104,13 @@ def start_dev(tmp: Path, env: dict[str, str], workers: int = 2) -> DevProcess:
     while True:
         if process.poll() is not None:
             raise AssertionError(f"claude-jobs dev exited {process.returncode}:\n{dev.output()}")
+        # Ready as the contract says: /v1/health answers (and the banner is out).
         try:
-            if httpx.get(f"{dev.url}/v1/health", timeout=2).status_code == 200:
-                return dev
+            healthy = httpx.get(f"{dev.url}/v1/health", timeout=2).status_code == 200
         except httpx.TransportError:
-            pass
+            healthy = False
+        if healthy and "ready: " in dev.output():
+            return dev
         if time.monotonic() > deadline:
             dev.stop()
             raise AssertionError(f"the stack was not ready in time:\n{dev.output()}")

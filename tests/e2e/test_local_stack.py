@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +306,46 @@ def test_without_a_key_the_offline_model_answers_and_ctrl_c_stops_cleanly(
         code = dev.stop()
     assert code == 0, dev.output()
     assert "stopped" in dev.output()
+
+
+def test_a_finished_job_calls_its_webhook(stack: DevProcess, alpha: Client) -> None:
+    # Given a receiver on loopback (the local stack allows loopback webhooks)
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            received.append((dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # When a job with a webhook_url finishes
+        response = httpx.post(
+            f"{stack.url}/v1/jobs",
+            json={
+                "prompt": marker()[0],
+                "allowed_tools": [],
+                "webhook_url": f"http://127.0.0.1:{server.server_port}/hook",
+            },
+            headers=auth(TENANTS["alpha"]),
+        )
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+        assert alpha.wait(job_id, timeout=JOB_WAIT)["status"] == "succeeded"
+        deadline = time.monotonic() + 30
+        while not received:
+            assert time.monotonic() < deadline, "no webhook arrived"
+            time.sleep(0.2)
+    finally:
+        server.shutdown()
+    # Then the notifier (on the jobs table's stream) posted a signed completion to it
+    headers, body = received[0]
+    assert headers["X-Claude-Jobs-Event"] == "Job Succeeded"
+    assert headers["X-Claude-Jobs-Signature"].startswith("v1=")
+    assert json.loads(body)["job_id"] == job_id

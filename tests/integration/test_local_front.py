@@ -325,3 +325,41 @@ def test_the_consumer_deletes_successes_and_redrives_failures_to_the_dlq(
     assert record["eventSourceARN"] == queue_arn
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
     assert {"messageId", "receiptHandle", "md5OfBody", "awsRegion"} <= record.keys()
+
+
+def test_the_stream_poller_keeps_reading_after_a_failed_transaction(moto_server: str) -> None:
+    from botocore.exceptions import ClientError
+
+    from claude_jobs.local.sources import StreamPoller
+
+    # Given a table with a stream, and a poller that has read its first record
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    poller = StreamPoller(dynamodb, "t")
+    dynamodb.put_item(TableName="t", Item={"k": {"S": "first"}})
+    assert [r["dynamodb"]["Keys"]["k"]["S"] for r in poller.poll()] == ["first"]
+    # When a transaction fails (the emulator then restores a copy of the table)
+    with pytest.raises(ClientError):
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": "t",
+                        "Item": {"k": {"S": "first"}},
+                        "ConditionExpression": "attribute_not_exists(k)",
+                    }
+                }
+            ]
+        )
+    dynamodb.put_item(TableName="t", Item={"k": {"S": "second"}})
+    # Then the next write still reaches the poller, once, in Lambda's record shape
+    records = poller.poll()
+    assert [r["dynamodb"]["Keys"]["k"]["S"] for r in records] == ["second"]
+    assert records[0]["eventSourceARN"].startswith("arn:aws:dynamodb:")
+    assert poller.poll() == []

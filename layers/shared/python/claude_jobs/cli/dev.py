@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -50,6 +51,8 @@ def dev(
     if log_level:
         os.environ["POWERTOOLS_LOG_LEVEL"] = log_level.upper()
 
+    # `kill -USR1 <pid>` prints every thread's stack: what a stuck stack is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -119,6 +122,16 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
         lines.append(f"  model      {stack.upstream_url} (no ANTHROPIC_API_KEY: a placeholder key)")
     lines.append(f"  workers    {stack.config.workers}")
     lines.append(f"  AWS        moto at {stack.moto_url} (in memory: gone when the stack stops)")
+    if stack.settings is not None and (stack.notifier_running or stack.triggers_running):
+        served = [
+            name
+            for name, running in (
+                ("completion events and webhooks", stack.notifier_running),
+                ("S3 and EventBridge triggers", stack.triggers_running),
+            )
+            if running
+        ]
+        lines.append(f"  also       {', '.join(served)}")
     generated = [k for k in stack.keys if k.generated]
     given = [k for k in stack.keys if not k.generated]
     if given:
@@ -134,6 +147,15 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
     if generated:
         lines.append(f"    export CLAUDE_JOBS_API_KEY={generated[0].key}")
     lines += [f'    {_command()} submit "Say hello in three languages" --wait', ""]
+    if stack.triggers_running and stack.settings is not None:
+        lines += [
+            "  Triggers (claude-jobs trigger s3 FILE | trigger event …) need:",
+            f"    export AWS_ENDPOINT_URL={stack.moto_url} AWS_ACCESS_KEY_ID=testing "
+            "AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1",
+            f"    export INBOX_BUCKET={stack.settings.inbox_bucket} "
+            f"EVENT_BUS_NAME={stack.settings.event_bus_name}",
+            "",
+        ]
     print("\n".join(lines), flush=True)
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
 
     from .fake_anthropic import FakeAnthropic
+    from .sources import PollingSource
     from .workers import QueueConsumer
 
 log = logging.getLogger("claude_jobs.local")
@@ -150,6 +151,11 @@ FUNCTIONS = {
         "worker", "worker", memory_mb=1024, timeout_seconds=WORKER_TIMEOUT_SECONDS
     ),
 }
+#: Run when their code is there: completion events and webhooks, S3 and EventBridge triggers.
+OPTIONAL_FUNCTIONS = {
+    "notifier": FunctionSpec("notifier", "notifier", memory_mb=256, timeout_seconds=60),
+    "trigger": FunctionSpec("trigger", "trigger", memory_mb=256, timeout_seconds=60),
+}
 
 
 class _Environ:
@@ -189,6 +195,10 @@ class LocalStack:
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self._consumer: QueueConsumer | None = None
+        self._sources: list[PollingSource] = []
+        #: What the optional functions serve, for the banner (empty when not running).
+        self.notifier_running = False
+        self.triggers_running = False
         self.pools: dict[str, FunctionPool] = {}
         self._stopped = False
 
@@ -270,6 +280,15 @@ class LocalStack:
         self.pools = {key: FunctionPool(spec, functions_dir) for key, spec in FUNCTIONS.items()}
         for pool in self.pools.values():
             pool.warm_up()  # a handler that cannot load fails here, not on a request
+        for key, spec in OPTIONAL_FUNCTIONS.items():
+            if (functions_dir / spec.directory / "handler.py").is_file():
+                optional = FunctionPool(spec, functions_dir)
+                try:
+                    optional.warm_up()
+                except Exception:
+                    log.warning("the %s function cannot load; it is off", key, exc_info=True)
+                    continue
+                self.pools[key] = optional
         front = ApiGatewayFront(
             self.pools, authorizer_cache_seconds=config.authorizer_cache_seconds
         )
@@ -291,6 +310,51 @@ class LocalStack:
             count=config.workers,
         )
         self._consumer.start()
+        self._start_sources(provisioned.settings, functions_dir)
+
+    def _start_sources(self, settings: Settings, functions_dir: Path) -> None:
+        """The notifier on the jobs table's stream, the trigger function on the relay queue.
+        They are extras of the local stack: one that cannot start is reported and skipped."""
+        import boto3
+
+        from .sources import PollingSource, relay_to_function, stream_to_function
+
+        # provision() made the bus and the inbox bucket; the emulator needs the wiring.
+        if "notifier" in self.pools:
+            try:
+                from .sources import StreamPoller
+
+                reader = StreamPoller(
+                    boto3.client("dynamodb", region_name=REGION), settings.jobs_table
+                )
+                self._sources.append(
+                    PollingSource(
+                        "notifier", stream_to_function(reader, self.pools["notifier"].invoke)
+                    )
+                )
+                self.notifier_running = True
+            except Exception as exc:
+                log.warning("the notifier is off: %s", exc)
+        if "trigger" in self.pools:
+            try:
+                from ..triggers.config import load_config
+                from ..triggers.local import wire_local_triggers
+                from ..triggers.templates import TemplateStore
+
+                path = Path(settings.triggers_config or functions_dir / "trigger" / "triggers.json")
+                triggers = load_config(path, TemplateStore(path.parent / "templates"))
+                relay_url = wire_local_triggers(settings, triggers, prefix=self.config.prefix)
+                sqs = boto3.client("sqs", region_name=REGION)
+                self._sources.append(
+                    PollingSource(
+                        "triggers", relay_to_function(sqs, relay_url, self.pools["trigger"].invoke)
+                    )
+                )
+                self.triggers_running = True
+            except Exception as exc:
+                log.warning("triggers are off: %s", exc)
+        for source in self._sources:
+            source.start()
 
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
@@ -350,6 +414,9 @@ class LocalStack:
         if self._consumer is not None:
             abandoned = self._consumer.stop(grace_seconds)
             self._consumer = None
+        for source in self._sources:
+            source.stop()
+        self._sources = []
         if self._fake is not None:
             self._fake.close()
             self._fake = None
