@@ -84,6 +84,21 @@ def test_aws_throttling_is_429_with_retry_after(code: str) -> None:
     assert int(prob.headers["Retry-After"]) >= 1
 
 
+def test_an_item_too_large_for_dynamodb_is_413() -> None:
+    error = ClientError(
+        {
+            "Error": {
+                "Code": "ValidationException",
+                "Message": "Item size has exceeded the maximum allowed size",
+            }
+        },
+        "TransactWriteItems",
+    )
+    assert problem_for(error).status == 413
+    other = ClientError({"Error": {"Code": "ValidationException", "Message": "bad key"}}, "Query")
+    assert problem_for(other).status == 500
+
+
 def test_a_429_problem_can_be_rendered_for_any_layer() -> None:
     status, headers, body = render(problem(429, "Too many requests."), "r")
     assert status == 429 and headers["Retry-After"] == "1"

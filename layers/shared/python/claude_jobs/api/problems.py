@@ -125,8 +125,13 @@ def problem_for(exc: BaseException) -> Problem:
                     errors=errors,
                     headers=_HEADERS.get(status, {}),
                 )
-    if _aws_error_code(exc) in THROTTLING_CODES:
+    code = _aws_error_code(exc)
+    if code in THROTTLING_CODES:
         return problem(429, "Too many requests right now; retry after a second.", code="throttled")
+    if code == "ValidationException" and "item size" in str(exc).lower():
+        # A body within 256 KiB whose stored form DynamoDB finds over 400 KB (pathological
+        # shapes, e.g. a huge list of tiny numbers): the caller's doing, so not a 5xx.
+        return problem(413, "The request is too large to store.", code="payload_too_large")
     return problem(500, "The service failed to answer; the error was logged.", code="internal")
 
 
