@@ -6,8 +6,9 @@ for the Lambda runtime and architecture (`--python-platform aarch64-manylinux201
 the arm64 functions load. The pinned dependency list is `infra/layer-requirements.txt`
 (`make layer-lock` regenerates it); boto3 is left out because the Lambda runtime provides it.
 
-Bundles are cached under `infra/.build/layer-<hash>/`, keyed by the requirements, the target
-platform and the package's source, so repeated synths (and the test session) install once.
+The installed wheels are cached under `infra/.build/wheels-<hash>/`, keyed by the pins and the
+target, so repeated synths (and the test session) install once, and a change to the package's
+source needs no network: only the copy of `claude_jobs` changes.
 """
 
 from __future__ import annotations
@@ -45,11 +46,17 @@ def _source_files() -> list[Path]:
     )
 
 
-def layer_hash() -> str:
-    """A stable hash of everything that goes into the layer."""
+def wheels_hash() -> str:
+    """What the installed dependencies depend on: the pins and the target."""
     digest = hashlib.sha256()
     digest.update(f"{_BUNDLER_VERSION}|{PYTHON_VERSION}|{PLATFORM}\n".encode())
     digest.update(LAYER_REQUIREMENTS.read_bytes())
+    return digest.hexdigest()
+
+
+def layer_hash() -> str:
+    """A stable hash of everything that goes into the layer: the asset's hash."""
+    digest = hashlib.sha256(wheels_hash().encode())
     for path in _source_files():
         digest.update(str(path.relative_to(PACKAGE_SOURCE)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
@@ -74,34 +81,25 @@ def _installer() -> list[str]:
 _INSTALL_OPTIONS = ("--only-binary", ":all:", "--no-deps", "--no-compile")
 
 
-def build_layer(target: Path) -> None:
-    """Install the pinned wheels and copy the package into `target/python`."""
-    python_dir = target / "python"
-    python_dir.mkdir(parents=True, exist_ok=True)
+def install_wheels(site: Path) -> None:
+    """Install the pinned wheels (hashes checked) into `site`."""
+    site.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_PYTHON", "PIP_TARGET"))}
-    target_args = ["--target", str(python_dir), "-r", str(LAYER_REQUIREMENTS)]
-    subprocess.run(
-        [*_installer(), *_INSTALL_OPTIONS, *target_args],
-        check=True,
-        env=env,
-    )
-    shutil.copytree(
-        PACKAGE_SOURCE,
-        python_dir / "claude_jobs",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
+    target_args = ["--target", str(site), "-r", str(LAYER_REQUIREMENTS)]
+    subprocess.run([*_installer(), *_INSTALL_OPTIONS, *target_args], check=True, env=env)
     # Console scripts of the wheels are for another machine: not needed in a layer.
-    shutil.rmtree(python_dir / "bin", ignore_errors=True)
+    shutil.rmtree(site / "bin", ignore_errors=True)
 
 
-def cached_layer() -> Path:
-    """The bundled layer for the current inputs, built once and reused."""
-    final = BUILD_DIR / f"layer-{layer_hash()[:16]}"
-    if not (final / "python" / "claude_jobs").is_dir():
+def cached_wheels() -> Path:
+    """The installed dependencies for the current pins, installed once and reused: only a pin
+    change needs the package index, so synth runs offline after the first time."""
+    final = BUILD_DIR / f"wheels-{wheels_hash()[:16]}"
+    if not final.is_dir():
         BUILD_DIR.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="layer-", dir=BUILD_DIR))
+        staging = Path(tempfile.mkdtemp(prefix="wheels-", dir=BUILD_DIR))
         try:
-            build_layer(staging)
+            install_wheels(staging)
             if final.exists():  # another process finished first
                 shutil.rmtree(staging)
             else:
@@ -112,12 +110,24 @@ def cached_layer() -> Path:
     return final
 
 
+def build_layer(target: Path) -> None:
+    """The layer's content in `target`: `python/` with the wheels and `claude_jobs`."""
+    site = target / "python"
+    shutil.copytree(cached_wheels(), site, dirs_exist_ok=True)
+    shutil.copytree(
+        PACKAGE_SOURCE,
+        site / "claude_jobs",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        dirs_exist_ok=True,
+    )
+
+
 @jsii.implements(ILocalBundling)
 class LocalLayerBundler:
     """Bundles the layer on this machine; CDK never falls back to Docker."""
 
     def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
-        shutil.copytree(cached_layer(), output_dir, dirs_exist_ok=True)
+        build_layer(Path(output_dir))
         return True
 
 

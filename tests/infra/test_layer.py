@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from infra import bundling
 from infra.bundling import PYTHON_VERSION
 from tests.infra.conftest import Synthesized
 
@@ -46,3 +48,21 @@ def test_function_assets_hold_only_their_handler_directory(synth: Synthesized) -
     assert len(handler_dirs) == 5
     for directory in handler_dirs:
         assert not list(directory.rglob("__pycache__"))
+
+
+def test_a_source_change_rebuilds_the_layer_without_the_package_index(
+    synth: Synthesized, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given the wheels installed by the session's synth, building the layer again (as after
+    an edit of claude_jobs) copies the cached wheels and the current source, and installs
+    nothing: synth stays offline."""
+
+    def no_install(_site: Path) -> None:
+        raise AssertionError("the wheels were installed again")
+
+    monkeypatch.setattr(bundling, "install_wheels", no_install)
+    bundling.build_layer(tmp_path)
+    site = tmp_path / "python"
+    assert (site / "pydantic" / "__init__.py").is_file()
+    source = bundling.PACKAGE_SOURCE / "resources.py"
+    assert (site / "claude_jobs" / "resources.py").read_bytes() == source.read_bytes()
