@@ -12,6 +12,7 @@ import json
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -363,3 +364,56 @@ def test_the_stream_poller_keeps_reading_after_a_failed_transaction(moto_server:
     assert [r["dynamodb"]["Keys"]["k"]["S"] for r in records] == ["second"]
     assert records[0]["eventSourceARN"].startswith("arn:aws:dynamodb:")
     assert poller.poll() == []
+
+
+def test_the_emulator_keeps_concurrent_writes_across_failed_transactions() -> None:
+    """moto alone loses some of these writes (a failed transaction puts back a copy of the
+    table); the local stack's emulator serves DynamoDB one request at a time."""
+    from claude_jobs.local.emulator import Emulator
+
+    emulator = Emulator().start()
+    try:
+        client_args = {"endpoint_url": emulator.url, "region_name": "us-east-1"}
+        dynamodb = boto3.client("dynamodb", **client_args)
+        table = f"t-{uuid.uuid4().hex[:8]}"  # moto's state is per process: a fresh table
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.put_item(TableName=table, Item={"k": {"S": "taken"}})
+
+        # Given threads whose transactions fail while other threads write items
+        def fail_transactions() -> None:
+            client = boto3.client("dynamodb", **client_args)
+            for _ in range(60):
+                with pytest.raises(client.exceptions.TransactionCanceledException):
+                    client.transact_write_items(
+                        TransactItems=[
+                            {
+                                "Put": {
+                                    "TableName": table,
+                                    "Item": {"k": {"S": "taken"}},
+                                    "ConditionExpression": "attribute_not_exists(k)",
+                                }
+                            }
+                        ]
+                    )
+
+        def write(worker: int) -> None:
+            client = boto3.client("dynamodb", **client_args)
+            for n in range(40):
+                client.put_item(TableName=table, Item={"k": {"S": f"{worker}-{n}"}})
+
+        threads = [threading.Thread(target=fail_transactions) for _ in range(3)]
+        threads += [threading.Thread(target=write, args=(w,)) for w in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # Then every write is there
+        count = dynamodb.scan(TableName=table, Select="COUNT")["Count"]
+        assert count == 1 + 3 * 40
+    finally:
+        emulator.stop()

@@ -357,14 +357,10 @@ class LocalStack:
             source.start()
 
     def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer
+        from .emulator import Emulator
 
-        # The emulator logs every call through werkzeug's logger: keep it for warnings.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._moto.start()
-        host, port = self._moto.get_host_and_port()
-        self.moto_url = f"http://{host}:{port}"
+        self._moto = Emulator("127.0.0.1").start()
+        self.moto_url = self._moto.url
 
     def _point_environment_at_moto(self) -> None:
         for name in _REMOVED_ENV:
