@@ -6,7 +6,9 @@ send traces to X-Ray, and do exactly what its construct grants it, nothing else.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import jsii
@@ -38,17 +40,19 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 WORKER_DOCKERFILE = "functions/worker/Dockerfile"
 
-#: What the worker image's build context may see (Docker ignore syntax, repository root).
-WORKER_CONTEXT_EXCLUDE = [
-    "*",
-    "!functions/worker",
-    "!layers/shared",
-    "!pyproject.toml",
-    "!README.md",
-    "!requirements",
-    "**/__pycache__",
-    "**/*.pyc",
-]
+
+def worker_context_exclude(dockerfile: Path = REPO_ROOT / WORKER_DOCKERFILE) -> list[str]:
+    """The worker image's build context (the repository root) narrowed to what its Dockerfile
+    copies (Docker ignore syntax): everything else is excluded from the staged asset."""
+    sources: list[str] = []
+    for line in dockerfile.read_text().splitlines():
+        parts = shlex.split(line.strip()) if line.strip().upper().startswith("COPY ") else []
+        args = [a for a in parts[1:] if not a.startswith("--")]
+        if parts and not any(a.startswith("--from") for a in parts):
+            sources.extend(a.rstrip("/") for a in args[:-1])
+    keep = [WORKER_DOCKERFILE, *sources]  # the Dockerfile itself: the build reads it there
+    return ["*", *(f"!{path}" for path in keep), "**/__pycache__", "**/*.pyc"]
+
 
 _XRAY = Ack(
     "AwsSolutions-IAM5",
@@ -259,7 +263,7 @@ class WorkerFunction(Construct):
                 str(REPO_ROOT),
                 file=WORKER_DOCKERFILE,
                 platform=Platform.LINUX_ARM64,
-                exclude=WORKER_CONTEXT_EXCLUDE,
+                exclude=worker_context_exclude(),
             ),
             architecture=ARCHITECTURE,
             environment=dict(environment),

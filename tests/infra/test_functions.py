@@ -63,8 +63,14 @@ def test_worker_image_is_built_for_arm64_from_its_dockerfile(synth: Synthesized)
     assert image["source"]["platform"] == "linux/arm64"
     context = synth.outdir / image["source"]["directory"]
     assert (context / "functions" / "worker" / "Dockerfile").is_file()
+    # Only what the Dockerfile copies, and the Dockerfile
+    assert (context / "functions" / "worker" / "handler.py").is_file()
+    assert (context / "layers" / "shared" / "python" / "claude_jobs" / "worker").is_dir()
     assert not (context / ".venv").exists()
     assert not (context / "tests").exists()
+    assert not (context / "infra").exists()
+    assert not (context / "functions" / "submit").exists()
+    assert not list(context.rglob("__pycache__"))
 
 
 def test_custom_configuration_reaches_the_worker(custom_synth: Synthesized) -> None:
