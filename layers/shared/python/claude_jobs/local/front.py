@@ -1,11 +1,12 @@
 """The local stack's HTTP front: what API Gateway (REST API, Lambda proxy integration) does.
 
-For each request it matches a route, runs the TOKEN authorizer the way API Gateway does (no
-`Authorization` header → 401 without calling it; `Unauthorized` raised → 401; a policy that
-does not allow the method ARN → 403), builds the REST proxy event with the authorizer's context,
-invokes the route's function and returns its response verbatim. What API Gateway answers itself
-(no route, wrong method, body over 10 MB, authorizer failures, a function that crashed) is an
-`application/problem+json` gateway response.
+For each request it matches a route and runs the TOKEN authorizer the way API Gateway does: an
+`Authorization` header that is missing or fails the validation expression → 401 without calling
+it; `Unauthorized` raised → 401; a policy that does not allow the method ARN → 401 (the CDK
+app's gateway response for ACCESS_DENIED). It then builds the REST proxy event with the
+authorizer's context, invokes the route's function and returns its response verbatim. What API
+Gateway answers itself (no route, wrong method, body over 10 MB, authorizer failures, a function
+that raised) is an `application/problem+json` gateway response shaped like the CDK app's.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ log = logging.getLogger("claude_jobs.local.front")
 #: API Gateway's own payload limit; the handlers enforce the API's 256 KiB.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 API_ID = "local"
+#: The TOKEN authorizer's validation expression, as the CDK app sets it: a header that does
+#: not match is refused by API Gateway without invoking the authorizer.
+TOKEN_PATTERN = re.compile(r"^[Bb]earer [A-Za-z0-9._~+/=-]{16,512}$")
 STAGE = "dev"
 
 
@@ -115,7 +119,9 @@ class ApiGatewayFront:
             response.headers.update(exc.headers)
         except Exception:
             log.exception("gateway error on %s %s", request.method, request.path)
-            response = gateway_response(500, "Internal server error", request_id, request.path)
+            response = gateway_response(
+                500, "Internal server error", request_id, request.path, "internal"
+            )
         response.headers.setdefault("x-amzn-RequestId", request_id)
         log.info(
             "%s %s → %s (%.0f ms)",
@@ -130,10 +136,10 @@ class ApiGatewayFront:
         route, path_parameters = self.match(request.method, request.path)
         length = request.content_length
         if length is not None and length > MAX_PAYLOAD_BYTES:
-            raise GatewayError(413, "Request body is larger than API Gateway's 10 MB limit.")
+            raise _too_large()
         body = request.get_data(cache=False)
         if len(body) > MAX_PAYLOAD_BYTES:
-            raise GatewayError(413, "Request body is larger than API Gateway's 10 MB limit.")
+            raise _too_large()
         authorizer_context: dict[str, Any] | None = None
         if route.authorized:
             authorizer_context = self.authorize(request, route)
@@ -145,7 +151,12 @@ class ApiGatewayFront:
             request_id=request_id,
             authorizer=authorizer_context,
         )
-        result = self._functions[route.function].invoke(event)
+        try:
+            result = self._functions[route.function].invoke(event)
+        except Exception:
+            # A function error: API Gateway answers 502 (its INTEGRATION_FAILURE response).
+            log.exception("the %s function raised", route.function)
+            raise GatewayError(502, "Internal server error", code="bad_gateway") from None
         return proxy_response(result)
 
     # ------------------------------------------------------------ routing
@@ -165,15 +176,16 @@ class ApiGatewayFront:
                 f"{method} is not allowed on {path}; allowed: {', '.join(sorted(set(allowed)))}.",
                 {"Allow": ", ".join(sorted(set(allowed)))},
             )
-        raise GatewayError(404, f"No route for {method} {path}.", code="not_found")
+        raise GatewayError(404, "No such resource.", code="not_found")
 
     # ------------------------------------------------------------ authorizer
 
     def authorize(self, request: Request, route: Route) -> dict[str, Any]:
         token = request.headers.get("Authorization")
-        if not token:
-            # A TOKEN authorizer's identity source is missing: API Gateway answers 401 itself.
-            raise GatewayError(401, "Missing or invalid API key.", _challenge(), "unauthorized")
+        if not token or not TOKEN_PATTERN.match(token):
+            # The identity source is missing or fails the authorizer's validation expression:
+            # API Gateway answers 401 itself, without invoking the authorizer.
+            raise _unauthorized()
         method_arn = (
             f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/{STAGE}/"
             f"{request.method}{request.path}"
@@ -182,9 +194,9 @@ class ApiGatewayFront:
         if authorization is None:
             authorization = self._call_authorizer(token, method_arn)
         if not policy_allows(authorization.policy, method_arn):
-            raise GatewayError(
-                403, "The API key is not allowed to access this resource.", code="forbidden"
-            )
+            # ACCESS_DENIED: the CDK app answers it as a 401 too (a revoked key looks like a
+            # wrong one).
+            raise _unauthorized()
         return {"principalId": authorization.principal_id, **authorization.context}
 
     def _cached(self, token: str) -> Authorization | None:
@@ -203,23 +215,21 @@ class ApiGatewayFront:
             answer = self._functions["authorizer"].invoke(event)
         except Exception as exc:
             if str(exc) == "Unauthorized":
-                raise GatewayError(
-                    401, "Missing or invalid API key.", _challenge(), "unauthorized"
-                ) from None
+                raise _unauthorized() from None
             log.exception("the authorizer failed")
-            raise GatewayError(500, "The authorizer failed.") from None
+            raise GatewayError(500, "The authorizer failed.", code="internal") from None
         if (
             not isinstance(answer, dict)
             or not isinstance(answer.get("policyDocument"), dict)
             or not answer.get("principalId")
         ):
             log.error("the authorizer returned no principalId/policyDocument: %r", answer)
-            raise GatewayError(500, "The authorizer returned an invalid answer.")
+            raise GatewayError(500, "The authorizer's answer is invalid.", code="internal")
         context = {}
         for key, value in (answer.get("context") or {}).items():
             if not isinstance(value, str | int | float | bool) or value is None:
                 log.error("authorizer context %r is not a string, number or boolean", key)
-                raise GatewayError(500, "The authorizer returned an invalid answer.")
+                raise GatewayError(500, "The authorizer's answer is invalid.", code="internal")
             # API Gateway hands every context value to the integration as a string.
             context[key] = str(value).lower() if isinstance(value, bool) else str(value)
         authorization = Authorization(
@@ -234,8 +244,19 @@ class ApiGatewayFront:
         return authorization
 
 
-def _challenge() -> dict[str, str]:
-    return {"WWW-Authenticate": 'Bearer realm="claude-jobs"'}
+def _unauthorized() -> GatewayError:
+    return GatewayError(
+        401,
+        "Missing or invalid API key.",
+        {"WWW-Authenticate": 'Bearer realm="claude-jobs"'},
+        "unauthorized",
+    )
+
+
+def _too_large() -> GatewayError:
+    return GatewayError(
+        413, "Request body is larger than API Gateway's 10 MB limit.", code="payload_too_large"
+    )
 
 
 def policy_allows(policy: Mapping[str, Any], method_arn: str) -> bool:
@@ -331,7 +352,7 @@ def proxy_response(result: Any) -> Response:
     Gateway."""
     if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
         log.error("the function returned a malformed proxy response: %r", result)
-        raise GatewayError(502, "The function returned a malformed response.")
+        raise GatewayError(502, "The function's response is malformed.", code="bad_gateway")
     body = result.get("body") or ""
     raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
     response = Response(raw, status=result["statusCode"])

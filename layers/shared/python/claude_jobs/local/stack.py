@@ -112,7 +112,8 @@ class StackConfig:
     functions_dir: Path | None = None
     #: Logical queue id → SQS attributes, e.g. a short VisibilityTimeout for tests.
     queue_overrides: dict[str, dict[str, str]] | None = None
-    authorizer_cache_seconds: float = 0.0
+    #: API Gateway caches an authorizer's answer per token; the CDK app's default TTL.
+    authorizer_cache_seconds: float = 60.0
     settings_overrides: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
