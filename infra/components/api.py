@@ -13,6 +13,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from claude_jobs.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
+from claude_jobs.resources import AUTHORIZATION_HEADER_PATTERN
 from infra.components.functions import retention
 from infra.components.nag import Ack, acknowledge
 from infra.config import InfraConfig
@@ -175,7 +176,7 @@ class JobsApi(Construct):
             handler=authorizer,
             identity_source=apigw.IdentitySource.header("Authorization"),
             # Bad shapes are refused by API Gateway itself, without invoking the function.
-            validation_regex=r"^[Bb]earer [A-Za-z0-9._~+/=-]{16,512}$",
+            validation_regex=AUTHORIZATION_HEADER_PATTERN,
             results_cache_ttl=Duration.seconds(config.authorizer_cache_seconds),
         )
 
@@ -185,7 +186,8 @@ class JobsApi(Construct):
         params_validator = self.api.add_request_validator(
             "ParamsValidator", validate_request_body=False, validate_request_parameters=True
         )
-        # The gateway checks the shape; the function owns field rules and per-field 422 errors.
+        # The gateway checks that the body is a JSON object; the function owns every field rule,
+        # so a missing or invalid field gets the function's 422 with its per-field `errors`.
         job_request = self.api.add_model(
             "JobRequestModel",
             content_type="application/json",
@@ -194,7 +196,6 @@ class JobsApi(Construct):
                 schema=apigw.JsonSchemaVersion.DRAFT4,
                 title="JobRequest",
                 type=apigw.JsonSchemaType.OBJECT,
-                required=["prompt"],
             ),
         )
 

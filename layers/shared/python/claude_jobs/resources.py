@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 WORKER_TIMEOUT_SECONDS = 900
+
+#: API Gateway's TOKEN authorizer refuses (401) an Authorization header of any other shape
+#: without invoking the authorizer function. The CDK app and the local front both use it.
+AUTHORIZATION_HEADER_PATTERN = r"^[Bb]earer [A-Za-z0-9._~+/=-]{16,512}$"
 #: Margin kept between a job's deadline and the Lambda's own timeout.
 WORKER_DEADLINE_MARGIN_SECONDS = 30
 

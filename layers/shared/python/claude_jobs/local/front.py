@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from ..resources import AUTHORIZATION_HEADER_PATTERN
 from .runtime import ACCOUNT_ID, REGION, FunctionPool
 
 log = logging.getLogger("claude_jobs.local.front")
@@ -35,7 +36,7 @@ MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 API_ID = "local"
 #: The TOKEN authorizer's validation expression, as the CDK app sets it: a header that does
 #: not match is refused by API Gateway without invoking the authorizer.
-TOKEN_PATTERN = re.compile(r"^[Bb]earer [A-Za-z0-9._~+/=-]{16,512}$")
+TOKEN_PATTERN = re.compile(AUTHORIZATION_HEADER_PATTERN)
 STAGE = "dev"
 
 
