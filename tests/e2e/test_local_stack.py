@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,8 @@ def test_a_tenant_never_sees_another_tenants_jobs(alpha: Client, beta: Client) -
     # Given a job of tenant alpha
     job_id = alpha.submit(marker()[0], allowed_tools=[])["job_id"]
     # When tenant beta reads, cancels or lists, Then the job does not exist for beta
-    for attempt in (lambda: beta.get(job_id), lambda: beta.cancel(job_id)):
+    attempts: list[Callable[[], object]] = [lambda: beta.get(job_id), lambda: beta.cancel(job_id)]
+    for attempt in attempts:
         with pytest.raises(ApiError) as caught:
             attempt()
         assert caught.value.status == 404

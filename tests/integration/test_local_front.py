@@ -378,7 +378,7 @@ def test_the_emulator_keeps_concurrent_writes_across_failed_transactions() -> No
 
     emulator = Emulator().start()
     try:
-        client_args = {"endpoint_url": emulator.url, "region_name": "us-east-1"}
+        client_args: dict[str, Any] = {"endpoint_url": emulator.url, "region_name": "us-east-1"}
         dynamodb = boto3.client("dynamodb", **client_args)
         table = f"t-{uuid.uuid4().hex[:8]}"  # moto's state is per process: a fresh table
         dynamodb.create_table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
@@ -16,7 +17,7 @@ from claude_jobs.errors import (
     JobNotFoundError,
     TransitionConflictError,
 )
-from claude_jobs.models import JobRequest, JobStatus
+from claude_jobs.models import Job, JobRequest, JobStatus
 from claude_jobs.provision import Provisioned
 from claude_jobs.service import JobService
 
@@ -76,8 +77,8 @@ def test_idempotency_key_returns_the_first_job_and_rejects_another_body(
 
 
 def test_dispatch_failure_fails_the_job_and_frees_the_key(
-    provisioned: Provisioned, repo: DynamoJobRepository, clock
-) -> None:  # type: ignore[no-untyped-def]
+    provisioned: Provisioned, repo: DynamoJobRepository, clock: Callable[[], datetime]
+) -> None:
     broken = JobService(repo, BrokenQueue(), provisioned.settings, clock=clock)
     with pytest.raises(DispatchError):
         broken.submit("t1", JobRequest(prompt="a"), idempotency_key="k")
@@ -102,7 +103,9 @@ def test_transitions_are_conditional(service: JobService, repo: DynamoJobReposit
     assert done.version == running.version + 1
     with pytest.raises(TransitionConflictError) as conflict:
         repo.transition(job.job_id, JobStatus.FAILED)
-    assert conflict.value.current.status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+    current = conflict.value.current
+    assert isinstance(current, Job)
+    assert current.status is JobStatus.SUCCEEDED
     with pytest.raises(JobNotFoundError):
         repo.transition("nope", JobStatus.RUNNING)
 

@@ -22,7 +22,7 @@ def test_the_collector_is_paused_during_init_and_restored_after() -> None:
 
 def test_a_failed_init_still_restores_the_collector() -> None:
     with pytest.raises(ImportError), init_phase():
-        import claude_jobs.no_such_module  # type: ignore[import-not-found]  # noqa: F401
+        import claude_jobs.no_such_module  # type: ignore[import-untyped]  # noqa: F401
     assert gc.isenabled()
     gc.unfreeze()
 

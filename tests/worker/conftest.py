@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
+from claude_jobs.adapters.jobs_table import DynamoJobRepository
 from claude_jobs.local.fake_anthropic import FakeAnthropic
 from claude_jobs.models import Job, JobRequest
 from claude_jobs.provision import Provisioned
@@ -78,7 +79,7 @@ class WorkerStack:
     contexts: list[LambdaContext] = field(default_factory=list)
 
     @property
-    def repo(self) -> Any:
+    def repo(self) -> DynamoJobRepository:
         return self.container.job_repository
 
     def submit(self, prompt: str = "Say hello.", **options: Any) -> Job:

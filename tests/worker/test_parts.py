@@ -99,7 +99,7 @@ def proxy(upstream: Upstream) -> Iterator[KeyInjectingProxy]:
 
 def _post(proxy: KeyInjectingProxy, path: str, headers: dict[str, str]) -> Any:
     parts = urlsplit(proxy.url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     connection.request("POST", path, body=b'{"stream":true}', headers=headers)
     return connection.getresponse()
 
