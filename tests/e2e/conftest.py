@@ -27,15 +27,27 @@ import httpx
 import pytest
 
 from claude_jobs.client import Client
-from claude_jobs.local.fake_anthropic import ApiError, FakeAnthropic, RecordedRequest, Reply, Text
+from claude_jobs.local.fake_anthropic import (
+    ApiError,
+    FakeAnthropic,
+    RecordedRequest,
+    Reply,
+    Text,
+    ToolUse,
+)
 
 ANTHROPIC_KEY = "sk-ant-test-e2e-0000000000000000"
-TENANTS = {"alpha": "test-key-alpha-0123456789", "beta": "test-key-beta-0123456789"}
+TENANTS = {
+    "alpha": "test-key-alpha-0123456789",
+    "beta": "test-key-beta-0123456789",
+    # The tenant functions/trigger/triggers.json gives the jobs its triggers start.
+    "default": "test-key-default-0123456789",
+}
 CLAUDE_JOBS = str(Path(sys.executable).with_name("claude-jobs"))
 READY_SECONDS = 90
 SLOW_SECONDS = 60.0
 
-_MARKER = re.compile(r"\[\[(echo|slow|fail):([A-Za-z0-9_.-]+)\]\]")
+_MARKER = re.compile(r"\[\[(echo|slow|fail|grep):([A-Za-z0-9_.-]+)\]\]")
 
 
 def answer(request: RecordedRequest) -> Reply:
@@ -45,6 +57,13 @@ def answer(request: RecordedRequest) -> Reply:
     kind, name = found.groups()
     if kind == "fail":
         return ApiError(400, "invalid_request_error", f"refused {name}")
+    if kind == "grep":
+        # `[[grep:X]]`: search the job's working directory for X with the Grep tool, then
+        # answer with what the tool found (which files in the workspace hold X).
+        results = request.tool_results()
+        if not results:
+            return ToolUse("Grep", {"pattern": name, "output_mode": "files_with_matches"})
+        return Text("grep found: " + " | ".join(r["content"] for r in results))
     return Text(f"echo {name}", delay=SLOW_SECONDS if kind == "slow" else 0.0)
 
 
@@ -76,6 +95,15 @@ class DevProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def exports(self) -> dict[str, str]:
+        """The variables the banner's `export A=B C=D` lines tell a second shell to set."""
+        found: dict[str, str] = {}
+        for line in self.output().splitlines():
+            words = line.split()
+            if words[:1] == ["export"]:
+                found.update(w.partition("=")[::2] for w in words[1:] if "=" in w)
+        return found
 
     def stop(self, timeout: float = 60) -> int:
         if self.process.poll() is None:

@@ -149,11 +149,12 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
     lines += [f'    {_command()} submit "Say hello in three languages" --wait', ""]
     if stack.triggers_running and stack.settings is not None:
         lines += [
-            "  Triggers (claude-jobs trigger s3 FILE | trigger event …) need:",
+            "  Triggers and webhook secrets (claude-jobs trigger … | webhooks secret …) need:",
             f"    export AWS_ENDPOINT_URL={stack.moto_url} AWS_ACCESS_KEY_ID=testing "
             "AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1",
             f"    export INBOX_BUCKET={stack.settings.inbox_bucket} "
-            f"EVENT_BUS_NAME={stack.settings.event_bus_name}",
+            f"EVENT_BUS_NAME={stack.settings.event_bus_name} "
+            f"WEBHOOK_SECRET_ID={stack.settings.webhook_secret_id}",
             "",
         ]
     print("\n".join(lines), flush=True)

@@ -31,7 +31,8 @@ def _ensure_bucket(s3: Any, bucket: str) -> None:
 def wire_local_triggers(
     settings: Settings, config: TriggersConfig, *, prefix: str = "claude-jobs"
 ) -> str:
-    """Create the inbox bucket, the bus, the relay queue and the routes to it; its URL."""
+    """Create the relay queue and route the inbox bucket and the bus (both provisioned) to it;
+    return its URL."""
     import boto3
 
     sqs = boto3.client("sqs")
