@@ -23,10 +23,6 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
-requirements/dev.lock: pyproject.toml
-	@echo "pyproject.toml changed: run 'make lock' to refresh requirements/dev.lock" >&2
-	@test -f $@
-
 lock: venv
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 --universal \
 		-o requirements/dev.lock
