@@ -15,7 +15,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from claude_jobs.settings import DEFAULT_MODEL, DEFAULT_PERMITTED_TOOLS, PUBLIC_ANTHROPIC_URL
+from claude_jobs.settings import (
+    DEFAULT_MODEL,
+    DEFAULT_PERMITTED_TOOLS,
+    PUBLIC_ANTHROPIC_URL,
+    ToolNames,
+)
 
 INFRA_DIR = Path(__file__).resolve().parent
 DEFAULT_SETTINGS_FILE = INFRA_DIR / "settings.json"
@@ -47,7 +52,7 @@ class InfraConfig(BaseModel):
     stage: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")] = "prod"
 
     # What jobs may do (the functions' Settings).
-    permitted_tools: tuple[str, ...] = DEFAULT_PERMITTED_TOOLS
+    permitted_tools: ToolNames = DEFAULT_PERMITTED_TOOLS
     default_model: str = DEFAULT_MODEL
     max_budget_usd_cap: Annotated[float, Field(gt=0, le=1000)] = 10.0
     job_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
@@ -79,13 +84,6 @@ class InfraConfig(BaseModel):
     alarm_email: str | None = None
     #: Alarm when more than this fraction of finished jobs fail within an hour.
     job_failure_rate_threshold: Annotated[float, Field(gt=0, le=1)] = 0.2
-
-    @field_validator("permitted_tools", mode="before")
-    @classmethod
-    def _split_tools(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(t.strip() for t in value.split(",") if t.strip())
-        return value
 
     @field_validator("log_retention_days")
     @classmethod

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 DEFAULT_PERMITTED_TOOLS: tuple[str, ...] = (
     "Read",
@@ -20,6 +20,16 @@ DEFAULT_PERMITTED_TOOLS: tuple[str, ...] = (
 DEFAULT_ALLOWED_TOOLS: tuple[str, ...] = ("Read", "Glob", "Grep")
 DEFAULT_MODEL = "claude-sonnet-4-5"
 PUBLIC_ANTHROPIC_URL = "https://api.anthropic.com"
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(t.strip() for t in value.split(",") if t.strip())
+    return value
+
+
+#: Tool names, also accepted as one comma-separated string (an environment variable).
+ToolNames = Annotated[tuple[str, ...], BeforeValidator(_split_commas)]
 
 
 class Settings(BaseModel):
@@ -38,9 +48,7 @@ class Settings(BaseModel):
     anthropic_base_url: str = Field(PUBLIC_ANTHROPIC_URL, alias="ANTHROPIC_BASE_URL")
     event_bus_name: str = Field("", alias="EVENT_BUS_NAME")
 
-    permitted_tools: Annotated[tuple[str, ...], Field(alias="PERMITTED_TOOLS")] = (
-        DEFAULT_PERMITTED_TOOLS
-    )
+    permitted_tools: Annotated[ToolNames, Field(alias="PERMITTED_TOOLS")] = DEFAULT_PERMITTED_TOOLS
     default_model: str = Field(DEFAULT_MODEL, alias="DEFAULT_MODEL")
     max_budget_usd_cap: float = Field(10.0, alias="MAX_BUDGET_USD_CAP", gt=0)
 
@@ -66,13 +74,6 @@ class Settings(BaseModel):
     triggers_config: str = Field("", alias="TRIGGERS_CONFIG")
     #: The local stack only: webhooks may target loopback http URLs.
     allow_loopback_webhooks: bool = Field(False, alias="ALLOW_LOOPBACK_WEBHOOKS")
-
-    @field_validator("permitted_tools", mode="before")
-    @classmethod
-    def _split_tools(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(t.strip() for t in value.split(",") if t.strip())
-        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

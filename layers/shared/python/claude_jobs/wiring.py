@@ -91,3 +91,29 @@ class _LazyClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._create(), name)
+
+
+class ContainerHolder:
+    """A Lambda function object's link to its Container: built from the environment on first
+    use (Lambda), or injected (tests, the local stack). Injecting a new one drops whatever the
+    function derived from the old one (the cached properties named in `derived`)."""
+
+    derived: tuple[str, ...] = ()
+
+    def __init__(self, container: Container | None = None) -> None:
+        self._container = container
+        self._container_lock = threading.Lock()
+
+    @property
+    def container(self) -> Container:
+        with self._container_lock:
+            if self._container is None:
+                self._container = Container()
+            return self._container
+
+    @container.setter
+    def container(self, container: Container) -> None:
+        with self._container_lock:
+            self._container = container
+            for name in self.derived:
+                self.__dict__.pop(name, None)

@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from ..adapters import jobs_table, queue, results  # noqa: F401
 from ..observability import flush_metrics, get_logger
-from ..wiring import Container
+from ..wiring import Container, ContainerHolder
 from . import http, problems
 from .routes import FUNCTIONS
 
@@ -28,23 +28,13 @@ if TYPE_CHECKING:
     from ..service import JobService
 
 
-class ApiFunction:
+class ApiFunction(ContainerHolder):
     def __init__(self, name: str, container: Container | None = None) -> None:
+        super().__init__(container)
         self.name = name
-        self._container = container
         self.app = APIGatewayRestResolver()
         FUNCTIONS[name](self.app, self._job_service)
         problems.register(self.app)
-
-    @property
-    def container(self) -> Container:
-        if self._container is None:
-            self._container = Container()
-        return self._container
-
-    @container.setter
-    def container(self, container: Container) -> None:
-        self._container = container
 
     def _job_service(self) -> JobService:
         return self.container.job_service

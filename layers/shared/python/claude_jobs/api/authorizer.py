@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import utcnow
 from ..observability import get_logger
-from ..wiring import Container
+from ..wiring import Container, ContainerHolder
 
 if TYPE_CHECKING:
     from ..keys import ApiKeyService
@@ -70,24 +70,14 @@ def authorize(
     }
 
 
-class Authorizer:
+class Authorizer(ContainerHolder):
     """The authorizer function: `lambda_handler = Authorizer().handler`."""
 
     def __init__(
         self, container: Container | None = None, clock: Callable[[], datetime] = utcnow
     ) -> None:
-        self._container = container
+        super().__init__(container)
         self._clock = clock
-
-    @property
-    def container(self) -> Container:
-        if self._container is None:
-            self._container = Container()
-        return self._container
-
-    @container.setter
-    def container(self, container: Container) -> None:
-        self._container = container
 
     def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger = get_logger()

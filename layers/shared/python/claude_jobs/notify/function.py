@@ -19,13 +19,15 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from ..observability import flush_metrics, get_logger
-from ..wiring import Container
+from ..wiring import Container, ContainerHolder
 from .events import EventBridgePublisher
 from .processor import Notifier
 from .webhooks import RetryPolicy, WebhookSender
 
 
-class NotifierFunction:
+class NotifierFunction(ContainerHolder):
+    derived = ("notifier", "secrets")
+
     def __init__(
         self,
         container: Container | None = None,
@@ -33,22 +35,10 @@ class NotifierFunction:
         sleep: Callable[[float], None] | None = None,
         policy: RetryPolicy | None = None,
     ) -> None:
-        self._container = container
+        super().__init__(container)
         self._sleep = sleep
         self._policy = policy
         self.processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-
-    @property
-    def container(self) -> Container:
-        if self._container is None:
-            self._container = Container()
-        return self._container
-
-    @container.setter
-    def container(self, container: Container) -> None:
-        self._container = container
-        for cached in ("notifier", "secrets"):
-            self.__dict__.pop(cached, None)
 
     def master_key(self) -> str:
         """The webhook master signing key, cached for SECRET_MAX_AGE_SECONDS."""

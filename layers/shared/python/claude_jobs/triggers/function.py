@@ -15,28 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from ..observability import count, flush_metrics, get_logger
-from ..wiring import Container
+from ..wiring import Container, ContainerHolder
 from .aws import S3InboxObjects, SqsDeadLetters
 from .config import load_config
 from .service import TriggerService
 from .templates import TemplateStore
 
 
-class TriggerFunction:
+class TriggerFunction(ContainerHolder):
+    derived = ("service",)
+
     def __init__(self, container: Container | None = None, default_config: Path | None = None):
-        self._container = container
+        super().__init__(container)
         self._default_config = default_config
-
-    @property
-    def container(self) -> Container:
-        if self._container is None:
-            self._container = Container()
-        return self._container
-
-    @container.setter
-    def container(self, container: Container) -> None:
-        self._container = container
-        self.__dict__.pop("service", None)
 
     @property
     def config_path(self) -> Path:

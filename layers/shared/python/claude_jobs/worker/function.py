@@ -22,25 +22,20 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ..observability import count, flush_metrics, get_logger
 from ..resources import WORKER_TIMEOUT_SECONDS
-from ..wiring import Container
+from ..wiring import Container, ContainerHolder
 from .processor import JobProcessor
 
 #: Worker-process variables whose values are scrubbed from anything stored or logged.
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ANTHROPIC_API_KEY")
 
 
-class WorkerFunction:
+class WorkerFunction(ContainerHolder):
+    derived = ("processor",)
+
     def __init__(self, container: Container | None = None, **processor_args: Any) -> None:
-        self._container = container
+        super().__init__(container)
         self._processor_args = processor_args
         self._lock = threading.RLock()
-
-    @property
-    def container(self) -> Container:
-        with self._lock:
-            if self._container is None:
-                self._container = Container()
-            return self._container
 
     @cached_property
     def processor(self) -> JobProcessor:
