@@ -127,6 +127,7 @@ def stack(aws: None, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> It
         anthropic_base_url=fake.url,
         agent_max_retries=0,
         cancel_poll_seconds=0.2,
+        retry_base_seconds=1,
     )
     container = Container(provisioned.settings)
     function = WorkerFunction(container, min_run_seconds=1)

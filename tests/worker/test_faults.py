@@ -10,7 +10,7 @@ import pytest
 
 from claude_jobs.local.fake_anthropic import Text
 from claude_jobs.models import JobStatus
-from tests.worker.conftest import WorkerStack, sqs_event
+from tests.worker.conftest import LambdaContext, WorkerStack, sqs_event
 
 
 def _lose_the_key(stack: WorkerStack) -> None:
@@ -45,6 +45,29 @@ def test_an_unreadable_key_releases_the_job_for_retry_then_fails_it_after_the_ca
     assert failed.prompt is None
     # And the model was never called
     assert stack.fake.requests == []
+
+
+def test_a_message_that_hit_a_fault_comes_back_after_a_backoff_not_the_queue_timeout(
+    stack: WorkerStack,
+) -> None:
+    # Given a queued job whose message waits on the real jobs queue (visibility timeout 90 min)
+    job = stack.submit()
+    sqs = boto3.client("sqs")
+    url = stack.provisioned.settings.jobs_queue_url
+    (message,) = sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"]
+    # And a Secrets Manager that lost the key
+    _lose_the_key(stack)
+    # When the worker gets that message as the SQS event source delivers it
+    event = sqs_event(job, message["MessageId"])
+    record = event["Records"][0]
+    record["receiptHandle"] = message["ReceiptHandle"]
+    record["eventSourceARN"] = stack.provisioned.queue_arns["JobsQueue"]
+    answer = stack.function.handler(event, LambdaContext())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+    # Then the message comes back after the retry backoff (1 s here), not after 90 minutes
+    again = sqs.receive_message(QueueUrl=url, AttributeNames=["All"], WaitTimeSeconds=10)
+    assert [m["MessageId"] for m in again.get("Messages", [])] == [message["MessageId"]]
+    assert again["Messages"][0]["Attributes"]["ApproximateReceiveCount"] == "2"
 
 
 def test_a_job_whose_worker_died_on_its_last_attempt_fails_without_a_run(

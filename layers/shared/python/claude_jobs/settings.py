@@ -65,6 +65,10 @@ class Settings(BaseModel):
     agent_max_retries: int = Field(4, alias="AGENT_MAX_RETRIES", ge=0, le=10)
     #: How often a running job's cancel request is looked for.
     cancel_poll_seconds: float = Field(2.0, alias="CANCEL_POLL_SECONDS", gt=0, le=30)
+    #: After an infrastructure fault the message comes back after this many seconds, doubled
+    #: for each earlier receive (capped at 15 min), instead of the queue's long visibility
+    #: timeout.
+    retry_base_seconds: int = Field(30, alias="RETRY_BASE_SECONDS", ge=0, le=900)
 
     # Triggers, completion events and webhooks.
     inbox_bucket: str = Field("", alias="INBOX_BUCKET")

@@ -1,7 +1,8 @@
 """The worker Lambda function: SQS batch (size 1) → one job run per message.
 
 Powertools' batch processor answers with partial batch responses: a message whose job hit an
-infrastructure fault is reported failed (SQS redelivers it); every other outcome — the job
+infrastructure fault is reported failed (SQS redelivers it, after an exponential backoff set on
+the message rather than the queue's long visibility timeout); every other outcome — the job
 ran, ended, or needed no run — deletes it. One `BatchProcessor` per invocation, so the function
 can serve several threads of one process (the local stack does).
 """
@@ -36,6 +37,7 @@ class WorkerFunction(ContainerHolder):
         super().__init__(container)
         self._processor_args = processor_args
         self._lock = threading.RLock()
+        self._queue_urls: dict[str, str] = {}
 
     @cached_property
     def processor(self) -> JobProcessor:
@@ -80,7 +82,11 @@ class WorkerFunction(ContainerHolder):
         )
         with self._lock:
             processor = self.processor  # built once, under the lock
-        processed = processor.process_message(record.body, remaining)
+        try:
+            processed = processor.process_message(record.body, remaining)
+        except Exception:  # an infrastructure fault: the message is retried, after a backoff
+            self._retry_later(record)
+            raise
         get_logger().info(
             "message processed",
             extra={
@@ -91,6 +97,32 @@ class WorkerFunction(ContainerHolder):
         )
         if processed.action == "ran" and processed.status is not None:
             count(f"Jobs_{processed.status.value}")
+
+    def _retry_later(self, record: SQSRecord) -> None:
+        """Make the failed message visible again after a backoff: the base, then twice, four
+        times... as long for each earlier receive."""
+        receives = int(record.attributes.approximate_receive_count or 1)
+        delay = min(self.container.settings.retry_base_seconds * 2 ** (receives - 1), 900)
+        try:
+            self.container.client("sqs").change_message_visibility(
+                QueueUrl=self._queue_url(record.event_source_arn),
+                ReceiptHandle=record.receipt_handle,
+                VisibilityTimeout=delay,
+            )
+        except Exception as exc:  # the queue's own visibility timeout still brings it back
+            get_logger().warning("could not shorten the retry delay: %s", type(exc).__name__)
+        else:
+            get_logger().info("message retried in %s s", delay, extra={"receives": receives})
+
+    def _queue_url(self, queue_arn: str) -> str:
+        url: str | None = self._queue_urls.get(queue_arn)
+        if url is None:
+            _, _, _, _, account, name = queue_arn.split(":", 5)
+            url = self.container.client("sqs").get_queue_url(
+                QueueName=name, QueueOwnerAWSAccountId=account
+            )["QueueUrl"]
+            self._queue_urls[queue_arn] = url
+        return url
 
     def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger = get_logger()
