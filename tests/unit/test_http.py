@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -17,7 +17,9 @@ from claude_jobs.errors import (
     RequestValidationError,
     UnauthorizedError,
 )
-from claude_jobs.models import MAX_BODY_BYTES, JobRequest
+from claude_jobs.models import MAX_BODY_BYTES
+from claude_jobs.service import JobService
+from claude_jobs.settings import Settings
 
 
 def event(body: str | bytes | None, **kwargs: Any) -> dict[str, Any]:
@@ -62,9 +64,10 @@ def test_storable_numbers_pass() -> None:
     assert http.json_body(event(body))["a"][0] == 0
 
 
-def test_parse_prefixes_locations_and_hides_inputs() -> None:
+def test_request_errors_name_body_fields_and_hide_inputs() -> None:
+    service = JobService(cast(Any, None), cast(Any, None), Settings())  # parsing needs no I/O
     with pytest.raises(RequestValidationError) as error:
-        http.parse(JobRequest, {"prompt": "sk-ant-test-secret", "max_turns": "lots", "x": 1})
+        service.parse_request({"prompt": "sk-ant-test-secret", "max_turns": "lots", "x": 1})
     locs = {e.loc for e in error.value.errors}
     assert locs == {("body", "max_turns"), ("body", "x")}
     assert all("sk-ant-test-secret" not in e.msg for e in error.value.errors)

@@ -110,6 +110,29 @@ def test_invalid_requests_are_422_with_the_field(api: Api, body: Any, loc: list[
     assert api.container.job_service.list(TENANT).items == []
 
 
+def test_every_problem_of_a_request_is_reported_at_once(api: Api) -> None:
+    # Given a body with an unknown field, a bound broken, a tool the deployment does not permit
+    # and a budget over its cap
+    body = {
+        "prompt": "hi",
+        "colour": "blue",
+        "max_turns": 0,
+        "allowed_tools": ["Read", "WebFetch"],
+        "max_budget_usd": 1e6,
+    }
+    # When it is submitted
+    problem = api.submit_job(body).is_problem(422)
+    # Then one 422 names all four fields
+    assert sorted(map(tuple, (e["loc"] for e in problem["errors"]))) == sorted(
+        [
+            ("body", "colour"),
+            ("body", "max_turns"),
+            ("body", "allowed_tools", 1),
+            ("body", "max_budget_usd"),
+        ]
+    )
+
+
 @pytest.mark.parametrize(
     ("raw", "base64_encoded"),
     [

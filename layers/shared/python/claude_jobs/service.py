@@ -9,7 +9,7 @@ import ipaddress
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,29 +122,61 @@ class JobService:
     # ------------------------------------------------------------ submit
 
     def check_limits(self, request: JobRequest) -> None:
-        """Bounds that depend on the deployment: permitted tools and the budget cap."""
+        """Bounds that depend on the deployment: permitted tools, the budget cap, webhooks."""
+        errors = self.limit_errors(request.model_dump())
+        if errors:
+            raise RequestValidationError("The request is not valid.", errors)
+
+    def limit_errors(self, body: Mapping[str, Any]) -> list[FieldError]:
+        """What in a (possibly otherwise invalid) job body breaks the deployment's bounds.
+
+        Looks only at values of the right type, so that it can run beside the model's own
+        validation and a caller learns every problem of a request at once."""
+        errors: list[FieldError] = []
         permitted = set(self._settings.permitted_tools)
-        errors = [
-            FieldError(
-                ("body", "allowed_tools", i),
-                f"{tool!r} is not permitted here; permitted: {', '.join(sorted(permitted))}",
-            )
-            for i, tool in enumerate(request.allowed_tools)
-            if tool_base_name(tool) not in permitted
-        ]
+        tools = body.get("allowed_tools")
+        for i, tool in enumerate(tools if isinstance(tools, list) else []):
+            if isinstance(tool, str) and tool_base_name(tool) not in permitted:
+                errors.append(
+                    FieldError(
+                        ("body", "allowed_tools", i),
+                        f"{tool!r} is not permitted here; permitted: "
+                        + ", ".join(sorted(permitted)),
+                    )
+                )
         cap = self._settings.max_budget_usd_cap
-        if request.max_budget_usd is not None and request.max_budget_usd > cap:
+        budget = body.get("max_budget_usd")
+        if isinstance(budget, int | float) and not isinstance(budget, bool) and budget > cap:
             errors.append(
                 FieldError(("body", "max_budget_usd"), f"must be at most {cap} (deployment cap)")
             )
-        if request.webhook_url is not None:
+        webhook = body.get("webhook_url")
+        if isinstance(webhook, str):
             problem = webhook_url_problem(
-                request.webhook_url, allow_loopback=self._settings.allow_loopback_webhooks
+                webhook, allow_loopback=self._settings.allow_loopback_webhooks
             )
             if problem:
                 errors.append(FieldError(("body", "webhook_url"), problem))
-        if errors:
-            raise RequestValidationError("The request is not valid.", errors)
+        return errors
+
+    def parse_request(self, body: Any) -> JobRequest:
+        """A submitted body as a JobRequest within the deployment's bounds; otherwise one
+        RequestValidationError listing every problem (the model's and the deployment's)."""
+        from pydantic import ValidationError
+
+        try:
+            request = JobRequest.model_validate(body)
+        except ValidationError as exc:
+            errors = [
+                FieldError(("body", *err["loc"]), err["msg"])
+                for err in exc.errors(include_url=False, include_input=False)
+            ]
+            seen = {e.loc for e in errors}
+            if isinstance(body, Mapping):
+                errors += [e for e in self.limit_errors(body) if e.loc not in seen]
+            raise RequestValidationError("The request is not valid.", errors) from None
+        self.check_limits(request)
+        return request
 
     def submit(
         self,

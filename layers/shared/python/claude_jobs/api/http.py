@@ -11,9 +11,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import Any
 
 from ..errors import (
     FieldError,
@@ -23,8 +21,6 @@ from ..errors import (
     UnauthorizedError,
 )
 from ..models import MAX_BODY_BYTES
-
-M = TypeVar("M", bound=BaseModel)
 
 #: Deeper JSON than this is refused before validation (jsonschema recurses per level).
 MAX_JSON_DEPTH = 64
@@ -119,20 +115,6 @@ def json_body(event: Mapping[str, Any]) -> Any:
         raise _invalid_body(f"The body is {reason}.") from None
     _check_shape(value)
     return value
-
-
-def parse(model: type[M], value: Any, loc: str = "body") -> M:
-    """`value` validated as `model`; a 422 with per-field errors otherwise."""
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            "The request is not valid.",
-            [
-                FieldError((loc, *err["loc"]), err["msg"])
-                for err in exc.errors(include_url=False, include_input=False)
-            ],
-        ) from None
 
 
 def _no_constant(name: str) -> Any:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from ..models import JobLinks, JobRequest, SubmitResponse
+from ..models import JobLinks, SubmitResponse
 from ..observability import count
 from ..service import MAX_PAGE_SIZE, MAX_WAIT_SECONDS, etag, job_path
 from . import http
@@ -50,8 +50,9 @@ def submit_routes(app: APIGatewayRestResolver, services: Services) -> None:
     def submit_job() -> Response[str]:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
-        request = http.parse(JobRequest, http.json_body(event))
-        submission = services().submit(
+        service = services()
+        request = service.parse_request(http.json_body(event))
+        submission = service.submit(
             tenant, request, idempotency_key=http.header(event, "Idempotency-Key")
         )
         job = submission.job
