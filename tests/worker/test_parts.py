@@ -16,6 +16,7 @@ import pytest
 
 from claude_jobs.worker.isolation import (
     AgentIdentity,
+    IdentityPool,
     IsolationError,
     resolve_identity,
     write_launcher,
@@ -246,3 +247,26 @@ def test_the_scrubber_hides_known_secrets_and_key_shapes() -> None:
     text = "x a-known-secret-value y sk-ant-api03-AAAAAAAAAAAA z AKIAABCDEFGHIJKLMNOP short"
     assert scrubber.text(text) == "x [REDACTED] y [REDACTED] z [REDACTED] short"
     assert scrubber.value({"k": ["a-known-secret-value", 1]}) == {"k": ["[REDACTED]", 1]}
+
+
+def test_the_identity_pool_leases_distinct_uids_to_concurrent_jobs_as_root() -> None:
+    base = AgentIdentity(uid=65534, gid=65534, name="nobody")
+    pool = IdentityPool(base, "61000-61001")
+    with pool.lease() as first, pool.lease() as second:
+        assert {first.uid, second.uid} == {61000, 61001}
+        assert first.gid == first.uid
+        # More jobs at once than uids in the range: refused, not shared
+        with pytest.raises(IsolationError), pool.lease():
+            pass
+    with pool.lease() as again:
+        assert again.uid == 61000  # given back when its job ended
+    # Not root (no user switch), or no range: every job is the base identity
+    assert _lease(IdentityPool(AgentIdentity(), "61000-61001")) == AgentIdentity()
+    assert _lease(IdentityPool(base, "")) == base
+    with pytest.raises(IsolationError):
+        IdentityPool(base, "62000-61000")
+
+
+def _lease(pool: IdentityPool) -> AgentIdentity:
+    with pool.lease() as identity:
+        return identity

@@ -333,3 +333,34 @@ def _wait_for(condition: object, limit: float = 30.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="distinct agent uids need a root worker")
+def test_jobs_running_at_once_get_distinct_uids_and_cannot_reach_each_other(
+    stack: WorkerStack,
+) -> None:
+    # Given job B running (its model slow to answer), its sandbox on disk
+    job_b = stack.submit()
+    stack.fake.script(Text("B done", delay=6))
+    thread, answer_b = stack.deliver_in_thread(job_b)
+    _wait_for(lambda: bool(stack.fake.message_requests) and bool(sandboxes_of(job_b)))
+    (sandbox_b,) = sandboxes_of(job_b)
+    uid_b = (sandbox_b / "work").stat().st_uid
+    # When job A, run by the same worker process meanwhile, looks into B's workspace
+    job_a = stack.submit(allowed_tools=["Bash"])
+    stack.fake.script(
+        ToolUse("Bash", {"command": f"id -u; ls {sandbox_b}/work {sandbox_b}/home 2>&1"}),
+        Text("A done"),
+    )
+    stack.deliver(job_a)
+    # Then A ran under another unprivileged uid, and B's directories were closed to it
+    (result,) = stack.fake.message_requests[-1].tool_results()
+    uid_a = int(next(w for w in result["content"].split() if w.isdigit() and len(w) > 2))
+    assert uid_a not in (0, uid_b)
+    assert uid_b != 0
+    assert result["content"].count("Permission denied") == 2
+    # And both jobs finished normally
+    thread.join(timeout=60)
+    assert answer_b == {"batchItemFailures": []}
+    assert stack.get(job_a).status is JobStatus.SUCCEEDED
+    assert stack.get(job_b).status is JobStatus.SUCCEEDED

@@ -69,6 +69,13 @@ class Settings(BaseModel):
     #: for each earlier receive (capped at 15 min), instead of the queue's long visibility
     #: timeout.
     retry_base_seconds: int = Field(30, alias="RETRY_BASE_SECONDS", ge=0, le=900)
+    #: Where the worker runs as root (a container, CI, the local stack) each job that runs at
+    #: the same time gets its own unprivileged uid/gid from this range ("first-last"), so one
+    #: job's agent cannot read another's files or processes. Empty: every job runs as
+    #: AGENT_USER. Ignored when the worker is not root (Lambda: one job per environment).
+    agent_uid_range: str = Field(
+        "61000-61999", alias="AGENT_UID_RANGE", pattern=r"^(\d{4,9}-\d{4,9})?$"
+    )
 
     # Triggers, completion events and webhooks.
     inbox_bucket: str = Field("", alias="INBOX_BUCKET")

@@ -44,7 +44,7 @@ class WorkerFunction(ContainerHolder):
         from ..adapters.results import S3ResultStore
         from ..triggers.inputs import materialize_inputs
         from .agent import AgentRunner
-        from .isolation import resolve_identity
+        from .isolation import IdentityPool, resolve_identity
         from .proxy import KeyInjectingProxy
         from .secrets import SecretKeyProvider
 
@@ -68,7 +68,7 @@ class WorkerFunction(ContainerHolder):
             KeyInjectingProxy(settings.anthropic_base_url, keys.get),
             keys.get,
             settings,
-            resolve_identity(settings.agent_user),
+            IdentityPool(resolve_identity(settings.agent_user), settings.agent_uid_range),
             inputs=lambda job, directory: materialize_inputs(s3, job.inputs, directory),
             known_secrets=[os.environ.get(name, "") for name in SECRET_VARIABLES],
             **self._processor_args,

@@ -22,7 +22,8 @@ import os
 import pwd
 import signal
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,42 @@ def resolve_identity(agent_user: str, *, euid: int | None = None) -> AgentIdenti
     if entry.pw_uid == 0:
         raise IsolationError("the agent user must not be root")
     return AgentIdentity(uid=entry.pw_uid, gid=entry.pw_gid, name=agent_user)
+
+
+class IdentityPool:
+    """Identities for the jobs one worker process runs at the same time.
+
+    As root, with a uid range, every lease is a distinct uid (its own gid too) that no other
+    running job holds, and is given back when the job ends; the uid needs no passwd entry (the
+    agent's HOME is its sandbox). Otherwise every lease is the base identity: the worker's own
+    user, or AGENT_USER."""
+
+    def __init__(self, base: AgentIdentity, uid_range: str = "") -> None:
+        self._base = base
+        self._lock = threading.Lock()
+        self._busy: set[int] = set()
+        self._range: range | None = None
+        if uid_range and base.switches_user:
+            first, last = (int(part) for part in uid_range.split("-"))
+            if first <= 0 or last < first:
+                raise IsolationError(f"AGENT_UID_RANGE {uid_range!r} is not a range of uids")
+            self._range = range(first, last + 1)
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[AgentIdentity]:
+        if self._range is None:
+            yield self._base
+            return
+        with self._lock:
+            uid = next((u for u in self._range if u not in self._busy), None)
+            if uid is None:
+                raise IsolationError("every uid of AGENT_UID_RANGE is in use")
+            self._busy.add(uid)
+        try:
+            yield AgentIdentity(uid=uid, gid=uid, name=f"uid {uid}")
+        finally:
+            with self._lock:
+                self._busy.discard(uid)
 
 
 def make_non_dumpable() -> None:

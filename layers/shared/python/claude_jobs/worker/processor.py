@@ -36,7 +36,7 @@ from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
 from ..settings import Settings
 from .agent import CANCELLED, AgentOutcome, AgentRequest, AgentRunner
 from .isolation import (
-    AgentIdentity,
+    IdentityPool,
     agent_environment,
     bundled_cli,
     launcher_keep,
@@ -84,7 +84,7 @@ class JobProcessor:
         proxy: KeyInjectingProxy,
         key: Callable[[], str],
         settings: Settings,
-        identity: AgentIdentity,
+        identities: IdentityPool,
         *,
         inputs: InputFetcher | None = None,
         known_secrets: Sequence[str] = (),
@@ -99,7 +99,7 @@ class JobProcessor:
         self._proxy = proxy
         self._key = key
         self._settings = settings
-        self._identity = identity
+        self._identities = identities
         self._inputs = inputs
         self._scrubber = Scrubber(known_secrets)
         self._margin = margin_seconds
@@ -220,7 +220,10 @@ class JobProcessor:
 
     def _run_agent(self, job: Job, deadline: float, token: str) -> AgentOutcome:
         make_non_dumpable()
-        with Sandbox(job.job_id, self._identity, self._sandbox_dir) as sandbox:
+        with (
+            self._identities.lease() as identity,
+            Sandbox(job.job_id, identity, self._sandbox_dir) as sandbox,
+        ):
             if job.inputs and self._inputs is not None:
                 problem = self._place_inputs(job, sandbox)
                 if problem is not None:
@@ -239,7 +242,7 @@ class JobProcessor:
                 sandbox.bin_dir / "claude",
                 cli=bundled_cli(),
                 keep=launcher_keep(env),
-                identity=self._identity,
+                identity=identity,
             )
             request = AgentRequest(
                 job_id=job.job_id,
