@@ -9,7 +9,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -29,13 +28,7 @@ from claude_jobs.provision import Provisioned, provision
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
 BUS = "test-bus"
-
-
-def load_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
-    return event
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from claude_jobs.notify.events import SMALL_RESULT_BYTES
 from claude_jobs.notify.function import NotifierFunction
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
+from tests.events import load_event
 
-from .conftest import Subscriber, World, load_event
+from .conftest import Subscriber, World
 
 
 def test_a_finished_job_publishes_one_event(world: World, subscriber: Subscriber) -> None:

@@ -16,14 +16,8 @@ from claude_jobs.triggers.function import TriggerFunction
 from claude_jobs.wiring import Container
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = ROOT / "events"
 SHIPPED_CONFIG = ROOT / "functions" / "trigger" / "triggers.json"
 INBOX = "test-inbox"  # the bucket named in events/s3_object_created.json
-
-
-def load_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
-    return event
 
 
 @pytest.fixture

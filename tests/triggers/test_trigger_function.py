@@ -14,8 +14,9 @@ from claude_jobs.models import JobStatus
 from claude_jobs.triggers.function import TriggerFunction
 from claude_jobs.triggers.service import TEXT_INLINE_BYTES
 from claude_jobs.wiring import Container
+from tests.events import load_event
 
-from .conftest import INBOX, Inspector, load_event
+from .conftest import INBOX, Inspector
 
 NOTES = "Agenda: ship the trigger. Owner: {{key}} is not a placeholder here.\n"
 

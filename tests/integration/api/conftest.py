@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import functools
 import importlib.util
 import json
@@ -16,9 +15,9 @@ import pytest
 
 from claude_jobs.provision import Provisioned
 from claude_jobs.wiring import Container
+from tests.events import load_event
 
 ROOT = Path(__file__).resolve().parents[3]
-EVENTS = ROOT / "events"
 TENANT = "tenant-a"
 OTHER_TENANT = "tenant-b"
 
@@ -33,11 +32,6 @@ def load_handler(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def load_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
-    return copy.deepcopy(event)
 
 
 def as_tenant(event: dict[str, Any], tenant: str | None) -> dict[str, Any]:

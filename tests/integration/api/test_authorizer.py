@@ -11,8 +11,9 @@ import pytest
 from claude_jobs.api.events import method_arn, rest_event
 from claude_jobs.observability import get_logger
 from claude_jobs.wiring import Container
+from tests.events import load_event
 
-from .conftest import Api, load_event, load_handler
+from .conftest import Api, load_handler
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

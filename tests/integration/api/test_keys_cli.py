@@ -14,8 +14,9 @@ from claude_jobs.cli.main import app
 from claude_jobs.provision import provision
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
+from tests.events import load_event
 
-from .conftest import load_event, load_handler
+from .conftest import load_handler
 
 
 @pytest.fixture(scope="module")

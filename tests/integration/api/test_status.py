@@ -9,8 +9,9 @@ import pytest
 from claude_jobs.models import JobStatus
 from claude_jobs.service import JobService
 from claude_jobs.wiring import Container
+from tests.events import load_event
 
-from .conftest import OTHER_TENANT, TENANT, Api, load_event, with_query
+from .conftest import OTHER_TENANT, TENANT, Api, with_query
 
 PROMPT = {"prompt": "hello"}
 

@@ -14,8 +14,9 @@ from claude_jobs.provision import Provisioned
 from claude_jobs.service import JobService
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
+from tests.events import load_event
 
-from .conftest import OTHER_TENANT, TENANT, Api, as_tenant, load_event, with_body
+from .conftest import OTHER_TENANT, TENANT, Api, as_tenant, with_body
 
 PROMPT = {"prompt": "Summarise README.md in three bullet points."}
 
