@@ -53,6 +53,7 @@ KeyOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")]
+JobIdArgument = Annotated[str, typer.Argument(help="The job's id.")]
 
 _STATUS_STYLE = {
     "queued": "yellow",
@@ -305,7 +306,7 @@ def submit(
 
 @app.command(rich_help_panel="Jobs")
 def status(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: JobIdArgument,
     json_output: JsonOption = False,
     url: UrlOption = None,
     api_key: KeyOption = None,
@@ -322,7 +323,7 @@ def status(
 
 @app.command(name="wait", rich_help_panel="Jobs")
 def wait_command(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: JobIdArgument,
     timeout: Annotated[
         float | None,
         typer.Option("--timeout", help="Give up after this many seconds (exit 3)."),
@@ -382,7 +383,7 @@ def list_command(
 
 @app.command(rich_help_panel="Jobs")
 def cancel(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: JobIdArgument,
     json_output: JsonOption = False,
     url: UrlOption = None,
     api_key: KeyOption = None,
