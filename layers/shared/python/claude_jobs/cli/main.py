@@ -11,17 +11,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-
-def _register() -> None:
-    # Each module adds its commands to `app` (or a sub-app) when imported.
-    import importlib
-
-    for module in ("keys", "client", "dev", "trigger", "webhooks"):
-        try:
-            importlib.import_module(f"claude_jobs.cli.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"claude_jobs.cli.{module}":
-                raise
-
-
-_register()
+# Each module adds its commands to `app` (or a sub-app of it) when imported; they import only
+# typer and rich at the top, so `claude-jobs --help` stays quick.
+from . import client, dev, keys, trigger, webhooks  # noqa: E402, F401
