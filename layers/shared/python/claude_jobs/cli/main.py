@@ -11,6 +11,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Each module adds its commands to `app` (or a sub-app of it) when imported; they import only
-# typer and rich at the top, so `claude-jobs --help` stays quick.
+# Each module adds its commands to `app` (or a sub-app of it) when imported; AWS and the local
+# stack are imported inside the commands that use them, so `claude-jobs --help` stays quick.
 from . import client, dev, keys, trigger, webhooks  # noqa: E402, F401
