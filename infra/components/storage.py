@@ -86,17 +86,10 @@ class JobsData(Construct):
             Ack("AwsSolutions-S1", "This is the access-log bucket; logging it to itself loops."),
         )
 
-        self.results_bucket = s3.Bucket(
-            self,
+        self.results_bucket = self._private_bucket(
             "ResultsBucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            log_prefix="results-bucket/",
             versioned=False,
-            server_access_logs_bucket=self.access_logs_bucket,
-            server_access_logs_prefix="results-bucket/",
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-results",
@@ -108,22 +101,14 @@ class JobsData(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 ),
             ],
-            removal_policy=RemovalPolicy.RETAIN,
         )
 
         # Files dropped here become jobs (S3 triggers). Versioned: a job names the exact
         # version it was made from, and a re-upload of the same key is a new job.
-        self.inbox_bucket = s3.Bucket(
-            self,
+        self.inbox_bucket = self._private_bucket(
             "InboxBucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            log_prefix="inbox-bucket/",
             versioned=True,
-            server_access_logs_bucket=self.access_logs_bucket,
-            server_access_logs_prefix="inbox-bucket/",
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-inputs",
@@ -132,5 +117,29 @@ class JobsData(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 ),
             ],
+        )
+
+    def _private_bucket(
+        self,
+        construct_id: str,
+        *,
+        log_prefix: str,
+        versioned: bool,
+        lifecycle_rules: list[s3.LifecycleRule],
+    ) -> s3.Bucket:
+        """A retained bucket: S3-managed encryption, TLS 1.2+ only, no public access, owner-
+        enforced objects, access logs to the access-log bucket."""
+        return s3.Bucket(
+            self,
+            construct_id,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=versioned,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix=log_prefix,
+            lifecycle_rules=lifecycle_rules,
             removal_policy=RemovalPolicy.RETAIN,
         )
