@@ -26,6 +26,15 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
+def agent_uid_range() -> str:
+    """Agent uids of this test process: each pytest-xdist worker gets its own, apart from the
+    local stack's default range, so that one process's end-of-job sweep (every process of the
+    job's uid) never meets another process's job."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = 62000 + 100 * (int(worker) if worker.isdigit() else 0)
+    return f"{first}-{first + 99}"
+
+
 @pytest.fixture
 def aws() -> Iterator[None]:
     """Every AWS call inside the test goes to moto's in-memory emulation."""

@@ -22,6 +22,7 @@ from claude_jobs.provision import Provisioned
 from claude_jobs.resources import WORKER_DEADLINE_MARGIN_SECONDS
 from claude_jobs.wiring import Container
 from claude_jobs.worker.function import WorkerFunction
+from tests.conftest import agent_uid_range
 
 ROOT = Path(__file__).resolve().parents[2]
 SQS_EVENT = ROOT / "events" / "sqs_job.json"
@@ -128,6 +129,7 @@ def stack(aws: None, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> It
         agent_max_retries=0,
         cancel_poll_seconds=0.2,
         retry_base_seconds=1,
+        agent_uid_range=agent_uid_range(),
     )
     container = Container(provisioned.settings)
     function = WorkerFunction(container, min_run_seconds=1)

@@ -4,6 +4,7 @@ image's layout is rebuilt from the Dockerfile's COPY lines)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -14,7 +15,9 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +236,278 @@ def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
         assert SENTINEL_SECRET not in output and REAL_KEY not in output
         assert "AWS_" not in output.split("===ANCESTORS===")[0]
         assert {r.headers["x-api-key"] for r in fake.message_requests} == {REAL_KEY}
+
+
+#: The same runtime, reused for several events in a row, as a warm Lambda environment is.
+WARM_HARNESS = """
+import json, os, sys
+sys.path.insert(0, os.environ["LAMBDA_TASK_ROOT"])
+import handler
+
+class Context:
+    aws_request_id = "image-test"
+    function_name = "claude-jobs-worker"
+    def get_remaining_time_in_millis(self):
+        return 900_000
+
+print("WORKER_PID", os.getpid(), flush=True)
+for line in sys.stdin:
+    answer = handler.lambda_handler(json.loads(line), Context())
+    print("ANSWER", json.dumps(answer), flush=True)
+"""
+
+
+def worker_env(
+    task_root: Path, moto_server: str, settings: Any, upstream: str, secret: str = SENTINEL_SECRET
+) -> dict[str, str]:
+    """The worker's environment as Lambda sets it (credentials included), HOME unset."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": sysconfig.get_paths()["purelib"],
+        "LAMBDA_TASK_ROOT": str(task_root),
+        "_HANDLER": "handler.lambda_handler",
+        "AWS_LAMBDA_FUNCTION_NAME": "claude-jobs-worker",
+        "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_SESSION_TOKEN": "testing",
+        "JOBS_TABLE": settings.jobs_table,
+        "RESULTS_BUCKET": settings.results_bucket,
+        "ANTHROPIC_SECRET_ID": settings.anthropic_secret_id,
+        "ANTHROPIC_BASE_URL": upstream,
+        "AGENT_MAX_RETRIES": "0",
+        "POWERTOOLS_SERVICE_NAME": "claude-jobs-worker",
+        "POWERTOOLS_METRICS_NAMESPACE": "ClaudeJobs",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "TMPDIR": "/tmp",
+    }
+
+
+def run_warm(
+    python: str,
+    task_root: Path,
+    env: dict[str, str],
+    events: list[dict[str, Any]],
+    *,
+    once_loaded: Callable[[int], None] = lambda pid: None,
+) -> subprocess.CompletedProcess[str]:
+    """One worker process as the runtime user, handling `events` one after another;
+    `once_loaded(pid)` runs when its handler module is loaded, before the first event."""
+    process = subprocess.Popen(
+        [python, "-S", "-c", WARM_HARNESS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **as_runtime_user(),
+        cwd=task_root,
+        env=env,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    if first.startswith("WORKER_PID"):
+        once_loaded(int(first.split()[1]))
+    stdout, stderr = process.communicate(
+        "".join(json.dumps(event) + "\n" for event in events), timeout=180
+    )
+    return subprocess.CompletedProcess(process.args, process.returncode, first + stdout, stderr)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory under /tmp that the runtime user may write to."""
+    path = Path(tempfile.mkdtemp(prefix="cj-image-hostile-"))
+    os.chmod(path, 0o777)  # noqa: S103 - the runtime user writes here
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def live_processes_with(text: str) -> list[int]:
+    from claude_jobs.worker.containment import process_table
+
+    found = []
+    for pid, info in process_table().items():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if info.alive and text.encode() in cmdline:
+            found.append(pid)
+    return found
+
+
+def kill_all(pids: list[int]) -> None:
+    import signal
+
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+#: Watches every environment and sandbox file it can read; logs what it saw, with ticks.
+WATCHER = """import glob, sys, time
+log, end = sys.argv[1], time.time() + 30
+while time.time() < end:
+    seen = []
+    for path in glob.glob('/proc/[0-9]*/environ') + glob.glob('/tmp/claude-job-*/**',
+                                                              recursive=True):
+        try:
+            seen.append(open(path, 'rb').read().decode('utf-8', 'replace'))
+        except OSError:
+            pass
+    with open(log, 'a') as out:
+        out.write('\\n'.join(seen) + '\\nTICK\\n')
+    time.sleep(0.002)
+"""
+
+
+#: Polls every process's environment for a secret; notes where it saw it.
+OBSERVER = """import glob, time
+end = time.time() + 60
+while time.time() < end:
+    for path in glob.glob('/proc/[0-9]*/environ'):
+        try:
+            data = open(path, 'rb').read()
+        except OSError:
+            continue
+        if b'{secret}' in data:
+            open('{out}', 'a').write(path + chr(10))
+"""
+
+
+@pytest.mark.cli
+def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
+    task_root: Path, moto_server: str, shared_dir: Path
+) -> None:
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    from claude_jobs.provision import provision
+    from tests.worker.test_hostile_agent import ESCAPES, marker
+
+    # Given a first job whose agent (the same user as the worker) leaves every kind of
+    # daemon behind, among them a watcher of every environment and sandbox file it can read
+    watcher, log = shared_dir / "watcher.py", shared_dir / "watch.log"
+    watcher.write_text(WATCHER)
+    log.touch()
+    os.chmod(log, 0o666)  # noqa: S103 - the agent writes the log
+    m = marker()
+    leave = [ESCAPES[name].format(m=m) for name in sorted(ESCAPES)]
+    leave.append(f"setsid python3 {watcher} {log} {m} >/dev/null 2>&1 < /dev/null & sleep 0.3")
+    # And an observer of the same user, started apart from the worker once its code is
+    # loaded, that polls every process's environment for the worker's AWS secret
+    observer_out = shared_dir / "observer.txt"
+    observers: list[subprocess.Popen[bytes]] = []
+    secret = f"aws-secret-{uuid.uuid4().hex}"  # this worker's alone
+
+    def observe(_worker_pid: int) -> None:
+        script = OBSERVER.format(secret=secret, out=observer_out)
+        observers.append(subprocess.Popen(["/usr/bin/python3", "-c", script], **as_runtime_user()))
+
+    with FakeAnthropic(api_key=REAL_KEY) as fake:
+        provisioned = provision("warm", secret_value=REAL_KEY, anthropic_base_url=fake.url)
+        container = Container(provisioned.settings)
+        first = container.job_service.submit(
+            "tenant-a", JobRequest(prompt="Leave.", allowed_tools=["Bash"])
+        ).job
+        secret_prompt = f"tenant b's launch code is {uuid.uuid4().hex}"
+        second = container.job_service.submit(
+            "tenant-b", JobRequest(prompt=secret_prompt, allowed_tools=[])
+        ).job
+        fake.script(
+            *(ToolUse("Bash", {"command": command}) for command in leave),
+            Text("left"),
+            Text("noted"),
+        )
+        env = worker_env(task_root, moto_server, provisioned.settings, fake.url, secret)
+        try:
+            # When one warm worker process runs the first job, then the second
+            run = run_warm(
+                python, task_root, env, [sqs_event(first), sqs_event(second)], once_loaded=observe
+            )
+            ticks = log.read_text().count("TICK")
+            time.sleep(0.3)
+            # Then both jobs succeeded in that one process
+            assert run.returncode == 0, run.stderr[-3000:]
+            assert run.stdout.count('ANSWER {"batchItemFailures": []}') == 2, run.stdout
+            for job in (first, second):
+                done = container.job_repository.get(job.job_id)
+                assert done is not None and done.status is JobStatus.SUCCEEDED, done
+            # And every escape ran (none was refused), yet nothing the first agent started
+            # is left, not even what ignores SIGTERM
+            results = [r.tool_results()[0] for r in fake.message_requests[1 : len(leave) + 1]]
+            assert [r["is_error"] for r in results] == [False] * len(leave), results
+            assert live_processes_with(m) == []
+            # And the watcher ran during the first job only: it never saw the second job,
+            # nor any environment holding the worker's credentials
+            seen = log.read_text()
+            assert ticks >= 1 and seen.count("TICK") == ticks
+            assert secret_prompt not in seen and secret not in seen
+            # And no process the worker started ever showed the credentials, not even for
+            # the moment before an exec
+            assert len(observers) == 1 and observers[0].poll() is None
+            observers[0].kill()
+            observers[0].wait()
+            assert not observer_out.exists(), observer_out.read_text()[:500]
+        finally:
+            for process in observers:
+                process.kill()
+            kill_all(live_processes_with(m))
+
+
+@pytest.mark.cli
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a setuid program needs root")
+def test_a_process_that_cannot_be_ended_retires_the_environment_after_the_result(
+    task_root: Path, moto_server: str, shared_dir: Path
+) -> None:
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    from claude_jobs.provision import provision
+    from claude_jobs.worker.function import RETIRE_EXIT_CODE
+    from tests.worker.test_hostile_agent import marker
+
+    # Given a setuid-root interpreter the agent can run (a process that becomes root is out
+    # of reach of the worker's user), and a job whose agent detaches one
+    setuid_python = shared_dir / "python-suid"
+    shutil.copy2(os.path.realpath("/usr/bin/python3"), setuid_python)
+    os.chown(setuid_python, 0, 0)
+    os.chmod(setuid_python, 0o4755)  # noqa: S103 - the point of the test
+    m = marker()
+    escape = (
+        f"setsid {setuid_python} -c 'import os, time; os.setresuid(0, 0, 0); "
+        f'os.execvp("sleep", ["sleep", "{m}"])\' >/dev/null 2>&1 < /dev/null & sleep 0.5'
+    )
+    with FakeAnthropic(api_key=REAL_KEY) as fake:
+        provisioned = provision("retire", secret_value=REAL_KEY, anthropic_base_url=fake.url)
+        container = Container(provisioned.settings)
+        job = container.job_service.submit(
+            "tenant-a", JobRequest(prompt="Stay.", allowed_tools=["Bash"])
+        ).job
+        later = container.job_service.submit("tenant-b", JobRequest(prompt="Next.")).job
+        fake.script(ToolUse("Bash", {"command": escape}), Text("stayed"), Text("next"))
+        env = worker_env(task_root, moto_server, provisioned.settings, fake.url)
+        try:
+            # When a warm worker process is given that job and then another
+            run = run_warm(python, task_root, env, [sqs_event(job), sqs_event(later)])
+            assert live_processes_with(m), "the setuid process should have survived"
+            # Then the job's result was recorded first
+            done = container.job_repository.get(job.job_id)
+            assert done is not None and done.status is JobStatus.SUCCEEDED, run.stderr[-3000:]
+            assert done.result is not None and done.result.text == "stayed"
+            # And then the process ended itself before taking the next job: Lambda gives the
+            # next one a fresh environment
+            assert run.returncode == RETIRE_EXIT_CODE, run.stderr[-3000:]
+            assert "ANSWER" not in run.stdout
+            pending = container.job_repository.get(later.job_id)
+            assert pending is not None and pending.status is JobStatus.QUEUED
+            # And it said so in a log line and a metric
+            lines = [json.loads(x) for x in run.stdout.splitlines() if x.startswith("{")]
+            retired = [x for x in lines if x.get("retire")]
+            assert retired and "could not be ended" in retired[0]["message"]
+            assert any(x.get("EnvironmentsRetired") == [1.0] for x in lines)
+        finally:
+            kill_all(live_processes_with(m))

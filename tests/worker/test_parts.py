@@ -1,10 +1,9 @@
-"""The worker's parts on their own: the key proxy, the launcher, the sandbox, the scrubber."""
+"""The worker's parts on their own: the key proxy, the CLI's spawn, the sandbox, the scrubber."""
 
 from __future__ import annotations
 
 import http.client
 import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +18,6 @@ from claude_jobs.worker.isolation import (
     IdentityPool,
     IsolationError,
     resolve_identity,
-    write_launcher,
 )
 from claude_jobs.worker.proxy import KeyInjectingProxy
 from claude_jobs.worker.sandbox import Sandbox
@@ -178,42 +176,93 @@ class socket_port:
         self._socket.close()
 
 
-def test_the_launcher_passes_only_allowlisted_variables(tmp_path: Path) -> None:
-    # Given a launcher for a "CLI" that prints its environment
-    launcher = write_launcher(
-        tmp_path / "claude",
-        cli=Path("/usr/bin/env"),
-        keep={"HOME", "ANTHROPIC_API_KEY"},
-        identity=AgentIdentity(),
+#: A stand-in for the CLI: records the environment it was exec'd with and who it runs as.
+RECORDER = """#!/bin/sh
+tr '\\0' '\\n' < /proc/$$/environ > environ.txt
+id > id.txt
+ps -o sid= -p $$ > sid.txt
+"""
+
+
+def _spawn_recorder(identity: AgentIdentity) -> dict[str, str]:
+    """Start the recorder through the worker's transport; return what it recorded."""
+    import asyncio
+    import shutil
+    import tempfile
+
+    from claude_jobs.models import JobOptions
+    from claude_jobs.worker.agent import AgentRequest, _clean_transport, sdk_options
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="cj-spawn-"))  # reachable by the agent's uid
+    cli = tmp_path / "claude"
+    cli.write_text(RECORDER)
+    cli.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    os.chmod(tmp_path, 0o755)  # noqa: S103 - the recorder may run as another uid
+    os.chmod(work, 0o777)  # noqa: S103 - the recorder may run as another uid
+    request = AgentRequest(
+        job_id="job-x",
+        prompt="hi",
+        system_prompt=None,
+        options=JobOptions(),
+        model="claude-test",
+        cli=cli,
+        cwd=work,
+        env={"HOME": "/tmp/h", "ANTHROPIC_API_KEY": "cj-job-token", "PATH": "/usr/bin:/bin"},
+        deadline_seconds=10,
+        identity=identity,
     )
-    # When it is started with a Lambda-like environment
-    env = {
-        "HOME": "/tmp/h",
-        "ANTHROPIC_API_KEY": "cj-job-token",
-        "AWS_SECRET_ACCESS_KEY": "secret",
-        "_HANDLER": "handler.lambda_handler",
-        "PATH": "/usr/bin:/bin",
+
+    async def run() -> None:
+        transport = _clean_transport(request, sdk_options(request))
+        await transport.connect()
+        await transport._process.wait()
+        await transport.close()
+
+    try:
+        asyncio.run(run())
+        return {name: (work / f"{name}.txt").read_text() for name in ("environ", "id", "sid")}
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def test_the_cli_is_execd_with_only_the_allowlist_and_in_a_session_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a worker process whose environment holds Lambda's variables and credentials
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-sentinel")
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
+    monkeypatch.setenv("_HANDLER", "handler.lambda_handler")
+    # When the worker's transport starts the CLI
+    recorded = _spawn_recorder(AgentIdentity())
+    # Then the environment the CLI was exec'd with (not one it filtered later) holds the
+    # allowlist and the SDK's own variables, nothing inherited
+    names = {line.split("=", 1)[0] for line in recorded["environ"].splitlines()}
+    assert names == {
+        "HOME",
+        "ANTHROPIC_API_KEY",
+        "PATH",
+        "PWD",
+        "CLAUDE_CODE_ENTRYPOINT",
+        "CLAUDE_AGENT_SDK_VERSION",
+        "CLAUDE_CODE_SDK_READS_SESSION_STATE",
     }
-    output = subprocess.run([launcher], env=env, capture_output=True, text=True, check=True)
-    # Then only the allowlisted variables reach the program
-    assert sorted(output.stdout.split()) == ["ANTHROPIC_API_KEY=cj-job-token", "HOME=/tmp/h"]
+    assert "aws-secret-sentinel" not in recorded["environ"]
+    # And it leads a session of its own (the worker kills that group when it stops it)
+    assert int(recorded["sid"]) != os.getsid(0)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
-def test_as_root_the_launcher_runs_the_cli_as_the_agent_user_with_no_groups(
-    tmp_path: Path,
-) -> None:
+def test_as_root_the_cli_runs_as_the_agent_user_with_no_groups() -> None:
     # Given a worker running as root and the agent user `nobody`
     identity = resolve_identity("nobody")
     assert identity.uid not in (None, 0)
-    launcher = write_launcher(
-        tmp_path / "claude", cli=Path("/usr/bin/id"), keep=set(), identity=identity
-    )
-    # When the launcher runs
-    output = subprocess.run([launcher], capture_output=True, text=True, check=True, env={})
-    # Then the CLI runs as that user, in its own group only, and in a new session
-    assert output.stdout.startswith(f"uid={identity.uid}(nobody) gid={identity.gid}")
-    assert "groups=" in output.stdout and "(root)" not in output.stdout
+    # When the worker's transport starts the CLI
+    recorded = _spawn_recorder(identity)
+    # Then the CLI runs as that user, in its own group only
+    assert recorded["id"].startswith(f"uid={identity.uid}(nobody) gid={identity.gid}")
+    assert "(root)" not in recorded["id"]
 
 
 def test_the_agent_identity_is_the_worker_unless_root() -> None:
@@ -259,7 +308,7 @@ def test_the_identity_pool_leases_distinct_uids_to_concurrent_jobs_as_root() -> 
         with pytest.raises(IsolationError), pool.lease():
             pass
     with pool.lease() as again:
-        assert again.uid == 61000  # given back when its job ended
+        assert again.uid == 61001  # given back when its job ended; least recently used first
     # Not root (no user switch), or no range: every job is the base identity
     assert _lease(IdentityPool(AgentIdentity(), "61000-61001")) == AgentIdentity()
     assert _lease(IdentityPool(base, "")) == base

@@ -76,6 +76,14 @@ class FunctionNotFoundError(RuntimeError):
     pass
 
 
+class EnvironmentRetired(Exception):
+    """The function ended its execution environment (on Lambda: its process exited)."""
+
+
+def _retire() -> None:
+    raise EnvironmentRetired("the function retired its execution environment")
+
+
 def load_handler(spec: FunctionSpec, functions_dir: Path) -> Handler:
     """A fresh instance of the function's handler module (one execution environment)."""
     code_dir = functions_dir / spec.directory
@@ -103,6 +111,11 @@ def load_handler(spec: FunctionSpec, functions_dir: Path) -> Handler:
     handler = getattr(module, spec.handler_attr, None)
     if not callable(handler):
         raise FunctionNotFoundError(f"{path} has no callable {spec.handler_attr}")
+    # A function that can retire its environment exits its process on Lambda; here the
+    # environment is dropped instead (the pool starts a fresh one for the next invocation).
+    function = getattr(module, "function", None)
+    if function is not None and hasattr(function, "retire"):
+        function.retire = _retire
     return _bound(module, handler)
 
 
@@ -123,6 +136,7 @@ class FunctionPool:
         self._idle: list[Handler] = []
         self._lock = threading.Lock()
         self.cold_starts = 0
+        self.retired = 0
 
     def warm_up(self) -> None:
         """Load one environment now: a broken handler fails the stack's start, not a request."""
@@ -139,7 +153,15 @@ class FunctionPool:
                 self.cold_starts += 1
         try:
             yield handler
-        finally:
+        except EnvironmentRetired:
+            with self._lock:
+                self.retired += 1  # dropped, not returned to the idle ones
+            raise
+        except BaseException:
+            with self._lock:
+                self._idle.append(handler)
+            raise
+        else:
             with self._lock:
                 self._idle.append(handler)
 

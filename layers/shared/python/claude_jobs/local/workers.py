@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from .runtime import REGION, FunctionPool
+from .runtime import REGION, EnvironmentRetired, FunctionPool
 
 log = logging.getLogger("claude_jobs.local.workers")
 
@@ -149,6 +149,9 @@ class QueueConsumer:
         try:
             try:
                 answer = self._pool.invoke({"Records": [record]})
+            except EnvironmentRetired:
+                log.warning("%s: the worker retired its environment after %s", name, message_id)
+                return
             except Exception:
                 log.exception("%s: the worker raised; message %s goes back", name, message_id)
                 return

@@ -4,7 +4,8 @@
 - `agent` — one agent run over claude-agent-sdk, with a deadline and a stop signal.
 - `proxy` — the loopback endpoint that adds the real key to the CLI's Messages API calls.
 - `sandbox` — the per-job directory (HOME, CLAUDE_CONFIG_DIR, working directory).
-- `isolation` — the CLI's environment allowlist, its launcher, the agent's identity.
+- `isolation` — the CLI's environment allowlist, the agent's identity and uid pool.
+- `containment` — ends every process a job started; the worker as child subreaper.
 - `secrets` — the Anthropic key from Secrets Manager, cached.
 - `scrub` — removes secrets from everything stored or logged.
 """

@@ -8,15 +8,18 @@ to it anyway is answered "No such tool available". A permission rule such as
 `Bash(git status:*)` offers the tool but approves only matching calls; `dontAsk` denies the
 rest.
 
-Stopping (deadline passed, cancel requested) SIGKILLs the CLI's process group at once: the
-launcher made the CLI a session leader, so the group also holds whatever the agent started.
-The group is killed after every run too, so nothing the agent left running outlives its job.
+The worker's transport starts the bundled CLI itself — exec'd directly, with exactly the job's
+environment allowlist, as the agent's identity, in a session of its own — instead of the SDK's
+`{**os.environ, **env}` spawn. Stopping (deadline passed, cancel requested) SIGKILLs the CLI's
+process group at once; what the agent detached from it is ended by the worker's sweep after the
+run (`containment.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..models import JobErrorInfo, JobOptions, Usage, tool_base_name
-from .isolation import kill_process_group
+from .isolation import AgentIdentity, kill_process_group, spawn_identity
 
 log = logging.getLogger("claude_jobs.worker.agent")
 
@@ -61,11 +64,13 @@ class AgentRequest:
     system_prompt: str | None
     options: JobOptions
     model: str
-    launcher: Path  # the per-job launcher, given to the SDK as `cli_path`
+    cli: Path  # the bundled Claude Code CLI
     cwd: Path
-    env: dict[str, str]
+    env: dict[str, str]  # the CLI's whole environment, but for the SDK's own variables
     deadline_seconds: float
+    identity: AgentIdentity = field(default_factory=AgentIdentity)
     should_stop: Callable[[], bool] = lambda: False
+    on_started: Callable[[int], None] = lambda pid: None  # the CLI's pid, once it runs
 
 
 @dataclass
@@ -98,7 +103,7 @@ def sdk_options(request: AgentRequest, stderr: Callable[[str], None] | None = No
         else {"type": "preset", "preset": "claude_code"}
     )
     return ClaudeAgentOptions(
-        cli_path=request.launcher,
+        cli_path=request.cli,
         cwd=request.cwd,
         env=request.env,
         permission_mode="dontAsk",
@@ -192,7 +197,7 @@ class _Run:
         from claude_agent_sdk import AssistantMessage, ResultMessage, query
 
         options = sdk_options(self.request, stderr=self.stderr.append)
-        self.transport = _tracked_transport(self.request.prompt, options)
+        self.transport = _clean_transport(self.request, options)
         try:
             async for message in query(
                 prompt=self.request.prompt, options=options, transport=self.transport
@@ -327,19 +332,59 @@ def validation_problem(value: Any, schema: dict[str, Any]) -> str | None:
     return f"structured output does not match output_schema at {where}: {error.message}"[:2000]
 
 
-def _tracked_transport(prompt: str, options: Any) -> Any:
-    """The SDK's subprocess transport, remembering the CLI's pid (= its process group)."""
+def _clean_transport(request: AgentRequest, options: Any) -> Any:
+    """The SDK's subprocess transport, but spawning the CLI with only the job's environment.
+
+    The SDK's own `connect()` merges `os.environ` into the CLI's environment and cannot drop an
+    inherited variable; this one execs the CLI with the allowlist alone (plus the variables the
+    SDK always sets), as the agent's user and in a new session, and remembers its pid (= its
+    process group). It relies on the SDK transport's private attributes (pinned SDK version;
+    `tests/worker` run it for real)."""
+    import anyio
+    from anyio.streams.text import TextReceiveStream, TextSendStream
+    from claude_agent_sdk import __version__ as sdk_version
+    from claude_agent_sdk._internal._task_compat import spawn_detached
+    from claude_agent_sdk._internal.transport import subprocess_cli
     from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
 
-    class TrackedTransport(SubprocessCLITransport):
+    class CleanTransport(SubprocessCLITransport):
         pid: int | None = None
 
         async def connect(self) -> None:
+            if self._process:
+                return
+            env = {
+                **request.env,
+                "CLAUDE_CODE_ENTRYPOINT": "sdk-py",
+                "CLAUDE_AGENT_SDK_VERSION": sdk_version,
+                "CLAUDE_CODE_SDK_READS_SESSION_STATE": "1",
+                "PWD": str(request.cwd),
+            }
+            wants_stderr = self._options.stderr is not None
             try:
-                await super().connect()
+                self._process = process = await anyio.open_process(
+                    self._build_command(),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE if wants_stderr else None,
+                    cwd=str(request.cwd),
+                    env=env,
+                    start_new_session=True,
+                    umask=0o077,
+                    **spawn_identity(request.identity),
+                )
             except Exception as exc:
                 raise AgentStartError(f"Claude Code could not be started: {exc}") from exc
-            process = getattr(self, "_process", None)
-            self.pid = getattr(process, "pid", None)
+            subprocess_cli._ACTIVE_CHILDREN.add(process)
+            self.pid = process.pid
+            request.on_started(process.pid)
+            if process.stdout:
+                self._stdout_stream = TextReceiveStream(process.stdout)
+            if wants_stderr and process.stderr:
+                self._stderr_stream = TextReceiveStream(process.stderr)
+                self._stderr_task = spawn_detached(self._handle_stderr())
+            if process.stdin:
+                self._stdin_stream = TextSendStream(process.stdin)
+            self._ready = True
 
-    return TrackedTransport(prompt=prompt, options=options)
+    return CleanTransport(prompt=request.prompt, options=options)

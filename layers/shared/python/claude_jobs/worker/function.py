@@ -5,12 +5,18 @@ infrastructure fault is reported failed (SQS redelivers it, after an exponential
 the message rather than the queue's long visibility timeout); every other outcome — the job
 ran, ended, or needed no run — deletes it. One `BatchProcessor` per invocation, so the function
 can serve several threads of one process (the local stack does).
+
+When a process the agent started could not be ended, the job is recorded first; then the
+function logs it, counts `EnvironmentsRetired`, deletes the message itself and retires its
+execution environment: on Lambda the process exits, so the next invocation gets a fresh one.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -24,7 +30,11 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from ..observability import count, flush_metrics, get_logger
 from ..resources import WORKER_TIMEOUT_SECONDS
 from ..wiring import Container, ContainerHolder
-from .processor import JobProcessor
+from .isolation import make_non_dumpable
+from .processor import JobProcessor, WorkerFault
+
+#: The worker's exit status when it retires its execution environment.
+RETIRE_EXIT_CODE = 75
 
 #: Worker-process variables whose values are scrubbed from anything stored or logged.
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ANTHROPIC_API_KEY")
@@ -33,8 +43,20 @@ SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ANTHROPIC_API
 class WorkerFunction(ContainerHolder):
     derived = ("processor",)
 
-    def __init__(self, container: Container | None = None, **processor_args: Any) -> None:
+    def __init__(
+        self,
+        container: Container | None = None,
+        *,
+        retire: Callable[[], None] | None = None,
+        **processor_args: Any,
+    ) -> None:
         super().__init__(container)
+        # First thing: from now on no process of the same user (the agent's) may read this
+        # process's environment (Lambda's credentials) or memory.
+        make_non_dumpable()
+        #: Ends this execution environment (Lambda: the process exits; the local stack's runtime
+        #: replaces it with its own way of dropping an environment).
+        self.retire = retire or exit_environment
         self._processor_args = processor_args
         self._lock = threading.RLock()
         self._queue_urls: dict[str, str] = {}
@@ -74,7 +96,9 @@ class WorkerFunction(ContainerHolder):
             **self._processor_args,
         )
 
-    def _record(self, record: SQSRecord, lambda_context: Any = None) -> None:
+    def _record(
+        self, record: SQSRecord, lambda_context: Any = None, retiring: list[str] | None = None
+    ) -> None:
         remaining = (
             lambda_context.get_remaining_time_in_millis() / 1000
             if lambda_context is not None
@@ -84,9 +108,17 @@ class WorkerFunction(ContainerHolder):
             processor = self.processor  # built once, under the lock
         try:
             processed = processor.process_message(record.body, remaining)
-        except Exception:  # an infrastructure fault: the message is retried, after a backoff
+        except WorkerFault as fault:  # an infrastructure fault: retried, after a backoff
+            if fault.retire and retiring is not None:
+                retiring.append(fault.retire)
             self._retry_later(record)
             raise
+        except Exception:
+            self._retry_later(record)
+            raise
+        if processed.retire and retiring is not None:
+            retiring.append(processed.retire)
+            self._delete(record)  # done: it must not come back when the environment ends
         get_logger().info(
             "message processed",
             extra={
@@ -114,6 +146,15 @@ class WorkerFunction(ContainerHolder):
         else:
             get_logger().info("message retried in %s s", delay, extra={"receives": receives})
 
+    def _delete(self, record: SQSRecord) -> None:
+        try:
+            self.container.client("sqs").delete_message(
+                QueueUrl=self._queue_url(record.event_source_arn),
+                ReceiptHandle=record.receipt_handle,
+            )
+        except Exception as exc:  # it comes back; the job is terminal, so it is only skipped
+            get_logger().warning("could not delete the message: %s", type(exc).__name__)
+
     def _queue_url(self, queue_arn: str) -> str:
         url: str | None = self._queue_urls.get(queue_arn)
         if url is None:
@@ -127,15 +168,37 @@ class WorkerFunction(ContainerHolder):
     def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger = get_logger()
         logger.append_keys(function_request_id=getattr(context, "aws_request_id", None))
+        retiring: list[str] = []
+
+        def record_handler(record: SQSRecord, lambda_context: Any = None) -> None:
+            self._record(record, lambda_context, retiring)
+
         try:
             response = process_partial_response(
                 event=event,
-                record_handler=self._record,
+                record_handler=record_handler,
                 processor=BatchProcessor(
                     event_type=EventType.SQS, raise_on_entire_batch_failure=False
                 ),
                 context=context,
             )
+            if retiring:
+                logger.error(
+                    "retiring this execution environment: %s",
+                    "; ".join(retiring),
+                    extra={"retire": True},
+                )
+                count("EnvironmentsRetired")
             return dict(response)
         finally:
             flush_metrics()
+            if retiring:
+                self.retire()
+
+
+def exit_environment() -> None:
+    """End the process: Lambda then starts a fresh execution environment for what comes next.
+    Anything a job left that could not be ended goes with it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(RETIRE_EXIT_CODE)

@@ -1,16 +1,18 @@
 """What keeps the agent away from the worker's secrets.
 
-- The CLI's environment is an allowlist. claude-agent-sdk starts the CLI with
-  `{**os.environ, **options.env}` and cannot drop an inherited variable, so the SDK is pointed
-  (`cli_path`) at a per-job launcher: a tiny Python script that keeps only the allowlisted
-  variables, drops root privileges when the worker has them, starts a new session (so the
-  agent's processes form one group the worker can kill) and execs the bundled CLI.
+- The CLI's environment is an allowlist. claude-agent-sdk would start the CLI with
+  `{**os.environ, **options.env}`, so the worker's transport spawns it itself (see
+  `agent.py`): the bundled CLI is exec'd directly with exactly `agent_environment()` plus the
+  SDK's own variables. No process the worker starts — not even for the moment before an exec —
+  has the worker's environment (AWS credentials, `AWS_LAMBDA_RUNTIME_API`, the key).
 - The worker process makes itself non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`): a process of the
   same user can then no longer read its `/proc/<pid>/environ` or memory. Lambda runs the worker
   and the agent as the same user, so this is what guards the worker's AWS credentials and the
-  key it holds in memory.
-- Where the worker runs as root (a container, CI), root could read every process, so the agent
-  runs as an unprivileged user instead.
+  key it holds in memory. A forked child inherits the flag until it execs the CLI.
+- Where the worker runs as root (a container, CI, the local stack), root could read every
+  process, so each job's agent runs as an unprivileged uid of its own (`IdentityPool`), leased
+  only while no process of that uid exists and rotated least-recently-used first.
+- The CLI starts in a session of its own; `containment.py` ends whatever the agent leaves.
 """
 
 from __future__ import annotations
@@ -23,25 +25,16 @@ import pwd
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from .containment import uids_in_use
 
 PR_SET_DUMPABLE = 4
 PR_GET_DUMPABLE = 3
-
-#: Variables the SDK itself sets for the CLI; kept when present.
-SDK_VARIABLES = frozenset(
-    {
-        "CLAUDE_CODE_ENTRYPOINT",
-        "CLAUDE_AGENT_SDK_VERSION",
-        "CLAUDE_CODE_SDK_READS_SESSION_STATE",
-        "CLAUDE_AGENT_SDK_CLIENT_APP",
-        "CLAUDE_AGENT_SDK_DERIVED_CLIENT_APP",
-        "CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING",
-        "PWD",
-    }
-)
 
 #: The agent's PATH: the system directories, and the Lambda image's Python.
 AGENT_PATH = "/var/lang/bin:/usr/local/bin:/usr/bin:/bin"
@@ -81,39 +74,61 @@ def resolve_identity(agent_user: str, *, euid: int | None = None) -> AgentIdenti
 
 
 class IdentityPool:
-    """Identities for the jobs one worker process runs at the same time.
+    """Identities for the jobs one worker process runs.
 
-    As root, with a uid range, every lease is a distinct uid (its own gid too) that no other
-    running job holds, and is given back when the job ends; the uid needs no passwd entry (the
-    agent's HOME is its sandbox). Otherwise every lease is the base identity: the worker's own
-    user, or AGENT_USER."""
+    As root, with a uid range, every lease is a uid of its own (its own gid too) that no running
+    job holds and no live process has, least recently used first, so a uid is not handed to the
+    next job while anything of its last holder could still run; the uid needs no passwd entry
+    (the agent's HOME is its sandbox). A uid a process of which could not be ended is
+    quarantined: never leased again by this process. Otherwise every lease is the base
+    identity: the worker's own user, or AGENT_USER."""
 
-    def __init__(self, base: AgentIdentity, uid_range: str = "") -> None:
+    def __init__(
+        self,
+        base: AgentIdentity,
+        uid_range: str = "",
+        *,
+        in_use: Callable[[], set[int]] = uids_in_use,
+    ) -> None:
         self._base = base
+        self._in_use = in_use
         self._lock = threading.Lock()
-        self._busy: set[int] = set()
-        self._range: range | None = None
+        self._free: deque[int] = deque()
+        self._quarantined: set[int] = set()
+        self._ranged = False
         if uid_range and base.switches_user:
             first, last = (int(part) for part in uid_range.split("-"))
             if first <= 0 or last < first:
                 raise IsolationError(f"AGENT_UID_RANGE {uid_range!r} is not a range of uids")
-            self._range = range(first, last + 1)
+            self._free.extend(range(first, last + 1))
+            self._ranged = True
 
     @contextlib.contextmanager
     def lease(self) -> Iterator[AgentIdentity]:
-        if self._range is None:
+        if not self._ranged:
             yield self._base
             return
         with self._lock:
-            uid = next((u for u in self._range if u not in self._busy), None)
+            taken = self._in_use()
+            uid = next((u for u in self._free if u not in taken), None)
             if uid is None:
-                raise IsolationError("every uid of AGENT_UID_RANGE is in use")
-            self._busy.add(uid)
+                raise IsolationError("no uid of AGENT_UID_RANGE is free of processes")
+            self._free.remove(uid)
         try:
             yield AgentIdentity(uid=uid, gid=uid, name=f"uid {uid}")
         finally:
             with self._lock:
-                self._busy.discard(uid)
+                if uid not in self._quarantined:
+                    self._free.append(uid)
+
+    def quarantine(self, uid: int | None) -> None:
+        """Never lease `uid` again (a process of its holder could not be ended)."""
+        if uid is None or not self._ranged:
+            return
+        with self._lock:
+            self._quarantined.add(uid)
+            with contextlib.suppress(ValueError):
+                self._free.remove(uid)
 
 
 def make_non_dumpable() -> None:
@@ -169,45 +184,11 @@ def agent_environment(
     return env
 
 
-_LAUNCHER = """#!{python} -IS
-# Generated by claude_jobs.worker.isolation for one job. Keeps only allowlisted variables,
-# leaves root, starts a new session and becomes the Claude Code CLI.
-import os
-import sys
-
-KEEP = {keep!r}
-env = {{name: value for name, value in os.environ.items() if name in KEEP}}
-if {switch!r} and os.getuid() == 0:
-    os.setgroups([])
-    os.setgid({gid!r})
-    os.setuid({uid!r})
-    if os.getuid() == 0 or os.geteuid() == 0:
-        sys.exit("claude-jobs launcher: could not leave root")
-os.setsid()
-os.execve({cli!r}, [{cli!r}, *sys.argv[1:]], env)
-"""
-
-
-def write_launcher(
-    path: Path, *, cli: Path, keep: frozenset[str] | set[str], identity: AgentIdentity
-) -> Path:
-    """Write the per-job launcher the SDK runs as its `cli_path` (mode 0700, worker-owned)."""
-    text = _LAUNCHER.format(
-        python=sys.executable,
-        keep=sorted(keep),
-        switch=identity.switches_user,
-        uid=identity.uid if identity.uid is not None else -1,
-        gid=identity.gid if identity.gid is not None else -1,
-        cli=str(cli),
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    return path
-
-
-def launcher_keep(env: Mapping[str, str]) -> frozenset[str]:
-    return frozenset(env) | SDK_VARIABLES
+def spawn_identity(identity: AgentIdentity) -> dict[str, Any]:
+    """`subprocess`/`anyio.open_process` arguments that start the CLI as the agent's user."""
+    if not identity.switches_user or os.geteuid() != 0:
+        return {}
+    return {"user": identity.uid, "group": identity.gid, "extra_groups": []}
 
 
 def kill_process_group(pgid: int | None) -> None:

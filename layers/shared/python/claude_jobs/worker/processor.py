@@ -8,7 +8,9 @@ For one SQS message (`{"job_id", "tenant_id"}`):
    just read, adding one attempt and a lease until the deadline (+ margin). A job that has
    already used `max_attempts` claims ends `failed` (`attempts_exhausted`) instead.
 3. Run the agent in a fresh sandbox, with a per-job proxy token, until it ends, its deadline
-   passes (→ `timed_out`) or a cancel is requested (→ `cancelled`).
+   passes (→ `timed_out`) or a cancel is requested (→ `cancelled`). Then end every process the
+   agent started (`containment.py`); any that cannot be ended makes the worker retire its
+   execution environment once the job is recorded (`Processed.retire`).
 4. Record the terminal state in one conditional write (only while our claim holds): result
    (inline ≤ 256 KiB, else in S3), usage, error; the prompt texts are removed from the item.
 
@@ -35,13 +37,13 @@ from ..ports import JobRepository, ResultStore
 from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
 from ..settings import Settings
 from .agent import CANCELLED, AgentOutcome, AgentRequest, AgentRunner
+from .containment import JobScope, ProcessInfo, ProcessSweeper, become_subreaper
 from .isolation import (
+    AgentIdentity,
     IdentityPool,
     agent_environment,
     bundled_cli,
-    launcher_keep,
     make_non_dumpable,
-    write_launcher,
 )
 from .proxy import KeyInjectingProxy
 from .sandbox import Sandbox
@@ -65,6 +67,10 @@ class WorkerFault(RuntimeError):
     """An infrastructure fault: the job was released (or ended) and the message must be
     retried."""
 
+    def __init__(self, message: str, *, retire: str | None = None) -> None:
+        super().__init__(message)
+        self.retire = retire
+
 
 @dataclass(frozen=True)
 class Processed:
@@ -73,6 +79,9 @@ class Processed:
     job_id: str | None
     action: str  # "ran", "skipped:<why>", "exhausted", "malformed"
     status: JobStatus | None = None
+    #: Why the execution environment must not serve another job (a process of this one could
+    #: not be ended), or None.
+    retire: str | None = None
 
 
 class JobProcessor:
@@ -86,6 +95,7 @@ class JobProcessor:
         settings: Settings,
         identities: IdentityPool,
         *,
+        sweeper: ProcessSweeper | None = None,
         inputs: InputFetcher | None = None,
         known_secrets: Sequence[str] = (),
         margin_seconds: float = WORKER_DEADLINE_MARGIN_SECONDS,
@@ -100,6 +110,7 @@ class JobProcessor:
         self._key = key
         self._settings = settings
         self._identities = identities
+        self._sweeper = sweeper or ProcessSweeper()
         self._inputs = inputs
         self._scrubber = Scrubber(known_secrets)
         self._margin = margin_seconds
@@ -193,6 +204,7 @@ class JobProcessor:
 
     def _run_claimed(self, job: Job, deadline: float) -> Processed:
         token: str | None = None
+        leftovers: list[ProcessInfo] = []
         try:
             if job.cancel_requested:  # asked to stop while no worker held it
                 outcome = AgentOutcome(
@@ -204,59 +216,78 @@ class JobProcessor:
                 self._proxy.start()
                 token = self._proxy.issue(job.job_id)
                 scrubber = self._scrubber.with_secrets(key, token)
-                outcome = self._run_agent(job, deadline, token)
+                outcome = self._run_agent(job, deadline, token, leftovers)
                 if not self._proxy.alive:
                     raise WorkerFault("the key proxy stopped during the run")
                 outcome = _scrubbed(outcome, scrubber)
             status = self._finish(job, outcome)
         except Exception as exc:
+            retire = _retire_reason(job, leftovers)
             if self._release(job, exc):
-                return Processed(job.job_id, "exhausted", JobStatus.FAILED)
-            raise WorkerFault(f"job {job.job_id}: {type(exc).__name__}") from exc
+                return Processed(job.job_id, "exhausted", JobStatus.FAILED, retire=retire)
+            raise WorkerFault(f"job {job.job_id}: {type(exc).__name__}", retire=retire) from exc
         finally:
             if token is not None:
                 self._proxy.revoke(token)
-        return Processed(job.job_id, "ran", status)
+        return Processed(job.job_id, "ran", status, retire=_retire_reason(job, leftovers))
 
-    def _run_agent(self, job: Job, deadline: float, token: str) -> AgentOutcome:
+    def _run_agent(
+        self, job: Job, deadline: float, token: str, leftovers: list[ProcessInfo]
+    ) -> AgentOutcome:
         make_non_dumpable()
+        become_subreaper()
         with (
             self._identities.lease() as identity,
             Sandbox(job.job_id, identity, self._sandbox_dir) as sandbox,
         ):
-            if job.inputs and self._inputs is not None:
-                problem = self._place_inputs(job, sandbox)
-                if problem is not None:
-                    return AgentOutcome(
-                        "failed", error=JobErrorInfo(code=INPUT_UNAVAILABLE, message=problem)
-                    )
-            env = agent_environment(
-                home=sandbox.home,
-                config_dir=sandbox.config_dir,
-                tmp_dir=sandbox.tmp_dir,
-                base_url=self._proxy.url,
-                token=token,
-                max_retries=self._settings.agent_max_retries,
-            )
-            launcher = write_launcher(
-                sandbox.bin_dir / "claude",
-                cli=bundled_cli(),
-                keep=launcher_keep(env),
-                identity=identity,
-            )
-            request = AgentRequest(
-                job_id=job.job_id,
-                prompt=job.prompt or "",
-                system_prompt=job.system_prompt,
-                options=job.options,
-                model=job.options.model or self._settings.default_model,
-                launcher=launcher,
-                cwd=sandbox.work_dir,
-                env=env,
-                deadline_seconds=deadline,
-                should_stop=lambda: self._cancel_requested(job.job_id),
-            )
-            return self._runner.run(request)
+            scope = self._sweeper.scope(identity.uid)
+            try:
+                return self._run_in(job, deadline, token, identity, sandbox, scope)
+            finally:
+                # Before the sandbox goes: nothing of the job may run on (or write into it).
+                sweep = self._sweeper.sweep(scope)
+                if sweep.survivors:
+                    leftovers.extend(sweep.survivors)
+                    self._identities.quarantine(identity.uid)
+
+    def _run_in(
+        self,
+        job: Job,
+        deadline: float,
+        token: str,
+        identity: AgentIdentity,
+        sandbox: Sandbox,
+        scope: JobScope,
+    ) -> AgentOutcome:
+        if job.inputs and self._inputs is not None:
+            problem = self._place_inputs(job, sandbox)
+            if problem is not None:
+                return AgentOutcome(
+                    "failed", error=JobErrorInfo(code=INPUT_UNAVAILABLE, message=problem)
+                )
+        env = agent_environment(
+            home=sandbox.home,
+            config_dir=sandbox.config_dir,
+            tmp_dir=sandbox.tmp_dir,
+            base_url=self._proxy.url,
+            token=token,
+            max_retries=self._settings.agent_max_retries,
+        )
+        request = AgentRequest(
+            job_id=job.job_id,
+            prompt=job.prompt or "",
+            system_prompt=job.system_prompt,
+            options=job.options,
+            model=job.options.model or self._settings.default_model,
+            cli=bundled_cli(),
+            cwd=sandbox.work_dir,
+            env=env,
+            deadline_seconds=deadline,
+            identity=identity,
+            should_stop=lambda: self._cancel_requested(job.job_id),
+            on_started=lambda pid: self._sweeper.started(scope, pid),
+        )
+        return self._runner.run(request)
 
     def _place_inputs(self, job: Job, sandbox: Sandbox) -> str | None:
         from ..triggers.inputs import InputUnavailableError
@@ -390,6 +421,15 @@ class JobProcessor:
         except Exception as exc:  # the lease expires on its own; redelivery re-claims then
             log.error("job %s could not be released: %s", job.job_id, type(exc).__name__)
         return False
+
+
+def _retire_reason(job: Job, leftovers: list[ProcessInfo]) -> str | None:
+    if not leftovers:
+        return None
+    described = ", ".join(f"pid {p.pid} (uids {'/'.join(map(str, p.uids[:3]))})" for p in leftovers)
+    return f"{len(leftovers)} process(es) of job {job.job_id} could not be ended: {described}"[
+        :1000
+    ]
 
 
 def _scrubbed(outcome: AgentOutcome, scrubber: Scrubber) -> AgentOutcome:

@@ -3,7 +3,6 @@ directory, created fresh for each job and removed afterwards whatever happened (
 warm environments, and /tmp with them).
 
     <root>/            0711, the worker's: the agent may pass through, not list
-      bin/claude       the launcher (0700, the worker's)
       home/            HOME; home/.claude is CLAUDE_CONFIG_DIR
       work/            the working directory (job inputs land here)
       tmp/             TMPDIR
@@ -41,10 +40,6 @@ class Sandbox:
         return self.root.joinpath(*parts)
 
     @property
-    def bin_dir(self) -> Path:
-        return self._path("bin")
-
-    @property
     def home(self) -> Path:
         return self._path("home")
 
@@ -66,7 +61,6 @@ class Sandbox:
         safe_id = "".join(c for c in self._job_id if c.isalnum() or c == "-")[:36]
         self.root = Path(tempfile.mkdtemp(prefix=f"claude-job-{safe_id}-", dir=self._base))
         os.chmod(self.root, 0o711 if self._identity.switches_user else 0o700)
-        os.mkdir(self.bin_dir, 0o700)
         for directory in (self.home, self.config_dir, self.work_dir, self.tmp_dir):
             os.mkdir(directory, 0o700)
             self.give(directory)

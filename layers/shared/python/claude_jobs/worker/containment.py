@@ -1,0 +1,219 @@
+"""Nothing the agent starts outlives its job.
+
+The worker process makes itself a child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`): a process
+the agent detaches — `setsid`, `nohup`, a double fork — is re-parented to the worker instead of
+init, so it never leaves the worker's process tree. After every job the worker sweeps the job's
+processes:
+
+- worker as root, a uid per job: every process whose real, effective or saved uid is the job's,
+  wherever it is;
+- worker and agent as one user (Lambda: one job per execution environment): every descendant
+  of the worker born after the job started, except the trees of other jobs of the same process
+  still running (the local stack run as a non-root user; those jobs share a user and are not
+  isolated from each other in any case).
+
+A sweep freezes (SIGSTOP, which no process can catch) what it finds and rescans until nothing
+new appears — a stopped process cannot fork, so a fork loop cannot outrun it — then SIGKILLs
+all of it and reaps the zombies re-parented to the worker. Whatever is still alive after that
+(a process that changed its uid through a setuid program, one stuck in the kernel) is reported
+as a survivor: the worker records the job's result, then retires its execution environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+PR_SET_CHILD_SUBREAPER = 36
+
+#: Rounds of freezing before the sweep kills what it froze (each round is one /proc scan).
+_MAX_FREEZE_ROUNDS = 200
+
+
+class ContainmentError(RuntimeError):
+    """The worker cannot contain the agent's processes here (an infrastructure fault)."""
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One process, as /proc describes it."""
+
+    pid: int
+    ppid: int
+    state: str  # R, S, D, T, Z, …
+    uids: tuple[int, ...]  # real, effective, saved, filesystem
+    start: int  # clock ticks after boot: with the pid, names one process for good
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("Z", "X")
+
+
+def process_table() -> dict[int, ProcessInfo]:
+    """Every process of the machine (of this pid namespace) that could be read."""
+    table: dict[int, ProcessInfo] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        info = _read_process(int(entry.name))
+        if info is not None:
+            table[info.pid] = info
+    return table
+
+
+def _read_process(pid: int) -> ProcessInfo | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode(errors="replace")
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            status = handle.read().decode(errors="replace")
+    except OSError:  # gone meanwhile
+        return None
+    # The command name may hold spaces and parentheses: the fields start after the last ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    uids: tuple[int, ...] = ()
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            uids = tuple(int(value) for value in line.split()[1:])
+            break
+    return ProcessInfo(pid, int(fields[1]), fields[0], uids, int(fields[19]))
+
+
+def descendants(table: dict[int, ProcessInfo], root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for info in table.values():
+        children.setdefault(info.ppid, []).append(info.pid)
+    found: set[int] = set()
+    stack = list(children.get(root, ()))
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found.add(pid)
+            stack.extend(children.get(pid, ()))
+    return found
+
+
+def become_subreaper() -> None:
+    """Make this process the reaper of every orphan among its descendants (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise ContainmentError(f"prctl(PR_SET_CHILD_SUBREAPER) failed: errno {ctypes.get_errno()}")
+
+
+@dataclass
+class JobScope:
+    """Which processes belong to one job."""
+
+    uid: int | None  # the job's own uid (worker as root), or None (one user for all)
+    #: (pid, start) of the worker's descendants alive when the job began: not the job's.
+    before: frozenset[tuple[int, int]] = frozenset()
+    #: The job's CLI, once started (its zombie is reaped by the SDK's event loop, not here).
+    cli_pid: int | None = None
+
+    def members(self, table: dict[int, ProcessInfo], worker: int, others: set[int]) -> set[int]:
+        if self.uid is not None:
+            return {pid for pid, info in table.items() if self.uid in info.uids and pid != worker}
+        excluded: set[int] = set()
+        for pid in others:  # other jobs' CLIs running in this process, and their trees
+            excluded |= {pid} | descendants(table, pid)
+        return {
+            pid
+            for pid in descendants(table, worker) - excluded
+            if (pid, table[pid].start) not in self.before
+        }
+
+
+@dataclass(frozen=True)
+class Sweep:
+    killed: int
+    survivors: tuple[ProcessInfo, ...] = field(default=())
+
+
+class ProcessSweeper:
+    """Ends every process of a job; one per worker process, shared by its jobs."""
+
+    def __init__(self, *, grace_seconds: float = 3.0) -> None:
+        self._grace = grace_seconds
+        self._worker = os.getpid()
+        self._lock = threading.Lock()
+        self._running_clis: set[int] = set()
+
+    def scope(self, uid: int | None) -> JobScope:
+        """The scope of a job about to start (worker as root: its uid; else a snapshot)."""
+        if not sys.platform.startswith("linux"):
+            raise ContainmentError("containing the agent's processes needs Linux's /proc")
+        self._worker = os.getpid()
+        if uid is not None:
+            return JobScope(uid=uid)
+        table = process_table()
+        before = frozenset(
+            (pid, table[pid].start) for pid in descendants(table, self._worker) if pid in table
+        )
+        return JobScope(uid=None, before=before)
+
+    def started(self, scope: JobScope, cli_pid: int) -> None:
+        """The job's CLI is running (other jobs' sweeps leave its tree alone meanwhile)."""
+        scope.cli_pid = cli_pid
+        with self._lock:
+            self._running_clis.add(cli_pid)
+
+    def sweep(self, scope: JobScope) -> Sweep:
+        """Freeze, kill and reap every process of the job; report what could not be ended."""
+        with self._lock:
+            if scope.cli_pid is not None:
+                self._running_clis.discard(scope.cli_pid)
+            others = set(self._running_clis)
+        frozen: dict[int, int] = {}
+        for _ in range(_MAX_FREEZE_ROUNDS):
+            table = process_table()
+            found = [
+                table[pid]
+                for pid in scope.members(table, self._worker, others)
+                if table[pid].alive and frozen.get(pid) != table[pid].start
+            ]
+            if not found:
+                break
+            for info in found:
+                _signal(info.pid, signal.SIGSTOP)
+                frozen[info.pid] = info.start
+        for pid in frozen:
+            _signal(pid, signal.SIGKILL)
+        deadline = time.monotonic() + self._grace
+        while True:
+            table = process_table()
+            members = scope.members(table, self._worker, others)
+            self._reap(table[pid] for pid in members if pid != scope.cli_pid)
+            left = tuple(table[pid] for pid in sorted(members) if table[pid].alive)
+            if not left or time.monotonic() > deadline:
+                return Sweep(killed=len(frozen), survivors=left)
+            for info in left:
+                _signal(info.pid, signal.SIGKILL)
+            time.sleep(0.01)
+
+    def _reap(self, processes: Iterable[ProcessInfo]) -> None:
+        """Collect the zombies re-parented to the worker (they would fill the pid table)."""
+        for info in processes:
+            if info.state == "Z" and info.ppid == self._worker:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(info.pid, os.WNOHANG)
+
+
+def uids_in_use(table: dict[int, ProcessInfo] | None = None) -> set[int]:
+    """Every uid a live process holds as its real, effective or saved uid."""
+    table = process_table() if table is None else table
+    return {uid for info in table.values() if info.alive for uid in info.uids[:3]}
+
+
+def _signal(pid: int, number: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, number)
