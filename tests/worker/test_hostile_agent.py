@@ -99,6 +99,40 @@ def test_nothing_the_agent_starts_outlives_its_job(stack: WorkerStack, escape: s
         kill_all(processes_with(m))
 
 
+#: Files an agent leaves outside its sandbox, for the next job to find.
+LEFTOVERS = (
+    "echo planted > /tmp/cj-left-{m}; mkdir -p /dev/shm/cj-left-{m}/deep; "
+    "echo planted > /dev/shm/cj-left-{m}/deep/note; ln -s /etc/passwd /var/tmp/cj-left-{m}; "
+    "chmod 000 /dev/shm/cj-left-{m}/deep"
+)
+
+
+def leftovers(m: str) -> list[str]:
+    return [
+        path
+        for path in (f"/tmp/cj-left-{m}", f"/dev/shm/cj-left-{m}", f"/var/tmp/cj-left-{m}")
+        if os.path.lexists(path)
+    ]
+
+
+def test_files_the_agent_leaves_outside_its_sandbox_go_with_its_job(stack: WorkerStack) -> None:
+    # Given a job whose agent leaves a file, a locked directory and a link in the scratch
+    # directories every process may write to
+    m = marker()
+    job = stack.submit(allowed_tools=["Bash"])
+    stack.fake.script(ToolUse("Bash", {"command": LEFTOVERS.format(m=m)}), Text("left"))
+    try:
+        # When the worker runs it to the end
+        stack.deliver(job)
+        # Then they were there while it ran, and are gone with it
+        (result,) = stack.fake.message_requests[1].tool_results()
+        assert not result["is_error"], result
+        assert leftovers(m) == []
+    finally:
+        for path in leftovers(m):
+            subprocess.run(["rm", "-rf", path], check=False)
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A directory under /tmp that the agent's user, whoever it is, may write to."""
@@ -211,7 +245,7 @@ class UnendingSweeper(ProcessSweeper):
 
 
 def test_when_a_process_cannot_be_ended_the_result_is_recorded_then_the_environment_retires(
-    stack: WorkerStack, capsys: pytest.CaptureFixture[str]
+    stack: WorkerStack, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a worker whose sweep leaves a process it cannot end, and a way to see the moment
     # it retires its execution environment
@@ -233,7 +267,8 @@ def test_when_a_process_cannot_be_ended_the_result_is_recorded_then_the_environm
     assert answer == {"batchItemFailures": []}
     assert states == [JobStatus.SUCCEEDED]
     # And said so in a log line and a metric
+    retired = [r.getMessage() for r in caplog.records if getattr(r, "retire", False)]
+    assert len(retired) == 1 and "retiring this execution environment" in retired[0]
+    assert "pid 4242" in retired[0]
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line[:1] == "{"]
-    retired = [line for line in out if line.get("retire")]
-    assert retired and "pid 4242" in retired[0]["message"]
     assert any(line.get("EnvironmentsRetired") == [1.0] for line in out)

@@ -396,6 +396,10 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
     os.chmod(log, 0o666)  # noqa: S103 - the agent writes the log
     m = marker()
     leave = [ESCAPES[name].format(m=m) for name in sorted(ESCAPES)]
+    scratch = shared_dir / "scratch"
+    scratch.mkdir(mode=0o777)
+    os.chmod(scratch, 0o777)  # noqa: S103 - the runtime user writes here
+    leave.append(f"echo planted > {scratch}/left-{m}; mkdir -p {scratch}/d-{m}/deep")
     leave.append(f"setsid python3 {watcher} {log} {m} >/dev/null 2>&1 < /dev/null & sleep 0.3")
     # And an observer of the same user, started apart from the worker once its code is
     # loaded, that polls every process's environment for the worker's AWS secret
@@ -423,6 +427,9 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
             Text("noted"),
         )
         env = worker_env(task_root, moto_server, provisioned.settings, fake.url, secret)
+        # (its scratch directory its own: other tests' workers of the same user may run at
+        # the same time on this machine, which never happens in one Lambda environment)
+        env["SCRATCH_DIRS"] = str(scratch)
         try:
             # When one warm worker process runs the first job, then the second
             run = run_warm(
@@ -441,6 +448,8 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
             results = [r.tool_results()[0] for r in fake.message_requests[1 : len(leave) + 1]]
             assert [r["is_error"] for r in results] == [False] * len(leave), results
             assert live_processes_with(m) == []
+            # And no file it left outside its sandbox is there for the next job
+            assert sorted(p.name for p in scratch.iterdir()) == []
             # And the watcher ran during the first job only: it never saw the second job,
             # nor any environment holding the worker's credentials
             seen = log.read_text()

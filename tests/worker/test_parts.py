@@ -300,7 +300,7 @@ def test_the_scrubber_hides_known_secrets_and_key_shapes() -> None:
 
 def test_the_identity_pool_leases_distinct_uids_to_concurrent_jobs_as_root() -> None:
     base = AgentIdentity(uid=65534, gid=65534, name="nobody")
-    pool = IdentityPool(base, "61000-61001")
+    pool = IdentityPool(base, "61000-61001", in_use=set)
     with pool.lease() as first, pool.lease() as second:
         assert {first.uid, second.uid} == {61000, 61001}
         assert first.gid == first.uid

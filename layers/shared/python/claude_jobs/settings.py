@@ -76,6 +76,11 @@ class Settings(BaseModel):
     agent_uid_range: str = Field(
         "61000-61999", alias="AGENT_UID_RANGE", pattern=r"^(\d{4,9}-\d{4,9})?$"
     )
+    #: Directories every process may write to, cleared after each job of what it left there
+    #: outside its sandbox (comma-separated). As root: entries of the job's uid; as one user
+    #: with the agent: entries that appeared during the job, on Lambda only (where the worker is
+    #: alone in its execution environment).
+    scratch_dirs: str = Field("/tmp,/var/tmp,/dev/shm", alias="SCRATCH_DIRS")  # noqa: S108
 
     # Triggers, completion events and webhooks.
     inbox_bucket: str = Field("", alias="INBOX_BUCKET")

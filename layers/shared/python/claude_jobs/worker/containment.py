@@ -12,6 +12,11 @@ processes:
   still running (the local stack run as a non-root user; those jobs share a user and are not
   isolated from each other in any case).
 
+Then the shared scratch directories (`/tmp`, `/var/tmp`, `/dev/shm`) lose what the job left
+there outside its sandbox — as root, entries of the job's uid; as one user (only where the
+worker runs alone in its environment, as on Lambda), entries that appeared during the job —
+so no file of one job is there for the next one to read or be misled by.
+
 A sweep freezes (SIGSTOP, which no process can catch) what it finds and rescans until nothing
 new appears — a stopped process cannot fork, so a fork loop cannot outrun it — then SIGKILLs
 all of it and reaps the zombies re-parented to the worker. Whatever is still alive after that
@@ -31,8 +36,14 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from .sandbox import remove_tree
 
 PR_SET_CHILD_SUBREAPER = 36
+
+#: Directories every process may write to, outside the job's sandbox.
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - cleared, not used
 
 #: Rounds of freezing before the sweep kills what it froze (each round is one /proc scan).
 _MAX_FREEZE_ROUNDS = 200
@@ -119,6 +130,8 @@ class JobScope:
     before: frozenset[tuple[int, int]] = frozenset()
     #: The job's CLI, once started (its zombie is reaped by the SDK's event loop, not here).
     cli_pid: int | None = None
+    #: Entries of the scratch directories when the job began (one user only).
+    scratch_before: frozenset[str] = frozenset()
 
     def members(self, table: dict[int, ProcessInfo], worker: int, others: set[int]) -> set[int]:
         if self.uid is not None:
@@ -142,8 +155,19 @@ class Sweep:
 class ProcessSweeper:
     """Ends every process of a job; one per worker process, shared by its jobs."""
 
-    def __init__(self, *, grace_seconds: float = 3.0) -> None:
+    def __init__(
+        self,
+        *,
+        grace_seconds: float = 3.0,
+        scratch_dirs: tuple[str, ...] = SCRATCH_DIRS,
+        alone: bool = False,
+    ) -> None:
+        """`alone`: the worker is the only user of its execution environment (Lambda), so as
+        one user with the agent it may clear what appeared in the scratch directories during a
+        job. As root it always may (the job's uid tells its files apart)."""
         self._grace = grace_seconds
+        self._scratch_dirs = scratch_dirs
+        self._alone = alone
         self._worker = os.getpid()
         self._lock = threading.Lock()
         self._running_clis: set[int] = set()
@@ -159,7 +183,8 @@ class ProcessSweeper:
         before = frozenset(
             (pid, table[pid].start) for pid in descendants(table, self._worker) if pid in table
         )
-        return JobScope(uid=None, before=before)
+        scratch = frozenset(self._scratch_entries()) if self._alone else frozenset()
+        return JobScope(uid=None, before=before, scratch_before=scratch)
 
     def started(self, scope: JobScope, cli_pid: int) -> None:
         """The job's CLI is running (other jobs' sweeps leave its tree alone meanwhile)."""
@@ -195,10 +220,34 @@ class ProcessSweeper:
             self._reap(table[pid] for pid in members if pid != scope.cli_pid)
             left = tuple(table[pid] for pid in sorted(members) if table[pid].alive)
             if not left or time.monotonic() > deadline:
+                if not left:
+                    self._clear_scratch(scope)
                 return Sweep(killed=len(frozen), survivors=left)
             for info in left:
                 _signal(info.pid, signal.SIGKILL)
             time.sleep(0.01)
+
+    def _scratch_entries(self) -> list[str]:
+        entries: list[str] = []
+        for directory in self._scratch_dirs:
+            with contextlib.suppress(OSError):
+                entries.extend(entry.path for entry in os.scandir(directory))
+        return entries
+
+    def _clear_scratch(self, scope: JobScope) -> None:
+        """Remove what the job left in the scratch directories (its sandbox goes on its own)."""
+        if scope.uid is None and not self._alone:
+            return
+        for path in self._scratch_entries():
+            if path in scope.scratch_before:
+                continue
+            try:
+                owner = os.lstat(path).st_uid
+            except OSError:
+                continue
+            if scope.uid is not None and owner != scope.uid:
+                continue
+            remove_tree(Path(path))
 
     def _reap(self, processes: Iterable[ProcessInfo]) -> None:
         """Collect the zombies re-parented to the worker (they would fill the pid table)."""

@@ -66,6 +66,7 @@ class WorkerFunction(ContainerHolder):
         from ..adapters.results import S3ResultStore
         from ..triggers.inputs import materialize_inputs
         from .agent import AgentRunner
+        from .containment import ProcessSweeper
         from .isolation import IdentityPool, resolve_identity
         from .proxy import KeyInjectingProxy
         from .secrets import SecretKeyProvider
@@ -93,7 +94,14 @@ class WorkerFunction(ContainerHolder):
             IdentityPool(resolve_identity(settings.agent_user), settings.agent_uid_range),
             inputs=lambda job, directory: materialize_inputs(s3, job.inputs, directory),
             known_secrets=[os.environ.get(name, "") for name in SECRET_VARIABLES],
-            **self._processor_args,
+            **{
+                # On Lambda the worker is alone in its execution environment.
+                "sweeper": ProcessSweeper(
+                    scratch_dirs=tuple(d for d in settings.scratch_dirs.split(",") if d),
+                    alone="AWS_LAMBDA_RUNTIME_API" in os.environ,
+                ),
+                **self._processor_args,
+            },
         )
 
     def _record(

@@ -18,9 +18,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .isolation import AgentIdentity
+if TYPE_CHECKING:
+    from .isolation import AgentIdentity
 
 
 class Sandbox:
@@ -75,7 +76,7 @@ class Sandbox:
         if self.root is None:
             return
         root, self.root = self.root, None
-        _rmtree(root)
+        remove_tree(root)
 
     def __enter__(self) -> Sandbox:
         return self.create()
@@ -89,10 +90,22 @@ class Sandbox:
         self.remove()
 
 
-def _rmtree(path: Path) -> None:
-    """Remove a tree even where the agent took away write or search permission."""
+def remove_tree(path: Path) -> None:
+    """Remove a tree (or a file, a link) even where the agent took away write or search
+    permission."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            os.unlink(path)
+            return
+    except FileNotFoundError:
+        return
+
+    tried: set[str] = set()
 
     def retry(function: Callable[..., Any], target: str, *_: Any) -> None:
+        if target in tried:  # its permissions could not be mended: leave it
+            return
+        tried.add(target)
         parent = os.path.dirname(target)
         for item in (parent, target):
             try:
@@ -102,15 +115,22 @@ def _rmtree(path: Path) -> None:
             except OSError:
                 pass
         try:
-            function(target)
+            if function in (os.rmdir, os.unlink, os.remove):
+                function(target)
+            elif os.path.isdir(target) and not os.path.islink(target):
+                # It could not be opened or listed; now it can.
+                rmtree(target)
         except FileNotFoundError:
             pass
         except IsADirectoryError:
             shutil.rmtree(target, ignore_errors=True)
 
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=retry)
-    else:
-        shutil.rmtree(path, onerror=retry)
+    def rmtree(target: str | Path) -> None:
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(target, onexc=retry)
+        else:
+            shutil.rmtree(target, onerror=retry)
+
+    rmtree(path)
     if path.exists():
         shutil.rmtree(path, ignore_errors=True)
