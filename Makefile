@@ -44,7 +44,7 @@ bench: venv
 	$(BIN)/python -m benchmarks
 
 openapi: venv
-	$(BIN)/python -m claude_jobs.api.openapi > openapi.json
+	$(BIN)/python -m claude_jobs_tools.openapi > openapi.json
 
 # The CDK CLI (npm aws-cdk) is installed into infra/node_modules from the committed lockfile.
 # No AWS account is needed to synthesize: instance-metadata lookups and CLI telemetry are off.

@@ -28,7 +28,7 @@ from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
 INFRA_DIR = Path(__file__).resolve().parent
 REPO_ROOT = INFRA_DIR.parent
 LAYER_SOURCE = REPO_ROOT / "layers" / "shared"
-PACKAGE_SOURCE = LAYER_SOURCE / "python" / "claude_jobs"
+PACKAGE_SOURCE = REPO_ROOT / "src" / "claude_jobs"
 LAYER_REQUIREMENTS = INFRA_DIR / "layer-requirements.txt"
 BUILD_DIR = INFRA_DIR / ".build"
 

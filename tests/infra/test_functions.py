@@ -65,7 +65,7 @@ def test_worker_image_is_built_for_arm64_from_its_dockerfile(synth: Synthesized)
     assert (context / "functions" / "worker" / "Dockerfile").is_file()
     # Only what the Dockerfile copies, and the Dockerfile
     assert (context / "functions" / "worker" / "handler.py").is_file()
-    assert (context / "layers" / "shared" / "python" / "claude_jobs" / "worker").is_dir()
+    assert (context / "src" / "claude_jobs" / "worker").is_dir()
     assert not (context / ".venv").exists()
     assert not (context / "tests").exists()
     assert not (context / "infra").exists()

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from claude_jobs.local.fake_anthropic import FakeAnthropic, Text, ToolUse
 from claude_jobs.models import JobRequest, JobStatus
 from claude_jobs.wiring import Container
+from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.worker.conftest import REAL_KEY, sqs_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +70,7 @@ def test_the_dockerfile_copies_the_handler_and_the_shared_package() -> None:
     assert re.search(r"^FROM --platform=linux/arm64 public\.ecr\.aws/lambda/python:", text, re.M)
     assert re.search(r'^CMD \["handler\.lambda_handler"\]', text, re.M)
     assert dict(copied_files()) == {
-        "layers/shared/python/claude_jobs": "claude_jobs",
+        "src/claude_jobs": "claude_jobs",
         "functions/worker/handler.py": "handler.py",
     }
 
@@ -162,7 +162,7 @@ def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
     python = runtime_python()
     if python is None:
         pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
-    from claude_jobs.provision import provision
+    from claude_jobs_tools.provision import provision
 
     # Given the stack's resources in the emulator, and a job allowed Bash whose agent tries
     # to write into the code directory and to read every ancestor's environment

@@ -12,8 +12,8 @@ from typing import Any
 
 import boto3
 
-from .resources import JOBS_QUEUE, QUEUES, TABLES, TRIGGER_DLQ, Queue, Table
-from .settings import Settings
+from claude_jobs.resources import JOBS_QUEUE, QUEUES, TABLES, TRIGGER_DLQ, Queue, Table
+from claude_jobs.settings import Settings
 
 
 @dataclass(frozen=True)

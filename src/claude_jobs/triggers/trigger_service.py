@@ -19,9 +19,9 @@ from urllib.parse import unquote_plus
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import IdempotencyConflictError, RequestValidationError
+from ..job_service import JobService
 from ..models import InputObject, JobOptions, JobRequest
 from ..observability import get_logger
-from ..service import JobService
 from .config import EventTrigger, S3Trigger, TriggersConfig
 from .inputs import safe_filename
 from .templates import RenderError, TemplateStore, as_text, lookup_path

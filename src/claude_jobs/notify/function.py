@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from ..observability import flush_metrics, get_logger
 from ..wiring import Container, ContainerHolder
-from .events import EventBridgePublisher
+from .completion_events import EventBridgePublisher
 from .processor import Notifier
 from .webhooks import RetryPolicy, WebhookSender
 

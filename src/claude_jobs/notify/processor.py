@@ -21,7 +21,7 @@ from ..errors import JobNotFoundError, TransitionConflictError
 from ..models import TERMINAL_STATUSES, Job, JobStatus
 from ..observability import get_logger
 from ..ports import JobRepository
-from .events import DETAIL_TYPES, EventPublisher, job_summary
+from .completion_events import DETAIL_TYPES, EventPublisher, job_summary
 from .webhooks import WebhookSender, tenant_secret
 
 

@@ -32,8 +32,7 @@ _instance_ids = itertools.count(1)
 
 def default_functions_dir() -> Path:
     """`functions/` of the checkout this package is installed from (editable install)."""
-    package = Path(__file__).resolve().parents[1]  # …/layers/shared/python/claude_jobs
-    return package.parents[3] / "functions"
+    return Path(__file__).resolve().parents[3] / "functions"  # …/src/claude_jobs_tools/local
 
 
 @dataclass

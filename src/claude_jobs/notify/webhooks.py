@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from ..job_service import webhook_url_problem
 from ..models import WebhookDelivery
-from ..service import webhook_url_problem
 
 TIMESTAMP_HEADER = "X-Claude-Jobs-Timestamp"
 SIGNATURE_HEADER = "X-Claude-Jobs-Signature"

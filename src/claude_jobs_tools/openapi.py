@@ -15,11 +15,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from .. import __version__
-from ..models import MAX_BODY_BYTES, JobList, JobRequest, JobView, Problem, SubmitResponse
-from ..service import IDEMPOTENCY_KEY_MAX, MAX_PAGE_SIZE, MAX_WAIT_SECONDS
-from .problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
-from .routes import POLL_AFTER_SECONDS
+from claude_jobs import __version__
+from claude_jobs.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
+from claude_jobs.api.routes import POLL_AFTER_SECONDS
+from claude_jobs.job_service import IDEMPOTENCY_KEY_MAX, MAX_PAGE_SIZE, MAX_WAIT_SECONDS
+from claude_jobs.models import MAX_BODY_BYTES, JobList, JobRequest, JobView, Problem, SubmitResponse
 
 REF = "#/components/schemas/{model}"
 

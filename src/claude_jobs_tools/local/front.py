@@ -26,7 +26,8 @@ from urllib.parse import parse_qsl
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from ..resources import AUTHORIZATION_HEADER_PATTERN
+from claude_jobs.resources import AUTHORIZATION_HEADER_PATTERN
+
 from .runtime import ACCOUNT_ID, REGION, FunctionPool
 
 log = logging.getLogger("claude_jobs.local.front")
@@ -310,7 +311,7 @@ def build_proxy_event(
     """The REST API (v1 payload) Lambda proxy event API Gateway would send for `request`,
     built by :func:`claude_jobs.api.events.rest_event` (the shape the handlers' tests use), with
     the request's repeated headers and query parameters kept in the multi-value maps."""
-    from ..api.events import rest_event
+    from ..api_gateway_events import rest_event
 
     multi_headers: dict[str, list[str]] = {}
     for name, value in request.headers.items():
@@ -374,7 +375,7 @@ def gateway_response(
 ) -> Response:
     """An answer of API Gateway itself (a gateway response), rendered as the API renders its
     own problems."""
-    from ..api.problems import problem, render
+    from claude_jobs.api.problems import problem, render
 
     status, headers, body = render(problem(status, detail, code=code), request_id, instance)
     response = Response(body, status)

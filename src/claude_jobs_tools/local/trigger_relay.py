@@ -14,8 +14,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..settings import Settings
-from .config import TriggersConfig
+from claude_jobs.settings import Settings
+from claude_jobs.triggers.config import TriggersConfig
 
 RELAY_QUEUE_SUFFIX = "trigger-relay"
 Handler = Callable[[Any, Any], Any]

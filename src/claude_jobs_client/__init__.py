@@ -1,6 +1,6 @@
 """A small synchronous client for the claude-jobs HTTP API v1 (httpx).
 
-    from claude_jobs.client import Client
+    from claude_jobs_client import Client
 
     with Client.from_env() as api:          # CLAUDE_JOBS_URL, CLAUDE_JOBS_API_KEY
         job = api.submit("Summarise README.md", allowed_tools=["Read"])
@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from . import __version__
+from claude_jobs import __version__
 
 URL_ENV = "CLAUDE_JOBS_URL"
 API_KEY_ENV = "CLAUDE_JOBS_API_KEY"

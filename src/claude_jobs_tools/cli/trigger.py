@@ -25,7 +25,7 @@ app.add_typer(trigger_app, name="trigger")
 
 
 def _settings() -> Any:
-    from ..settings import Settings
+    from claude_jobs.settings import Settings
 
     return Settings.from_env()
 

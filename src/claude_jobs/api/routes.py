@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from ..job_service import MAX_PAGE_SIZE, MAX_WAIT_SECONDS, etag, job_path
 from ..models import JobLinks, SubmitResponse
 from ..observability import count
-from ..service import MAX_PAGE_SIZE, MAX_WAIT_SECONDS, etag, job_path
 from . import http
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
-    from ..service import JobService
+    from ..job_service import JobService
 
 #: Suggested seconds between polls of a job that is not finished yet.
 POLL_AFTER_SECONDS = 2

@@ -13,4 +13,4 @@ app = typer.Typer(
 
 # Each module adds its commands to `app` (or a sub-app of it) when imported; AWS and the local
 # stack are imported inside the commands that use them, so `claude-jobs --help` stays quick.
-from . import client, dev, keys, trigger, webhooks  # noqa: E402, F401
+from . import dev, jobs, keys, trigger, webhooks  # noqa: E402, F401

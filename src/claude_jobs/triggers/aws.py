@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from ..clock import iso, utcnow
-from .service import DeadLetter, ObjectInfo, ObjectMissingError
+from .trigger_service import DeadLetter, ObjectInfo, ObjectMissingError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

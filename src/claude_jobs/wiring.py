@@ -15,8 +15,8 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .adapters.jobs_table import DynamoJobRepository
+    from .job_service import JobService
     from .keys import ApiKeyService
-    from .service import JobService
 
 
 class Container:
@@ -59,7 +59,7 @@ class Container:
     def job_service(self) -> JobService:
         from .adapters.queue import SqsJobQueue
         from .adapters.results import S3ResultStore
-        from .service import JobService
+        from .job_service import JobService
 
         results = (
             S3ResultStore(

@@ -21,7 +21,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from ..client import (
+from claude_jobs_client import (
     API_KEY_ENV,
     URL_ENV,
     ApiConnectionError,
@@ -31,6 +31,7 @@ from ..client import (
     WaitTimeoutError,
     is_terminal,
 )
+
 from .main import app
 
 EXIT_OK = 0

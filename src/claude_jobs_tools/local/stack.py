@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..resources import JOBS_QUEUE, WORKER_TIMEOUT_SECONDS
-from ..settings import PUBLIC_ANTHROPIC_URL, Settings
+from claude_jobs.resources import JOBS_QUEUE, WORKER_TIMEOUT_SECONDS
+from claude_jobs.settings import PUBLIC_ANTHROPIC_URL, Settings
+
 from .runtime import REGION, FunctionPool, FunctionSpec, default_functions_dir
 
 if TYPE_CHECKING:
@@ -338,9 +339,10 @@ class LocalStack:
                 log.warning("the notifier is off: %s", exc)
         if "trigger" in self.pools:
             try:
-                from ..triggers.config import load_config
-                from ..triggers.local import wire_local_triggers
-                from ..triggers.templates import TemplateStore
+                from claude_jobs.triggers.config import load_config
+                from claude_jobs.triggers.templates import TemplateStore
+
+                from .trigger_relay import wire_local_triggers
 
                 path = Path(settings.triggers_config or functions_dir / "trigger" / "triggers.json")
                 triggers = load_config(path, TemplateStore(path.parent / "templates"))
@@ -381,8 +383,8 @@ class LocalStack:
                 self._environ.set(name, value)
 
     def _register_keys(self, settings: Settings, dev_keys: list[tuple[str, str]] | None) -> None:
-        from ..clock import utcnow
-        from ..wiring import Container
+        from claude_jobs.clock import utcnow
+        from claude_jobs.wiring import Container
 
         service = Container(settings).key_service
         if dev_keys is None:

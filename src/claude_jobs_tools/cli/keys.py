@@ -13,11 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..clock import utcnow
+from claude_jobs.clock import utcnow
+
 from .main import app
 
 if TYPE_CHECKING:
-    from ..keys import ApiKeyService
+    from claude_jobs.keys import ApiKeyService
 
 keys_app = typer.Typer(
     name="keys",
@@ -31,7 +32,7 @@ errors = Console(stderr=True)
 
 
 def _service() -> ApiKeyService:
-    from ..wiring import Container
+    from claude_jobs.wiring import Container
 
     return Container().key_service
 

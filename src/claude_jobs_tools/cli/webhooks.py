@@ -26,8 +26,8 @@ def secret(
     """Print TENANT's webhook signing secret (alone on stdout)."""
     import boto3
 
-    from ..notify.webhooks import tenant_secret
-    from ..settings import Settings
+    from claude_jobs.notify.webhooks import tenant_secret
+    from claude_jobs.settings import Settings
 
     settings = Settings.from_env()
     master = boto3.client("secretsmanager").get_secret_value(SecretId=settings.webhook_secret_id)

@@ -58,7 +58,7 @@ class StreamPoller:
     sequence numbers can repeat under concurrent writes."""
 
     def __init__(self, dynamodb: Any, table_name: str, streams: Any | None = None) -> None:
-        from ..notify.stream import streams_client
+        from .table_stream import streams_client
 
         self._dynamodb = dynamodb
         self._table = table_name
@@ -67,7 +67,7 @@ class StreamPoller:
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     def poll(self, limit: int = 100) -> list[dict[str, Any]]:
-        from ..notify.stream import lambda_record
+        from .table_stream import lambda_record
 
         table = self._dynamodb.describe_table(TableName=self._table)["Table"]
         stream_arn = table["LatestStreamArn"]
@@ -118,7 +118,7 @@ def relay_to_function(
     sqs: Any, queue_url: str, invoke: Callable[[dict[str, Any]], Any]
 ) -> Callable[[], int]:
     """Hand the relay queue's messages (S3 notifications, bus events) to the function."""
-    from ..triggers.local import relay_once
+    from .trigger_relay import relay_once
 
     def poll_once() -> int:
         return relay_once(sqs, queue_url, lambda event, _context: invoke(event), wait_seconds=1)

@@ -18,8 +18,8 @@ from ..observability import count, flush_metrics, get_logger
 from ..wiring import Container, ContainerHolder
 from .aws import S3InboxObjects, SqsDeadLetters
 from .config import load_config
-from .service import TriggerService
 from .templates import TemplateStore
+from .trigger_service import TriggerService
 
 
 class TriggerFunction(ContainerHolder):

@@ -25,7 +25,7 @@ from . import http, problems
 from .routes import FUNCTIONS
 
 if TYPE_CHECKING:
-    from ..service import JobService
+    from ..job_service import JobService
 
 
 class ApiFunction(ContainerHolder):
