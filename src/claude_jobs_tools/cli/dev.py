@@ -14,9 +14,10 @@ from typing import Annotated
 
 import typer
 
-from .main import app
-
 READY_TIMEOUT_SECONDS = 60
+
+#: `claude-jobs dev` (merged into the root command).
+app = typer.Typer()
 
 
 @app.command(rich_help_panel="Local stack")

@@ -32,7 +32,8 @@ from claude_jobs_client import (
     is_terminal,
 )
 
-from .main import app
+#: `claude-jobs submit | status | wait | list | cancel` (merged into the root command).
+app = typer.Typer()
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1

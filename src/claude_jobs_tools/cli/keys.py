@@ -15,18 +15,14 @@ from rich.table import Table
 
 from claude_jobs.clock import utcnow
 
-from .main import app
-
 if TYPE_CHECKING:
     from claude_jobs.keys import ApiKeyService
 
-keys_app = typer.Typer(
+app = typer.Typer(
     name="keys",
     help="Create, list and revoke API keys (stored hashed in the keys table).",
     no_args_is_help=True,
 )
-app.add_typer(keys_app, name="keys")
-
 console = Console()
 errors = Console(stderr=True)
 
@@ -37,7 +33,7 @@ def _service() -> ApiKeyService:
     return Container().key_service
 
 
-@keys_app.command("create")
+@app.command("create")
 def create(
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant the key acts for.")],
     name: Annotated[str, typer.Option("--name", help="A label, e.g. who holds the key.")] = "",
@@ -60,7 +56,7 @@ def create(
     print(plaintext)
 
 
-@keys_app.command("list")
+@app.command("list")
 def list_keys(
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's keys.")] = None,
 ) -> None:
@@ -85,7 +81,7 @@ def list_keys(
     console.print(table)
 
 
-@keys_app.command("revoke")
+@app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="The key_id shown by create/list.")]) -> None:
     """Revoke a key: requests with it are refused from now on (within the authorizer's cache
     TTL in AWS)."""

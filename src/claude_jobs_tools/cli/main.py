@@ -1,8 +1,14 @@
-"""`claude-jobs`: the root command. Each group lives in its own module of this package."""
+"""`claude-jobs`: the root command, composed of the groups in this package.
+
+Each module defines its own Typer app and imports nothing from here; AWS and the local stack
+are imported inside the commands that use them, so `claude-jobs --help` stays quick.
+"""
 
 from __future__ import annotations
 
 import typer
+
+from . import dev, jobs, keys, trigger, webhooks
 
 app = typer.Typer(
     name="claude-jobs",
@@ -10,7 +16,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-# Each module adds its commands to `app` (or a sub-app of it) when imported; AWS and the local
-# stack are imported inside the commands that use them, so `claude-jobs --help` stays quick.
-from . import dev, jobs, keys, trigger, webhooks  # noqa: E402, F401
+app.add_typer(jobs.app)  # submit, status, wait, list, cancel
+app.add_typer(dev.app)  # dev
+app.add_typer(keys.app, name="keys")
+app.add_typer(trigger.app, name="trigger")
+app.add_typer(webhooks.app, name="webhooks")

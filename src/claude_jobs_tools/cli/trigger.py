@@ -14,14 +14,11 @@ from typing import Annotated, Any
 
 import typer
 
-from .main import app
-
-trigger_app = typer.Typer(
+app = typer.Typer(
     name="trigger",
     help="Start jobs through the event triggers: an S3 upload or an EventBridge event.",
     no_args_is_help=True,
 )
-app.add_typer(trigger_app, name="trigger")
 
 
 def _settings() -> Any:
@@ -35,7 +32,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-@trigger_app.command("s3")
+@app.command("s3")
 def s3(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     key: Annotated[
@@ -65,7 +62,7 @@ def s3(
     )
 
 
-@trigger_app.command("event")
+@app.command("event")
 def event(
     detail_type: Annotated[
         str, typer.Option("--detail-type", help="e.g. 'Run Task'.")

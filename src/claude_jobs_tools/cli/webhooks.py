@@ -11,15 +11,12 @@ from typing import Annotated
 
 import typer
 
-from .main import app
-
-webhooks_app = typer.Typer(
+app = typer.Typer(
     name="webhooks", help="Webhook signing secrets (derived per tenant).", no_args_is_help=True
 )
-app.add_typer(webhooks_app, name="webhooks")
 
 
-@webhooks_app.command("secret")
+@app.command("secret")
 def secret(
     tenant: Annotated[str, typer.Option("--tenant", help="The tenant whose secret to print.")],
 ) -> None:
