@@ -1,7 +1,7 @@
 """Definitions of the stateful resources: the one source for the CDK app and the local stack.
 
 Names, key schemas, indexes, TTL attributes and queue settings live here; `infra/` turns them
-into CloudFormation and `claude_jobs.local` creates them in the emulator.
+into CloudFormation and `claude_jobs_tools.provision` creates them in the emulator.
 """
 
 from __future__ import annotations

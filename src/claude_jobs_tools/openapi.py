@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 document of HTTP API v1, generated from the pydantic models.
 
-    python -m claude_jobs.api.openapi > openapi.json      # what `make openapi` does
+    python -m claude_jobs_tools.openapi > openapi.json     # what `make openapi` does
 
-The routes validate with the same models (see :mod:`.routes`), so the document and the
-behaviour cannot drift apart on bodies; paths, parameters and statuses are declared here.
+The routes validate with the same models (see :mod:`claude_jobs.api.routes`), so the document
+and the behaviour cannot drift apart on bodies; paths, parameters and statuses are declared here.
 Nothing here runs when a function starts: it is built only when asked for.
 """
 

@@ -5,6 +5,8 @@
 - :mod:`.routes` holds the routes, grouped per Lambda function;
 - :mod:`.app` builds a function's resolver and its `lambda_handler`;
 - :mod:`.authorizer` is the TOKEN authorizer's logic;
-- :mod:`.events` builds real-shaped API Gateway events (tests and the local stack);
-- :mod:`.openapi` writes the OpenAPI document (`python -m claude_jobs.api.openapi`).
+- :mod:`.boot` is the API functions' init phase.
+
+Real-shaped API Gateway events (`claude_jobs_tools.api_gateway_events`) and the OpenAPI
+generator (`claude_jobs_tools.openapi`) are tools: they never ship.
 """

@@ -309,8 +309,9 @@ def build_proxy_event(
     authorizer: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """The REST API (v1 payload) Lambda proxy event API Gateway would send for `request`,
-    built by :func:`claude_jobs.api.events.rest_event` (the shape the handlers' tests use), with
-    the request's repeated headers and query parameters kept in the multi-value maps."""
+    built by :func:`claude_jobs_tools.api_gateway_events.rest_event` (the shape the handlers'
+    tests use), with the request's repeated headers and query parameters kept in the
+    multi-value maps."""
     from ..api_gateway_events import rest_event
 
     multi_headers: dict[str, list[str]] = {}
