@@ -66,6 +66,7 @@ def test_worker_image_is_built_for_arm64_from_its_dockerfile(synth: Synthesized)
     # Only what the Dockerfile copies, and the Dockerfile
     assert (context / "functions" / "worker" / "handler.py").is_file()
     assert (context / "src" / "claude_jobs" / "worker").is_dir()
+    assert not (context / "src" / "claude_jobs_tools").exists()
     assert not (context / ".venv").exists()
     assert not (context / "tests").exists()
     assert not (context / "infra").exists()
