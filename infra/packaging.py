@@ -242,10 +242,12 @@ def layer_hash(target: Target = LAMBDA) -> str:
     return digest.hexdigest()
 
 
-def build_layer(out: Path, target: Target = LAMBDA) -> None:
+def build_layer(
+    out: Path, target: Target = LAMBDA, requirements: Path = LAYER_REQUIREMENTS
+) -> None:
     """The layer's content in `out`: `python/` with the pinned wheels and `claude_jobs`."""
     site = out / "python"
-    shutil.copytree(cached_install(LAYER_REQUIREMENTS, target), site, dirs_exist_ok=True)
+    shutil.copytree(cached_install(requirements, target), site, dirs_exist_ok=True)
     for path in layer_package_files():
         dest = site / "claude_jobs" / path
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from infra.packaging import (
     WORKER_REQUIREMENTS,
     pins,
 )
+from tests.artifacts.artifacts import HAND_KEPT_LAYER
 from tests.artifacts.imports import imported_names, missing_distributions
 
 
@@ -62,18 +63,6 @@ def test_the_layer_leaves_the_worker_to_its_image() -> None:
     # Given the layer's files, Then none is the worker's (claude-agent-sdk is not in the layer)
     assert not [f for f in layer_files() if f.is_relative_to(PACKAGE_SOURCE / "worker")]
     assert "claude-agent-sdk" not in pins(LAYER_REQUIREMENTS)
-
-
-#: The layer's requirements as they were before they were derived from pyproject.toml.
-HAND_KEPT_LAYER = """\
-annotated-types==0.8.0
-aws-lambda-powertools==3.37.0
-jmespath==1.1.0
-pydantic==2.14.3
-pydantic-core==2.50.4
-typing-extensions==4.16.0
-typing-inspection==0.4.5
-"""
 
 
 def test_a_distribution_missing_from_the_layer_is_reported(tmp_path: Path) -> None:
