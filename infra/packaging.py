@@ -194,6 +194,7 @@ def cached_install(requirements: Path, target: Target = LAMBDA) -> Path:
         staging = Path(tempfile.mkdtemp(prefix="site-", dir=BUILD_DIR))
         try:
             install(requirements, staging, target)
+            staging.chmod(0o755)  # as an installed site: readable by a runtime user too
             if final.exists():  # another process finished first
                 shutil.rmtree(staging)
             else:

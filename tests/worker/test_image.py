@@ -12,7 +12,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from claude_jobs.models import JobRequest, JobStatus
 from claude_jobs.wiring import Container
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, ToolUse
+from infra import packaging
 from tests.worker.conftest import REAL_KEY, sqs_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,9 +155,16 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def image_site() -> Path:
+    """The image's dependencies only: functions/worker/requirements.txt (hashes checked)
+    installed for this interpreter, cached under infra/.build across sessions."""
+    return packaging.cached_install(packaging.WORKER_REQUIREMENTS, packaging.HOST)
+
+
 @pytest.mark.cli
 def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
-    task_root: Path, moto_server: str
+    task_root: Path, image_site: Path, moto_server: str
 ) -> None:
     python = runtime_python()
     if python is None:
@@ -184,7 +191,7 @@ def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
         settings = provisioned.settings
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "PYTHONPATH": sysconfig.get_paths()["purelib"],
+            "PYTHONPATH": str(image_site),
             "LAMBDA_TASK_ROOT": str(task_root),
             "_HANDLER": "handler.lambda_handler",
             "AWS_LAMBDA_FUNCTION_NAME": "claude-jobs-worker",
