@@ -12,7 +12,7 @@ export CLAUDE_AGENT_SDK_SKIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: venv dev test lint typecheck unit integration e2e bench openapi synth deploy layer-lock clean
+.PHONY: venv lock dev lint typecheck test bench openapi synth layer-lock worker-lock deploy clean
 
 venv: $(STAMP)
 
@@ -44,7 +44,7 @@ bench: venv
 	$(BIN)/python -m benchmarks
 
 openapi: venv
-	$(BIN)/python -m claude_jobs.api.openapi > openapi.json
+	$(BIN)/python -m claude_jobs_tools.openapi > openapi.json
 
 # The CDK CLI (npm aws-cdk) is installed into infra/node_modules from the committed lockfile.
 # No AWS account is needed to synthesize: instance-metadata lookups and CLI telemetry are off.
@@ -59,11 +59,14 @@ $(CDK_CLI): infra/package.json infra/package-lock.json | venv
 synth: venv $(CDK_CLI)
 	cd infra && $(CDK_ENV) ./node_modules/.bin/cdk synth --quiet --no-notices $(CDK_ARGS)
 
-# The layer's pinned wheels for arm64 Python 3.14 (versions from requirements/dev.lock).
+# The pinned, hashed requirements of what ships, derived from pyproject.toml at the versions of
+# requirements/dev.lock: the layer's (runtime dependencies, arm64 Python 3.14, without what the
+# Lambda runtime provides) and the worker image's (runtime + the `worker` extra).
 layer-lock: venv
-	cd infra && UV_PYTHON_DOWNLOADS=never $(BIN)/uv pip compile layer-requirements.in \
-		--python-version 3.14 --python-platform aarch64-manylinux2014 --only-binary :all: \
-		--generate-hashes --no-header --no-annotate -o layer-requirements.txt
+	$(BIN)/python -m infra.packaging lock layer
+
+worker-lock: venv
+	$(BIN)/python -m infra.packaging lock worker
 
 deploy: venv $(CDK_CLI)
 	cd infra && CDK_DISABLE_CLI_TELEMETRY=1 ./node_modules/.bin/cdk deploy --all --no-notices \

@@ -168,9 +168,9 @@ class CallCounter:
 def count_calls(settings: Any) -> bool:
     """Answer one request of each kind through the real handlers; print and check the calls."""
     sys.path.insert(0, str(ROOT))
-    from claude_jobs.api.events import authorizer_event, rest_event
     from claude_jobs.clock import utcnow
     from claude_jobs.wiring import Container
+    from claude_jobs_tools.api_gateway_events import authorizer_event, rest_event
     from tests.integration.api.conftest import load_handler
 
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # before the handlers build their logger
@@ -291,8 +291,8 @@ def run(args: argparse.Namespace) -> bool:
     for name, (wall, cpu) in parts.items():
         print(f"  {name:<16} {wall * 1000:11.0f} ms {'':6}   {cpu * 1000:10.0f} ms")
 
-    from claude_jobs.api.events import rest_event
-    from claude_jobs.provision import provision
+    from claude_jobs_tools.api_gateway_events import rest_event
+    from claude_jobs_tools.provision import provision
 
     with moto_server() as endpoint:
         os.environ.update({**LAMBDA_ENV, "AWS_ENDPOINT_URL": endpoint})

@@ -47,6 +47,6 @@ def aws() -> Iterator[None]:
 @pytest.fixture
 def provisioned(aws: None):  # type: ignore[no-untyped-def]
     """The stateful resources, created from the same definitions the CDK app uses."""
-    from claude_jobs.provision import provision
+    from claude_jobs_tools.provision import provision
 
     return provision("test", secret_value="sk-ant-test-not-a-real-key")

@@ -23,9 +23,9 @@ from aws_cdk.aws_lambda_event_sources import DynamoEventSource
 from constructs import Construct
 
 from claude_jobs.triggers.config import EventTrigger, S3Trigger, TriggersConfig, load_config
-from infra.bundling import REPO_ROOT
 from infra.components.functions import EventSourceQueueDestination, depend_on_policy_only
 from infra.components.nag import Ack, acknowledge
+from infra.packaging import REPO_ROOT
 
 TRIGGERS_FILE = REPO_ROOT / "functions" / "trigger" / "triggers.json"
 

@@ -31,13 +31,19 @@ from aws_cdk.aws_lambda_event_sources import SqsEventSource
 from cdk_nag import RegexAppliesTo
 from constructs import Construct
 
-from infra.bundling import LAYER_SOURCE, REPO_ROOT, layer_bundling, layer_hash
+from infra.bundling import layer_bundling
 from infra.components.nag import Ack, acknowledge
 from infra.config import LOG_RETENTION_DAYS
+from infra.packaging import (
+    FUNCTION_EXCLUDE,
+    FUNCTIONS_DIR,
+    LAYER_SOURCE,
+    REPO_ROOT,
+    layer_hash,
+)
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the latest Lambda Python runtime; wheels match it
 ARCHITECTURE = lambda_.Architecture.ARM_64
-FUNCTIONS_DIR = REPO_ROOT / "functions"
 WORKER_DOCKERFILE = "functions/worker/Dockerfile"
 
 
@@ -149,14 +155,15 @@ def _log_group(scope: Construct, construct_id: str, retention_days: int) -> logs
 
 
 class SharedLayer(Construct):
-    """`claude_jobs` and its runtime dependencies for arm64 Python, bundled without Docker."""
+    """The runtime package (without the worker) and its runtime dependencies for arm64 Python,
+    bundled without Docker (`infra.packaging`)."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
         self.layer = lambda_.LayerVersion(
             self,
             "Layer",
-            description="claude_jobs shared package and its runtime dependencies",
+            description="claude_jobs runtime package and its runtime dependencies",
             code=lambda_.Code.from_asset(
                 str(LAYER_SOURCE),
                 bundling=layer_bundling(),
@@ -202,9 +209,7 @@ class PythonFunction(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler="handler.lambda_handler",
-            code=lambda_.Code.from_asset(
-                str(FUNCTIONS_DIR / name), exclude=["__pycache__", "*.pyc", "tests"]
-            ),
+            code=lambda_.Code.from_asset(str(FUNCTIONS_DIR / name), exclude=list(FUNCTION_EXCLUDE)),
             layers=[layer],
             environment=dict(environment),
             memory_size=memory_mb,

@@ -26,8 +26,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from claude_jobs.client import Client
-from claude_jobs.local.fake_anthropic import (
+from claude_jobs_client import Client
+from claude_jobs_tools.local.fake_anthropic import (
     ApiError,
     FakeAnthropic,
     RecordedRequest,

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from claude_jobs.client import ApiError, Client
-from claude_jobs.local.fake_anthropic import FakeAnthropic
+from claude_jobs_client import ApiError, Client
+from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
 
 from .conftest import (
     ANTHROPIC_KEY,

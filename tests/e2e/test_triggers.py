@@ -23,8 +23,8 @@ import boto3
 import httpx
 import pytest
 
-from claude_jobs.client import Client
 from claude_jobs.notify.webhooks import verify_signature
+from claude_jobs_client import Client
 
 from .conftest import CLAUDE_JOBS, TENANTS, DevProcess, base_env
 

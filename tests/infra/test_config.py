@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from pydantic import ValidationError
 
 from claude_jobs.settings import DEFAULT_MODEL, DEFAULT_PERMITTED_TOOLS
 from infra.config import (
-    INFRA_DIR,
     WORKER_MEASURED_PEAK_RSS_MB,
     WORKER_MEASURED_PEAK_TMP_MB,
     InfraConfig,
@@ -86,22 +84,3 @@ def test_worker_defaults_are_sized_from_the_measured_peak() -> None:
     config = InfraConfig()
     assert config.worker_memory_mb >= 2 * WORKER_MEASURED_PEAK_RSS_MB
     assert config.worker_ephemeral_storage_mb >= 100 * WORKER_MEASURED_PEAK_TMP_MB
-
-
-def _pins(path: Path) -> dict[str, str]:
-    pins = {}
-    for line in path.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)", line)
-        if match:
-            pins[match.group(1).lower()] = match.group(2)
-    return pins
-
-
-def test_layer_pins_match_the_dev_lock() -> None:
-    """Given the layer's pinned wheels, each is at the dev lock's version (what the tests run),
-    and boto3 is left to the Lambda runtime."""
-    layer = _pins(INFRA_DIR / "layer-requirements.txt")
-    dev = _pins(INFRA_DIR.parent / "requirements" / "dev.lock")
-    assert {"aws-lambda-powertools", "pydantic", "pydantic-core"} <= set(layer)
-    assert "boto3" not in layer
-    assert {name: dev.get(name) for name in layer} == layer

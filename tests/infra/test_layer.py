@@ -7,47 +7,57 @@ from pathlib import Path
 
 import pytest
 
-from infra import bundling
-from infra.bundling import PYTHON_VERSION
+from infra import packaging
+from infra.packaging import LAMBDA, PACKAGE_SOURCE
 from tests.infra.conftest import Synthesized
 
 pytestmark = pytest.mark.synth
 
 
-def test_layer_holds_the_package_and_arm64_wheels_for_the_runtime(synth: Synthesized) -> None:
-    """Given the synthesized layer asset, it has claude_jobs and its dependencies, compiled
-    for aarch64 and the functions' Python, and leaves boto3 to the runtime."""
+def _asset_dirs(synth: Synthesized) -> list[Path]:
     assets = json.loads(
         (synth.outdir / f"{synth.built.service.stack_name}.assets.json").read_text()
     )
-    layer_dirs = [
-        synth.outdir / a["source"]["path"]
-        for a in assets["files"].values()
-        if (synth.outdir / a["source"]["path"] / "python" / "claude_jobs").is_dir()
-    ]
+    return [synth.outdir / a["source"]["path"] for a in assets["files"].values()]
+
+
+def test_layer_holds_the_runtime_package_and_arm64_wheels(synth: Synthesized) -> None:
+    """Given the synthesized layer asset, it has the runtime package without the worker and its
+    dependencies, compiled for aarch64 and the functions' Python, and leaves boto3 to the
+    runtime."""
+    layer_dirs = [d for d in _asset_dirs(synth) if (d / "python" / "claude_jobs").is_dir()]
     assert len(layer_dirs) == 1
     site = layer_dirs[0] / "python"
-    assert (site / "claude_jobs" / "resources.py").is_file()
+    shipped = sorted(p.relative_to(site / "claude_jobs") for p in (site / "claude_jobs").rglob("*"))
+    assert [p for p in shipped if (site / "claude_jobs" / p).is_file()] == (
+        packaging.layer_package_files()
+    )
+    assert (site / "claude_jobs" / "models.py").is_file()
+    assert not (site / "claude_jobs" / "worker").exists()
+    assert not (site / "claude_jobs_tools").exists()
     assert (site / "aws_lambda_powertools").is_dir()
-    tag = PYTHON_VERSION.replace(".", "")
+    assert (site / "jsonschema").is_dir()
+    tag = (LAMBDA.python_version or "").replace(".", "")
     native = list((site / "pydantic_core").glob("*.so"))
     assert [p.name for p in native] == [f"_pydantic_core.cpython-{tag}-aarch64-linux-gnu.so"]
     assert not (site / "boto3").exists()
     assert not list(site.rglob("__pycache__"))
+    assert not list(site.rglob("*.pyc"))
 
 
-def test_function_assets_hold_only_their_handler_directory(synth: Synthesized) -> None:
-    assets = json.loads(
-        (synth.outdir / f"{synth.built.service.stack_name}.assets.json").read_text()
-    )
-    handler_dirs = [
-        synth.outdir / a["source"]["path"]
-        for a in assets["files"].values()
-        if (synth.outdir / a["source"]["path"] / "handler.py").is_file()
-    ]
-    assert len(handler_dirs) == 5
-    for directory in handler_dirs:
-        assert not list(directory.rglob("__pycache__"))
+def test_function_assets_hold_exactly_their_handler_directory(synth: Synthesized) -> None:
+    """Given the synthesized zip function assets, each holds what `infra.packaging` builds for
+    that function (the artifact tests run those builds)."""
+    handler_dirs = [d for d in _asset_dirs(synth) if (d / "handler.py").is_file()]
+    expected = {
+        tuple(str(p) for p in packaging.function_files(name)) for name in packaging.zip_functions()
+    }
+    found = {
+        tuple(sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()))
+        for d in handler_dirs
+    }
+    assert len(handler_dirs) == len(packaging.zip_functions()) == 5
+    assert found == expected
 
 
 def test_a_source_change_rebuilds_the_layer_without_the_package_index(
@@ -57,12 +67,12 @@ def test_a_source_change_rebuilds_the_layer_without_the_package_index(
     an edit of claude_jobs) copies the cached wheels and the current source, and installs
     nothing: synth stays offline."""
 
-    def no_install(_site: Path) -> None:
+    def no_install(*_args: object) -> None:
         raise AssertionError("the wheels were installed again")
 
-    monkeypatch.setattr(bundling, "install_wheels", no_install)
-    bundling.build_layer(tmp_path)
+    monkeypatch.setattr(packaging, "install", no_install)
+    packaging.build_layer(tmp_path)
     site = tmp_path / "python"
     assert (site / "pydantic" / "__init__.py").is_file()
-    source = bundling.PACKAGE_SOURCE / "resources.py"
+    source = PACKAGE_SOURCE / "resources.py"
     assert (site / "claude_jobs" / "resources.py").read_bytes() == source.read_bytes()

@@ -21,9 +21,9 @@ import boto3
 import httpx
 import pytest
 
-from claude_jobs.local.front import ApiGatewayFront, policy_allows, serve
-from claude_jobs.local.runtime import FunctionPool, FunctionSpec
-from claude_jobs.local.workers import QueueConsumer, failed_ids
+from claude_jobs_tools.local.front import ApiGatewayFront, policy_allows, serve
+from claude_jobs_tools.local.runtime import FunctionPool, FunctionSpec
+from claude_jobs_tools.local.workers import QueueConsumer, failed_ids
 
 AUTHORIZER = """
 import json, os
@@ -336,7 +336,7 @@ def test_the_consumer_deletes_successes_and_redrives_failures_to_the_dlq(
 def test_the_stream_poller_keeps_reading_after_a_failed_transaction(moto_server: str) -> None:
     from botocore.exceptions import ClientError
 
-    from claude_jobs.local.sources import StreamPoller
+    from claude_jobs_tools.local.sources import StreamPoller
 
     # Given a table with a stream, and a poller that has read its first record
     dynamodb = boto3.client("dynamodb")
@@ -374,7 +374,7 @@ def test_the_stream_poller_keeps_reading_after_a_failed_transaction(moto_server:
 def test_the_emulator_keeps_concurrent_writes_across_failed_transactions() -> None:
     """moto alone loses some of these writes (a failed transaction puts back a copy of the
     table); the local stack's emulator serves DynamoDB one request at a time."""
-    from claude_jobs.local.emulator import Emulator
+    from claude_jobs_tools.local.emulator import Emulator
 
     emulator = Emulator().start()
     try:

@@ -17,9 +17,9 @@ from claude_jobs.errors import (
     JobNotFoundError,
     TransitionConflictError,
 )
+from claude_jobs.job_service import JobService
 from claude_jobs.models import Job, JobRequest, JobStatus
-from claude_jobs.provision import Provisioned
-from claude_jobs.service import JobService
+from claude_jobs_tools.provision import Provisioned
 
 
 class BrokenQueue:

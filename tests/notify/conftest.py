@@ -16,7 +16,6 @@ import pytest
 
 from claude_jobs.models import Job, JobRequest, JobStatus
 from claude_jobs.notify.function import NotifierFunction
-from claude_jobs.notify.stream import StreamReader
 from claude_jobs.notify.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -24,9 +23,10 @@ from claude_jobs.notify.webhooks import (
     tenant_secret,
     verify_signature,
 )
-from claude_jobs.provision import Provisioned, provision
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
+from claude_jobs_tools.local.table_stream import StreamReader
+from claude_jobs_tools.provision import Provisioned, provision
 
 BUS = "test-bus"
 

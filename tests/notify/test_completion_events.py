@@ -7,7 +7,7 @@ import json
 import pytest
 
 from claude_jobs.models import JobStatus
-from claude_jobs.notify.events import SMALL_RESULT_BYTES
+from claude_jobs.notify.completion_events import SMALL_RESULT_BYTES
 from claude_jobs.notify.function import NotifierFunction
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container

@@ -10,10 +10,10 @@ from typing import Any
 import boto3
 import pytest
 
-from claude_jobs.provision import Provisioned, provision
 from claude_jobs.settings import Settings
 from claude_jobs.triggers.function import TriggerFunction
 from claude_jobs.wiring import Container
+from claude_jobs_tools.provision import Provisioned, provision
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = ROOT / "functions" / "trigger" / "triggers.json"

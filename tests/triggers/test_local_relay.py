@@ -12,14 +12,14 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from claude_jobs.cli.main import app
 from claude_jobs.notify.webhooks import tenant_secret
-from claude_jobs.provision import Provisioned, provision
 from claude_jobs.settings import Settings
 from claude_jobs.triggers.config import load_config
 from claude_jobs.triggers.function import TriggerFunction
-from claude_jobs.triggers.local import relay_once, wire_local_triggers
 from claude_jobs.wiring import Container
+from claude_jobs_tools.cli.main import app
+from claude_jobs_tools.local.trigger_relay import relay_once, wire_local_triggers
+from claude_jobs_tools.provision import Provisioned, provision
 
 from .conftest import SHIPPED_CONFIG
 

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from claude_jobs.models import JobStatus
 from claude_jobs.triggers.function import TriggerFunction
-from claude_jobs.triggers.service import TEXT_INLINE_BYTES
+from claude_jobs.triggers.trigger_service import TEXT_INLINE_BYTES
 from claude_jobs.wiring import Container
 from tests.events import load_event
 

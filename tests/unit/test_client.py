@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from claude_jobs.cli.main import app
-from claude_jobs.client import ApiError, Client, WaitTimeoutError
+from claude_jobs_client import ApiError, Client, WaitTimeoutError
+from claude_jobs_tools.cli.main import app
 
 KEY = "test-key-0123456789abcdef"
 

@@ -10,16 +10,16 @@ import pytest
 
 from claude_jobs.api import http
 from claude_jobs.api.authorizer import api_resource, bearer_token
-from claude_jobs.api.events import authorizer_event, match_resource, rest_event
 from claude_jobs.errors import (
     JobNotFoundError,
     PayloadTooLargeError,
     RequestValidationError,
     UnauthorizedError,
 )
+from claude_jobs.job_service import JobService
 from claude_jobs.models import MAX_BODY_BYTES
-from claude_jobs.service import JobService
 from claude_jobs.settings import Settings
+from claude_jobs_tools.api_gateway_events import authorizer_event, match_resource, rest_event
 
 
 def event(body: str | bytes | None, **kwargs: Any) -> dict[str, Any]:

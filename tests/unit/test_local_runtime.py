@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_jobs.local.runtime import EnvironmentRetired, FunctionPool, FunctionSpec
+from claude_jobs_tools.local.runtime import EnvironmentRetired, FunctionPool, FunctionSpec
 
 HANDLER = """
 class Function:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from claude_jobs.api.openapi import document
+from claude_jobs_tools.openapi import document
 
 ROOT = Path(__file__).resolve().parents[2]
 

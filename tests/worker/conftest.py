@@ -16,12 +16,12 @@ import boto3
 import pytest
 
 from claude_jobs.adapters.jobs_table import DynamoJobRepository
-from claude_jobs.local.fake_anthropic import FakeAnthropic
 from claude_jobs.models import Job, JobRequest
-from claude_jobs.provision import Provisioned
 from claude_jobs.resources import WORKER_DEADLINE_MARGIN_SECONDS
 from claude_jobs.wiring import Container
 from claude_jobs.worker.function import WorkerFunction
+from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
+from claude_jobs_tools.provision import Provisioned
 from tests.conftest import agent_uid_range
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def stack(aws: None, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> It
 
     The worker process's environment looks like Lambda's (AWS credentials, `_HANDLER`, …),
     so that tests can prove none of it reaches the agent."""
-    from claude_jobs.provision import provision
+    from claude_jobs_tools.provision import provision
 
     monkeypatch.setenv("_HANDLER", "handler.lambda_handler")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "claude-jobs-worker")

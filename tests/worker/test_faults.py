@@ -8,8 +8,8 @@ import time
 import boto3
 import pytest
 
-from claude_jobs.local.fake_anthropic import Text
 from claude_jobs.models import JobStatus
+from claude_jobs_tools.local.fake_anthropic import Text
 from tests.worker.conftest import LambdaContext, WorkerStack, sqs_event
 
 

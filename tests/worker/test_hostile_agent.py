@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from claude_jobs.local.fake_anthropic import Text, ToolUse
 from claude_jobs.models import JobStatus
 from claude_jobs.worker.containment import (
     JobScope,
@@ -33,6 +32,7 @@ from claude_jobs.worker.containment import (
 )
 from claude_jobs.worker.function import WorkerFunction
 from claude_jobs.worker.isolation import AgentIdentity, IdentityPool, IsolationError
+from claude_jobs_tools.local.fake_anthropic import Text, ToolUse
 from tests.worker.conftest import REAL_KEY, LambdaContext, WorkerStack, sqs_event
 
 pytestmark = pytest.mark.cli

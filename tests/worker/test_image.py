@@ -13,7 +13,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import uuid
@@ -23,9 +22,10 @@ from typing import Any
 
 import pytest
 
-from claude_jobs.local.fake_anthropic import FakeAnthropic, Text, ToolUse
 from claude_jobs.models import JobRequest, JobStatus
 from claude_jobs.wiring import Container
+from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, ToolUse
+from infra import packaging
 from tests.worker.conftest import REAL_KEY, sqs_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def test_the_dockerfile_copies_the_handler_and_the_shared_package() -> None:
     assert re.search(r"^FROM --platform=linux/arm64 public\.ecr\.aws/lambda/python:", text, re.M)
     assert re.search(r'^CMD \["handler\.lambda_handler"\]', text, re.M)
     assert dict(copied_files()) == {
-        "layers/shared/python/claude_jobs": "claude_jobs",
+        "src/claude_jobs": "claude_jobs",
         "functions/worker/handler.py": "handler.py",
     }
 
@@ -158,14 +158,21 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def image_site() -> Path:
+    """The image's dependencies only: functions/worker/requirements.txt (hashes checked)
+    installed for this interpreter, cached under infra/.build across sessions."""
+    return packaging.cached_install(packaging.WORKER_REQUIREMENTS, packaging.HOST)
+
+
 @pytest.mark.cli
 def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
-    task_root: Path, moto_server: str
+    task_root: Path, image_site: Path, moto_server: str
 ) -> None:
     python = runtime_python()
     if python is None:
         pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
-    from claude_jobs.provision import provision
+    from claude_jobs_tools.provision import provision
 
     # Given the stack's resources in the emulator, and a job allowed Bash whose agent tries
     # to write into the code directory and to read every ancestor's environment
@@ -187,7 +194,7 @@ def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
         settings = provisioned.settings
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "PYTHONPATH": sysconfig.get_paths()["purelib"],
+            "PYTHONPATH": str(image_site),
             "LAMBDA_TASK_ROOT": str(task_root),
             "_HANDLER": "handler.lambda_handler",
             "AWS_LAMBDA_FUNCTION_NAME": "claude-jobs-worker",
@@ -258,12 +265,17 @@ for line in sys.stdin:
 
 
 def worker_env(
-    task_root: Path, moto_server: str, settings: Any, upstream: str, secret: str = SENTINEL_SECRET
+    task_root: Path,
+    site: Path,
+    moto_server: str,
+    settings: Any,
+    upstream: str,
+    secret: str = SENTINEL_SECRET,
 ) -> dict[str, str]:
     """The worker's environment as Lambda sets it (credentials included), HOME unset."""
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "PYTHONPATH": sysconfig.get_paths()["purelib"],
+        "PYTHONPATH": str(site),
         "LAMBDA_TASK_ROOT": str(task_root),
         "_HANDLER": "handler.lambda_handler",
         "AWS_LAMBDA_FUNCTION_NAME": "claude-jobs-worker",
@@ -380,12 +392,12 @@ while time.time() < end:
 
 @pytest.mark.cli
 def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
-    task_root: Path, moto_server: str, shared_dir: Path
+    task_root: Path, image_site: Path, moto_server: str, shared_dir: Path
 ) -> None:
     python = runtime_python()
     if python is None:
         pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
-    from claude_jobs.provision import provision
+    from claude_jobs_tools.provision import provision
     from tests.worker.test_hostile_agent import ESCAPES, marker
 
     # Given a first job whose agent (the same user as the worker) leaves every kind of
@@ -426,7 +438,7 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
             Text("left"),
             Text("noted"),
         )
-        env = worker_env(task_root, moto_server, provisioned.settings, fake.url, secret)
+        env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url, secret)
         # (its scratch directory its own: other tests' workers of the same user may run at
         # the same time on this machine, which never happens in one Lambda environment)
         env["SCRATCH_DIRS"] = str(scratch)
@@ -470,13 +482,13 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
 @pytest.mark.cli
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a setuid program needs root")
 def test_a_process_that_cannot_be_ended_retires_the_environment_after_the_result(
-    task_root: Path, moto_server: str, shared_dir: Path
+    task_root: Path, image_site: Path, moto_server: str, shared_dir: Path
 ) -> None:
     python = runtime_python()
     if python is None:
         pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
-    from claude_jobs.provision import provision
     from claude_jobs.worker.function import RETIRE_EXIT_CODE
+    from claude_jobs_tools.provision import provision
     from tests.worker.test_hostile_agent import marker
 
     # Given a setuid-root interpreter the agent can run (a process that becomes root is out
@@ -498,7 +510,7 @@ def test_a_process_that_cannot_be_ended_retires_the_environment_after_the_result
         ).job
         later = container.job_service.submit("tenant-b", JobRequest(prompt="Next.")).job
         fake.script(ToolUse("Bash", {"command": escape}), Text("stayed"), Text("next"))
-        env = worker_env(task_root, moto_server, provisioned.settings, fake.url)
+        env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
         try:
             # When a warm worker process is given that job and then another
             run = run_warm(python, task_root, env, [sqs_event(job), sqs_event(later)])

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_jobs.local.fake_anthropic import ApiError, Text, ToolUse, Usage
 from claude_jobs.models import JobStatus
+from claude_jobs_tools.local.fake_anthropic import ApiError, Text, ToolUse, Usage
 from tests.worker.conftest import (
     REAL_KEY,
     WorkerStack,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from claude_jobs.provision import Provisioned
 from claude_jobs.wiring import Container
+from claude_jobs_tools.provision import Provisioned
 from tests.events import load_event
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from claude_jobs.api.events import method_arn, rest_event
 from claude_jobs.observability import get_logger
 from claude_jobs.wiring import Container
+from claude_jobs_tools.api_gateway_events import method_arn, rest_event
 from tests.events import load_event
 
 from .conftest import Api, load_handler

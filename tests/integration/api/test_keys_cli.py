@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from claude_jobs.cli.main import app
-from claude_jobs.provision import provision
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
+from claude_jobs_tools.cli.main import app
+from claude_jobs_tools.provision import provision
 from tests.events import load_event
 
 from .conftest import load_handler

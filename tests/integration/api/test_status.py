@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from claude_jobs.job_service import JobService
 from claude_jobs.models import JobStatus
-from claude_jobs.service import JobService
 from claude_jobs.wiring import Container
 from tests.events import load_event
 

@@ -9,11 +9,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from claude_jobs.job_service import JobService
 from claude_jobs.models import JobStatus
-from claude_jobs.provision import Provisioned
-from claude_jobs.service import JobService
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
+from claude_jobs_tools.provision import Provisioned
 from tests.events import load_event
 
 from .conftest import OTHER_TENANT, TENANT, Api, as_tenant, with_body

@@ -1,0 +1,12 @@
+"""The HTTP API v1 on API Gateway (REST) and Powertools' `APIGatewayRestResolver`.
+
+- :mod:`.problems` maps every error to an RFC 9457 problem, in one place;
+- :mod:`.http` reads what a request carries (tenant, JSON body, query, headers);
+- :mod:`.routes` holds the routes, grouped per Lambda function;
+- :mod:`.app` builds a function's resolver and its `lambda_handler`;
+- :mod:`.authorizer` is the TOKEN authorizer's logic;
+- :mod:`.boot` is the API functions' init phase.
+
+Real-shaped API Gateway events (`claude_jobs_tools.api_gateway_events`) and the OpenAPI
+generator (`claude_jobs_tools.openapi`) are tools: they never ship.
+"""

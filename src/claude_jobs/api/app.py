@@ -1,0 +1,62 @@
+"""A Lambda function of the API: its resolver, its routes and its composition root.
+
+    function = ApiFunction("submit")
+    lambda_handler = function.handler
+
+The resolver and the routes are built at import (cheap); the :class:`Container` (settings,
+boto3 clients, services) is built on the first invocation and reused by warm ones. Tests and the
+local stack inject their own with `function.container = Container(settings)`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+# Everything a request needs is imported here, at the function's init; only the clients
+# themselves (and the services on them) wait for the first request (see `Container`).
+import boto3  # noqa: F401
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+from ..adapters import jobs_table, queue, results  # noqa: F401
+from ..observability import flush_metrics, get_logger
+from ..wiring import Container, ContainerHolder
+from . import http, problems
+from .routes import FUNCTIONS
+
+if TYPE_CHECKING:
+    from ..job_service import JobService
+
+
+class ApiFunction(ContainerHolder):
+    def __init__(self, name: str, container: Container | None = None) -> None:
+        super().__init__(container)
+        self.name = name
+        self.app = APIGatewayRestResolver()
+        FUNCTIONS[name](self.app, self._job_service)
+        problems.register(self.app)
+
+    def _job_service(self) -> JobService:
+        return self.container.job_service
+
+    def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        logger = get_logger()
+        logger.clear_state()
+        logger.append_keys(
+            request_id=http.request_id(event),
+            function_request_id=getattr(context, "aws_request_id", None),
+            route=f"{event.get('httpMethod')} {event.get('resource')}",
+        )
+        try:
+            response = self.app.resolve(event, context)
+        finally:
+            flush_metrics()
+        logger.info(
+            "answered",
+            extra={
+                "status": response.get("statusCode"),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return response

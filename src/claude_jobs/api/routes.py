@@ -1,0 +1,122 @@
+"""The routes of HTTP API v1, grouped by the Lambda function that serves them.
+
+- submit function: `POST /v1/jobs`, `POST /v1/jobs/{job_id}/cancel`;
+- status function: `GET /v1/jobs/{job_id}`, `GET /v1/jobs`, `GET /v1/health`.
+
+Each route reads the request (:mod:`.http`), makes one domain call and answers. Errors are
+raised, never caught here: :mod:`.problems` turns them into problem answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from ..job_service import MAX_PAGE_SIZE, MAX_WAIT_SECONDS, etag, job_path
+from ..models import JobLinks, SubmitResponse
+from ..observability import count
+from . import http
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
+    from ..job_service import JobService
+
+#: Suggested seconds between polls of a job that is not finished yet.
+POLL_AFTER_SECONDS = 2
+JSON = "application/json"
+
+Services = Callable[[], "JobService"]
+
+
+def json_response(
+    status: int, body: BaseModel | Mapping[str, object], headers: Mapping[str, str] | None = None
+) -> Response[str]:
+    from aws_lambda_powertools.event_handler import Response
+
+    if isinstance(body, BaseModel):
+        text = body.model_dump_json(exclude_none=True)
+    else:
+        import json
+
+        text = json.dumps(body, separators=(",", ":"))
+    return Response(status_code=status, content_type=JSON, body=text, headers=dict(headers or {}))
+
+
+def submit_routes(app: APIGatewayRestResolver, services: Services) -> None:
+    @app.post("/v1/jobs")
+    def submit_job() -> Response[str]:
+        event = app.current_event.raw_event
+        tenant = http.tenant_id(event)
+        service = services()
+        request = service.parse_request(http.json_body(event))
+        submission = service.submit(
+            tenant, request, idempotency_key=http.header(event, "Idempotency-Key")
+        )
+        job = submission.job
+        if submission.created:
+            count("JobsSubmitted")
+        location = job_path(job.job_id)
+        body = SubmitResponse(
+            job_id=job.job_id,
+            status=job.status,
+            created_at=job.created_at,
+            links=JobLinks(self=location),
+        )
+        return json_response(202, body, {"Location": location})
+
+    @app.post("/v1/jobs/<job_id>/cancel")
+    def cancel_job(job_id: str) -> Response[str]:
+        event = app.current_event.raw_event
+        tenant = http.tenant_id(event)
+        service = services()
+        job = service.cancel(tenant, http.job_id(job_id))
+        return json_response(202, service.view(job), {"ETag": etag(job)})
+
+
+def status_routes(app: APIGatewayRestResolver, services: Services) -> None:
+    @app.get("/v1/health")
+    def health() -> Response[str]:
+        return json_response(200, {"status": "ok"}, {"Cache-Control": "no-store"})
+
+    @app.get("/v1/jobs")
+    def list_jobs() -> Response[str]:
+        event = app.current_event.raw_event
+        tenant = http.tenant_id(event)
+        limit = http.query_int(event, "limit", 1, MAX_PAGE_SIZE, default=20)
+        page = services().list(tenant, limit=limit, next_token=http.query(event, "next_token"))
+        return json_response(200, page, {"Cache-Control": "no-store"})
+
+    @app.get("/v1/jobs/<job_id>")
+    def get_job(job_id: str) -> Response[str]:
+        from aws_lambda_powertools.event_handler import Response
+
+        event = app.current_event.raw_event
+        tenant = http.tenant_id(event)
+        wait = http.query_int(event, "wait", 0, MAX_WAIT_SECONDS, default=0)
+        service = services()
+        job_id = http.job_id(job_id)
+        job = service.wait(tenant, job_id, wait) if wait else service.get(tenant, job_id)
+        tag = etag(job)
+        headers = {"ETag": tag, "Cache-Control": "no-cache"}
+        if not job.status.is_terminal:
+            headers["Retry-After"] = str(POLL_AFTER_SECONDS)
+        if _matches(http.header(event, "If-None-Match"), tag):
+            return Response(status_code=304, headers=headers)
+        return json_response(200, service.view(job), headers)
+
+
+def _matches(if_none_match: str | None, tag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = {c.strip().removeprefix("W/") for c in if_none_match.split(",")}
+    return "*" in candidates or tag in candidates
+
+
+#: Route groups per function, by the name of its folder in `functions/`.
+FUNCTIONS: dict[str, Callable[[APIGatewayRestResolver, Services], None]] = {
+    "submit": submit_routes,
+    "status": status_routes,
+}

@@ -1,0 +1,143 @@
+"""Definitions of the stateful resources: the one source for the CDK app and the local stack.
+
+Names, key schemas, indexes, TTL attributes and queue settings live here; `infra/` turns them
+into CloudFormation and `claude_jobs_tools.provision` creates them in the emulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WORKER_TIMEOUT_SECONDS = 900
+
+#: API Gateway's TOKEN authorizer refuses (401) an Authorization header of any other shape
+#: without invoking the authorizer function. The CDK app and the local front both use it.
+AUTHORIZATION_HEADER_PATTERN = r"^[Bb]earer [A-Za-z0-9._~+/=-]{16,512}$"
+#: Margin kept between a job's deadline and the Lambda's own timeout.
+WORKER_DEADLINE_MARGIN_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    type: str = "S"  # DynamoDB scalar type: S, N or B
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition_key: Attribute
+    sort_key: Attribute | None = None
+    projection: str = "ALL"  # ALL | KEYS_ONLY
+
+
+@dataclass(frozen=True)
+class Table:
+    logical_id: str
+    name_suffix: str  # the physical name is f"{prefix}-{name_suffix}"
+    partition_key: Attribute
+    sort_key: Attribute | None = None
+    ttl_attribute: str | None = None
+    indexes: tuple[Index, ...] = field(default_factory=tuple)
+    stream_view_type: str | None = None  # e.g. NEW_AND_OLD_IMAGES: feeds the notifier
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}-{self.name_suffix}"
+
+    @property
+    def attributes(self) -> tuple[Attribute, ...]:
+        """Every attribute used in a key of the table or one of its indexes, once."""
+        seen: dict[str, Attribute] = {}
+        keys = [self.partition_key, self.sort_key]
+        for index in self.indexes:
+            keys += [index.partition_key, index.sort_key]
+        for attr in keys:
+            if attr is not None:
+                seen.setdefault(attr.name, attr)
+        return tuple(seen.values())
+
+
+@dataclass(frozen=True)
+class Queue:
+    logical_id: str
+    name_suffix: str
+    visibility_timeout_seconds: int
+    retention_seconds: int
+    max_receive_count: int | None = None  # set on a queue that redrives to the DLQ
+    dlq_suffix: str | None = None
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}-{self.name_suffix}"
+
+
+# ---------------------------------------------------------------- tables
+
+#: Jobs and idempotency records. Idempotency items (`job_id` = "idem#…") carry no GSI
+#: attributes, so they never show in the tenant listing.
+JOBS_TABLE = Table(
+    logical_id="JobsTable",
+    name_suffix="jobs",
+    partition_key=Attribute("job_id"),
+    ttl_attribute="expires_at",
+    # Terminal transitions reach the notifier (completion events, webhooks) through the stream.
+    stream_view_type="NEW_AND_OLD_IMAGES",
+    indexes=(
+        Index(
+            name="by_tenant",
+            partition_key=Attribute("tenant_id"),
+            sort_key=Attribute("created_key"),  # "<created_at ISO>#<job_id>": newest first
+        ),
+    ),
+)
+
+API_KEYS_TABLE = Table(
+    logical_id="ApiKeysTable",
+    name_suffix="api-keys",
+    partition_key=Attribute("key_hash"),
+    indexes=(Index(name="by_key_id", partition_key=Attribute("key_id")),),
+)
+
+TABLES = (JOBS_TABLE, API_KEYS_TABLE)
+
+# ---------------------------------------------------------------- queues
+
+JOBS_DLQ = Queue(
+    logical_id="JobsDlq",
+    name_suffix="jobs-dlq",
+    visibility_timeout_seconds=60,
+    retention_seconds=14 * 24 * 3600,
+)
+
+JOBS_QUEUE = Queue(
+    logical_id="JobsQueue",
+    name_suffix="jobs",
+    # At least 6 times the worker's timeout, as AWS recommends for SQS event sources.
+    visibility_timeout_seconds=6 * WORKER_TIMEOUT_SECONDS,
+    retention_seconds=4 * 24 * 3600,
+    max_receive_count=5,
+    dlq_suffix=JOBS_DLQ.name_suffix,
+)
+
+
+#: The results bucket's objects (large result texts) expire after this many days.
+RESULTS_EXPIRY_DAYS = 30
+RESULTS_PREFIX = "results/"
+
+#: Triggers: malformed or undeliverable trigger events are kept here, with their reason.
+TRIGGER_DLQ = Queue(
+    logical_id="TriggerDlq",
+    name_suffix="trigger-dlq",
+    visibility_timeout_seconds=60,
+    retention_seconds=14 * 24 * 3600,
+)
+
+QUEUES = (JOBS_DLQ, JOBS_QUEUE, TRIGGER_DLQ)
+
+#: Notifier (AWS only): stream records whose processing kept failing after retries and
+#: bisection are described here (the local stack reads the stream itself).
+NOTIFIER_DLQ = Queue(
+    logical_id="NotifierDlq",
+    name_suffix="notifier-dlq",
+    visibility_timeout_seconds=60,
+    retention_seconds=14 * 24 * 3600,
+)

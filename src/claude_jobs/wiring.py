@@ -1,0 +1,119 @@
+"""Composition root: builds adapters and services from Settings, on first use.
+
+Nothing here runs at import time. Handlers keep one instance per container (cold start builds
+it once; warm invocations reuse it). boto3 honours AWS_ENDPOINT_URL, which is how the local
+stack points everything at its emulator.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .adapters.jobs_table import DynamoJobRepository
+    from .job_service import JobService
+    from .keys import ApiKeyService
+
+
+class Container:
+    """One per process: the settings, the boto3 clients and the services built on them."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+
+    @cached_property
+    def settings(self) -> Settings:
+        return self._settings or Settings.from_env()
+
+    def client(self, service: str) -> Any:
+        """A boto3 client, created once per service (creation is the costly part)."""
+        with self._lock:
+            if service not in self._clients:
+                import boto3
+
+                self._clients[service] = boto3.client(service)  # type: ignore[call-overload]
+            return self._clients[service]
+
+    def lazy_client(self, service: str) -> Any:
+        """A stand-in for `client(service)` that creates the client on its first use: for
+        adapters that a request may not touch (the status function never sends to the queue;
+        the results store only presigns large results), so that building a service does not
+        pay for clients its request does not use."""
+        return _LazyClient(lambda: self.client(service))
+
+    @cached_property
+    def job_repository(self) -> DynamoJobRepository:
+        from .adapters.jobs_table import DynamoJobRepository
+
+        return DynamoJobRepository(
+            self.client("dynamodb"), self.settings.jobs_table, self.settings.job_retention_days
+        )
+
+    @cached_property
+    def job_service(self) -> JobService:
+        from .adapters.queue import SqsJobQueue
+        from .adapters.results import S3ResultStore
+        from .job_service import JobService
+
+        results = (
+            S3ResultStore(
+                self.lazy_client("s3"),
+                self.settings.results_bucket,
+                self.settings.presigned_url_seconds,
+            )
+            if self.settings.results_bucket
+            else None
+        )
+        return JobService(
+            self.job_repository,
+            SqsJobQueue(self.lazy_client("sqs"), self.settings.jobs_queue_url),
+            self.settings,
+            results=results,
+        )
+
+    @cached_property
+    def key_service(self) -> ApiKeyService:
+        from .adapters.keys_table import DynamoKeyStore
+        from .keys import ApiKeyService
+
+        return ApiKeyService(DynamoKeyStore(self.client("dynamodb"), self.settings.keys_table))
+
+
+class _LazyClient:
+    def __init__(self, create: Any) -> None:
+        self._create = create
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._create(), name)
+
+
+class ContainerHolder:
+    """A Lambda function object's link to its Container: built from the environment on first
+    use (Lambda), or injected (tests, the local stack). Injecting a new one drops whatever the
+    function derived from the old one (the cached properties named in `derived`)."""
+
+    derived: tuple[str, ...] = ()
+
+    def __init__(self, container: Container | None = None) -> None:
+        self._container = container
+        self._container_lock = threading.Lock()
+
+    @property
+    def container(self) -> Container:
+        with self._container_lock:
+            if self._container is None:
+                self._container = Container()
+            return self._container
+
+    @container.setter
+    def container(self, container: Container) -> None:
+        with self._container_lock:
+            self._container = container
+            for name in self.derived:
+                self.__dict__.pop(name, None)

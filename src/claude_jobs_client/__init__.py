@@ -1,0 +1,284 @@
+"""A small synchronous client for the claude-jobs HTTP API v1 (httpx).
+
+    from claude_jobs_client import Client
+
+    with Client.from_env() as api:          # CLAUDE_JOBS_URL, CLAUDE_JOBS_API_KEY
+        job = api.submit("Summarise README.md", allowed_tools=["Read"])
+        done = api.wait(job["job_id"])      # long-polls with ?wait=20
+        print(done["status"], done["result"]["text"])
+
+Answers are the API's JSON bodies as plain dicts (the shapes of DESIGN.md's contract), so a
+field the server adds never breaks the client. Every 4xx/5xx raises :class:`ApiError`, which
+carries the RFC 9457 problem.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from claude_jobs import __version__
+
+URL_ENV = "CLAUDE_JOBS_URL"
+API_KEY_ENV = "CLAUDE_JOBS_API_KEY"
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+TERMINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
+#: The longest `?wait=` the API honours.
+MAX_WAIT_SECONDS = 20
+#: How many times a throttled (429) request is retried, honouring `Retry-After`.
+THROTTLE_RETRIES = 4
+
+Job = dict[str, Any]
+
+
+class ApiError(Exception):
+    """The API answered 4xx/5xx. `problem` is its RFC 9457 body (or one built from the answer
+    when the body was not a problem)."""
+
+    def __init__(self, status: int, problem: Mapping[str, Any], headers: Mapping[str, str]):
+        self.status = status
+        self.problem = dict(problem)
+        self.headers = dict(headers)
+        self.title = str(problem.get("title") or f"HTTP {status}")
+        self.detail = str(problem.get("detail") or "")
+        self.request_id = problem.get("request_id")
+        super().__init__(f"{status} {self.title}" + (f": {self.detail}" if self.detail else ""))
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Per-field validation errors (`[{loc, msg}]`) of a 422."""
+        return list(self.problem.get("errors") or [])
+
+
+class ApiConnectionError(Exception):
+    """The API could not be reached (refused, reset, timed out)."""
+
+
+class WaitTimeoutError(Exception):
+    """`wait` gave up before the job finished. `job` is the last state seen."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        super().__init__(f"job {job.get('job_id')} is still {job.get('status')}")
+
+
+def is_terminal(job: Mapping[str, Any]) -> bool:
+    return job.get("status") in TERMINAL
+
+
+def _problem_from(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "title" in body:
+        return body
+    problem: dict[str, Any] = {
+        "type": "about:blank",
+        "title": response.reason_phrase or f"HTTP {response.status_code}",
+        "status": response.status_code,
+        "detail": response.text[:500] if body is None else str(body)[:500],
+    }
+    return problem
+
+
+class Client:
+    """One connection pool to one deployment, authenticated with one API key."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_url = (base_url or DEFAULT_URL).rstrip("/")
+        headers = {"User-Agent": f"claude-jobs-client/{__version__}", "Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = timeout
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+        )
+        self._sleep = sleep
+        self._clock = clock
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Client:
+        env = os.environ if environ is None else environ
+        return cls(env.get(URL_ENV) or DEFAULT_URL, env.get(API_KEY_ENV) or None, **kwargs)
+
+    # ------------------------------------------------------------ plumbing
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+    ) -> httpx.Response:
+        timeout = httpx.Timeout(self._timeout, read=read_timeout or self._timeout)
+        for attempt in range(THROTTLE_RETRIES + 1):
+            try:
+                response = self._http.request(
+                    method, path, json=json, params=params, headers=headers, timeout=timeout
+                )
+            except httpx.TransportError as exc:
+                raise ApiConnectionError(
+                    f"cannot reach {self.base_url}: {exc or type(exc).__name__}"
+                ) from exc
+            if response.status_code == 429 and attempt < THROTTLE_RETRIES:
+                self._sleep(_retry_after(response, default=2.0**attempt))
+                continue
+            if response.status_code >= 400:
+                raise ApiError(response.status_code, _problem_from(response), response.headers)
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------ API
+
+    def health(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("GET", "/v1/health").json()
+        return body
+
+    def submit(
+        self,
+        prompt: str,
+        *,
+        allowed_tools: Sequence[str] | None = None,
+        max_turns: int | None = None,
+        timeout_seconds: int | None = None,
+        system_prompt: str | None = None,
+        max_budget_usd: float | None = None,
+        model: str | None = None,
+        output_schema: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """`POST /v1/jobs`. Options left as None take the API's defaults. Returns the 202 body
+        `{job_id, status, created_at, links}`."""
+        body: dict[str, Any] = {"prompt": prompt}
+        optional: dict[str, Any] = {
+            "allowed_tools": list(allowed_tools) if allowed_tools is not None else None,
+            "max_turns": max_turns,
+            "timeout_seconds": timeout_seconds,
+            "system_prompt": system_prompt,
+            "max_budget_usd": max_budget_usd,
+            "model": model,
+            "output_schema": dict(output_schema) if output_schema is not None else None,
+            "metadata": dict(metadata) if metadata is not None else None,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        job: Job = self._request("POST", "/v1/jobs", json=body, headers=headers).json()
+        return job
+
+    def get(self, job_id: str, *, wait: float | None = None) -> Job:
+        """`GET /v1/jobs/{job_id}`; with `wait` (0-20 s) the API answers as soon as the job is
+        terminal or `wait` seconds pass."""
+        params = None
+        read_timeout = None
+        if wait is not None:
+            seconds = max(0, min(int(wait), MAX_WAIT_SECONDS))
+            params = {"wait": seconds}
+            read_timeout = seconds + self._timeout
+        job: Job = self._request(
+            "GET", f"/v1/jobs/{_segment(job_id)}", params=params, read_timeout=read_timeout
+        ).json()
+        return job
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Long-poll until the job is terminal; return it. Raises :class:`WaitTimeoutError`
+        after `timeout` seconds (None: no limit). `on_update` sees every answer."""
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            remaining = MAX_WAIT_SECONDS if deadline is None else deadline - self._clock()
+            job = self.get(job_id, wait=max(0, min(MAX_WAIT_SECONDS, remaining)))
+            if on_update is not None:
+                on_update(job)
+            if is_terminal(job):
+                return job
+            if deadline is not None and self._clock() >= deadline:
+                raise WaitTimeoutError(job)
+
+    def list(self, *, limit: int | None = None, next_token: str | None = None) -> dict[str, Any]:
+        """`GET /v1/jobs`: one page `{items, next_token?}`, newest first."""
+        params = {k: v for k, v in (("limit", limit), ("next_token", next_token)) if v}
+        page: dict[str, Any] = self._request("GET", "/v1/jobs", params=params or None).json()
+        return page
+
+    def iter_jobs(self, *, page_size: int | None = None) -> Iterator[Job]:
+        """Every job of the tenant, newest first, following `next_token`."""
+        token: str | None = None
+        while True:
+            page = self.list(limit=page_size, next_token=token)
+            yield from page.get("items", [])
+            token = page.get("next_token")
+            if not token:
+                return
+
+    def cancel(self, job_id: str) -> Job:
+        """`POST /v1/jobs/{job_id}/cancel`: a queued job is cancelled at once, a running one
+        within seconds. Returns the API's answer."""
+        job: Job = self._request("POST", f"/v1/jobs/{_segment(job_id)}/cancel").json()
+        return job
+
+    def download_result(self, job: Mapping[str, Any]) -> str | None:
+        """The result text of a job: inline, or fetched from its presigned `download_url`."""
+        result = job.get("result") or {}
+        if result.get("text") is not None:
+            return str(result["text"])
+        url = result.get("download_url")
+        if not url:
+            return None
+        try:
+            # A presigned URL carries its own authorization: send no API key with it.
+            response = httpx.get(url, timeout=self._timeout)
+        except httpx.TransportError as exc:
+            raise ApiConnectionError(f"cannot download the result: {exc}") from exc
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _problem_from(response), response.headers)
+        return response.text
+
+
+def _segment(job_id: str) -> str:
+    """A job id as one path segment: it can never reach another route."""
+    from urllib.parse import quote
+
+    return quote(job_id, safe="")
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    try:
+        return min(max(float(response.headers.get("Retry-After", default)), 0.0), 30.0)
+    except ValueError:
+        return default

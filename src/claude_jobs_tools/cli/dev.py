@@ -1,0 +1,194 @@
+"""`claude-jobs dev`: the whole service on this machine, no AWS account needed."""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+READY_TIMEOUT_SECONDS = 60
+
+#: `claude-jobs dev` (merged into the root command).
+app = typer.Typer()
+
+
+@app.command(rich_help_panel="Local stack")
+def dev(
+    host: Annotated[str, typer.Option(help="Interface the API listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the API; 0 picks a free one.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker threads consuming the queue.", min=1)] = 2,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="Level of the functions' logs (POWERTOOLS_LOG_LEVEL); default WARNING."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No request log.")] = False,
+) -> None:
+    """Run the API, the queue, the workers and an AWS emulator (moto) in one process.
+
+    ANTHROPIC_API_KEY goes into the emulated Secrets Manager (without it an offline stand-in
+    model gives canned answers); ANTHROPIC_BASE_URL sets the upstream;
+    CLAUDE_JOBS_DEV_KEYS="tenant:key,…" registers API keys (otherwise one is generated).
+    Ready when GET /v1/health answers; Ctrl-C stops it.
+    """
+    from ..local.stack import DEV_KEYS_ENV, LocalStack, StackConfig, StackError
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("claude_jobs.local").setLevel(logging.WARNING if quiet else logging.INFO)
+    for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if log_level:
+        os.environ["POWERTOOLS_LOG_LEVEL"] = log_level.upper()
+
+    # `kill -USR1 <pid>` prints every thread's stack: what a stuck stack is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():  # a second Ctrl-C: do not wait for running jobs
+            _say("stopping now")
+            os._exit(130)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    config = StackConfig.from_env(host=host, port=port, workers=workers)
+    stack = LocalStack(config)
+    _say("claude-jobs local stack: starting (AWS emulator, resources, functions)…")
+    try:
+        stack.start()
+    except StackError as exc:
+        _say(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        _say(f"error: cannot start: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    try:
+        _print_banner(stack, DEV_KEYS_ENV)
+        if _wait_until_healthy(stack.url, stop):
+            _say(f"ready: {stack.url}  (Ctrl-C to stop)")
+        elif not stop.is_set():
+            _say(f"error: {stack.url}/v1/health did not answer 200", err=True)
+            raise typer.Exit(1)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        busy = stack.busy_workers
+        _say("stopping" + (f": waiting up to 10s for {busy} running job(s)" if busy else "…"))
+        abandoned = stack.stop(grace_seconds=10)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if abandoned:
+            _say(f"stopped; {abandoned} job(s) abandoned mid-run")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)  # the abandoned worker threads must not hold the exit
+        _say("stopped")
+
+
+def _say(message: str, *, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    print(message, file=stream, flush=True)
+
+
+def _print_banner(stack: object, dev_keys_env: str) -> None:
+    from ..local.stack import LocalStack
+
+    assert isinstance(stack, LocalStack)
+    lines = [
+        "",
+        f"  API        {stack.url}",
+    ]
+    if stack.offline_model:
+        lines.append(
+            "  model      OFFLINE STAND-IN: answers are canned, not Claude's "
+            "(set ANTHROPIC_API_KEY for real answers)"
+        )
+    elif stack.config.anthropic_api_key:
+        lines.append(f"  model      {stack.upstream_url} (key in the emulated Secrets Manager)")
+    else:
+        lines.append(f"  model      {stack.upstream_url} (no ANTHROPIC_API_KEY: a placeholder key)")
+    lines.append(f"  workers    {stack.config.workers}")
+    lines.append(f"  AWS        moto at {stack.moto_url} (in memory: gone when the stack stops)")
+    if stack.settings is not None and (stack.notifier_running or stack.triggers_running):
+        served = [
+            name
+            for name, running in (
+                ("completion events and webhooks", stack.notifier_running),
+                ("S3 and EventBridge triggers", stack.triggers_running),
+            )
+            if running
+        ]
+        lines.append(f"  also       {', '.join(served)}")
+    generated = [k for k in stack.keys if k.generated]
+    given = [k for k in stack.keys if not k.generated]
+    if given:
+        tenants = ", ".join(k.tenant_id for k in given)
+        lines.append(f"  API keys   from {dev_keys_env}, tenants: {tenants}")
+    for key in generated:
+        lines.append(f"  API key    {key.key}  (tenant {key.tenant_id!r}; generated, shown once)")
+    lines += [
+        "",
+        "  Try it:",
+        f"    export CLAUDE_JOBS_URL={stack.url}",
+    ]
+    if generated:
+        lines.append(f"    export CLAUDE_JOBS_API_KEY={generated[0].key}")
+    lines += [f'    {_command()} submit "Say hello in three languages" --wait', ""]
+    if stack.triggers_running and stack.settings is not None:
+        lines += [
+            "  Triggers and webhook secrets (claude-jobs trigger … | webhooks secret …) need:",
+            f"    export AWS_ENDPOINT_URL={stack.moto_url} AWS_ACCESS_KEY_ID=testing "
+            "AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1",
+            f"    export INBOX_BUCKET={stack.settings.inbox_bucket} "
+            f"EVENT_BUS_NAME={stack.settings.event_bus_name} "
+            f"WEBHOOK_SECRET_ID={stack.settings.webhook_secret_id}",
+            "",
+        ]
+    print("\n".join(lines), flush=True)
+
+
+def _command() -> str:
+    """How to call this command from another shell: `claude-jobs`, or its path when it lives
+    in a virtualenv that is not activated (as under `make dev`)."""
+    from pathlib import Path
+
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    in_venv = sys.prefix != sys.base_prefix
+    activated = os.environ.get("VIRTUAL_ENV") and Path(os.environ["VIRTUAL_ENV"]) == Path(
+        sys.prefix
+    )
+    if script is None or script.name != "claude-jobs" or not in_venv or activated:
+        return "claude-jobs"
+    script = script.absolute()
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def _wait_until_healthy(url: str, stop: threading.Event) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=5).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        stop.wait(0.1)
+    return False

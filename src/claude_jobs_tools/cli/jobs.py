@@ -1,0 +1,431 @@
+"""Client commands: `claude-jobs submit | status | wait | list | cancel`.
+
+They talk to the deployment at `CLAUDE_JOBS_URL` with the key in `CLAUDE_JOBS_API_KEY` (or
+`--url` / `--api-key`). Exit codes: 0 the job succeeded (or the request was accepted), 1 the
+job ended without succeeding, 2 a usage or API error, 3 `--timeout` passed before the job
+finished, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, RenderableType
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from claude_jobs_client import (
+    API_KEY_ENV,
+    URL_ENV,
+    ApiConnectionError,
+    ApiError,
+    Client,
+    Job,
+    WaitTimeoutError,
+    is_terminal,
+)
+
+#: `claude-jobs submit | status | wait | list | cancel` (merged into the root command).
+app = typer.Typer()
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_ERROR = 2
+EXIT_WAIT_TIMEOUT = 3
+EXIT_INTERRUPTED = 130
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", envvar=URL_ENV, help="Base URL of the API.", show_default=False),
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key", envvar=API_KEY_ENV, help="API key.", show_default=False, show_envvar=True
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")]
+JobIdArgument = Annotated[str, typer.Argument(help="The job's id.")]
+
+_STATUS_STYLE = {
+    "queued": "yellow",
+    "running": "cyan",
+    "succeeded": "green",
+    "failed": "red",
+    "timed_out": "red",
+    "cancelled": "magenta",
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _client(url: str | None, api_key: str | None) -> Iterator[Client]:
+    """A client whose API and connection errors end the command with exit code 2."""
+    try:
+        with Client(url, api_key) as client:
+            yield client
+    except ApiError as exc:
+        err.print(f"[red]error[/]: {exc.status} {exc.title}", markup=True)
+        if exc.detail:
+            err.print(exc.detail, markup=False)
+        for item in exc.errors:
+            loc = ".".join(str(part) for part in item.get("loc", []))
+            err.print(f"  {loc}: {item.get('msg', '')}", markup=False)
+        if exc.status == 401 and not api_key:
+            err.print(f"Set {API_KEY_ENV} (or pass --api-key).", markup=False)
+        raise typer.Exit(EXIT_ERROR) from None
+    except ApiConnectionError as exc:
+        err.print(f"[red]error[/]: {exc}", markup=True)
+        if not url:
+            err.print(f"Set {URL_ENV} to the API's base URL.", markup=False)
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def _print_json(data: Any) -> None:
+    # Plain print: rich would wrap or colour it, and scripts read this.
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _exit_code(job: Job) -> int:
+    if not is_terminal(job) or job.get("status") == "succeeded":
+        return EXIT_OK
+    return EXIT_JOB_FAILED
+
+
+def _status_text(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
+
+
+def _usage_line(job: Job) -> str:
+    usage = job.get("usage") or {}
+    parts = [str(job.get("status"))]
+    if usage:
+        parts.append(f"{usage.get('num_turns', 0)} turn(s)")
+        parts.append(
+            f"{usage.get('input_tokens', 0):,} in / {usage.get('output_tokens', 0):,} out tokens"
+        )
+        parts.append(f"${float(usage.get('total_cost_usd') or 0):.4f}")
+        parts.append(f"{int(usage.get('duration_ms') or 0) / 1000:.1f}s")
+    return " · ".join(parts)
+
+
+def _print_outcome(client: Client, job: Job) -> None:
+    """The result text on stdout, then a usage summary; an error on stderr."""
+    text = client.download_result(job)
+    if text is not None:
+        print(text)
+    error = job.get("error")
+    if error:
+        err.print(
+            f"[red]{job.get('status')}[/]: {error.get('code', '')}: {error.get('message', '')}",
+            markup=True,
+        )
+    out.print(Text(_usage_line(job), style="dim"))
+
+
+class _LiveStatus:
+    """`⠋ job 1234… running · 12s`, re-rendered by rich's Live while a long-poll blocks."""
+
+    def __init__(self, job_id: str, started: float) -> None:
+        self.job_id = job_id
+        self.status = "queued"
+        self.started = started
+
+    def __rich__(self) -> RenderableType:
+        elapsed = int(time.monotonic() - self.started)
+        line = Text.assemble(
+            ("job ", "dim"),
+            (self.job_id, "bold"),
+            " ",
+            _status_text(self.status),
+            (f" · {elapsed // 60}:{elapsed % 60:02d}", "dim"),
+        )
+        return Spinner("dots", text=line)
+
+
+def _wait_with_progress(client: Client, job_id: str, timeout: float | None, quiet: bool) -> Job:
+    """Long-poll the job to the end, showing its status and the elapsed time on stderr."""
+    from rich.live import Live
+
+    started = time.monotonic()
+    live_status = _LiveStatus(job_id, started)
+    last_status: list[str] = []
+
+    def on_update(job: Job) -> None:
+        status = str(job.get("status"))
+        live_status.status = status
+        if not err.is_terminal and not quiet and (not last_status or last_status[-1] != status):
+            err.print(f"job {job_id}: {status} ({int(time.monotonic() - started)}s)", markup=False)
+        last_status.append(status)
+
+    try:
+        if err.is_terminal and not quiet:
+            with Live(live_status, console=err, refresh_per_second=8, transient=True):
+                return client.wait(job_id, timeout=timeout, on_update=on_update)
+        return client.wait(job_id, timeout=timeout, on_update=on_update)
+    except WaitTimeoutError as exc:
+        err.print(
+            f"job {job_id} is still {exc.job.get('status')} after {timeout:g}s; "
+            f"resume with: claude-jobs wait {job_id}",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_WAIT_TIMEOUT) from None
+    except KeyboardInterrupt:
+        err.print(
+            f"\nstopped waiting; job {job_id} goes on. Resume with: claude-jobs wait {job_id}",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _split_tools(tools: list[str] | None) -> list[str] | None:
+    """`--tools Read,Grep` and `--tools Read --tools Grep` alike; `--tools ""` = no tools."""
+    if tools is None:
+        return None
+    return [t.strip() for item in tools for t in item.split(",") if t.strip()]
+
+
+def _parse_metadata(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--metadata")
+        metadata[key] = value
+    return metadata
+
+
+def _read_prompt(prompt: str) -> str:
+    if prompt == "-":
+        return sys.stdin.read()
+    return prompt
+
+
+# ---------------------------------------------------------------- commands
+
+
+@app.command(rich_help_panel="Jobs")
+def submit(
+    prompt: Annotated[str, typer.Argument(help="The prompt; '-' reads it from stdin.")],
+    tools: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tools",
+            help="Tools the agent may use: --tools Read,Grep or repeat the option; "
+            "--tools '' for none. Default: the API's (Read, Glob, Grep).",
+            show_default=False,
+        ),
+    ] = None,
+    max_turns: Annotated[int | None, typer.Option(help="1-100 (API default 25).")] = None,
+    timeout: Annotated[
+        int | None,
+        typer.Option("--timeout", help="Job timeout in seconds, 10-840 (API default 300)."),
+    ] = None,
+    system_prompt: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+    max_budget_usd: Annotated[float | None, typer.Option(help="Spending cap for the job.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model; default: the deployment's.")] = None,
+    output_schema: Annotated[
+        str | None,
+        typer.Option(help="A JSON Schema (inline JSON, or @file.json) for a structured result."),
+    ] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", help="KEY=VALUE; repeatable.")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Same key + same body within 24 h returns the first job.")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the result, showing live progress.")
+    ] = False,
+    wait_timeout: Annotated[
+        float | None,
+        typer.Option(help="With --wait: give up waiting after this many seconds (exit 3)."),
+    ] = None,
+    json_output: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Submit a job. Prints its id; with --wait, its result (exit 0 only if it succeeded)."""
+    schema = None
+    if output_schema is not None:
+        raw = output_schema
+        if raw.startswith("@"):
+            with open(raw[1:], encoding="utf-8") as handle:
+                raw = handle.read()
+        try:
+            schema = json.loads(raw)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--output-schema") from None
+    with _client(url, api_key) as client:
+        accepted = client.submit(
+            _read_prompt(prompt),
+            allowed_tools=_split_tools(tools),
+            max_turns=max_turns,
+            timeout_seconds=timeout,
+            system_prompt=system_prompt,
+            max_budget_usd=max_budget_usd,
+            model=model,
+            output_schema=schema,
+            metadata=_parse_metadata(metadata),
+            idempotency_key=idempotency_key,
+        )
+        job_id = str(accepted["job_id"])
+        if not wait:
+            if json_output:
+                _print_json(accepted)
+            else:
+                print(job_id)
+                if not quiet:
+                    err.print(
+                        f"{accepted.get('status')}; follow it with: claude-jobs wait {job_id}",
+                        markup=False,
+                    )
+            return
+        if not json_output and not quiet:
+            err.print(f"submitted job {job_id}", markup=False)
+        job = _wait_with_progress(client, job_id, wait_timeout, quiet or json_output)
+        if json_output:
+            _print_json(job)
+        else:
+            _print_outcome(client, job)
+    raise typer.Exit(_exit_code(job))
+
+
+@app.command(rich_help_panel="Jobs")
+def status(
+    job_id: JobIdArgument,
+    json_output: JsonOption = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Show a job. Exit 1 if it ended without succeeding."""
+    with _client(url, api_key) as client:
+        job = client.get(job_id)
+        if json_output:
+            _print_json(job)
+        else:
+            _print_job(client, job)
+    raise typer.Exit(_exit_code(job))
+
+
+@app.command(name="wait", rich_help_panel="Jobs")
+def wait_command(
+    job_id: JobIdArgument,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Give up after this many seconds (exit 3)."),
+    ] = None,
+    json_output: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Wait for a job to finish (long-polling) and print its result."""
+    with _client(url, api_key) as client:
+        job = _wait_with_progress(client, job_id, timeout, quiet or json_output)
+        if json_output:
+            _print_json(job)
+        else:
+            _print_outcome(client, job)
+    raise typer.Exit(_exit_code(job))
+
+
+@app.command(name="list", rich_help_panel="Jobs")
+def list_command(
+    limit: Annotated[int | None, typer.Option(help="Page size, 1-100 (API default 20).")] = None,
+    next_token: Annotated[str | None, typer.Option(help="Token of the next page.")] = None,
+    json_output: JsonOption = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """List your jobs, newest first."""
+    with _client(url, api_key) as client:
+        page = client.list(limit=limit, next_token=next_token)
+    if json_output:
+        _print_json(page)
+        return
+    table = Table(box=None, pad_edge=False)
+    table.add_column("JOB ID", no_wrap=True, min_width=36)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("CREATED", no_wrap=True)
+    table.add_column("TURNS", justify="right")
+    table.add_column("COST", justify="right")
+    for job in page.get("items", []):
+        usage = job.get("usage") or {}
+        created = str(job.get("created_at", ""))
+        table.add_row(
+            str(job.get("job_id")),
+            _status_text(str(job.get("status"))),
+            created[:19].replace("T", " "),
+            str(usage.get("num_turns", "")) if usage else "",
+            f"${float(usage.get('total_cost_usd') or 0):.4f}" if usage else "",
+        )
+    if page.get("items"):
+        out.print(table)
+    else:
+        err.print("no jobs", markup=False)
+    if page.get("next_token"):
+        err.print(f"more: claude-jobs list --next-token {page['next_token']}", markup=False)
+
+
+@app.command(rich_help_panel="Jobs")
+def cancel(
+    job_id: JobIdArgument,
+    json_output: JsonOption = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Cancel a job: a queued one at once, a running one within seconds."""
+    with _client(url, api_key) as client:
+        job = client.cancel(job_id)
+    if json_output:
+        _print_json(job)
+    else:
+        print(f"{job.get('job_id', job_id)} {job.get('status', 'cancel requested')}")
+
+
+def _print_job(client: Client, job: Job) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("job", str(job.get("job_id")))
+    table.add_row("status", _status_text(str(job.get("status"))))
+    for field in ("created_at", "started_at", "finished_at"):
+        if job.get(field):
+            table.add_row(field.replace("_at", ""), str(job[field]))
+    table.add_row("attempts", str(job.get("attempts", 0)))
+    request = job.get("request") or {}
+    if request:
+        tools = request.get("allowed_tools")
+        table.add_row("tools", ", ".join(tools) if tools else "(none)")
+        table.add_row(
+            "limits", f"{request.get('max_turns')} turns, {request.get('timeout_seconds')}s"
+        )
+    if job.get("metadata"):
+        table.add_row("metadata", json.dumps(job["metadata"]))
+    if job.get("usage"):
+        table.add_row("usage", _usage_line(job).split(" · ", 1)[-1])
+    error = job.get("error")
+    if error:
+        table.add_row("error", Text(f"{error.get('code')}: {error.get('message')}", style="red"))
+    out.print(table)
+    if is_terminal(job) and job.get("result"):
+        text = client.download_result(job)
+        if text is not None:
+            out.print(Text("result", style="dim"))
+            print(text)

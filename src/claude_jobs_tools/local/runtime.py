@@ -1,0 +1,176 @@
+"""A minimal Lambda runtime for the local stack: handler loading, warm environments, context.
+
+Lambda runs one invocation per execution environment at a time and starts another environment
+(a cold start) when all are busy. The local stack does the same with module instances: each
+environment is a fresh load of `functions/<name>/handler.py`, so module-level state (a
+Powertools resolver's current event, a container of clients) is never shared by two
+concurrent invocations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+_instance_ids = itertools.count(1)
+
+
+def default_functions_dir() -> Path:
+    """`functions/` of the checkout this package is installed from (editable install)."""
+    return Path(__file__).resolve().parents[3] / "functions"  # …/src/claude_jobs_tools/local
+
+
+@dataclass
+class LambdaContext:
+    """The attributes and method of the Python runtime's context object."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
+        )
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+        self.identity = None
+        self.client_context = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(int((self._deadline - time.monotonic()) * 1000), 0)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function: its code (`<functions_dir>/<directory>/handler.py`) and limits."""
+
+    name: str  # the deployed function name, as the context reports it
+    directory: str
+    memory_mb: int = 512
+    timeout_seconds: int = 29
+    handler_attr: str = "lambda_handler"
+
+
+class FunctionNotFoundError(RuntimeError):
+    pass
+
+
+class EnvironmentRetired(Exception):
+    """The function ended its execution environment (on Lambda: its process exited)."""
+
+
+def _retire() -> None:
+    raise EnvironmentRetired("the function retired its execution environment")
+
+
+def load_handler(spec: FunctionSpec, functions_dir: Path) -> Handler:
+    """A fresh instance of the function's handler module (one execution environment)."""
+    code_dir = functions_dir / spec.directory
+    path = code_dir / "handler.py"
+    if not path.is_file():
+        raise FunctionNotFoundError(f"{path} does not exist")
+    name = f"_claude_jobs_local_{spec.directory}_{next(_instance_ids)}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:  # pragma: no cover
+        raise FunctionNotFoundError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    # As in Lambda, the function's own directory is importable while its code loads; modules
+    # imported from it are dropped afterwards so two functions' `app.py` never collide.
+    before = set(sys.modules)
+    sys.path.insert(0, str(code_dir))
+    try:
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(code_dir))
+        for added in set(sys.modules) - before - {name}:
+            origin = getattr(sys.modules[added], "__file__", None) or ""
+            if origin.startswith(str(code_dir)):
+                del sys.modules[added]
+    handler = getattr(module, spec.handler_attr, None)
+    if not callable(handler):
+        raise FunctionNotFoundError(f"{path} has no callable {spec.handler_attr}")
+    # A function that can retire its environment exits its process on Lambda; here the
+    # environment is dropped instead (the pool starts a fresh one for the next invocation).
+    function = getattr(module, "function", None)
+    if function is not None and hasattr(function, "retire"):
+        function.retire = _retire
+    return _bound(module, handler)
+
+
+def _bound(module: ModuleType, handler: Callable[..., Any]) -> Handler:
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        return handler(event, context)
+
+    invoke.module = module  # type: ignore[attr-defined]  # keeps the instance alive
+    return invoke
+
+
+class FunctionPool:
+    """Warm execution environments of one function; a new one starts when all are busy."""
+
+    def __init__(self, spec: FunctionSpec, functions_dir: Path) -> None:
+        self.spec = spec
+        self._functions_dir = functions_dir
+        self._idle: list[Handler] = []
+        self._lock = threading.Lock()
+        self.cold_starts = 0
+        self.retired = 0
+
+    def warm_up(self) -> None:
+        """Load one environment now: a broken handler fails the stack's start, not a request."""
+        with self.environment():
+            pass
+
+    @contextmanager
+    def environment(self) -> Iterator[Handler]:
+        with self._lock:
+            handler = self._idle.pop() if self._idle else None
+        if handler is None:
+            handler = load_handler(self.spec, self._functions_dir)
+            with self._lock:
+                self.cold_starts += 1
+        try:
+            yield handler
+        except EnvironmentRetired:
+            with self._lock:
+                self.retired += 1  # dropped, not returned to the idle ones
+            raise
+        except BaseException:
+            with self._lock:
+                self._idle.append(handler)
+            raise
+        else:
+            with self._lock:
+                self._idle.append(handler)
+
+    def invoke(self, event: dict[str, Any], *, request_id: str | None = None) -> Any:
+        """Run the handler once with a fresh context, in an idle environment."""
+        context = LambdaContext(
+            function_name=self.spec.name,
+            memory_limit_in_mb=self.spec.memory_mb,
+            timeout_seconds=self.spec.timeout_seconds,
+            aws_request_id=request_id or str(uuid.uuid4()),
+        )
+        with self.environment() as handler:
+            return handler(event, context)

@@ -1,0 +1,439 @@
+"""The whole service on one machine: emulator, resources, model, HTTP front and workers.
+
+    stack = LocalStack(StackConfig(port=0)).start()
+    stack.url, stack.keys                 # base URL, API keys
+    ...
+    stack.stop()
+
+Start order: the moto server; the process environment pointed at it (as the Lambda
+environment points the functions at their resources); the resources, created by
+:func:`claude_jobs.provision.provision` from the definitions the CDK app uses; the Anthropic key
+stored in the emulated Secrets Manager (never left in this process's environment); the API
+keys; the offline model when there is no key; the front; the workers. Stop runs it backwards and
+restores the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from claude_jobs.resources import JOBS_QUEUE, WORKER_TIMEOUT_SECONDS
+from claude_jobs.settings import PUBLIC_ANTHROPIC_URL, Settings
+
+from .runtime import REGION, FunctionPool, FunctionSpec, default_functions_dir
+
+if TYPE_CHECKING:
+    from werkzeug.serving import BaseWSGIServer
+
+    from .fake_anthropic import FakeAnthropic
+    from .sources import PollingSource
+    from .workers import QueueConsumer
+
+log = logging.getLogger("claude_jobs.local")
+
+DEV_KEYS_ENV = "CLAUDE_JOBS_DEV_KEYS"
+#: Where the functions' code is, when not in the checkout this package is installed from.
+FUNCTIONS_DIR_ENV = "CLAUDE_JOBS_FUNCTIONS_DIR"
+DEFAULT_TENANT = "local"
+#: Sent upstream when no real key is configured (the offline model accepts anything).
+PLACEHOLDER_KEY = "sk-ant-local-placeholder-not-a-key"
+CANNED_ANSWER = (
+    "This is a canned answer from the local stack's offline stand-in model, not from Claude. "
+    "Set ANTHROPIC_API_KEY and restart `claude-jobs dev` for real answers."
+)
+
+#: Environment every function sees locally, unless the caller's environment sets it.
+_DEFAULT_ENV = {
+    "POWERTOOLS_SERVICE_NAME": "claude-jobs",
+    "POWERTOOLS_METRICS_NAMESPACE": "ClaudeJobsLocal",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "CLAUDE_AGENT_SDK_SKIP_VERSION_CHECK": "1",
+}
+#: Never visible to the functions: the key lives in the emulated Secrets Manager only, and no
+#: real AWS credentials or profile may be picked up.
+_REMOVED_ENV = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+)
+
+
+class StackError(RuntimeError):
+    """The stack cannot start as configured."""
+
+
+@dataclass(frozen=True)
+class RegisteredKey:
+    tenant_id: str
+    key: str
+    generated: bool
+
+
+def parse_dev_keys(spec: str) -> list[tuple[str, str]]:
+    """`"tenant:key,tenant2:key2"` → [(tenant, key), …]."""
+    pairs = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        tenant, sep, key = item.partition(":")
+        if not sep or not tenant.strip() or not key.strip():
+            raise StackError(f"{DEV_KEYS_ENV}: {item.split(':')[0]!r}… is not tenant:key")
+        pairs.append((tenant.strip(), key.strip()))
+    if not pairs:
+        raise StackError(f"{DEV_KEYS_ENV} is set but names no tenant:key")
+    return pairs
+
+
+@dataclass
+class StackConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    dev_keys: str | None = None  # CLAUDE_JOBS_DEV_KEYS
+    prefix: str = "claude-jobs-local"
+    functions_dir: Path | None = None
+    #: Logical queue id → SQS attributes, e.g. a short VisibilityTimeout for tests.
+    queue_overrides: dict[str, dict[str, str]] | None = None
+    #: API Gateway caches an authorizer's answer per token; the CDK app's default TTL.
+    authorizer_cache_seconds: float = 60.0
+    settings_overrides: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> StackConfig:
+        env = os.environ if environ is None else environ
+        return cls(
+            anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
+            anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
+            dev_keys=env.get(DEV_KEYS_ENV) or None,
+            functions_dir=Path(env[FUNCTIONS_DIR_ENV]) if env.get(FUNCTIONS_DIR_ENV) else None,
+            **values,
+        )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Settings as the environment variables a function reads them from (`from_env`)."""
+    env = {}
+    for name, info in Settings.model_fields.items():
+        if not info.alias:
+            continue
+        value = getattr(settings, name)
+        if isinstance(value, tuple | list):
+            env[info.alias] = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            env[info.alias] = "true" if value else "false"
+        else:
+            env[info.alias] = str(value)
+    return env
+
+
+FUNCTIONS = {
+    "authorizer": FunctionSpec("authorizer", "authorizer", memory_mb=256, timeout_seconds=10),
+    "submit": FunctionSpec("submit", "submit", memory_mb=512, timeout_seconds=29),
+    "status": FunctionSpec("status", "status", memory_mb=512, timeout_seconds=29),
+    "worker": FunctionSpec(
+        "worker", "worker", memory_mb=1024, timeout_seconds=WORKER_TIMEOUT_SECONDS
+    ),
+}
+#: Run when their code is there: completion events and webhooks, S3 and EventBridge triggers.
+OPTIONAL_FUNCTIONS = {
+    "notifier": FunctionSpec("notifier", "notifier", memory_mb=256, timeout_seconds=60),
+    "trigger": FunctionSpec("trigger", "trigger", memory_mb=256, timeout_seconds=60),
+}
+
+
+class _Environ:
+    """Changes to os.environ, undone by `restore()`."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, str | None] = {}
+
+    def set(self, name: str, value: str | None) -> None:
+        if name not in self._saved:
+            self._saved[name] = os.environ.get(name)
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+    def restore(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved.clear()
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.keys: list[RegisteredKey] = []
+        self.settings: Settings | None = None
+        self.upstream_url = ""
+        self.offline_model = False
+        self.moto_url = ""
+        self._environ = _Environ()
+        self._moto: Any = None
+        self._fake: FakeAnthropic | None = None
+        self._server: BaseWSGIServer | None = None
+        self._server_thread: threading.Thread | None = None
+        self._consumer: QueueConsumer | None = None
+        self._sources: list[PollingSource] = []
+        #: What the optional functions serve, for the banner (empty when not running).
+        self.notifier_running = False
+        self.triggers_running = False
+        self.pools: dict[str, FunctionPool] = {}
+        self._stopped = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise StackError("the stack is not started")
+        host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
+        if ":" in str(shown):
+            shown = f"[{shown}]"
+        return f"http://{shown}:{port}"
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop(grace_seconds=0)
+            raise
+        return self
+
+    def _start(self) -> None:
+        config = self.config
+        functions_dir = config.functions_dir or default_functions_dir()
+        missing = [
+            s.directory
+            for s in FUNCTIONS.values()
+            if not (functions_dir / s.directory / "handler.py").is_file()
+        ]
+        if missing:
+            raise StackError(
+                f"{functions_dir} lacks {', '.join(missing)}: run `claude-jobs dev` from a "
+                "checkout of claude-jobs (the handlers are not part of the installed package)"
+            )
+        if config.workers < 1:
+            raise StackError("--workers must be at least 1")
+        dev_keys = parse_dev_keys(config.dev_keys) if config.dev_keys else None
+
+        self._start_moto()
+        self._point_environment_at_moto()
+
+        if config.anthropic_api_key:
+            secret_value = config.anthropic_api_key
+            self.upstream_url = config.anthropic_base_url or PUBLIC_ANTHROPIC_URL
+        elif config.anthropic_base_url:
+            # An explicit upstream (a proxy, a fake) without a key: send a placeholder.
+            secret_value = PLACEHOLDER_KEY
+            self.upstream_url = config.anthropic_base_url
+        else:
+            from .fake_anthropic import FakeAnthropic, Text
+
+            self._fake = FakeAnthropic(default=Text(CANNED_ANSWER)).start()
+            self.offline_model = True
+            secret_value = PLACEHOLDER_KEY
+            self.upstream_url = self._fake.url
+
+        from ..provision import provision
+
+        provisioned = provision(
+            config.prefix,
+            region=REGION,
+            secret_value=secret_value,
+            queue_overrides=config.queue_overrides,
+            anthropic_base_url=self.upstream_url,
+            allow_loopback_webhooks=True,
+            **config.settings_overrides,
+        )
+        self.settings = provisioned.settings
+        for name, value in settings_env(provisioned.settings).items():
+            self._environ.set(name, value)
+
+        self._register_keys(provisioned.settings, dev_keys)
+
+        from .front import ApiGatewayFront, serve
+
+        self.pools = {key: FunctionPool(spec, functions_dir) for key, spec in FUNCTIONS.items()}
+        for pool in self.pools.values():
+            pool.warm_up()  # a handler that cannot load fails here, not on a request
+        for key, spec in OPTIONAL_FUNCTIONS.items():
+            if (functions_dir / spec.directory / "handler.py").is_file():
+                optional = FunctionPool(spec, functions_dir)
+                try:
+                    optional.warm_up()
+                except Exception:
+                    log.warning("the %s function cannot load; it is off", key, exc_info=True)
+                    continue
+                self.pools[key] = optional
+        front = ApiGatewayFront(
+            self.pools, authorizer_cache_seconds=config.authorizer_cache_seconds
+        )
+        self._server = serve(front, config.host, config.port)
+        self._server_thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="front",
+            daemon=True,
+        )
+        self._server_thread.start()
+
+        from .workers import QueueConsumer
+
+        self._consumer = QueueConsumer(
+            self.pools["worker"],
+            provisioned.queue_urls[JOBS_QUEUE.logical_id],
+            provisioned.queue_arns[JOBS_QUEUE.logical_id],
+            count=config.workers,
+        )
+        self._consumer.start()
+        self._start_sources(provisioned.settings, functions_dir)
+
+    def _start_sources(self, settings: Settings, functions_dir: Path) -> None:
+        """The notifier on the jobs table's stream, the trigger function on the relay queue.
+        They are extras of the local stack: one that cannot start is reported and skipped."""
+        import boto3
+
+        from .sources import PollingSource, relay_to_function, stream_to_function
+
+        # provision() made the bus and the inbox bucket; the emulator needs the wiring.
+        if "notifier" in self.pools:
+            try:
+                from .sources import StreamPoller
+
+                reader = StreamPoller(
+                    boto3.client("dynamodb", region_name=REGION), settings.jobs_table
+                )
+                self._sources.append(
+                    PollingSource(
+                        "notifier", stream_to_function(reader, self.pools["notifier"].invoke)
+                    )
+                )
+                self.notifier_running = True
+            except Exception as exc:
+                log.warning("the notifier is off: %s", exc)
+        if "trigger" in self.pools:
+            try:
+                from claude_jobs.triggers.config import load_config
+                from claude_jobs.triggers.templates import TemplateStore
+
+                from .trigger_relay import wire_local_triggers
+
+                path = Path(settings.triggers_config or functions_dir / "trigger" / "triggers.json")
+                triggers = load_config(path, TemplateStore(path.parent / "templates"))
+                relay_url = wire_local_triggers(settings, triggers, prefix=self.config.prefix)
+                sqs = boto3.client("sqs", region_name=REGION)
+                self._sources.append(
+                    PollingSource(
+                        "triggers", relay_to_function(sqs, relay_url, self.pools["trigger"].invoke)
+                    )
+                )
+                self.triggers_running = True
+            except Exception as exc:
+                log.warning("triggers are off: %s", exc)
+        for source in self._sources:
+            source.start()
+
+    def _start_moto(self) -> None:
+        from .emulator import Emulator
+
+        self._moto = Emulator("127.0.0.1").start()
+        self.moto_url = self._moto.url
+
+    def _point_environment_at_moto(self) -> None:
+        for name in _REMOVED_ENV:
+            self._environ.set(name, None)
+        values = {
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+        for name, value in values.items():
+            self._environ.set(name, value)
+        for name, value in _DEFAULT_ENV.items():
+            if name not in os.environ:
+                self._environ.set(name, value)
+
+    def _register_keys(self, settings: Settings, dev_keys: list[tuple[str, str]] | None) -> None:
+        from claude_jobs.clock import utcnow
+        from claude_jobs.wiring import Container
+
+        service = Container(settings).key_service
+        if dev_keys is None:
+            key, _ = service.create(DEFAULT_TENANT, "local stack", utcnow())
+            self.keys.append(RegisteredKey(DEFAULT_TENANT, key, generated=True))
+            return
+        for tenant, key in dev_keys:
+            try:
+                service.create(tenant, "local stack", utcnow(), plaintext=key)
+            except ValueError as exc:
+                raise StackError(f"{DEV_KEYS_ENV}: tenant {tenant!r}: {exc}") from None
+            self.keys.append(RegisteredKey(tenant, key, generated=False))
+
+    def stop(self, grace_seconds: float = 10.0) -> int:
+        """Stop everything; wait up to `grace_seconds` for running jobs. Returns how many jobs
+        were abandoned mid-run."""
+        if self._stopped:
+            return 0
+        self._stopped = True
+        abandoned = 0
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            if self._server_thread is not None:
+                self._server_thread.join(timeout=5)
+        if self._consumer is not None:
+            abandoned = self._consumer.stop(grace_seconds)
+            self._consumer = None
+        for source in self._sources:
+            source.stop()
+        self._sources = []
+        if self._fake is not None:
+            self._fake.close()
+            self._fake = None
+        if self._moto is not None:
+            try:
+                self._moto.stop()
+            except Exception:  # pragma: no cover - best effort at exit
+                log.debug("stopping the emulator failed", exc_info=True)
+            self._moto = None
+        self._environ.restore()
+        return abandoned
+
+    @property
+    def busy_workers(self) -> int:
+        return self._consumer.busy if self._consumer is not None else 0
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

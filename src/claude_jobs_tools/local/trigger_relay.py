@@ -1,0 +1,107 @@
+"""Triggers in the local stack, where the emulator has no Lambda to notify.
+
+`wire_local_triggers` makes the emulator deliver what AWS would hand the trigger function to an
+SQS relay queue instead: the inbox bucket's ObjectCreated notifications (one per S3 trigger,
+with its prefix/suffix filter) and the bus's events (one rule per events trigger with a
+pattern). `relay_once` then hands each relayed message to the trigger handler, exactly as the
+S3 notification or the EventBridge event it is. Schedules do not fire in the emulator; send
+their event with `claude-jobs trigger event --schedule RULE` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from claude_jobs.settings import Settings
+from claude_jobs.triggers.config import TriggersConfig
+
+RELAY_QUEUE_SUFFIX = "trigger-relay"
+Handler = Callable[[Any, Any], Any]
+
+
+def _ensure_bucket(s3: Any, bucket: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:
+        s3.create_bucket(Bucket=bucket)
+
+
+def wire_local_triggers(
+    settings: Settings, config: TriggersConfig, *, prefix: str = "claude-jobs"
+) -> str:
+    """Create the relay queue and route the inbox bucket and the bus (both provisioned) to it;
+    return its URL."""
+    import boto3
+
+    sqs = boto3.client("sqs")
+    queue_url: str = sqs.create_queue(QueueName=f"{prefix}-{RELAY_QUEUE_SUFFIX}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+
+    s3: Any = boto3.client("s3")
+    routes: dict[str, list[dict[str, Any]]] = {}
+    for trigger in config.s3:
+        bucket = trigger.bucket or settings.inbox_bucket
+        if not bucket:
+            continue
+        rules = [{"Name": "prefix", "Value": trigger.prefix}] if trigger.prefix else []
+        if trigger.suffix:
+            rules.append({"Name": "suffix", "Value": trigger.suffix})
+        queue_config: dict[str, Any] = {
+            "Id": trigger.name,
+            "QueueArn": queue_arn,
+            "Events": ["s3:ObjectCreated:*"],
+        }
+        if rules:
+            queue_config["Filter"] = {"Key": {"FilterRules": rules}}
+        routes.setdefault(bucket, []).append(queue_config)
+    for bucket, queue_configs in routes.items():
+        _ensure_bucket(s3, bucket)
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket,
+            NotificationConfiguration={"QueueConfigurations": queue_configs},
+        )
+
+    if settings.event_bus_name:
+        events = boto3.client("events")
+        try:
+            events.describe_event_bus(Name=settings.event_bus_name)
+        except events.exceptions.ResourceNotFoundException:
+            events.create_event_bus(Name=settings.event_bus_name)
+        for event_trigger in config.events:
+            pattern = event_trigger.event_pattern()
+            if pattern is None:
+                continue
+            rule = f"{prefix}-trigger-{event_trigger.name}"
+            events.put_rule(
+                Name=rule, EventBusName=settings.event_bus_name, EventPattern=json.dumps(pattern)
+            )
+            events.put_targets(
+                Rule=rule,
+                EventBusName=settings.event_bus_name,
+                Targets=[{"Id": "relay", "Arn": queue_arn}],
+            )
+    return queue_url
+
+
+def relay_once(sqs: Any, queue_url: str, handler: Handler, *, wait_seconds: int = 0) -> int:
+    """Hand every relayed message to `handler`; return how many were handled.
+
+    A message whose handling raises stays on the queue (visible again later), as a failed
+    asynchronous invocation would be retried."""
+    handled = 0
+    messages = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
+    ).get("Messages", [])
+    for message in messages:
+        try:
+            event = json.loads(message["Body"])
+        except ValueError:
+            event = {"unparseable_body": message["Body"]}
+        handler(event, None)
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        handled += 1
+    return handled

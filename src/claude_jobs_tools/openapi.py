@@ -1,0 +1,243 @@
+"""The OpenAPI 3.1 document of HTTP API v1, generated from the pydantic models.
+
+    python -m claude_jobs_tools.openapi > openapi.json     # what `make openapi` does
+
+The routes validate with the same models (see :mod:`claude_jobs.api.routes`), so the document
+and the behaviour cannot drift apart on bodies; paths, parameters and statuses are declared here.
+Nothing here runs when a function starts: it is built only when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from claude_jobs import __version__
+from claude_jobs.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
+from claude_jobs.api.routes import POLL_AFTER_SECONDS
+from claude_jobs.job_service import IDEMPOTENCY_KEY_MAX, MAX_PAGE_SIZE, MAX_WAIT_SECONDS
+from claude_jobs.models import MAX_BODY_BYTES, JobList, JobRequest, JobView, Problem, SubmitResponse
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref(Problem)}},
+    }
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _json(model: type[BaseModel], description: str, **headers: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": _ref(model)}},
+    }
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+_INT = {"type": "integer"}
+_STR = {"type": "string"}
+_RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": _INT}
+_ETAG = {"description": "Version of the job; send it back in If-None-Match", "schema": _STR}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": _STR}
+
+_COMMON_ERRORS = {
+    "401": _problem(
+        "Missing, invalid, revoked or expired API key",
+        {"WWW-Authenticate": {"schema": _STR}},
+    ),
+    "429": _problem("Throttled", {"Retry-After": _RETRY_AFTER}),
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document as a dict."""
+    _, defs = models_json_schema(
+        [
+            (JobRequest, "validation"),
+            (SubmitResponse, "serialization"),
+            (JobView, "serialization"),
+            (JobList, "serialization"),
+            (Problem, "serialization"),
+        ],
+        ref_template=REF,
+    )
+    schemas = defs["$defs"]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "claude-jobs",
+            "version": __version__,
+            "description": (
+                "Claude Code as a serverless job service. Every error is an RFC 9457 problem "
+                f"(`{PROBLEM_CONTENT_TYPE}`) whose `type` is `{TYPE_PREFIX}<code>`."
+            ),
+        },
+        "security": [{"apiKey": []}],
+        "paths": {
+            "/v1/jobs": {
+                "post": {
+                    "operationId": "submitJob",
+                    "summary": "Submit a job",
+                    "description": (
+                        f"Bodies over {MAX_BODY_BYTES // 1024} KiB answer 413. An "
+                        "Idempotency-Key replays the first job for 24 h (same body) or "
+                        "answers 409 (another body)."
+                    ),
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": IDEMPOTENCY_KEY_MAX,
+                            },
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(JobRequest)}},
+                    },
+                    "responses": {
+                        "202": _json(
+                            SubmitResponse,
+                            "Queued (or the first job, for a replayed Idempotency-Key)",
+                            Location={"description": "The job's URL path", "schema": _STR},
+                        ),
+                        **_COMMON_ERRORS,
+                        "409": _problem("Idempotency-Key reused with another body"),
+                        "413": _problem("Body over 256 KiB"),
+                        "422": _problem("Invalid request; `errors` lists each field"),
+                        "503": _problem(
+                            "The job could not be queued (it was failed); retry",
+                            {"Retry-After": _RETRY_AFTER},
+                        ),
+                    },
+                },
+                "get": {
+                    "operationId": "listJobs",
+                    "summary": "List own jobs, newest first",
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_PAGE_SIZE,
+                                "default": 20,
+                            },
+                        },
+                        {"name": "next_token", "in": "query", "schema": _STR},
+                    ],
+                    "responses": {
+                        "200": _json(JobList, "A page of jobs"),
+                        **_COMMON_ERRORS,
+                        "422": _problem("Invalid limit or next_token"),
+                    },
+                },
+            },
+            "/v1/jobs/{job_id}": {
+                "get": {
+                    "operationId": "getJob",
+                    "summary": "Get a job (optionally long-polling until it is terminal)",
+                    "parameters": [
+                        _JOB_ID,
+                        {
+                            "name": "wait",
+                            "in": "query",
+                            "description": "Seconds to wait for a terminal status",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": MAX_WAIT_SECONDS,
+                            },
+                        },
+                        {"name": "If-None-Match", "in": "header", "schema": _STR},
+                    ],
+                    "responses": {
+                        "200": _json(
+                            JobView,
+                            "The job. Non-terminal answers carry Retry-After "
+                            f"({POLL_AFTER_SECONDS} s).",
+                            ETag=_ETAG,
+                            **{"Retry-After": _RETRY_AFTER},
+                        ),
+                        "304": {
+                            "description": "Unchanged since the ETag sent in If-None-Match",
+                            "headers": {"ETag": _ETAG},
+                        },
+                        **_COMMON_ERRORS,
+                        "404": _problem("No such job (or another tenant's)"),
+                        "422": _problem("Invalid wait"),
+                    },
+                }
+            },
+            "/v1/jobs/{job_id}/cancel": {
+                "post": {
+                    "operationId": "cancelJob",
+                    "summary": "Cancel a job (queued: at once; running: within seconds)",
+                    "parameters": [_JOB_ID],
+                    "responses": {
+                        "202": _json(JobView, "The job as it is now", ETag=_ETAG),
+                        **_COMMON_ERRORS,
+                        "404": _problem("No such job (or another tenant's)"),
+                    },
+                }
+            },
+            "/v1/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness (no API key needed)",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "The API answers",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {"status": {"const": "ok"}},
+                                        "required": ["status"],
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "`Authorization: Bearer <api key>` (see `claude-jobs keys`)",
+                }
+            },
+            "schemas": dict(sorted(schemas.items())),
+        },
+    }
+
+
+def main() -> None:
+    print(json.dumps(document(), indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

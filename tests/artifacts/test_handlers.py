@@ -1,0 +1,252 @@
+"""Every zip function, run from what ships: its own directory, the layer and the Lambda
+runtime's boto3, nothing else on the path, in a fresh interpreter, over the sample events in
+`events/`, against the AWS emulator holding the stack's resources.
+
+These are the tests a missing layer dependency fails (an import that works in the dev
+virtualenv but not in Lambda), and the tests that say the artifacts answer as the API
+contract says.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_jobs.keys import hash_key
+from claude_jobs.wiring import Container
+from infra import packaging
+from tests.artifacts.artifacts import (
+    HAND_KEPT_LAYER,
+    SAMPLE_KEY,
+    SAMPLE_TENANT,
+    Artifacts,
+    Deployment,
+    Invocation,
+    invoke,
+)
+from tests.events import load_event
+
+#: A job whose result must match a JSON Schema: checked at submit with jsonschema.
+OUTPUT_SCHEMA = {
+    "type": "object",
+    "properties": {"bullets": {"type": "array", "items": {"type": "string"}}},
+    "required": ["bullets"],
+}
+
+
+def submit_event(idempotency_key: str, **fields: Any) -> dict[str, Any]:
+    event = load_event("apigw_submit_job.json")
+    body = {**json.loads(event["body"]), **fields}
+    event["body"] = json.dumps(body)
+    event["headers"]["Idempotency-Key"] = idempotency_key
+    event["multiValueHeaders"]["Idempotency-Key"] = [idempotency_key]
+    return event
+
+
+def job_event(sample: str, job_id: str) -> dict[str, Any]:
+    event = load_event(sample)
+    suffix = "/cancel" if event["path"].endswith("/cancel") else ""
+    event["path"] = f"/v1/jobs/{job_id}{suffix}"
+    event["requestContext"]["path"] = f"/prod{event['path']}"
+    event["pathParameters"] = {"job_id": job_id}
+    return event
+
+
+def http(answer: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """(status, JSON body) of an API function's answer; fails on a raised exception."""
+    assert "answer" in answer, answer.get("trace")
+    response = answer["answer"]
+    return response["statusCode"], json.loads(response["body"] or "null")
+
+
+def answered_cleanly(run: Invocation) -> None:
+    assert run.foreign_modules == [], run.foreign_modules
+    assert "Traceback" not in run.logs, run.logs[-3000:]
+
+
+def test_submit_and_status_serve_the_sample_requests(
+    artifacts: Artifacts, deployment: Deployment, tmp_path: Path
+) -> None:
+    # Given the sample submit request, the same with an output_schema, and one whose schema
+    # is not a JSON Schema
+    events = [
+        submit_event("artifact-plain"),
+        submit_event("artifact-schema", output_schema=OUTPUT_SCHEMA),
+        submit_event("artifact-bad-schema", output_schema={"type": "no-such-type"}),
+    ]
+    # When the submit function handles them from its artifact
+    submitted = invoke(artifacts, deployment, "submit", events, tmp_path)
+    # Then the first two are queued jobs of the sample's tenant, the third a 422
+    answered_cleanly(submitted)
+    (plain_status, plain), (schema_status, schema), (bad_status, bad) = map(http, submitted.answers)
+    assert (plain_status, plain["status"]) == (202, "queued")
+    assert (schema_status, schema["status"]) == (202, "queued")
+    (location,) = submitted.answers[1]["answer"]["multiValueHeaders"]["Location"]
+    assert location.endswith(f"/v1/jobs/{schema['job_id']}")
+    assert bad_status == 422 and bad["status"] == 422
+    assert any(e["loc"][-1] == "output_schema" for e in bad["errors"]), bad
+
+    # When the status function answers for the schema job, the tenant's list and health, and
+    # the submit function cancels the plain job
+    cancelled = invoke(
+        artifacts,
+        deployment,
+        "submit",
+        [job_event("apigw_cancel_job.json", plain["job_id"])],
+        tmp_path,
+    )
+    shown = invoke(
+        artifacts,
+        deployment,
+        "status",
+        [
+            job_event("apigw_get_job.json", schema["job_id"]),
+            job_event("apigw_get_job.json", plain["job_id"]),
+            load_event("apigw_list_jobs.json"),
+            load_event("apigw_health.json"),
+            job_event("apigw_get_job.json", "00000000-0000-4000-8000-000000000000"),
+        ],
+        tmp_path,
+    )
+    # Then each answers as the contract says
+    answered_cleanly(cancelled)
+    answered_cleanly(shown)
+    assert http(cancelled.answers[0])[0] == 202
+    (got, job), (_, plain_now), (listed, page), (healthy, health), (unknown, problem) = map(
+        http, shown.answers
+    )
+    assert got == 200 and job["status"] == "queued"
+    assert job["request"]["output_schema"] == OUTPUT_SCHEMA
+    assert job["metadata"] == {"ticket": "OPS-42"}
+    assert plain_now["status"] == "cancelled"
+    assert listed == 200
+    assert {schema["job_id"], plain["job_id"]} <= {item["job_id"] for item in page["items"]}
+    assert (healthy, health) == (200, {"status": "ok"})
+    assert unknown == 404 and problem["status"] == 404
+
+
+def test_the_authorizer_allows_the_samples_key_and_refuses_others(
+    artifacts: Artifacts, deployment: Deployment, tmp_path: Path
+) -> None:
+    # Given the sample TOKEN event (its key is registered for the sample tenant), and the
+    # same with an unknown key
+    allowed = load_event("authorizer_token.json")
+    unknown = load_event("authorizer_token.json")
+    unknown["authorizationToken"] = "Bearer cjk_ffffffffffff_not-a-registered-key"
+    # When the authorizer handles them from its artifact
+    run = invoke(artifacts, deployment, "authorizer", [allowed, unknown], tmp_path)
+    # Then the sample key gets an Allow policy carrying its tenant; the unknown one is
+    # refused the way API Gateway understands (an "Unauthorized" error → 401)
+    answered_cleanly(run)
+    policy = run.answers[0]["answer"]
+    assert policy["principalId"] == SAMPLE_TENANT
+    assert policy["context"] == {"tenant_id": SAMPLE_TENANT, "key_id": hash_key(SAMPLE_KEY)[:12]}
+    assert {s["Effect"] for s in policy["policyDocument"]["Statement"]} == {"Allow"}
+    assert run.answers[1] == {
+        "raised": "Exception",
+        "message": "Unauthorized",
+        "trace": run.answers[1]["trace"],
+    }
+
+
+def test_the_trigger_function_turns_the_sample_events_into_jobs(
+    artifacts: Artifacts, deployment: Deployment, tmp_path: Path
+) -> None:
+    # Given the object the sample S3 notification names, in the inbox bucket
+    s3 = deployment.client("s3")
+    s3.put_object(Bucket="test-inbox", Key="inbox/meeting notes.txt", Body=b"Agenda: ship it.\n")
+    events = [
+        load_event("s3_object_created.json"),
+        load_event("eventbridge_run_task.json"),
+        load_event("eventbridge_scheduled.json"),
+    ]
+    # When the trigger function handles the S3 and EventBridge samples from its artifact
+    run = invoke(artifacts, deployment, "trigger", events, tmp_path)
+    # Then each becomes one queued job through its configured trigger
+    answered_cleanly(run)
+    outcomes = [a["answer"]["outcomes"] for a in run.answers]
+    assert [[(o["status"], o["trigger"]) for o in each] for each in outcomes] == [
+        [("created", "inbox-review")],
+        [("created", "run-task")],
+        [("created", "nightly-digest")],
+    ]
+    with deployment.environment():
+        jobs = Container(deployment.provisioned.settings).job_repository
+        created = [jobs.get(each[0]["job_id"]) for each in outcomes]
+    assert all(job is not None and job.status.value == "queued" for job in created)
+    assert created[0] is not None and created[0].prompt is not None
+    assert "Agenda: ship it." in created[0].prompt
+
+
+def test_the_notifier_publishes_the_sample_completion(
+    artifacts: Artifacts, deployment: Deployment, tmp_path: Path
+) -> None:
+    # Given a queue subscribed to the bus, and the sample stream records of a job starting
+    # and of it succeeding (without the sample's webhook: there is no network here)
+    bus = deployment.provisioned.settings.event_bus_name
+    sqs, events = deployment.client("sqs"), deployment.client("events")
+    queue_url = sqs.create_queue(QueueName="artifact-completions")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events.put_rule(
+        Name="artifact-all", EventBusName=bus, EventPattern=json.dumps({"source": ["claude-jobs"]})
+    )
+    events.put_targets(
+        Rule="artifact-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": queue_arn}]
+    )
+    succeeded = load_event("dynamodb_stream_job_succeeded.json")
+    for image in ("OldImage", "NewImage"):
+        del succeeded["Records"][0]["dynamodb"][image]["webhook"]
+    # When the notifier handles them from its artifact
+    run = invoke(
+        artifacts,
+        deployment,
+        "notifier",
+        [load_event("dynamodb_stream_job_started.json"), succeeded],
+        tmp_path,
+    )
+    # Then no record fails, and exactly the completion is published on the bus
+    answered_cleanly(run)
+    assert [a["answer"] for a in run.answers] == [{"batchItemFailures": []}] * 2
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    (published,) = [json.loads(m["Body"]) for m in messages]
+    assert published["detail-type"] == "Job Succeeded"
+    assert published["detail"]["job_id"] == "0b8e4a52-4c1e-4bd5-9a55-0f2a3c1d9e77"
+
+
+def test_every_zip_function_is_run_here() -> None:
+    # Given the zip functions the CDK app deploys, Then the tests above run each of them
+    assert packaging.zip_functions() == ["authorizer", "notifier", "status", "submit", "trigger"]
+
+
+@pytest.fixture(scope="module")
+def hand_kept_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The layer built from the hand-kept requirement list it had before (no jsonschema)."""
+    root = tmp_path_factory.mktemp("hand-kept-layer")
+    requirements = packaging.BUILD_DIR / "hand-kept-layer-requirements.txt"
+    requirements.parent.mkdir(parents=True, exist_ok=True)
+    requirements.write_text(HAND_KEPT_LAYER)
+    packaging.build_layer(root, packaging.HOST, requirements)
+    return root / "python"
+
+
+def test_the_hand_kept_layer_fails_a_submit_with_an_output_schema(
+    artifacts: Artifacts, deployment: Deployment, hand_kept_layer: Path, tmp_path: Path
+) -> None:
+    # Given the layer as its hand-kept list built it (powertools and pydantic only)
+    events = [
+        submit_event("hand-kept-plain"),
+        submit_event("hand-kept-schema", output_schema=OUTPUT_SCHEMA),
+    ]
+    # When the submit function runs on it
+    run = invoke(artifacts, deployment, "submit", events, tmp_path, layer=hand_kept_layer)
+    # Then a plain job is accepted, but one with an output_schema gets a 500: jsonschema
+    # cannot be imported (what AWS would have answered)
+    assert http(run.answers[0])[0] == 202
+    status, problem = http(run.answers[1])
+    assert status == 500 and problem["status"] == 500
+    assert "No module named 'jsonschema'" in run.logs
