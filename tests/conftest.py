@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -26,13 +27,14 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
+#: This test process's agent uids: its own block of 100, apart from the local stack's default
+#: range. A root worker ends every process of a job's uid wherever it runs, so two worker
+#: processes on one machine (pytest-xdist workers, two suites at once) must not share uids.
+_UID_BLOCK = 62000 + 100 * random.SystemRandom().randrange(0, 2000)
+
+
 def agent_uid_range() -> str:
-    """Agent uids of this test process: each pytest-xdist worker gets its own, apart from the
-    local stack's default range, so that one process's end-of-job sweep (every process of the
-    job's uid) never meets another process's job."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    first = 62000 + 100 * (int(worker) if worker.isdigit() else 0)
-    return f"{first}-{first + 99}"
+    return f"{_UID_BLOCK}-{_UID_BLOCK + 99}"
 
 
 @pytest.fixture
