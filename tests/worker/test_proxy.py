@@ -61,6 +61,17 @@ def _call(
     return response.status, data, response
 
 
+def _raw(proxy: KeyInjectingProxy, request: bytes) -> bytes:
+    """Send raw bytes; everything answered until the proxy closes the connection."""
+    parts = urlsplit(proxy.url)
+    answer = b""
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(request)
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
 def _message_body(stream: bool = False, model: str = MODEL) -> dict[str, Any]:
     return {
         "model": model,
@@ -185,13 +196,11 @@ def test_a_body_over_the_cap_is_refused_before_it_is_read(
     # Given a proxy whose body cap is 4 KiB, and a job token
     token = proxy.issue("job-size")
     # When a request announces a larger body but sends none of it
-    parts = urlsplit(proxy.url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
-        sock.sendall(
-            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"x-api-key: {token}\r\nContent-Length: 5000\r\n\r\n".encode()
-        )
-        answer = sock.recv(65536)
+    answer = _raw(
+        proxy,
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"x-api-key: {token}\r\nContent-Length: 5000\r\n\r\n".encode(),
+    )
     # Then it answers 413 at once (it did not wait for the body), and forwards nothing
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert _error_type(answer.split(b"\r\n\r\n", 1)[1]) == "request_too_large"
@@ -216,13 +225,11 @@ def test_a_request_with_both_a_length_and_chunked_encoding_is_refused(
     proxy: KeyInjectingProxy, fake: FakeAnthropic
 ) -> None:
     token = proxy.issue("job-smuggle")
-    parts = urlsplit(proxy.url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
-        sock.sendall(
-            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-            + f"x-api-key: {token}\r\nContent-Length: 4\r\n\r\n0\r\n\r\n".encode()
-        )
-        answer = sock.recv(65536)
+    answer = _raw(
+        proxy,
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        + f"x-api-key: {token}\r\nContent-Length: 4\r\n\r\n0\r\n\r\n".encode(),
+    )
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert fake.requests == []
 

@@ -50,7 +50,8 @@ class UsageReader:
     def __init__(
         self, *, streaming: bool, model: str, charge: Charge, content_encoding: str = ""
     ) -> None:
-        self._streaming = streaming
+        self.streaming = streaming
+        self._finished = False
         self._model = model  # the request's model, until the answer names its own
         self._charge = charge
         self._buffer = bytearray()
@@ -71,7 +72,7 @@ class UsageReader:
         try:
             if self._decoder is not None:
                 data = self._decoder.decompress(data, MAX_EVENT_BYTES)
-            if self._streaming:
+            if self.streaming:
                 self._feed_events(data)
             elif not self._too_large:
                 self._buffer += data
@@ -84,7 +85,11 @@ class UsageReader:
             log.warning("metering stopped on an unreadable answer: %s", type(exc).__name__)
 
     def finish(self) -> None:
-        if self._unreadable or self._streaming or self._too_large or not self._buffer:
+        """The answer is complete: charge a plain JSON answer's usage (once)."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._unreadable or self.streaming or self._too_large or not self._buffer:
             return
         try:
             message = json.loads(bytes(self._buffer))

@@ -35,6 +35,7 @@ One proxy serves every job of the process; tokens are issued per job and revoked
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import http.client
 import json
@@ -49,7 +50,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from .metering import JobMeter, Metered, UsageReader
+from .metering import MAX_JSON_BYTES, JobMeter, Metered, UsageReader
 
 log = logging.getLogger("claude_jobs.worker.proxy")
 
@@ -86,6 +87,8 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Calls of one job forwarded at the same time.
 MAX_CALLS_IN_FLIGHT = 8
 MAX_QUERY_CHARS = 256
+#: A plain (not streamed) metered answer up to this size is relayed once it is complete.
+MAX_HELD_BYTES = MAX_JSON_BYTES
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _QUERY = re.compile(r"[A-Za-z0-9_.~=&+,-]*")
@@ -277,11 +280,17 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
         ) -> None:
             """http.server's own refusals (malformed request line, unknown method, oversized
             headers), in the API's error shape."""
-            self._refuse(Refusal(code, "invalid_request_error", message or "malformed request"))
+            refusal = Refusal(code, "invalid_request_error", message or "malformed request")
+            self._refuse(refusal, drain=False)  # the request itself could not be read
 
-        def _refuse(self, refusal: Refusal) -> None:
-            """Answer without forwarding; the connection is closed (an unread body may follow)."""
+        def _refuse(self, refusal: Refusal, *, drain: bool = True) -> None:
+            """Answer without forwarding, and close the connection. A body within the cap is
+            read first (and dropped): closing a socket with unread input makes the kernel send
+            a reset, which can destroy the answer before the client reads it."""
             self.close_connection = True
+            if drain:
+                with contextlib.suppress(_BadFraming, _BodyTooLarge, OSError):
+                    self._read_body(self._body_length())
             body = _error_body(refusal.kind, refusal.message)
             self.send_response(refusal.status)
             self.send_header("content-type", "application/json")
@@ -312,6 +321,9 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
         def _read_body(self, length: int | None) -> bytes:
             if length is not None:
                 return self.rfile.read(length) if length else b""
+            # Chunked: a body that grows past the cap is refused; its rest is read and dropped
+            # (up to the cap again, so that the answer is not lost to a reset), then the
+            # connection is closed.
             parts: list[bytes] = []
             total = 0
             while True:
@@ -323,11 +335,17 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                 if size == 0:
                     while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass
+                    if total > proxy.max_body_bytes:
+                        raise _BodyTooLarge()
                     return b"".join(parts)
                 total += size
-                if total > proxy.max_body_bytes:
+                if total > 2 * proxy.max_body_bytes:
                     raise _BodyTooLarge()
-                parts.append(self.rfile.read(size))
+                data = self.rfile.read(size)
+                if total <= proxy.max_body_bytes:
+                    parts.append(data)
+                else:
+                    parts.clear()
                 self.rfile.readline(1024)
 
         def _raw_target(self) -> str:
@@ -356,10 +374,10 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
             try:
                 length = self._body_length()
             except _BadFraming as exc:
-                self._refuse(Refusal(400, "invalid_request_error", str(exc)))
+                self._refuse(Refusal(400, "invalid_request_error", str(exc)), drain=False)
                 return
             except _BodyTooLarge:
-                self._refuse(_too_large())
+                self._refuse(_too_large(), drain=False)  # refused before it is read
                 return
             why_not = meter.admit()
             if why_not == "budget":
@@ -387,10 +405,10 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                 try:
                     body = self._read_body(length)
                 except _BadFraming as exc:
-                    self._refuse(Refusal(400, "invalid_request_error", str(exc)))
+                    self._refuse(Refusal(400, "invalid_request_error", str(exc)), drain=False)
                     return
                 except _BodyTooLarge:
-                    self._refuse(_too_large())
+                    self._refuse(_too_large(), drain=False)
                     return
                 self._forward(meter, path, query, body)
             finally:
@@ -401,7 +419,8 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                 key = proxy._key()
             except Exception as exc:  # the job is failing for an infrastructure reason
                 log.error("the proxy has no key: %s", type(exc).__name__)
-                self._refuse(Refusal(503, "api_error", "the worker could not read its API key"))
+                refusal = Refusal(503, "api_error", "the worker could not read its API key")
+                self._refuse(refusal, drain=False)  # the body is read already
                 return
             headers = {
                 name: value
@@ -421,7 +440,8 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                 except (OSError, http.client.HTTPException) as exc:
                     log.warning("upstream unreachable: %s", type(exc).__name__)
                     self._refuse(
-                        Refusal(502, "api_error", f"upstream unreachable ({type(exc).__name__})")
+                        Refusal(502, "api_error", f"upstream unreachable ({type(exc).__name__})"),
+                        drain=False,
                     )
                     return
                 proxy.forwarded += 1
@@ -440,11 +460,14 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                     self._relay(upstream, reader)
                 finally:
                     if reader is not None:
-                        reader.finish()
+                        reader.finish()  # no-op if the relay finished it
             finally:
                 connection.close()
 
         def _relay(self, upstream: http.client.HTTPResponse, reader: UsageReader | None) -> None:
+            """Relay the answer as it comes. Each piece is fed to the meter before it is
+            written, so the client never sees usage that is not charged yet; a plain JSON
+            answer (small: one message) is held back until it is complete and charged."""
             length = upstream.getheader("content-length")
             chunked = length is None
             self.send_response_only(upstream.status, upstream.reason)
@@ -456,6 +479,9 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
             else:
                 self.send_header("content-length", length or "0")
             self.end_headers()
+            held: bytearray | None = (
+                bytearray() if reader is not None and not reader.streaming else None
+            )
             try:
                 while True:
                     try:
@@ -463,22 +489,37 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                     except (OSError, http.client.HTTPException):
                         # The upstream broke off mid-answer: end ours without the final chunk,
                         # so the client sees a truncated stream rather than a complete one.
+                        if held:
+                            self._write(bytes(held), chunked)
                         self.close_connection = True
                         return
                     if not data:
                         break
                     if reader is not None:
                         reader.feed(data)  # a copy: what is relayed is `data`, unchanged
-                    if chunked:
-                        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                    else:
-                        self.wfile.write(data)
-                    self.wfile.flush()
+                    if held is not None and len(held) + len(data) <= MAX_HELD_BYTES:
+                        held += data
+                        continue
+                    if held:
+                        self._write(bytes(held), chunked)
+                    held = None
+                    self._write(data, chunked)
+                if reader is not None:
+                    reader.finish()
+                if held:
+                    self._write(bytes(held), chunked)
                 if chunked:
                     self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()
             except (TimeoutError, BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the CLI went away (stopped, or killed)
+
+        def _write(self, data: bytes, chunked: bool) -> None:
+            if chunked:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            else:
+                self.wfile.write(data)
+            self.wfile.flush()
 
         do_POST = _handle
         do_GET = _handle
