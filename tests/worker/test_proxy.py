@@ -3,6 +3,7 @@ forwards, how it meters them, and how it enforces a job's budget."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import socket
@@ -313,6 +314,25 @@ def test_the_usage_reader_handles_events_split_anywhere() -> None:
     assert [before for before, _ in seen] == [None, *[after for _, after in seen[:-1]]]
     expected = (100 * 1 + 80 * 5 + 400 * 1.25 + 600 * 2) / 1_000_000
     assert pricing.cost_usd(final) == pytest.approx(expected)
+
+
+def test_a_compressed_plain_answer_is_metered_too() -> None:
+    # Given a plain JSON answer that an upstream compressed despite being asked not to
+    message = {"model": "claude-opus-4-5", "usage": {"input_tokens": 1000, "output_tokens": 10}}
+    body = gzip.compress(json.dumps(message).encode())
+    seen: list[Tokens] = []
+    reader = UsageReader(
+        streaming=False, model="", charge=lambda _, after: seen.append(after),
+        content_encoding="gzip",
+    )  # fmt: skip
+    # When it is fed in two pieces
+    reader.feed(body[:10])
+    reader.feed(body[10:])
+    reader.finish()
+    reader.finish()
+    # Then its usage is charged once, at the model's price
+    (tokens,) = seen
+    assert pricing.cost_usd(tokens) == pytest.approx((1000 * 5 + 10 * 25) / 1e6)
 
 
 # ------------------------------------------------------------------ budget
