@@ -10,9 +10,14 @@ For one SQS message (`{"job_id", "tenant_id"}`):
 3. Run the agent in a fresh sandbox, with a per-job proxy token, until it ends, its deadline
    passes (→ `timed_out`) or a cancel is requested (→ `cancelled`). Then end every process the
    agent started (`containment.py`); any that cannot be ended makes the worker retire its
-   execution environment once the job is recorded (`Processed.retire`).
+   execution environment once the job is recorded (`Processed.retire`). The token carries
+   the job's spending limit, min(`max_budget_usd`, the deployment's `max_budget_usd_cap`): the
+   proxy meters every call and refuses calls once the limit is spent.
 4. Record the terminal state in one conditional write (only while our claim holds): result
    (inline ≤ 256 KiB, else in S3), usage, error; the prompt texts are removed from the item.
+   The recorded usage is the CLI's, each token count and the cost raised to the proxy's
+   metered figure where that is higher (`with_metered_usage`): so a stopped job records what
+   it used, and a finished one includes the agent's own direct calls.
 
 Agent-side failures (API errors, budget, turns, invalid output) end the job: the message is
 done. Infrastructure faults (DynamoDB, S3, Secrets Manager, the proxy, starting the CLI) raise
@@ -36,7 +41,14 @@ from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobStatus
 from ..ports import JobRepository, ResultStore
 from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
 from ..settings import Settings
-from .agent import CANCELLED, AgentOutcome, AgentRequest, AgentRunner
+from .agent import (
+    BUDGET_EXCEEDED,
+    CANCELLED,
+    UPSTREAM_ERROR,
+    AgentOutcome,
+    AgentRequest,
+    AgentRunner,
+)
 from .containment import JobScope, ProcessInfo, ProcessSweeper, become_subreaper
 from .isolation import (
     AgentIdentity,
@@ -45,6 +57,7 @@ from .isolation import (
     bundled_cli,
     make_non_dumpable,
 )
+from .metering import Metered
 from .proxy import KeyInjectingProxy
 from .sandbox import Sandbox
 from .scrub import Scrubber
@@ -214,11 +227,14 @@ class JobProcessor:
             else:
                 key = self._key()  # before starting: a missing key is an infrastructure fault
                 self._proxy.start()
-                token = self._proxy.issue(job.job_id)
+                token = self._proxy.issue(job.job_id, limit_usd=self._spending_limit(job))
                 scrubber = self._scrubber.with_secrets(key, token)
                 outcome = self._run_agent(job, deadline, token, leftovers)
                 if not self._proxy.alive:
                     raise WorkerFault("the key proxy stopped during the run")
+                metered = self._proxy.metered(token)
+                if metered is not None:
+                    outcome = with_metered_usage(outcome, metered)
                 outcome = _scrubbed(outcome, scrubber)
             status = self._finish(job, outcome)
         except Exception as exc:
@@ -230,6 +246,11 @@ class JobProcessor:
             if token is not None:
                 self._proxy.revoke(token)
         return Processed(job.job_id, "ran", status, retire=_retire_reason(job, leftovers))
+
+    def _spending_limit(self, job: Job) -> float:
+        cap = self._settings.max_budget_usd_cap
+        budget = job.options.max_budget_usd
+        return cap if budget is None else min(budget, cap)
 
     def _run_agent(
         self, job: Job, deadline: float, token: str, leftovers: list[ProcessInfo]
@@ -430,6 +451,42 @@ def _retire_reason(job: Job, leftovers: list[ProcessInfo]) -> str | None:
     return f"{len(leftovers)} process(es) of job {job.job_id} could not be ended: {described}"[
         :1000
     ]
+
+
+def with_metered_usage(outcome: AgentOutcome, metered: Metered) -> AgentOutcome:
+    """The outcome with the proxy's metered usage folded in.
+
+    Each token count and the cost is the higher of the CLI's figure and the meter's: the meter
+    sees every call (the agent's direct ones too, and those of a run stopped before the CLI
+    reported), while the CLI's figure may use prices of its own. Turns and duration stay the
+    CLI's. A run that failed on an upstream error after the proxy refused a call for its
+    budget failed because its budget was spent."""
+    usage = outcome.usage
+    outcome.usage = usage.model_copy(
+        update={
+            "input_tokens": max(usage.input_tokens, metered.input_tokens),
+            "output_tokens": max(usage.output_tokens, metered.output_tokens),
+            "cache_read_input_tokens": max(
+                usage.cache_read_input_tokens, metered.cache_read_input_tokens
+            ),
+            "cache_creation_input_tokens": max(
+                usage.cache_creation_input_tokens, metered.cache_creation_input_tokens
+            ),
+            "total_cost_usd": max(usage.total_cost_usd, metered.cost_usd),
+        }
+    )
+    if (
+        metered.budget_refusals
+        and outcome.error is not None
+        and outcome.error.code == UPSTREAM_ERROR
+    ):
+        outcome.error = JobErrorInfo(
+            code=BUDGET_EXCEEDED,
+            message=f"the job's budget of ${metered.limit_usd or 0:.4f} (its max_budget_usd, "
+            f"at most the deployment cap) is spent: metered cost ${metered.cost_usd:.4f}; "
+            "further Messages API calls were refused",
+        )
+    return outcome
 
 
 def _scrubbed(outcome: AgentOutcome, scrubber: Scrubber) -> AgentOutcome:

@@ -4,25 +4,53 @@ The CLI is started with `ANTHROPIC_BASE_URL` pointing here and `ANTHROPIC_API_KE
 per-job token. For each request that carries a live token (as `x-api-key` or a bearer
 `Authorization`), the proxy swaps the token for the real key, forwards the request to the
 upstream (`ANTHROPIC_BASE_URL` of the deployment, the public API by default) and streams the
-answer back unchanged, byte for byte (server-sent events included). Requests without a live
-token get a 401 and never reach the upstream. Only `/v1/…` paths are forwarded.
+answer back unchanged, byte for byte (server-sent events included).
+
+What is forwarded, exactly (everything else gets an Anthropic-shaped error and never reaches
+the upstream):
+
+- `POST /v1/messages` and `POST /v1/messages/count_tokens`, with an optional query string
+  (`?beta=true`, which the CLI sends) of plain characters. The path must already be in normal
+  form: no empty, `.` or `..` segment, no percent-encoding, no backslash, no `;` parameters —
+  otherwise 400. Another path → 404, another method on these paths → 405. The path sent
+  upstream is the allowlist's own string, never the client's bytes.
+- A request target that is not a path (absolute-form `http://…`, `*`) or carries a fragment
+  → 400. A body over `MAX_BODY_BYTES` (32 MiB, the Messages API's own request limit) → 413,
+  refused on its `Content-Length` before any of it is read (a chunked body, as soon as it grows
+  past the cap); `Content-Length` together with `Transfer-Encoding` → 400.
+- No live token → 401. The agent's `Accept-Encoding` is replaced by `identity`, so that the
+  meter can read every answer.
+
+Metering and budgets: each token has a `JobMeter`. The usage in every relayed answer of
+`/v1/messages` (streamed or not) is read from a copy as it passes (`metering.UsageReader`),
+priced with `pricing`, and added to the job's meter. A token is issued with the job's limit
+(min of its `max_budget_usd` and the deployment cap); once the metered cost reaches it, every
+further call gets 402 `billing_error` — which the CLI does not retry — and the call that
+crossed the limit is the last one forwarded. At most `MAX_CALLS_IN_FLIGHT` calls of one job
+are forwarded at once (429 `rate_limit_error` beyond), so parallel calls cannot outrun the
+meter by more than that many answers.
 
 One proxy serves every job of the process; tokens are issued per job and revoked when it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import http.client
 import json
 import logging
+import re
 import secrets
 import ssl
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from .metering import MAX_JSON_BYTES, JobMeter, Metered, UsageReader
 
 log = logging.getLogger("claude_jobs.worker.proxy")
 
@@ -39,11 +67,73 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-_DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {"host", "content-length", "x-api-key", "authorization"}
+_DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "x-api-key",
+    "authorization",
+    "accept-encoding",
+}
 _DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length"}
 
 #: Seconds the upstream may stay silent (connect, or between two reads of a stream).
 UPSTREAM_TIMEOUT_SECONDS = 600
+#: The only paths forwarded (with POST); the value is what is sent upstream.
+ALLOWED_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
+#: The paths whose answers carry usage that costs money.
+METERED_PATHS = frozenset({"/v1/messages"})
+#: The largest request body forwarded: the Messages API's own limit (32 MB).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+#: Calls of one job forwarded at the same time.
+MAX_CALLS_IN_FLIGHT = 8
+MAX_QUERY_CHARS = 256
+#: A plain (not streamed) metered answer up to this size is relayed once it is complete.
+MAX_HELD_BYTES = MAX_JSON_BYTES
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+_QUERY = re.compile(r"[A-Za-z0-9_.~=&+,-]*")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An answer the proxy gives itself, in the Messages API's error shape."""
+
+    status: int
+    kind: str
+    message: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def route(method: str, target: str) -> tuple[str, str] | Refusal:
+    """The (path, query) to forward for a request line, or why it is refused."""
+    allowed = "only POST /v1/messages and POST /v1/messages/count_tokens are forwarded"
+    if not target.startswith("/") or "#" in target:
+        return Refusal(400, "invalid_request_error", "the request target must be a plain path")
+    path, _, query = target.partition("?")
+    segments = path.split("/")[1:]
+    if any(segment in (".", "..") or not _SEGMENT.fullmatch(segment) for segment in segments):
+        return Refusal(
+            400,
+            "invalid_request_error",
+            "the request path is not in normal form (empty, dot or encoded segments)",
+        )
+    if path not in ALLOWED_PATHS:
+        return Refusal(404, "not_found_error", f"{path} is not available here: {allowed}")
+    if method != "POST":
+        return Refusal(
+            405, "invalid_request_error", f"{method} {path}: {allowed}", (("allow", "POST"),)
+        )
+    if len(query) > MAX_QUERY_CHARS or not _QUERY.fullmatch(query):
+        return Refusal(400, "invalid_request_error", "the query string is not allowed")
+    return path, query
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _BadFraming(Exception):
+    pass
 
 
 class KeyInjectingProxy:
@@ -54,6 +144,8 @@ class KeyInjectingProxy:
         *,
         host: str = "127.0.0.1",
         timeout: float = UPSTREAM_TIMEOUT_SECONDS,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_calls_in_flight: int = MAX_CALLS_IN_FLIGHT,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -65,7 +157,9 @@ class KeyInjectingProxy:
         self._key = key
         self._timeout = timeout
         self._host = host
-        self._tokens: dict[str, str] = {}  # token → job id
+        self.max_body_bytes = max_body_bytes
+        self._max_in_flight = max_calls_in_flight
+        self._tokens: dict[str, JobMeter] = {}  # token → the job's meter
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -113,26 +207,35 @@ class KeyInjectingProxy:
 
     # ------------------------------------------------------------ tokens
 
-    def issue(self, job_id: str) -> str:
-        """A fresh token for one job; valid until revoked."""
+    def issue(self, job_id: str, *, limit_usd: float | None = None) -> str:
+        """A fresh token for one job, valid until revoked. Once the job's metered cost reaches
+        `limit_usd`, its calls are refused."""
         token = "cj-job-" + secrets.token_urlsafe(32)
         with self._lock:
-            self._tokens[token] = job_id
+            self._tokens[token] = JobMeter(job_id, limit_usd, self._max_in_flight)
         return token
 
-    def revoke(self, token: str) -> None:
+    def revoke(self, token: str) -> Metered | None:
+        """End a token; returns the job's final meter."""
         with self._lock:
-            self._tokens.pop(token, None)
+            meter = self._tokens.pop(token, None)
+        return meter.snapshot() if meter is not None else None
 
-    def job_for(self, presented: str | None) -> str | None:
+    def metered(self, token: str) -> Metered | None:
+        """The job's usage and cost metered so far (None for an unknown token)."""
+        with self._lock:
+            meter = self._tokens.get(token)
+        return meter.snapshot() if meter is not None else None
+
+    def meter_for(self, presented: str | None) -> JobMeter | None:
         if not presented:
             return None
         with self._lock:
             items = list(self._tokens.items())
         found = None
-        for token, job_id in items:  # constant-time comparison with every live token
+        for token, meter in items:  # constant-time comparison with every live token
             if hmac.compare_digest(token.encode(), presented.encode()):
-                found = job_id
+                found = meter
         return found
 
     # ------------------------------------------------------------ forwarding
@@ -172,28 +275,84 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             return  # requests are not logged: their bodies are the job's data
 
-        def _reply(self, status: int, kind: str, message: str) -> None:
-            body = _error_body(kind, message)
-            self.send_response(status)
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            """http.server's own refusals (malformed request line, unknown method, oversized
+            headers), in the API's error shape."""
+            refusal = Refusal(code, "invalid_request_error", message or "malformed request")
+            self._refuse(refusal, drain=False)  # the request itself could not be read
+
+        def _refuse(self, refusal: Refusal, *, drain: bool = True) -> None:
+            """Answer without forwarding, and close the connection. A body within the cap is
+            read first (and dropped): closing a socket with unread input makes the kernel send
+            a reset, which can destroy the answer before the client reads it."""
+            self.close_connection = True
+            if drain:
+                with contextlib.suppress(_BadFraming, _BodyTooLarge, OSError):
+                    self._read_body(self._body_length())
+            body = _error_body(refusal.kind, refusal.message)
+            self.send_response(refusal.status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
+            self.send_header("connection", "close")
+            for name, value in refusal.headers:
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
-        def _read_body(self) -> bytes:
-            if self.headers.get("transfer-encoding", "").lower() == "chunked":
-                parts = []
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass
-                        break
-                    parts.append(self.rfile.read(size))
-                    self.rfile.readline()
-                return b"".join(parts)
-            length = int(self.headers.get("content-length") or 0)
-            return self.rfile.read(length) if length else b""
+        def _body_length(self) -> int | None:
+            """The announced body length (None: chunked), refusing bad or oversized framing."""
+            encoding = self.headers.get("transfer-encoding")
+            length = self.headers.get("content-length")
+            if encoding is not None:
+                if length is not None or encoding.strip().lower() != "chunked":
+                    raise _BadFraming("unsupported body framing")
+                return None
+            if length is None:
+                return 0
+            if not length.strip().isdigit():
+                raise _BadFraming("invalid content-length")
+            if int(length) > proxy.max_body_bytes:
+                raise _BodyTooLarge()
+            return int(length)
+
+        def _read_body(self, length: int | None) -> bytes:
+            if length is not None:
+                return self.rfile.read(length) if length else b""
+            # Chunked: a body that grows past the cap is refused; its rest is read and dropped
+            # (up to the cap again, so that the answer is not lost to a reset), then the
+            # connection is closed.
+            parts: list[bytes] = []
+            total = 0
+            while True:
+                line = self.rfile.readline(1024).split(b";")[0].strip()
+                try:
+                    size = int(line or b"0", 16)
+                except ValueError:
+                    raise _BadFraming("invalid chunk size") from None
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    if total > proxy.max_body_bytes:
+                        raise _BodyTooLarge()
+                    return b"".join(parts)
+                total += size
+                if total > 2 * proxy.max_body_bytes:
+                    raise _BodyTooLarge()
+                data = self.rfile.read(size)
+                if total <= proxy.max_body_bytes:
+                    parts.append(data)
+                else:
+                    parts.clear()
+                self.rfile.readline(1024)
+
+        def _raw_target(self) -> str:
+            """The request-target as sent: `self.path` has had a leading `//` collapsed by
+            http.server already."""
+            words = self.requestline.split()
+            return words[1] if len(words) == 3 else ""
 
         def _presented_token(self) -> str | None:
             token = self.headers.get("x-api-key")
@@ -202,20 +361,66 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
             auth = self.headers.get("authorization", "")
             return auth[7:].strip() if auth.lower().startswith("bearer ") else None
 
-        def _forward(self) -> None:
-            body = self._read_body()
-            job_id = proxy.job_for(self._presented_token())
-            if job_id is None:
-                self._reply(401, "authentication_error", "invalid or expired job token")
+        def _handle(self) -> None:
+            meter = proxy.meter_for(self._presented_token())
+            if meter is None:
+                self._refuse(Refusal(401, "authentication_error", "invalid or expired job token"))
                 return
-            if not self.path.startswith("/v1/"):
-                self._reply(404, "not_found_error", "only /v1/ paths are forwarded")
+            routed = route(self.command, self._raw_target())
+            if isinstance(routed, Refusal):
+                self._refuse(routed)
                 return
+            path, query = routed
+            try:
+                length = self._body_length()
+            except _BadFraming as exc:
+                self._refuse(Refusal(400, "invalid_request_error", str(exc)), drain=False)
+                return
+            except _BodyTooLarge:
+                self._refuse(_too_large(), drain=False)  # refused before it is read
+                return
+            why_not = meter.admit()
+            if why_not == "budget":
+                limit = meter.snapshot().limit_usd or 0.0
+                self._refuse(
+                    Refusal(
+                        402,
+                        "billing_error",
+                        f"this job's budget of ${limit:.4f} is spent (metered by the worker); "
+                        "no further Messages API calls are allowed",
+                    )
+                )
+                return
+            if why_not == "busy":
+                self._refuse(
+                    Refusal(
+                        429,
+                        "rate_limit_error",
+                        "too many calls of this job at once",
+                        (("retry-after", "1"),),
+                    )
+                )
+                return
+            try:
+                try:
+                    body = self._read_body(length)
+                except _BadFraming as exc:
+                    self._refuse(Refusal(400, "invalid_request_error", str(exc)), drain=False)
+                    return
+                except _BodyTooLarge:
+                    self._refuse(_too_large(), drain=False)
+                    return
+                self._forward(meter, path, query, body)
+            finally:
+                meter.release()
+
+        def _forward(self, meter: JobMeter, path: str, query: str, body: bytes) -> None:
             try:
                 key = proxy._key()
             except Exception as exc:  # the job is failing for an infrastructure reason
                 log.error("the proxy has no key: %s", type(exc).__name__)
-                self._reply(503, "api_error", "the worker could not read its API key")
+                refusal = Refusal(503, "api_error", "the worker could not read its API key")
+                self._refuse(refusal, drain=False)  # the body is read already
                 return
             headers = {
                 name: value
@@ -225,26 +430,44 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
             headers["x-api-key"] = key
             headers["host"] = proxy._upstream_host_header()
             headers["content-length"] = str(len(body))
+            headers["accept-encoding"] = "identity"  # an answer the meter can read
+            target = proxy._upstream_prefix + path + (f"?{query}" if query else "")
             connection = proxy._connection()
             try:
                 try:
-                    connection.request(
-                        self.command,
-                        proxy._upstream_prefix + self.path,
-                        body=body if body or self.command == "POST" else None,
-                        headers=headers,
-                    )
+                    connection.request("POST", target, body=body, headers=headers)
                     upstream = connection.getresponse()
                 except (OSError, http.client.HTTPException) as exc:
                     log.warning("upstream unreachable: %s", type(exc).__name__)
-                    self._reply(502, "api_error", f"upstream unreachable ({type(exc).__name__})")
+                    self._refuse(
+                        Refusal(502, "api_error", f"upstream unreachable ({type(exc).__name__})"),
+                        drain=False,
+                    )
                     return
                 proxy.forwarded += 1
-                self._relay(upstream)
+                meter.forwarded()
+                reader = None
+                if path in METERED_PATHS and 200 <= upstream.status < 300:
+                    reader = UsageReader(
+                        streaming=(upstream.getheader("content-type") or "")
+                        .lower()
+                        .startswith("text/event-stream"),
+                        model=_requested_model(body),
+                        charge=meter.charge,
+                        content_encoding=upstream.getheader("content-encoding") or "",
+                    )
+                try:
+                    self._relay(upstream, reader)
+                finally:
+                    if reader is not None:
+                        reader.finish()  # no-op if the relay finished it
             finally:
                 connection.close()
 
-        def _relay(self, upstream: http.client.HTTPResponse) -> None:
+        def _relay(self, upstream: http.client.HTTPResponse, reader: UsageReader | None) -> None:
+            """Relay the answer as it comes. Each piece is fed to the meter before it is
+            written, so the client never sees usage that is not charged yet; a plain JSON
+            answer (small: one message) is held back until it is complete and charged."""
             length = upstream.getheader("content-length")
             chunked = length is None
             self.send_response_only(upstream.status, upstream.reason)
@@ -256,6 +479,9 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
             else:
                 self.send_header("content-length", length or "0")
             self.end_headers()
+            held: bytearray | None = (
+                bytearray() if reader is not None and not reader.streaming else None
+            )
             try:
                 while True:
                     try:
@@ -263,25 +489,62 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                     except (OSError, http.client.HTTPException):
                         # The upstream broke off mid-answer: end ours without the final chunk,
                         # so the client sees a truncated stream rather than a complete one.
+                        if held:
+                            self._write(bytes(held), chunked)
                         self.close_connection = True
                         return
                     if not data:
                         break
-                    if chunked:
-                        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                    else:
-                        self.wfile.write(data)
-                    self.wfile.flush()
+                    if reader is not None:
+                        reader.feed(data)  # a copy: what is relayed is `data`, unchanged
+                    if held is not None and len(held) + len(data) <= MAX_HELD_BYTES:
+                        held += data
+                        continue
+                    if held:
+                        self._write(bytes(held), chunked)
+                    held = None
+                    self._write(data, chunked)
+                if reader is not None:
+                    reader.finish()
+                if held:
+                    self._write(bytes(held), chunked)
                 if chunked:
                     self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()
             except (TimeoutError, BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the CLI went away (stopped, or killed)
 
-        do_POST = _forward
-        do_GET = _forward
-        do_PUT = _forward
-        do_DELETE = _forward
-        do_PATCH = _forward
+        def _write(self, data: bytes, chunked: bool) -> None:
+            if chunked:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            else:
+                self.wfile.write(data)
+            self.wfile.flush()
+
+        do_POST = _handle
+        do_GET = _handle
+        do_PUT = _handle
+        do_DELETE = _handle
+        do_PATCH = _handle
+        do_HEAD = _handle
+        do_OPTIONS = _handle
 
     return Handler
+
+
+def _too_large() -> Refusal:
+    return Refusal(
+        413, "request_too_large", f"the request body is over {MAX_BODY_BYTES // 2**20} MiB"
+    )
+
+
+def _requested_model(body: bytes) -> str:
+    """The model a Messages request names (for an answer that does not name its own)."""
+    if len(body) > 1024 * 1024:
+        return ""  # priced as an unknown model, unless the answer names it
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return ""
+    model = payload.get("model") if isinstance(payload, dict) else None
+    return model if isinstance(model, str) else ""

@@ -2,8 +2,9 @@
 
 The worker's tests run the real Claude Code CLI against it, and the local stack uses it as its
 offline model. It speaks just enough of the API for the CLI: `POST /v1/messages` answered as a
-server-sent event stream (or as one JSON message when `stream` is false), and error answers in
-the API's shape.
+server-sent event stream (or as one JSON message when `stream` is false), `POST
+/v1/messages/count_tokens`, and error answers in the API's shape. Every request is recorded,
+whatever its method or path, so a test can assert that something never arrived.
 
     fake = FakeAnthropic().start()
     fake.script(ToolUse("Bash", {"command": "ls"}), Text("done"))
@@ -290,9 +291,12 @@ def _handler_for(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 {"type": "error", "error": {"type": error.type, "message": error.message}},
             )
 
-        def do_GET(self) -> None:
+        def _other(self) -> None:
+            """Any method but POST: recorded (so a test sees that it arrived), then refused."""
             self._record()
             self._error(ApiError(404, "not_found_error", f"{self.path} is not served here"))
+
+        do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _other
 
         def do_POST(self) -> None:
             request = self._record()

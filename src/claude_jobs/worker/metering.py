@@ -1,0 +1,246 @@
+"""Metering a job's Messages API calls from the answers the proxy relays.
+
+`UsageReader` reads a copy of one answer as it streams by (the bytes relayed are never
+touched): for a server-sent event stream, `message_start` carries the message's model and its
+input and cache usage, and each `message_delta` carries the usage so far (cumulative: it
+replaces, never adds); for a plain JSON answer, its `usage`. Every time the message's usage
+grows, the reader hands the previous and the new usage to `charge`, so the job's meter grows
+by the difference as soon as the API reports it — the input cost at the start of a stream,
+not only at its end.
+
+`JobMeter` is one job's running total (tokens, cost, calls, calls in flight), shared by the
+proxy's request threads; every method is thread-safe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .pricing import Tokens, cost_usd
+
+log = logging.getLogger("claude_jobs.worker.metering")
+
+#: The longest SSE event the reader keeps in memory; longer ones (large text deltas) are
+#: skipped, as usage is never in them.
+MAX_EVENT_BYTES = 1024 * 1024
+#: The largest plain JSON answer that is parsed for its usage.
+MAX_JSON_BYTES = 16 * 1024 * 1024
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+
+Charge = Callable[[Tokens | None, Tokens], None]
+
+
+class UsageReader:
+    """Reads the usage out of one relayed answer. Feed it the bytes, then `finish()`."""
+
+    def __init__(
+        self, *, streaming: bool, model: str, charge: Charge, content_encoding: str = ""
+    ) -> None:
+        self.streaming = streaming
+        self._finished = False
+        self._model = model  # the request's model, until the answer names its own
+        self._charge = charge
+        self._buffer = bytearray()
+        self._skipping = False
+        self._usage: Tokens | None = None
+        self._too_large = False
+        encoding = content_encoding.strip().lower()
+        self._decoder = (
+            zlib.decompressobj(wbits=47) if encoding in ("gzip", "x-gzip", "deflate") else None
+        )
+        self._unreadable = encoding not in ("", "identity", "gzip", "x-gzip", "deflate")
+        if self._unreadable:
+            log.warning("an answer in %r encoding cannot be metered", encoding)
+
+    def feed(self, data: bytes) -> None:
+        if self._unreadable or not data:
+            return
+        try:
+            if self._decoder is not None:
+                data = self._decoder.decompress(data, MAX_EVENT_BYTES)
+            if self.streaming:
+                self._feed_events(data)
+            elif not self._too_large:
+                self._buffer += data
+                if len(self._buffer) > MAX_JSON_BYTES:
+                    self._too_large = True
+                    self._buffer.clear()
+                    log.warning("an answer too large to meter was relayed")
+        except (zlib.error, ValueError) as exc:  # never break the relay over metering
+            self._unreadable = True
+            log.warning("metering stopped on an unreadable answer: %s", type(exc).__name__)
+
+    def finish(self) -> None:
+        """The answer is complete: charge a plain JSON answer's usage (once)."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._unreadable or self.streaming or self._too_large or not self._buffer:
+            return
+        try:
+            message = json.loads(bytes(self._buffer))
+        except ValueError:
+            return
+        if isinstance(message, dict) and isinstance(message.get("usage"), dict):
+            self._update(message["usage"], model=message.get("model"))
+
+    # ------------------------------------------------------------ server-sent events
+
+    def _feed_events(self, data: bytes) -> None:
+        self._buffer += data
+        while True:
+            end = _EVENT_END.search(self._buffer)
+            if end is None:
+                if len(self._buffer) > MAX_EVENT_BYTES:
+                    # Keep a few bytes: a separator may straddle the next chunk.
+                    del self._buffer[:-3]
+                    self._skipping = True
+                return
+            event = bytes(self._buffer[: end.start()])
+            del self._buffer[: end.end()]
+            if self._skipping:
+                self._skipping = False  # the end of the event that was too long
+                continue
+            self._event(event)
+
+    def _event(self, event: bytes) -> None:
+        if b"message_start" not in event and b"message_delta" not in event:
+            return  # content deltas, pings: no usage
+        lines = event.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        data = b"\n".join(
+            line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")
+        )
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(payload, dict):
+            return
+        if payload.get("type") == "message_start":
+            message = payload.get("message")
+            if isinstance(message, dict) and isinstance(message.get("usage"), dict):
+                self._update(message["usage"], model=message.get("model"))
+        elif payload.get("type") == "message_delta" and isinstance(payload.get("usage"), dict):
+            self._update(payload["usage"])
+
+    # ------------------------------------------------------------ usage
+
+    def _update(self, usage: Mapping[str, Any], model: Any = None) -> None:
+        before = self._usage
+        current = before or Tokens(model=self._model)
+        if isinstance(model, str) and model:
+            current = replace(current, model=model)
+        changes: dict[str, Any] = {}
+        for name in _USAGE_FIELDS:
+            value = _count(usage.get(name))
+            if value is not None:
+                changes[name] = value
+        split = usage.get("cache_creation")
+        if isinstance(split, dict):
+            one_hour = _count(split.get("ephemeral_1h_input_tokens"))
+            if one_hour is not None:
+                changes["cache_creation_1h_input_tokens"] = one_hour
+        tools = usage.get("server_tool_use")
+        if isinstance(tools, dict):
+            searches = _count(tools.get("web_search_requests"))
+            if searches is not None:
+                changes["web_search_requests"] = searches
+        after = replace(current, **changes)
+        if after != before:
+            self._usage = after
+            self._charge(before, after)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+# ------------------------------------------------------------------ the job's meter
+
+
+@dataclass(frozen=True)
+class Metered:
+    """A job's metered usage so far."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cost_usd: float = 0.0
+    calls: int = 0  # calls forwarded upstream
+    budget_refusals: int = 0  # calls refused because the budget was spent
+    limit_usd: float | None = None
+
+    @property
+    def spent(self) -> bool:
+        return self.limit_usd is not None and self.cost_usd >= self.limit_usd
+
+
+class JobMeter:
+    """One job's running usage and cost, and its limit. Thread-safe."""
+
+    def __init__(self, job_id: str, limit_usd: float | None, max_in_flight: int) -> None:
+        self.job_id = job_id
+        self._lock = threading.Lock()
+        self._totals = Metered(limit_usd=limit_usd)
+        self._in_flight = 0
+        self._max_in_flight = max_in_flight
+
+    def snapshot(self) -> Metered:
+        with self._lock:
+            return self._totals
+
+    def admit(self) -> str | None:
+        """Let one call through, or say why not: "budget" (spent) or "busy" (too many calls
+        of this job in flight). An admitted call must be `release`d."""
+        with self._lock:
+            if self._totals.spent:
+                self._totals = replace(
+                    self._totals, budget_refusals=self._totals.budget_refusals + 1
+                )
+                return "budget"
+            if self._in_flight >= self._max_in_flight:
+                return "busy"
+            self._in_flight += 1
+            return None
+
+    def forwarded(self) -> None:
+        with self._lock:
+            self._totals = replace(self._totals, calls=self._totals.calls + 1)
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def charge(self, before: Tokens | None, after: Tokens) -> None:
+        """Add the growth of one call's usage from `before` to `after`."""
+        base = before or Tokens(model=after.model)
+        delta_cost = cost_usd(after) - cost_usd(base)
+        with self._lock:
+            t = self._totals
+            self._totals = replace(
+                t,
+                input_tokens=t.input_tokens + after.input_tokens - base.input_tokens,
+                output_tokens=t.output_tokens + after.output_tokens - base.output_tokens,
+                cache_read_input_tokens=t.cache_read_input_tokens
+                + after.cache_read_input_tokens
+                - base.cache_read_input_tokens,
+                cache_creation_input_tokens=t.cache_creation_input_tokens
+                + after.cache_creation_input_tokens
+                - base.cache_creation_input_tokens,
+                cost_usd=t.cost_usd + delta_cost,
+            )
