@@ -139,13 +139,23 @@ def _raw_path(environ: dict[str, Any]) -> str:
     return str(raw).split("?", 1)[0] or "/"
 
 
-_BAD_SIGNATURE = Refused(
-    "SignatureDoesNotMatch",
-    "The request signature we calculated does not match the signature you provided.",
-)
-_EXPIRED = Refused("AccessDenied", "Request has expired")
-_MALFORMED = Refused("AuthorizationQueryParametersError", "Malformed presigned URL.")
-_UNKNOWN_KEY = Refused("InvalidAccessKeyId", "The AWS access key Id you provided does not exist.")
+def _bad_signature() -> Refused:
+    return Refused(
+        "SignatureDoesNotMatch",
+        "The request signature we calculated does not match the signature you provided.",
+    )
+
+
+def _expired() -> Refused:
+    return Refused("AccessDenied", "Request has expired")
+
+
+def _malformed() -> Refused:
+    return Refused("AuthorizationQueryParametersError", "Malformed presigned URL.")
+
+
+def _unknown_key() -> Refused:
+    return Refused("InvalidAccessKeyId", "The AWS access key Id you provided does not exist.")
 
 
 def _check_presigned_v2(
@@ -157,16 +167,16 @@ def _check_presigned_v2(
     from botocore.credentials import Credentials
 
     if not _same(params.get("AWSAccessKeyId", ""), credentials.access_key_id):
-        raise _UNKNOWN_KEY
+        raise _unknown_key()
     try:
         expires = int(params.get("Expires", ""))
     except ValueError:
-        raise _MALFORMED from None
+        raise _malformed() from None
     now = datetime.now(UTC).timestamp()
     if now > expires:
-        raise _EXPIRED
+        raise _expired()
     if expires > now + _MAX_PRESIGN_SECONDS:
-        raise _MALFORMED
+        raise _malformed()
 
     class _At(HmacV1QueryAuth):
         def _get_date(self) -> str:
@@ -193,7 +203,7 @@ def _check_presigned_v2(
     auth = _At(Credentials(credentials.access_key_id, credentials.secret_access_key))
     expected = auth.get_signature(method, urlsplit(url), signed)
     if not _same(params.get("Signature", ""), expected):
-        raise _BAD_SIGNATURE
+        raise _bad_signature()
 
 
 def _check_presigned_v4(
@@ -206,14 +216,14 @@ def _check_presigned_v4(
 
     key_id, _, scope = params.get("X-Amz-Credential", "").partition("/")
     if not _same(key_id, credentials.access_key_id):
-        raise _UNKNOWN_KEY
+        raise _unknown_key()
     day, region, service, terminator = ([*scope.split("/"), "", "", "", ""])[:4]
     stamp = params.get("X-Amz-Date", "")
     try:
         signed_at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         expires = int(params.get("X-Amz-Expires", ""))
     except ValueError:
-        raise _MALFORMED from None
+        raise _malformed() from None
     if (
         params.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256"
         or service != "s3"
@@ -222,10 +232,10 @@ def _check_presigned_v4(
         or "X-Amz-Security-Token" in params
         or not 0 < expires <= _MAX_PRESIGN_SECONDS
     ):
-        raise _MALFORMED
+        raise _malformed()
     now = datetime.now(UTC)
     if signed_at > now + _CLOCK_SKEW or now > signed_at + timedelta(seconds=expires):
-        raise _EXPIRED
+        raise _expired()
 
     # What was signed: the URL without its signature, and the signed headers.
     query = "&".join(
@@ -256,7 +266,7 @@ def _check_presigned_v4(
         auth.string_to_sign(request, auth.canonical_request(request)), request
     )
     if not _same(params.get("X-Amz-Signature", ""), expected):
-        raise _BAD_SIGNATURE
+        raise _bad_signature()
 
 
 def _is_authorization_param(name: str) -> bool:
