@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from claude_jobs.client import Client
+from claude_jobs.local.fake_anthropic import FakeAnthropic
 
 from .conftest import ANTHROPIC_KEY, BASH_COMMANDS, BIG_ANSWER_BYTES, DevProcess
 
@@ -51,7 +52,7 @@ def probe_command(needles: dict[str, str], secret_ids: list[str]) -> str:
 
 
 def test_an_agent_probing_every_loopback_port_reads_nothing_from_the_emulator(
-    stack: DevProcess, alpha: Client, beta: Client
+    stack: DevProcess, fake_model: FakeAnthropic, alpha: Client, beta: Client
 ) -> None:
     # Given another tenant's finished job
     other = beta.submit(f"[[echo:{uuid.uuid4().hex[:10]}]]", allowed_tools=[])["job_id"]
@@ -60,19 +61,20 @@ def test_an_agent_probing_every_loopback_port_reads_nothing_from_the_emulator(
     secrets = stack_client(stack, "secretsmanager")
     secret_ids = [s["Name"] for s in secrets.list_secrets()["SecretList"]]
     webhook_key = secrets.get_secret_value(SecretId=stack.exports()["WEBHOOK_SECRET_ID"])
-    needles = {
+    # (the values and the job id are this run's own; the names are every local stack's)
+    unique = {
         "anthropic_key": ANTHROPIC_KEY,
         "webhook_master_key": webhook_key["SecretString"],
         "other_tenants_job": other,
-        **{f"secret_name_{n}": name for n, name in enumerate(secret_ids)},
     }
-    assert len(secret_ids) >= 2
+    names = {f"secret_name_{n}": name for n, name in enumerate(secret_ids)}
+    assert len(names) >= 2
 
     # When a job's agent probes every listening loopback port with AWS-shaped requests
-    name = uuid.uuid4().hex[:10]
-    BASH_COMMANDS[name] = probe_command(needles, secret_ids)
+    marker = uuid.uuid4().hex[:10]
+    BASH_COMMANDS[marker] = probe_command(unique | names, secret_ids)
     job_id = alpha.submit(
-        f"Look around. [[bash:{name}]]",
+        f"Look around. [[bash:{marker}]]",
         allowed_tools=["Bash"],
         max_turns=3,
         timeout_seconds=JOB_WAIT,
@@ -89,12 +91,19 @@ def test_an_agent_probing_every_loopback_port_reads_nothing_from_the_emulator(
         at_emulator
     ), text
     assert {"sqs-list-unsigned", "s3-list-forged", "moto-api-data"} <= set(at_emulator), text
-    # And no answer from any port carried a secret, a secret's name or another tenant's job
-    leaked = [(a["port"], a["probe"], a["status"], a["leaks"]) for a in answers if a["leaks"]]
-    assert leaked == [], leaked
-    assert not [label for label, value in needles.items() if value in text]
+    # And no answer carried a secret or another tenant's job, whatever port gave it, nor a
+    # secret's name from this stack's ports. (Other developers' local stacks on this machine,
+    # perhaps without this defence, use the same secret names: their ports may show them.)
+    ours = {emulator_port, urlsplit(stack.url).port, urlsplit(fake_model.url).port}
+    leaked = [
+        (a["port"], a["probe"], a["status"], found)
+        for a in answers
+        if (found := [n for n in a["leaks"] if n in unique or a["port"] in ours])
+    ]
+    assert leaked == [], f"{leaked}\n{text}"
+    assert not [label for label, value in unique.items() if value in text]
     # And the emulator refused every one of them
-    assert all(a["status"] in (400, 403, 404) for a in at_emulator.values()), at_emulator
+    assert all(a["status"] == 403 for a in at_emulator.values()), at_emulator
 
 
 def test_a_large_results_download_url_works_with_no_credentials_and_only_as_signed(
