@@ -7,13 +7,16 @@ tenants registered through CLAUDE_JOBS_DEV_KEYS.
 
 The fake answers by the marker in a prompt: `[[echo:X]]` → "echo X", `[[slow:X]]` → the same
 after a long delay (a job that stays running), `[[fail:X]]` → an upstream 400 (a job that
-fails). Tests use unique markers, so they can count the model calls their own jobs made.
+fails), `[[big:X]]` → "echo X" and BIG_ANSWER_BYTES more (a result too large to be inline),
+`[[bash:X]]` → a Bash call running `BASH_COMMANDS[X]`, then its output as the answer.
+Tests use unique markers, so they can count the model calls their own jobs made.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -36,7 +39,8 @@ from claude_jobs_tools.local.fake_anthropic import (
     ToolUse,
 )
 
-ANTHROPIC_KEY = "sk-ant-test-e2e-0000000000000000"
+#: Unique per run: a sentinel an agent must never be able to read back from the stack.
+ANTHROPIC_KEY = f"sk-ant-test-e2e-{secrets.token_hex(12)}"
 TENANTS = {
     "alpha": "test-key-alpha-0123456789",
     "beta": "test-key-beta-0123456789",
@@ -47,7 +51,10 @@ CLAUDE_JOBS = str(Path(sys.executable).with_name("claude-jobs"))
 READY_SECONDS = 90
 SLOW_SECONDS = 60.0
 
-_MARKER = re.compile(r"\[\[(echo|slow|fail|grep):([A-Za-z0-9_.-]+)\]\]")
+_MARKER = re.compile(r"\[\[(echo|slow|fail|grep|bash|big):([A-Za-z0-9_.-]+)\]\]")
+BIG_ANSWER_BYTES = 300 * 1024  # over the 256 KiB a job's result may hold inline
+#: `[[bash:X]]` runs BASH_COMMANDS[X] (a test registers its command under a unique X).
+BASH_COMMANDS: dict[str, str] = {}
 
 
 def answer(request: RecordedRequest) -> Reply:
@@ -64,6 +71,13 @@ def answer(request: RecordedRequest) -> Reply:
         if not results:
             return ToolUse("Grep", {"pattern": name, "output_mode": "files_with_matches"})
         return Text("grep found: " + " | ".join(r["content"] for r in results))
+    if kind == "big":
+        return Text(f"echo {name} " + "x" * BIG_ANSWER_BYTES, chunk_chars=32_768)
+    if kind == "bash":
+        results = request.tool_results()
+        if not results:
+            return ToolUse("Bash", {"command": BASH_COMMANDS[name], "timeout": 300_000})
+        return Text("\n".join(r["content"] for r in results))
     return Text(f"echo {name}", delay=SLOW_SECONDS if kind == "slow" else 0.0)
 
 

@@ -63,8 +63,9 @@ def emulator(stack: DevProcess, service: str) -> Any:
         service,
         endpoint_url=exports["AWS_ENDPOINT_URL"],
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        # The banner's key: the emulator serves no other.
+        aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
     )
 
 

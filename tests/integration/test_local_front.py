@@ -378,7 +378,12 @@ def test_the_emulator_keeps_concurrent_writes_across_failed_transactions() -> No
 
     emulator = Emulator().start()
     try:
-        client_args: dict[str, Any] = {"endpoint_url": emulator.url, "region_name": "us-east-1"}
+        client_args: dict[str, Any] = {
+            "endpoint_url": emulator.url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": emulator.credentials.access_key_id,
+            "aws_secret_access_key": emulator.credentials.secret_access_key,
+        }
         dynamodb = boto3.client("dynamodb", **client_args)
         table = f"t-{uuid.uuid4().hex[:8]}"  # moto's state is per process: a fresh table
         dynamodb.create_table(

@@ -122,7 +122,10 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
     else:
         lines.append(f"  model      {stack.upstream_url} (no ANTHROPIC_API_KEY: a placeholder key)")
     lines.append(f"  workers    {stack.config.workers}")
-    lines.append(f"  AWS        moto at {stack.moto_url} (in memory: gone when the stack stops)")
+    lines.append(
+        f"  AWS        moto at {stack.moto_url} (in memory: gone when the stack stops; "
+        "it serves only the stack's own key)"
+    )
     if stack.settings is not None and (stack.notifier_running or stack.triggers_running):
         served = [
             name
@@ -149,10 +152,16 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
         lines.append(f"    export CLAUDE_JOBS_API_KEY={generated[0].key}")
     lines += [f'    {_command()} submit "Say hello in three languages" --wait', ""]
     if stack.triggers_running and stack.settings is not None:
+        # The emulator's key, for the developer's own shell: printed here and nowhere else
+        # (no file). A job's agent cannot read this terminal; keep this output out of files a
+        # job could read.
+        aws_key = stack.aws_credentials
         lines += [
-            "  Triggers and webhook secrets (claude-jobs trigger … | webhooks secret …) need:",
-            f"    export AWS_ENDPOINT_URL={stack.moto_url} AWS_ACCESS_KEY_ID=testing "
-            "AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1",
+            "  Triggers and webhook secrets (claude-jobs trigger … | webhooks secret …) need",
+            "  the emulator's key (it serves no other; keep it out of files a job could read):",
+            f"    export AWS_ENDPOINT_URL={stack.moto_url} "
+            f"AWS_ACCESS_KEY_ID={aws_key.access_key_id} "
+            f"AWS_SECRET_ACCESS_KEY={aws_key.secret_access_key} AWS_DEFAULT_REGION=us-east-1",
             f"    export INBOX_BUCKET={stack.settings.inbox_bucket} "
             f"EVENT_BUS_NAME={stack.settings.event_bus_name} "
             f"WEBHOOK_SECRET_ID={stack.settings.webhook_secret_id}",

@@ -5,8 +5,9 @@
     ...
     stack.stop()
 
-Start order: the moto server; the process environment pointed at it (as the Lambda
-environment points the functions at their resources); the resources, created by
+Start order: the moto server, which serves only the random access key it issues to the stack;
+the process environment pointed at it with that key (as the Lambda environment points the
+functions at their resources and gives them their role's credentials); the resources, created by
 :func:`claude_jobs.provision.provision` from the definitions the CDK app uses; the Anthropic key
 stored in the emulated Secrets Manager (never left in this process's environment); the API
 keys; the offline model when there is no key; the front; the workers. Stop runs it backwards and
@@ -31,6 +32,7 @@ from .runtime import REGION, FunctionPool, FunctionSpec, default_functions_dir
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
 
+    from .emulator import Emulator, StackCredentials
     from .fake_anthropic import FakeAnthropic
     from .sources import PollingSource
     from .workers import QueueConsumer
@@ -192,7 +194,7 @@ class LocalStack:
         self.offline_model = False
         self.moto_url = ""
         self._environ = _Environ()
-        self._moto: Any = None
+        self._moto: Emulator | None = None
         self._fake: FakeAnthropic | None = None
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
@@ -359,6 +361,14 @@ class LocalStack:
         for source in self._sources:
             source.start()
 
+    @property
+    def aws_credentials(self) -> StackCredentials:
+        """The only key the emulator serves. The stack's functions hold it in this process's
+        environment; a job's agent never does (its environment is an allowlist)."""
+        if self._moto is None:
+            raise StackError("the stack is not started")
+        return self._moto.credentials
+
     def _start_moto(self) -> None:
         from .emulator import Emulator
 
@@ -368,11 +378,11 @@ class LocalStack:
     def _point_environment_at_moto(self) -> None:
         for name in _REMOVED_ENV:
             self._environ.set(name, None)
-        values = {
+        values: dict[str, str | None] = {
             "AWS_ENDPOINT_URL": self.moto_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
+            **self.aws_credentials.environment(),
+            "AWS_SESSION_TOKEN": None,  # the stack's key is an IAM user's: no session
+            "AWS_SECURITY_TOKEN": None,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
         }
