@@ -168,6 +168,15 @@ def test_the_stack_key_id_with_a_wrong_secret_is_refused(
         ("GET", "/moto-api/", {}, b""),
         ("GET", "/latest/meta-data/iam/security-credentials/", {}, b""),
     ],
+    ids=[
+        "list-secrets-unsigned",
+        "get-secret-forged",
+        "list-queues",
+        "get-result-object",
+        "moto-api-data",
+        "moto-api",
+        "instance-metadata",
+    ],
 )
 def test_unsigned_requests_and_the_emulators_own_api_get_403_and_no_data(
     emulator: Emulator, method: str, path: str, headers: dict[str, str], body: bytes

@@ -5,8 +5,10 @@ budget, and what it spent is on the job's record — even when the job is stoppe
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,10 +50,12 @@ def cost(usage: Usage) -> float:
 
 @pytest.fixture
 def report() -> Iterator[Path]:
-    """A file outside the sandbox where the agent's Bash writes what it saw."""
-    path = Path("/tmp") / f"cj-hostile-{uuid.uuid4().hex}.txt"
-    yield path
-    path.unlink(missing_ok=True)
+    """A file outside the sandbox where the agent's Bash writes what it saw (in a directory of
+    the test's own: what a job leaves at the top of /tmp goes with the job)."""
+    directory = Path(tempfile.mkdtemp(prefix="cj-hostile-"))
+    os.chmod(directory, 0o777)  # noqa: S103 - the agent's uid writes the report
+    yield directory / "report.txt"
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _statuses(text: str) -> dict[str, str]:
