@@ -5,8 +5,8 @@ the agent detaches — `setsid`, `nohup`, a double fork — is re-parented to th
 init, so it never leaves the worker's process tree. After every job the worker sweeps the job's
 processes:
 
-- worker as root, a uid per job: every process whose real, effective or saved uid is the job's,
-  wherever it is;
+- worker as root, a uid per job: every descendant of the worker whose real, effective or saved
+  uid is the job's (not elsewhere on the machine: another stack's processes are not ours);
 - worker and agent as one user (Lambda: one job per execution environment): every descendant
   of the worker born after the job started, except the trees of other jobs of the same process
   still running (the local stack run as a non-root user; those jobs share a user and are not

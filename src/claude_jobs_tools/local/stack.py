@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,15 @@ CANNED_ANSWER = (
     "This is a canned answer from the local stack's offline stand-in model, not from Claude. "
     "Set ANTHROPIC_API_KEY and restart `claude-jobs dev` for real answers."
 )
+
+
+def own_uid_block() -> str:
+    """Agent uids for this stack alone: a random block of 1,000 above the usual user ranges.
+    A root worker ends every process of a finished job's uid, and a job's uid guards its
+    sandbox, so two stacks (or a stack and a test run) on one machine must not share uids."""
+    first = 100_000 + 1000 * secrets.SystemRandom().randrange(0, 3000)
+    return f"{first}-{first + 999}"
+
 
 #: Environment every function sees locally, unless the caller's environment sets it.
 _DEFAULT_ENV = {
@@ -271,6 +281,7 @@ class LocalStack:
             queue_overrides=config.queue_overrides,
             anthropic_base_url=self.upstream_url,
             allow_loopback_webhooks=True,
+            **{"agent_uid_range": os.environ.get("AGENT_UID_RANGE") or own_uid_block()},
             **config.settings_overrides,
         )
         self.settings = provisioned.settings
