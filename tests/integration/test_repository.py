@@ -97,7 +97,7 @@ def test_dispatch_failure_fails_the_job_and_frees_the_key(
 
 def test_transitions_are_conditional(service: JobService, repo: DynamoJobRepository) -> None:
     job = service.submit("t1", JobRequest(prompt="a")).job
-    running = repo.transition(job.job_id, JobStatus.RUNNING, increment={"attempts": 1})
+    running = repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1)
     assert running.status is JobStatus.RUNNING and running.attempts == 1
     done = repo.transition(job.job_id, JobStatus.SUCCEEDED)
     assert done.version == running.version + 1

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .models import Job, JobStatus
+
+if TYPE_CHECKING:
+    from .worker.agent import AgentOutcome, AgentRequest
 
 
 @dataclass(frozen=True)
@@ -53,17 +56,20 @@ class JobRepository(Protocol):
         *,
         set_fields: Mapping[str, Any] | None = None,
         remove_fields: Sequence[str] = (),
-        increment: Mapping[str, int] | None = None,
+        add_attempts: int = 0,
         allowed_from: Sequence[JobStatus] | None = None,
-        condition: str | None = None,
-        condition_values: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        expected_attempts: int | None = None,
     ) -> Job:
         """Conditionally move a job to `target` and return it as written.
 
+        `set_fields` maps names of `Job` fields to domain values (a None value removes the
+        field, as does naming it in `remove_fields`); `add_attempts` counts claims.
+
         The write succeeds only if the job's status is one the state machine allows `target`
-        from (narrowed by `allowed_from`) and `condition` (a DynamoDB condition on the item's
-        attributes, values named `:c_*`) holds. Raises JobNotFoundError or
-        TransitionConflictError (with the current job) otherwise."""
+        from (narrowed by `allowed_from`), and its `version` / `attempts` are the expected ones
+        when given. Every write bumps `version`. Raises JobNotFoundError, or
+        TransitionConflictError (with the current job) when a condition does not hold."""
 
     def update(
         self,
@@ -92,6 +98,31 @@ class ResultStore(Protocol):
     def get_text(self, key: str) -> str: ...
 
     def download_url(self, key: str) -> str: ...
+
+
+class AgentRunner(Protocol):
+    """Runs one agent request to its end (the real one: the bundled CLI through the SDK)."""
+
+    def run(self, request: AgentRequest) -> AgentOutcome: ...
+
+
+class KeyProxy(Protocol):
+    """The worker's loopback endpoint that holds the real key: the agent gets a per-job token
+    for it, never the key."""
+
+    def start(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def issue(self, job_id: str) -> str: ...
+
+    def revoke(self, token: str) -> None: ...
 
 
 class Clock(Protocol):

@@ -315,7 +315,7 @@ class JobService:
                     job_id,
                     JobStatus.CANCELLED,
                     allowed_from=[JobStatus.QUEUED],
-                    set_fields={"finished_at": self._clock().isoformat()},
+                    set_fields={"finished_at": self._clock()},
                     remove_fields=["prompt", "system_prompt"],
                 )
             if job.status is JobStatus.RUNNING:

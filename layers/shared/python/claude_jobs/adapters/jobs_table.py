@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+from pydantic import TypeAdapter
 
 from ..clock import epoch, iso
 from ..errors import IdempotencyReplayError, JobNotFoundError, TransitionConflictError
@@ -38,6 +40,36 @@ def job_to_item(job: Job, retention_days: int) -> dict[str, Any]:
 
 def item_to_job(item: Mapping[str, Any]) -> Job:
     return Job.model_validate(from_item(item))
+
+
+#: Fields no write may set: the keys, and what the repository itself maintains.
+_FIXED_FIELDS = frozenset({"job_id", "tenant_id", "version"})
+
+
+@cache
+def _field_type(name: str) -> TypeAdapter[Any]:
+    annotation: Any = Job.model_fields[name].annotation
+    return TypeAdapter(annotation)
+
+
+def check_field(name: str) -> None:
+    if name not in Job.model_fields or name in _FIXED_FIELDS:
+        raise ValueError(f"{name!r} is not a job field a write may change")
+
+
+def field_attributes(fields: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
+    """Job fields (domain values, checked against the model's types) as attribute values;
+    None for a field to remove."""
+    attributes: dict[str, dict[str, Any] | None] = {}
+    for name, value in fields.items():
+        check_field(name)
+        if value is None:
+            attributes[name] = None
+            continue
+        adapter = _field_type(name)
+        plain = adapter.dump_python(adapter.validate_python(value), mode="json", exclude_none=True)
+        attributes[name] = serialize(plain)
+    return attributes
 
 
 class DynamoJobRepository:
@@ -129,22 +161,22 @@ class DynamoJobRepository:
         *,
         set_fields: Mapping[str, Any] | None = None,
         remove_fields: Sequence[str] = (),
-        increment: Mapping[str, int] | None = None,
+        add_attempts: int = 0,
         allowed_from: Sequence[JobStatus] | None = None,
-        condition: str | None = None,
-        condition_values: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        expected_attempts: int | None = None,
     ) -> Job:
         sources = [s for s in sources_for(target) if allowed_from is None or s in allowed_from]
         if not sources:
             raise TransitionConflictError(f"no status may become {target}")
         return self._write(
             job_id,
-            set_fields={**(set_fields or {}), "status": target.value},
+            set_fields={**(set_fields or {}), "status": target},
             remove_fields=remove_fields,
-            increment=increment,
+            add_attempts=add_attempts,
             statuses=sources,
-            condition=condition,
-            condition_values=condition_values,
+            expected_version=expected_version,
+            expected_attempts=expected_attempts,
         )
 
     def update(
@@ -163,45 +195,49 @@ class DynamoJobRepository:
         set_fields: Mapping[str, Any],
         statuses: Sequence[JobStatus],
         remove_fields: Sequence[str] = (),
-        increment: Mapping[str, int] | None = None,
-        condition: str | None = None,
-        condition_values: Mapping[str, Any] | None = None,
+        add_attempts: int = 0,
+        expected_version: int | None = None,
+        expected_attempts: int | None = None,
     ) -> Job:
+        """One conditional UpdateItem: the only place job writes become DynamoDB expressions."""
         names: dict[str, str] = {"#status": "status", "#version": "version"}
-        values: dict[str, Any] = {":one": {"N": "1"}}
+        values: dict[str, Any] = {":one": {"N": "1"}, ":zero": {"N": "0"}}
         sets = ["#version = if_not_exists(#version, :zero) + :one"]
-        values[":zero"] = {"N": "0"}
-        for i, (field, value) in enumerate(set_fields.items()):
+        removes: list[str] = []
+        attributes = field_attributes(set_fields)
+        for field in remove_fields:
+            check_field(field)
+            attributes.setdefault(field, None)
+        for i, (name, value) in enumerate(attributes.items()):
+            names[f"#f{i}"] = name
             if value is None:  # a None value removes the attribute
-                remove_fields = [*remove_fields, field]
-                continue
-            names[f"#s{i}"] = field
-            values[f":s{i}"] = serialize(value)
-            sets.append(f"#s{i} = :s{i}")
-        for i, (field, amount) in enumerate((increment or {}).items()):
-            names[f"#i{i}"] = field
-            values[f":i{i}"] = serialize(amount)
-            sets.append(f"#i{i} = if_not_exists(#i{i}, :zero) + :i{i}")
-        removes = []
-        for i, field in enumerate(remove_fields):
-            names[f"#r{i}"] = field
-            removes.append(f"#r{i}")
+                removes.append(f"#f{i}")
+            else:
+                values[f":f{i}"] = value
+                sets.append(f"#f{i} = :f{i}")
+        if add_attempts:
+            names["#attempts"] = "attempts"
+            values[":add"] = serialize(add_attempts)
+            sets.append("#attempts = if_not_exists(#attempts, :zero) + :add")
         expression = "SET " + ", ".join(sets)
         if removes:
             expression += " REMOVE " + ", ".join(removes)
         status_values = {f":st{i}": {"S": s.value} for i, s in enumerate(statuses)}
         values.update(status_values)
-        cond = f"attribute_exists(job_id) AND #status IN ({', '.join(status_values)})"
-        if condition:
-            cond += f" AND ({condition})"
-            values.update({k: serialize(v) for k, v in (condition_values or {}).items()})
-        # Names a caller's condition uses for attributes are passed through as-is.
+        conditions = ["attribute_exists(job_id)", f"#status IN ({', '.join(status_values)})"]
+        if expected_version is not None:
+            values[":c_version"] = serialize(expected_version)
+            conditions.append("#version = :c_version")
+        if expected_attempts is not None:
+            names["#attempts"] = "attempts"
+            values[":c_attempts"] = serialize(expected_attempts)
+            conditions.append("#attempts = :c_attempts")
         try:
             response = self._client.update_item(
                 TableName=self._table,
                 Key={"job_id": {"S": job_id}},
                 UpdateExpression=expression,
-                ConditionExpression=cond,
+                ConditionExpression=" AND ".join(conditions),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",

@@ -33,10 +33,10 @@ from typing import Any
 
 from ..errors import JobNotFoundError, TransitionConflictError
 from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobStatus
-from ..ports import JobRepository, ResultStore
+from ..ports import AgentRunner, JobRepository, KeyProxy, ResultStore
 from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
 from ..settings import Settings
-from .agent import CANCELLED, AgentOutcome, AgentRequest, AgentRunner
+from .agent import CANCELLED, AgentOutcome, AgentRequest
 from .containment import JobScope, ProcessInfo, ProcessSweeper, become_subreaper
 from .isolation import (
     AgentIdentity,
@@ -45,7 +45,6 @@ from .isolation import (
     bundled_cli,
     make_non_dumpable,
 )
-from .proxy import KeyInjectingProxy
 from .sandbox import Sandbox
 from .scrub import Scrubber
 
@@ -90,7 +89,7 @@ class JobProcessor:
         repo: JobRepository,
         results: ResultStore | None,
         runner: AgentRunner,
-        proxy: KeyInjectingProxy,
+        proxy: KeyProxy,
         key: Callable[[], str],
         settings: Settings,
         identities: IdentityPool,
@@ -166,13 +165,12 @@ class JobProcessor:
             JobStatus.RUNNING,
             allowed_from=[job.status],
             set_fields={
-                "started_at": _iso(now),
+                "started_at": _at(now),
                 "lease_until": int(now + deadline + self._margin) + 1,
             },
-            increment={"attempts": 1},
+            add_attempts=1,
             remove_fields=["error"],
-            condition="#version = :c_version",
-            condition_values={":c_version": job.version},
+            expected_version=job.version,
         )
 
     def _exhaust_unclaimed(self, job: Job) -> Processed:
@@ -187,13 +185,12 @@ class JobProcessor:
                 JobStatus.FAILED,
                 allowed_from=[job.status],
                 set_fields={
-                    "finished_at": _iso(self._clock()),
-                    "error": error.model_dump(),
+                    "finished_at": _at(self._clock()),
+                    "error": error,
                     "lease_until": None,
                 },
                 remove_fields=["prompt", "system_prompt"],
-                condition="#version = :c_version",
-                condition_values={":c_version": job.version},
+                expected_version=job.version,
             )
         except TransitionConflictError:
             return Processed(job.job_id, "skipped:conflict")
@@ -310,10 +307,10 @@ class JobProcessor:
         result, error = self._stored_result(job, outcome)
         status = JobStatus(outcome.ending)
         fields: dict[str, Any] = {
-            "finished_at": _iso(self._clock()),
-            "usage": outcome.usage.model_dump(),
+            "finished_at": _at(self._clock()),
+            "usage": outcome.usage,
             "result": result,
-            "error": error.model_dump() if error else None,
+            "error": error,
             "lease_until": None,
         }
         try:
@@ -323,8 +320,7 @@ class JobProcessor:
                 allowed_from=[JobStatus.RUNNING],
                 set_fields=fields,
                 remove_fields=["prompt", "system_prompt"],
-                condition="attempts = :c_attempts",
-                condition_values={":c_attempts": job.attempts},
+                expected_attempts=job.attempts,
             )
         except TransitionConflictError as conflict:
             current = conflict.current if isinstance(conflict.current, Job) else None
@@ -394,16 +390,15 @@ class JobProcessor:
                     JobStatus.FAILED,
                     allowed_from=[JobStatus.RUNNING],
                     set_fields={
-                        "finished_at": _iso(self._clock()),
-                        "error": {
-                            "code": ATTEMPTS_EXHAUSTED,
-                            "message": f"failed {job.attempts} times; last: {reason}",
-                        },
+                        "finished_at": _at(self._clock()),
+                        "error": JobErrorInfo(
+                            code=ATTEMPTS_EXHAUSTED,
+                            message=f"failed {job.attempts} times; last: {reason}",
+                        ),
                         "lease_until": None,
                     },
                     remove_fields=["prompt", "system_prompt"],
-                    condition="attempts = :c_attempts",
-                    condition_values={":c_attempts": job.attempts},
+                    expected_attempts=job.attempts,
                 )
                 log.warning("job %s failed: %s", job.job_id, ATTEMPTS_EXHAUSTED)
                 return True
@@ -413,8 +408,7 @@ class JobProcessor:
                     JobStatus.QUEUED,
                     allowed_from=[JobStatus.RUNNING],
                     set_fields={"lease_until": None},
-                    condition="attempts = :c_attempts",
-                    condition_values={":c_attempts": job.attempts},
+                    expected_attempts=job.attempts,
                 )
         except (TransitionConflictError, JobNotFoundError):
             return True  # it moved on: nothing to give back, nothing to retry
@@ -451,5 +445,5 @@ def _size(job: Job, result: dict[str, Any], text: str) -> int:
     return len(other.encode()) + len(text.encode()) + 1024  # + usage, error, names
 
 
-def _iso(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat()
+def _at(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)
