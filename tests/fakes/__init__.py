@@ -9,14 +9,14 @@ from .agent import Finish, RaiseFault, ScriptedRunner, WaitForStop
 from .proxy import FakeProxy
 from .queue import InMemoryQueue
 from .repository import InMemoryJobRepository
-from .results import InMemoryResultStore
+from .results import InMemoryDocumentStore
 
 __all__ = [
     "FakeProxy",
     "Finish",
+    "InMemoryDocumentStore",
     "InMemoryJobRepository",
     "InMemoryQueue",
-    "InMemoryResultStore",
     "RaiseFault",
     "ScriptedRunner",
     "WaitForStop",

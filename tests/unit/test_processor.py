@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_jobs.documents import JobDocuments
 from claude_jobs.models import Job, JobRequest, JobStatus
 from claude_jobs.service import JobService
 from claude_jobs.settings import Settings
@@ -18,9 +19,9 @@ from claude_jobs.worker.processor import JobProcessor, WorkerFault
 from tests.fakes import (
     FakeProxy,
     Finish,
+    InMemoryDocumentStore,
     InMemoryJobRepository,
     InMemoryQueue,
-    InMemoryResultStore,
     RaiseFault,
     ScriptedRunner,
     WaitForStop,
@@ -42,20 +43,20 @@ class Clock:
 @dataclass
 class World:
     repo: InMemoryJobRepository
-    results: InMemoryResultStore
+    store: InMemoryDocumentStore
     service: JobService
     proxy: FakeProxy
     clock: Clock
     sandbox_dir: Path
 
-    def submit(self, prompt: str = "Say hello.") -> Job:
-        return self.service.submit("acme", JobRequest(prompt=prompt)).job
+    def submit(self, prompt: str = "Say hello.", **options: object) -> Job:
+        return self.service.submit("acme", JobRequest(prompt=prompt, **options)).job
 
     def processor(self, *steps: Step) -> tuple[JobProcessor, ScriptedRunner]:
         runner = ScriptedRunner(*steps)
         processor = JobProcessor(
             self.repo,
-            self.results,
+            JobDocuments(self.store),
             runner,
             self.proxy,
             lambda: "sk-ant-real-key",
@@ -85,9 +86,10 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     repo = InMemoryJobRepository()
+    store = InMemoryDocumentStore()
     settings = Settings(max_attempts=MAX_ATTEMPTS)
-    service = JobService(repo, InMemoryQueue(), settings)
-    return World(repo, InMemoryResultStore(), service, FakeProxy(), Clock(), tmp_path)
+    service = JobService(repo, InMemoryQueue(), settings, documents=JobDocuments(store))
+    return World(repo, store, service, FakeProxy(), Clock(), tmp_path)
 
 
 def test_a_claimed_job_runs_once_and_records_its_result(world: World) -> None:
@@ -264,3 +266,37 @@ def test_too_little_lambda_time_left_is_retried_without_a_claim(world: World) ->
     # Then the job was not claimed (no attempt used) and nothing ran
     assert world.job(job).status is JobStatus.QUEUED and world.job(job).attempts == 0
     assert runner.requests == []
+
+
+def test_large_request_documents_reach_the_agent_from_the_store_and_are_then_deleted(
+    world: World,
+) -> None:
+    # Given a job whose prompt, system prompt and schema are too large for its item
+    prompt, system = "p" * 100_000, "s" * 20_000
+    schema = {"type": "object", "description": "d" * 5_000}
+    job = world.submit(prompt, system_prompt=system, output_schema=schema)
+    assert job.prompt is None and set(job.documents) == {
+        "prompt",
+        "system_prompt",
+        "output_schema",
+    }
+    processor, runner = world.processor(Finish(text="r" * 300_000, structured={"a": [1] * 600}))
+    # When it runs
+    processor.process(job.job_id, remaining_seconds=900)
+    # Then the agent got them exactly
+    (request,) = runner.requests
+    assert (request.prompt, request.system_prompt) == (prompt, system)
+    assert request.options.output_schema == schema
+    # And the prompts' objects are gone while the schema and the large results are kept
+    done = world.job(job)
+    assert set(done.documents) == {"output_schema", "structured"}
+    assert done.result is not None and done.result.text is None
+    assert done.result.s3_key is not None and done.result.text_bytes == 300_000
+    assert sorted(world.store.objects) == sorted(
+        [done.documents["output_schema"], done.documents["structured"], done.result.s3_key]
+    )
+    # And the API shows what the caller would have seen inline
+    view = world.service.view(done)
+    assert view.result is not None and view.result.structured == {"a": [1] * 600}
+    assert view.result.text is None and view.result.download_url is not None
+    assert view.request.output_schema == schema

@@ -138,10 +138,13 @@ class Usage(BaseModel):
 
 
 class JobResult(BaseModel):
-    """Stored result. `text` is inline when small; otherwise `s3_key` names the full text."""
+    """Stored result. `text` is inline when small; otherwise `s3_key` names the full text, of
+    `text_bytes` bytes (None on results stored before it was recorded: those were all larger
+    than the API's inline limit)."""
 
     text: str | None = None
     s3_key: str | None = None
+    text_bytes: int | None = None
     structured: Any | None = None
     is_error: bool = False
 
@@ -175,6 +178,9 @@ class Job(BaseModel):
     source: str = "api"
     inputs: list[InputObject] = Field(default_factory=list)
     webhook: WebhookDelivery | None = None
+    #: Documents kept in the documents store rather than in the item: name → object key
+    #: (see `claude_jobs.documents`).
+    documents: dict[str, str] = Field(default_factory=dict)
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
 
 

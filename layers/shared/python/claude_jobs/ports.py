@@ -91,11 +91,15 @@ class JobQueue(Protocol):
     def send(self, job: Job) -> None: ...
 
 
-class ResultStore(Protocol):
-    def put_text(self, job_id: str, text: str) -> str:
-        """Store a result text; return the object key."""
+class DocumentStore(Protocol):
+    """A job's documents too large for its item (prompts, schemas, results), by object key."""
 
-    def get_text(self, key: str) -> str: ...
+    def put(self, tenant_id: str, job_id: str, name: str, body: bytes, content_type: str) -> str:
+        """Store one document of a job; return its key (tenant-scoped)."""
+
+    def get(self, key: str) -> str: ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
 
     def download_url(self, key: str) -> str: ...
 

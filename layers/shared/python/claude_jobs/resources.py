@@ -121,7 +121,11 @@ JOBS_QUEUE = Queue(
 
 #: The results bucket's objects (large result texts) expire after this many days.
 RESULTS_EXPIRY_DAYS = 30
+#: Result texts stored before documents were tenant-scoped (read only now).
 RESULTS_PREFIX = "results/"
+#: Job documents too large for the job item: `tenant/<tenant>/jobs/<job>/<name>`, expiring
+#: with the results.
+DOCUMENTS_PREFIX = "tenant/"
 
 #: Triggers: malformed or undeliverable trigger events are kept here, with their reason.
 TRIGGER_DLQ = Queue(

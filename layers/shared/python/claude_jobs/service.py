@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .clock import epoch, utcnow
+from .documents import PROMPTS, RESULT_TEXT, VIEWED, JobDocuments
 from .errors import (
     DispatchError,
     FieldError,
@@ -36,7 +37,7 @@ from .models import (
     WebhookDelivery,
     tool_base_name,
 )
-from .ports import IdempotencyClaim, JobQueue, JobRepository, ResultStore
+from .ports import IdempotencyClaim, JobQueue, JobRepository
 from .settings import Settings
 
 MAX_WAIT_SECONDS = 20
@@ -106,7 +107,7 @@ class JobService:
         queue: JobQueue,
         settings: Settings,
         *,
-        results: ResultStore | None = None,
+        documents: JobDocuments | None = None,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_job_id,
         sleep: Callable[[float], None] = time.sleep,
@@ -114,7 +115,7 @@ class JobService:
         self._repo = repo
         self._queue = queue
         self._settings = settings
-        self._results = results
+        self._documents = documents or JobDocuments(None)
         self._clock = clock
         self._new_id = new_id
         self._sleep = sleep
@@ -210,6 +211,8 @@ class JobService:
             webhook=WebhookDelivery(url=request.webhook_url) if request.webhook_url else None,
             version=1,
         )
+        # Large documents go to the store before the item that names them is written.
+        job = self._documents.place_request(job)
         body_hash = request_hash(request)
         claim = (
             IdempotencyClaim(
@@ -239,6 +242,7 @@ class JobService:
             # caller's retry with the same Idempotency-Key makes a fresh job.
             message = f"the job could not be queued ({type(exc).__name__}); submit it again"
             self._repo.fail_dispatch(job.job_id, claim, message, self._clock())
+            self._documents.discard_prompts(job)
             raise DispatchError(message) from exc
         return Submission(job, created=True)
 
@@ -261,15 +265,20 @@ class JobService:
         return job
 
     def view(self, job: Job) -> JobView:
+        """What the API shows of a job: its documents read back where they are stored."""
+        return self._view(self._documents.load(job, (*VIEWED, RESULT_TEXT)))
+
+    def _view(self, job: Job) -> JobView:
         result = None
+        store = self._documents.store
         if job.result is not None:
             result = ResultView(
                 text=job.result.text,
                 structured=job.result.structured,
                 is_error=job.result.is_error,
                 download_url=(
-                    self._results.download_url(job.result.s3_key)
-                    if job.result.s3_key and self._results is not None
+                    store.download_url(job.result.s3_key)
+                    if job.result.s3_key and store is not None
                     else None
                 ),
             )
@@ -297,8 +306,9 @@ class JobService:
             )
         cursor = _decode_token(next_token, tenant_id) if next_token else None
         page = self._repo.list_for_tenant(tenant_id, limit, cursor)
+        jobs = self._documents.load_many(page.jobs, (*VIEWED, RESULT_TEXT))
         return JobList(
-            items=[self.view(j) for j in page.jobs],
+            items=[self._view(j) for j in jobs],
             next_token=_encode_token(page.cursor, tenant_id) if page.cursor else None,
         )
 
@@ -311,13 +321,19 @@ class JobService:
         job = self.get(tenant_id, job_id)
         try:
             if job.status is JobStatus.QUEUED:
-                return self._repo.transition(
+                cancelled = self._repo.transition(
                     job_id,
                     JobStatus.CANCELLED,
                     allowed_from=[JobStatus.QUEUED],
-                    set_fields={"finished_at": self._clock()},
-                    remove_fields=["prompt", "system_prompt"],
+                    set_fields={
+                        "finished_at": self._clock(),
+                        "documents": {k: v for k, v in job.documents.items() if k not in PROMPTS},
+                    },
+                    remove_fields=list(PROMPTS),
+                    expected_version=job.version,
                 )
+                self._documents.discard_prompts(job)
+                return cancelled
             if job.status is JobStatus.RUNNING:
                 return self._repo.update(
                     job_id,

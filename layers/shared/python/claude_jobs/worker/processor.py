@@ -31,9 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..documents import OUTPUT_SCHEMA, PROMPT, PROMPTS, SYSTEM_PROMPT, JobDocuments
 from ..errors import JobNotFoundError, TransitionConflictError
-from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobStatus
-from ..ports import AgentRunner, JobRepository, KeyProxy, ResultStore
+from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobResult, JobStatus
+from ..ports import AgentRunner, JobRepository, KeyProxy
 from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
 from ..settings import Settings
 from .agent import CANCELLED, AgentOutcome, AgentRequest
@@ -87,7 +88,7 @@ class JobProcessor:
     def __init__(
         self,
         repo: JobRepository,
-        results: ResultStore | None,
+        documents: JobDocuments,
         runner: AgentRunner,
         proxy: KeyProxy,
         key: Callable[[], str],
@@ -103,7 +104,7 @@ class JobProcessor:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._repo = repo
-        self._results = results
+        self._documents = documents
         self._runner = runner
         self._proxy = proxy
         self._key = key
@@ -188,12 +189,14 @@ class JobProcessor:
                     "finished_at": _at(self._clock()),
                     "error": error,
                     "lease_until": None,
+                    "documents": _without_prompts(job),
                 },
-                remove_fields=["prompt", "system_prompt"],
+                remove_fields=PROMPTS,
                 expected_version=job.version,
             )
         except TransitionConflictError:
             return Processed(job.job_id, "skipped:conflict")
+        self._documents.discard_prompts(job)
         log.warning("job %s failed: %s", job.job_id, ATTEMPTS_EXHAUSTED)
         return Processed(job.job_id, "exhausted", ended.status)
 
@@ -210,6 +213,7 @@ class JobProcessor:
                 )
             else:
                 key = self._key()  # before starting: a missing key is an infrastructure fault
+                job = self._documents.load(job, (PROMPT, SYSTEM_PROMPT, OUTPUT_SCHEMA))
                 self._proxy.start()
                 token = self._proxy.issue(job.job_id)
                 scrubber = self._scrubber.with_secrets(key, token)
@@ -304,7 +308,7 @@ class JobProcessor:
     # ------------------------------------------------------------ record
 
     def _finish(self, job: Job, outcome: AgentOutcome) -> JobStatus | None:
-        result, error = self._stored_result(job, outcome)
+        result, documents, error = self._stored_result(job, outcome)
         status = JobStatus(outcome.ending)
         fields: dict[str, Any] = {
             "finished_at": _at(self._clock()),
@@ -312,6 +316,7 @@ class JobProcessor:
             "result": result,
             "error": error,
             "lease_until": None,
+            "documents": documents,
         }
         try:
             ended = self._repo.transition(
@@ -319,7 +324,7 @@ class JobProcessor:
                 status,
                 allowed_from=[JobStatus.RUNNING],
                 set_fields=fields,
-                remove_fields=["prompt", "system_prompt"],
+                remove_fields=PROMPTS,
                 expected_attempts=job.attempts,
             )
         except TransitionConflictError as conflict:
@@ -330,6 +335,7 @@ class JobProcessor:
                 current.status if current else "?",
             )
             return current.status if current else None
+        self._documents.discard_prompts(job)
         log.info(
             "job %s %s%s",
             job.job_id,
@@ -340,41 +346,24 @@ class JobProcessor:
 
     def _stored_result(
         self, job: Job, outcome: AgentOutcome
-    ) -> tuple[dict[str, Any] | None, JobErrorInfo | None]:
+    ) -> tuple[JobResult | None, dict[str, str], JobErrorInfo | None]:
+        """The result to record (large documents already in the store), the job's document
+        keys once it is recorded, and the error."""
         error = outcome.error
         if outcome.text is None and outcome.structured is None:
-            return (
-                (None, error)
-                if outcome.ending != "succeeded"
-                else (
-                    {"text": "", "is_error": False},
-                    error,
-                )
-            )
-        result: dict[str, Any] = {"is_error": outcome.is_error}
-        if outcome.structured is not None:
-            result["structured"] = outcome.structured
-        text = outcome.text or ""
-        inline = len(text.encode()) <= INLINE_RESULT_BYTES
-        if inline and _size(job, result, text) > MAX_ITEM_BYTES:
-            inline = False
-        if not inline:
-            if self._results is None:
-                raise WorkerFault("the result is too large to store inline and no bucket is set")
-            result["s3_key"] = self._results.put_text(job.job_id, text)
-            text = ""
-        if _size(job, result, text) > MAX_ITEM_BYTES:
-            # Only a huge structured value can get here: it has no other home.
-            result.pop("structured", None)
-            error = JobErrorInfo(
-                code=OUTPUT_TOO_LARGE,
-                message="the structured output is too large to store; the full text is kept",
-            )
-            result["is_error"] = True
-            outcome.ending = "failed"
-        if inline:
-            result["text"] = text
-        return result, error
+            kept = {k: v for k, v in job.documents.items() if k not in PROMPTS}
+            if outcome.ending != "succeeded":
+                return None, kept, error
+            return JobResult(text="", is_error=False), kept, error
+        if self._documents.store is None and (
+            len((outcome.text or "").encode()) > INLINE_RESULT_BYTES
+            or _size(job, outcome) > MAX_ITEM_BYTES
+        ):
+            raise WorkerFault("the result is too large to store inline and no bucket is set")
+        result, documents = self._documents.place_result(
+            job, outcome.text or "", outcome.structured, outcome.is_error
+        )
+        return result, documents, error
 
     def _release(self, job: Job, fault: BaseException) -> bool:
         """After an infrastructure fault: give the job back to the queue, or end it when this
@@ -396,10 +385,12 @@ class JobProcessor:
                             message=f"failed {job.attempts} times; last: {reason}",
                         ),
                         "lease_until": None,
+                        "documents": _without_prompts(job),
                     },
-                    remove_fields=["prompt", "system_prompt"],
+                    remove_fields=PROMPTS,
                     expected_attempts=job.attempts,
                 )
+                self._documents.discard_prompts(job)
                 log.warning("job %s failed: %s", job.job_id, ATTEMPTS_EXHAUSTED)
                 return True
             else:
@@ -415,6 +406,10 @@ class JobProcessor:
         except Exception as exc:  # the lease expires on its own; redelivery re-claims then
             log.error("job %s could not be released: %s", job.job_id, type(exc).__name__)
         return False
+
+
+def _without_prompts(job: Job) -> dict[str, str]:
+    return {k: v for k, v in job.documents.items() if k not in PROMPTS}
 
 
 def _retire_reason(job: Job, leftovers: list[ProcessInfo]) -> str | None:
@@ -438,11 +433,11 @@ def _scrubbed(outcome: AgentOutcome, scrubber: Scrubber) -> AgentOutcome:
     return outcome
 
 
-def _size(job: Job, result: dict[str, Any], text: str) -> int:
-    """A generous estimate of the terminal item's size in bytes."""
+def _size(job: Job, outcome: AgentOutcome) -> int:
+    """A generous estimate of the terminal item's size in bytes, all of it inline."""
     kept = job.model_dump(mode="json", exclude={"prompt", "system_prompt", "result"})
-    other = json.dumps([kept, result], ensure_ascii=False)
-    return len(other.encode()) + len(text.encode()) + 1024  # + usage, error, names
+    other = json.dumps([kept, outcome.text, outcome.structured], ensure_ascii=False)
+    return len(other.encode()) + 1024  # + usage, error, names
 
 
 def _at(epoch_seconds: float) -> datetime:
