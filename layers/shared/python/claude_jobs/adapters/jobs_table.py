@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
@@ -31,15 +32,44 @@ def idempotency_item_id(tenant_id: str, key: str) -> str:
     return f"{_IDEM_PREFIX}{digest}"
 
 
+def _attribute(value: Any) -> dict[str, Any]:
+    """A field's plain (JSON-mode) value as an attribute value. Structured values — the
+    options with their output schema, metadata, the result with its structured output, usage,
+    errors — are stored as JSON text, never as DynamoDB maps and numbers: any valid JSON
+    round-trips exactly (an empty property name, 1e300, 50 digits, 64 levels), which DynamoDB's
+    own types cannot hold."""
+    if isinstance(value, dict | list):
+        return {"S": json.dumps(value, ensure_ascii=False, separators=(",", ":"))}
+    return serialize(value)
+
+
 def job_to_item(job: Job, retention_days: int) -> dict[str, Any]:
     data = job.model_dump(mode="json", exclude_none=True)
-    data["created_key"] = f"{iso(job.created_at)}#{job.job_id}"
-    data["expires_at"] = epoch(job.created_at + timedelta(days=retention_days))
-    return to_item(data)
+    item = {name: _attribute(value) for name, value in data.items()}
+    item["created_key"] = serialize(f"{iso(job.created_at)}#{job.job_id}")
+    item["expires_at"] = serialize(epoch(job.created_at + timedelta(days=retention_days)))
+    return item
+
+
+#: Job fields that hold structured values: JSON text in the item (maps in items written
+#: before documents were opaque, which still read).
+_STRUCTURED_FIELDS = frozenset(
+    name
+    for name, info in Job.model_fields.items()
+    if name not in ("job_id", "tenant_id", "status", "prompt", "system_prompt", "source")
+    and info.annotation not in (int, str, bool, int | None, str | None)
+    and "datetime" not in str(info.annotation)
+)
 
 
 def item_to_job(item: Mapping[str, Any]) -> Job:
-    return Job.model_validate(from_item(item))
+    data: dict[str, Any] = {}
+    for name, value in item.items():
+        if name in _STRUCTURED_FIELDS and "S" in value:
+            data[name] = json.loads(value["S"])
+        else:
+            data.update(from_item({name: value}))
+    return Job.model_validate(data)
 
 
 #: Fields no write may set: the keys, and what the repository itself maintains.
@@ -68,7 +98,7 @@ def field_attributes(fields: Mapping[str, Any]) -> dict[str, dict[str, Any] | No
             continue
         adapter = _field_type(name)
         plain = adapter.dump_python(adapter.validate_python(value), mode="json", exclude_none=True)
-        attributes[name] = serialize(plain)
+        attributes[name] = _attribute(plain)
     return attributes
 
 

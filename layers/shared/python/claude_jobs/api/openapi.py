@@ -16,7 +16,15 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
-from ..models import MAX_BODY_BYTES, JobList, JobRequest, JobView, Problem, SubmitResponse
+from ..models import (
+    MAX_BODY_BYTES,
+    MAX_DOCUMENT_DEPTH,
+    JobList,
+    JobRequest,
+    JobView,
+    Problem,
+    SubmitResponse,
+)
 from ..service import IDEMPOTENCY_KEY_MAX, MAX_PAGE_SIZE, MAX_WAIT_SECONDS
 from .problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 from .routes import POLL_AFTER_SECONDS
@@ -111,6 +119,10 @@ def document() -> dict[str, Any]:
                     ],
                     "requestBody": {
                         "required": True,
+                        "description": "JSON of at most 256 KiB (UTF-8), nested at most "
+                        f"{MAX_DOCUMENT_DEPTH + 1} levels (free-form documents inside it, such "
+                        f"as `output_schema`, at most {MAX_DOCUMENT_DEPTH}), finite numbers of "
+                        "any magnitude and precision; no other limits on JSON values.",
                         "content": {"application/json": {"schema": _ref(JobRequest)}},
                     },
                     "responses": {
