@@ -300,3 +300,21 @@ def test_large_request_documents_reach_the_agent_from_the_store_and_are_then_del
     assert view.result is not None and view.result.structured == {"a": [1] * 600}
     assert view.result.text is None and view.result.download_url is not None
     assert view.request.output_schema == schema
+
+
+def test_output_that_cannot_be_stored_ends_the_job_once(world: World) -> None:
+    # Given a run whose output must go to a documents store that refuses every write
+    job = world.submit()
+    world.store.fail_puts = True
+    processor, runner = world.processor(Finish(text="x" * 5000))
+    # When it is processed
+    processed = processor.process(job.job_id, remaining_seconds=900)
+    # Then the job ends failed (output_unstorable), not given back for another run
+    assert processed.status is JobStatus.FAILED
+    failed = world.job(job)
+    assert failed.status is JobStatus.FAILED and failed.result is None
+    assert failed.error is not None and failed.error.code == "output_unstorable"
+    assert failed.usage is not None and failed.usage.input_tokens == 3
+    # And a redelivery of its message does not run the agent again
+    assert processor.process(job.job_id, remaining_seconds=900).action == "skipped:terminal"
+    assert len(runner.requests) == 1

@@ -52,7 +52,9 @@ from .scrub import Scrubber
 log = logging.getLogger("claude_jobs.worker")
 
 ATTEMPTS_EXHAUSTED = "attempts_exhausted"
-OUTPUT_TOO_LARGE = "output_too_large"
+OUTPUT_UNSTORABLE = "output_unstorable"
+#: Tries to store a run's output before the job ends `output_unstorable`.
+RECORD_ATTEMPTS = 3
 INPUT_UNAVAILABLE = "input_unavailable"
 
 #: DynamoDB's item limit is 400 KB; keep the terminal item safely below it.
@@ -221,7 +223,6 @@ class JobProcessor:
                 if not self._proxy.alive:
                     raise WorkerFault("the key proxy stopped during the run")
                 outcome = _scrubbed(outcome, scrubber)
-            status = self._finish(job, outcome)
         except Exception as exc:
             retire = _retire_reason(job, leftovers)
             if self._release(job, exc):
@@ -230,6 +231,8 @@ class JobProcessor:
         finally:
             if token is not None:
                 self._proxy.revoke(token)
+        # The agent has run: from here on nothing may give the job back for another run.
+        status = self._record(job, outcome, _retire_reason(job, leftovers))
         return Processed(job.job_id, "ran", status, retire=_retire_reason(job, leftovers))
 
     def _run_agent(
@@ -307,6 +310,53 @@ class JobProcessor:
 
     # ------------------------------------------------------------ record
 
+    def _record(self, job: Job, outcome: AgentOutcome, retire: str | None) -> JobStatus | None:
+        """Record how the run ended. An output that cannot be stored (after a few tries) ends
+        the job `failed` (`output_unstorable`) without it: the agent never runs twice."""
+        problem: Exception | None = None
+        for _ in range(RECORD_ATTEMPTS):
+            try:
+                return self._finish(job, outcome)
+            except Exception as exc:
+                problem = exc
+                log.warning(
+                    "job %s: the output could not be stored: %s",
+                    job.job_id,
+                    self._scrubber.text(f"{type(exc).__name__}: {exc}")[:500],
+                )
+        error = JobErrorInfo(
+            code=OUTPUT_UNSTORABLE,
+            message=f"the job's output could not be stored ({type(problem).__name__}); "
+            "the job is not run again",
+        )
+        try:
+            ended = self._repo.transition(
+                job.job_id,
+                JobStatus.FAILED,
+                allowed_from=[JobStatus.RUNNING],
+                set_fields={
+                    "finished_at": _at(self._clock()),
+                    "usage": outcome.usage,
+                    "error": error,
+                    "lease_until": None,
+                    "documents": _without_prompts(job),
+                },
+                remove_fields=[*PROMPTS, "result"],
+                expected_attempts=job.attempts,
+            )
+        except TransitionConflictError as conflict:
+            current = conflict.current if isinstance(conflict.current, Job) else None
+            return current.status if current else None
+        except Exception as exc:
+            # Not even the failure can be written (the table is unreachable): the job keeps
+            # its claim until the lease ends; the message is retried.
+            raise WorkerFault(
+                f"job {job.job_id}: nothing could be recorded", retire=retire
+            ) from exc
+        self._documents.discard_prompts(job)
+        log.warning("job %s failed: %s", job.job_id, OUTPUT_UNSTORABLE)
+        return ended.status
+
     def _finish(self, job: Job, outcome: AgentOutcome) -> JobStatus | None:
         result, documents, error = self._stored_result(job, outcome)
         status = JobStatus(outcome.ending)
@@ -359,7 +409,7 @@ class JobProcessor:
             len((outcome.text or "").encode()) > INLINE_RESULT_BYTES
             or _size(job, outcome) > MAX_ITEM_BYTES
         ):
-            raise WorkerFault("the result is too large to store inline and no bucket is set")
+            raise ValueError("the result is too large to store inline and no bucket is set")
         result, documents = self._documents.place_result(
             job, outcome.text or "", outcome.structured, outcome.is_error
         )
