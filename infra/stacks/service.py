@@ -130,7 +130,8 @@ class ServiceStack(Stack):
             # Long polls wait up to 20 s; API Gateway gives up at 29 s.
             timeout=Duration.seconds(28),
         )
-        self.status.allow(["dynamodb:GetItem"], [jobs.table_arn])
+        # A list page reads the index's keys, then the small job items by key.
+        self.status.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem"], [jobs.table_arn])
         self.status.allow(["dynamodb:Query"], [tenant_index])
         # Presigned download URLs are signed with this role: it must be able to read them.
         self.status.allow(["s3:GetObject"], [results_objects, documents])

@@ -9,7 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from claude_jobs.clock import epoch, iso
-from claude_jobs.errors import IdempotencyReplayError, JobNotFoundError, TransitionConflictError
+from claude_jobs.errors import (
+    IdempotencyReplayError,
+    InvalidCursorError,
+    JobNotFoundError,
+    TransitionConflictError,
+)
 from claude_jobs.models import Job, JobErrorInfo, JobStatus
 from claude_jobs.ports import IdempotencyClaim, IdempotencyRecord, JobPage
 from claude_jobs.state import sources_for
@@ -64,19 +69,17 @@ class InMemoryJobRepository:
                 key=_position,
                 reverse=True,
             )
-        if cursor:
-            after = str(cursor.get("created_key", ""))
+        if cursor is not None:
+            after = cursor.get("after")
+            if set(cursor) != {"after"} or not isinstance(after, str) or not after:
+                raise InvalidCursorError("not a position in this listing")
             jobs = [j for j in jobs if _position(j) < after]
         page = [j.model_copy(deep=True) for j in jobs[:limit]]
         more = len(jobs) > limit
         last = page[-1] if page and more else None
         return JobPage(
             jobs=page,
-            cursor=(
-                {"tenant_id": tenant_id, "created_key": _position(last), "job_id": last.job_id}
-                if last is not None
-                else None
-            ),
+            cursor={"after": _position(last)} if last is not None else None,
         )
 
     # ------------------------------------------------------------ writes

@@ -90,7 +90,8 @@ def test_status_reads_jobs_its_index_and_results(synth: Synthesized) -> None:
     ids = _ids(synth)
     assert _permissions(synth, "Status") == _baseline(synth, "Status") | {
         ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
-        ("dynamodb:Query", f"{ids['jobs']}.Arn/index/by_tenant"),
+        ("dynamodb:BatchGetItem", f"{ids['jobs']}.Arn"),
+        ("dynamodb:Query", f"{ids['jobs']}.Arn/index/by_tenant_shard"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/results/*"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import ipaddress
 import json
 import time
@@ -21,6 +22,7 @@ from .errors import (
     FieldError,
     IdempotencyConflictError,
     IdempotencyReplayError,
+    InvalidCursorError,
     JobNotFoundError,
     RequestValidationError,
     TransitionConflictError,
@@ -304,12 +306,16 @@ class JobService:
                 "limit is out of range.",
                 [FieldError(("query", "limit"), f"must be between 1 and {MAX_PAGE_SIZE}")],
             )
-        cursor = _decode_token(next_token, tenant_id) if next_token else None
-        page = self._repo.list_for_tenant(tenant_id, limit, cursor)
+        secret = self._settings.page_token_secret
+        cursor = _decode_token(next_token, tenant_id, secret) if next_token else None
+        try:
+            page = self._repo.list_for_tenant(tenant_id, limit, cursor)
+        except InvalidCursorError:
+            raise _decode_error() from None
         jobs = self._documents.load_many(page.jobs, (*VIEWED, RESULT_TEXT))
         return JobList(
             items=[self._view(j) for j in jobs],
-            next_token=_encode_token(page.cursor, tenant_id) if page.cursor else None,
+            next_token=_encode_token(page.cursor, tenant_id, secret) if page.cursor else None,
         )
 
     # ------------------------------------------------------------ cancel
@@ -348,34 +354,49 @@ class JobService:
         return job
 
 
-def _encode_token(cursor: dict[str, Any], tenant_id: str) -> str:
-    raw = json.dumps({"t": tenant_id, "k": cursor}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def _token_key(secret: str) -> bytes:
+    return hashlib.sha256(f"claude-jobs page token\x00{secret}".encode()).digest()
 
 
-def _decode_token(token: str, tenant_id: str) -> dict[str, Any]:
-    invalid = RequestValidationError(
+def _encode_token(cursor: Mapping[str, Any], tenant_id: str, secret: str) -> str:
+    """An opaque page token: the repository's cursor bound to the tenant, and a MAC over both
+    (a token altered by a byte, or made for another tenant, is refused)."""
+    payload = json.dumps({"t": tenant_id, "c": cursor}, separators=(",", ":")).encode()
+    mac = hmac.new(_token_key(secret), payload, hashlib.sha256).digest()[:16]
+    return _b64(payload) + "." + _b64(mac)
+
+
+def _decode_error() -> RequestValidationError:
+    return RequestValidationError(
         "next_token is not valid.",
         [FieldError(("query", "next_token"), "not a token this API returned")],
     )
+
+
+def _decode_token(token: str, tenant_id: str, secret: str) -> dict[str, Any]:
+    invalid = _decode_error()
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if len(token) > 4096:
+            raise ValueError("too long")
+        body, mac = token.split(".")
+        payload, tag = _unb64(body), _unb64(mac)
+        expected = hmac.new(_token_key(secret), payload, hashlib.sha256).digest()[:16]
+        if not hmac.compare_digest(tag, expected):
+            raise ValueError("altered")
+        data = json.loads(payload)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise invalid from None
     if not isinstance(data, dict) or data.get("t") != tenant_id:
         raise invalid
-    if not isinstance(data.get("k"), dict):
+    if not isinstance(data.get("c"), dict):
         raise invalid
-    cursor: dict[str, Any] = data["k"]
-    if cursor.get("tenant_id") != tenant_id:
-        raise invalid
-    # Exactly the tenant index's position (its keys and the table's): anything else would make
-    # DynamoDB refuse the query, a 5xx caused by the caller.
-    if set(cursor) != _CURSOR_KEYS or not all(
-        isinstance(v, str) and 0 < len(v) <= 1024 for v in cursor.values()
-    ):
-        raise invalid
+    cursor: dict[str, Any] = data["c"]
     return cursor
 
 
-_CURSOR_KEYS = frozenset({"tenant_id", "created_key", "job_id"})
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

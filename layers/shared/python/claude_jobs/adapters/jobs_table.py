@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
@@ -13,10 +14,15 @@ from botocore.exceptions import ClientError
 from pydantic import TypeAdapter
 
 from ..clock import epoch, iso
-from ..errors import IdempotencyReplayError, JobNotFoundError, TransitionConflictError
+from ..errors import (
+    IdempotencyReplayError,
+    InvalidCursorError,
+    JobNotFoundError,
+    TransitionConflictError,
+)
 from ..models import Job, JobStatus
 from ..ports import IdempotencyClaim, JobPage
-from ..resources import JOBS_TABLE
+from ..resources import JOBS_TABLE, TENANT_SHARDS
 from ..state import sources_for
 from .dynamo import from_item, serialize, to_item
 
@@ -43,9 +49,41 @@ def _attribute(value: Any) -> dict[str, Any]:
     return serialize(value)
 
 
+def shard_key(tenant_id: str, shard: int) -> str:
+    return f"{tenant_id}#{shard}"
+
+
+def tenant_shard(tenant_id: str, job_id: str) -> str:
+    """The index partition of a job: its tenant and a shard from a hash of its id."""
+    digest = hashlib.sha256(job_id.encode()).digest()
+    return shard_key(tenant_id, int.from_bytes(digest[:4], "big") % TENANT_SHARDS)
+
+
+_CREATED_KEY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#[A-Za-z0-9_-]{1,128}$")
+
+
+def _positions(cursor: Mapping[str, Any] | None) -> list[str | None]:
+    """Each shard's position from a cursor this repository returned; InvalidCursorError for
+    anything else (a forged token must not reach DynamoDB as a 5xx)."""
+    if cursor is None:
+        return [""] * TENANT_SHARDS
+    positions = cursor.get("p") if set(cursor) == {"p"} else None
+    if not isinstance(positions, list) or len(positions) != TENANT_SHARDS:
+        raise InvalidCursorError("not a position in this listing")
+    for position in positions:
+        if position is None or position == "":
+            continue
+        if not isinstance(position, str) or not _CREATED_KEY.match(position):
+            raise InvalidCursorError("not a position in this listing")
+    if all(p is None for p in positions):
+        raise InvalidCursorError("not a position in this listing")
+    return list(positions)
+
+
 def job_to_item(job: Job, retention_days: int) -> dict[str, Any]:
     data = job.model_dump(mode="json", exclude_none=True)
     item = {name: _attribute(value) for name, value in data.items()}
+    item["tenant_shard"] = serialize(tenant_shard(job.tenant_id, job.job_id))
     item["created_key"] = serialize(f"{iso(job.created_at)}#{job.job_id}")
     item["expires_at"] = serialize(epoch(job.created_at + timedelta(days=retention_days)))
     return item
@@ -165,22 +203,61 @@ class DynamoJobRepository:
     def list_for_tenant(
         self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None
     ) -> JobPage:
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": TENANT_INDEX,
-            "KeyConditionExpression": "tenant_id = :t",
-            "ExpressionAttributeValues": {":t": {"S": tenant_id}},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            kwargs["ExclusiveStartKey"] = to_item(cursor)
-        response = self._client.query(**kwargs)
-        last = response.get("LastEvaluatedKey")
-        return JobPage(
-            jobs=[item_to_job(i) for i in response.get("Items", [])],
-            cursor=from_item(last) if last else None,
-        )
+        """The tenant's jobs newest first: up to `limit` keys from each shard of the index,
+        merged, the newest `limit` read by key (one BatchGetItem). The cursor holds each
+        shard's position: the last key taken from it, "" (from the top) or None (done)."""
+        positions = _positions(cursor)
+        heads: list[tuple[str, int]] = []  # (created_key, shard) of candidates
+        more: dict[int, bool] = {}
+        for shard, position in enumerate(positions):
+            if position is None:
+                continue
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": TENANT_INDEX,
+                "KeyConditionExpression": "tenant_shard = :s",
+                "ExpressionAttributeValues": {":s": {"S": shard_key(tenant_id, shard)}},
+                "ScanIndexForward": False,
+                "Limit": limit,
+            }
+            if position:
+                kwargs["ExclusiveStartKey"] = {
+                    "job_id": {"S": position.split("#", 1)[1]},
+                    "tenant_shard": {"S": shard_key(tenant_id, shard)},
+                    "created_key": {"S": position},
+                }
+            response = self._client.query(**kwargs)
+            keys = [i["created_key"]["S"] for i in response.get("Items", [])]
+            heads += [(key, shard) for key in keys]
+            more[shard] = "LastEvaluatedKey" in response
+        heads.sort(reverse=True)
+        taken, rest = heads[:limit], heads[limit:]
+        after = list(positions)
+        for key, shard in taken:
+            after[shard] = key  # taken newest first: the last one is the oldest
+        left = {shard for _, shard in rest}
+        for shard in more:
+            if not more[shard] and shard not in left:
+                after[shard] = None  # everything of this shard has been returned
+        jobs = self._get_many([key.split("#", 1)[1] for key, _ in taken])
+        done = all(p is None for p in after)
+        return JobPage(jobs=jobs, cursor=None if done else {"p": after})
+
+    def _get_many(self, job_ids: list[str]) -> list[Job]:
+        """Jobs by id in the given order (eventually consistent: a listing may lag a write by
+        a moment, as the index itself does)."""
+        found: dict[str, Job] = {}
+        pending: list[dict[str, Any]] = [{"job_id": {"S": i}} for i in job_ids]
+        while pending:
+            response = self._client.batch_get_item(
+                RequestItems={self._table: {"Keys": pending[:100]}}
+            )
+            for item in response.get("Responses", {}).get(self._table, []):
+                job = item_to_job(item)
+                found[job.job_id] = job
+            unprocessed: Any = response.get("UnprocessedKeys", {}).get(self._table, {})
+            pending = list(unprocessed.get("Keys", [])) + pending[100:]
+        return [found[i] for i in job_ids if i in found]
 
     # ------------------------------------------------------------ writes
 
