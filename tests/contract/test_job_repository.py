@@ -12,7 +12,7 @@ import pytest
 from claude_jobs.clock import epoch
 from claude_jobs.errors import IdempotencyReplayError, JobNotFoundError, TransitionConflictError
 from claude_jobs.models import Job, JobErrorInfo, JobOptions, JobResult, JobStatus
-from claude_jobs.ports import IdempotencyClaim, JobRepository
+from claude_jobs.ports import IdempotencyClaim, JobControl, JobRepository
 from tests.fakes import InMemoryJobRepository
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -182,3 +182,14 @@ def test_the_listing_is_one_tenants_newest_first_in_pages(repo: JobRepository) -
         if cursor is None:
             break
     assert seen == ids[::-1]
+
+
+def test_control_reads_what_a_running_worker_watches(repo: JobRepository) -> None:
+    job = new_job()
+    repo.create(job)
+    repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1)
+    repo.update(
+        job.job_id, set_fields={"cancel_requested": True}, expected_status=[JobStatus.RUNNING]
+    )
+    assert repo.control(job.job_id) == JobControl(JobStatus.RUNNING, True, 1)
+    assert repo.control("job-none") is None

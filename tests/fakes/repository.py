@@ -16,7 +16,7 @@ from claude_jobs.errors import (
     TransitionConflictError,
 )
 from claude_jobs.models import Job, JobErrorInfo, JobStatus
-from claude_jobs.ports import IdempotencyClaim, IdempotencyRecord, JobPage
+from claude_jobs.ports import IdempotencyClaim, IdempotencyRecord, JobControl, JobPage
 from claude_jobs.state import sources_for
 
 _FIXED_FIELDS = frozenset({"job_id", "tenant_id", "version"})
@@ -59,6 +59,12 @@ class InMemoryJobRepository:
         with self._lock:
             job = self._jobs.get(job_id)
             return job.model_copy(deep=True) if job is not None else None
+
+    def control(self, job_id: str) -> JobControl | None:
+        job = self.get(job_id)
+        if job is None:
+            return None
+        return JobControl(job.status, job.cancel_requested, job.attempts)
 
     def list_for_tenant(
         self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None

@@ -318,3 +318,20 @@ def test_output_that_cannot_be_stored_ends_the_job_once(world: World) -> None:
     # And a redelivery of its message does not run the agent again
     assert processor.process(job.job_id, remaining_seconds=900).action == "skipped:terminal"
     assert len(runner.requests) == 1
+
+
+def test_a_run_whose_job_was_taken_over_is_told_to_stop(world: World) -> None:
+    # Given a run during which another worker re-claims the job (our lease had expired)
+    job = world.submit()
+
+    def taken_over_then_waits(request: AgentRequest) -> AgentOutcome:
+        world.left_running(world.job(job), attempts=1, lease_from_now=600)
+        return WaitForStop(max_seconds=3)(request)
+
+    processor, _ = world.processor(taken_over_then_waits)
+    # When it is processed
+    processed = processor.process(job.job_id, remaining_seconds=900)
+    # Then the run was told to stop (it ended, no fault), and the newer claim was left alone
+    assert processed.action == "ran"
+    current = world.job(job)
+    assert current.status is JobStatus.RUNNING and current.attempts == 2

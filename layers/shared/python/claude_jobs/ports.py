@@ -37,6 +37,15 @@ class JobPage:
     cursor: dict[str, Any] | None  # opaque position after the last job, None at the end
 
 
+@dataclass(frozen=True)
+class JobControl:
+    """What a running job's worker watches: a few attributes, not the job."""
+
+    status: JobStatus
+    cancel_requested: bool
+    attempts: int
+
+
 class JobRepository(Protocol):
     def create(self, job: Job, claim: IdempotencyClaim | None = None) -> None:
         """Store a new job (and its idempotency record) in one write.
@@ -44,6 +53,11 @@ class JobRepository(Protocol):
         Raises IdempotencyReplayError when the claim is already held by a live record."""
 
     def get(self, job_id: str) -> Job | None: ...
+
+    def control(self, job_id: str) -> JobControl | None:
+        """The job's control attributes, possibly a moment stale (an eventually consistent
+        read of a few attributes): for polls whose answer is acted on by a conditional write
+        or simply polled again."""
 
     def list_for_tenant(
         self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None

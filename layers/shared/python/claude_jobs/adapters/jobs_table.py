@@ -21,7 +21,7 @@ from ..errors import (
     TransitionConflictError,
 )
 from ..models import Job, JobStatus
-from ..ports import IdempotencyClaim, JobPage
+from ..ports import IdempotencyClaim, JobControl, JobPage
 from ..resources import JOBS_TABLE, TENANT_SHARDS
 from ..state import sources_for
 from .dynamo import from_item, serialize, to_item
@@ -199,6 +199,25 @@ class DynamoJobRepository:
             return None
         item = self._get_raw(job_id, consistent=True)
         return None if item is None else item_to_job(item)
+
+    def control(self, job_id: str) -> JobControl | None:
+        if job_id.startswith(_IDEM_PREFIX):
+            return None
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"job_id": {"S": job_id}},
+            ProjectionExpression="#s, cancel_requested, attempts",
+            ExpressionAttributeNames={"#s": "status"},
+            ConsistentRead=False,
+        ).get("Item")
+        if item is None:
+            return None
+        data = from_item(item)
+        return JobControl(
+            status=JobStatus(data["status"]),
+            cancel_requested=bool(data.get("cancel_requested", False)),
+            attempts=int(data.get("attempts", 0)),
+        )
 
     def list_for_tenant(
         self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None

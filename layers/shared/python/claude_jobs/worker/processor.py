@@ -288,7 +288,7 @@ class JobProcessor:
             env=env,
             deadline_seconds=deadline,
             identity=identity,
-            should_stop=lambda: self._cancel_requested(job.job_id),
+            should_stop=lambda: self._cancel_requested(job),
             on_started=lambda pid: self._sweeper.started(scope, pid),
         )
         return self._runner.run(request)
@@ -304,9 +304,17 @@ class JobProcessor:
             return str(exc)
         return None
 
-    def _cancel_requested(self, job_id: str) -> bool:
-        job = self._repo.get(job_id)
-        return job is None or job.cancel_requested or job.status is not JobStatus.RUNNING
+    def _cancel_requested(self, job: Job) -> bool:
+        """Polled every few seconds while the agent runs: a few attributes, eventually
+        consistent (a cancel seen a moment late only stops the run a moment later; the result
+        is recorded by a write conditional on our claim either way)."""
+        control = self._repo.control(job.job_id)
+        return (
+            control is None
+            or control.cancel_requested
+            or control.status is not JobStatus.RUNNING
+            or control.attempts != job.attempts  # another worker took the job over
+        )
 
     # ------------------------------------------------------------ record
 
