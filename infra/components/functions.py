@@ -71,10 +71,16 @@ _XRAY = Ack(
 
 #: The results prefix of the results bucket, in whatever form the bucket's ARN takes.
 RESULTS_OBJECTS = RegexAppliesTo(regex=r"/^Resource::.*ResultsBucket[^/]*\/results\/\*$/")
+DOCUMENTS_OBJECTS = RegexAppliesTo(regex=r"/^Resource::.*ResultsBucket[^/]*\/tenant\/\*$/")
 INBOX_OBJECTS = RegexAppliesTo(regex=r"/^Resource::.*InboxBucket[^/]*\/\*$/")
 RESULTS_OBJECTS_REASON = (
     "Objects under the results/ prefix of the results bucket only: job ids are not known in "
     "advance, so the object ARN ends in a wildcard."
+)
+DOCUMENTS_OBJECTS_REASON = (
+    "Job documents under the tenant/ prefix of the results bucket only "
+    "(tenant/<tenant>/jobs/<job>/...): tenants and jobs are not known in advance, so the "
+    "object ARN ends in a wildcard."
 )
 
 

@@ -96,6 +96,14 @@ class JobsData(Construct):
                     prefix=resources.RESULTS_PREFIX,
                     expiration=Duration.days(resources.RESULTS_EXPIRY_DAYS),
                 ),
+                # Job documents too large for the job item (prompts, schemas, results): they
+                # live as long as results do; a prompt is deleted when its job ends, and this
+                # rule removes what a failed delete leaves.
+                s3.LifecycleRule(
+                    id="expire-documents",
+                    prefix=resources.DOCUMENTS_PREFIX,
+                    expiration=Duration.days(resources.RESULTS_EXPIRY_DAYS),
+                ),
                 s3.LifecycleRule(
                     id="abort-incomplete-uploads",
                     abort_incomplete_multipart_upload_after=Duration.days(1),

@@ -25,6 +25,8 @@ from infra.components.events import (
     load_triggers,
 )
 from infra.components.functions import (
+    DOCUMENTS_OBJECTS,
+    DOCUMENTS_OBJECTS_REASON,
     INBOX_OBJECTS,
     RESULTS_OBJECTS,
     RESULTS_OBJECTS_REASON,
@@ -84,6 +86,8 @@ class ServiceStack(Stack):
         }
         layer = SharedLayer(self, "SharedLayer").layer
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
+        documents = bucket.arn_for_objects(f"{resources.DOCUMENTS_PREFIX}*")
+        documents_ack = Ack("AwsSolutions-IAM5", DOCUMENTS_OBJECTS_REASON, [DOCUMENTS_OBJECTS])
         inbox_objects = inbox.arn_for_objects("*")
         tenant_index = f"{jobs.table_arn}/index/{resources.JOBS_TABLE.indexes[0].name}"
         retention = config.log_retention_days
@@ -100,12 +104,16 @@ class ServiceStack(Stack):
                 **job_policy,
                 "JOBS_TABLE": jobs.table_name,
                 "JOBS_QUEUE_URL": queue.queue_url,
+                "RESULTS_BUCKET": bucket.bucket_name,
             },
             log_retention_days=retention,
             timeout=Duration.seconds(15),
         )
         self.submit.allow(SUBMIT_TABLE_ACTIONS, [jobs.table_arn])
         self.submit.allow(["sqs:SendMessage"], [queue.queue_arn])
+        # Large prompts and schemas; a cancelled job's prompts are deleted.
+        self.submit.allow(["s3:PutObject", "s3:DeleteObject"], [documents])
+        acknowledge(self.submit.role, documents_ack)
 
         self.status = PythonFunction(
             self,
@@ -122,12 +130,15 @@ class ServiceStack(Stack):
             # Long polls wait up to 20 s; API Gateway gives up at 29 s.
             timeout=Duration.seconds(28),
         )
-        self.status.allow(["dynamodb:GetItem"], [jobs.table_arn])
+        # A list page reads the index's keys, then the small job items by key.
+        self.status.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem"], [jobs.table_arn])
         self.status.allow(["dynamodb:Query"], [tenant_index])
         # Presigned download URLs are signed with this role: it must be able to read them.
-        self.status.allow(["s3:GetObject"], [results_objects])
+        self.status.allow(["s3:GetObject"], [results_objects, documents])
         acknowledge(
-            self.status.role, Ack("AwsSolutions-IAM5", RESULTS_OBJECTS_REASON, [RESULTS_OBJECTS])
+            self.status.role,
+            Ack("AwsSolutions-IAM5", RESULTS_OBJECTS_REASON, [RESULTS_OBJECTS]),
+            documents_ack,
         )
 
         self.authorizer = PythonFunction(
@@ -172,13 +183,13 @@ class ServiceStack(Stack):
             max_concurrency=config.worker_max_concurrency,
         )
         self.worker.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
-        self.worker.allow(["s3:PutObject"], [results_objects])
+        self.worker.allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [documents])
         # Inputs of S3-triggered jobs, by exact version.
         self.worker.allow(["s3:GetObject", "s3:GetObjectVersion"], [inbox_objects])
         self.worker.allow(["secretsmanager:GetSecretValue"], [stateful.anthropic_key.policy_arn])
         acknowledge(
             self.worker.role,
-            Ack("AwsSolutions-IAM5", RESULTS_OBJECTS_REASON, [RESULTS_OBJECTS]),
+            documents_ack,
             Ack("AwsSolutions-IAM5", INBOX_OBJECTS_REASON, [INBOX_OBJECTS]),
         )
 
@@ -196,6 +207,7 @@ class ServiceStack(Stack):
                 "JOBS_QUEUE_URL": queue.queue_url,
                 "INBOX_BUCKET": inbox.bucket_name,
                 "TRIGGER_DLQ_URL": trigger_dlq.queue_url,
+                "RESULTS_BUCKET": bucket.bucket_name,
             },
             log_retention_days=retention,
             timeout=Duration.seconds(60),
@@ -206,8 +218,11 @@ class ServiceStack(Stack):
         self.trigger.allow(SUBMIT_TABLE_ACTIONS, [jobs.table_arn])
         self.trigger.allow(["sqs:SendMessage"], [queue.queue_arn, trigger_dlq.queue_arn])
         self.trigger.allow(["s3:GetObject", "s3:GetObjectVersion"], [inbox_objects])
+        self.trigger.allow(["s3:PutObject", "s3:DeleteObject"], [documents])
         acknowledge(
-            self.trigger.role, Ack("AwsSolutions-IAM5", INBOX_OBJECTS_REASON, [INBOX_OBJECTS])
+            self.trigger.role,
+            Ack("AwsSolutions-IAM5", INBOX_OBJECTS_REASON, [INBOX_OBJECTS]),
+            documents_ack,
         )
 
         self.events = JobEvents(
@@ -243,6 +258,9 @@ class ServiceStack(Stack):
         )
         self.notifier.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
         self.notifier.allow(["events:PutEvents"], [self.events.bus.event_bus_arn])
+        # Small results kept in the bucket ride in the completion event.
+        self.notifier.allow(["s3:GetObject"], [documents])
+        acknowledge(self.notifier.role, documents_ack)
         self.notifier.allow(
             ["secretsmanager:GetSecretValue"], [stateful.webhook_key.secret.secret_arn]
         )

@@ -61,6 +61,10 @@ class DispatchError(ClaudeJobsError):
     code = "dispatch_failed"
 
 
+class InvalidCursorError(ValueError):
+    """A listing cursor the repository did not return (forged or corrupted)."""
+
+
 class TransitionConflictError(ClaudeJobsError):
     """The job was not in a state that allows this transition."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import ipaddress
 import json
 import time
@@ -15,11 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .clock import epoch, utcnow
+from .documents import PROMPTS, RESULT_TEXT, VIEWED, JobDocuments
 from .errors import (
     DispatchError,
     FieldError,
     IdempotencyConflictError,
     IdempotencyReplayError,
+    InvalidCursorError,
     JobNotFoundError,
     RequestValidationError,
     TransitionConflictError,
@@ -36,7 +39,7 @@ from .models import (
     WebhookDelivery,
     tool_base_name,
 )
-from .ports import IdempotencyClaim, JobQueue, JobRepository, ResultStore
+from .ports import IdempotencyClaim, JobQueue, JobRepository
 from .settings import Settings
 
 MAX_WAIT_SECONDS = 20
@@ -106,7 +109,7 @@ class JobService:
         queue: JobQueue,
         settings: Settings,
         *,
-        results: ResultStore | None = None,
+        documents: JobDocuments | None = None,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_job_id,
         sleep: Callable[[float], None] = time.sleep,
@@ -114,7 +117,7 @@ class JobService:
         self._repo = repo
         self._queue = queue
         self._settings = settings
-        self._results = results
+        self._documents = documents or JobDocuments(None)
         self._clock = clock
         self._new_id = new_id
         self._sleep = sleep
@@ -210,6 +213,8 @@ class JobService:
             webhook=WebhookDelivery(url=request.webhook_url) if request.webhook_url else None,
             version=1,
         )
+        # Large documents go to the store before the item that names them is written.
+        job = self._documents.place_request(job)
         body_hash = request_hash(request)
         claim = (
             IdempotencyClaim(
@@ -239,6 +244,7 @@ class JobService:
             # caller's retry with the same Idempotency-Key makes a fresh job.
             message = f"the job could not be queued ({type(exc).__name__}); submit it again"
             self._repo.fail_dispatch(job.job_id, claim, message, self._clock())
+            self._documents.discard_prompts(job)
             raise DispatchError(message) from exc
         return Submission(job, created=True)
 
@@ -261,15 +267,20 @@ class JobService:
         return job
 
     def view(self, job: Job) -> JobView:
+        """What the API shows of a job: its documents read back where they are stored."""
+        return self._view(self._documents.load(job, (*VIEWED, RESULT_TEXT)))
+
+    def _view(self, job: Job) -> JobView:
         result = None
+        store = self._documents.store
         if job.result is not None:
             result = ResultView(
                 text=job.result.text,
                 structured=job.result.structured,
                 is_error=job.result.is_error,
                 download_url=(
-                    self._results.download_url(job.result.s3_key)
-                    if job.result.s3_key and self._results is not None
+                    store.download_url(job.result.s3_key)
+                    if job.result.s3_key and store is not None
                     else None
                 ),
             )
@@ -295,11 +306,16 @@ class JobService:
                 "limit is out of range.",
                 [FieldError(("query", "limit"), f"must be between 1 and {MAX_PAGE_SIZE}")],
             )
-        cursor = _decode_token(next_token, tenant_id) if next_token else None
-        page = self._repo.list_for_tenant(tenant_id, limit, cursor)
+        secret = self._settings.page_token_secret
+        cursor = _decode_token(next_token, tenant_id, secret) if next_token else None
+        try:
+            page = self._repo.list_for_tenant(tenant_id, limit, cursor)
+        except InvalidCursorError:
+            raise _decode_error() from None
+        jobs = self._documents.load_many(page.jobs, (*VIEWED, RESULT_TEXT))
         return JobList(
-            items=[self.view(j) for j in page.jobs],
-            next_token=_encode_token(page.cursor, tenant_id) if page.cursor else None,
+            items=[self._view(j) for j in jobs],
+            next_token=_encode_token(page.cursor, tenant_id, secret) if page.cursor else None,
         )
 
     # ------------------------------------------------------------ cancel
@@ -311,13 +327,19 @@ class JobService:
         job = self.get(tenant_id, job_id)
         try:
             if job.status is JobStatus.QUEUED:
-                return self._repo.transition(
+                cancelled = self._repo.transition(
                     job_id,
                     JobStatus.CANCELLED,
                     allowed_from=[JobStatus.QUEUED],
-                    set_fields={"finished_at": self._clock().isoformat()},
-                    remove_fields=["prompt", "system_prompt"],
+                    set_fields={
+                        "finished_at": self._clock(),
+                        "documents": {k: v for k, v in job.documents.items() if k not in PROMPTS},
+                    },
+                    remove_fields=list(PROMPTS),
+                    expected_version=job.version,
                 )
+                self._documents.discard_prompts(job)
+                return cancelled
             if job.status is JobStatus.RUNNING:
                 return self._repo.update(
                     job_id,
@@ -332,34 +354,49 @@ class JobService:
         return job
 
 
-def _encode_token(cursor: dict[str, Any], tenant_id: str) -> str:
-    raw = json.dumps({"t": tenant_id, "k": cursor}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def _token_key(secret: str) -> bytes:
+    return hashlib.sha256(f"claude-jobs page token\x00{secret}".encode()).digest()
 
 
-def _decode_token(token: str, tenant_id: str) -> dict[str, Any]:
-    invalid = RequestValidationError(
+def _encode_token(cursor: Mapping[str, Any], tenant_id: str, secret: str) -> str:
+    """An opaque page token: the repository's cursor bound to the tenant, and a MAC over both
+    (a token altered by a byte, or made for another tenant, is refused)."""
+    payload = json.dumps({"t": tenant_id, "c": cursor}, separators=(",", ":")).encode()
+    mac = hmac.new(_token_key(secret), payload, hashlib.sha256).digest()[:16]
+    return _b64(payload) + "." + _b64(mac)
+
+
+def _decode_error() -> RequestValidationError:
+    return RequestValidationError(
         "next_token is not valid.",
         [FieldError(("query", "next_token"), "not a token this API returned")],
     )
+
+
+def _decode_token(token: str, tenant_id: str, secret: str) -> dict[str, Any]:
+    invalid = _decode_error()
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if len(token) > 4096:
+            raise ValueError("too long")
+        body, mac = token.split(".")
+        payload, tag = _unb64(body), _unb64(mac)
+        expected = hmac.new(_token_key(secret), payload, hashlib.sha256).digest()[:16]
+        if not hmac.compare_digest(tag, expected):
+            raise ValueError("altered")
+        data = json.loads(payload)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise invalid from None
     if not isinstance(data, dict) or data.get("t") != tenant_id:
         raise invalid
-    if not isinstance(data.get("k"), dict):
+    if not isinstance(data.get("c"), dict):
         raise invalid
-    cursor: dict[str, Any] = data["k"]
-    if cursor.get("tenant_id") != tenant_id:
-        raise invalid
-    # Exactly the tenant index's position (its keys and the table's): anything else would make
-    # DynamoDB refuse the query, a 5xx caused by the caller.
-    if set(cursor) != _CURSOR_KEYS or not all(
-        isinstance(v, str) and 0 < len(v) <= 1024 for v in cursor.values()
-    ):
-        raise invalid
+    cursor: dict[str, Any] = data["c"]
     return cursor
 
 
-_CURSOR_KEYS = frozenset({"tenant_id", "created_key", "job_id"})
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -11,6 +11,22 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 MAX_BODY_BYTES = 256 * 1024
 INLINE_RESULT_BYTES = 256 * 1024
+#: Free-form JSON documents (an output schema, a structured result) nest at most this deep.
+MAX_DOCUMENT_DEPTH = 64
+
+
+def json_depth(value: Any) -> int:
+    """Levels of objects and arrays in a JSON value (a scalar: 0)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
 
 _TOOL_RE = re.compile(
     r"^(?P<name>[A-Za-z][A-Za-z0-9_]*(?:__[A-Za-z0-9_-]+)*)(?:\((?P<rule>[^()]*)\))?$"
@@ -64,7 +80,11 @@ class JobOptions(BaseModel):
         None, description="Defaults to the deployment's model"
     )
     output_schema: dict[str, Any] | None = Field(
-        None, description="A JSON Schema object; the result then carries `structured`"
+        None,
+        description="A JSON Schema object; the result then carries `structured`. Any valid "
+        f"JSON within the body's size, nested at most {MAX_DOCUMENT_DEPTH} levels; it is kept "
+        "and returned exactly as sent.",
+        json_schema_extra={"x-max-depth": MAX_DOCUMENT_DEPTH},
     )
 
     @field_validator("allowed_tools")
@@ -82,6 +102,8 @@ class JobOptions(BaseModel):
     def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         if schema is None:
             return None
+        if json_depth(schema) > MAX_DOCUMENT_DEPTH:
+            raise ValueError(f"nests deeper than {MAX_DOCUMENT_DEPTH} levels")
         # Imported here: only requests that carry a schema pay for jsonschema.
         from jsonschema import exceptions, validators
 
@@ -138,10 +160,13 @@ class Usage(BaseModel):
 
 
 class JobResult(BaseModel):
-    """Stored result. `text` is inline when small; otherwise `s3_key` names the full text."""
+    """Stored result. `text` is inline when small; otherwise `s3_key` names the full text, of
+    `text_bytes` bytes (None on results stored before it was recorded: those were all larger
+    than the API's inline limit)."""
 
     text: str | None = None
     s3_key: str | None = None
+    text_bytes: int | None = None
     structured: Any | None = None
     is_error: bool = False
 
@@ -175,6 +200,9 @@ class Job(BaseModel):
     source: str = "api"
     inputs: list[InputObject] = Field(default_factory=list)
     webhook: WebhookDelivery | None = None
+    #: Documents kept in the documents store rather than in the item: name → object key
+    #: (see `claude_jobs.documents`).
+    documents: dict[str, str] = Field(default_factory=dict)
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
 
 

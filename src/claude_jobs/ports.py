@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .models import Job, JobStatus
+
+if TYPE_CHECKING:
+    from .worker.agent import AgentOutcome, AgentRequest
+    from .worker.metering import Metered
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,15 @@ class JobPage:
     cursor: dict[str, Any] | None  # opaque position after the last job, None at the end
 
 
+@dataclass(frozen=True)
+class JobControl:
+    """What a running job's worker watches: a few attributes, not the job."""
+
+    status: JobStatus
+    cancel_requested: bool
+    attempts: int
+
+
 class JobRepository(Protocol):
     def create(self, job: Job, claim: IdempotencyClaim | None = None) -> None:
         """Store a new job (and its idempotency record) in one write.
@@ -41,6 +54,11 @@ class JobRepository(Protocol):
         Raises IdempotencyReplayError when the claim is already held by a live record."""
 
     def get(self, job_id: str) -> Job | None: ...
+
+    def control(self, job_id: str) -> JobControl | None:
+        """The job's control attributes, possibly a moment stale (an eventually consistent
+        read of a few attributes): for polls whose answer is acted on by a conditional write
+        or simply polled again."""
 
     def list_for_tenant(
         self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None
@@ -53,17 +71,20 @@ class JobRepository(Protocol):
         *,
         set_fields: Mapping[str, Any] | None = None,
         remove_fields: Sequence[str] = (),
-        increment: Mapping[str, int] | None = None,
+        add_attempts: int = 0,
         allowed_from: Sequence[JobStatus] | None = None,
-        condition: str | None = None,
-        condition_values: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        expected_attempts: int | None = None,
     ) -> Job:
         """Conditionally move a job to `target` and return it as written.
 
+        `set_fields` maps names of `Job` fields to domain values (a None value removes the
+        field, as does naming it in `remove_fields`); `add_attempts` counts claims.
+
         The write succeeds only if the job's status is one the state machine allows `target`
-        from (narrowed by `allowed_from`) and `condition` (a DynamoDB condition on the item's
-        attributes, values named `:c_*`) holds. Raises JobNotFoundError or
-        TransitionConflictError (with the current job) otherwise."""
+        from (narrowed by `allowed_from`), and its `version` / `attempts` are the expected ones
+        when given. Every write bumps `version`. Raises JobNotFoundError, or
+        TransitionConflictError (with the current job) when a condition does not hold."""
 
     def update(
         self,
@@ -85,13 +106,49 @@ class JobQueue(Protocol):
     def send(self, job: Job) -> None: ...
 
 
-class ResultStore(Protocol):
-    def put_text(self, job_id: str, text: str) -> str:
-        """Store a result text; return the object key."""
+class DocumentStore(Protocol):
+    """A job's documents too large for its item (prompts, schemas, results), by object key."""
 
-    def get_text(self, key: str) -> str: ...
+    def put(self, tenant_id: str, job_id: str, name: str, body: bytes, content_type: str) -> str:
+        """Store one document of a job; return its key (tenant-scoped)."""
+
+    def get(self, key: str) -> str: ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
 
     def download_url(self, key: str) -> str: ...
+
+
+class AgentRunner(Protocol):
+    """Runs one agent request to its end (the real one: the bundled CLI through the SDK)."""
+
+    def run(self, request: AgentRequest) -> AgentOutcome: ...
+
+
+class KeyProxy(Protocol):
+    """The worker's loopback endpoint that holds the real key: the agent gets a per-job token
+    for it, never the key."""
+
+    def start(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def issue(self, job_id: str, *, limit_usd: float | None = None) -> str:
+        """A token for one job; its calls are refused once their metered cost reaches
+        `limit_usd`."""
+        ...
+
+    def revoke(self, token: str) -> object: ...
+
+    def metered(self, token: str) -> Metered | None:
+        """The job's usage and cost as metered so far."""
+        ...
 
 
 class Clock(Protocol):

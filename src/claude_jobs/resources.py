@@ -82,13 +82,20 @@ JOBS_TABLE = Table(
     # Terminal transitions reach the notifier (completion events, webhooks) through the stream.
     stream_view_type="NEW_AND_OLD_IMAGES",
     indexes=(
+        # One tenant's jobs, newest first, spread over `TENANT_SHARDS` partitions
+        # ("<tenant>#<n>", n from a hash of the job id) so that no tenant's writes meet in one
+        # index partition. Keys only: an index copy is written when a job is created (and
+        # deleted), not on every update; the list reads the small items by key.
         Index(
-            name="by_tenant",
-            partition_key=Attribute("tenant_id"),
+            name="by_tenant_shard",
+            partition_key=Attribute("tenant_shard"),
             sort_key=Attribute("created_key"),  # "<created_at ISO>#<job_id>": newest first
+            projection="KEYS_ONLY",
         ),
     ),
 )
+#: Index partitions per tenant (changing it needs a backfill of `tenant_shard`).
+TENANT_SHARDS = 4
 
 API_KEYS_TABLE = Table(
     logical_id="ApiKeysTable",
@@ -121,7 +128,11 @@ JOBS_QUEUE = Queue(
 
 #: The results bucket's objects (large result texts) expire after this many days.
 RESULTS_EXPIRY_DAYS = 30
+#: Result texts stored before documents were tenant-scoped (read only now).
 RESULTS_PREFIX = "results/"
+#: Job documents too large for the job item: `tenant/<tenant>/jobs/<job>/<name>`, expiring
+#: with the results.
+DOCUMENTS_PREFIX = "tenant/"
 
 #: Triggers: malformed or undeliverable trigger events are kept here, with their reason.
 TRIGGER_DLQ = Queue(

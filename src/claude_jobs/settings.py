@@ -57,6 +57,10 @@ class Settings(BaseModel):
     max_attempts: int = Field(3, alias="MAX_ATTEMPTS", ge=1)
     secret_max_age_seconds: int = Field(300, alias="SECRET_MAX_AGE_SECONDS", ge=0)
     presigned_url_seconds: int = Field(3600, alias="PRESIGNED_URL_SECONDS", ge=60)
+    #: Keys the MAC of list page tokens. Tokens only ever position within the caller's own
+    #: jobs (the tenant is checked server-side), so the MAC guards integrity; set a random
+    #: value to make tokens unforgeable as well.
+    page_token_secret: str = Field("", alias="PAGE_TOKEN_SECRET", max_length=256)
 
     # The worker.
     #: Where the worker runs as root (a container, CI), the agent runs as this user instead.

@@ -15,6 +15,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .adapters.jobs_table import DynamoJobRepository
+    from .documents import JobDocuments
     from .job_service import JobService
     from .keys import ApiKeyService
 
@@ -56,13 +57,13 @@ class Container:
         )
 
     @cached_property
-    def job_service(self) -> JobService:
-        from .adapters.queue import SqsJobQueue
-        from .adapters.results import S3ResultStore
-        from .job_service import JobService
+    def job_documents(self) -> JobDocuments:
+        """Where job documents too large for the item go: the results bucket (none: inline)."""
+        from .adapters.results import S3DocumentStore
+        from .documents import JobDocuments
 
-        results = (
-            S3ResultStore(
+        store = (
+            S3DocumentStore(
                 self.lazy_client("s3"),
                 self.settings.results_bucket,
                 self.settings.presigned_url_seconds,
@@ -70,11 +71,18 @@ class Container:
             if self.settings.results_bucket
             else None
         )
+        return JobDocuments(store)
+
+    @cached_property
+    def job_service(self) -> JobService:
+        from .adapters.queue import SqsJobQueue
+        from .job_service import JobService
+
         return JobService(
             self.job_repository,
             SqsJobQueue(self.lazy_client("sqs"), self.settings.jobs_queue_url),
             self.settings,
-            results=results,
+            documents=self.job_documents,
         )
 
     @cached_property

@@ -19,7 +19,15 @@ from claude_jobs import __version__
 from claude_jobs.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 from claude_jobs.api.routes import POLL_AFTER_SECONDS
 from claude_jobs.job_service import IDEMPOTENCY_KEY_MAX, MAX_PAGE_SIZE, MAX_WAIT_SECONDS
-from claude_jobs.models import MAX_BODY_BYTES, JobList, JobRequest, JobView, Problem, SubmitResponse
+from claude_jobs.models import (
+    MAX_BODY_BYTES,
+    MAX_DOCUMENT_DEPTH,
+    JobList,
+    JobRequest,
+    JobView,
+    Problem,
+    SubmitResponse,
+)
 
 REF = "#/components/schemas/{model}"
 
@@ -111,6 +119,10 @@ def document() -> dict[str, Any]:
                     ],
                     "requestBody": {
                         "required": True,
+                        "description": "JSON of at most 256 KiB (UTF-8), nested at most "
+                        f"{MAX_DOCUMENT_DEPTH + 1} levels (free-form documents inside it, such "
+                        f"as `output_schema`, at most {MAX_DOCUMENT_DEPTH}), finite numbers of "
+                        "any magnitude and precision; no other limits on JSON values.",
                         "content": {"application/json": {"schema": _ref(JobRequest)}},
                     },
                     "responses": {

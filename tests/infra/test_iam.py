@@ -81,6 +81,8 @@ def test_submit_writes_jobs_and_sends_messages(synth: Synthesized) -> None:
         ("dynamodb:UpdateItem", table),
         ("dynamodb:DeleteItem", table),
         ("sqs:SendMessage", f"{ids['queue']}.Arn"),
+        ("s3:PutObject", f"{ids['bucket']}.Arn/tenant/*"),
+        ("s3:DeleteObject", f"{ids['bucket']}.Arn/tenant/*"),
     }
 
 
@@ -88,8 +90,10 @@ def test_status_reads_jobs_its_index_and_results(synth: Synthesized) -> None:
     ids = _ids(synth)
     assert _permissions(synth, "Status") == _baseline(synth, "Status") | {
         ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
-        ("dynamodb:Query", f"{ids['jobs']}.Arn/index/by_tenant"),
+        ("dynamodb:BatchGetItem", f"{ids['jobs']}.Arn"),
+        ("dynamodb:Query", f"{ids['jobs']}.Arn/index/by_tenant_shard"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/results/*"),
+        ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
     }
 
 
@@ -106,7 +110,9 @@ def test_worker_consumes_the_queue_and_reads_the_secret(synth: Synthesized) -> N
     assert _permissions(synth, "Worker") == _baseline(synth, "Worker") | {
         ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
-        ("s3:PutObject", f"{ids['bucket']}.Arn/results/*"),
+        ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
+        ("s3:PutObject", f"{ids['bucket']}.Arn/tenant/*"),
+        ("s3:DeleteObject", f"{ids['bucket']}.Arn/tenant/*"),
         ("s3:GetObject", f"{ids['inbox']}.Arn/*"),
         ("s3:GetObjectVersion", f"{ids['inbox']}.Arn/*"),
         ("secretsmanager:GetSecretValue", ids["secret"]),
@@ -130,6 +136,8 @@ def test_trigger_submits_jobs_and_reads_inbox_objects(synth: Synthesized) -> Non
         ("sqs:SendMessage", f"{ids['trigger_dlq']}.Arn"),
         ("s3:GetObject", f"{ids['inbox']}.Arn/*"),
         ("s3:GetObjectVersion", f"{ids['inbox']}.Arn/*"),
+        ("s3:PutObject", f"{ids['bucket']}.Arn/tenant/*"),
+        ("s3:DeleteObject", f"{ids['bucket']}.Arn/tenant/*"),
     }
 
 
@@ -141,6 +149,7 @@ def test_notifier_reads_the_stream_and_publishes(synth: Synthesized) -> None:
         ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
         ("events:PutEvents", f"{bus_id}.Arn"),
+        ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
         ("secretsmanager:GetSecretValue", ids["webhook_secret"]),
         ("dynamodb:ListStreams", "*"),
         ("dynamodb:DescribeStream", stream),

@@ -90,7 +90,14 @@ def test_results_bucket_is_private_encrypted_tls_only_and_expires(synth: Synthes
                                 "ExpirationInDays": resources.RESULTS_EXPIRY_DAYS,
                                 "Status": "Enabled",
                             }
-                        )
+                        ),
+                        Match.object_like(
+                            {
+                                "Prefix": resources.DOCUMENTS_PREFIX,
+                                "ExpirationInDays": resources.RESULTS_EXPIRY_DAYS,
+                                "Status": "Enabled",
+                            }
+                        ),
                     ]
                 )
             },

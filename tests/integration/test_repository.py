@@ -9,16 +9,18 @@ from itertools import count
 import boto3
 import pytest
 
-from claude_jobs.adapters.jobs_table import DynamoJobRepository
+from claude_jobs.adapters.jobs_table import DynamoJobRepository, tenant_shard
 from claude_jobs.adapters.queue import SqsJobQueue
 from claude_jobs.errors import (
     DispatchError,
     IdempotencyConflictError,
     JobNotFoundError,
+    RequestValidationError,
     TransitionConflictError,
 )
-from claude_jobs.job_service import JobService
+from claude_jobs.job_service import JobService, _encode_token
 from claude_jobs.models import Job, JobRequest, JobStatus
+from claude_jobs.resources import TENANT_SHARDS
 from claude_jobs_tools.provision import Provisioned
 
 
@@ -97,7 +99,7 @@ def test_dispatch_failure_fails_the_job_and_frees_the_key(
 
 def test_transitions_are_conditional(service: JobService, repo: DynamoJobRepository) -> None:
     job = service.submit("t1", JobRequest(prompt="a")).job
-    running = repo.transition(job.job_id, JobStatus.RUNNING, increment={"attempts": 1})
+    running = repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1)
     assert running.status is JobStatus.RUNNING and running.attempts == 1
     done = repo.transition(job.job_id, JobStatus.SUCCEEDED)
     assert done.version == running.version + 1
@@ -130,3 +132,70 @@ def test_listing_is_newest_first_and_paginates(service: JobService) -> None:
     seen = [j.job_id for p in (page1, page2, page3) for j in p.items]
     assert seen == ids[::-1]
     assert page3.next_token is None or service.list("t1", 2, page3.next_token).items == []
+
+
+def test_listing_across_shards_is_newest_first_with_no_duplicates_or_gaps(
+    service: JobService, repo: DynamoJobRepository
+) -> None:
+    # Given many jobs of one tenant, spread over every shard of the index, and another tenant's
+    ids = [service.submit("t1", JobRequest(prompt=str(i))).job.job_id for i in range(45)]
+    service.submit("t2", JobRequest(prompt="other"))
+    shards = {tenant_shard("t1", i) for i in ids}
+    assert len(shards) == TENANT_SHARDS
+    for limit in (1, 7, 45, 100):
+        # When they are listed page by page
+        seen: list[str] = []
+        token = None
+        for _ in range(60):
+            page = service.list("t1", limit=limit, next_token=token)
+            assert len(page.items) <= limit
+            seen += [j.job_id for j in page.items]
+            token = page.next_token
+            if token is None:
+                break
+        # Then every job shows once, newest first
+        assert seen == ids[::-1], limit
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda token: token[:-2] + ("AA" if token[-2:] != "AA" else "BB"),  # altered MAC
+        lambda token: "x" + token,  # altered payload
+        lambda token: token.replace(".", ""),  # no MAC
+        lambda token: "e30." + token.split(".")[1],  # {} with another MAC
+        lambda token: "%%%.%%%",
+    ],
+)
+def test_a_forged_page_token_is_a_422(service: JobService, forge: Callable[[str], str]) -> None:
+    for i in range(3):
+        service.submit("t1", JobRequest(prompt=str(i)))
+    token = service.list("t1", limit=1).next_token
+    assert token is not None
+    with pytest.raises(RequestValidationError):
+        service.list("t1", limit=1, next_token=forge(token))
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        {"p": ["", "", ""]},  # shards missing
+        {"p": ["2026-11-22T12:00:00.000000Z#x", "", "", {"S": "x"}]},  # not a key
+        {"p": ["../../etc", None, None, None]},
+        {"p": [None, None, None, None]},  # nothing left, yet a token
+        {"p": ["", "", "", ""], "extra": 1},
+        {"tenant_id": "t1", "created_key": "2026", "job_id": "x"},  # the old layout
+    ],
+)
+def test_a_token_for_a_position_the_listing_never_returned_is_a_422(
+    service: JobService, cursor: dict[str, object]
+) -> None:
+    # Given a well-signed token for the right tenant whose positions were never returned
+    token = _encode_token(cursor, "t1", "")
+    # Then listing with it is a validation error, never a DynamoDB error
+    with pytest.raises(RequestValidationError):
+        service.list("t1", limit=5, next_token=token)
+    # And another tenant's token is refused too
+    mine = _encode_token({"p": ["", "", "", ""]}, "t2", "")
+    with pytest.raises(RequestValidationError):
+        service.list("t1", limit=5, next_token=mine)

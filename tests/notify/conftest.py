@@ -153,7 +153,7 @@ class World:
 
     def run(self, job: Job, status: JobStatus = JobStatus.SUCCEEDED, **fields: Any) -> Job:
         repo = self.container.job_repository
-        repo.transition(job.job_id, JobStatus.RUNNING, increment={"attempts": 1})
+        repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1)
         return repo.transition(
             job.job_id,
             status,

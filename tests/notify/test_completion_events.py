@@ -143,3 +143,21 @@ def test_a_record_whose_event_cannot_be_published_is_reported_for_retry(
     # Then only the terminal record is reported as failed (the stream retries it), none dropped
     sequence = finished["dynamodb"]["SequenceNumber"]
     assert response == {"batchItemFailures": [{"itemIdentifier": sequence}]}
+
+
+def test_a_job_with_poison_documents_is_announced_and_does_not_block_the_stream(
+    world: World, subscriber: Subscriber
+) -> None:
+    # Given a job whose schema and structured output DynamoDB's own types could not hold,
+    # then an ordinary job
+    poison = world.submit(output_schema={"type": "object", "properties": {"": {"maximum": 1e300}}})
+    world.run(poison, result={"structured": {"": 1, "n": 10**49, "x": 1e300}, "is_error": False})
+    later = world.submit()
+    world.run(later, result={"text": "after", "is_error": False})
+    # When the stream's records reach the notifier
+    response = world.deliver_stream()
+    # Then every record succeeded and each job was announced, the structured value exactly
+    assert response == {"batchItemFailures": []}
+    events = {e["detail"]["job_id"]: e["detail"] for e in subscriber.received()}
+    assert set(events) == {poison.job_id, later.job_id}
+    assert events[poison.job_id]["result"]["structured"] == {"": 1, "n": 10**49, "x": 1e300}

@@ -80,7 +80,7 @@ def test_a_job_whose_worker_died_on_its_last_attempt_fails_without_a_run(
         job.job_id,
         JobStatus.RUNNING,
         set_fields={"lease_until": int(time.time()) - 5},
-        increment={"attempts": cap},
+        add_attempts=cap,
     )
     # When its message comes back
     answer = stack.deliver(job)
@@ -102,7 +102,7 @@ def test_a_job_whose_worker_died_is_taken_over_once_its_lease_expired(
         job.job_id,
         JobStatus.RUNNING,
         set_fields={"lease_until": int(time.time()) - 5},
-        increment={"attempts": 1},
+        add_attempts=1,
     )
     stack.fake.script(Text("second time lucky"))
     # When its message comes back
@@ -138,7 +138,7 @@ def test_a_cancel_requested_before_a_worker_took_over_ends_the_job_without_a_run
         job.job_id,
         JobStatus.RUNNING,
         set_fields={"lease_until": int(time.time()) - 5, "cancel_requested": True},
-        increment={"attempts": 1},
+        add_attempts=1,
     )
     # When its message comes back
     stack.deliver(job)

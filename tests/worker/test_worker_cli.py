@@ -364,3 +364,24 @@ def test_jobs_running_at_once_get_distinct_uids_and_cannot_reach_each_other(
     assert answer_b == {"batchItemFailures": []}
     assert stack.get(job_a).status is JobStatus.SUCCEEDED
     assert stack.get(job_b).status is JobStatus.SUCCEEDED
+
+
+def test_output_that_cannot_be_kept_fails_the_job_and_the_model_is_called_once(
+    stack: WorkerStack,
+) -> None:
+    # Given a model whose answer must go to the results bucket, and a bucket that is gone
+    import boto3
+
+    job = stack.submit()
+    stack.fake.script(Text("y" * 5000))
+    boto3.client("s3").delete_bucket(Bucket=stack.provisioned.settings.results_bucket)
+    # When the job runs, and its message is delivered again
+    first = stack.deliver(job)
+    again = stack.deliver(job, message_id="msg-2")
+    # Then the job ended failed (output_unstorable) at once, with nothing to retry
+    assert first == again == {"batchItemFailures": []}
+    done = stack.get(job)
+    assert done.status is JobStatus.FAILED
+    assert done.error is not None and done.error.code == "output_unstorable"
+    # And the model was called exactly once
+    assert len(stack.fake.requests) == 1

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+from pydantic import TypeAdapter
 
 from ..clock import epoch, iso
-from ..errors import IdempotencyReplayError, JobNotFoundError, TransitionConflictError
+from ..errors import (
+    IdempotencyReplayError,
+    InvalidCursorError,
+    JobNotFoundError,
+    TransitionConflictError,
+)
 from ..models import Job, JobStatus
-from ..ports import IdempotencyClaim, JobPage
-from ..resources import JOBS_TABLE
+from ..ports import IdempotencyClaim, JobControl, JobPage
+from ..resources import JOBS_TABLE, TENANT_SHARDS
 from ..state import sources_for
 from .dynamo import from_item, serialize, to_item
 
@@ -29,15 +38,106 @@ def idempotency_item_id(tenant_id: str, key: str) -> str:
     return f"{_IDEM_PREFIX}{digest}"
 
 
+def _attribute(value: Any) -> dict[str, Any]:
+    """A field's plain (JSON-mode) value as an attribute value. Structured values — the
+    options with their output schema, metadata, the result with its structured output, usage,
+    errors — are stored as JSON text, never as DynamoDB maps and numbers: any valid JSON
+    round-trips exactly (an empty property name, 1e300, 50 digits, 64 levels), which DynamoDB's
+    own types cannot hold."""
+    if isinstance(value, dict | list):
+        return {"S": json.dumps(value, ensure_ascii=False, separators=(",", ":"))}
+    return serialize(value)
+
+
+def shard_key(tenant_id: str, shard: int) -> str:
+    return f"{tenant_id}#{shard}"
+
+
+def tenant_shard(tenant_id: str, job_id: str) -> str:
+    """The index partition of a job: its tenant and a shard from a hash of its id."""
+    digest = hashlib.sha256(job_id.encode()).digest()
+    return shard_key(tenant_id, int.from_bytes(digest[:4], "big") % TENANT_SHARDS)
+
+
+_CREATED_KEY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#[A-Za-z0-9_-]{1,128}$")
+
+
+def _positions(cursor: Mapping[str, Any] | None) -> list[str | None]:
+    """Each shard's position from a cursor this repository returned; InvalidCursorError for
+    anything else (a forged token must not reach DynamoDB as a 5xx)."""
+    if cursor is None:
+        return [""] * TENANT_SHARDS
+    positions = cursor.get("p") if set(cursor) == {"p"} else None
+    if not isinstance(positions, list) or len(positions) != TENANT_SHARDS:
+        raise InvalidCursorError("not a position in this listing")
+    for position in positions:
+        if position is None or position == "":
+            continue
+        if not isinstance(position, str) or not _CREATED_KEY.match(position):
+            raise InvalidCursorError("not a position in this listing")
+    if all(p is None for p in positions):
+        raise InvalidCursorError("not a position in this listing")
+    return list(positions)
+
+
 def job_to_item(job: Job, retention_days: int) -> dict[str, Any]:
     data = job.model_dump(mode="json", exclude_none=True)
-    data["created_key"] = f"{iso(job.created_at)}#{job.job_id}"
-    data["expires_at"] = epoch(job.created_at + timedelta(days=retention_days))
-    return to_item(data)
+    item = {name: _attribute(value) for name, value in data.items()}
+    item["tenant_shard"] = serialize(tenant_shard(job.tenant_id, job.job_id))
+    item["created_key"] = serialize(f"{iso(job.created_at)}#{job.job_id}")
+    item["expires_at"] = serialize(epoch(job.created_at + timedelta(days=retention_days)))
+    return item
+
+
+#: Job fields that hold structured values: JSON text in the item (maps in items written
+#: before documents were opaque, which still read).
+_STRUCTURED_FIELDS = frozenset(
+    name
+    for name, info in Job.model_fields.items()
+    if name not in ("job_id", "tenant_id", "status", "prompt", "system_prompt", "source")
+    and info.annotation not in (int, str, bool, int | None, str | None)
+    and "datetime" not in str(info.annotation)
+)
 
 
 def item_to_job(item: Mapping[str, Any]) -> Job:
-    return Job.model_validate(from_item(item))
+    data: dict[str, Any] = {}
+    for name, value in item.items():
+        if name in _STRUCTURED_FIELDS and "S" in value:
+            data[name] = json.loads(value["S"])
+        else:
+            data.update(from_item({name: value}))
+    return Job.model_validate(data)
+
+
+#: Fields no write may set: the keys, and what the repository itself maintains.
+_FIXED_FIELDS = frozenset({"job_id", "tenant_id", "version"})
+
+
+@cache
+def _field_type(name: str) -> TypeAdapter[Any]:
+    annotation: Any = Job.model_fields[name].annotation
+    return TypeAdapter(annotation)
+
+
+def check_field(name: str) -> None:
+    if name not in Job.model_fields or name in _FIXED_FIELDS:
+        raise ValueError(f"{name!r} is not a job field a write may change")
+
+
+def field_attributes(fields: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
+    """Job fields (domain values, checked against the model's types) as attribute values;
+    None for a field to remove."""
+    attributes: dict[str, dict[str, Any] | None] = {}
+    for name, value in fields.items():
+        check_field(name)
+        if value is None:
+            attributes[name] = None
+            continue
+        adapter = _field_type(name)
+        plain = adapter.dump_python(adapter.validate_python(value), mode="json", exclude_none=True)
+        attributes[name] = _attribute(plain)
+    return attributes
 
 
 class DynamoJobRepository:
@@ -100,25 +200,83 @@ class DynamoJobRepository:
         item = self._get_raw(job_id, consistent=True)
         return None if item is None else item_to_job(item)
 
+    def control(self, job_id: str) -> JobControl | None:
+        if job_id.startswith(_IDEM_PREFIX):
+            return None
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"job_id": {"S": job_id}},
+            ProjectionExpression="#s, cancel_requested, attempts",
+            ExpressionAttributeNames={"#s": "status"},
+            ConsistentRead=False,
+        ).get("Item")
+        if item is None:
+            return None
+        data = from_item(item)
+        return JobControl(
+            status=JobStatus(data["status"]),
+            cancel_requested=bool(data.get("cancel_requested", False)),
+            attempts=int(data.get("attempts", 0)),
+        )
+
     def list_for_tenant(
         self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None
     ) -> JobPage:
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": TENANT_INDEX,
-            "KeyConditionExpression": "tenant_id = :t",
-            "ExpressionAttributeValues": {":t": {"S": tenant_id}},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            kwargs["ExclusiveStartKey"] = to_item(cursor)
-        response = self._client.query(**kwargs)
-        last = response.get("LastEvaluatedKey")
-        return JobPage(
-            jobs=[item_to_job(i) for i in response.get("Items", [])],
-            cursor=from_item(last) if last else None,
-        )
+        """The tenant's jobs newest first: up to `limit` keys from each shard of the index,
+        merged, the newest `limit` read by key (one BatchGetItem). The cursor holds each
+        shard's position: the last key taken from it, "" (from the top) or None (done)."""
+        positions = _positions(cursor)
+        heads: list[tuple[str, int]] = []  # (created_key, shard) of candidates
+        more: dict[int, bool] = {}
+        for shard, position in enumerate(positions):
+            if position is None:
+                continue
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": TENANT_INDEX,
+                "KeyConditionExpression": "tenant_shard = :s",
+                "ExpressionAttributeValues": {":s": {"S": shard_key(tenant_id, shard)}},
+                "ScanIndexForward": False,
+                "Limit": limit,
+            }
+            if position:
+                kwargs["ExclusiveStartKey"] = {
+                    "job_id": {"S": position.split("#", 1)[1]},
+                    "tenant_shard": {"S": shard_key(tenant_id, shard)},
+                    "created_key": {"S": position},
+                }
+            response = self._client.query(**kwargs)
+            keys = [i["created_key"]["S"] for i in response.get("Items", [])]
+            heads += [(key, shard) for key in keys]
+            more[shard] = "LastEvaluatedKey" in response
+        heads.sort(reverse=True)
+        taken, rest = heads[:limit], heads[limit:]
+        after = list(positions)
+        for key, shard in taken:
+            after[shard] = key  # taken newest first: the last one is the oldest
+        left = {shard for _, shard in rest}
+        for shard in more:
+            if not more[shard] and shard not in left:
+                after[shard] = None  # everything of this shard has been returned
+        jobs = self._get_many([key.split("#", 1)[1] for key, _ in taken])
+        done = all(p is None for p in after)
+        return JobPage(jobs=jobs, cursor=None if done else {"p": after})
+
+    def _get_many(self, job_ids: list[str]) -> list[Job]:
+        """Jobs by id in the given order (eventually consistent: a listing may lag a write by
+        a moment, as the index itself does)."""
+        found: dict[str, Job] = {}
+        pending: list[dict[str, Any]] = [{"job_id": {"S": i}} for i in job_ids]
+        while pending:
+            response = self._client.batch_get_item(
+                RequestItems={self._table: {"Keys": pending[:100]}}
+            )
+            for item in response.get("Responses", {}).get(self._table, []):
+                job = item_to_job(item)
+                found[job.job_id] = job
+            unprocessed: Any = response.get("UnprocessedKeys", {}).get(self._table, {})
+            pending = list(unprocessed.get("Keys", [])) + pending[100:]
+        return [found[i] for i in job_ids if i in found]
 
     # ------------------------------------------------------------ writes
 
@@ -129,22 +287,22 @@ class DynamoJobRepository:
         *,
         set_fields: Mapping[str, Any] | None = None,
         remove_fields: Sequence[str] = (),
-        increment: Mapping[str, int] | None = None,
+        add_attempts: int = 0,
         allowed_from: Sequence[JobStatus] | None = None,
-        condition: str | None = None,
-        condition_values: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        expected_attempts: int | None = None,
     ) -> Job:
         sources = [s for s in sources_for(target) if allowed_from is None or s in allowed_from]
         if not sources:
             raise TransitionConflictError(f"no status may become {target}")
         return self._write(
             job_id,
-            set_fields={**(set_fields or {}), "status": target.value},
+            set_fields={**(set_fields or {}), "status": target},
             remove_fields=remove_fields,
-            increment=increment,
+            add_attempts=add_attempts,
             statuses=sources,
-            condition=condition,
-            condition_values=condition_values,
+            expected_version=expected_version,
+            expected_attempts=expected_attempts,
         )
 
     def update(
@@ -163,45 +321,49 @@ class DynamoJobRepository:
         set_fields: Mapping[str, Any],
         statuses: Sequence[JobStatus],
         remove_fields: Sequence[str] = (),
-        increment: Mapping[str, int] | None = None,
-        condition: str | None = None,
-        condition_values: Mapping[str, Any] | None = None,
+        add_attempts: int = 0,
+        expected_version: int | None = None,
+        expected_attempts: int | None = None,
     ) -> Job:
+        """One conditional UpdateItem: the only place job writes become DynamoDB expressions."""
         names: dict[str, str] = {"#status": "status", "#version": "version"}
-        values: dict[str, Any] = {":one": {"N": "1"}}
+        values: dict[str, Any] = {":one": {"N": "1"}, ":zero": {"N": "0"}}
         sets = ["#version = if_not_exists(#version, :zero) + :one"]
-        values[":zero"] = {"N": "0"}
-        for i, (field, value) in enumerate(set_fields.items()):
+        removes: list[str] = []
+        attributes = field_attributes(set_fields)
+        for field in remove_fields:
+            check_field(field)
+            attributes.setdefault(field, None)
+        for i, (name, value) in enumerate(attributes.items()):
+            names[f"#f{i}"] = name
             if value is None:  # a None value removes the attribute
-                remove_fields = [*remove_fields, field]
-                continue
-            names[f"#s{i}"] = field
-            values[f":s{i}"] = serialize(value)
-            sets.append(f"#s{i} = :s{i}")
-        for i, (field, amount) in enumerate((increment or {}).items()):
-            names[f"#i{i}"] = field
-            values[f":i{i}"] = serialize(amount)
-            sets.append(f"#i{i} = if_not_exists(#i{i}, :zero) + :i{i}")
-        removes = []
-        for i, field in enumerate(remove_fields):
-            names[f"#r{i}"] = field
-            removes.append(f"#r{i}")
+                removes.append(f"#f{i}")
+            else:
+                values[f":f{i}"] = value
+                sets.append(f"#f{i} = :f{i}")
+        if add_attempts:
+            names["#attempts"] = "attempts"
+            values[":add"] = serialize(add_attempts)
+            sets.append("#attempts = if_not_exists(#attempts, :zero) + :add")
         expression = "SET " + ", ".join(sets)
         if removes:
             expression += " REMOVE " + ", ".join(removes)
         status_values = {f":st{i}": {"S": s.value} for i, s in enumerate(statuses)}
         values.update(status_values)
-        cond = f"attribute_exists(job_id) AND #status IN ({', '.join(status_values)})"
-        if condition:
-            cond += f" AND ({condition})"
-            values.update({k: serialize(v) for k, v in (condition_values or {}).items()})
-        # Names a caller's condition uses for attributes are passed through as-is.
+        conditions = ["attribute_exists(job_id)", f"#status IN ({', '.join(status_values)})"]
+        if expected_version is not None:
+            values[":c_version"] = serialize(expected_version)
+            conditions.append("#version = :c_version")
+        if expected_attempts is not None:
+            names["#attempts"] = "attempts"
+            values[":c_attempts"] = serialize(expected_attempts)
+            conditions.append("#attempts = :c_attempts")
         try:
             response = self._client.update_item(
                 TableName=self._table,
                 Key={"job_id": {"S": job_id}},
                 UpdateExpression=expression,
-                ConditionExpression=cond,
+                ConditionExpression=" AND ".join(conditions),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -20,10 +21,11 @@ from ..errors import (
     RequestValidationError,
     UnauthorizedError,
 )
-from ..models import MAX_BODY_BYTES
+from ..models import MAX_BODY_BYTES, MAX_DOCUMENT_DEPTH
 
-#: Deeper JSON than this is refused before validation (jsonschema recurses per level).
-MAX_JSON_DEPTH = 64
+#: Deeper JSON than this is refused before validation (jsonschema recurses per level): the
+#: body object around documents that may nest `MAX_DOCUMENT_DEPTH` levels.
+MAX_JSON_DEPTH = MAX_DOCUMENT_DEPTH + 1
 #: Job ids are UUIDs; anything that cannot be one is simply not found.
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
@@ -126,8 +128,8 @@ def _invalid_body(detail: str) -> RequestValidationError:
 
 
 def _check_shape(value: Any) -> None:
-    """Bounded nesting, and only numbers DynamoDB can store (finite, 38 significant digits,
-    magnitude 1e-130 to 1e126): the job is stored as sent."""
+    """Bounded nesting and finite numbers: JSON's limits, not a database's (documents are
+    stored as JSON text, so any such value is stored as sent)."""
     stack = [(value, 1)]
     while stack:
         item, level = stack.pop()
@@ -138,8 +140,5 @@ def _check_shape(value: Any) -> None:
             stack.extend((child, level + 1) for child in children)
         elif isinstance(item, bool):
             continue
-        elif (isinstance(item, int) and abs(item) >= 10**38) or (
-            isinstance(item, float)
-            and not (item == 0 or 1e-130 <= abs(item) < 1e125)  # also NaN and infinities
-        ):
+        elif isinstance(item, float) and not math.isfinite(item):  # 1e999 parses as inf
             raise _invalid_body("The body has a number out of range (e.g. 1e999).")

@@ -41,6 +41,8 @@ def result_summary(job: Job, results_bucket: str) -> dict[str, Any] | None:
     summary: dict[str, Any] = {"is_error": result.is_error}
     if result.s3_key:
         summary.update(location="s3", s3_bucket=results_bucket, s3_key=result.s3_key)
+        if result.text_bytes is not None:
+            summary["text_bytes"] = result.text_bytes
     elif result.text is not None:
         summary["location"] = "inline"
         size = len(result.text.encode())

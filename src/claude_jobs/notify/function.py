@@ -65,6 +65,7 @@ class NotifierFunction(ContainerHolder):
             WebhookSender(policy=self._policy, **sender_args),
             self.master_key,
             results_bucket=settings.results_bucket,
+            documents=container.job_documents,
         )
 
     def _record(self, record: DynamoDBRecord) -> None:

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..adapters.jobs_table import item_to_job
+from ..documents import RESULT_TEXT, STRUCTURED, JobDocuments
 from ..errors import JobNotFoundError, TransitionConflictError
 from ..models import TERMINAL_STATUSES, Job, JobStatus
 from ..observability import get_logger
 from ..ports import JobRepository
-from .completion_events import DETAIL_TYPES, EventPublisher, job_summary
+from .completion_events import DETAIL_TYPES, SMALL_RESULT_BYTES, EventPublisher, job_summary
 from .webhooks import WebhookSender, tenant_secret
 
 
@@ -61,12 +62,14 @@ class Notifier:
         master_key: Callable[[], str],
         *,
         results_bucket: str = "",
+        documents: JobDocuments | None = None,
     ) -> None:
         self._repo = repo
         self._publisher = publisher
         self._sender = sender
         self._master_key = master_key
         self._results_bucket = results_bucket
+        self._documents = documents or JobDocuments(None)
 
     def process(
         self, old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any] | None
@@ -75,7 +78,10 @@ class Notifier:
         if not is_completion(old_image, new_image):
             return None
         assert new_image is not None
-        job = item_to_job(new_image)
+        # What the event carries of the result: small documents read back from the store.
+        job = self._documents.load(
+            item_to_job(new_image), (STRUCTURED, RESULT_TEXT), text_limit=SMALL_RESULT_BYTES
+        )
         detail_type = DETAIL_TYPES[job.status]
         summary = job_summary(job, self._results_bucket)
         self._publisher.publish(detail_type, summary, [])

@@ -63,7 +63,6 @@ class WorkerFunction(ContainerHolder):
 
     @cached_property
     def processor(self) -> JobProcessor:
-        from ..adapters.results import S3ResultStore
         from ..triggers.inputs import materialize_inputs
         from .agent import AgentRunner
         from .containment import ProcessSweeper
@@ -79,14 +78,9 @@ class WorkerFunction(ContainerHolder):
             settings.secret_max_age_seconds,
         )
         s3 = container.client("s3")
-        results = (
-            S3ResultStore(s3, settings.results_bucket, settings.presigned_url_seconds)
-            if settings.results_bucket
-            else None
-        )
         return JobProcessor(
             container.job_repository,
-            results,
+            container.job_documents,
             AgentRunner(poll_seconds=settings.cancel_poll_seconds),
             KeyInjectingProxy(settings.anthropic_base_url, keys.get),
             keys.get,

@@ -36,9 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..documents import OUTPUT_SCHEMA, PROMPT, PROMPTS, SYSTEM_PROMPT, JobDocuments
 from ..errors import JobNotFoundError, TransitionConflictError
-from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobStatus
-from ..ports import JobRepository, ResultStore
+from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobResult, JobStatus
+from ..ports import AgentRunner, JobRepository, KeyProxy
 from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
 from ..settings import Settings
 from .agent import (
@@ -47,7 +48,6 @@ from .agent import (
     UPSTREAM_ERROR,
     AgentOutcome,
     AgentRequest,
-    AgentRunner,
 )
 from .containment import JobScope, ProcessInfo, ProcessSweeper, become_subreaper
 from .isolation import (
@@ -58,14 +58,15 @@ from .isolation import (
     make_non_dumpable,
 )
 from .metering import Metered
-from .proxy import KeyInjectingProxy
 from .sandbox import Sandbox
 from .scrub import Scrubber
 
 log = logging.getLogger("claude_jobs.worker")
 
 ATTEMPTS_EXHAUSTED = "attempts_exhausted"
-OUTPUT_TOO_LARGE = "output_too_large"
+OUTPUT_UNSTORABLE = "output_unstorable"
+#: Tries to store a run's output before the job ends `output_unstorable`.
+RECORD_ATTEMPTS = 3
 INPUT_UNAVAILABLE = "input_unavailable"
 
 #: DynamoDB's item limit is 400 KB; keep the terminal item safely below it.
@@ -101,9 +102,9 @@ class JobProcessor:
     def __init__(
         self,
         repo: JobRepository,
-        results: ResultStore | None,
+        documents: JobDocuments,
         runner: AgentRunner,
-        proxy: KeyInjectingProxy,
+        proxy: KeyProxy,
         key: Callable[[], str],
         settings: Settings,
         identities: IdentityPool,
@@ -117,7 +118,7 @@ class JobProcessor:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._repo = repo
-        self._results = results
+        self._documents = documents
         self._runner = runner
         self._proxy = proxy
         self._key = key
@@ -179,13 +180,12 @@ class JobProcessor:
             JobStatus.RUNNING,
             allowed_from=[job.status],
             set_fields={
-                "started_at": _iso(now),
+                "started_at": _at(now),
                 "lease_until": int(now + deadline + self._margin) + 1,
             },
-            increment={"attempts": 1},
+            add_attempts=1,
             remove_fields=["error"],
-            condition="#version = :c_version",
-            condition_values={":c_version": job.version},
+            expected_version=job.version,
         )
 
     def _exhaust_unclaimed(self, job: Job) -> Processed:
@@ -200,16 +200,17 @@ class JobProcessor:
                 JobStatus.FAILED,
                 allowed_from=[job.status],
                 set_fields={
-                    "finished_at": _iso(self._clock()),
-                    "error": error.model_dump(),
+                    "finished_at": _at(self._clock()),
+                    "error": error,
                     "lease_until": None,
+                    "documents": _without_prompts(job),
                 },
-                remove_fields=["prompt", "system_prompt"],
-                condition="#version = :c_version",
-                condition_values={":c_version": job.version},
+                remove_fields=PROMPTS,
+                expected_version=job.version,
             )
         except TransitionConflictError:
             return Processed(job.job_id, "skipped:conflict")
+        self._documents.discard_prompts(job)
         log.warning("job %s failed: %s", job.job_id, ATTEMPTS_EXHAUSTED)
         return Processed(job.job_id, "exhausted", ended.status)
 
@@ -226,6 +227,7 @@ class JobProcessor:
                 )
             else:
                 key = self._key()  # before starting: a missing key is an infrastructure fault
+                job = self._documents.load(job, (PROMPT, SYSTEM_PROMPT, OUTPUT_SCHEMA))
                 self._proxy.start()
                 token = self._proxy.issue(job.job_id, limit_usd=self._spending_limit(job))
                 scrubber = self._scrubber.with_secrets(key, token)
@@ -236,7 +238,6 @@ class JobProcessor:
                 if metered is not None:
                     outcome = with_metered_usage(outcome, metered)
                 outcome = _scrubbed(outcome, scrubber)
-            status = self._finish(job, outcome)
         except Exception as exc:
             retire = _retire_reason(job, leftovers)
             if self._release(job, exc):
@@ -245,6 +246,8 @@ class JobProcessor:
         finally:
             if token is not None:
                 self._proxy.revoke(token)
+        # The agent has run: from here on nothing may give the job back for another run.
+        status = self._record(job, outcome, _retire_reason(job, leftovers))
         return Processed(job.job_id, "ran", status, retire=_retire_reason(job, leftovers))
 
     def _spending_limit(self, job: Job) -> float:
@@ -305,7 +308,7 @@ class JobProcessor:
             env=env,
             deadline_seconds=deadline,
             identity=identity,
-            should_stop=lambda: self._cancel_requested(job.job_id),
+            should_stop=lambda: self._cancel_requested(job),
             on_started=lambda pid: self._sweeper.started(scope, pid),
         )
         return self._runner.run(request)
@@ -321,21 +324,77 @@ class JobProcessor:
             return str(exc)
         return None
 
-    def _cancel_requested(self, job_id: str) -> bool:
-        job = self._repo.get(job_id)
-        return job is None or job.cancel_requested or job.status is not JobStatus.RUNNING
+    def _cancel_requested(self, job: Job) -> bool:
+        """Polled every few seconds while the agent runs: a few attributes, eventually
+        consistent (a cancel seen a moment late only stops the run a moment later; the result
+        is recorded by a write conditional on our claim either way)."""
+        control = self._repo.control(job.job_id)
+        return (
+            control is None
+            or control.cancel_requested
+            or control.status is not JobStatus.RUNNING
+            or control.attempts != job.attempts  # another worker took the job over
+        )
 
     # ------------------------------------------------------------ record
 
+    def _record(self, job: Job, outcome: AgentOutcome, retire: str | None) -> JobStatus | None:
+        """Record how the run ended. An output that cannot be stored (after a few tries) ends
+        the job `failed` (`output_unstorable`) without it: the agent never runs twice."""
+        problem: Exception | None = None
+        for _ in range(RECORD_ATTEMPTS):
+            try:
+                return self._finish(job, outcome)
+            except Exception as exc:
+                problem = exc
+                log.warning(
+                    "job %s: the output could not be stored: %s",
+                    job.job_id,
+                    self._scrubber.text(f"{type(exc).__name__}: {exc}")[:500],
+                )
+        error = JobErrorInfo(
+            code=OUTPUT_UNSTORABLE,
+            message=f"the job's output could not be stored ({type(problem).__name__}); "
+            "the job is not run again",
+        )
+        try:
+            ended = self._repo.transition(
+                job.job_id,
+                JobStatus.FAILED,
+                allowed_from=[JobStatus.RUNNING],
+                set_fields={
+                    "finished_at": _at(self._clock()),
+                    "usage": outcome.usage,
+                    "error": error,
+                    "lease_until": None,
+                    "documents": _without_prompts(job),
+                },
+                remove_fields=[*PROMPTS, "result"],
+                expected_attempts=job.attempts,
+            )
+        except TransitionConflictError as conflict:
+            current = conflict.current if isinstance(conflict.current, Job) else None
+            return current.status if current else None
+        except Exception as exc:
+            # Not even the failure can be written (the table is unreachable): the job keeps
+            # its claim until the lease ends; the message is retried.
+            raise WorkerFault(
+                f"job {job.job_id}: nothing could be recorded", retire=retire
+            ) from exc
+        self._documents.discard_prompts(job)
+        log.warning("job %s failed: %s", job.job_id, OUTPUT_UNSTORABLE)
+        return ended.status
+
     def _finish(self, job: Job, outcome: AgentOutcome) -> JobStatus | None:
-        result, error = self._stored_result(job, outcome)
+        result, documents, error = self._stored_result(job, outcome)
         status = JobStatus(outcome.ending)
         fields: dict[str, Any] = {
-            "finished_at": _iso(self._clock()),
-            "usage": outcome.usage.model_dump(),
+            "finished_at": _at(self._clock()),
+            "usage": outcome.usage,
             "result": result,
-            "error": error.model_dump() if error else None,
+            "error": error,
             "lease_until": None,
+            "documents": documents,
         }
         try:
             ended = self._repo.transition(
@@ -343,9 +402,8 @@ class JobProcessor:
                 status,
                 allowed_from=[JobStatus.RUNNING],
                 set_fields=fields,
-                remove_fields=["prompt", "system_prompt"],
-                condition="attempts = :c_attempts",
-                condition_values={":c_attempts": job.attempts},
+                remove_fields=PROMPTS,
+                expected_attempts=job.attempts,
             )
         except TransitionConflictError as conflict:
             current = conflict.current if isinstance(conflict.current, Job) else None
@@ -355,6 +413,7 @@ class JobProcessor:
                 current.status if current else "?",
             )
             return current.status if current else None
+        self._documents.discard_prompts(job)
         log.info(
             "job %s %s%s",
             job.job_id,
@@ -365,41 +424,24 @@ class JobProcessor:
 
     def _stored_result(
         self, job: Job, outcome: AgentOutcome
-    ) -> tuple[dict[str, Any] | None, JobErrorInfo | None]:
+    ) -> tuple[JobResult | None, dict[str, str], JobErrorInfo | None]:
+        """The result to record (large documents already in the store), the job's document
+        keys once it is recorded, and the error."""
         error = outcome.error
         if outcome.text is None and outcome.structured is None:
-            return (
-                (None, error)
-                if outcome.ending != "succeeded"
-                else (
-                    {"text": "", "is_error": False},
-                    error,
-                )
-            )
-        result: dict[str, Any] = {"is_error": outcome.is_error}
-        if outcome.structured is not None:
-            result["structured"] = outcome.structured
-        text = outcome.text or ""
-        inline = len(text.encode()) <= INLINE_RESULT_BYTES
-        if inline and _size(job, result, text) > MAX_ITEM_BYTES:
-            inline = False
-        if not inline:
-            if self._results is None:
-                raise WorkerFault("the result is too large to store inline and no bucket is set")
-            result["s3_key"] = self._results.put_text(job.job_id, text)
-            text = ""
-        if _size(job, result, text) > MAX_ITEM_BYTES:
-            # Only a huge structured value can get here: it has no other home.
-            result.pop("structured", None)
-            error = JobErrorInfo(
-                code=OUTPUT_TOO_LARGE,
-                message="the structured output is too large to store; the full text is kept",
-            )
-            result["is_error"] = True
-            outcome.ending = "failed"
-        if inline:
-            result["text"] = text
-        return result, error
+            kept = {k: v for k, v in job.documents.items() if k not in PROMPTS}
+            if outcome.ending != "succeeded":
+                return None, kept, error
+            return JobResult(text="", is_error=False), kept, error
+        if self._documents.store is None and (
+            len((outcome.text or "").encode()) > INLINE_RESULT_BYTES
+            or _size(job, outcome) > MAX_ITEM_BYTES
+        ):
+            raise ValueError("the result is too large to store inline and no bucket is set")
+        result, documents = self._documents.place_result(
+            job, outcome.text or "", outcome.structured, outcome.is_error
+        )
+        return result, documents, error
 
     def _release(self, job: Job, fault: BaseException) -> bool:
         """After an infrastructure fault: give the job back to the queue, or end it when this
@@ -415,17 +457,18 @@ class JobProcessor:
                     JobStatus.FAILED,
                     allowed_from=[JobStatus.RUNNING],
                     set_fields={
-                        "finished_at": _iso(self._clock()),
-                        "error": {
-                            "code": ATTEMPTS_EXHAUSTED,
-                            "message": f"failed {job.attempts} times; last: {reason}",
-                        },
+                        "finished_at": _at(self._clock()),
+                        "error": JobErrorInfo(
+                            code=ATTEMPTS_EXHAUSTED,
+                            message=f"failed {job.attempts} times; last: {reason}",
+                        ),
                         "lease_until": None,
+                        "documents": _without_prompts(job),
                     },
-                    remove_fields=["prompt", "system_prompt"],
-                    condition="attempts = :c_attempts",
-                    condition_values={":c_attempts": job.attempts},
+                    remove_fields=PROMPTS,
+                    expected_attempts=job.attempts,
                 )
+                self._documents.discard_prompts(job)
                 log.warning("job %s failed: %s", job.job_id, ATTEMPTS_EXHAUSTED)
                 return True
             else:
@@ -434,14 +477,17 @@ class JobProcessor:
                     JobStatus.QUEUED,
                     allowed_from=[JobStatus.RUNNING],
                     set_fields={"lease_until": None},
-                    condition="attempts = :c_attempts",
-                    condition_values={":c_attempts": job.attempts},
+                    expected_attempts=job.attempts,
                 )
         except (TransitionConflictError, JobNotFoundError):
             return True  # it moved on: nothing to give back, nothing to retry
         except Exception as exc:  # the lease expires on its own; redelivery re-claims then
             log.error("job %s could not be released: %s", job.job_id, type(exc).__name__)
         return False
+
+
+def _without_prompts(job: Job) -> dict[str, str]:
+    return {k: v for k, v in job.documents.items() if k not in PROMPTS}
 
 
 def _retire_reason(job: Job, leftovers: list[ProcessInfo]) -> str | None:
@@ -501,12 +547,12 @@ def _scrubbed(outcome: AgentOutcome, scrubber: Scrubber) -> AgentOutcome:
     return outcome
 
 
-def _size(job: Job, result: dict[str, Any], text: str) -> int:
-    """A generous estimate of the terminal item's size in bytes."""
+def _size(job: Job, outcome: AgentOutcome) -> int:
+    """A generous estimate of the terminal item's size in bytes, all of it inline."""
     kept = job.model_dump(mode="json", exclude={"prompt", "system_prompt", "result"})
-    other = json.dumps([kept, result], ensure_ascii=False)
-    return len(other.encode()) + len(text.encode()) + 1024  # + usage, error, names
+    other = json.dumps([kept, outcome.text, outcome.structured], ensure_ascii=False)
+    return len(other.encode()) + 1024  # + usage, error, names
 
 
-def _iso(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat()
+def _at(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)

@@ -25,7 +25,7 @@ def submitted(api: Api, tenant: str = TENANT, **body: Any) -> str:
 
 def finish(api: Api, job_id: str, text: str = "done") -> None:
     repo = api.container.job_repository
-    repo.transition(job_id, JobStatus.RUNNING, increment={"attempts": 1})
+    repo.transition(job_id, JobStatus.RUNNING, add_attempts=1)
     repo.transition(
         job_id,
         JobStatus.SUCCEEDED,

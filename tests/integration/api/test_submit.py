@@ -143,8 +143,6 @@ def test_every_problem_of_a_request_is_reported_at_once(api: Api) -> None:
         ('{"prompt": "hi", "max_turns": 1' + "0" * 5000 + "}", False),
         ('{"prompt": "hi", "max_budget_usd": 1e999}', False),
         ('{"prompt": "hi", "output_schema": {"type": "number", "maximum": 1e999}}', False),
-        ('{"prompt": "hi", "output_schema": {"type": "number", "maximum": 1e300}}', False),
-        ('{"prompt": "hi", "output_schema": {"maximum": 1' + "2" * 45 + "}}", False),
         ('{"prompt": "\\ud800"}', False),
         ("[" * 5000 + "]" * 5000, False),
         ('{"prompt": "hi", "output_schema": ' + '{"items": ' * 200 + "{}" + "}" * 201, False),
