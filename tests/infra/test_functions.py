@@ -92,11 +92,17 @@ def test_environments_are_valid_settings_and_minimal(synth: Synthesized) -> None
     aliases = {f.alias for f in Settings.model_fields.values()}
     powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
     expected_resources = {
-        "Submit": {"JOBS_TABLE", "JOBS_QUEUE_URL"},
+        "Submit": {"JOBS_TABLE", "JOBS_QUEUE_URL", "RESULTS_BUCKET"},
         "Status": {"JOBS_TABLE", "RESULTS_BUCKET"},
         "Authorizer": {"KEYS_TABLE"},
         "Worker": {"JOBS_TABLE", "RESULTS_BUCKET", "ANTHROPIC_SECRET_ID", "ANTHROPIC_BASE_URL"},
-        "Trigger": {"JOBS_TABLE", "JOBS_QUEUE_URL", "INBOX_BUCKET", "TRIGGER_DLQ_URL"},
+        "Trigger": {
+            "JOBS_TABLE",
+            "JOBS_QUEUE_URL",
+            "INBOX_BUCKET",
+            "TRIGGER_DLQ_URL",
+            "RESULTS_BUCKET",
+        },
         "Notifier": {"JOBS_TABLE", "RESULTS_BUCKET", "EVENT_BUS_NAME", "WEBHOOK_SECRET_ID"},
     }
     resource_vars = {
