@@ -12,7 +12,7 @@ export CLAUDE_AGENT_SDK_SKIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lock dev lint typecheck test bench openapi synth layer-lock worker-lock deploy clean
+.PHONY: venv lock dev lint typecheck test bench bench-capacity openapi synth layer-lock worker-lock deploy clean
 
 venv: $(STAMP)
 
@@ -74,3 +74,7 @@ deploy: venv $(CDK_CLI)
 
 clean:
 	rm -rf $(VENV) infra/cdk.out infra/.build infra/node_modules .pytest_cache .mypy_cache .ruff_cache
+
+# The capacity ledger (benchmarks/bench_capacity.py): units, rates and cost, before / after.
+bench-capacity: venv
+	$(BIN)/python -m benchmarks capacity
