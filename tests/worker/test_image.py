@@ -408,6 +408,12 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
     os.chmod(log, 0o666)  # noqa: S103 - the agent writes the log
     m = marker()
     leave = [ESCAPES[name].format(m=m) for name in sorted(ESCAPES)]
+    # And its own calls, with its token, to what the proxy must not forward
+    leave.append(
+        'for p in v1/messages/batches v1/files v1/models "v1/messages/%2e%2e/files"; do '
+        'curl -s -o /dev/null -w "$p %{http_code}\\n" -X POST -H "x-api-key: $ANTHROPIC_API_KEY" '
+        '-d "{}" "$ANTHROPIC_BASE_URL/$p"; done'
+    )
     scratch = shared_dir / "scratch"
     scratch.mkdir(mode=0o777)
     os.chmod(scratch, 0o777)  # noqa: S103 - the runtime user writes here
@@ -455,10 +461,17 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
             for job in (first, second):
                 done = container.job_repository.get(job.job_id)
                 assert done is not None and done.status is JobStatus.SUCCEEDED, done
+            # And none of its own calls past the Messages API reached the upstream
+            # (what the proxy forwards carries the real key; other probes of this machine's
+            # loopback ports may reach the fake too)
+            forwarded = [r for r in fake.requests if r.headers.get("x-api-key") == REAL_KEY]
+            assert {r.path.split("?")[0] for r in forwarded} == {"/v1/messages"}
             # And every escape ran (none was refused), yet nothing the first agent started
             # is left, not even what ignores SIGTERM
             results = [r.tool_results()[0] for r in fake.message_requests[1 : len(leave) + 1]]
             assert [r["is_error"] for r in results] == [False] * len(leave), results
+            refused = results[len(ESCAPES)]["content"]
+            assert refused.count(" 404") + refused.count(" 400") == 4, refused
             assert live_processes_with(m) == []
             # And no file it left outside its sandbox is there for the next job
             assert sorted(p.name for p in scratch.iterdir()) == []
