@@ -18,6 +18,7 @@ from claude_jobs.worker.isolation import (
     IdentityPool,
     IsolationError,
     resolve_identity,
+    shared_pool,
 )
 from claude_jobs.worker.proxy import KeyInjectingProxy
 from claude_jobs.worker.sandbox import Sandbox
@@ -319,3 +320,13 @@ def test_the_identity_pool_leases_distinct_uids_to_concurrent_jobs_as_root() -> 
 def _lease(pool: IdentityPool) -> AgentIdentity:
     with pool.lease() as identity:
         return identity
+
+
+def test_every_worker_environment_of_a_process_leases_from_one_pool() -> None:
+    # Given two worker environments of one process (the local stack runs several at once)
+    base = AgentIdentity(uid=65534, gid=65534, name="nobody")
+    first, second = shared_pool(base, "63990-63991"), shared_pool(base, "63990-63991")
+    # When each leases a uid while the other holds one
+    with first.lease() as one, second.lease() as two:
+        # Then they are different uids: one pool, not two that both hand out the first uid
+        assert first is second and one.uid != two.uid

@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .sandbox import remove_tree
 
@@ -153,7 +154,11 @@ class Sweep:
 
 
 class ProcessSweeper:
-    """Ends every process of a job; one per worker process, shared by its jobs."""
+    """Ends every process of a job. The CLIs running in this process are known to every
+    sweeper of the process (the local stack runs several worker environments in one)."""
+
+    _running_clis: ClassVar[set[int]] = set()
+    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
         self,
@@ -169,8 +174,6 @@ class ProcessSweeper:
         self._scratch_dirs = scratch_dirs
         self._alone = alone
         self._worker = os.getpid()
-        self._lock = threading.Lock()
-        self._running_clis: set[int] = set()
 
     def scope(self, uid: int | None) -> JobScope:
         """The scope of a job about to start (worker as root: its uid; else a snapshot)."""

@@ -66,7 +66,7 @@ class WorkerFunction(ContainerHolder):
         from ..triggers.inputs import materialize_inputs
         from .agent import AgentRunner
         from .containment import ProcessSweeper
-        from .isolation import IdentityPool, resolve_identity
+        from .isolation import resolve_identity, shared_pool
         from .proxy import KeyInjectingProxy
         from .secrets import SecretKeyProvider
 
@@ -85,7 +85,7 @@ class WorkerFunction(ContainerHolder):
             KeyInjectingProxy(settings.anthropic_base_url, keys.get),
             keys.get,
             settings,
-            IdentityPool(resolve_identity(settings.agent_user), settings.agent_uid_range),
+            shared_pool(resolve_identity(settings.agent_user), settings.agent_uid_range),
             inputs=lambda job, directory: materialize_inputs(s3, job.inputs, directory),
             known_secrets=[os.environ.get(name, "") for name in SECRET_VARIABLES],
             **{

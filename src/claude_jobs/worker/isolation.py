@@ -131,6 +131,20 @@ class IdentityPool:
                 self._free.remove(uid)
 
 
+_POOLS: dict[tuple[AgentIdentity, str], IdentityPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def shared_pool(base: AgentIdentity, uid_range: str = "") -> IdentityPool:
+    """The process's one pool for `base` and `uid_range`. Every worker environment of a process
+    (the local stack runs several at once) leases from it, so two jobs never hold one uid."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get((base, uid_range))
+        if pool is None:
+            pool = _POOLS[(base, uid_range)] = IdentityPool(base, uid_range)
+        return pool
+
+
 def make_non_dumpable() -> None:
     """Forbid same-user processes to read this process's environ and memory (Linux only)."""
     if not sys.platform.startswith("linux"):
