@@ -22,7 +22,7 @@ from ..adapters import jobs_table, queue, results  # noqa: F401
 from ..observability import flush_metrics, get_logger
 from ..wiring import Container, ContainerHolder
 from . import http, problems
-from .routes import FUNCTIONS
+from .routes import register
 
 if TYPE_CHECKING:
     from ..job_service import JobService
@@ -33,7 +33,7 @@ class ApiFunction(ContainerHolder):
         super().__init__(container)
         self.name = name
         self.app = APIGatewayRestResolver()
-        FUNCTIONS[name](self.app, self._job_service)
+        register(self.app, name, self._job_service)
         problems.register(self.app)
 
     def _job_service(self) -> JobService:
