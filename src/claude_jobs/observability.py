@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.logging import Logger
@@ -26,6 +28,8 @@ DEFAULT_NAMESPACE = "ClaudeJobs"
 
 _lock = threading.Lock()
 _instances: dict[str, Any] = {}
+
+Result = TypeVar("Result")
 
 
 def _service() -> str:
@@ -44,13 +48,16 @@ def get_logger() -> Logger:
 
 
 def get_metrics() -> Metrics:
-    """The process's CloudWatch EMF metrics (flushed by `flush_metrics()`)."""
+    """The process's CloudWatch EMF metrics (flushed when an `instrumented` handler ends)."""
     with _lock:
         if "metrics" not in _instances:
             from aws_lambda_powertools.metrics import Metrics
 
             namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
             _instances["metrics"] = Metrics(namespace=namespace, service=_service())
+            # An invocation that counted nothing emits no metrics line, which is not a fault
+            # (`log_metrics` would warn about it on every such invocation).
+            warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
         metrics: Metrics = _instances["metrics"]
         return metrics
 
@@ -70,15 +77,29 @@ def get_tracer() -> Tracer:
         return tracer
 
 
+def instrumented(handler: Callable[..., Result]) -> Callable[..., Result]:
+    """A Lambda handler under Powertools' `Logger.inject_lambda_context(clear_state=True)`
+    (every log line carries the Lambda context's keys and nothing of the previous invocation)
+    and `Metrics.log_metrics` (what the invocation counted is flushed when it ends, whether it
+    returns or raises). Arguments after `event, context` are passed through. The logger and the
+    metrics, and with them the wrapped handler, are built on the first invocation."""
+    wrapped: Callable[..., Result] | None = None
+
+    def invoke(event: Any, context: Any, *args: Any, **kwargs: Any) -> Result:
+        nonlocal wrapped
+        if wrapped is None:
+            # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry prompts
+            # and API keys.
+            wrapped = get_logger().inject_lambda_context(clear_state=True, log_event=False)(
+                get_metrics().log_metrics(handler)
+            )
+        return wrapped(event, context, *args, **kwargs)
+
+    return invoke
+
+
 def count(name: str, value: float = 1) -> None:
-    """Add one count metric (emitted at the next `flush_metrics()`)."""
+    """Add one count metric (emitted when the invocation ends)."""
     from aws_lambda_powertools.metrics import MetricUnit
 
     get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
-
-
-def flush_metrics() -> None:
-    """Emit the metrics recorded so far, if any were (no EMF line otherwise)."""
-    metrics = _instances.get("metrics")
-    if metrics is not None and metrics.metric_set:
-        metrics.flush_metrics()
