@@ -16,7 +16,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.logging import Logger
@@ -45,6 +45,19 @@ def get_logger() -> Logger:
             _instances["logger"] = Logger(service=_service())
         logger: Logger = _instances["logger"]
         return logger
+
+
+class _Deferred:
+    """Stands for the process's logger until it is first used."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(get_logger(), name)
+
+
+def deferred_logger() -> Logger:
+    """The process's logger, for a module-level `log = deferred_logger()`: the module imports
+    without building it (or reading the environment); the first call through it does."""
+    return cast("Logger", _Deferred())
 
 
 def get_metrics() -> Metrics:

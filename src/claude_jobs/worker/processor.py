@@ -23,7 +23,6 @@ that reaches `max_attempts` records `failed` (`attempts_exhausted`) instead of r
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Any
 
 from ..errors import JobNotFoundError, TransitionConflictError
 from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobStatus
+from ..observability import deferred_logger
 from ..ports import JobRepository, ResultStore
 from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
 from ..settings import Settings
@@ -49,7 +49,7 @@ from .proxy import KeyInjectingProxy
 from .sandbox import Sandbox
 from .scrub import Scrubber
 
-log = logging.getLogger("claude_jobs.worker")
+log = deferred_logger()  # Powertools' structured logger
 
 ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 OUTPUT_TOO_LARGE = "output_too_large"

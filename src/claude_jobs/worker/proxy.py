@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 import http.client
 import json
-import logging
 import secrets
 import ssl
 import threading
@@ -24,7 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-log = logging.getLogger("claude_jobs.worker.proxy")
+from ..observability import deferred_logger
+
+log = deferred_logger()  # Powertools' structured logger
 
 HOP_BY_HOP = frozenset(
     {
