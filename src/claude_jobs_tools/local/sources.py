@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("claude_jobs.local.sources")
+log = logging.getLogger(__name__)
 
 
 class PollingSource:
