@@ -172,7 +172,8 @@ FUNCTIONS: dict[str, Function] = {
         Function(
             "worker",
             "Runs one claude-jobs job with the Claude Code CLI",
-            # The default size; a deployment may change it (infra.config: worker_memory_mb).
+            # 3 x its measured peak (infra/config.py); a deployment may size it
+            # (worker_memory_mb).
             memory_mb=1024,
             timeout_seconds=WORKER_TIMEOUT_SECONDS,
             environment=(
