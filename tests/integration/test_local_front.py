@@ -360,10 +360,10 @@ def test_the_consumer_deletes_successes_and_redrives_failures_to_the_dlq(
     assert {"messageId", "receiptHandle", "md5OfBody", "awsRegion"} <= record.keys()
 
 
-def test_the_stream_poller_keeps_reading_after_a_failed_transaction(moto_server: str) -> None:
+def test_the_stream_reader_keeps_reading_after_a_failed_transaction(moto_server: str) -> None:
     from botocore.exceptions import ClientError
 
-    from claude_jobs_tools.local.sources import StreamPoller
+    from claude_jobs_tools.local.table_stream import StreamReader
 
     # Given a table with a stream, and a poller that has read its first record
     dynamodb = boto3.client("dynamodb")
@@ -374,7 +374,7 @@ def test_the_stream_poller_keeps_reading_after_a_failed_transaction(moto_server:
         BillingMode="PAY_PER_REQUEST",
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
-    poller = StreamPoller(dynamodb, "t")
+    poller = StreamReader(dynamodb, "t")
     dynamodb.put_item(TableName="t", Item={"k": {"S": "first"}})
     assert [r["dynamodb"]["Keys"]["k"]["S"] for r in poller.poll()] == ["first"]
     # When a transaction fails (the emulator then restores a copy of the table)

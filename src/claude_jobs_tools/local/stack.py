@@ -319,9 +319,9 @@ class LocalStack:
         # provision() made the bus and the inbox bucket; the emulator needs the wiring.
         if "notifier" in self.pools:
             try:
-                from .sources import StreamPoller
+                from .table_stream import StreamReader
 
-                reader = StreamPoller(
+                reader = StreamReader(
                     boto3.client("dynamodb", region_name=REGION), settings.jobs_table
                 )
                 self._sources.append(
