@@ -4,8 +4,13 @@ Nothing is built at import time. Each factory returns one instance per process, 
 the Powertools environment variables the CDK app sets (`POWERTOOLS_SERVICE_NAME`,
 `POWERTOOLS_METRICS_NAMESPACE`, `POWERTOOLS_TRACE_DISABLED`, `POWERTOOLS_LOG_LEVEL`).
 
-The Tracer (and with it `aws_xray_sdk`) is imported only by `get_tracer()`, so functions that do
-not trace do not pay for it at cold start.
+Tracing: the CDK app turns X-Ray active tracing on for every function and the API stage, so
+API Gateway and Lambda record each request's and invocation's segments (init included) with no
+SDK in the function. The worker adds Powertools' Tracer (`instrumented(..., traced=True)`):
+its invocation and every AWS call it makes are subsegments. The zip functions do not: importing
+`aws_xray_sdk` and building its recorder costs more CPU at a cold start than the API functions'
+whole budget over a bare boto3 client (`make bench`), and the layer would have to ship it. The
+Tracer is imported only by `get_tracer()`.
 
 Never log secrets: the API never passes headers, API keys or request bodies to the logger.
 """
@@ -80,33 +85,40 @@ def tracing_enabled() -> bool:
 
 
 def get_tracer() -> Tracer:
-    """The process's X-Ray tracer. Imports `aws_xray_sdk`: call it only when tracing."""
+    """The process's X-Ray tracer, patching botocore: every AWS call after it exists is a
+    subsegment. Imports `aws_xray_sdk` (also when tracing is disabled), which the worker image
+    ships and the layer does not: only the worker traces (see the module's docstring)."""
     with _lock:
         if "tracer" not in _instances:
             from aws_lambda_powertools.tracing import Tracer
 
-            _instances["tracer"] = Tracer(service=_service(), disabled=not tracing_enabled())
+            _instances["tracer"] = Tracer(
+                service=_service(), disabled=not tracing_enabled(), patch_modules=["botocore"]
+            )
         tracer: Tracer = _instances["tracer"]
         return tracer
 
 
-def instrumented(handler: Callable[..., Result]) -> Callable[..., Result]:
+def instrumented(handler: Callable[..., Result], *, traced: bool = False) -> Callable[..., Result]:
     """A Lambda handler under Powertools' `Logger.inject_lambda_context(clear_state=True)`
     (every log line carries the Lambda context's keys and nothing of the previous invocation)
     and `Metrics.log_metrics` (what the invocation counted is flushed when it ends, whether it
-    returns or raises). Arguments after `event, context` are passed through. The logger and the
+    returns or raises). `traced`: also under `Tracer.capture_lambda_handler` (the worker only;
+    see `get_tracer`). Keyword arguments are passed through (Tracer's wrapper drops extra
+    positional ones). The logger and the
     metrics, and with them the wrapped handler, are built on the first invocation."""
     wrapped: Callable[..., Result] | None = None
 
-    def invoke(event: Any, context: Any, *args: Any, **kwargs: Any) -> Result:
+    def invoke(event: Any, context: Any, **kwargs: Any) -> Result:
         nonlocal wrapped
         if wrapped is None:
             # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry prompts
             # and API keys.
-            wrapped = get_logger().inject_lambda_context(clear_state=True, log_event=False)(
-                get_metrics().log_metrics(handler)
-            )
-        return wrapped(event, context, *args, **kwargs)
+            inner = get_metrics().log_metrics(handler)
+            if traced:
+                inner = get_tracer().capture_lambda_handler(inner, capture_response=False)
+            wrapped = get_logger().inject_lambda_context(clear_state=True, log_event=False)(inner)
+        return wrapped(event, context, **kwargs)
 
     return invoke
 

@@ -60,7 +60,7 @@ class WorkerFunction(ContainerHolder):
         self._processor_args = processor_args
         self._lock = threading.RLock()
         self._queue_urls: dict[str, str] = {}
-        self._instrumented = instrumented(self._handle)
+        self._instrumented = instrumented(self._handle, traced=True)
 
     @cached_property
     def processor(self) -> JobProcessor:
@@ -179,12 +179,14 @@ class WorkerFunction(ContainerHolder):
         try:
             # Metrics are flushed when the instrumented handler ends, before any retirement:
             # retiring may end the process.
-            return self._instrumented(event, context, retiring)
+            return self._instrumented(event, context, retiring=retiring)
         finally:
             if retiring:
                 self.retire()
 
-    def _handle(self, event: dict[str, Any], context: Any, retiring: list[str]) -> dict[str, Any]:
+    def _handle(
+        self, event: dict[str, Any], context: Any, *, retiring: list[str]
+    ) -> dict[str, Any]:
         def record_handler(record: SQSRecord, lambda_context: Any = None) -> None:
             self._record(record, lambda_context, retiring)
 
