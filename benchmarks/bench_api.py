@@ -62,7 +62,12 @@ BASELINE_CALL = BASELINE.replace(
 )
 HANDLER_REQUEST = IMPORT_HANDLER + (
     "import json\n"
-    "response = handler.lambda_handler(json.loads({event!r}), None)\n"
+    "class Context:\n"  # what Powertools reads from Lambda's context object
+    "    function_name = 'claude-jobs-bench'\n"
+    "    memory_limit_in_mb = 512\n"
+    "    invoked_function_arn = 'arn:aws:lambda:us-east-1:123456789012:function:bench'\n"
+    "    aws_request_id = 'bench'\n"
+    "response = handler.lambda_handler(json.loads({event!r}), Context())\n"
     "assert response['statusCode'] < 500, response\n"
 )
 
@@ -171,6 +176,11 @@ def count_calls(settings: Any) -> bool:
     from claude_jobs.clock import utcnow
     from claude_jobs.wiring import Container
     from claude_jobs_tools.api_gateway_events import authorizer_event, rest_event
+    from claude_jobs_tools.local.runtime import LambdaContext
+
+    def lambda_context() -> LambdaContext:
+        return LambdaContext("claude-jobs-bench", memory_limit_in_mb=512, timeout_seconds=30)
+
     from tests.integration.api.conftest import load_handler
 
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # before the handlers build their logger
@@ -193,7 +203,7 @@ def count_calls(settings: Any) -> bool:
     body = json.dumps({"prompt": "hello"})
     with contextlib.redirect_stdout(io.StringIO()):
         first = submit.lambda_handler(
-            rest_event("POST", "/v1/jobs", body=body, authorizer=context), None
+            rest_event("POST", "/v1/jobs", body=body, authorizer=context), lambda_context()
         )
     job_id = json.loads(first["body"])["job_id"]
     keyed = {"Idempotency-Key": "bench-1"}
@@ -235,7 +245,7 @@ def count_calls(settings: Any) -> bool:
     for name, module, event, expected in requests:
         counter.take()
         with contextlib.redirect_stdout(io.StringIO()):  # the handlers' logs and metrics
-            response = module.lambda_handler(event, None)
+            response = module.lambda_handler(event, lambda_context())
         calls = counter.take()
         code = response.get("statusCode", 200)  # an authorizer answers a policy
         good = calls == expected and code < 400

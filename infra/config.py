@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from claude_jobs.definitions import FUNCTIONS
 from claude_jobs.settings import (
     DEFAULT_MODEL,
     DEFAULT_PERMITTED_TOOLS,
@@ -35,9 +36,10 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 # across its process tree, and 0.2 MiB under /tmp.
 WORKER_MEASURED_PEAK_RSS_MB = 343
 WORKER_MEASURED_PEAK_TMP_MB = 0.2
-#: 3 x the measured peak: the CLI's memory grows with a conversation's context, and tools
-#: (Bash, Grep) add processes; Lambda also gives more CPU with more memory.
-DEFAULT_WORKER_MEMORY_MB = 1024
+#: The definition table's size, 3 x the measured peak: the CLI's memory grows with a
+#: conversation's context, and tools (Bash, Grep) add processes; Lambda also gives more CPU
+#: with more memory.
+DEFAULT_WORKER_MEMORY_MB = FUNCTIONS["worker"].memory_mb
 #: Twice Lambda's default: room for S3 inputs (50 MiB per object by default) and the files a
 #: job's tools write in its workspace, far above the measured 0.2 MiB.
 DEFAULT_WORKER_EPHEMERAL_MB = 1024

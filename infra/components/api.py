@@ -1,9 +1,11 @@
-"""The REST API: routes, the Lambda TOKEN authorizer, request validation, stage logging,
-tracing and throttling, and gateway responses rendered as RFC 9457 problem+json."""
+"""The REST API: the definition table's routes, the Lambda TOKEN authorizer, request
+validation, stage logging, tracing and throttling, and gateway responses rendered as RFC 9457
+problem+json."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy
@@ -13,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from claude_jobs.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
+from claude_jobs.definitions import ROUTES
 from claude_jobs.resources import AUTHORIZATION_HEADER_PATTERN
 from infra.components.functions import retention
 from infra.components.nag import Ack, acknowledge
@@ -120,6 +123,10 @@ ACCESS_LOG_FIELDS = {
 }
 
 
+#: API Gateway's name of where a request parameter is.
+_LOCATION = {"query": "querystring", "header": "header"}
+
+
 class JobsApi(Construct):
     def __init__(
         self,
@@ -127,10 +134,10 @@ class JobsApi(Construct):
         construct_id: str,
         *,
         config: InfraConfig,
-        submit: lambda_.IFunction,
-        status: lambda_.IFunction,
+        functions: Mapping[str, lambda_.IFunction],
         authorizer: lambda_.IFunction,
     ) -> None:
+        """`functions`: the function of each name the definition table's routes name."""
         super().__init__(scope, construct_id)
         self.access_logs = logs.LogGroup(
             self,
@@ -199,72 +206,43 @@ class JobsApi(Construct):
             ),
         )
 
-        submit_integration = apigw.LambdaIntegration(submit)
-        status_integration = apigw.LambdaIntegration(status)
-        authed = {
-            "authorizer": self.authorizer,
-            "authorization_type": apigw.AuthorizationType.CUSTOM,
-        }
-
-        v1 = self.api.root.add_resource("v1")
-        health = v1.add_resource("health")
-        self.health_method = health.add_method(
-            "GET",
-            status_integration,
-            authorization_type=apigw.AuthorizationType.NONE,
-            request_validator=params_validator,
-        )
-        acknowledge(
-            self.health_method,
-            Ack("AwsSolutions-APIG4", "GET /v1/health is public by contract: a liveness probe."),
-        )
-
-        jobs = v1.add_resource("jobs")
-        jobs.add_method(
-            "POST",
-            submit_integration,
-            request_validator=body_validator,
-            request_models={"application/json": job_request},
-            request_parameters={
-                "method.request.header.Authorization": True,
-                "method.request.header.Idempotency-Key": False,
-            },
-            **authed,  # type: ignore[arg-type]
-        )
-        jobs.add_method(
-            "GET",
-            status_integration,
-            request_validator=params_validator,
-            request_parameters={
-                "method.request.header.Authorization": True,
-                "method.request.querystring.limit": False,
-                "method.request.querystring.next_token": False,
-            },
-            **authed,  # type: ignore[arg-type]
-        )
-        job = jobs.add_resource("{job_id}")
-        job.add_method(
-            "GET",
-            status_integration,
-            request_validator=params_validator,
-            request_parameters={
-                "method.request.header.Authorization": True,
-                "method.request.path.job_id": True,
-                "method.request.querystring.wait": False,
-                "method.request.header.If-None-Match": False,
-            },
-            **authed,  # type: ignore[arg-type]
-        )
-        job.add_resource("cancel").add_method(
-            "POST",
-            submit_integration,
-            request_validator=params_validator,
-            request_parameters={
-                "method.request.header.Authorization": True,
-                "method.request.path.job_id": True,
-            },
-            **authed,  # type: ignore[arg-type]
-        )
+        # The definition table's routes: each a method on its resource path, integrated with
+        # the function it names, behind the authorizer unless the route is public.
+        integrations: dict[str, apigw.LambdaIntegration] = {}
+        resources: dict[str, apigw.IResource] = {"": self.api.root}
+        self.methods: dict[tuple[str, str], apigw.Method] = {}
+        for route in ROUTES:
+            if route.function not in integrations:
+                integrations[route.function] = apigw.LambdaIntegration(functions[route.function])
+            parameters = {f"method.request.path.{name}": True for name in route.path_parameters}
+            parameters |= {
+                f"method.request.{_LOCATION[p.location]}.{p.name}": False for p in route.parameters
+            }
+            if route.authorized:
+                parameters["method.request.header.Authorization"] = True
+            method = self._resource(resources, route.path).add_method(
+                route.method,
+                integrations[route.function],
+                request_validator=body_validator if route.json_body else params_validator,
+                request_models={"application/json": job_request} if route.json_body else None,
+                request_parameters=dict(sorted(parameters.items())),
+                authorization_type=(
+                    apigw.AuthorizationType.CUSTOM
+                    if route.authorized
+                    else apigw.AuthorizationType.NONE
+                ),
+                authorizer=self.authorizer if route.authorized else None,
+                operation_name=route.operation,
+            )
+            self.methods[(route.method, route.path)] = method
+            if not route.authorized:
+                acknowledge(
+                    method,
+                    Ack(
+                        "AwsSolutions-APIG4",
+                        f"{route.method} {route.path} is public by contract ({route.summary}).",
+                    ),
+                )
 
         # Acknowledged after every method exists: suppressions reach existing children only.
         acknowledge(
@@ -289,3 +267,11 @@ class JobsApi(Construct):
                 "attach an account-level web ACL if the deployment requires one.",
             ),
         )
+
+    @staticmethod
+    def _resource(resources: dict[str, apigw.IResource], path: str) -> apigw.IResource:
+        """The resource of `path`, made (with its parents) on first use."""
+        if path not in resources:
+            parent, _, part = path.rpartition("/")
+            resources[path] = JobsApi._resource(resources, parent).add_resource(part)
+        return resources[path]

@@ -31,6 +31,7 @@ from aws_cdk.aws_lambda_event_sources import SqsEventSource
 from cdk_nag import RegexAppliesTo
 from constructs import Construct
 
+from claude_jobs.definitions import Function
 from infra.bundling import layer_bundling
 from infra.components.nag import Ack, acknowledge
 from infra.config import LOG_RETENTION_DAYS
@@ -151,6 +152,15 @@ def depend_on_policy_only(function: lambda_.Function | CfnResource, role: iam.Ro
     cfn.add_override("DependsOn", Lazy.list(_PolicyDependency(role)))
 
 
+def environment(definition: Function, values: Mapping[str, str]) -> dict[str, str]:
+    """The variables the definition table says the function reads, with this deployment's
+    values (a variable without one fails the synth)."""
+    missing = [name for name in definition.environment if name not in values]
+    if missing:
+        raise KeyError(f"no value for {definition.name}'s {', '.join(missing)}")
+    return {name: values[name] for name in definition.environment}
+
+
 def _log_group(scope: Construct, construct_id: str, retention_days: int) -> logs.LogGroup:
     return logs.LogGroup(
         scope,
@@ -184,26 +194,26 @@ class SharedLayer(Construct):
 
 class PythonFunction(Construct):
     """A zip function from `functions/<name>/` on the shared layer, arm64, traced, with its
-    own role and log group."""
+    own role and log group; its handler, memory, timeout, environment and description are its
+    entry in the definition table."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        name: str,
-        description: str,
+        definition: Function,
+        values: Mapping[str, str],
         layer: lambda_.ILayerVersion,
-        environment: Mapping[str, str],
         log_retention_days: int,
-        memory_mb: int = 512,
-        timeout: Duration | None = None,
         failure_queue: sqs.IQueue | None = None,
         no_dlq_reason: str = (
             "Invoked synchronously (API Gateway, authorizer): the caller gets the error; a "
             "dead-letter queue applies to asynchronous invocations only."
         ),
     ) -> None:
+        assert definition.package == "zip", definition.name
+        name = definition.name
         super().__init__(scope, construct_id)
         self.role = _role(self, "Role", f"claude-jobs {name} function")
         self.log_group = _log_group(self, "Logs", log_retention_days)
@@ -211,15 +221,15 @@ class PythonFunction(Construct):
         self.function = lambda_.Function(
             self,
             "Function",
-            description=description,
+            description=definition.description,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
-            handler="handler.lambda_handler",
+            handler=definition.handler,
             code=lambda_.Code.from_asset(str(FUNCTIONS_DIR / name), exclude=list(FUNCTION_EXCLUDE)),
             layers=[layer],
-            environment=dict(environment),
-            memory_size=memory_mb,
-            timeout=timeout or Duration.seconds(10),
+            environment=environment(definition, values),
+            memory_size=definition.memory_mb,
+            timeout=Duration.seconds(definition.timeout_seconds),
             tracing=lambda_.Tracing.ACTIVE,
             role=self.role,
             log_group=self.log_group,
@@ -246,41 +256,45 @@ class PythonFunction(Construct):
 
 
 class WorkerFunction(Construct):
-    """The worker: a container image (the Claude Code CLI does not fit a zip), arm64."""
+    """The worker: a container image (the Claude Code CLI does not fit a zip), arm64. Its
+    handler (the image's command), timeout, environment and description are its entry in the
+    definition table; its memory is the deployment's (by default the table's)."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        environment: Mapping[str, str],
+        definition: Function,
+        values: Mapping[str, str],
         log_retention_days: int,
         memory_mb: int,
         ephemeral_storage_mb: int,
-        timeout: Duration,
         reserved_concurrency: int | None,
         queue: sqs.IQueue,
         max_concurrency: int,
     ) -> None:
+        assert definition.package == "image", definition.name
         super().__init__(scope, construct_id)
-        self.role = _role(self, "Role", "claude-jobs worker function")
+        self.role = _role(self, "Role", f"claude-jobs {definition.name} function")
         self.log_group = _log_group(self, "Logs", log_retention_days)
         self.log_group.grant_write(self.role)
         self.function = lambda_.DockerImageFunction(
             self,
             "Function",
-            description="Runs one claude-jobs job with the Claude Code CLI",
+            description=definition.description,
             code=lambda_.DockerImageCode.from_image_asset(
                 str(REPO_ROOT),
                 file=WORKER_DOCKERFILE,
                 platform=Platform.LINUX_ARM64,
                 exclude=worker_context_exclude(),
+                cmd=[definition.handler],
             ),
             architecture=ARCHITECTURE,
-            environment=dict(environment),
+            environment=environment(definition, values),
             memory_size=memory_mb,
             ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mb),
-            timeout=timeout,
+            timeout=Duration.seconds(definition.timeout_seconds),
             reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             role=self.role,

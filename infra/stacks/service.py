@@ -1,5 +1,8 @@
 """Service stack: the API, the functions and their permissions, events, and monitoring.
 
+The functions and the API's routes are the definition table's (`claude_jobs.definitions`);
+this stack gives each function this deployment's values and its permissions.
+
 Each function is granted exactly the actions its code calls, on exactly its resources:
 - submit: the job repository's create/claim/cancel/dispatch-failure writes, the jobs queue;
 - status: reads of jobs and the tenant index, results objects (to presign download URLs);
@@ -13,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from claude_jobs import resources
+from claude_jobs.definitions import FUNCTIONS
 from infra.components.api import JobsApi
 from infra.components.events import (
     JobEvents,
@@ -73,16 +77,25 @@ class ServiceStack(Stack):
         trigger_dlq = stateful.queues.trigger_dlq
 
         service_name = config.app_name
-        common = {
+        #: This deployment's value of every variable a function may read; each function gets
+        #: those its entry in the definition table names.
+        values = {
             "POWERTOOLS_SERVICE_NAME": service_name,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": config.log_level,
-        }
-        job_policy = {
             "PERMITTED_TOOLS": ",".join(config.permitted_tools),
             "DEFAULT_MODEL": config.default_model,
             "MAX_BUDGET_USD_CAP": str(config.max_budget_usd_cap),
             "JOB_RETENTION_DAYS": str(config.job_retention_days),
+            "JOBS_TABLE": jobs.table_name,
+            "KEYS_TABLE": keys.table_name,
+            "JOBS_QUEUE_URL": queue.queue_url,
+            "RESULTS_BUCKET": bucket.bucket_name,
+            "INBOX_BUCKET": inbox.bucket_name,
+            "TRIGGER_DLQ_URL": trigger_dlq.queue_url,
+            "ANTHROPIC_SECRET_ID": stateful.anthropic_key.secret_id,
+            "ANTHROPIC_BASE_URL": config.anthropic_base_url,
+            "WEBHOOK_SECRET_ID": stateful.webhook_key.secret.secret_arn,
         }
         layer = SharedLayer(self, "SharedLayer").layer
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
@@ -96,18 +109,10 @@ class ServiceStack(Stack):
         self.submit = PythonFunction(
             self,
             "Submit",
-            name="submit",
-            description="POST /v1/jobs and POST /v1/jobs/{job_id}/cancel",
+            definition=FUNCTIONS["submit"],
+            values=values,
             layer=layer,
-            environment={
-                **common,
-                **job_policy,
-                "JOBS_TABLE": jobs.table_name,
-                "JOBS_QUEUE_URL": queue.queue_url,
-                "RESULTS_BUCKET": bucket.bucket_name,
-            },
             log_retention_days=retention,
-            timeout=Duration.seconds(15),
         )
         self.submit.allow(SUBMIT_TABLE_ACTIONS, [jobs.table_arn])
         self.submit.allow(["sqs:SendMessage"], [queue.queue_arn])
@@ -118,17 +123,10 @@ class ServiceStack(Stack):
         self.status = PythonFunction(
             self,
             "Status",
-            name="status",
-            description="GET /v1/jobs, GET /v1/jobs/{job_id} and GET /v1/health",
+            definition=FUNCTIONS["status"],
+            values=values,
             layer=layer,
-            environment={
-                **common,
-                "JOBS_TABLE": jobs.table_name,
-                "RESULTS_BUCKET": bucket.bucket_name,
-            },
             log_retention_days=retention,
-            # Long polls wait up to 20 s; API Gateway gives up at 29 s.
-            timeout=Duration.seconds(28),
         )
         # A list page reads the index's keys, then the small job items by key.
         self.status.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem"], [jobs.table_arn])
@@ -144,12 +142,10 @@ class ServiceStack(Stack):
         self.authorizer = PythonFunction(
             self,
             "Authorizer",
-            name="authorizer",
-            description="TOKEN authorizer: API key -> tenant",
+            definition=FUNCTIONS["authorizer"],
+            values=values,
             layer=layer,
-            environment={**common, "KEYS_TABLE": keys.table_name},
             log_retention_days=retention,
-            timeout=Duration.seconds(5),
         )
         self.authorizer.allow(["dynamodb:GetItem"], [keys.table_arn])
 
@@ -157,8 +153,7 @@ class ServiceStack(Stack):
             self,
             "Api",
             config=config,
-            submit=self.submit.function,
-            status=self.status.function,
+            functions={"submit": self.submit.function, "status": self.status.function},
             authorizer=self.authorizer.function,
         )
 
@@ -166,18 +161,11 @@ class ServiceStack(Stack):
         self.worker = WorkerFunction(
             self,
             "Worker",
-            environment={
-                **common,
-                **job_policy,
-                "JOBS_TABLE": jobs.table_name,
-                "RESULTS_BUCKET": bucket.bucket_name,
-                "ANTHROPIC_SECRET_ID": stateful.anthropic_key.secret_id,
-                "ANTHROPIC_BASE_URL": config.anthropic_base_url,
-            },
+            definition=FUNCTIONS["worker"],
+            values=values,
             log_retention_days=retention,
             memory_mb=config.worker_memory_mb,
             ephemeral_storage_mb=config.worker_ephemeral_storage_mb,
-            timeout=Duration.seconds(resources.WORKER_TIMEOUT_SECONDS),
             reserved_concurrency=config.worker_reserved_concurrency,
             queue=queue,
             max_concurrency=config.worker_max_concurrency,
@@ -197,20 +185,10 @@ class ServiceStack(Stack):
         self.trigger = PythonFunction(
             self,
             "Trigger",
-            name="trigger",
-            description="S3 objects and EventBridge events -> jobs",
+            definition=FUNCTIONS["trigger"],
+            values=values,
             layer=layer,
-            environment={
-                **common,
-                **job_policy,
-                "JOBS_TABLE": jobs.table_name,
-                "JOBS_QUEUE_URL": queue.queue_url,
-                "INBOX_BUCKET": inbox.bucket_name,
-                "TRIGGER_DLQ_URL": trigger_dlq.queue_url,
-                "RESULTS_BUCKET": bucket.bucket_name,
-            },
             log_retention_days=retention,
-            timeout=Duration.seconds(60),
             # Invoked asynchronously (S3, EventBridge): what still fails after Lambda's
             # retries lands next to the events the function itself rejected.
             failure_queue=trigger_dlq,
@@ -235,22 +213,14 @@ class ServiceStack(Stack):
             dead_letter_queue=trigger_dlq,
         )
 
+        values["EVENT_BUS_NAME"] = self.events.bus.event_bus_name
         self.notifier = PythonFunction(
             self,
             "Notifier",
-            name="notifier",
-            description="Jobs table stream -> completion events and webhooks",
+            definition=FUNCTIONS["notifier"],
+            values=values,
             layer=layer,
-            environment={
-                **common,
-                "JOBS_TABLE": jobs.table_name,
-                "RESULTS_BUCKET": bucket.bucket_name,
-                "EVENT_BUS_NAME": self.events.bus.event_bus_name,
-                "WEBHOOK_SECRET_ID": stateful.webhook_key.secret.secret_arn,
-            },
             log_retention_days=retention,
-            # A batch of up to 10 records, each webhook with up to 4 attempts.
-            timeout=Duration.seconds(120),
             no_dlq_reason=(
                 "Invoked by the stream event source only: failed batches are described in the "
                 "notifier dead-letter queue, the event source's on-failure destination."

@@ -1,39 +1,34 @@
 """Real-shaped API Gateway events: REST proxy requests and TOKEN authorizer requests.
 
 The tests drive the handlers with these, and the local stack's HTTP front builds its events with
-:func:`rest_event` so the handlers see exactly what API Gateway would send them.
+:func:`rest_event` so the handlers see exactly what API Gateway would send them. Resource
+templates come from the definition table's routes (:mod:`claude_jobs.definitions`).
 """
 
 from __future__ import annotations
 
 import base64
-import re
 import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from claude_jobs.definitions import ROUTES
+
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_API_ID = "a1b2c3d4e5"
 DEFAULT_STAGE = "prod"
 DEFAULT_REGION = "us-east-1"
 
-#: Resource templates of the API, as API Gateway names them in `resource`.
-RESOURCES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
-    (re.compile(r"^/v1/jobs/([^/]+)/cancel$"), "/v1/jobs/{job_id}/cancel", ("job_id",)),
-    (re.compile(r"^/v1/jobs/([^/]+)$"), "/v1/jobs/{job_id}", ("job_id",)),
-    (re.compile(r"^/v1/jobs$"), "/v1/jobs", ()),
-    (re.compile(r"^/v1/health$"), "/v1/health", ()),
-)
-
 
 def match_resource(path: str) -> tuple[str, dict[str, str] | None]:
-    """(resource template, path parameters) for a path; `/{proxy+}` when nothing matches."""
-    for pattern, resource, names in RESOURCES:
-        found = pattern.match(path)
-        if found:
-            return resource, dict(zip(names, found.groups(), strict=True)) or None
+    """(resource template, path parameters) for a path, from the definition table's routes;
+    `/{proxy+}` when none matches."""
+    for route in ROUTES:
+        found = route.match(path)
+        if found is not None:
+            return route.path, found or None
     return "/{proxy+}", {"proxy": path.lstrip("/")}
 
 

@@ -3,7 +3,9 @@
     python -m claude_jobs_tools.openapi > openapi.json     # what `make openapi` does
 
 The routes validate with the same models (see :mod:`claude_jobs.api.routes`), so the document
-and the behaviour cannot drift apart on bodies; paths, parameters and statuses are declared here.
+and the behaviour cannot drift apart on bodies; methods, paths, operation ids, summaries,
+parameters and security come from the definition table (:mod:`claude_jobs.definitions`), as
+the API's routes do; parameter schemas and statuses are declared here.
 Nothing here runs when a function starts: it is built only when asked for.
 """
 
@@ -18,6 +20,7 @@ from pydantic.json_schema import models_json_schema
 from claude_jobs import __version__
 from claude_jobs.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 from claude_jobs.api.routes import POLL_AFTER_SECONDS
+from claude_jobs.definitions import ROUTES, Route
 from claude_jobs.job_service import IDEMPOTENCY_KEY_MAX, MAX_PAGE_SIZE, MAX_WAIT_SECONDS
 from claude_jobs.models import (
     MAX_BODY_BYTES,
@@ -60,7 +63,6 @@ _INT = {"type": "integer"}
 _STR = {"type": "string"}
 _RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": _INT}
 _ETAG = {"description": "Version of the job; send it back in If-None-Match", "schema": _STR}
-_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": _STR}
 
 _COMMON_ERRORS = {
     "401": _problem(
@@ -69,6 +71,133 @@ _COMMON_ERRORS = {
     ),
     "429": _problem("Throttled", {"Retry-After": _RETRY_AFTER}),
 }
+
+
+#: Each parameter a route reads, by name: its schema (and description).
+_PARAMETERS: dict[str, dict[str, Any]] = {
+    "job_id": {"schema": _STR},
+    "Idempotency-Key": {
+        "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}
+    },
+    "limit": {"schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20}},
+    "next_token": {"schema": _STR},
+    "wait": {
+        "description": "Seconds to wait for a terminal status",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+    },
+    "If-None-Match": {"schema": _STR},
+}
+
+#: What each operation answers (and anything else it documents), by operationId. Its method,
+#: path, summary, parameters and security are the definition table's.
+_OPERATIONS: dict[str, dict[str, Any]] = {
+    "submitJob": {
+        "description": (
+            f"Bodies over {MAX_BODY_BYTES // 1024} KiB answer 413. An Idempotency-Key replays "
+            "the first job for 24 h (same body) or answers 409 (another body)."
+        ),
+        "requestBody": {
+            "required": True,
+            "description": "JSON of at most 256 KiB (UTF-8), nested at most "
+            f"{MAX_DOCUMENT_DEPTH + 1} levels (free-form documents inside it, such "
+            f"as `output_schema`, at most {MAX_DOCUMENT_DEPTH}), finite numbers of "
+            "any magnitude and precision; no other limits on JSON values.",
+            "content": {"application/json": {"schema": _ref(JobRequest)}},
+        },
+        "responses": {
+            "202": _json(
+                SubmitResponse,
+                "Queued (or the first job, for a replayed Idempotency-Key)",
+                Location={"description": "The job's URL path", "schema": _STR},
+            ),
+            **_COMMON_ERRORS,
+            "409": _problem("Idempotency-Key reused with another body"),
+            "413": _problem("Body over 256 KiB"),
+            "422": _problem("Invalid request; `errors` lists each field"),
+            "503": _problem(
+                "The job could not be queued (it was failed); retry",
+                {"Retry-After": _RETRY_AFTER},
+            ),
+        },
+    },
+    "listJobs": {
+        "responses": {
+            "200": _json(JobList, "A page of jobs"),
+            **_COMMON_ERRORS,
+            "422": _problem("Invalid limit or next_token"),
+        },
+    },
+    "getJob": {
+        "responses": {
+            "200": _json(
+                JobView,
+                f"The job. Non-terminal answers carry Retry-After ({POLL_AFTER_SECONDS} s).",
+                ETag=_ETAG,
+                **{"Retry-After": _RETRY_AFTER},
+            ),
+            "304": {
+                "description": "Unchanged since the ETag sent in If-None-Match",
+                "headers": {"ETag": _ETAG},
+            },
+            **_COMMON_ERRORS,
+            "404": _problem("No such job (or another tenant's)"),
+            "422": _problem("Invalid wait"),
+        },
+    },
+    "cancelJob": {
+        "responses": {
+            "202": _json(JobView, "The job as it is now", ETag=_ETAG),
+            **_COMMON_ERRORS,
+            "404": _problem("No such job (or another tenant's)"),
+        },
+    },
+    "health": {
+        "responses": {
+            "200": {
+                "description": "The API answers",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"status": {"const": "ok"}},
+                            "required": ["status"],
+                        }
+                    }
+                },
+            }
+        },
+    },
+}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, **_PARAMETERS[name]}
+        for name in route.path_parameters
+    ] + [
+        {"name": p.name, "in": p.location, "required": False, **_PARAMETERS[p.name]}
+        for p in route.parameters
+    ]
+    operation: dict[str, Any] = {"operationId": route.operation, "summary": route.summary}
+    details = dict(_OPERATIONS[route.operation])
+    if "description" in details:
+        operation["description"] = details.pop("description")
+    if parameters:
+        operation["parameters"] = parameters
+    if not route.authorized:
+        operation["security"] = []
+    return {**operation, **details}
+
+
+def paths() -> dict[str, dict[str, Any]]:
+    """Every route of the definition table, and nothing else."""
+    undocumented = {r.operation for r in ROUTES} ^ set(_OPERATIONS)
+    if undocumented:
+        raise ValueError(f"operations not both routed and documented: {sorted(undocumented)}")
+    found: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        found.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return found
 
 
 def document() -> dict[str, Any]:
@@ -95,145 +224,7 @@ def document() -> dict[str, Any]:
             ),
         },
         "security": [{"apiKey": []}],
-        "paths": {
-            "/v1/jobs": {
-                "post": {
-                    "operationId": "submitJob",
-                    "summary": "Submit a job",
-                    "description": (
-                        f"Bodies over {MAX_BODY_BYTES // 1024} KiB answer 413. An "
-                        "Idempotency-Key replays the first job for 24 h (same body) or "
-                        "answers 409 (another body)."
-                    ),
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "schema": {
-                                "type": "string",
-                                "minLength": 1,
-                                "maxLength": IDEMPOTENCY_KEY_MAX,
-                            },
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "description": "JSON of at most 256 KiB (UTF-8), nested at most "
-                        f"{MAX_DOCUMENT_DEPTH + 1} levels (free-form documents inside it, such "
-                        f"as `output_schema`, at most {MAX_DOCUMENT_DEPTH}), finite numbers of "
-                        "any magnitude and precision; no other limits on JSON values.",
-                        "content": {"application/json": {"schema": _ref(JobRequest)}},
-                    },
-                    "responses": {
-                        "202": _json(
-                            SubmitResponse,
-                            "Queued (or the first job, for a replayed Idempotency-Key)",
-                            Location={"description": "The job's URL path", "schema": _STR},
-                        ),
-                        **_COMMON_ERRORS,
-                        "409": _problem("Idempotency-Key reused with another body"),
-                        "413": _problem("Body over 256 KiB"),
-                        "422": _problem("Invalid request; `errors` lists each field"),
-                        "503": _problem(
-                            "The job could not be queued (it was failed); retry",
-                            {"Retry-After": _RETRY_AFTER},
-                        ),
-                    },
-                },
-                "get": {
-                    "operationId": "listJobs",
-                    "summary": "List own jobs, newest first",
-                    "parameters": [
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": MAX_PAGE_SIZE,
-                                "default": 20,
-                            },
-                        },
-                        {"name": "next_token", "in": "query", "schema": _STR},
-                    ],
-                    "responses": {
-                        "200": _json(JobList, "A page of jobs"),
-                        **_COMMON_ERRORS,
-                        "422": _problem("Invalid limit or next_token"),
-                    },
-                },
-            },
-            "/v1/jobs/{job_id}": {
-                "get": {
-                    "operationId": "getJob",
-                    "summary": "Get a job (optionally long-polling until it is terminal)",
-                    "parameters": [
-                        _JOB_ID,
-                        {
-                            "name": "wait",
-                            "in": "query",
-                            "description": "Seconds to wait for a terminal status",
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 0,
-                                "maximum": MAX_WAIT_SECONDS,
-                            },
-                        },
-                        {"name": "If-None-Match", "in": "header", "schema": _STR},
-                    ],
-                    "responses": {
-                        "200": _json(
-                            JobView,
-                            "The job. Non-terminal answers carry Retry-After "
-                            f"({POLL_AFTER_SECONDS} s).",
-                            ETag=_ETAG,
-                            **{"Retry-After": _RETRY_AFTER},
-                        ),
-                        "304": {
-                            "description": "Unchanged since the ETag sent in If-None-Match",
-                            "headers": {"ETag": _ETAG},
-                        },
-                        **_COMMON_ERRORS,
-                        "404": _problem("No such job (or another tenant's)"),
-                        "422": _problem("Invalid wait"),
-                    },
-                }
-            },
-            "/v1/jobs/{job_id}/cancel": {
-                "post": {
-                    "operationId": "cancelJob",
-                    "summary": "Cancel a job (queued: at once; running: within seconds)",
-                    "parameters": [_JOB_ID],
-                    "responses": {
-                        "202": _json(JobView, "The job as it is now", ETag=_ETAG),
-                        **_COMMON_ERRORS,
-                        "404": _problem("No such job (or another tenant's)"),
-                    },
-                }
-            },
-            "/v1/health": {
-                "get": {
-                    "operationId": "health",
-                    "summary": "Liveness (no API key needed)",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "The API answers",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {"status": {"const": "ok"}},
-                                        "required": ["status"],
-                                    }
-                                }
-                            },
-                        }
-                    },
-                }
-            },
-        },
+        "paths": paths(),
         "components": {
             "securitySchemes": {
                 "apiKey": {

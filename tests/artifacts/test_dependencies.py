@@ -78,7 +78,8 @@ def test_a_distribution_missing_from_the_layer_is_reported(tmp_path: Path) -> No
 def test_a_worker_module_in_the_layer_would_be_reported() -> None:
     # Given the worker's modules checked against the layer's list
     missing = missing_distributions(worker_image_files(), layer_provides(), root=REPO_ROOT)
-    # Then the agent's SDK is reported (which is why the layer leaves the worker out)
+    # Then the agent's SDK is reported (which is why the layer leaves the worker out), next to
+    # what it brings (anyio, which agent.py imports too)
     assert "claude_agent_sdk (claude-agent-sdk)" in missing["src/claude_jobs/worker/agent.py"]
 
 

@@ -10,6 +10,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from claude_jobs.api.problems import TYPE_PREFIX, problem
+from claude_jobs.definitions import ROUTES
 from infra.components.api import ACCESS_LOG_FIELDS, GATEWAY_PROBLEMS
 from tests.infra.conftest import Synthesized
 
@@ -73,8 +74,8 @@ def test_health_is_public_and_every_other_method_uses_the_authorizer(
     methods = synth.service.find_resources("AWS::ApiGateway::Method")
     public = [m for m in methods.values() if m["Properties"]["AuthorizationType"] == "NONE"]
     private = [m for m in methods.values() if m["Properties"]["AuthorizationType"] == "CUSTOM"]
-    assert len(public) == 1 and public[0]["Properties"]["HttpMethod"] == "GET"
-    assert len(private) == 4
+    assert len(public) == len([r for r in ROUTES if not r.authorized])
+    assert len(private) == len([r for r in ROUTES if r.authorized])
     for method in private:
         assert method["Properties"]["AuthorizerId"] == {"Ref": authorizer_id}
 
@@ -92,19 +93,30 @@ def test_routes_reach_the_right_functions(synth: Synthesized) -> None:
             current = parents[current]
         return "/" + "/".join(reversed(parts))
 
-    routes = {}
+    where = {"query": "querystring", "header": "header"}  # API Gateway's names
+    routes: dict[tuple[str, str], tuple[str, bool, str, set[str]]] = {}
     for method in synth.service.find_resources("AWS::ApiGateway::Method").values():
         props = method["Properties"]
         uri = json.dumps(props["Integration"]["Uri"])
-        target = re.search(r'"(Submit|Status)Function[0-9A-F]+"', uri)
+        target = re.search(r'"([A-Z][a-z]+)Function[0-9A-F]+"', uri)
         assert target and props["Integration"]["Type"] == "AWS_PROXY"
-        routes[(props["HttpMethod"], full_path(props["ResourceId"]["Ref"]))] = target.group(1)
+        routes[(props["HttpMethod"], full_path(props["ResourceId"]["Ref"]))] = (
+            target.group(1).lower(),
+            props["AuthorizationType"] == "CUSTOM",
+            props["OperationName"],
+            set(props["RequestParameters"]),
+        )
+    # Exactly the definition table's routes, each on the function it names
     assert routes == {
-        ("GET", "/v1/health"): "Status",
-        ("POST", "/v1/jobs"): "Submit",
-        ("GET", "/v1/jobs"): "Status",
-        ("GET", "/v1/jobs/{job_id}"): "Status",
-        ("POST", "/v1/jobs/{job_id}/cancel"): "Submit",
+        (r.method, r.path): (
+            r.function,
+            r.authorized,
+            r.operation,
+            {f"method.request.path.{name}" for name in r.path_parameters}
+            | {f"method.request.{where[p.location]}.{p.name}" for p in r.parameters}
+            | ({"method.request.header.Authorization"} if r.authorized else set()),
+        )
+        for r in ROUTES
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from claude_jobs.definitions import FUNCTIONS
 from claude_jobs.settings import Settings
 from infra.config import InfraConfig
 from tests.infra.conftest import Synthesized
@@ -15,15 +16,39 @@ from tests.infra.helpers import find_one
 
 pytestmark = pytest.mark.synth
 
-ZIP_FUNCTIONS = ("Submit", "Status", "Authorizer", "Trigger", "Notifier")
+ZIP_FUNCTIONS = tuple(f.name.capitalize() for f in FUNCTIONS.values() if f.package == "zip")
 
 
 def _functions(synth: Synthesized) -> dict[str, Any]:
     found = synth.service.find_resources("AWS::Lambda::Function")
     return {
         name: next(f for i, f in found.items() if i.startswith(f"{name}Function"))
-        for name in (*ZIP_FUNCTIONS, "Worker")
+        for name in (f.name.capitalize() for f in FUNCTIONS.values())
     }
+
+
+def test_the_functions_are_the_definition_tables(synth: Synthesized) -> None:
+    # Every function of the template is an entry of the table, and every entry is there
+    deployed = _functions(synth)
+    others = [
+        logical_id
+        for logical_id in synth.service.find_resources("AWS::Lambda::Function")
+        if not any(logical_id.startswith(f"{name}Function") for name in deployed)
+    ]
+    # (besides the handler CDK adds to configure the inbox bucket's notifications)
+    assert [o for o in others if not o.startswith("BucketNotificationsHandler")] == []
+    for definition in FUNCTIONS.values():
+        props = deployed[definition.name.capitalize()]["Properties"]
+        # with the table's timeout, description and environment variables
+        assert props["Timeout"] == definition.timeout_seconds, definition.name
+        assert props["Description"] == definition.description, definition.name
+        assert set(props["Environment"]["Variables"]) == set(definition.environment)
+        if definition.package == "zip":
+            assert props["Handler"] == definition.handler, definition.name
+            assert props["MemorySize"] == definition.memory_mb, definition.name
+        else:  # the image's command is the table's handler; its memory the deployment's
+            assert props["ImageConfig"]["Command"] == [definition.handler]
+            assert props["MemorySize"] == InfraConfig().worker_memory_mb == definition.memory_mb
 
 
 def test_zip_functions_run_the_latest_python_on_arm64_with_the_layer(synth: Synthesized) -> None:

@@ -9,6 +9,7 @@ moto server with a short visibility timeout, so redelivery and the redrive to th
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import threading
 import time
@@ -21,8 +22,9 @@ import boto3
 import httpx
 import pytest
 
+from claude_jobs.definitions import FUNCTIONS, ROUTES
 from claude_jobs_tools.local.front import ApiGatewayFront, policy_allows, serve
-from claude_jobs_tools.local.runtime import FunctionPool, FunctionSpec
+from claude_jobs_tools.local.runtime import FunctionPool
 from claude_jobs_tools.local.workers import QueueConsumer, failed_ids
 
 AUTHORIZER = """
@@ -67,6 +69,10 @@ def lambda_handler(event, context):
 """
 
 
+#: The functions the front invokes: the authorizer and those serving routes.
+DEFINED_API = ("authorizer", *sorted({route.function for route in ROUTES}))
+
+
 @pytest.fixture
 def front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
     log = tmp_path / "calls.jsonl"
@@ -81,7 +87,7 @@ def front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str
         (functions / name).mkdir(parents=True)
         (functions / name / "handler.py").write_text(textwrap.dedent(code))
     pools = {
-        name: FunctionPool(FunctionSpec(name, name, timeout_seconds=29), functions)
+        name: FunctionPool(FUNCTIONS[name], functions)
         for name in ("authorizer", "submit", "status")
     }
     server = serve(ApiGatewayFront(pools), "127.0.0.1", 0)
@@ -133,7 +139,28 @@ def test_an_authorized_request_reaches_its_function_with_a_rest_proxy_event(
     assert context["authorizer"]["n"] == "3"
     assert context["resourcePath"] == "/v1/jobs/{job_id}"
     assert context["requestId"] == response.headers["x-amzn-requestid"]
-    assert 0 < function_call["remaining"] <= 29_000
+    assert 0 < function_call["remaining"] <= FUNCTIONS["status"].timeout_seconds * 1000
+
+
+def test_every_route_of_the_definition_table_reaches_its_function(
+    front: tuple[str, Path],
+) -> None:
+    url, log = front
+    for route in ROUTES:
+        # When a request is made on the route (with a key where the route needs one)
+        path = re.sub(r"\{\w+\}", "p-1", route.path)
+        headers = {"Authorization": "Bearer good-key-0123456789"} if route.authorized else {}
+        before = len(calls(log))
+        response = httpx.request(route.method, f"{url}{path}", headers=headers)
+        # Then the function the table names answers it, after the authorizer if it needs one
+        assert response.status_code < 300, route
+        assert response.json()["fn"] == route.function
+        made = calls(log)[before:]
+        assert [c["fn"] for c in made] == [
+            *(["authorizer"] if route.authorized else []),
+            route.function,
+        ]
+        assert made[-1]["event"]["resource"] == route.path
 
 
 def test_a_body_is_passed_as_text_and_health_needs_no_key(front: tuple[str, Path]) -> None:
@@ -297,7 +324,7 @@ def test_the_consumer_deletes_successes_and_redrives_failures_to_the_dlq(
     # And one message that succeeds, one the function reports failed, one that makes it raise
     for action in ("ok", "fail", "raise"):
         sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"action": action}))
-    pool = FunctionPool(FunctionSpec("worker", "worker", timeout_seconds=900), tmp_path)
+    pool = FunctionPool(FUNCTIONS["worker"], tmp_path)
     consumer = QueueConsumer(pool, queue, queue_arn, count=2, poll_seconds=1)
     # When the consumer runs until the failing two have been received twice each
     consumer.start()
@@ -333,10 +360,10 @@ def test_the_consumer_deletes_successes_and_redrives_failures_to_the_dlq(
     assert {"messageId", "receiptHandle", "md5OfBody", "awsRegion"} <= record.keys()
 
 
-def test_the_stream_poller_keeps_reading_after_a_failed_transaction(moto_server: str) -> None:
+def test_the_stream_reader_keeps_reading_after_a_failed_transaction(moto_server: str) -> None:
     from botocore.exceptions import ClientError
 
-    from claude_jobs_tools.local.sources import StreamPoller
+    from claude_jobs_tools.local.table_stream import StreamReader
 
     # Given a table with a stream, and a poller that has read its first record
     dynamodb = boto3.client("dynamodb")
@@ -347,7 +374,7 @@ def test_the_stream_poller_keeps_reading_after_a_failed_transaction(moto_server:
         BillingMode="PAY_PER_REQUEST",
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
-    poller = StreamPoller(dynamodb, "t")
+    poller = StreamReader(dynamodb, "t")
     dynamodb.put_item(TableName="t", Item={"k": {"S": "first"}})
     assert [r["dynamodb"]["Keys"]["k"]["S"] for r in poller.poll()] == ["first"]
     # When a transaction fails (the emulator then restores a copy of the table)

@@ -27,6 +27,7 @@ from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
 from claude_jobs_tools.local.table_stream import StreamReader
 from claude_jobs_tools.provision import Provisioned, provision
+from tests.lambda_context import lambda_context
 
 BUS = "test-bus"
 
@@ -163,7 +164,7 @@ class World:
 
     def deliver_stream(self) -> dict[str, Any]:
         """Hand everything written since the last call to the notifier, as Lambda would."""
-        return self.notifier.handler({"Records": self.stream.poll()}, None)
+        return self.notifier.handler({"Records": self.stream.poll()}, lambda_context("notifier"))
 
     def job(self, job_id: str) -> Job:
         found = self.container.job_repository.get(job_id)

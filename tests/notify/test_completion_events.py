@@ -12,6 +12,7 @@ from claude_jobs.notify.function import NotifierFunction
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
 from tests.events import load_event
+from tests.lambda_context import lambda_context
 
 from .conftest import Subscriber, World
 
@@ -111,8 +112,8 @@ def test_non_terminal_and_after_the_end_records_publish_nothing(
     record = after_end["Records"][0]["dynamodb"]
     record["OldImage"] = record["NewImage"]
     # When they reach the notifier
-    world.notifier.handler(started, None)
-    world.notifier.handler(after_end, None)
+    world.notifier.handler(started, lambda_context("notifier"))
+    world.notifier.handler(after_end, lambda_context("notifier"))
     # Then nothing is published
     assert subscriber.received() == []
 
@@ -123,7 +124,7 @@ def test_the_sample_terminal_record_publishes_its_event(
     # Given the sample record of a job going running → succeeded
     event = load_event("dynamodb_stream_job_succeeded.json")
     # When it reaches the notifier
-    assert world.notifier.handler(event, None) == {"batchItemFailures": []}
+    assert world.notifier.handler(event, lambda_context("notifier")) == {"batchItemFailures": []}
     # Then its event is published
     (published,) = subscriber.received()
     assert published["detail-type"] == "Job Succeeded"
@@ -139,7 +140,7 @@ def test_a_record_whose_event_cannot_be_published_is_reported_for_retry(
     finished = load_event("dynamodb_stream_job_succeeded.json")["Records"][0]
     started = load_event("dynamodb_stream_job_started.json")["Records"][0]
     # When the batch reaches it
-    response = broken.handler({"Records": [started, finished]}, None)
+    response = broken.handler({"Records": [started, finished]}, lambda_context("notifier"))
     # Then only the terminal record is reported as failed (the stream retries it), none dropped
     sequence = finished["dynamodb"]["SequenceNumber"]
     assert response == {"batchItemFailures": [{"itemIdentifier": sequence}]}

@@ -20,6 +20,7 @@ from claude_jobs.wiring import Container
 from claude_jobs_tools.cli.main import app
 from claude_jobs_tools.local.trigger_relay import relay_once, wire_local_triggers
 from claude_jobs_tools.provision import Provisioned, provision
+from tests.lambda_context import lambda_context
 
 from .conftest import SHIPPED_CONFIG
 
@@ -58,7 +59,11 @@ def relay(settings: Settings) -> tuple[TriggerFunction, str]:
     queue_url = wire_local_triggers(settings, load_config(SHIPPED_CONFIG), prefix="local")
     # S3 announces a new notification configuration with a test event, as AWS does: ignored.
     seen: list[dict[str, object]] = []
-    relay_once(boto3.client("sqs"), queue_url, lambda e, c: seen.append(function.handler(e, c)))
+    relay_once(
+        boto3.client("sqs"),
+        queue_url,
+        lambda e, _: seen.append(function.handler(e, lambda_context("trigger"))),
+    )
     assert [o["status"] for r in seen for o in r["outcomes"]] == ["ignored"]  # type: ignore[attr-defined]
     return function, queue_url
 
@@ -72,7 +77,9 @@ def test_an_upload_with_the_command_becomes_a_job(local: Provisioned, tmp_path: 
     result = CliRunner().invoke(app, ["trigger", "s3", str(notes)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["key"] == "inbox/standup.md"
-    handled = relay_once(boto3.client("sqs"), queue_url, function.handler)
+    handled = relay_once(
+        boto3.client("sqs"), queue_url, lambda e, _: function.handler(e, lambda_context("trigger"))
+    )
     # Then the emulator's S3 notification reached the trigger function and made the job
     assert handled == 1
     (job,) = Container(local.settings).job_repository.list_for_tenant("default", 10).jobs
@@ -90,7 +97,14 @@ def test_an_event_with_the_command_becomes_a_job(local: Provisioned) -> None:
     )
     assert result.exit_code == 0, result.output
     event_id = json.loads(result.output)["event_id"]
-    assert relay_once(boto3.client("sqs"), queue_url, function.handler) == 1
+    assert (
+        relay_once(
+            boto3.client("sqs"),
+            queue_url,
+            lambda e, _: function.handler(e, lambda_context("trigger")),
+        )
+        == 1
+    )
     # Then the bus's rule delivered it to the trigger function, which made the job
     (job,) = Container(local.settings).job_repository.list_for_tenant("default", 10).jobs
     assert job.source == "events" and job.options.max_turns == 2
@@ -106,7 +120,7 @@ def test_a_schedule_is_simulated_with_its_event(local: Provisioned) -> None:
     )
     assert result.exit_code == 0, result.output
     # When it is handed to the trigger function
-    outcome = function.handler(json.loads(result.output), None)["outcomes"][0]
+    outcome = function.handler(json.loads(result.output), lambda_context("trigger"))["outcomes"][0]
     # Then the schedule's job is made
     assert outcome["status"] == "created" and outcome["trigger"] == "nightly-digest"
 

@@ -15,6 +15,7 @@ from claude_jobs.triggers.function import TriggerFunction
 from claude_jobs.triggers.trigger_service import TEXT_INLINE_BYTES
 from claude_jobs.wiring import Container
 from tests.events import load_event
+from tests.lambda_context import lambda_context
 
 from .conftest import INBOX, Inspector
 
@@ -37,7 +38,7 @@ def test_s3_object_becomes_one_job_with_the_rendered_prompt(
     # Given an object under inbox/ (its key URL-encoded in the notification, as S3 sends it)
     put_inbox("inbox/meeting notes.txt", NOTES.encode())
     # When the S3 notification reaches the trigger function
-    result = trigger.handler(load_event("s3_object_created.json"), None)
+    result = trigger.handler(load_event("s3_object_created.json"), lambda_context("trigger"))
     # Then one job is queued for the configured tenant, with the configured options
     (outcome,) = result["outcomes"]
     assert outcome["status"] == "created" and outcome["trigger"] == "inbox-review"
@@ -73,8 +74,8 @@ def test_the_same_notification_twice_makes_one_job(
     put_inbox("inbox/meeting notes.txt", NOTES.encode())
     event = load_event("s3_object_created.json")
     # When both deliveries are handled
-    first = trigger.handler(event, None)["outcomes"][0]
-    second = trigger.handler(copy.deepcopy(event), None)["outcomes"][0]
+    first = trigger.handler(event, lambda_context("trigger"))["outcomes"][0]
+    second = trigger.handler(copy.deepcopy(event), lambda_context("trigger"))["outcomes"][0]
     # Then there is one job, and the second delivery names it
     assert first["status"] == "created"
     assert second == {**first, "status": "duplicate"}
@@ -87,12 +88,12 @@ def test_a_new_version_of_the_object_is_a_new_job(
 ) -> None:
     # Given an object that was handled, then overwritten (a new ETag)
     put_inbox("inbox/meeting notes.txt", b"v1")
-    trigger.handler(load_event("s3_object_created.json"), None)
+    trigger.handler(load_event("s3_object_created.json"), lambda_context("trigger"))
     put_inbox("inbox/meeting notes.txt", b"v2")
     event = load_event("s3_object_created.json")
     event["Records"][0]["s3"]["object"]["eTag"] = "fedcba9876543210fedcba9876543210"
     # When its notification arrives
-    outcome = trigger.handler(event, None)["outcomes"][0]
+    outcome = trigger.handler(event, lambda_context("trigger"))["outcomes"][0]
     # Then it makes a second job, with the new content
     assert outcome["status"] == "created"
     jobs = inspect.jobs()
@@ -106,7 +107,7 @@ def test_a_large_object_is_left_in_the_workspace_not_quoted(
     # Given an object larger than what a prompt quotes
     put_inbox("inbox/big.log", b"x" * (TEXT_INLINE_BYTES + 1))
     # When its notification is handled
-    trigger.handler(s3_event("inbox/big.log"), None)
+    trigger.handler(s3_event("inbox/big.log"), lambda_context("trigger"))
     # Then the prompt points at the file instead of quoting it
     (job,) = inspect.jobs()
     assert job.prompt is not None
@@ -117,7 +118,7 @@ def test_a_large_object_is_left_in_the_workspace_not_quoted(
 
 def test_a_binary_object_is_not_quoted(trigger: TriggerFunction, inspect: Inspector) -> None:
     put_inbox("inbox/photo.png", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
-    trigger.handler(s3_event("inbox/photo.png"), None)
+    trigger.handler(s3_event("inbox/photo.png"), lambda_context("trigger"))
     (job,) = inspect.jobs()
     assert "it is the file `photo.png`" in (job.prompt or "")
 
@@ -144,7 +145,7 @@ def test_a_bad_s3_event_goes_to_the_dlq_with_its_reason(
 ) -> None:
     # Given an event that cannot become a job
     # When the trigger function handles it
-    result = trigger.handler(event, None)
+    result = trigger.handler(event, lambda_context("trigger"))
     # Then it does not raise, makes no job, and dead-letters the event with the reason, logged
     assert [o["status"] for o in result["outcomes"]] == ["rejected"]
     assert inspect.jobs() == []
@@ -164,7 +165,7 @@ def test_one_bad_record_does_not_hold_up_the_good_one(
     event = load_event("s3_object_created.json")
     event["Records"].append(s3_event("elsewhere/x.txt")["Records"][0])
     # When it is handled
-    outcomes = trigger.handler(event, None)["outcomes"]
+    outcomes = trigger.handler(event, lambda_context("trigger"))["outcomes"]
     # Then the good record makes its job and the other is dead-lettered
     assert [o["status"] for o in outcomes] == ["created", "rejected"]
     assert len(inspect.jobs()) == 1
@@ -173,7 +174,7 @@ def test_one_bad_record_does_not_hold_up_the_good_one(
 
 def test_an_s3_test_event_is_ignored(trigger: TriggerFunction, inspect: Inspector) -> None:
     event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": INBOX}
-    assert trigger.handler(event, None)["outcomes"][0]["status"] == "ignored"
+    assert trigger.handler(event, lambda_context("trigger"))["outcomes"][0]["status"] == "ignored"
     assert inspect.jobs() == [] and inspect.dead_letters() == []
 
 
@@ -187,7 +188,7 @@ def test_an_infrastructure_fault_raises_instead_of_dead_lettering(
     # When a good event arrives
     # Then the invocation fails (Lambda retries it), and nothing is dead-lettered
     with pytest.raises(ClientError, match="ResourceNotFound"):
-        trigger.handler(load_event("s3_object_created.json"), None)
+        trigger.handler(load_event("s3_object_created.json"), lambda_context("trigger"))
     assert inspect.dead_letters() == []
 
 
@@ -200,7 +201,7 @@ def test_an_event_with_job_options_makes_a_job_with_them(
     # Given an event for the run-task trigger, whose detail.job sets options
     event = load_event("eventbridge_run_task.json")
     # When it is handled
-    (outcome,) = trigger.handler(event, None)["outcomes"]
+    (outcome,) = trigger.handler(event, lambda_context("trigger"))["outcomes"]
     # Then a job runs the task with the event's options over the trigger's
     assert outcome["status"] == "created" and outcome["trigger"] == "run-task"
     (job,) = inspect.jobs()
@@ -213,7 +214,9 @@ def test_an_event_with_job_options_makes_a_job_with_them(
     assert event["id"] in job.prompt and "claude-jobs.trigger" in job.prompt
     assert job.metadata["event_id"] == event["id"]
     # And the same event again (EventBridge delivers at least once) makes no second job
-    again = trigger.handler(load_event("eventbridge_run_task.json"), None)["outcomes"][0]
+    again = trigger.handler(load_event("eventbridge_run_task.json"), lambda_context("trigger"))[
+        "outcomes"
+    ][0]
     assert again["status"] == "duplicate" and again["job_id"] == job.job_id
     assert len(inspect.jobs()) == 1
 
@@ -222,7 +225,7 @@ def test_a_scheduled_event_makes_a_job(trigger: TriggerFunction, inspect: Inspec
     # Given the event of a schedule rule named like the nightly-digest trigger's rule
     event = load_event("eventbridge_scheduled.json")
     # When it is handled
-    (outcome,) = trigger.handler(event, None)["outcomes"]
+    (outcome,) = trigger.handler(event, lambda_context("trigger"))["outcomes"]
     # Then a job with the trigger's options runs its template
     assert outcome["status"] == "created" and outcome["trigger"] == "nightly-digest"
     (job,) = inspect.jobs()
@@ -278,7 +281,7 @@ def test_a_bad_event_goes_to_the_dlq_with_its_reason(
 ) -> None:
     # Given an event that cannot become a job
     # When it is handled
-    (outcome,) = trigger.handler(event, None)["outcomes"]
+    (outcome,) = trigger.handler(event, lambda_context("trigger"))["outcomes"]
     # Then no job is made and the event is dead-lettered with the reason
     assert outcome["status"] == "rejected"
     assert inspect.jobs() == []
@@ -293,7 +296,7 @@ def test_a_trigger_may_forbid_event_options(trigger: TriggerFunction, inspect: I
     event = load_event("eventbridge_scheduled.json")
     event["detail"] = {"job": {"max_turns": 2}}
     # When such an event tries to
-    (outcome,) = trigger.handler(event, None)["outcomes"]
+    (outcome,) = trigger.handler(event, lambda_context("trigger"))["outcomes"]
     # Then it is refused
     assert outcome["status"] == "rejected"
     assert "does not let an event set: max_turns" in (outcome["reason"] or "")

@@ -1,14 +1,25 @@
-"""The local stack's Lambda runtime: warm environments, and retiring one."""
+"""The local stack's Lambda runtime: warm environments, retiring one, and the definition
+table's limits (the context's memory and remaining time, the timeout enforced)."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from claude_jobs_tools.local.runtime import EnvironmentRetired, FunctionPool, FunctionSpec
+from claude_jobs.definitions import FUNCTIONS as DEFINED
+from claude_jobs_tools.local.runtime import (
+    EnvironmentRetired,
+    FunctionPool,
+    FunctionTimedOut,
+)
+from claude_jobs_tools.local.stack import FUNCTIONS, OPTIONAL_FUNCTIONS
 
 HANDLER = """
+import time
+
 class Function:
     def retire(self):
         import os
@@ -17,25 +28,71 @@ class Function:
     def handler(self, event, context):
         if event.get("retire"):
             self.retire()
-        return {"instance": id(self)}
+        if event.get("sleep"):
+            time.sleep(event["sleep"])
+        return {
+            "instance": id(self),
+            "memory": context.memory_limit_in_mb,
+            "remaining_ms": context.get_remaining_time_in_millis(),
+        }
 
 function = Function()
 lambda_handler = function.handler
 """
 
 
+def _pool(tmp_path: Path, timeout_seconds: int | None = None) -> FunctionPool:
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "handler.py").write_text(HANDLER)
+    spec = replace(DEFINED["status"], name="fn")
+    if timeout_seconds is not None:
+        spec = replace(spec, timeout_seconds=timeout_seconds)
+    return FunctionPool(spec, tmp_path)
+
+
 def test_a_retired_environment_is_dropped_and_the_next_invocation_starts_a_fresh_one(
     tmp_path: Path,
 ) -> None:
     # Given a function whose handler can retire its execution environment
-    (tmp_path / "fn").mkdir()
-    (tmp_path / "fn" / "handler.py").write_text(HANDLER)
-    pool = FunctionPool(FunctionSpec(name="fn", directory="fn"), tmp_path)
-    first = pool.invoke({})
-    assert pool.invoke({}) == first  # warm: the same environment serves again
+    pool = _pool(tmp_path)
+    first = pool.invoke({})["instance"]
+    assert pool.invoke({})["instance"] == first  # warm: the same environment serves again
     # When an invocation retires its environment
     with pytest.raises(EnvironmentRetired):
         pool.invoke({"retire": True})
     # Then the process goes on, that environment is gone, and the next call is a cold start
     assert pool.retired == 1
-    assert pool.invoke({}) != first and pool.cold_starts == 2
+    assert pool.invoke({})["instance"] != first and pool.cold_starts == 2
+
+
+def test_the_context_reports_the_functions_memory_and_time_left(tmp_path: Path) -> None:
+    # Given a function of the table, as the local stack runs it
+    pool = _pool(tmp_path)
+    # When it is invoked
+    answer = pool.invoke({})
+    # Then its context says what the table gives it
+    assert answer["memory"] == DEFINED["status"].memory_mb
+    assert 0 < DEFINED["status"].timeout_seconds * 1000 - answer["remaining_ms"] < 1000
+
+
+def test_an_invocation_past_its_timeout_fails_and_its_environment_is_dropped(
+    tmp_path: Path,
+) -> None:
+    # Given a function with a 1 s timeout
+    pool = _pool(tmp_path, timeout_seconds=1)
+    first = pool.invoke({})["instance"]
+    # When an invocation runs longer
+    started = time.monotonic()
+    with pytest.raises(FunctionTimedOut, match=r"Task timed out after 1\.00 seconds"):
+        pool.invoke({"sleep": 3})
+    # Then the caller hears of it when the timeout is up, not when the handler ends
+    assert time.monotonic() - started < 2.5
+    # And the environment it ran in is not used again
+    assert pool.timed_out == 1
+    assert pool.invoke({})["instance"] != first
+
+
+def test_the_local_stack_runs_the_functions_of_the_definition_table() -> None:
+    # The stack's functions are the table's entries themselves: same handler, memory, timeout
+    assert set(FUNCTIONS) | OPTIONAL_FUNCTIONS == set(DEFINED)
+    assert all(FUNCTIONS[name] is DEFINED[name] for name in FUNCTIONS)

@@ -122,7 +122,7 @@ def test_a_malformed_message_or_an_unknown_job_is_dropped(stack: WorkerStack) ->
     unknown = sqs_event(job, "unknown")
     unknown["Records"][0]["body"] = '{"job_id":"no-such-job","tenant_id":"acme"}'
     # When they are delivered
-    answers = [stack.function.handler(e, None) for e in (broken, unknown)]
+    answers = [stack.function.handler(e, LambdaContext()) for e in (broken, unknown)]
     # Then both are done (nothing to retry) and nothing ran
     assert answers == [{"batchItemFailures": []}] * 2
     assert stack.fake.requests == []

@@ -45,6 +45,8 @@ import handler
 class Context:
     aws_request_id = "image-test"
     function_name = "claude-jobs-worker"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:claude-jobs-worker"
     def get_remaining_time_in_millis(self):
         return 900_000
 
@@ -254,6 +256,8 @@ import handler
 class Context:
     aws_request_id = "image-test"
     function_name = "claude-jobs-worker"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:claude-jobs-worker"
     def get_remaining_time_in_millis(self):
         return 900_000
 

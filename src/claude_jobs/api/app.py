@@ -19,10 +19,10 @@ import boto3  # noqa: F401
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from ..adapters import jobs_table, queue, results  # noqa: F401
-from ..observability import flush_metrics, get_logger
+from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
 from . import http, problems
-from .routes import FUNCTIONS
+from .routes import register
 
 if TYPE_CHECKING:
     from ..job_service import JobService
@@ -33,25 +33,24 @@ class ApiFunction(ContainerHolder):
         super().__init__(container)
         self.name = name
         self.app = APIGatewayRestResolver()
-        FUNCTIONS[name](self.app, self._job_service)
+        register(self.app, name, self._job_service)
         problems.register(self.app)
+        self._instrumented = instrumented(self._handle)
 
     def _job_service(self) -> JobService:
         return self.container.job_service
 
     def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return self._instrumented(event, context)
+
+    def _handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         started = time.perf_counter()
         logger = get_logger()
-        logger.clear_state()
         logger.append_keys(
             request_id=http.request_id(event),
-            function_request_id=getattr(context, "aws_request_id", None),
             route=f"{event.get('httpMethod')} {event.get('resource')}",
         )
-        try:
-            response = self.app.resolve(event, context)
-        finally:
-            flush_metrics()
+        response = self.app.resolve(event, context)
         logger.info(
             "answered",
             extra={

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..clock import utcnow
-from ..observability import get_logger
+from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
 
 if TYPE_CHECKING:
@@ -78,9 +78,10 @@ class Authorizer(ContainerHolder):
     ) -> None:
         super().__init__(container)
         self._clock = clock
+        self._instrumented = instrumented(self._handle)
 
     def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        logger = get_logger()
-        logger.clear_state()
-        logger.append_keys(function_request_id=getattr(context, "aws_request_id", None))
+        return self._instrumented(event, context)
+
+    def _handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         return authorize(event, self.container.key_service, self._clock())

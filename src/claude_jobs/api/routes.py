@@ -1,9 +1,8 @@
-"""The routes of HTTP API v1, grouped by the Lambda function that serves them.
+"""The operations of HTTP API v1. Which route each answers, and which function serves it, is
+the definition table's (:mod:`claude_jobs.definitions`): :func:`register` gives a function's
+resolver exactly the routes the table gives that function.
 
-- submit function: `POST /v1/jobs`, `POST /v1/jobs/{job_id}/cancel`;
-- status function: `GET /v1/jobs/{job_id}`, `GET /v1/jobs`, `GET /v1/health`.
-
-Each route reads the request (:mod:`.http`), makes one domain call and answers. Errors are
+Each operation reads the request (:mod:`.http`), makes one domain call and answers. Errors are
 raised, never caught here: :mod:`.problems` turns them into problem answers.
 """
 
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from ..definitions import FUNCTIONS
 from ..job_service import MAX_PAGE_SIZE, MAX_WAIT_SECONDS, etag, job_path
 from ..models import JobLinks, SubmitResponse
 from ..observability import count
@@ -29,6 +29,7 @@ POLL_AFTER_SECONDS = 2
 JSON = "application/json"
 
 Services = Callable[[], "JobService"]
+Operation = Callable[..., "Response[str]"]
 
 
 def json_response(
@@ -45,8 +46,16 @@ def json_response(
     return Response(status_code=status, content_type=JSON, body=text, headers=dict(headers or {}))
 
 
-def submit_routes(app: APIGatewayRestResolver, services: Services) -> None:
-    @app.post("/v1/jobs")
+def register(app: APIGatewayRestResolver, function: str, services: Services) -> None:
+    """Register on `app` the routes the definition table gives `function`."""
+    operations = _operations(app, services)
+    for route in FUNCTIONS[function].routes:
+        app.route(route.resolver_path, route.method)(operations[route.operation])
+
+
+def _operations(app: APIGatewayRestResolver, services: Services) -> dict[str, Operation]:
+    """Every operation of the API by its operationId, bound to `app`'s current event."""
+
     def submit_job() -> Response[str]:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
@@ -67,7 +76,6 @@ def submit_routes(app: APIGatewayRestResolver, services: Services) -> None:
         )
         return json_response(202, body, {"Location": location})
 
-    @app.post("/v1/jobs/<job_id>/cancel")
     def cancel_job(job_id: str) -> Response[str]:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
@@ -75,13 +83,9 @@ def submit_routes(app: APIGatewayRestResolver, services: Services) -> None:
         job = service.cancel(tenant, http.job_id(job_id))
         return json_response(202, service.view(job), {"ETag": etag(job)})
 
-
-def status_routes(app: APIGatewayRestResolver, services: Services) -> None:
-    @app.get("/v1/health")
     def health() -> Response[str]:
         return json_response(200, {"status": "ok"}, {"Cache-Control": "no-store"})
 
-    @app.get("/v1/jobs")
     def list_jobs() -> Response[str]:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
@@ -89,7 +93,6 @@ def status_routes(app: APIGatewayRestResolver, services: Services) -> None:
         page = services().list(tenant, limit=limit, next_token=http.query(event, "next_token"))
         return json_response(200, page, {"Cache-Control": "no-store"})
 
-    @app.get("/v1/jobs/<job_id>")
     def get_job(job_id: str) -> Response[str]:
         from aws_lambda_powertools.event_handler import Response
 
@@ -107,16 +110,17 @@ def status_routes(app: APIGatewayRestResolver, services: Services) -> None:
             return Response(status_code=304, headers=headers)
         return json_response(200, service.view(job), headers)
 
+    return {
+        "submitJob": submit_job,
+        "cancelJob": cancel_job,
+        "health": health,
+        "listJobs": list_jobs,
+        "getJob": get_job,
+    }
+
 
 def _matches(if_none_match: str | None, tag: str) -> bool:
     if not if_none_match:
         return False
     candidates = {c.strip().removeprefix("W/") for c in if_none_match.split(",")}
     return "*" in candidates or tag in candidates
-
-
-#: Route groups per function, by the name of its folder in `functions/`.
-FUNCTIONS: dict[str, Callable[[APIGatewayRestResolver, Services], None]] = {
-    "submit": submit_routes,
-    "status": status_routes,
-}

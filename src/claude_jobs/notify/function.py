@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from ..observability import flush_metrics, get_logger
+from ..observability import instrumented
 from ..wiring import Container, ContainerHolder
 from .completion_events import EventBridgePublisher
 from .processor import Notifier
@@ -39,6 +39,7 @@ class NotifierFunction(ContainerHolder):
         self._sleep = sleep
         self._policy = policy
         self.processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+        self._instrumented = instrumented(self._handle)
 
     def master_key(self) -> str:
         """The webhook master signing key, cached for SECRET_MAX_AGE_SECONDS."""
@@ -74,13 +75,10 @@ class NotifierFunction(ContainerHolder):
         self.notifier.process(raw.get("OldImage"), raw.get("NewImage"))
 
     def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        logger = get_logger()
-        logger.clear_state()
-        logger.append_keys(function_request_id=getattr(context, "aws_request_id", None))
-        try:
-            response = process_partial_response(
-                event=event, record_handler=self._record, processor=self.processor, context=context
-            )
-            return dict(response)
-        finally:
-            flush_metrics()
+        return self._instrumented(event, context)
+
+    def _handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        response = process_partial_response(
+            event=event, record_handler=self._record, processor=self.processor, context=context
+        )
+        return dict(response)

@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..observability import count, flush_metrics, get_logger
+from ..observability import count, instrumented
 from ..wiring import Container, ContainerHolder
 from .aws import S3InboxObjects, SqsDeadLetters
 from .config import load_config
@@ -28,6 +28,7 @@ class TriggerFunction(ContainerHolder):
     def __init__(self, container: Container | None = None, default_config: Path | None = None):
         super().__init__(container)
         self._default_config = default_config
+        self._instrumented = instrumented(self._handle)
 
     @property
     def config_path(self) -> Path:
@@ -54,13 +55,10 @@ class TriggerFunction(ContainerHolder):
         )
 
     def handler(self, event: Any, context: Any) -> dict[str, Any]:
-        logger = get_logger()
-        logger.clear_state()
-        logger.append_keys(function_request_id=getattr(context, "aws_request_id", None))
-        try:
-            outcomes = self.service.handle(event)
-            for outcome in outcomes:
-                count(f"Trigger{outcome.status.capitalize()}")
-        finally:
-            flush_metrics()
+        return self._instrumented(event, context)
+
+    def _handle(self, event: Any, context: Any) -> dict[str, Any]:
+        outcomes = self.service.handle(event)
+        for outcome in outcomes:
+            count(f"Trigger{outcome.status.capitalize()}")
         return {"outcomes": [asdict(o) for o in outcomes]}

@@ -18,7 +18,6 @@ run (`containment.py`).
 from __future__ import annotations
 
 import asyncio
-import logging
 import subprocess
 import time
 from collections import deque
@@ -28,9 +27,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..models import JobErrorInfo, JobOptions, Usage, tool_base_name
+from ..observability import deferred_logger
 from .isolation import AgentIdentity, kill_process_group, spawn_identity
 
-log = logging.getLogger("claude_jobs.worker.agent")
+log = deferred_logger()  # Powertools' structured logger
 
 Ending = Literal["succeeded", "failed", "timed_out", "cancelled"]
 

@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from ..observability import count, flush_metrics, get_logger
+from ..observability import count, get_logger, instrumented
 from ..resources import WORKER_TIMEOUT_SECONDS
 from ..wiring import Container, ContainerHolder
 from .isolation import make_non_dumpable
@@ -60,6 +60,7 @@ class WorkerFunction(ContainerHolder):
         self._processor_args = processor_args
         self._lock = threading.RLock()
         self._queue_urls: dict[str, str] = {}
+        self._instrumented = instrumented(self._handle, traced=True)
 
     @cached_property
     def processor(self) -> JobProcessor:
@@ -168,34 +169,35 @@ class WorkerFunction(ContainerHolder):
         return url
 
     def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        logger = get_logger()
-        logger.append_keys(function_request_id=getattr(context, "aws_request_id", None))
         retiring: list[str] = []
+        try:
+            # Metrics are flushed when the instrumented handler ends, before any retirement:
+            # retiring may end the process.
+            return self._instrumented(event, context, retiring=retiring)
+        finally:
+            if retiring:
+                self.retire()
 
+    def _handle(
+        self, event: dict[str, Any], context: Any, *, retiring: list[str]
+    ) -> dict[str, Any]:
         def record_handler(record: SQSRecord, lambda_context: Any = None) -> None:
             self._record(record, lambda_context, retiring)
 
-        try:
-            response = process_partial_response(
-                event=event,
-                record_handler=record_handler,
-                processor=BatchProcessor(
-                    event_type=EventType.SQS, raise_on_entire_batch_failure=False
-                ),
-                context=context,
+        response = process_partial_response(
+            event=event,
+            record_handler=record_handler,
+            processor=BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False),
+            context=context,
+        )
+        if retiring:
+            get_logger().error(
+                "retiring this execution environment: %s",
+                "; ".join(retiring),
+                extra={"retire": True},
             )
-            if retiring:
-                logger.error(
-                    "retiring this execution environment: %s",
-                    "; ".join(retiring),
-                    extra={"retire": True},
-                )
-                count("EnvironmentsRetired")
-            return dict(response)
-        finally:
-            flush_metrics()
-            if retiring:
-                self.retire()
+            count("EnvironmentsRetired")
+        return dict(response)
 
 
 def exit_environment() -> None:

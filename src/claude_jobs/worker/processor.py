@@ -28,7 +28,6 @@ that reaches `max_attempts` records `failed` (`attempts_exhausted`) instead of r
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Any
 from ..documents import OUTPUT_SCHEMA, PROMPT, PROMPTS, SYSTEM_PROMPT, JobDocuments
 from ..errors import JobNotFoundError, TransitionConflictError
 from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobResult, JobStatus
+from ..observability import deferred_logger
 from ..ports import AgentRunner, JobRepository, KeyProxy
 from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
 from ..settings import Settings
@@ -61,7 +61,7 @@ from .metering import Metered
 from .sandbox import Sandbox
 from .scrub import Scrubber
 
-log = logging.getLogger("claude_jobs.worker")
+log = deferred_logger()  # Powertools' structured logger
 
 ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 OUTPUT_UNSTORABLE = "output_unstorable"

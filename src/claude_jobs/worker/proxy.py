@@ -39,7 +39,6 @@ import contextlib
 import hmac
 import http.client
 import json
-import logging
 import re
 import secrets
 import ssl
@@ -50,9 +49,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..observability import deferred_logger
 from .metering import MAX_JSON_BYTES, JobMeter, Metered, UsageReader
 
-log = logging.getLogger("claude_jobs.worker.proxy")
+log = deferred_logger()  # Powertools' structured logger
 
 HOP_BY_HOP = frozenset(
     {

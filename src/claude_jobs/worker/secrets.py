@@ -8,11 +8,12 @@ not fail running jobs); with no value at all the failure propagates, as an infra
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from typing import Any
 
-log = logging.getLogger("claude_jobs.worker.secrets")
+from ..observability import deferred_logger
+
+log = deferred_logger()  # Powertools' structured logger
 
 
 class KeyUnavailableError(RuntimeError):

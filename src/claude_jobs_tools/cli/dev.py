@@ -46,7 +46,9 @@ def dev(
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    logging.getLogger("claude_jobs.local").setLevel(logging.WARNING if quiet else logging.INFO)
+    logging.getLogger("claude_jobs_tools.local").setLevel(
+        logging.WARNING if quiet else logging.INFO
+    )
     for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if log_level:

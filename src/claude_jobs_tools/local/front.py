@@ -26,11 +26,12 @@ from urllib.parse import parse_qsl
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from claude_jobs.definitions import ROUTES, Route
 from claude_jobs.resources import AUTHORIZATION_HEADER_PATTERN
 
 from .runtime import ACCOUNT_ID, REGION, FunctionPool
 
-log = logging.getLogger("claude_jobs.local.front")
+log = logging.getLogger(__name__)
 
 #: API Gateway's own payload limit; the handlers enforce the API's 256 KiB.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -39,29 +40,6 @@ API_ID = "local"
 #: not match is refused by API Gateway without invoking the authorizer.
 TOKEN_PATTERN = re.compile(AUTHORIZATION_HEADER_PATTERN)
 STAGE = "dev"
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    resource: str  # API Gateway resource path, e.g. /v1/jobs/{job_id}
-    function: str  # key of the function pool that serves it
-    authorized: bool = True
-
-    @property
-    def pattern(self) -> re.Pattern[str]:
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.resource))
-        return re.compile(f"^{regex}$")
-
-
-#: The API's routes, as the CDK app's RestApi defines them.
-ROUTES: tuple[Route, ...] = (
-    Route("GET", "/v1/health", "status", authorized=False),
-    Route("POST", "/v1/jobs", "submit"),
-    Route("GET", "/v1/jobs", "status"),
-    Route("GET", "/v1/jobs/{job_id}", "status"),
-    Route("POST", "/v1/jobs/{job_id}/cancel", "submit"),
-)
 
 
 class GatewayError(Exception):
@@ -97,7 +75,7 @@ class ApiGatewayFront:
         self,
         functions: Mapping[str, FunctionPool],
         *,
-        routes: Iterable[Route] = ROUTES,
+        routes: Iterable[Route] = ROUTES,  # the definition table's, as the CDK app's
         authorizer_cache_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -166,11 +144,11 @@ class ApiGatewayFront:
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed: list[str] = []
         for route in self._routes:
-            found = route.pattern.match(path)
+            found = route.match(path)
             if found is None:
                 continue
             if route.method == method:
-                return route, found.groupdict()
+                return route, found
             allowed.append(route.method)
         if allowed:
             raise GatewayError(
@@ -344,8 +322,8 @@ def build_proxy_event(
     if multi_query:
         event["multiValueQueryStringParameters"] = multi_query
     # The matched route is the authority on the resource and its parameters.
-    event["resource"] = route.resource
-    event["requestContext"]["resourcePath"] = route.resource
+    event["resource"] = route.path
+    event["requestContext"]["resourcePath"] = route.path
     event["pathParameters"] = dict(path_parameters) or None
     return event
 

@@ -5,10 +5,16 @@ Lambda runs one invocation per execution environment at a time and starts anothe
 environment is a fresh load of `functions/<name>/handler.py`, so module-level state (a
 Powertools resolver's current event, a container of clients) is never shared by two
 concurrent invocations.
+
+Each function is its entry in the definition table (:mod:`claude_jobs.definitions`): its
+handler, its memory (what the context reports) and its timeout, which is enforced as Lambda
+does: an invocation still running when it is up fails with "Task timed out", and its execution
+environment is not used again.
 """
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import itertools
 import sys
@@ -21,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from claude_jobs.definitions import Function
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -60,17 +68,6 @@ class LambdaContext:
         return max(int((self._deadline - time.monotonic()) * 1000), 0)
 
 
-@dataclass(frozen=True)
-class FunctionSpec:
-    """One Lambda function: its code (`<functions_dir>/<directory>/handler.py`) and limits."""
-
-    name: str  # the deployed function name, as the context reports it
-    directory: str
-    memory_mb: int = 512
-    timeout_seconds: int = 29
-    handler_attr: str = "lambda_handler"
-
-
 class FunctionNotFoundError(RuntimeError):
     pass
 
@@ -79,17 +76,21 @@ class EnvironmentRetired(Exception):
     """The function ended its execution environment (on Lambda: its process exited)."""
 
 
+class FunctionTimedOut(RuntimeError):
+    """The invocation was still running when the function's timeout was up."""
+
+
 def _retire() -> None:
     raise EnvironmentRetired("the function retired its execution environment")
 
 
-def load_handler(spec: FunctionSpec, functions_dir: Path) -> Handler:
+def load_handler(spec: Function, functions_dir: Path) -> Handler:
     """A fresh instance of the function's handler module (one execution environment)."""
-    code_dir = functions_dir / spec.directory
-    path = code_dir / "handler.py"
+    code_dir = functions_dir / spec.name
+    path = code_dir / f"{spec.handler_module}.py"
     if not path.is_file():
         raise FunctionNotFoundError(f"{path} does not exist")
-    name = f"_claude_jobs_local_{spec.directory}_{next(_instance_ids)}"
+    name = f"_claude_jobs_local_{spec.name}_{next(_instance_ids)}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:  # pragma: no cover
         raise FunctionNotFoundError(f"cannot load {path}")
@@ -129,13 +130,14 @@ def _bound(module: ModuleType, handler: Callable[..., Any]) -> Handler:
 class FunctionPool:
     """Warm execution environments of one function; a new one starts when all are busy."""
 
-    def __init__(self, spec: FunctionSpec, functions_dir: Path) -> None:
+    def __init__(self, spec: Function, functions_dir: Path) -> None:
         self.spec = spec
         self._functions_dir = functions_dir
         self._idle: list[Handler] = []
         self._lock = threading.Lock()
         self.cold_starts = 0
         self.retired = 0
+        self.timed_out = 0
 
     def warm_up(self) -> None:
         """Load one environment now: a broken handler fails the stack's start, not a request."""
@@ -156,6 +158,10 @@ class FunctionPool:
             with self._lock:
                 self.retired += 1  # dropped, not returned to the idle ones
             raise
+        except FunctionTimedOut:
+            with self._lock:
+                self.timed_out += 1  # still busy: dropped, as Lambda resets it
+            raise
         except BaseException:
             with self._lock:
                 self._idle.append(handler)
@@ -173,4 +179,31 @@ class FunctionPool:
             aws_request_id=request_id or str(uuid.uuid4()),
         )
         with self.environment() as handler:
-            return handler(event, context)
+            return _within(self.spec.timeout_seconds, handler, event, context)
+
+
+def _within(timeout_seconds: float, handler: Handler, event: dict[str, Any], context: Any) -> Any:
+    """`handler(event, context)` on a thread of its own, given up on after the timeout (a
+    thread cannot be stopped: it runs on unobserved, and its environment is dropped)."""
+    outcome: list[tuple[bool, Any]] = []
+    done = threading.Event()
+    run = contextvars.copy_context().run
+
+    def invocation() -> None:
+        try:
+            outcome.append((True, run(handler, event, context)))
+        except BaseException as exc:
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    thread = threading.Thread(
+        target=invocation, name=f"{threading.current_thread().name}-invoke", daemon=True
+    )
+    thread.start()
+    if not done.wait(timeout_seconds):
+        raise FunctionTimedOut(f"Task timed out after {timeout_seconds:.2f} seconds")
+    returned, value = outcome[0]
+    if returned:
+        return value
+    raise value

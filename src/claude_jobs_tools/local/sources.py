@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("claude_jobs.local.sources")
+log = logging.getLogger(__name__)
 
 
 class PollingSource:
@@ -46,55 +45,6 @@ class PollingSource:
                 handled = 0
             if not handled:
                 self._stop.wait(self._idle)
-
-
-class StreamPoller:
-    """The jobs table's stream in Lambda's record shape, read with a fresh shard iterator on
-    every poll (after the last sequence number delivered).
-
-    A long-lived iterator does not work against moto: when a transaction fails (an idempotent
-    replay does), moto puts back a copy of the table, stream included, and an iterator on the
-    old stream never sees another record. Records are de-duplicated by `eventID`, since moto's
-    sequence numbers can repeat under concurrent writes."""
-
-    def __init__(self, dynamodb: Any, table_name: str, streams: Any | None = None) -> None:
-        from .table_stream import streams_client
-
-        self._dynamodb = dynamodb
-        self._table = table_name
-        self._streams = streams or streams_client()
-        self._after: dict[str, str] = {}  # shard id → last sequence number delivered
-        self._seen: OrderedDict[str, None] = OrderedDict()
-
-    def poll(self, limit: int = 100) -> list[dict[str, Any]]:
-        from .table_stream import lambda_record
-
-        table = self._dynamodb.describe_table(TableName=self._table)["Table"]
-        stream_arn = table["LatestStreamArn"]
-        shards = self._streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]
-        records: list[dict[str, Any]] = []
-        for shard in shards["Shards"]:
-            shard_id = shard["ShardId"]
-            position: dict[str, str] = (
-                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
-                if (after := self._after.get(shard_id))
-                else {"ShardIteratorType": "TRIM_HORIZON"}
-            )
-            iterator = self._streams.get_shard_iterator(
-                StreamArn=stream_arn, ShardId=shard_id, **position
-            )["ShardIterator"]
-            got = self._streams.get_records(ShardIterator=iterator, Limit=limit)["Records"]
-            if not got:
-                continue
-            self._after[shard_id] = max((r["dynamodb"]["SequenceNumber"] for r in got), key=int)
-            for record in got:
-                if record["eventID"] in self._seen:
-                    continue
-                self._seen[record["eventID"]] = None
-                records.append(lambda_record(record, stream_arn))
-        while len(self._seen) > 10_000:
-            self._seen.popitem(last=False)
-        return records
 
 
 def stream_to_function(reader: Any, invoke: Callable[[dict[str, Any]], Any]) -> Callable[[], int]:

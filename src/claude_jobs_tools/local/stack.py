@@ -8,9 +8,11 @@
 Start order: the moto server, which serves only the random access key it issues to the stack;
 the process environment pointed at it with that key (as the Lambda environment points the
 functions at their resources and gives them their role's credentials); the resources, created by
-:func:`claude_jobs.provision.provision` from the definitions the CDK app uses; the Anthropic key
-stored in the emulated Secrets Manager (never left in this process's environment); the API
-keys; the offline model when there is no key; the front; the workers. Stop runs it backwards and
+:func:`claude_jobs_tools.provision.provision` from the definitions the CDK app uses; the
+Anthropic key stored in the emulated Secrets Manager (never left in this process's
+environment); the API keys; the offline model when there is no key; the functions of the
+definition table (:mod:`claude_jobs.definitions`, with their AWS timeouts); the front; the
+workers. Stop runs it backwards and
 restores the environment.
 """
 
@@ -25,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from claude_jobs.resources import JOBS_QUEUE, WORKER_TIMEOUT_SECONDS
+from claude_jobs.definitions import FUNCTIONS as DEFINED_FUNCTIONS
+from claude_jobs.resources import JOBS_QUEUE
 from claude_jobs.settings import PUBLIC_ANTHROPIC_URL, Settings
 
-from .runtime import REGION, FunctionPool, FunctionSpec, default_functions_dir
+from .runtime import REGION, FunctionPool, default_functions_dir
 
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     from .sources import PollingSource
     from .workers import QueueConsumer
 
-log = logging.getLogger("claude_jobs.local")
+log = logging.getLogger(__name__)
 
 DEV_KEYS_ENV = "CLAUDE_JOBS_DEV_KEYS"
 #: Where the functions' code is, when not in the checkout this package is installed from.
@@ -157,19 +160,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-FUNCTIONS = {
-    "authorizer": FunctionSpec("authorizer", "authorizer", memory_mb=256, timeout_seconds=10),
-    "submit": FunctionSpec("submit", "submit", memory_mb=512, timeout_seconds=29),
-    "status": FunctionSpec("status", "status", memory_mb=512, timeout_seconds=29),
-    "worker": FunctionSpec(
-        "worker", "worker", memory_mb=1024, timeout_seconds=WORKER_TIMEOUT_SECONDS
-    ),
-}
 #: Run when their code is there: completion events and webhooks, S3 and EventBridge triggers.
-OPTIONAL_FUNCTIONS = {
-    "notifier": FunctionSpec("notifier", "notifier", memory_mb=256, timeout_seconds=60),
-    "trigger": FunctionSpec("trigger", "trigger", memory_mb=256, timeout_seconds=60),
-}
+OPTIONAL_FUNCTIONS = frozenset({"notifier", "trigger"})
+#: Every function of the definition table: the same handlers, memory and timeouts as in AWS.
+FUNCTIONS = {name: f for name, f in DEFINED_FUNCTIONS.items() if name not in OPTIONAL_FUNCTIONS}
 
 
 class _Environ:
@@ -241,9 +235,9 @@ class LocalStack:
         config = self.config
         functions_dir = config.functions_dir or default_functions_dir()
         missing = [
-            s.directory
+            s.name
             for s in FUNCTIONS.values()
-            if not (functions_dir / s.directory / "handler.py").is_file()
+            if not (functions_dir / s.name / f"{s.handler_module}.py").is_file()
         ]
         if missing:
             raise StackError(
@@ -295,8 +289,9 @@ class LocalStack:
         self.pools = {key: FunctionPool(spec, functions_dir) for key, spec in FUNCTIONS.items()}
         for pool in self.pools.values():
             pool.warm_up()  # a handler that cannot load fails here, not on a request
-        for key, spec in OPTIONAL_FUNCTIONS.items():
-            if (functions_dir / spec.directory / "handler.py").is_file():
+        for key in sorted(OPTIONAL_FUNCTIONS):
+            spec = DEFINED_FUNCTIONS[key]
+            if (functions_dir / spec.name / f"{spec.handler_module}.py").is_file():
                 optional = FunctionPool(spec, functions_dir)
                 try:
                     optional.warm_up()
@@ -337,9 +332,9 @@ class LocalStack:
         # provision() made the bus and the inbox bucket; the emulator needs the wiring.
         if "notifier" in self.pools:
             try:
-                from .sources import StreamPoller
+                from .table_stream import StreamReader
 
-                reader = StreamPoller(
+                reader = StreamReader(
                     boto3.client("dynamodb", region_name=REGION), settings.jobs_table
                 )
                 self._sources.append(

@@ -1,18 +1,17 @@
 """Read the jobs table's stream as Lambda's event source mapping would deliver it.
 
-For the local stack (the emulator has no event source mappings) and for tests: `poll()` returns
-the new records of every shard, shaped like the `Records` of a DynamoDB stream Lambda event.
+For the local stack (the emulator has no event source mappings: its notifier source polls this)
+and for tests: `poll()` returns the new records of every shard, shaped like the `Records` of a
+DynamoDB stream Lambda event.
 With the account-id endpoint mode botocore uses for streams, the streams client must be built
 with `account_id_endpoint_mode="disabled"` unless `AWS_ENDPOINT_URL` points at an emulator.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+from typing import Any
 
 
 def streams_client() -> Any:
@@ -35,33 +34,45 @@ def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
 
 
 class StreamReader:
-    def __init__(
-        self,
-        dynamodb: DynamoDBClient,
-        table_name: str,
-        *,
-        streams: Any | None = None,
-        start: str = "TRIM_HORIZON",  # or LATEST: only what is written from now on
-    ) -> None:
+    """The jobs table's stream in Lambda's record shape, read with a fresh shard iterator on
+    every poll (after the last sequence number delivered).
+
+    A long-lived iterator does not work against moto: when a transaction fails (an idempotent
+    replay does), moto puts back a copy of the table, stream included, and an iterator on the
+    old stream never sees another record. Records are de-duplicated by `eventID`, since moto's
+    sequence numbers can repeat under concurrent writes."""
+
+    def __init__(self, dynamodb: Any, table_name: str, streams: Any | None = None) -> None:
+        self._dynamodb = dynamodb
+        self._table = table_name
         self._streams = streams or streams_client()
-        self._start = start
-        table = dynamodb.describe_table(TableName=table_name)["Table"]
-        self.stream_arn: str = table["LatestStreamArn"]
-        self._iterators: dict[str, str | None] = {}
+        self._after: dict[str, str] = {}  # shard id → last sequence number delivered
+        self._seen: OrderedDict[str, None] = OrderedDict()
 
     def poll(self, limit: int = 100) -> list[dict[str, Any]]:
-        description = self._streams.describe_stream(StreamArn=self.stream_arn)
-        for shard in description["StreamDescription"]["Shards"]:
-            shard_id = shard["ShardId"]
-            if shard_id not in self._iterators:
-                self._iterators[shard_id] = self._streams.get_shard_iterator(
-                    StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType=self._start
-                )["ShardIterator"]
+        table = self._dynamodb.describe_table(TableName=self._table)["Table"]
+        stream_arn = table["LatestStreamArn"]
+        shards = self._streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]
         records: list[dict[str, Any]] = []
-        for shard_id, iterator in list(self._iterators.items()):
-            if iterator is None:
+        for shard in shards["Shards"]:
+            shard_id = shard["ShardId"]
+            position: dict[str, str] = (
+                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+                if (after := self._after.get(shard_id))
+                else {"ShardIteratorType": "TRIM_HORIZON"}
+            )
+            iterator = self._streams.get_shard_iterator(
+                StreamArn=stream_arn, ShardId=shard_id, **position
+            )["ShardIterator"]
+            got = self._streams.get_records(ShardIterator=iterator, Limit=limit)["Records"]
+            if not got:
                 continue
-            response = self._streams.get_records(ShardIterator=iterator, Limit=limit)
-            self._iterators[shard_id] = response.get("NextShardIterator")
-            records.extend(lambda_record(r, self.stream_arn) for r in response.get("Records", []))
+            self._after[shard_id] = max((r["dynamodb"]["SequenceNumber"] for r in got), key=int)
+            for record in got:
+                if record["eventID"] in self._seen:
+                    continue
+                self._seen[record["eventID"]] = None
+                records.append(lambda_record(record, stream_arn))
+        while len(self._seen) > 10_000:
+            self._seen.popitem(last=False)
         return records

@@ -19,7 +19,7 @@ import boto3
 
 from .runtime import REGION, EnvironmentRetired, FunctionPool
 
-log = logging.getLogger("claude_jobs.local.workers")
+log = logging.getLogger(__name__)
 
 #: How long one receive waits for a message. Lambda's poller uses 20 s; shorter here so that
 #: Ctrl-C stops an idle stack at once.

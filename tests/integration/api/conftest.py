@@ -16,6 +16,7 @@ import pytest
 from claude_jobs.wiring import Container
 from claude_jobs_tools.provision import Provisioned
 from tests.events import load_event
+from tests.lambda_context import lambda_context
 
 ROOT = Path(__file__).resolve().parents[3]
 TENANT = "tenant-a"
@@ -119,7 +120,8 @@ class Api:
         self.status.function.container = container
 
     def call(self, module: ModuleType, event: dict[str, Any]) -> Answer:
-        response = module.lambda_handler(event, None)
+        function = "submit" if module is self.submit else "status"
+        response = module.lambda_handler(event, lambda_context(function))
         json.dumps(response)  # API Gateway needs a JSON-serializable proxy response
         headers = {k: v[-1] for k, v in response.get("multiValueHeaders", {}).items()}
         headers.update(response.get("headers") or {})

@@ -12,6 +12,7 @@ from claude_jobs.observability import get_logger
 from claude_jobs.wiring import Container
 from claude_jobs_tools.api_gateway_events import method_arn, rest_event
 from tests.events import load_event
+from tests.lambda_context import lambda_context
 
 from .conftest import Api, load_handler
 
@@ -37,7 +38,7 @@ def test_a_valid_key_gets_an_allow_policy_for_the_whole_stage(
     # Given a key of tenant-a
     key, record = container.key_service.create("tenant-a", "ci", NOW)
     # When the authorizer gets the sample TOKEN event carrying it
-    policy = authorizer.lambda_handler(token_event(f"Bearer {key}"), None)
+    policy = authorizer.lambda_handler(token_event(f"Bearer {key}"), lambda_context("authorizer"))
     # Then it allows every route of the stage, for tenant-a, with the key's id as context
     assert policy["principalId"] == "tenant-a"
     (statement,) = policy["policyDocument"]["Statement"]
@@ -48,7 +49,9 @@ def test_a_valid_key_gets_an_allow_policy_for_the_whole_stage(
     }
     assert policy["context"] == {"tenant_id": "tenant-a", "key_id": record.key_id}
     # And the scheme is case-insensitive
-    assert authorizer.lambda_handler(token_event(f"bearer {key}"), None)["principalId"]
+    assert authorizer.lambda_handler(token_event(f"bearer {key}"), lambda_context("authorizer"))[
+        "principalId"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -67,7 +70,7 @@ def test_missing_or_unknown_keys_are_unauthorized(
     authorizer: Any, authorization: str | None
 ) -> None:
     with pytest.raises(Exception, match=r"^Unauthorized$"):
-        authorizer.lambda_handler(token_event(authorization), None)
+        authorizer.lambda_handler(token_event(authorization), lambda_context("authorizer"))
 
 
 def test_revoked_and_expired_keys_are_unauthorized(authorizer: Any, container: Container) -> None:
@@ -78,7 +81,7 @@ def test_revoked_and_expired_keys_are_unauthorized(authorizer: Any, container: C
     )
     for key in (revoked, expired):
         with pytest.raises(Exception, match=r"^Unauthorized$"):
-            authorizer.lambda_handler(token_event(f"Bearer {key}"), None)
+            authorizer.lambda_handler(token_event(f"Bearer {key}"), lambda_context("authorizer"))
 
 
 def test_a_malformed_method_arn_is_denied(authorizer: Any, container: Container) -> None:
@@ -86,7 +89,7 @@ def test_a_malformed_method_arn_is_denied(authorizer: Any, container: Container)
     event = token_event(f"Bearer {key}")
     event["methodArn"] = "not-an-arn"
     with pytest.raises(Exception, match=r"^Unauthorized$"):
-        authorizer.lambda_handler(event, None)
+        authorizer.lambda_handler(event, lambda_context("authorizer"))
 
 
 def test_the_authorizers_context_is_what_the_routes_read(
@@ -99,7 +102,7 @@ def test_the_authorizers_context_is_what_the_routes_read(
     def request(key: str, method: str, path: str, body: str | None = None) -> Any:
         event = token_event(f"Bearer {key}")
         event["methodArn"] = method_arn(method, path)
-        policy = authorizer.lambda_handler(event, None)
+        policy = authorizer.lambda_handler(event, lambda_context("authorizer"))
         event = rest_event(
             method,
             path,
@@ -135,9 +138,11 @@ def test_keys_never_reach_the_logs(authorizer: Any, api: Api, container: Contain
     try:
         key, _ = container.key_service.create("tenant-a", "a", NOW)
         # When a good key, a bad key and failing requests go through the chain
-        authorizer.lambda_handler(token_event(f"Bearer {key}"), None)
+        authorizer.lambda_handler(token_event(f"Bearer {key}"), lambda_context("authorizer"))
         with pytest.raises(Exception, match=r"^Unauthorized$"):
-            authorizer.lambda_handler(token_event("Bearer cjk_000000000000_test-key-wrong"), None)
+            authorizer.lambda_handler(
+                token_event("Bearer cjk_000000000000_test-key-wrong"), lambda_context("authorizer")
+            )
         event = load_event("apigw_get_job.json")
         event["headers"]["Authorization"] = f"Bearer {key}"
         api.call(api.status, event)

@@ -15,6 +15,7 @@ from claude_jobs.wiring import Container
 from claude_jobs_tools.cli.main import app
 from claude_jobs_tools.provision import provision
 from tests.events import load_event
+from tests.lambda_context import lambda_context
 
 from .conftest import load_handler
 
@@ -51,7 +52,7 @@ def authorize(key: str) -> dict[str, Any]:
     module.authorizer.container = Container()  # from the environment, as in Lambda
     event = load_event("authorizer_token.json")
     event["authorizationToken"] = f"Bearer {key}"
-    result: dict[str, Any] = module.lambda_handler(event, None)
+    result: dict[str, Any] = module.lambda_handler(event, lambda_context("authorizer"))
     return result
 
 

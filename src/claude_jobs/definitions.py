@@ -1,0 +1,226 @@
+"""The one definition table of the Lambda functions and the HTTP API's routes.
+
+Every reader derives from it, so they cannot drift apart:
+- the CDK app (`infra/`): each function's code folder, handler, memory, timeout, environment
+  variables and description; the REST API's resources, methods, integrations, authorizer and
+  request parameters;
+- the local stack (`claude_jobs_tools.local`): the same functions with the same limits (it
+  enforces the timeouts) and, in its HTTP front, the same routes;
+- the API functions (:mod:`claude_jobs.api.routes`): which operation answers which route;
+- the OpenAPI generator and the API Gateway event builder (`claude_jobs_tools`).
+
+It holds facts of the code, not of a deployment: environment variables are named here, their
+values are the deployment's (CDK) or the local stack's. Nothing here imports CDK or AWS.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .resources import WORKER_TIMEOUT_SECONDS
+
+_PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """An optional request parameter a route reads (its path parameters come from its path)."""
+
+    name: str
+    location: Literal["query", "header"]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # API Gateway resource path, e.g. /v1/jobs/{job_id}
+    function: str  # the name of the function that serves it
+    operation: str  # the route's handler in claude_jobs.api.routes and its OpenAPI operationId
+    summary: str
+    authorized: bool = True  # False: no API key (no authorizer runs)
+    parameters: tuple[Parameter, ...] = ()
+    json_body: bool = False  # a JSON object body (API Gateway checks that much)
+
+    @property
+    def path_parameters(self) -> tuple[str, ...]:
+        return tuple(_PATH_PARAMETER.findall(self.path))
+
+    @property
+    def resolver_path(self) -> str:
+        """The path as Powertools' resolver spells it: /v1/jobs/<job_id>."""
+        return _PATH_PARAMETER.sub(r"<\1>", self.path)
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """Matches a request path; groups are named after the path parameters."""
+        parts = _PATH_PARAMETER.split(self.path)  # literal, name, literal, …
+        regex = "".join(
+            f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part) for i, part in enumerate(parts)
+        )
+        return re.compile(f"^{regex}$")
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The path parameters when `path` is this route's path, else None."""
+        found = self.pattern.match(path)
+        return None if found is None else found.groupdict()
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str  # its folder in functions/ and its name in the local stack
+    description: str
+    memory_mb: int
+    timeout_seconds: int
+    #: The environment variables it reads (Settings aliases and Powertools' own).
+    environment: tuple[str, ...]
+    handler: str = "handler.lambda_handler"  # <module in its folder>.<callable>
+    package: Literal["zip", "image"] = "zip"  # zip on the shared layer, or a container image
+
+    @property
+    def handler_module(self) -> str:
+        return self.handler.rpartition(".")[0]
+
+    @property
+    def handler_attr(self) -> str:
+        return self.handler.rpartition(".")[2]
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(route for route in ROUTES if route.function == self.name)
+
+
+# ---------------------------------------------------------------- routes (HTTP API v1)
+
+_JOB_ID = "/v1/jobs/{job_id}"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/health", "status", "health", "Liveness (no API key needed)", False),
+    Route(
+        "POST",
+        "/v1/jobs",
+        "submit",
+        "submitJob",
+        "Submit a job",
+        parameters=(Parameter("Idempotency-Key", "header"),),
+        json_body=True,
+    ),
+    Route(
+        "GET",
+        "/v1/jobs",
+        "status",
+        "listJobs",
+        "List own jobs, newest first",
+        parameters=(Parameter("limit", "query"), Parameter("next_token", "query")),
+    ),
+    Route(
+        "GET",
+        _JOB_ID,
+        "status",
+        "getJob",
+        "Get a job (optionally long-polling until it is terminal)",
+        parameters=(Parameter("wait", "query"), Parameter("If-None-Match", "header")),
+    ),
+    Route(
+        "POST",
+        f"{_JOB_ID}/cancel",
+        "submit",
+        "cancelJob",
+        "Cancel a job (queued: at once; running: within seconds)",
+    ),
+)
+
+# ---------------------------------------------------------------- functions
+
+#: Powertools' configuration, in every function.
+POWERTOOLS_ENV = ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL")
+#: What jobs may do: every function that validates or runs a job request.
+JOB_POLICY_ENV = ("PERMITTED_TOOLS", "DEFAULT_MODEL", "MAX_BUDGET_USD_CAP", "JOB_RETENTION_DAYS")
+
+
+def _serves(function: str) -> str:
+    return ", ".join(f"{r.method} {r.path}" for r in ROUTES if r.function == function)
+
+
+FUNCTIONS: dict[str, Function] = {
+    f.name: f
+    for f in (
+        Function(
+            "authorizer",
+            "TOKEN authorizer: API key -> tenant",
+            memory_mb=512,
+            # It answers before every uncached request: one GetItem.
+            timeout_seconds=5,
+            environment=(*POWERTOOLS_ENV, "KEYS_TABLE"),
+        ),
+        Function(
+            "submit",
+            _serves("submit"),
+            memory_mb=512,
+            timeout_seconds=15,
+            # The results bucket holds a job's documents over the item's inline budget.
+            environment=(
+                *POWERTOOLS_ENV,
+                *JOB_POLICY_ENV,
+                "JOBS_TABLE",
+                "JOBS_QUEUE_URL",
+                "RESULTS_BUCKET",
+            ),
+        ),
+        Function(
+            "status",
+            _serves("status"),
+            memory_mb=512,
+            # Long polls wait up to 20 s; API Gateway gives up at 29 s.
+            timeout_seconds=28,
+            environment=(*POWERTOOLS_ENV, "JOBS_TABLE", "RESULTS_BUCKET"),
+        ),
+        Function(
+            "worker",
+            "Runs one claude-jobs job with the Claude Code CLI",
+            # 3 x its measured peak (infra/config.py); a deployment may size it
+            # (worker_memory_mb).
+            memory_mb=1024,
+            timeout_seconds=WORKER_TIMEOUT_SECONDS,
+            environment=(
+                *POWERTOOLS_ENV,
+                *JOB_POLICY_ENV,
+                "JOBS_TABLE",
+                "RESULTS_BUCKET",
+                "ANTHROPIC_SECRET_ID",
+                "ANTHROPIC_BASE_URL",
+            ),
+            package="image",
+        ),
+        Function(
+            "trigger",
+            "S3 objects and EventBridge events -> jobs",
+            memory_mb=512,
+            timeout_seconds=60,
+            environment=(
+                *POWERTOOLS_ENV,
+                *JOB_POLICY_ENV,
+                "JOBS_TABLE",
+                "JOBS_QUEUE_URL",
+                "INBOX_BUCKET",
+                "TRIGGER_DLQ_URL",
+                "RESULTS_BUCKET",
+            ),
+        ),
+        Function(
+            "notifier",
+            "Jobs table stream -> completion events and webhooks",
+            memory_mb=512,
+            # A batch of up to 10 records, each webhook with up to 4 attempts.
+            timeout_seconds=120,
+            environment=(
+                *POWERTOOLS_ENV,
+                "JOBS_TABLE",
+                "RESULTS_BUCKET",
+                "EVENT_BUS_NAME",
+                "WEBHOOK_SECRET_ID",
+            ),
+        ),
+    )
+}
