@@ -83,6 +83,9 @@ class ServiceStack(Stack):
             "DEFAULT_MODEL": config.default_model,
             "MAX_BUDGET_USD_CAP": str(config.max_budget_usd_cap),
             "JOB_RETENTION_DAYS": str(config.job_retention_days),
+            "TENANT_MAX_PENDING": str(config.tenant_max_pending),
+            "TENANT_MAX_RUNNING": str(config.tenant_max_running),
+            "TENANT_DEFER_SECONDS": str(config.tenant_defer_seconds),
         }
         layer = SharedLayer(self, "SharedLayer").layer
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
@@ -183,6 +186,8 @@ class ServiceStack(Stack):
             max_concurrency=config.worker_max_concurrency,
         )
         self.worker.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
+        # A job of a tenant at its running share is offered again as a new, delayed message.
+        self.worker.allow(["sqs:SendMessage"], [queue.queue_arn])
         self.worker.allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [documents])
         # Inputs of S3-triggered jobs, by exact version.
         self.worker.allow(["s3:GetObject", "s3:GetObjectVersion"], [inbox_objects])
