@@ -73,6 +73,14 @@ class InfraConfig(BaseModel):
     #: Maximum concurrency of the SQS event source (2 to 1000).
     worker_max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 10
 
+    # Fair sharing between tenants (the functions' Settings, same names; README "Fair sharing").
+    #: A tenant's pending (queued + running) jobs at most; more → 429 tenant_limit.
+    tenant_max_pending: Annotated[int, Field(ge=1, le=100_000)] = 100
+    #: A tenant's running share; below worker_max_concurrency so no tenant holds every worker.
+    tenant_max_running: Annotated[int, Field(ge=1, le=1000)] = 5
+    #: Base wait before a job of a tenant at its share is offered again.
+    tenant_defer_seconds: Annotated[int, Field(ge=1, le=60)] = 2
+
     # API.
     api_throttle_rate_limit: Annotated[float, Field(gt=0, le=10000)] = 50.0
     api_throttle_burst_limit: Annotated[int, Field(ge=1, le=5000)] = 100

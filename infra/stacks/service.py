@@ -96,6 +96,9 @@ class ServiceStack(Stack):
             "ANTHROPIC_SECRET_ID": stateful.anthropic_key.secret_id,
             "ANTHROPIC_BASE_URL": config.anthropic_base_url,
             "WEBHOOK_SECRET_ID": stateful.webhook_key.secret.secret_arn,
+            "TENANT_MAX_PENDING": str(config.tenant_max_pending),
+            "TENANT_MAX_RUNNING": str(config.tenant_max_running),
+            "TENANT_DEFER_SECONDS": str(config.tenant_defer_seconds),
         }
         layer = SharedLayer(self, "SharedLayer").layer
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
@@ -171,6 +174,8 @@ class ServiceStack(Stack):
             max_concurrency=config.worker_max_concurrency,
         )
         self.worker.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
+        # A job of a tenant at its running share is offered again as a new, delayed message.
+        self.worker.allow(["sqs:SendMessage"], [queue.queue_arn])
         self.worker.allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [documents])
         # Inputs of S3-triggered jobs, by exact version.
         self.worker.allow(["s3:GetObject", "s3:GetObjectVersion"], [inbox_objects])

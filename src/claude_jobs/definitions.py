@@ -136,7 +136,16 @@ ROUTES: tuple[Route, ...] = (
 #: Powertools' configuration, in every function.
 POWERTOOLS_ENV = ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL")
 #: What jobs may do: every function that validates or runs a job request.
-JOB_POLICY_ENV = ("PERMITTED_TOOLS", "DEFAULT_MODEL", "MAX_BUDGET_USD_CAP", "JOB_RETENTION_DAYS")
+JOB_POLICY_ENV = (
+    "PERMITTED_TOOLS",
+    "DEFAULT_MODEL",
+    "MAX_BUDGET_USD_CAP",
+    "JOB_RETENTION_DAYS",
+    # Fair sharing: the pending cap at submit, the running share and its wait in the worker.
+    "TENANT_MAX_PENDING",
+    "TENANT_MAX_RUNNING",
+    "TENANT_DEFER_SECONDS",
+)
 
 
 def _serves(function: str) -> str:

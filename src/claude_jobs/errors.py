@@ -61,6 +61,23 @@ class DispatchError(ClaudeJobsError):
     code = "dispatch_failed"
 
 
+class TenantLimitError(ClaudeJobsError):
+    """The tenant has as many pending (queued or running) jobs as its deployment allows."""
+
+    code = "tenant_limit"
+
+    def __init__(self, detail: str = "", retry_after_seconds: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class TenantAtShareError(ClaudeJobsError):
+    """The tenant already runs as many jobs as its running share allows: the job waits (it is
+    not claimed, and nothing about it changes)."""
+
+    code = "tenant_at_share"
+
+
 class InvalidCursorError(ValueError):
     """A listing cursor the repository did not return (forged or corrupted)."""
 

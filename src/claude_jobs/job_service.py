@@ -25,6 +25,7 @@ from .errors import (
     InvalidCursorError,
     JobNotFoundError,
     RequestValidationError,
+    TenantLimitError,
     TransitionConflictError,
 )
 from .models import (
@@ -45,6 +46,8 @@ from .settings import Settings
 MAX_WAIT_SECONDS = 20
 MAX_PAGE_SIZE = 100
 IDEMPOTENCY_KEY_MAX = 128
+#: Retry-After of a 429 tenant_limit: about the time a short job takes to free a slot.
+TENANT_LIMIT_RETRY_SECONDS = 10
 
 
 def webhook_url_problem(url: str, *, allow_loopback: bool) -> str | None:
@@ -227,7 +230,11 @@ class JobService:
             else None
         )
         try:
-            self._repo.create(job, claim)
+            self._repo.create(job, claim, max_pending=self._settings.tenant_max_pending)
+        except TenantLimitError as limit:
+            self._documents.discard_prompts(job)  # nothing will read them
+            limit.retry_after_seconds = TENANT_LIMIT_RETRY_SECONDS
+            raise
         except IdempotencyReplayError as replay:
             if replay.body_hash != body_hash:
                 raise IdempotencyConflictError(

@@ -47,11 +47,33 @@ class JobControl:
     attempts: int
 
 
-class JobRepository(Protocol):
-    def create(self, job: Job, claim: IdempotencyClaim | None = None) -> None:
-        """Store a new job (and its idempotency record) in one write.
+@dataclass(frozen=True)
+class TenantUsage:
+    """A tenant's jobs counted for fair sharing: pending (queued or running) and running."""
 
-        Raises IdempotencyReplayError when the claim is already held by a live record."""
+    pending: int = 0
+    running: int = 0
+
+
+class JobRepository(Protocol):
+    """Keeps each tenant's `TenantUsage` exact: a job counts as pending from `create` until
+    the write that makes it terminal, and as running from its claim until the write that
+    releases or ends it; each count changes in the same atomic write as the job."""
+
+    def create(
+        self,
+        job: Job,
+        claim: IdempotencyClaim | None = None,
+        *,
+        max_pending: int | None = None,
+    ) -> None:
+        """Store a new job (and its idempotency record) in one write, counting it pending.
+
+        Raises IdempotencyReplayError when the claim is already held by a live record (nothing
+        is counted), else TenantLimitError when the tenant already has `max_pending` pending
+        jobs."""
+
+    def tenant_usage(self, tenant_id: str) -> TenantUsage: ...
 
     def get(self, job_id: str) -> Job | None: ...
 
@@ -75,6 +97,7 @@ class JobRepository(Protocol):
         allowed_from: Sequence[JobStatus] | None = None,
         expected_version: int | None = None,
         expected_attempts: int | None = None,
+        running_share: int | None = None,
     ) -> Job:
         """Conditionally move a job to `target` and return it as written.
 
@@ -84,7 +107,11 @@ class JobRepository(Protocol):
         The write succeeds only if the job's status is one the state machine allows `target`
         from (narrowed by `allowed_from`), and its `version` / `attempts` are the expected ones
         when given. Every write bumps `version`. Raises JobNotFoundError, or
-        TransitionConflictError (with the current job) when a condition does not hold."""
+        TransitionConflictError (with the current job) when a condition does not hold.
+
+        The tenant's usage changes with the job (`state.slot_changes`). A claim of a queued job
+        with `running_share` succeeds only while the tenant runs fewer jobs than that; else
+        TenantAtShareError, and nothing is written."""
 
     def update(
         self,

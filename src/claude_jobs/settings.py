@@ -62,6 +62,18 @@ class Settings(BaseModel):
     #: value to make tokens unforgeable as well.
     page_token_secret: str = Field("", alias="PAGE_TOKEN_SECRET", max_length=256)
 
+    # Fair sharing between tenants (README "Fair sharing").
+    #: A tenant's pending (queued + running) jobs at most: one more submission is refused
+    #: with 429 `tenant_limit`.
+    tenant_max_pending: int = Field(100, alias="TENANT_MAX_PENDING", ge=1)
+    #: A tenant's running share: jobs of a tenant that already runs this many wait (their
+    #: messages come back after TENANT_DEFER_SECONDS) while other tenants' jobs run. Below
+    #: the worker's concurrency, one tenant never holds every worker.
+    tenant_max_running: int = Field(5, alias="TENANT_MAX_RUNNING", ge=1)
+    #: How long a job of a tenant at its running share waits before it is offered again
+    #: (growing with each wait, up to 12 times this; jittered).
+    tenant_defer_seconds: int = Field(2, alias="TENANT_DEFER_SECONDS", ge=1, le=60)
+
     # The worker.
     #: Where the worker runs as root (a container, CI), the agent runs as this user instead.
     agent_user: str = Field("nobody", alias="AGENT_USER")

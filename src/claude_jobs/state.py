@@ -32,6 +32,21 @@ def sources_for(target: JobStatus) -> tuple[JobStatus, ...]:
     return tuple(s for s, targets in ALLOWED_TRANSITIONS.items() if target in targets)
 
 
+def slot_changes(source: JobStatus, target: JobStatus) -> tuple[int, int]:
+    """How a transition changes its tenant's counts of (pending, running) jobs.
+
+    Pending (queued or running) drops when a job becomes terminal; running rises when a queued
+    job is claimed and drops when a running job is released or ends. A re-claim
+    (running → running) changes neither. Jobs are counted once, when created (pending + 1)."""
+    pending = -1 if not source.is_terminal and target.is_terminal else 0
+    running = 0
+    if source is S.QUEUED and target is S.RUNNING:
+        running = 1
+    elif source is S.RUNNING and target is not S.RUNNING:
+        running = -1
+    return pending, running
+
+
 def check_transition(current: JobStatus, target: JobStatus) -> None:
     if not can_transition(current, target):
         raise TransitionConflictError(f"a {current} job cannot become {target}", current=current)

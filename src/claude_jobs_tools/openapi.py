@@ -114,6 +114,12 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             "409": _problem("Idempotency-Key reused with another body"),
             "413": _problem("Body over 256 KiB"),
             "422": _problem("Invalid request; `errors` lists each field"),
+            "429": _problem(
+                "Throttled, or `tenant_limit`: the tenant already has as many "
+                "pending (queued or running) jobs as the deployment allows "
+                "(`TENANT_MAX_PENDING`); submit again after Retry-After",
+                {"Retry-After": _RETRY_AFTER},
+            ),
             "503": _problem(
                 "The job could not be queued (it was failed); retry",
                 {"Retry-After": _RETRY_AFTER},

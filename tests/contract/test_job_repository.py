@@ -10,9 +10,15 @@ import boto3
 import pytest
 
 from claude_jobs.clock import epoch
-from claude_jobs.errors import IdempotencyReplayError, JobNotFoundError, TransitionConflictError
+from claude_jobs.errors import (
+    IdempotencyReplayError,
+    JobNotFoundError,
+    TenantAtShareError,
+    TenantLimitError,
+    TransitionConflictError,
+)
 from claude_jobs.models import Job, JobErrorInfo, JobOptions, JobResult, JobStatus
-from claude_jobs.ports import IdempotencyClaim, JobControl, JobRepository
+from claude_jobs.ports import IdempotencyClaim, JobControl, JobRepository, TenantUsage
 from tests.fakes import InMemoryJobRepository
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -193,3 +199,84 @@ def test_control_reads_what_a_running_worker_watches(repo: JobRepository) -> Non
     )
     assert repo.control(job.job_id) == JobControl(JobStatus.RUNNING, True, 1)
     assert repo.control("job-none") is None
+
+
+# ---------------------------------------------------------------- fair sharing: tenant usage
+
+
+def test_a_tenants_pending_count_follows_its_jobs_to_every_end(repo: JobRepository) -> None:
+    # Given a tenant with five jobs
+    jobs = [new_job(n) for n in range(5)]
+    for job in jobs:
+        repo.create(job, max_pending=10)
+    assert repo.tenant_usage("acme") == TenantUsage(pending=5, running=0)
+    assert repo.tenant_usage("other") == TenantUsage()
+    # When they are claimed, released, re-claimed and ended every way a job ends
+    for job in jobs[:3]:
+        repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1, running_share=3)
+    assert repo.tenant_usage("acme") == TenantUsage(pending=5, running=3)
+    repo.transition(jobs[0].job_id, JobStatus.QUEUED)  # released after a fault
+    repo.transition(jobs[0].job_id, JobStatus.RUNNING, add_attempts=1)
+    repo.transition(jobs[1].job_id, JobStatus.RUNNING)  # re-claimed: still one running
+    assert repo.tenant_usage("acme") == TenantUsage(pending=5, running=3)
+    repo.transition(jobs[0].job_id, JobStatus.SUCCEEDED)  # the worker's finish
+    repo.transition(jobs[1].job_id, JobStatus.FAILED)  # attempts exhausted while running
+    repo.transition(jobs[2].job_id, JobStatus.TIMED_OUT)
+    repo.transition(jobs[3].job_id, JobStatus.CANCELLED, allowed_from=[JobStatus.QUEUED])
+    repo.fail_dispatch(jobs[4].job_id, None, "queue down", T0)
+    # Then nothing is counted any more, and a terminal job's refused write changes nothing
+    assert repo.tenant_usage("acme") == TenantUsage(pending=0, running=0)
+    with pytest.raises(TransitionConflictError):
+        repo.transition(jobs[0].job_id, JobStatus.FAILED)
+    assert repo.tenant_usage("acme") == TenantUsage(pending=0, running=0)
+
+
+def test_a_tenant_at_its_pending_cap_cannot_create_another_job(repo: JobRepository) -> None:
+    # Given a tenant with two pending jobs, one of them under an idempotency key
+    repo.create(new_job(0), max_pending=2)
+    repo.create(new_job(1), claim("k1"), max_pending=2)
+    # When it creates a third with a cap of two
+    with pytest.raises(TenantLimitError):
+        repo.create(new_job(2), max_pending=2)
+    # Then nothing was stored or counted, a replay of the key is still a replay (not a
+    # limit, not counted twice), and another tenant is not limited
+    assert repo.get(new_job(2).job_id) is None
+    with pytest.raises(IdempotencyReplayError):
+        repo.create(new_job(3), claim("k1"), max_pending=2)
+    assert repo.tenant_usage("acme") == TenantUsage(pending=2, running=0)
+    repo.create(new_job(0, tenant="other"), max_pending=2)
+    # And once a job ends there is room again
+    repo.transition(new_job(0).job_id, JobStatus.CANCELLED)
+    repo.create(new_job(2), max_pending=2)
+    assert repo.tenant_usage("acme") == TenantUsage(pending=2, running=0)
+
+
+def test_a_claim_beyond_the_running_share_writes_nothing(repo: JobRepository) -> None:
+    # Given a tenant that runs one job, with another queued
+    first, second = new_job(0), new_job(1)
+    repo.create(first)
+    repo.create(second)
+    repo.transition(first.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+    # When the second is claimed with a share of one
+    with pytest.raises(TenantAtShareError):
+        repo.transition(second.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+    # Then it is unchanged (no attempt, same version) and another tenant's claim goes through
+    assert repo.get(second.job_id) == second
+    other = new_job(0, tenant="other")
+    repo.create(other)
+    repo.transition(other.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+    # And once the first ends, the second may run
+    repo.transition(first.job_id, JobStatus.SUCCEEDED)
+    claimed = repo.transition(second.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+    assert claimed.status is JobStatus.RUNNING and claimed.attempts == 1
+    assert claimed.version == second.version + 1
+    assert repo.tenant_usage("acme") == TenantUsage(pending=1, running=1)
+
+
+def test_usage_items_are_not_jobs(repo: JobRepository) -> None:
+    # Given a tenant with a counted job
+    repo.create(new_job(0))
+    # Then its counter is never read as a job
+    assert repo.get("usage#acme") is None
+    assert repo.control("usage#acme") is None
+    assert [j.job_id for j in repo.list_for_tenant("acme", 10).jobs] == [new_job(0).job_id]

@@ -13,11 +13,19 @@ from claude_jobs.errors import (
     IdempotencyReplayError,
     InvalidCursorError,
     JobNotFoundError,
+    TenantAtShareError,
+    TenantLimitError,
     TransitionConflictError,
 )
 from claude_jobs.models import Job, JobErrorInfo, JobStatus
-from claude_jobs.ports import IdempotencyClaim, IdempotencyRecord, JobControl, JobPage
-from claude_jobs.state import sources_for
+from claude_jobs.ports import (
+    IdempotencyClaim,
+    IdempotencyRecord,
+    JobControl,
+    JobPage,
+    TenantUsage,
+)
+from claude_jobs.state import slot_changes, sources_for
 
 _FIXED_FIELDS = frozenset({"job_id", "tenant_id", "version"})
 
@@ -35,13 +43,20 @@ class InMemoryJobRepository:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._claims: dict[tuple[str, str], IdempotencyRecord] = {}
+        self._usage: dict[str, TenantUsage] = {}
         self._lock = threading.Lock()
         #: Every write that changed a job, in order: (job_id, status written).
         self.writes: list[tuple[str, JobStatus]] = []
 
     # ------------------------------------------------------------ create / read
 
-    def create(self, job: Job, claim: IdempotencyClaim | None = None) -> None:
+    def create(
+        self,
+        job: Job,
+        claim: IdempotencyClaim | None = None,
+        *,
+        max_pending: int | None = None,
+    ) -> None:
         with self._lock:
             if job.job_id in self._jobs:
                 raise ValueError(f"job {job.job_id} exists")
@@ -49,6 +64,11 @@ class InMemoryJobRepository:
                 held = self._claims.get((claim.tenant_id, claim.key))
                 if held is not None and held.expires_at >= epoch(job.created_at):
                     raise IdempotencyReplayError(held.job_id, held.body_hash)
+            usage = self._usage.get(job.tenant_id, TenantUsage())
+            if max_pending is not None and usage.pending >= max_pending:
+                raise TenantLimitError(f"{usage.pending} jobs pending (at most {max_pending})")
+            self._usage[job.tenant_id] = TenantUsage(usage.pending + 1, usage.running)
+            if claim is not None:
                 self._claims[(claim.tenant_id, claim.key)] = IdempotencyRecord(
                     job.job_id, claim.body_hash, claim.expires_at
                 )
@@ -59,6 +79,10 @@ class InMemoryJobRepository:
         with self._lock:
             job = self._jobs.get(job_id)
             return job.model_copy(deep=True) if job is not None else None
+
+    def tenant_usage(self, tenant_id: str) -> TenantUsage:
+        with self._lock:
+            return self._usage.get(tenant_id, TenantUsage())
 
     def control(self, job_id: str) -> JobControl | None:
         job = self.get(job_id)
@@ -101,6 +125,7 @@ class InMemoryJobRepository:
         allowed_from: Sequence[JobStatus] | None = None,
         expected_version: int | None = None,
         expected_attempts: int | None = None,
+        running_share: int | None = None,
     ) -> Job:
         sources = [s for s in sources_for(target) if allowed_from is None or s in allowed_from]
         if not sources:
@@ -113,6 +138,7 @@ class InMemoryJobRepository:
             sources,
             expected_version,
             expected_attempts,
+            running_share,
         )
 
     def update(
@@ -122,7 +148,7 @@ class InMemoryJobRepository:
         set_fields: Mapping[str, Any],
         expected_status: Sequence[JobStatus],
     ) -> Job:
-        return self._write(job_id, set_fields, (), 0, list(expected_status), None, None)
+        return self._write(job_id, set_fields, (), 0, list(expected_status), None, None, None)
 
     def _write(
         self,
@@ -133,6 +159,7 @@ class InMemoryJobRepository:
         statuses: Sequence[JobStatus],
         expected_version: int | None,
         expected_attempts: int | None,
+        running_share: int | None,
     ) -> Job:
         for name in [*set_fields, *remove_fields]:
             _check_field(name)
@@ -159,6 +186,14 @@ class InMemoryJobRepository:
             data["version"] = current.version + 1
             data["attempts"] = current.attempts + add_attempts
             written = Job.model_validate(data)
+            # The tenant's counts change with the job, in the same (locked) write.
+            pending, running = slot_changes(current.status, written.status)
+            usage = self._usage.get(current.tenant_id, TenantUsage())
+            if running > 0 and running_share is not None and usage.running >= running_share:
+                raise TenantAtShareError(f"{usage.running} jobs running (share {running_share})")
+            self._usage[current.tenant_id] = TenantUsage(
+                usage.pending + pending, usage.running + running
+            )
             self._jobs[job_id] = written
             self.writes.append((job_id, written.status))
             return written.model_copy(deep=True)

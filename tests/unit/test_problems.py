@@ -23,6 +23,7 @@ from claude_jobs.errors import (
     JobNotFoundError,
     PayloadTooLargeError,
     RequestValidationError,
+    TenantLimitError,
     TransitionConflictError,
     UnauthorizedError,
 )
@@ -120,3 +121,17 @@ def test_401_tells_the_scheme_and_503_when_to_retry() -> None:
     assert problem_for(UnauthorizedError()).headers["WWW-Authenticate"].startswith("Bearer")
     assert problem_for(DispatchError()).headers["Retry-After"] == "1"
     assert "instance" not in json.loads(render(problem_for(DispatchError()), "r")[2])
+
+
+def test_a_tenant_over_its_pending_cap_is_told_when_to_come_back() -> None:
+    # Given the tenant-limit error of a submission, with the service's time to come back
+    error = TenantLimitError("100 jobs pending", retry_after_seconds=10)
+    # When it is mapped
+    status, headers, body = render(problem_for(error), "req-1", "/v1/jobs")
+    # Then it is a 429 tenant_limit problem that says when to retry
+    assert status == 429
+    assert headers["Content-Type"] == PROBLEM_CONTENT_TYPE
+    assert headers["Retry-After"] == "10"
+    parsed = json.loads(body)
+    assert parsed["type"] == TYPE_PREFIX + "tenant_limit" and parsed["status"] == 429
+    assert parsed["detail"] == "100 jobs pending"

@@ -4,14 +4,16 @@ tests/worker are the integration layer)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from claude_jobs.documents import JobDocuments
+from claude_jobs.errors import TenantLimitError
 from claude_jobs.job_service import JobService
 from claude_jobs.models import Job, JobRequest, JobStatus
+from claude_jobs.ports import TenantUsage
 from claude_jobs.settings import Settings
 from claude_jobs.worker.agent import AgentOutcome, AgentRequest, AgentStartError
 from claude_jobs.worker.isolation import AgentIdentity, IdentityPool
@@ -48,6 +50,7 @@ class World:
     proxy: FakeProxy
     clock: Clock
     sandbox_dir: Path
+    settings: Settings = field(default_factory=lambda: Settings(max_attempts=MAX_ATTEMPTS))
 
     def submit(self, prompt: str = "Say hello.", **options: object) -> Job:
         return self.service.submit("acme", JobRequest(prompt=prompt, **options)).job
@@ -60,7 +63,7 @@ class World:
             runner,
             self.proxy,
             lambda: "sk-ant-real-key",
-            Settings(max_attempts=MAX_ATTEMPTS),
+            self.settings,
             IdentityPool(AgentIdentity()),
             sandbox_dir=str(self.sandbox_dir),
             min_run_seconds=1,
@@ -335,3 +338,125 @@ def test_a_run_whose_job_was_taken_over_is_told_to_stop(world: World) -> None:
     assert processed.action == "ran"
     current = world.job(job)
     assert current.status is JobStatus.RUNNING and current.attempts == 2
+
+
+# ---------------------------------------------------------------- fair sharing
+
+
+def shared_world(world: World, share: int) -> World:
+    """The world with a running share of `share` jobs per tenant."""
+    settings = Settings(max_attempts=MAX_ATTEMPTS, tenant_max_running=share)
+    world.settings = settings
+    world.service = JobService(
+        world.repo, InMemoryQueue(), settings, documents=JobDocuments(world.store)
+    )
+    return world
+
+
+def test_a_job_of_a_tenant_at_its_running_share_waits_unchanged(world: World) -> None:
+    # Given tenant acme runs one job already and has another queued, with a share of one
+    world = shared_world(world, 1)
+    running = world.submit("first")
+    queued = world.submit("second")
+    processor, runner = world.processor(WaitForStop())
+    world.repo.transition(running.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+    # When the queued job's message is processed
+    processed = processor.process(queued.job_id, remaining_seconds=900)
+    # Then it is deferred: no agent run, no attempt, the job exactly as it was
+    assert processed.action == "deferred" and processed.status is JobStatus.QUEUED
+    assert runner.requests == []
+    assert world.job(queued) == queued
+
+
+def test_one_tenants_backlog_does_not_starve_another_tenants_job(world: World) -> None:
+    # Given tenant acme runs one job (a long one, on another worker) and has five more queued
+    # ahead of tenant beta's single job in the queue, with a running share of one
+    world = shared_world(world, 1)
+    long_one = world.submit("long")
+    world.repo.transition(long_one.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+    backlog = [world.submit(f"acme {i}") for i in range(5)]
+    beta = world.service.submit("beta", JobRequest(prompt="beta's job")).job
+    processor, runner = world.processor(*[Finish(text="done") for _ in range(6)])
+    queue = [job.job_id for job in [*backlog, beta]]
+    # When one worker takes the messages in order, putting deferred ones at the back
+    taken: list[str] = []
+    while queue and beta.job_id not in taken:
+        job_id = queue.pop(0)
+        processed = processor.process(job_id, remaining_seconds=900)
+        taken.append(job_id)
+        if processed.action == "deferred":
+            queue.append(job_id)
+    # Then beta's job ran on the first pass, while acme's backlog waited unclaimed
+    assert world.job(beta).status is JobStatus.SUCCEEDED
+    assert [r.prompt for r in runner.requests] == ["beta's job"]
+    assert all(world.job(j).status is JobStatus.QUEUED for j in backlog)
+    assert all(world.job(j).attempts == 0 for j in backlog)
+    # And once acme's long job ends, its backlog drains, each job run once
+    world.repo.transition(long_one.job_id, JobStatus.SUCCEEDED)
+    rounds = 0
+    while queue and rounds < 100:
+        rounds += 1
+        job_id = queue.pop(0)
+        if processor.process(job_id, remaining_seconds=900).action == "deferred":
+            queue.append(job_id)
+    assert [world.job(j).status for j in backlog] == [JobStatus.SUCCEEDED] * 5
+    assert [world.job(j).attempts for j in backlog] == [1] * 5
+    assert sorted(r.prompt for r in runner.requests) == sorted(
+        ["beta's job", *(f"acme {i}" for i in range(5))]
+    )
+    # And no job of either tenant is counted any more
+    assert world.repo.tenant_usage("acme") == TenantUsage()
+    assert world.repo.tenant_usage("beta") == TenantUsage()
+
+
+@pytest.mark.parametrize("ending", ["fault_then_exhausted", "finished", "exhausted_unclaimed"])
+def test_every_end_of_a_run_frees_the_tenants_slots(world: World, ending: str) -> None:
+    # Given a queued job
+    job = world.submit()
+    if ending == "fault_then_exhausted":
+        processor, _ = world.processor(
+            *[RaiseFault(AgentStartError("the CLI could not start")) for _ in range(MAX_ATTEMPTS)]
+        )
+        for _ in range(MAX_ATTEMPTS):
+            # When every run hits an infrastructure fault (released, then failed at the cap)
+            try:
+                processor.process(job.job_id, remaining_seconds=900)
+            except WorkerFault:
+                assert world.repo.tenant_usage("acme") == TenantUsage(pending=1, running=0)
+    elif ending == "finished":
+        processor, _ = world.processor(Finish(text="ok"))
+        processor.process(job.job_id, remaining_seconds=900)
+    else:
+        world.left_running(job, attempts=MAX_ATTEMPTS, lease_from_now=-1)
+        processor, _ = world.processor()
+        processor.process(job.job_id, remaining_seconds=900)
+    # Then the job is terminal and nothing of it is counted
+    assert world.job(job).status.is_terminal
+    assert world.repo.tenant_usage("acme") == TenantUsage(pending=0, running=0)
+
+
+def test_a_submission_over_the_pending_cap_is_refused_and_replays_are_not_counted(
+    world: World,
+) -> None:
+    # Given a cap of two pending jobs and two jobs submitted, one with an Idempotency-Key
+    service = JobService(
+        world.repo,
+        InMemoryQueue(),
+        Settings(tenant_max_pending=2),
+        documents=JobDocuments(world.store),
+    )
+    first = service.submit("acme", JobRequest(prompt="one"), idempotency_key="k").job
+    service.submit("acme", JobRequest(prompt="two"))
+    # When the keyed request is replayed, and a third is submitted
+    replay = service.submit("acme", JobRequest(prompt="one"), idempotency_key="k")
+    with pytest.raises(TenantLimitError) as refused:
+        service.submit("acme", JobRequest(prompt="three"))
+    # Then the replay returns the first job, the third is refused with a time to come back,
+    # and two jobs are counted
+    assert replay.job.job_id == first.job_id and not replay.created
+    assert refused.value.retry_after_seconds >= 1
+    assert world.repo.tenant_usage("acme") == TenantUsage(pending=2, running=0)
+    # And another tenant may still submit; a cancel makes room again
+    service.submit("beta", JobRequest(prompt="b"))
+    service.cancel("acme", first.job_id)
+    assert service.submit("acme", JobRequest(prompt="three")).created

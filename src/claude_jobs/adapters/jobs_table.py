@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
@@ -18,12 +21,14 @@ from ..errors import (
     IdempotencyReplayError,
     InvalidCursorError,
     JobNotFoundError,
+    TenantAtShareError,
+    TenantLimitError,
     TransitionConflictError,
 )
 from ..models import Job, JobStatus
-from ..ports import IdempotencyClaim, JobControl, JobPage
+from ..ports import IdempotencyClaim, JobControl, JobPage, TenantUsage
 from ..resources import JOBS_TABLE, TENANT_SHARDS
-from ..state import sources_for
+from ..state import slot_changes, sources_for
 from .dynamo import from_item, serialize, to_item
 
 if TYPE_CHECKING:
@@ -31,6 +36,28 @@ if TYPE_CHECKING:
 
 TENANT_INDEX = JOBS_TABLE.indexes[0].name
 _IDEM_PREFIX = "idem#"
+#: A tenant's usage counter (`pending`, `running`): the same table, so that it changes in one
+#: transaction with the job. No GSI attributes, no TTL: never listed, never expires.
+_USAGE_PREFIX = "usage#"
+_INTERNAL_PREFIXES = (_IDEM_PREFIX, _USAGE_PREFIX)
+#: Tries of a transaction that DynamoDB cancels because another one held the same item (a
+#: tenant's counter is shared by its jobs' writes).
+TRANSACTION_TRIES = 6
+
+
+def usage_item_id(tenant_id: str) -> str:
+    return f"{_USAGE_PREFIX}{tenant_id}"
+
+
+class _Cancelled(Exception):
+    """A transaction cancelled by a condition: the reason code of each item, in order."""
+
+    def __init__(self, codes: list[str]) -> None:
+        super().__init__(", ".join(codes))
+        self.codes = codes
+
+    def failed(self, index: int) -> bool:
+        return len(self.codes) > index and self.codes[index] == "ConditionalCheckFailed"
 
 
 def idempotency_item_id(tenant_id: str, key: str) -> str:
@@ -120,6 +147,43 @@ def _field_type(name: str) -> TypeAdapter[Any]:
     return TypeAdapter(annotation)
 
 
+def _update_parts(
+    set_fields: Mapping[str, Any], remove_fields: Sequence[str], add_attempts: int
+) -> tuple[dict[str, dict[str, Any] | None], str, dict[str, str], dict[str, Any]]:
+    """A job write as (attribute values, update expression, names, values): the only place
+    job writes become DynamoDB expressions. Every write bumps `version`."""
+    names: dict[str, str] = {"#version": "version"}
+    values: dict[str, Any] = {":one": {"N": "1"}, ":zero": {"N": "0"}}
+    sets = ["#version = if_not_exists(#version, :zero) + :one"]
+    removes: list[str] = []
+    attributes = field_attributes(set_fields)
+    for field in remove_fields:
+        check_field(field)
+        attributes.setdefault(field, None)
+    for i, (name, value) in enumerate(attributes.items()):
+        names[f"#f{i}"] = name
+        if value is None:  # a None value removes the attribute
+            removes.append(f"#f{i}")
+        else:
+            values[f":f{i}"] = value
+            sets.append(f"#f{i} = :f{i}")
+    if add_attempts:
+        names["#attempts"] = "attempts"
+        values[":add"] = serialize(add_attempts)
+        sets.append("#attempts = if_not_exists(#attempts, :zero) + :add")
+    expression = "SET " + ", ".join(sets)
+    if removes:
+        expression += " REMOVE " + ", ".join(removes)
+    return attributes, expression, names, values
+
+
+def _limit(max_pending: int | None) -> TenantLimitError:
+    return TenantLimitError(
+        f"This tenant already has {max_pending} pending (queued or running) jobs, as many as "
+        "this deployment allows; submit again once some have finished."
+    )
+
+
 def check_field(name: str) -> None:
     if name not in Job.model_fields or name in _FIXED_FIELDS:
         raise ValueError(f"{name!r} is not a job field a write may change")
@@ -148,14 +212,29 @@ class DynamoJobRepository:
 
     # ------------------------------------------------------------ create / read
 
-    def create(self, job: Job, claim: IdempotencyClaim | None = None) -> None:
+    def create(
+        self,
+        job: Job,
+        claim: IdempotencyClaim | None = None,
+        *,
+        max_pending: int | None = None,
+    ) -> None:
         put_job: dict[str, Any] = {
             "TableName": self._table,
             "Item": job_to_item(job, self._retention_days),
             "ConditionExpression": "attribute_not_exists(job_id)",
         }
+        count = self._usage_update(job.tenant_id, pending=1)
+        if max_pending is not None:
+            count["ConditionExpression"] = "attribute_not_exists(pending) OR pending < :cap"
+            count["ExpressionAttributeValues"][":cap"] = serialize(max_pending)
         if claim is None:
-            self._client.put_item(**put_job)
+            try:
+                self._transact([{"Put": put_job}, {"Update": count}])
+            except _Cancelled as cancelled:
+                if cancelled.failed(1):
+                    raise _limit(max_pending) from None
+                raise
             return
         idem_id = idempotency_item_id(claim.tenant_id, claim.key)
         put_claim: dict[str, Any] = {
@@ -173,20 +252,60 @@ class DynamoJobRepository:
             "ExpressionAttributeValues": {":now": serialize(epoch(job.created_at))},
         }
         try:
-            self._client.transact_write_items(
-                TransactItems=[{"Put": put_claim}, {"Put": put_job}]  # type: ignore[typeddict-item]
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+            self._transact([{"Put": put_claim}, {"Put": put_job}, {"Update": count}])
+        except _Cancelled as cancelled:
+            # A replay first: the key's job was counted when it was created.
+            if cancelled.failed(0):
+                held = self._get_raw(idem_id, consistent=True)
+                if held is None:  # expired and deleted in between: the caller may retry
+                    raise
+                record = from_item(held)
+                raise IdempotencyReplayError(record["target_job_id"], record["body_hash"]) from None
+            if cancelled.failed(2):
+                raise _limit(max_pending) from None
+            raise
+
+    def _usage_update(
+        self, tenant_id: str, *, pending: int = 0, running: int = 0
+    ) -> dict[str, Any]:
+        """The transaction item that moves a tenant's counts by (pending, running)."""
+        return {
+            "TableName": self._table,
+            "Key": {"job_id": {"S": usage_item_id(tenant_id)}},
+            "UpdateExpression": "ADD pending :p, running :r",
+            "ExpressionAttributeValues": {":p": serialize(pending), ":r": serialize(running)},
+        }
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """One TransactWriteItems: retried while another transaction holds one of its items
+        (nothing was written then); _Cancelled when a condition does not hold. Each try has
+        its own request token, so a retry by the SDK after a lost answer is not applied
+        twice."""
+        for attempt in range(TRANSACTION_TRIES):
+            try:
+                self._client.transact_write_items(
+                    TransactItems=items,  # type: ignore[arg-type]
+                    ClientRequestToken=uuid.uuid4().hex,
+                )
+                return
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                codes = [
+                    str(r.get("Code") or "None")
+                    for r in exc.response.get("CancellationReasons", [])
+                ]
+                if "TransactionConflict" in codes and attempt + 1 < TRANSACTION_TRIES:
+                    time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311
+                    continue
+                if "ConditionalCheckFailed" in codes:
+                    raise _Cancelled(codes) from None
                 raise
-            reasons = exc.response.get("CancellationReasons", [])
-            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
-                raise
-            held = self._get_raw(idem_id, consistent=True)
-            if held is None:  # expired and deleted in between: the caller may retry
-                raise
-            record = from_item(held)
-            raise IdempotencyReplayError(record["target_job_id"], record["body_hash"]) from None
+
+    def tenant_usage(self, tenant_id: str) -> TenantUsage:
+        item = self._get_raw(usage_item_id(tenant_id), consistent=True) or {}
+        data = from_item(item)
+        return TenantUsage(int(data.get("pending", 0)), int(data.get("running", 0)))
 
     def _get_raw(self, job_id: str, consistent: bool = False) -> dict[str, Any] | None:
         response = self._client.get_item(
@@ -195,13 +314,13 @@ class DynamoJobRepository:
         return response.get("Item")
 
     def get(self, job_id: str) -> Job | None:
-        if job_id.startswith(_IDEM_PREFIX):
+        if job_id.startswith(_INTERNAL_PREFIXES):
             return None
         item = self._get_raw(job_id, consistent=True)
         return None if item is None else item_to_job(item)
 
     def control(self, job_id: str) -> JobControl | None:
-        if job_id.startswith(_IDEM_PREFIX):
+        if job_id.startswith(_INTERNAL_PREFIXES):
             return None
         item = self._client.get_item(
             TableName=self._table,
@@ -291,10 +410,23 @@ class DynamoJobRepository:
         allowed_from: Sequence[JobStatus] | None = None,
         expected_version: int | None = None,
         expected_attempts: int | None = None,
+        running_share: int | None = None,
     ) -> Job:
         sources = [s for s in sources_for(target) if allowed_from is None or s in allowed_from]
         if not sources:
             raise TransitionConflictError(f"no status may become {target}")
+        if any(slot_changes(source, target) != (0, 0) for source in sources):
+            return self._counted_write(
+                job_id,
+                target,
+                set_fields={**(set_fields or {}), "status": target},
+                remove_fields=remove_fields,
+                add_attempts=add_attempts,
+                statuses=sources,
+                expected_version=expected_version,
+                expected_attempts=expected_attempts,
+                running_share=running_share,
+            )
         return self._write(
             job_id,
             set_fields={**(set_fields or {}), "status": target},
@@ -325,29 +457,9 @@ class DynamoJobRepository:
         expected_version: int | None = None,
         expected_attempts: int | None = None,
     ) -> Job:
-        """One conditional UpdateItem: the only place job writes become DynamoDB expressions."""
-        names: dict[str, str] = {"#status": "status", "#version": "version"}
-        values: dict[str, Any] = {":one": {"N": "1"}, ":zero": {"N": "0"}}
-        sets = ["#version = if_not_exists(#version, :zero) + :one"]
-        removes: list[str] = []
-        attributes = field_attributes(set_fields)
-        for field in remove_fields:
-            check_field(field)
-            attributes.setdefault(field, None)
-        for i, (name, value) in enumerate(attributes.items()):
-            names[f"#f{i}"] = name
-            if value is None:  # a None value removes the attribute
-                removes.append(f"#f{i}")
-            else:
-                values[f":f{i}"] = value
-                sets.append(f"#f{i} = :f{i}")
-        if add_attempts:
-            names["#attempts"] = "attempts"
-            values[":add"] = serialize(add_attempts)
-            sets.append("#attempts = if_not_exists(#attempts, :zero) + :add")
-        expression = "SET " + ", ".join(sets)
-        if removes:
-            expression += " REMOVE " + ", ".join(removes)
+        """One conditional UpdateItem (a job write that changes no tenant counts)."""
+        _, expression, names, values = _update_parts(set_fields, remove_fields, add_attempts)
+        names["#status"] = "status"
         status_values = {f":st{i}": {"S": s.value} for i, s in enumerate(statuses)}
         values.update(status_values)
         conditions = ["attribute_exists(job_id)", f"#status IN ({', '.join(status_values)})"]
@@ -381,9 +493,82 @@ class DynamoJobRepository:
             ) from None
         return item_to_job(response["Attributes"])
 
+    def _counted_write(
+        self,
+        job_id: str,
+        target: JobStatus,
+        *,
+        set_fields: Mapping[str, Any],
+        remove_fields: Sequence[str],
+        add_attempts: int,
+        statuses: Sequence[JobStatus],
+        expected_version: int | None,
+        expected_attempts: int | None,
+        running_share: int | None,
+    ) -> Job:
+        """A transition that changes its tenant's counts: one transaction of the job's write
+        (conditional on the version just read, so the counts move from the status the job was
+        really in) and the counter's, the running share checked there. Exactly once: if the
+        job's write does not happen, neither does the count's."""
+        attributes, expression, names, values = _update_parts(
+            set_fields, remove_fields, add_attempts
+        )
+        current: Job | None = None
+        for _ in range(TRANSACTION_TRIES):
+            item = None if job_id.startswith(_INTERNAL_PREFIXES) else self._get_raw(job_id, True)
+            if item is None:
+                raise JobNotFoundError(f"job {job_id} not found")
+            current = item_to_job(item)
+            if (
+                current.status not in statuses
+                or (expected_version is not None and current.version != expected_version)
+                or (expected_attempts is not None and current.attempts != expected_attempts)
+            ):
+                raise TransitionConflictError(f"job {job_id} is {current.status}", current=current)
+            pending, running = slot_changes(current.status, target)
+            count = self._usage_update(current.tenant_id, pending=pending, running=running)
+            if running > 0 and running_share is not None:
+                count["ConditionExpression"] = "attribute_not_exists(running) OR running < :share"
+                count["ExpressionAttributeValues"][":share"] = serialize(running_share)
+            update = {
+                "TableName": self._table,
+                "Key": {"job_id": {"S": job_id}},
+                "UpdateExpression": expression,
+                "ConditionExpression": "attribute_exists(job_id) AND #version = :c_version",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {
+                    **values,
+                    ":c_version": serialize(current.version),
+                },
+            }
+            try:
+                self._transact([{"Update": update}, {"Update": count}])
+            except _Cancelled as cancelled:
+                if cancelled.failed(0):
+                    continue  # the job changed since it was read: look again
+                raise TenantAtShareError(
+                    f"the tenant runs {running_share} jobs already (its share)"
+                ) from None
+            written = dict(item)
+            for name, value in attributes.items():
+                if value is None:
+                    written.pop(name, None)
+                else:
+                    written[name] = value
+            written["version"] = serialize(current.version + 1)
+            written["attempts"] = serialize(current.attempts + add_attempts)
+            return item_to_job(written)
+        raise TransitionConflictError(f"job {job_id} kept changing", current=current)
+
     def fail_dispatch(
         self, job_id: str, claim: IdempotencyClaim | None, message: str, at: datetime
     ) -> None:
+        """`queued → failed` with the tenant's pending count, and the key freed, in one
+        transaction."""
+        item = self._get_raw(job_id, consistent=True)
+        if item is None:
+            raise JobNotFoundError(f"job {job_id} not found")
+        tenant_id = from_item({"tenant_id": item["tenant_id"]})["tenant_id"]
         update: dict[str, Any] = {
             "TableName": self._table,
             "Key": {"job_id": {"S": job_id}},
@@ -402,19 +587,29 @@ class DynamoJobRepository:
                 ":at": {"S": at.isoformat()},
                 ":failed": {"S": JobStatus.FAILED.value},
                 ":queued": {"S": JobStatus.QUEUED.value},
-                ":error": serialize({"code": "dispatch_failed", "message": message}),
+                ":error": _attribute({"code": "dispatch_failed", "message": message}),
                 ":one": {"N": "1"},
             },
         }
-        if claim is None:
-            self._client.update_item(**update)
-            return
-        release: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": {"job_id": {"S": idempotency_item_id(claim.tenant_id, claim.key)}},
-            "ConditionExpression": "target_job_id = :job",
-            "ExpressionAttributeValues": {":job": {"S": job_id}},
-        }
-        self._client.transact_write_items(
-            TransactItems=[{"Update": update}, {"Delete": release}]  # type: ignore[typeddict-item]
-        )
+        items: list[dict[str, Any]] = [
+            {"Update": update},
+            {"Update": self._usage_update(tenant_id, pending=-1)},
+        ]
+        if claim is not None:
+            items.append(
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": {"job_id": {"S": idempotency_item_id(claim.tenant_id, claim.key)}},
+                        "ConditionExpression": "target_job_id = :job",
+                        "ExpressionAttributeValues": {":job": {"S": job_id}},
+                    }
+                }
+            )
+        try:
+            self._transact(items)
+        except _Cancelled as cancelled:
+            current = item_to_job(item)
+            raise TransitionConflictError(
+                f"job {job_id} is no longer queued ({cancelled})", current=current
+            ) from None

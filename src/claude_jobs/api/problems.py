@@ -21,6 +21,7 @@ from ..errors import (
     JobNotFoundError,
     PayloadTooLargeError,
     RequestValidationError,
+    TenantLimitError,
     TransitionConflictError,
     UnauthorizedError,
 )
@@ -80,6 +81,7 @@ _STATUS: dict[type[ClaudeJobsError], tuple[int, str]] = {
     TransitionConflictError: (409, "Conflict"),
     PayloadTooLargeError: (413, "Content Too Large"),
     RequestValidationError: (422, "Unprocessable Content"),
+    TenantLimitError: (429, "Too Many Requests"),
     DispatchError: (503, "Service Unavailable"),
 }
 
@@ -117,13 +119,16 @@ def problem_for(exc: BaseException) -> Problem:
             if cls in _STATUS:
                 status, title = _STATUS[cls]
                 errors = exc.errors if isinstance(exc, RequestValidationError) else ()
+                headers = dict(_HEADERS.get(status, {}))
+                if isinstance(exc, TenantLimitError):
+                    headers["Retry-After"] = str(exc.retry_after_seconds)
                 return Problem(
                     status=status,
                     code=exc.code,
                     title=title,
                     detail=exc.detail,
                     errors=errors,
-                    headers=_HEADERS.get(status, {}),
+                    headers=headers,
                 )
     code = _aws_error_code(exc)
     if code in THROTTLING_CODES:

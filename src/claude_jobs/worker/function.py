@@ -13,7 +13,9 @@ execution environment: on Lambda the process exits, so the next invocation gets 
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import sys
 import threading
 from collections.abc import Callable
@@ -119,6 +121,8 @@ class WorkerFunction(ContainerHolder):
         except Exception:
             self._retry_later(record)
             raise
+        if processed.action == "deferred":
+            self._defer(record)  # raises if it cannot: the message is then retried as is
         if processed.retire and retiring is not None:
             retiring.append(processed.retire)
             self._delete(record)  # done: it must not come back when the environment ends
@@ -132,6 +136,28 @@ class WorkerFunction(ContainerHolder):
         )
         if processed.action == "ran" and processed.status is not None:
             count(f"Jobs_{processed.status.value}")
+
+    def _defer(self, record: SQSRecord) -> None:
+        """Offer a job whose tenant runs its share again later: a new message with a delay
+        (a fresh receive count: waiting is neither a fault nor a step towards the DLQ); this
+        one is then deleted as processed. The delay grows with each wait, up to 12 times
+        TENANT_DEFER_SECONDS, jittered so that a backlog spreads out."""
+        try:
+            body = json.loads(record.body)
+            waits = int(body.get("deferrals", 0))
+        except (ValueError, TypeError, AttributeError):
+            body, waits = None, 0
+        if not isinstance(body, dict):
+            raise WorkerFault("a deferred message is not a job message")
+        body["deferrals"] = waits + 1
+        base = self.container.settings.tenant_defer_seconds * (1 + min(waits, 11))
+        delay = min(900, max(1, round(base * random.uniform(0.75, 1.25))))  # noqa: S311
+        self.container.client("sqs").send_message(
+            QueueUrl=self._queue_url(record.event_source_arn),
+            MessageBody=json.dumps(body, separators=(",", ":")),
+            DelaySeconds=delay,
+        )
+        count("JobsDeferred")
 
     def _retry_later(self, record: SQSRecord) -> None:
         """Make the failed message visible again after a backoff: the base, then twice, four

@@ -6,7 +6,9 @@ For one SQS message (`{"job_id", "tenant_id"}`):
    called (a redelivery never runs a job twice).
 2. Claim it: one conditional write `queued|running(lease expired) → running` on the version
    just read, adding one attempt and a lease until the deadline (+ margin). A job that has
-   already used `max_attempts` claims ends `failed` (`attempts_exhausted`) instead.
+   already used `max_attempts` claims ends `failed` (`attempts_exhausted`) instead. A queued
+   job whose tenant already runs `tenant_max_running` jobs is not claimed (the same write's
+   condition): it is `deferred`, unchanged, and its message offered again later.
 3. Run the agent in a fresh sandbox, with a per-job proxy token, until it ends, its deadline
    passes (→ `timed_out`) or a cancel is requested (→ `cancelled`). Then end every process the
    agent started (`containment.py`); any that cannot be ended makes the worker retire its
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..documents import OUTPUT_SCHEMA, PROMPT, PROMPTS, SYSTEM_PROMPT, JobDocuments
-from ..errors import JobNotFoundError, TransitionConflictError
+from ..errors import JobNotFoundError, TenantAtShareError, TransitionConflictError
 from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobResult, JobStatus
 from ..observability import deferred_logger
 from ..ports import AgentRunner, JobRepository, KeyProxy
@@ -91,7 +93,9 @@ class Processed:
     """What happened to one message (for logs and tests)."""
 
     job_id: str | None
-    action: str  # "ran", "skipped:<why>", "exhausted", "malformed"
+    #: "ran", "skipped:<why>", "exhausted", "malformed", or "deferred" (its tenant runs its
+    #: share of jobs: the message is to be offered again later)
+    action: str
     status: JobStatus | None = None
     #: Why the execution environment must not serve another job (a process of this one could
     #: not be ended), or None.
@@ -156,6 +160,11 @@ class JobProcessor:
             return self._exhaust_unclaimed(job)
         try:
             claimed = self._claim(job, deadline)
+        except TenantAtShareError:
+            # Its tenant runs its share already: the job waits, unchanged (no attempt, no
+            # fault); the message comes back later and other tenants' messages flow meanwhile.
+            log.info("job %s deferred: its tenant runs its share of jobs", job_id)
+            return Processed(job_id, "deferred", job.status)
         except TransitionConflictError as conflict:
             current = conflict.current if isinstance(conflict.current, Job) else None
             log.info("job %s was taken meanwhile (%s)", job_id, current and current.status)
@@ -186,6 +195,7 @@ class JobProcessor:
             add_attempts=1,
             remove_fields=["error"],
             expected_version=job.version,
+            running_share=self._settings.tenant_max_running,
         )
 
     def _exhaust_unclaimed(self, job: Job) -> Processed:

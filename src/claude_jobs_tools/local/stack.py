@@ -144,6 +144,22 @@ class StackConfig:
         )
 
 
+#: Fair sharing settings the local stack takes from its environment (README "Fair sharing").
+FAIR_SHARING_SETTINGS = ("tenant_max_pending", "tenant_max_running", "tenant_defer_seconds")
+
+
+def fair_sharing_settings(environ: Mapping[str, str], workers: int) -> dict[str, Any]:
+    """The stack's fair sharing: a tenant's running share is half its workers (at least one),
+    so one tenant never holds them all; TENANT_MAX_PENDING, TENANT_MAX_RUNNING and
+    TENANT_DEFER_SECONDS in the environment set them."""
+    values: dict[str, Any] = {"tenant_max_running": max(1, workers // 2)}
+    for name in FAIR_SHARING_SETTINGS:
+        alias = Settings.model_fields[name].alias
+        if alias and environ.get(alias):
+            values[name] = environ[alias]
+    return values
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """Settings as the environment variables a function reads them from (`from_env`)."""
     env = {}
@@ -276,7 +292,7 @@ class LocalStack:
             anthropic_base_url=self.upstream_url,
             allow_loopback_webhooks=True,
             **{"agent_uid_range": os.environ.get("AGENT_UID_RANGE") or own_uid_block()},
-            **config.settings_overrides,
+            **{**fair_sharing_settings(os.environ, config.workers), **config.settings_overrides},
         )
         self.settings = provisioned.settings
         for name, value in settings_env(provisioned.settings).items():

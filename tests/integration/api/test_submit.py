@@ -242,7 +242,7 @@ def test_dispatch_failure_is_503_and_the_job_fails_instead_of_staying_queued(
 class ThrottledRepository:
     """A job repository whose table is throttling every write, as DynamoDB does under load."""
 
-    def create(self, job: object, claim: object = None) -> None:
+    def create(self, job: object, claim: object = None, **limits: object) -> None:
         raise ClientError(
             {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
             "PutItem",
