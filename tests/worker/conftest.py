@@ -89,6 +89,12 @@ class WorkerStack:
     contexts: list[LambdaContext] = field(default_factory=list)
 
     @property
+    def bedrock(self) -> FakeBedrock:
+        """The upstream of a Bedrock deployment's worker."""
+        assert isinstance(self.fake, FakeBedrock)
+        return self.fake
+
+    @property
     def repo(self) -> DynamoJobRepository:
         return self.container.job_repository
 

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "ApiError",
@@ -180,7 +180,7 @@ class FakeAnthropic:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> FakeAnthropic:
+    def start(self) -> Self:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
@@ -199,7 +199,7 @@ class FakeAnthropic:
             self._thread = None
         self._server.server_close()
 
-    def __enter__(self) -> FakeAnthropic:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -215,7 +215,7 @@ class FakeAnthropic:
 
     # ------------------------------------------------------------ script and record
 
-    def script(self, *replies: Reply) -> FakeAnthropic:
+    def script(self, *replies: Reply) -> Self:
         """Queue replies for the next `POST /v1/messages` calls, in order."""
         with self._lock:
             self._queue.extend(replies)
