@@ -228,8 +228,9 @@ def test_a_call_without_a_live_token_is_refused(
     assert fake.requests == []
 
 
+@pytest.mark.parametrize("colon", [":", "%3A", "%3a"])
 def test_an_allowed_call_is_signed_with_the_worker_role_and_carries_only_safe_headers(
-    fake: FakeBedrock, proxy: KeyInjectingProxy
+    fake: FakeBedrock, proxy: KeyInjectingProxy, colon: str
 ) -> None:
     # Given a job's token, and a client that adds headers of its own (a costlier service
     # tier, a credential of its own, the job token)
@@ -241,12 +242,13 @@ def test_an_allowed_call_is_signed_with_the_worker_role_and_carries_only_safe_he
         "x-amz-security-token": "forged",
         "x-api-key": "forged",
     }
-    # When it invokes the allowed profile (its colon percent-encoded, as the AWS SDKs do)
-    status, data, _ = _call(proxy, "POST", _stream(PROFILE.replace(":", "%3A")), token, extra)
+    # When it invokes the allowed profile, its colon spelled raw (as the CLI does) or encoded
+    status, data, _ = _call(proxy, "POST", _stream(PROFILE.replace(":", colon)), token, extra)
     # Then the runtime answered it: the signature verified with the worker role's credentials
     assert status == 200, data
     (received,) = fake.requests
     assert signature_matches(received, ROLE, "us-east-1")
+    # at the path rebuilt from the allowed id, spelled as the AWS SDKs spell it
     assert received.path == _stream(PROFILE.replace(":", "%3A"))
     # And none of the client's own headers (nor its token) went upstream
     assert set(received.headers) == {
@@ -380,3 +382,23 @@ def test_calls_are_refused_once_the_jobs_budget_is_spent(
     assert len(fake.requests) == 2
     metered = proxy.metered(token)
     assert metered is not None and metered.budget_refusals == 1 and metered.spent
+
+
+def test_a_corrupted_event_stream_stops_the_meter_without_breaking_the_relay() -> None:
+    # Given a stream whose first frame (the message start, with usage) fails its checksum
+    usage = Usage(input_tokens=500, output_tokens=40)
+    frames = [chunk_frame(e) for e in stream_events(PROFILE, [], "end_turn", usage)]
+    corrupted = bytearray(frames[0])
+    corrupted[-6] ^= 0x01
+    charges: list[Tokens] = []
+    reader = UsageReader(
+        streaming=True,
+        event_stream=True,
+        model=PROFILE,
+        charge=lambda before, after: charges.append(after),
+    )
+    # When it is fed (as the relay does, never raising), Then nothing read from it is charged:
+    # a frame that fails its checksum is not trusted, nor anything after it
+    reader.feed(bytes(corrupted) + b"".join(frames[1:]))
+    reader.finish()
+    assert charges == []
