@@ -4,6 +4,7 @@ worker may invoke exactly the configured inference profiles and the models they 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ MODEL_ARN = "arn:AWS::Partition:bedrock:{region}::foundation-model/"
 REGIONS = ("us-east-1", "us-east-2", "us-west-2")
 
 
-def _worker(synth: Synthesized) -> dict[str, Any]:
+def _worker(synth: Synthesized) -> Mapping[str, Any]:
     functions = synth.service.find_resources("AWS::Lambda::Function")
     (worker,) = [f for i, f in functions.items() if i.startswith("WorkerFunction")]
     return worker
