@@ -43,7 +43,7 @@ def test_the_offline_stand_in_runs_a_job_in_bedrocks_wire_format(tmp_path: Path)
             job = client.wait(job_id, timeout=JOB_WAIT)
         # Then the real CLI got the stand-in's canned answer through the signing proxy (the
         # stand-in refuses calls not signed with the stack's credentials)
-        assert job["status"] == "succeeded", job
+        assert job["status"] == "succeeded", (job.get("error"), job.get("result"))
         assert job["result"]["text"] == CANNED_ANSWER
         assert job["usage"]["total_cost_usd"] > 0
     finally:
