@@ -17,9 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from claude_jobs.definitions import FUNCTIONS
 from claude_jobs.settings import (
+    DEFAULT_BEDROCK_MODELS,
     DEFAULT_MODEL,
     DEFAULT_PERMITTED_TOOLS,
     PUBLIC_ANTHROPIC_URL,
+    ModelMap,
     ToolNames,
 )
 
@@ -61,6 +63,17 @@ class InfraConfig(BaseModel):
     anthropic_base_url: str = PUBLIC_ANTHROPIC_URL
     #: Import an existing secret by name instead of creating an empty one.
     anthropic_secret_name: str | None = None
+
+    # The model provider.
+    #: `anthropic` (the key in Secrets Manager) or `bedrock` (no key: the worker's role invokes
+    #: the models on Amazon Bedrock; no secret is created or granted).
+    model_provider: Literal["anthropic", "bedrock"] = "anthropic"
+    #: Bedrock: the model names a job may ask for → the inference profile (or, for in-region
+    #: on-demand use, model) id each runs on. `-c bedrock_models=name=id,name2=id2` or JSON.
+    bedrock_models: ModelMap = Field(default_factory=lambda: dict(DEFAULT_BEDROCK_MODELS))
+    #: Bedrock: the regions the inference profiles route to (their foundation models are
+    #: granted there); the defaults are those of the US cross-region profiles.
+    bedrock_regions: ToolNames = ("us-east-1", "us-east-2", "us-west-2")
 
     # Worker capacity.
     worker_memory_mb: Annotated[int, Field(ge=512, le=10240)] = DEFAULT_WORKER_MEMORY_MB
@@ -109,6 +122,25 @@ class InfraConfig(BaseModel):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @model_validator(mode="after")
+    def _bedrock_models_fit(self) -> InfraConfig:
+        if self.model_provider != "bedrock":
+            return self
+        from infra.components.bedrock import MODEL_ID, REGION
+
+        if not self.bedrock_models:
+            raise ValueError("bedrock_models must name at least one model")
+        bad = [i for i in self.bedrock_models.values() if not MODEL_ID.fullmatch(i)]
+        if bad:
+            raise ValueError(f"bedrock_models: not Bedrock model ids: {bad}")
+        if not self.bedrock_regions or not all(REGION.fullmatch(r) for r in self.bedrock_regions):
+            raise ValueError("bedrock_regions must be AWS region names")
+        if self.default_model not in self.bedrock_models:
+            raise ValueError(
+                f"default_model {self.default_model!r} has no inference profile in bedrock_models"
+            )
+        return self
 
     @model_validator(mode="after")
     def _concurrency_fits(self) -> InfraConfig:

@@ -158,7 +158,8 @@ def environment(definition: Function, values: Mapping[str, str]) -> dict[str, st
     missing = [name for name in definition.environment if name not in values]
     if missing:
         raise KeyError(f"no value for {definition.name}'s {', '.join(missing)}")
-    return {name: values[name] for name in definition.environment}
+    optional = {name: values[name] for name in definition.optional_environment if name in values}
+    return {**{name: values[name] for name in definition.environment}, **optional}
 
 
 def _log_group(scope: Construct, construct_id: str, retention_days: int) -> logs.LogGroup:

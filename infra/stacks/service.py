@@ -7,7 +7,8 @@ Each function is granted exactly the actions its code calls, on exactly its reso
 - submit: the job repository's create/claim/cancel/dispatch-failure writes, the jobs queue;
 - status: reads of jobs and the tenant index, results objects (to presign download URLs);
 - authorizer: key lookups;
-- worker: job reads and transitions, results writes, S3 inputs, the Anthropic key;
+- worker: job reads and transitions, results writes, S3 inputs, and the Anthropic key — or,
+  with `model_provider=bedrock`, model invocation of the configured inference profiles;
 - trigger: the submit path, S3 inputs, the trigger dead-letter queue;
 - notifier: job reads and webhook outcome writes, the event bus, the webhook signing key.
 """
@@ -21,7 +22,9 @@ from constructs import Construct
 
 from claude_jobs import resources
 from claude_jobs.definitions import FUNCTIONS
+from claude_jobs.settings import format_model_map
 from infra.components.api import JobsApi
+from infra.components.bedrock import BedrockModels
 from infra.components.events import (
     JobEvents,
     StreamNotifier,
@@ -93,8 +96,7 @@ class ServiceStack(Stack):
             "RESULTS_BUCKET": bucket.bucket_name,
             "INBOX_BUCKET": inbox.bucket_name,
             "TRIGGER_DLQ_URL": trigger_dlq.queue_url,
-            "ANTHROPIC_SECRET_ID": stateful.anthropic_key.secret_id,
-            "ANTHROPIC_BASE_URL": config.anthropic_base_url,
+            **_provider_environment(config, stateful),
             "WEBHOOK_SECRET_ID": stateful.webhook_key.secret.secret_arn,
             "TENANT_MAX_PENDING": str(config.tenant_max_pending),
             "TENANT_MAX_RUNNING": str(config.tenant_max_running),
@@ -179,7 +181,14 @@ class ServiceStack(Stack):
         self.worker.allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [documents])
         # Inputs of S3-triggered jobs, by exact version.
         self.worker.allow(["s3:GetObject", "s3:GetObjectVersion"], [inbox_objects])
-        self.worker.allow(["secretsmanager:GetSecretValue"], [stateful.anthropic_key.policy_arn])
+        if stateful.anthropic_key is not None:
+            self.worker.allow(
+                ["secretsmanager:GetSecretValue"], [stateful.anthropic_key.policy_arn]
+            )
+        else:  # Bedrock: invoke the configured models, nothing else
+            BedrockModels(
+                self, "BedrockModels", models=config.bedrock_models, regions=config.bedrock_regions
+            ).grant_invoke(self.worker.role)
         acknowledge(
             self.worker.role,
             documents_ack,
@@ -278,3 +287,16 @@ class ServiceStack(Stack):
         CfnOutput(self, "InboxBucketName", value=inbox.bucket_name)
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+
+
+def _provider_environment(config: InfraConfig, stateful: StatefulStack) -> dict[str, str]:
+    """The worker's model provider settings: the key's secret, or Bedrock's models."""
+    if stateful.anthropic_key is None:
+        return {
+            "MODEL_PROVIDER": "bedrock",
+            "BEDROCK_MODELS": format_model_map(config.bedrock_models),
+        }
+    return {
+        "ANTHROPIC_SECRET_ID": stateful.anthropic_key.secret_id,
+        "ANTHROPIC_BASE_URL": config.anthropic_base_url,
+    }

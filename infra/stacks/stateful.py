@@ -20,11 +20,16 @@ class StatefulStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.data = JobsData(self, "Data", prefix=config.prefix)
         self.queues = JobQueues(self, "Queues", prefix=config.prefix)
-        self.anthropic_key = AnthropicKeySecret(
-            self,
-            "AnthropicKey",
-            name=config.secret_name,
-            create=config.anthropic_secret_name is None,
+        #: None on Bedrock: there is no Anthropic key to keep.
+        self.anthropic_key = (
+            AnthropicKeySecret(
+                self,
+                "AnthropicKey",
+                name=config.secret_name,
+                create=config.anthropic_secret_name is None,
+            )
+            if config.model_provider == "anthropic"
+            else None
         )
         self.webhook_key = WebhookSigningSecret(
             self, "WebhookSigningKey", name=f"{config.prefix}/webhook-signing-key"

@@ -75,6 +75,9 @@ class Function:
     timeout_seconds: int
     #: The environment variables it reads (Settings aliases and Powertools' own).
     environment: tuple[str, ...]
+    #: Variables it reads when the deployment has them (the model provider's: Anthropic's
+    #: key secret and upstream, or Bedrock's models).
+    optional_environment: tuple[str, ...] = ()
     handler: str = "handler.lambda_handler"  # <module in its folder>.<callable>
     package: Literal["zip", "image"] = "zip"  # zip on the shared layer, or a container image
 
@@ -197,6 +200,10 @@ FUNCTIONS: dict[str, Function] = {
                 *JOB_POLICY_ENV,
                 "JOBS_TABLE",
                 "RESULTS_BUCKET",
+            ),
+            optional_environment=(
+                "MODEL_PROVIDER",
+                "BEDROCK_MODELS",
                 "ANTHROPIC_SECRET_ID",
                 "ANTHROPIC_BASE_URL",
             ),

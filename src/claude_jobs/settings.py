@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -30,6 +31,41 @@ def _split_commas(value: object) -> object:
 
 #: Tool names, also accepted as one comma-separated string (an environment variable).
 ToolNames = Annotated[tuple[str, ...], BeforeValidator(_split_commas)]
+
+#: Model names a job may ask for → Bedrock inference profile (or model) ids: the defaults of a
+#: Bedrock deployment, US cross-region inference profiles.
+DEFAULT_BEDROCK_MODELS: dict[str, str] = {
+    "claude-sonnet-4-5": "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "claude-haiku-4-5": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+    "claude-opus-4-5": "us.anthropic.claude-opus-4-5-20251101-v1:0",
+}
+
+
+def parse_model_map(value: object) -> object:
+    """`name=id,name2=id2` or a JSON object (an environment variable) → {name: id}."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    pairs = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, model_id = item.partition("=")
+        if not sep or not name.strip() or not model_id.strip():
+            raise ValueError(f"{item.strip()!r} is not name=model-id")
+        pairs[name.strip()] = model_id.strip()
+    return pairs
+
+
+def format_model_map(models: Mapping[str, str]) -> str:
+    """The environment variable's form of a model map."""
+    return ",".join(f"{name}={model_id}" for name, model_id in models.items())
+
+
+#: Model name → inference profile id, also accepted as `name=id,name2=id2` or JSON.
+ModelMap = Annotated[dict[str, str], BeforeValidator(parse_model_map)]
 
 
 class Settings(BaseModel):
@@ -106,6 +142,37 @@ class Settings(BaseModel):
     triggers_config: str = Field("", alias="TRIGGERS_CONFIG")
     #: The local stack only: webhooks may target loopback http URLs.
     allow_loopback_webhooks: bool = Field(False, alias="ALLOW_LOOPBACK_WEBHOOKS")
+
+    # The model provider.
+    #: `anthropic` (the key from Secrets Manager) or `bedrock` (no key: the worker's role signs
+    #: Bedrock runtime calls).
+    model_provider: Literal["anthropic", "bedrock"] = Field("anthropic", alias="MODEL_PROVIDER")
+    #: Bedrock: the model names a job may ask for, and the inference profile id of each.
+    bedrock_models: ModelMap = Field(
+        default_factory=lambda: dict(DEFAULT_BEDROCK_MODELS), alias="BEDROCK_MODELS"
+    )
+    #: Bedrock: the runtime endpoint, when not the region's (the standard service override).
+    bedrock_endpoint_url: str = Field("", alias="AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+    #: The region of the deployment (Lambda sets it); Bedrock calls are signed for it.
+    aws_region: str = Field("us-east-1", alias="AWS_REGION")
+
+    @property
+    def uses_bedrock(self) -> bool:
+        return self.model_provider == "bedrock"
+
+    @property
+    def bedrock_model_ids(self) -> frozenset[str]:
+        """The ids the Bedrock proxy forwards: the inference profiles the names map to."""
+        return frozenset(self.bedrock_models.values())
+
+    def cli_model(self, name: str | None) -> str:
+        """The model the CLI is started with for a job's `model` (or the default): on Bedrock,
+        its inference profile id (a name that is not in the map is passed on as it is, and the
+        proxy forwards it only if it is one of the ids)."""
+        model = name or self.default_model
+        if not self.uses_bedrock:
+            return model
+        return self.bedrock_models.get(model, model)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

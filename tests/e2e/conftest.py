@@ -130,12 +130,14 @@ class DevProcess:
         return int(self.process.returncode)
 
 
-def start_dev(tmp: Path, env: dict[str, str], workers: int = 2) -> DevProcess:
+def start_dev(
+    tmp: Path, env: dict[str, str], workers: int = 2, args: tuple[str, ...] = ()
+) -> DevProcess:
     port = free_port()
     log = tmp / f"dev-{port}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [CLAUDE_JOBS, "dev", "--port", str(port), "--workers", str(workers)],
+            [CLAUDE_JOBS, "dev", "--port", str(port), "--workers", str(workers), *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,

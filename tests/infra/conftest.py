@@ -79,3 +79,19 @@ CUSTOM_CONTEXT = {
 @pytest.fixture(scope="session")
 def custom_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return _synth(tmp_path_factory.mktemp("cdk.out.custom"), CUSTOM_CONTEXT)
+
+
+#: A Bedrock deployment: no Anthropic key; two model names on two US inference profiles.
+BEDROCK_CONTEXT = {
+    "model_provider": "bedrock",
+    "bedrock_models": (
+        "claude-sonnet-4-5=us.anthropic.claude-sonnet-4-5-20250929-v1:0,"
+        "claude-haiku-4-5=us.anthropic.claude-haiku-4-5-20251001-v1:0"
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def bedrock_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """`make synth CDK_ARGS="-c model_provider=bedrock -c bedrock_models=…"`."""
+    return _synth(tmp_path_factory.mktemp("cdk.out.bedrock"), BEDROCK_CONTEXT)

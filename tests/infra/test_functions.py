@@ -42,7 +42,9 @@ def test_the_functions_are_the_definition_tables(synth: Synthesized) -> None:
         # with the table's timeout, description and environment variables
         assert props["Timeout"] == definition.timeout_seconds, definition.name
         assert props["Description"] == definition.description, definition.name
-        assert set(props["Environment"]["Variables"]) == set(definition.environment)
+        variables = set(props["Environment"]["Variables"])
+        assert set(definition.environment) <= variables, definition.name
+        assert variables <= {*definition.environment, *definition.optional_environment}
         if definition.package == "zip":
             assert props["Handler"] == definition.handler, definition.name
             assert props["MemorySize"] == definition.memory_mb, definition.name

@@ -21,6 +21,7 @@ from claude_jobs.resources import WORKER_DEADLINE_MARGIN_SECONDS
 from claude_jobs.wiring import Container
 from claude_jobs.worker.function import WorkerFunction
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
+from claude_jobs_tools.local.fake_bedrock import Credentials, FakeBedrock
 from claude_jobs_tools.provision import Provisioned
 from tests.conftest import agent_uid_range
 
@@ -29,6 +30,14 @@ SQS_EVENT = ROOT / "events" / "sqs_job.json"
 
 #: The key stored in the (emulated) Secrets Manager: the worker's real key in these tests.
 REAL_KEY = "sk-ant-test-worker-real-key-0123456789"
+#: The worker role's credentials in the Bedrock tests: what the proxy must sign with.
+WORKER_ROLE = Credentials(
+    access_key="test-worker-role-key-id",
+    secret_key="test-worker-role-secret-0123456789",
+    token="test-worker-role-session-token-0123456789",
+)
+#: The Bedrock deployment's models in these tests: one name, one inference profile.
+BEDROCK_MODELS = {"claude-sonnet-4-5": "us.anthropic.claude-sonnet-4-5-20250929-v1:0"}
 
 
 @dataclass
@@ -78,6 +87,12 @@ class WorkerStack:
     fake: FakeAnthropic
     tenant: str = "acme"
     contexts: list[LambdaContext] = field(default_factory=list)
+
+    @property
+    def bedrock(self) -> FakeBedrock:
+        """The upstream of a Bedrock deployment's worker."""
+        assert isinstance(self.fake, FakeBedrock)
+        return self.fake
 
     @property
     def repo(self) -> DynamoJobRepository:
@@ -134,6 +149,52 @@ def stack(aws: None, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> It
     container = Container(provisioned.settings)
     function = WorkerFunction(container, min_run_seconds=1)
     yield WorkerStack(provisioned, container, function, fake)
+    if "processor" in function.__dict__:
+        function.processor._proxy.close()
+
+
+@pytest.fixture
+def fake_bedrock() -> Iterator[FakeBedrock]:
+    """The fake Bedrock runtime; it accepts only requests signed with the worker role's
+    credentials, as Bedrock would."""
+    with FakeBedrock(credentials=WORKER_ROLE, region="us-east-1") as server:
+        yield server
+
+
+@pytest.fixture
+def bedrock_stack(
+    aws: None, fake_bedrock: FakeBedrock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[WorkerStack]:
+    """A worker deployed with `model_provider=bedrock`: its role's credentials in its
+    environment (as Lambda gives them), the fake Bedrock runtime as its endpoint, and no
+    Anthropic secret at all (deleted after provisioning: reading it would fail)."""
+    from claude_jobs_tools.provision import provision
+
+    monkeypatch.setenv("_HANDLER", "handler.lambda_handler")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "claude-jobs-worker")
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
+    provisioned = provision(
+        "wb",
+        secret_value=REAL_KEY,
+        model_provider="bedrock",
+        bedrock_models=BEDROCK_MODELS,
+        bedrock_endpoint_url=fake_bedrock.url,
+        aws_region="us-east-1",
+        agent_max_retries=0,
+        cancel_poll_seconds=0.2,
+        retry_base_seconds=1,
+        agent_uid_range=agent_uid_range(),
+    )
+    boto3.client("secretsmanager").delete_secret(
+        SecretId=provisioned.settings.anthropic_secret_id, ForceDeleteWithoutRecovery=True
+    )
+    # Lambda's role credentials, in the worker process's environment (set after moto's own).
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", WORKER_ROLE.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", WORKER_ROLE.secret_key)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", WORKER_ROLE.token or "")
+    container = Container(provisioned.settings)
+    function = WorkerFunction(container, min_run_seconds=1)
+    yield WorkerStack(provisioned, container, function, fake_bedrock)
     if "processor" in function.__dict__:
         function.processor._proxy.close()
 

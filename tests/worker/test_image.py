@@ -464,7 +464,8 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
             assert run.stdout.count('ANSWER {"batchItemFailures": []}') == 2, run.stdout
             for job in (first, second):
                 done = container.job_repository.get(job.job_id)
-                assert done is not None and done.status is JobStatus.SUCCEEDED, done.error
+                assert done is not None, job
+                assert done.status is JobStatus.SUCCEEDED, done.error
             # And none of its own calls past the Messages API reached the upstream
             # (what the proxy forwards carries the real key; other probes of this machine's
             # loopback ports may reach the fake too)

@@ -75,18 +75,26 @@ class WorkerFunction(ContainerHolder):
 
         container = self.container
         settings = container.settings
-        keys = SecretKeyProvider(
-            container.client("secretsmanager"),
-            settings.anthropic_secret_id,
-            settings.secret_max_age_seconds,
-        )
+        proxy: KeyInjectingProxy
+        key: Callable[[], str] | None
+        if settings.uses_bedrock:  # no Anthropic key: the proxy signs with the worker's role
+            from .bedrock import bedrock_proxy
+
+            proxy, key = bedrock_proxy(settings), None
+        else:
+            keys = SecretKeyProvider(
+                container.client("secretsmanager"),
+                settings.anthropic_secret_id,
+                settings.secret_max_age_seconds,
+            )
+            proxy, key = KeyInjectingProxy(settings.anthropic_base_url, keys.get), keys.get
         s3 = container.client("s3")
         return JobProcessor(
             container.job_repository,
             container.job_documents,
             AgentRunner(poll_seconds=settings.cancel_poll_seconds),
-            KeyInjectingProxy(settings.anthropic_base_url, keys.get),
-            keys.get,
+            proxy,
+            key,
             settings,
             shared_pool(resolve_identity(settings.agent_user), settings.agent_uid_range),
             inputs=lambda job, directory: materialize_inputs(s3, job.inputs, directory),

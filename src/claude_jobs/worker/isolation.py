@@ -40,6 +40,14 @@ PR_GET_DUMPABLE = 3
 AGENT_PATH = "/var/lang/bin:/usr/local/bin:/usr/bin:/bin"
 
 
+@dataclass(frozen=True)
+class BedrockCli:
+    """What the CLI needs to know to run on Bedrock through the proxy."""
+
+    region: str
+    model: str  # the inference profile id the job runs on
+
+
 class IsolationError(RuntimeError):
     """The agent cannot be isolated as required (an infrastructure fault)."""
 
@@ -177,8 +185,13 @@ def agent_environment(
     base_url: str,
     token: str,
     max_retries: int | None,
+    bedrock: BedrockCli | None = None,
 ) -> dict[str, str]:
-    """The whole environment the CLI gets (plus the SDK's own variables): nothing inherited."""
+    """The whole environment the CLI gets (plus the SDK's own variables): nothing inherited.
+
+    With `bedrock`, the CLI talks Bedrock's protocol to the same loopback proxy, presents its
+    token in a header of its own, and signs nothing (the proxy signs with the worker's role):
+    its only AWS variable is the region."""
     env = {
         "HOME": str(home),
         "CLAUDE_CONFIG_DIR": str(config_dir),
@@ -186,13 +199,24 @@ def agent_environment(
         "PATH": AGENT_PATH,
         "LANG": "C.UTF-8",
         "SHELL": "/bin/bash",
-        "ANTHROPIC_BASE_URL": base_url,
-        # The per-job token the loopback proxy accepts; never the real key.
-        "ANTHROPIC_API_KEY": token,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "CLAUDE_AGENT_SDK_SKIP_VERSION_CHECK": "1",
         "DISABLE_AUTOUPDATER": "1",
     }
+    if bedrock is None:
+        env["ANTHROPIC_BASE_URL"] = base_url
+        # The per-job token the loopback proxy accepts; never the real key.
+        env["ANTHROPIC_API_KEY"] = token
+    else:
+        env["CLAUDE_CODE_USE_BEDROCK"] = "1"
+        env["ANTHROPIC_BEDROCK_BASE_URL"] = base_url
+        env["CLAUDE_CODE_SKIP_BEDROCK_AUTH"] = "1"  # no credential: the proxy signs
+        env["AWS_REGION"] = bedrock.region
+        # The per-job token, as a header the proxy reads (`bedrock.TOKEN_HEADER`).
+        env["ANTHROPIC_CUSTOM_HEADERS"] = f"x-claude-jobs-token: {token}"
+        # Background calls (titles, summaries) on the job's own model, which is allowed.
+        env["ANTHROPIC_SMALL_FAST_MODEL"] = bedrock.model
+        env["ANTHROPIC_DEFAULT_HAIKU_MODEL"] = bedrock.model
     if max_retries is not None:
         env["CLAUDE_CODE_MAX_RETRIES"] = str(max_retries)
     return env

@@ -8,15 +8,24 @@ grows, the reader hands the previous and the new usage to `charge`, so the job's
 by the difference as soon as the API reports it — the input cost at the start of a stream,
 not only at its end.
 
+Amazon Bedrock streams the same Messages API events in AWS event-stream framing
+(`application/vnd.amazon.eventstream`): binary frames (a 12-byte prelude of total length,
+headers length and their CRC32; typed headers; the payload; the frame's CRC32) whose `chunk`
+events carry `{"bytes": base64(<one stream event's JSON>)}`. With `event_stream=True` the reader
+takes its events from those frames; the usage fields are the same.
+
 `JobMeter` is one job's running total (tokens, cost, calls, calls in flight), shared by the
 proxy's request threads; every method is thread-safe.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import re
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Mapping
@@ -48,9 +57,17 @@ class UsageReader:
     """Reads the usage out of one relayed answer. Feed it the bytes, then `finish()`."""
 
     def __init__(
-        self, *, streaming: bool, model: str, charge: Charge, content_encoding: str = ""
+        self,
+        *,
+        streaming: bool,
+        model: str,
+        charge: Charge,
+        content_encoding: str = "",
+        event_stream: bool = False,
     ) -> None:
         self.streaming = streaming
+        self._event_stream = event_stream
+        self._skip_bytes = 0  # the rest of an event-stream frame too long to keep
         self._finished = False
         self._model = model  # the request's model, until the answer names its own
         self._charge = charge
@@ -72,7 +89,9 @@ class UsageReader:
         try:
             if self._decoder is not None:
                 data = self._decoder.decompress(data, MAX_EVENT_BYTES)
-            if self.streaming:
+            if self.streaming and self._event_stream:
+                self._feed_frames(data)
+            elif self.streaming:
                 self._feed_events(data)
             elif not self._too_large:
                 self._buffer += data
@@ -80,7 +99,7 @@ class UsageReader:
                     self._too_large = True
                     self._buffer.clear()
                     log.warning("an answer too large to meter was relayed")
-        except (zlib.error, ValueError) as exc:  # never break the relay over metering
+        except (zlib.error, ValueError, struct.error) as exc:  # never break the relay over it
             self._unreadable = True
             log.warning("metering stopped on an unreadable answer: %s", type(exc).__name__)
 
@@ -128,6 +147,54 @@ class UsageReader:
             payload = json.loads(data)
         except ValueError:
             return
+        self._stream_event(payload)
+
+    # ------------------------------------------------------------ AWS event-stream frames
+
+    def _feed_frames(self, data: bytes) -> None:
+        if self._skip_bytes:
+            skipped = min(self._skip_bytes, len(data))
+            self._skip_bytes -= skipped
+            data = data[skipped:]
+        self._buffer += data
+        while len(self._buffer) >= _PRELUDE_BYTES:
+            total, headers_length, prelude_crc = struct.unpack_from(">III", self._buffer)
+            if binascii.crc32(bytes(self._buffer[:8])) != prelude_crc:
+                raise ValueError("an event-stream prelude with a bad checksum")
+            if total < _PRELUDE_BYTES + 4 or headers_length > total - _PRELUDE_BYTES - 4:
+                raise ValueError("an event-stream frame of impossible lengths")
+            if total > MAX_EVENT_BYTES:  # text deltas only: usage is never that long
+                skipped = min(total, len(self._buffer))
+                del self._buffer[:skipped]
+                self._skip_bytes = total - skipped
+                continue
+            if len(self._buffer) < total:
+                return
+            frame = bytes(self._buffer[:total])
+            del self._buffer[:total]
+            (frame_crc,) = struct.unpack_from(">I", frame, total - 4)
+            if binascii.crc32(frame[:-4]) != frame_crc:
+                raise ValueError("an event-stream frame with a bad checksum")
+            headers = _frame_headers(frame[_PRELUDE_BYTES : _PRELUDE_BYTES + headers_length])
+            if headers.get(":message-type") != "event" or headers.get(":event-type") != "chunk":
+                continue  # exceptions, or events that carry no Messages API event
+            self._chunk(frame[_PRELUDE_BYTES + headers_length : -4])
+
+    def _chunk(self, payload: bytes) -> None:
+        try:
+            wrapper = json.loads(payload)
+            encoded = wrapper.get("bytes") if isinstance(wrapper, dict) else None
+            if not isinstance(encoded, str):
+                return
+            event = json.loads(base64.b64decode(encoded, validate=True))
+        except (ValueError, binascii.Error):
+            return
+        self._stream_event(event)
+
+    # ------------------------------------------------------------ stream events
+
+    def _stream_event(self, payload: Any) -> None:
+        """One Messages API stream event (parsed JSON), from either framing."""
         if not isinstance(payload, dict):
             return
         if payload.get("type") == "message_start":
@@ -163,6 +230,37 @@ class UsageReader:
         if after != before:
             self._usage = after
             self._charge(before, after)
+
+
+_PRELUDE_BYTES = 12
+#: Bytes of the value of each event-stream header type that has a fixed size.
+_FIXED_HEADER_BYTES = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
+
+
+def _frame_headers(raw: bytes) -> dict[str, Any]:
+    """An event-stream frame's headers (string values decoded; others kept as bytes)."""
+    headers: dict[str, Any] = {}
+    at = 0
+    while at < len(raw):
+        name_length = raw[at]
+        name = raw[at + 1 : at + 1 + name_length].decode("utf-8", "replace")
+        at += 1 + name_length
+        if at >= len(raw):
+            raise ValueError("a truncated event-stream header")
+        kind = raw[at]
+        at += 1
+        if kind in _FIXED_HEADER_BYTES:
+            size = _FIXED_HEADER_BYTES[kind]
+            headers[name] = raw[at : at + size]
+            at += size
+        elif kind in (6, 7):  # bytes, string: a 2-byte length first
+            (size,) = struct.unpack_from(">H", raw, at)
+            value = raw[at + 2 : at + 2 + size]
+            headers[name] = value.decode("utf-8", "replace") if kind == 7 else value
+            at += 2 + size
+        else:
+            raise ValueError(f"an event-stream header of unknown type {kind}")
+    return headers
 
 
 def _count(value: Any) -> int | None:

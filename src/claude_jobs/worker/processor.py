@@ -54,6 +54,7 @@ from .agent import (
 from .containment import JobScope, ProcessInfo, ProcessSweeper, become_subreaper
 from .isolation import (
     AgentIdentity,
+    BedrockCli,
     IdentityPool,
     agent_environment,
     bundled_cli,
@@ -109,7 +110,7 @@ class JobProcessor:
         documents: JobDocuments,
         runner: AgentRunner,
         proxy: KeyProxy,
-        key: Callable[[], str],
+        key: Callable[[], str] | None,
         settings: Settings,
         identities: IdentityPool,
         *,
@@ -236,7 +237,8 @@ class JobProcessor:
                     error=JobErrorInfo(code=CANCELLED, message="cancelled on request"),
                 )
             else:
-                key = self._key()  # before starting: a missing key is an infrastructure fault
+                # Before starting: a missing key is an infrastructure fault (Bedrock: no key).
+                key = self._key() if self._key is not None else None
                 job = self._documents.load(job, (PROMPT, SYSTEM_PROMPT, OUTPUT_SCHEMA))
                 self._proxy.start()
                 token = self._proxy.issue(job.job_id, limit_usd=self._spending_limit(job))
@@ -299,6 +301,7 @@ class JobProcessor:
                 return AgentOutcome(
                     "failed", error=JobErrorInfo(code=INPUT_UNAVAILABLE, message=problem)
                 )
+        model = self._settings.cli_model(job.options.model)
         env = agent_environment(
             home=sandbox.home,
             config_dir=sandbox.config_dir,
@@ -306,13 +309,16 @@ class JobProcessor:
             base_url=self._proxy.url,
             token=token,
             max_retries=self._settings.agent_max_retries,
+            bedrock=BedrockCli(self._settings.aws_region, model)
+            if self._settings.uses_bedrock
+            else None,
         )
         request = AgentRequest(
             job_id=job.job_id,
             prompt=job.prompt or "",
             system_prompt=job.system_prompt,
             options=job.options,
-            model=job.options.model or self._settings.default_model,
+            model=model,
             cli=bundled_cli(),
             cwd=sandbox.work_dir,
             env=env,

@@ -31,6 +31,13 @@ are forwarded at once (429 `rate_limit_error` beyond), so parallel calls cannot 
 meter by more than that many answers.
 
 One proxy serves every job of the process; tokens are issued per job and revoked when it ends.
+
+What differs between model providers is a `Dialect`: which requests are forwarded, how a refusal
+looks, how the request is authorized upstream and how its answer is metered. `AnthropicDialect`
+(this module) is the Messages API's: the key as `x-api-key`. `bedrock.BedrockDialect` is Amazon
+Bedrock's: model invocation only, each request signed with the worker role's credentials.
+Everything else (tokens, framing and body limits, budgets, calls in flight, the relay) is the
+same for both.
 """
 
 from __future__ import annotations
@@ -45,8 +52,9 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..observability import deferred_logger
@@ -96,12 +104,115 @@ _QUERY = re.compile(r"[A-Za-z0-9_.~=&+,-]*")
 
 @dataclass(frozen=True)
 class Refusal:
-    """An answer the proxy gives itself, in the Messages API's error shape."""
+    """An answer the proxy gives itself; `kind` is the Messages API's error type, which a
+    dialect renders in its provider's error shape."""
 
     status: int
     kind: str
     message: str
     headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A request the proxy forwards: `path` (and `query`) as sent upstream, after the
+    upstream URL's own path; whether its answer is metered; the model it names, if the path
+    does (otherwise the request body's `model` is used for pricing)."""
+
+    path: str
+    query: str = ""
+    metered: bool = False
+    model: str = ""
+
+
+class UpstreamAuthError(Exception):
+    """The worker cannot authorize a request upstream (no key, no credentials)."""
+
+
+class Dialect(Protocol):
+    """What a model provider's proxy forwards, and how."""
+
+    def presented_token(self, headers: Message) -> str | None:
+        """The job token a request carries."""
+        ...
+
+    def route(self, method: str, target: str) -> Forward | Refusal:
+        """The request to forward for a request line, or why it is refused."""
+        ...
+
+    def render(self, refusal: Refusal) -> tuple[int, list[tuple[str, str]], bytes]:
+        """A refusal as status, headers and body, in the provider's error shape."""
+        ...
+
+    def upstream_headers(
+        self, incoming: Message, forward: Forward, body: bytes, url: str, host: str
+    ) -> dict[str, str]:
+        """The headers sent upstream for `body` to `url` (authorization included); raises
+        `UpstreamAuthError` when the worker has nothing to authorize it with."""
+        ...
+
+    def reader(
+        self, forward: Forward, body: bytes, response: http.client.HTTPResponse, charge: Any
+    ) -> UsageReader | None:
+        """What meters a successful answer of a metered request."""
+        ...
+
+
+class AnthropicDialect:
+    """The Messages API: `POST /v1/messages` and `/v1/messages/count_tokens`, the key as
+    `x-api-key`, server-sent events."""
+
+    def __init__(self, key: Callable[[], str]) -> None:
+        self._key = key
+
+    def presented_token(self, headers: Message) -> str | None:
+        token = headers.get("x-api-key")
+        if token:
+            return str(token)
+        auth = str(headers.get("authorization", ""))
+        return auth[7:].strip() if auth.lower().startswith("bearer ") else None
+
+    def route(self, method: str, target: str) -> Forward | Refusal:
+        routed = route(method, target)
+        if isinstance(routed, Refusal):
+            return routed
+        path, query = routed
+        return Forward(path, query, metered=path in METERED_PATHS)
+
+    def render(self, refusal: Refusal) -> tuple[int, list[tuple[str, str]], bytes]:
+        body = _error_body(refusal.kind, refusal.message)
+        return refusal.status, [("content-type", "application/json")], body
+
+    def upstream_headers(
+        self, incoming: Message, forward: Forward, body: bytes, url: str, host: str
+    ) -> dict[str, str]:
+        try:
+            key = self._key()
+        except Exception as exc:  # the job is failing for an infrastructure reason
+            log.error("the proxy has no key: %s", type(exc).__name__)
+            raise UpstreamAuthError("the worker could not read its API key") from None
+        headers = {
+            name: value
+            for name, value in incoming.items()
+            if name.lower() not in _DROPPED_REQUEST_HEADERS
+        }
+        headers["x-api-key"] = key
+        headers["host"] = host
+        headers["content-length"] = str(len(body))
+        headers["accept-encoding"] = "identity"  # an answer the meter can read
+        return headers
+
+    def reader(
+        self, forward: Forward, body: bytes, response: http.client.HTTPResponse, charge: Any
+    ) -> UsageReader | None:
+        return UsageReader(
+            streaming=(response.getheader("content-type") or "")
+            .lower()
+            .startswith("text/event-stream"),
+            model=_requested_model(body),
+            charge=charge,
+            content_encoding=response.getheader("content-encoding") or "",
+        )
 
 
 def route(method: str, target: str) -> tuple[str, str] | Refusal:
@@ -140,8 +251,9 @@ class KeyInjectingProxy:
     def __init__(
         self,
         upstream: str,
-        key: Callable[[], str],
+        key: Callable[[], str] | None = None,
         *,
+        dialect: Dialect | None = None,
         host: str = "127.0.0.1",
         timeout: float = UPSTREAM_TIMEOUT_SECONDS,
         max_body_bytes: int = MAX_BODY_BYTES,
@@ -154,7 +266,11 @@ class KeyInjectingProxy:
         self._upstream_host = parts.hostname
         self._upstream_port = parts.port
         self._upstream_prefix = parts.path.rstrip("/")
-        self._key = key
+        if dialect is None:
+            if key is None:
+                raise ValueError("the Anthropic dialect needs a key")
+            dialect = AnthropicDialect(key)
+        self.dialect = dialect
         self._timeout = timeout
         self._host = host
         self.max_body_bytes = max_body_bytes
@@ -257,6 +373,9 @@ class KeyInjectingProxy:
         port = self._upstream_port
         return self._upstream_host if port in (None, default) else f"{self._upstream_host}:{port}"
 
+    def _upstream_url(self, target: str) -> str:
+        return f"{self._scheme}://{self._upstream_host_header()}{target}"
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -291,9 +410,10 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
             if drain:
                 with contextlib.suppress(_BadFraming, _BodyTooLarge, OSError):
                     self._read_body(self._body_length())
-            body = _error_body(refusal.kind, refusal.message)
-            self.send_response(refusal.status)
-            self.send_header("content-type", "application/json")
+            status, headers, body = proxy.dialect.render(refusal)
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
             self.send_header("content-length", str(len(body)))
             self.send_header("connection", "close")
             for name, value in refusal.headers:
@@ -354,23 +474,15 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
             words = self.requestline.split()
             return words[1] if len(words) == 3 else ""
 
-        def _presented_token(self) -> str | None:
-            token = self.headers.get("x-api-key")
-            if token:
-                return token
-            auth = self.headers.get("authorization", "")
-            return auth[7:].strip() if auth.lower().startswith("bearer ") else None
-
         def _handle(self) -> None:
-            meter = proxy.meter_for(self._presented_token())
+            meter = proxy.meter_for(proxy.dialect.presented_token(self.headers))
             if meter is None:
                 self._refuse(Refusal(401, "authentication_error", "invalid or expired job token"))
                 return
-            routed = route(self.command, self._raw_target())
-            if isinstance(routed, Refusal):
-                self._refuse(routed)
+            forward = proxy.dialect.route(self.command, self._raw_target())
+            if isinstance(forward, Refusal):
+                self._refuse(forward)
                 return
-            path, query = routed
             try:
                 length = self._body_length()
             except _BadFraming as exc:
@@ -410,28 +522,24 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                 except _BodyTooLarge:
                     self._refuse(_too_large(), drain=False)
                     return
-                self._forward(meter, path, query, body)
+                self._forward(meter, forward, body)
             finally:
                 meter.release()
 
-        def _forward(self, meter: JobMeter, path: str, query: str, body: bytes) -> None:
+        def _forward(self, meter: JobMeter, forward: Forward, body: bytes) -> None:
+            query = forward.query
+            target = proxy._upstream_prefix + forward.path + (f"?{query}" if query else "")
             try:
-                key = proxy._key()
-            except Exception as exc:  # the job is failing for an infrastructure reason
-                log.error("the proxy has no key: %s", type(exc).__name__)
-                refusal = Refusal(503, "api_error", "the worker could not read its API key")
-                self._refuse(refusal, drain=False)  # the body is read already
+                headers = proxy.dialect.upstream_headers(
+                    self.headers,
+                    forward,
+                    body,
+                    proxy._upstream_url(target),
+                    proxy._upstream_host_header(),
+                )
+            except UpstreamAuthError as exc:  # the job is failing for an infrastructure reason
+                self._refuse(Refusal(503, "api_error", str(exc)), drain=False)  # body read
                 return
-            headers = {
-                name: value
-                for name, value in self.headers.items()
-                if name.lower() not in _DROPPED_REQUEST_HEADERS
-            }
-            headers["x-api-key"] = key
-            headers["host"] = proxy._upstream_host_header()
-            headers["content-length"] = str(len(body))
-            headers["accept-encoding"] = "identity"  # an answer the meter can read
-            target = proxy._upstream_prefix + path + (f"?{query}" if query else "")
             connection = proxy._connection()
             try:
                 try:
@@ -447,15 +555,8 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                 proxy.forwarded += 1
                 meter.forwarded()
                 reader = None
-                if path in METERED_PATHS and 200 <= upstream.status < 300:
-                    reader = UsageReader(
-                        streaming=(upstream.getheader("content-type") or "")
-                        .lower()
-                        .startswith("text/event-stream"),
-                        model=_requested_model(body),
-                        charge=meter.charge,
-                        content_encoding=upstream.getheader("content-encoding") or "",
-                    )
+                if forward.metered and 200 <= upstream.status < 300:
+                    reader = proxy.dialect.reader(forward, body, upstream, meter.charge)
                 try:
                     self._relay(upstream, reader)
                 finally:

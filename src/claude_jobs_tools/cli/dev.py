@@ -9,12 +9,21 @@ import signal
 import sys
 import threading
 import time
+from enum import StrEnum
 from types import FrameType
 from typing import Annotated
 
 import typer
 
 READY_TIMEOUT_SECONDS = 60
+
+
+class Provider(StrEnum):
+    """Where the models run."""
+
+    anthropic = "anthropic"
+    bedrock = "bedrock"
+
 
 #: `claude-jobs dev` (merged into the root command).
 app = typer.Typer()
@@ -30,6 +39,13 @@ def dev(
         typer.Option(help="Level of the functions' logs (POWERTOOLS_LOG_LEVEL); default WARNING."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No request log.")] = False,
+    provider: Annotated[
+        Provider,
+        typer.Option(
+            help="Model provider: anthropic, or bedrock (no Anthropic key; Bedrock runtime from "
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME, else an offline stand-in).",
+        ),
+    ] = Provider.anthropic,
 ) -> None:
     """Run the API, the queue, the workers and an AWS emulator (moto) in one process.
 
@@ -66,7 +82,9 @@ def dev(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    config = StackConfig.from_env(host=host, port=port, workers=workers)
+    config = StackConfig.from_env(
+        host=host, port=port, workers=workers, model_provider=provider.value
+    )
     stack = LocalStack(config)
     _say("claude-jobs local stack: starting (AWS emulator, resources, functions)…")
     try:
@@ -114,7 +132,17 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
         "",
         f"  API        {stack.url}",
     ]
-    if stack.offline_model:
+    if stack.config.model_provider == "bedrock":
+        lines.append(
+            "  model      Amazon Bedrock, OFFLINE STAND-IN: canned answers in Bedrock's wire format"
+            if stack.offline_model
+            else f"  model      Amazon Bedrock at {stack.upstream_url}"
+        )
+        lines.append(
+            "             (no Anthropic key; the worker's proxy signs each call with the "
+            "stack's credentials)"
+        )
+    elif stack.offline_model:
         lines.append(
             "  model      OFFLINE STAND-IN: answers are canned, not Claude's "
             "(set ANTHROPIC_API_KEY for real answers)"

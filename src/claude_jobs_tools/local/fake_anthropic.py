@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "ApiError",
@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 _ids = itertools.count(1)
+#: The ends of Bedrock's model invocation paths (`/model/<id>/invoke…`).
+INVOKE_SUFFIXES = ("/invoke", "/invoke-with-response-stream")
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,16 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]  # names lower-cased
     body: Any  # parsed JSON, or None
+    raw: bytes = b""  # the body as received
 
     @property
     def is_messages(self) -> bool:
-        return self.method == "POST" and self.path.split("?")[0] == "/v1/messages"
+        """A model call: the Messages API's, or Bedrock's InvokeModel (with response stream)."""
+        path = self.path.split("?")[0]
+        return self.method == "POST" and (
+            path == "/v1/messages"
+            or (path.startswith("/model/") and path.endswith(INVOKE_SUFFIXES))
+        )
 
     @property
     def tool_names(self) -> list[str]:
@@ -167,12 +175,12 @@ class FakeAnthropic:
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._server = _Server((host, port), _handler_for(self))
+        self._server = _Server((host, port), self._handler())
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> FakeAnthropic:
+    def start(self) -> Self:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
@@ -191,7 +199,7 @@ class FakeAnthropic:
             self._thread = None
         self._server.server_close()
 
-    def __enter__(self) -> FakeAnthropic:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -202,9 +210,12 @@ class FakeAnthropic:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
+
     # ------------------------------------------------------------ script and record
 
-    def script(self, *replies: Reply) -> FakeAnthropic:
+    def script(self, *replies: Reply) -> Self:
         """Queue replies for the next `POST /v1/messages` calls, in order."""
         with self._lock:
             self._queue.extend(replies)
@@ -258,21 +269,8 @@ def _handler_for(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             return  # quiet: tests read `fake.requests` instead
 
-        def _read_body(self) -> Any:
-            length = int(self.headers.get("content-length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                return json.loads(raw) if raw else None
-            except ValueError:
-                return None
-
         def _record(self) -> RecordedRequest:
-            request = RecordedRequest(
-                method=self.command,
-                path=self.path,
-                headers={k.lower(): v for k, v in self.headers.items()},
-                body=self._read_body(),
-            )
+            request = read_request(self)
             fake._record(request)
             return request
 
@@ -344,63 +342,75 @@ def _handler_for(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
                 self.wfile.flush()
 
-            start = _message(model, [], None, usage)
-            start["usage"]["output_tokens"] = 1
-            send("message_start", {"type": "message_start", "message": start})
             chunk_chars = reply.chunk_chars if isinstance(reply, Text) else 4096
-            for index, block in enumerate(blocks):
-                if block["type"] == "text":
-                    send(
-                        "content_block_start",
-                        {
-                            "type": "content_block_start",
-                            "index": index,
-                            "content_block": {"type": "text", "text": ""},
-                        },
-                    )
-                    for part in _chunks(block["text"], chunk_chars):
-                        send(
-                            "content_block_delta",
-                            {
-                                "type": "content_block_delta",
-                                "index": index,
-                                "delta": {"type": "text_delta", "text": part},
-                            },
-                        )
-                else:
-                    send(
-                        "content_block_start",
-                        {
-                            "type": "content_block_start",
-                            "index": index,
-                            "content_block": {**block, "input": {}},
-                        },
-                    )
-                    send(
-                        "content_block_delta",
-                        {
-                            "type": "content_block_delta",
-                            "index": index,
-                            "delta": {
-                                "type": "input_json_delta",
-                                "partial_json": json.dumps(block["input"]),
-                            },
-                        },
-                    )
-                send("content_block_stop", {"type": "content_block_stop", "index": index})
-            send(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                    "usage": {"output_tokens": usage.output_tokens},
-                },
-            )
-            send("message_stop", {"type": "message_stop"})
+            for event in stream_events(model, blocks, stop_reason, usage, chunk_chars):
+                send(event["type"], event)
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
     return Handler
+
+
+def read_request(handler: BaseHTTPRequestHandler) -> RecordedRequest:
+    """Read one request's body and record it, whatever it is."""
+    length = int(handler.headers.get("content-length") or 0)
+    raw = handler.rfile.read(length) if length else b""
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    return RecordedRequest(
+        method=handler.command,
+        path=handler.path,
+        headers={k.lower(): v for k, v in handler.headers.items()},
+        body=body,
+        raw=raw,
+    )
+
+
+def stream_events(
+    model: str,
+    blocks: list[dict[str, Any]],
+    stop_reason: str,
+    usage: Usage,
+    chunk_chars: int = 4096,
+) -> Iterator[dict[str, Any]]:
+    """The Messages API stream events of one assistant message, `message_start` to
+    `message_stop` (what the SSE stream and Bedrock's event stream both carry)."""
+    start = _message(model, [], None, usage)
+    start["usage"]["output_tokens"] = 1
+    yield {"type": "message_start", "message": start}
+    for index, block in enumerate(blocks):
+        if block["type"] == "text":
+            yield {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "text", "text": ""},
+            }
+            for part in _chunks(block["text"], chunk_chars):
+                yield {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "text_delta", "text": part},
+                }
+        else:
+            yield {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {**block, "input": {}},
+            }
+            yield {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])},
+            }
+        yield {"type": "content_block_stop", "index": index}
+    yield {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+        "usage": {"output_tokens": usage.output_tokens},
+    }
+    yield {"type": "message_stop"}
 
 
 def _blocks(reply: Text | ToolUse) -> tuple[list[dict[str, Any]], str]:

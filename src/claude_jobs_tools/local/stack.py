@@ -18,6 +18,7 @@ restores the environment.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -38,12 +39,15 @@ if TYPE_CHECKING:
 
     from .emulator import Emulator, StackCredentials
     from .fake_anthropic import FakeAnthropic
+    from .fake_bedrock import FakeBedrock
     from .sources import PollingSource
     from .workers import QueueConsumer
 
 log = logging.getLogger(__name__)
 
 DEV_KEYS_ENV = "CLAUDE_JOBS_DEV_KEYS"
+#: The standard service-specific endpoint override: the Bedrock runtime of `--provider bedrock`.
+BEDROCK_ENDPOINT_ENV = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"
 #: Where the functions' code is, when not in the checkout this package is installed from.
 FUNCTIONS_DIR_ENV = "CLAUDE_JOBS_FUNCTIONS_DIR"
 DEFAULT_TENANT = "local"
@@ -131,6 +135,10 @@ class StackConfig:
     #: API Gateway caches an authorizer's answer per token; the CDK app's default TTL.
     authorizer_cache_seconds: float = 60.0
     settings_overrides: dict[str, Any] = field(default_factory=dict)
+    #: `anthropic`, or `bedrock`: no Anthropic key; the worker's proxy signs Bedrock calls.
+    model_provider: str = "anthropic"
+    #: Bedrock: the runtime (AWS_ENDPOINT_URL_BEDROCK_RUNTIME); None: the offline stand-in.
+    bedrock_endpoint_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> StackConfig:
@@ -139,6 +147,7 @@ class StackConfig:
             anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
             anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
             dev_keys=env.get(DEV_KEYS_ENV) or None,
+            bedrock_endpoint_url=env.get(BEDROCK_ENDPOINT_ENV) or None,
             functions_dir=Path(env[FUNCTIONS_DIR_ENV]) if env.get(FUNCTIONS_DIR_ENV) else None,
             **values,
         )
@@ -169,6 +178,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         if isinstance(value, tuple | list):
             env[info.alias] = ",".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            env[info.alias] = json.dumps(value)
         elif isinstance(value, bool):
             env[info.alias] = "true" if value else "false"
         else:
@@ -215,7 +226,7 @@ class LocalStack:
         self.moto_url = ""
         self._environ = _Environ()
         self._moto: Emulator | None = None
-        self._fake: FakeAnthropic | None = None
+        self._fake: FakeAnthropic | FakeBedrock | None = None
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self._consumer: QueueConsumer | None = None
@@ -267,7 +278,10 @@ class LocalStack:
         self._start_moto()
         self._point_environment_at_moto()
 
-        if config.anthropic_api_key:
+        provider: dict[str, Any] = {}
+        if config.model_provider == "bedrock":
+            secret_value, provider = None, self._bedrock()
+        elif config.anthropic_api_key:
             secret_value = config.anthropic_api_key
             self.upstream_url = config.anthropic_base_url or PUBLIC_ANTHROPIC_URL
         elif config.anthropic_base_url:
@@ -292,6 +306,7 @@ class LocalStack:
             anthropic_base_url=self.upstream_url,
             allow_loopback_webhooks=True,
             **{"agent_uid_range": os.environ.get("AGENT_UID_RANGE") or own_uid_block()},
+            **provider,
             **{**fair_sharing_settings(os.environ, config.workers), **config.settings_overrides},
         )
         self.settings = provisioned.settings
@@ -337,6 +352,31 @@ class LocalStack:
         )
         self._consumer.start()
         self._start_sources(provisioned.settings, functions_dir)
+
+    def _bedrock(self) -> dict[str, Any]:
+        """Bedrock as the provider: the given runtime, or the offline stand-in, which accepts
+        only requests signed with the stack's own credentials (those the worker holds)."""
+        if self.config.model_provider != "bedrock":
+            return {}
+        if self.config.bedrock_endpoint_url:
+            self.upstream_url = self.config.bedrock_endpoint_url
+        else:
+            from .fake_anthropic import Text
+            from .fake_bedrock import Credentials, FakeBedrock
+
+            key = self.aws_credentials
+            self._fake = FakeBedrock(
+                default=Text(CANNED_ANSWER),
+                credentials=Credentials(key.access_key_id, key.secret_access_key),
+                region=REGION,
+            ).start()
+            self.offline_model = True
+            self.upstream_url = self._fake.url
+        return {
+            "model_provider": "bedrock",
+            "bedrock_endpoint_url": self.upstream_url,
+            "aws_region": REGION,
+        }
 
     def _start_sources(self, settings: Settings, functions_dir: Path) -> None:
         """The notifier on the jobs table's stream, the trigger function on the relay queue.
