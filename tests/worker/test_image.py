@@ -36,26 +36,6 @@ TASK_ROOT_VAR = "${LAMBDA_TASK_ROOT}"
 RUNTIME_USER = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 SENTINEL_SECRET = "aws-secret-sentinel-7d1c0f9e2b"
 
-#: Runs the handler the way the Lambda runtime would, from the task root; prints its answer.
-HARNESS = """
-import json, os, sys
-sys.path.insert(0, os.environ["LAMBDA_TASK_ROOT"])
-import handler
-
-class Context:
-    aws_request_id = "image-test"
-    function_name = "claude-jobs-worker"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:claude-jobs-worker"
-    def get_remaining_time_in_millis(self):
-        return 900_000
-
-event = json.loads(sys.stdin.read())
-answer = handler.lambda_handler(event, Context())
-print("WORKER_PID", os.getpid())
-print("ANSWER", json.dumps(answer))
-"""
-
 
 def copied_files() -> list[tuple[str, str]]:
     """(source, path under the task root) of each COPY into ${LAMBDA_TASK_ROOT}."""
@@ -218,7 +198,7 @@ def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
         # When the worker handles the job's message as the runtime user, HOME unset
         assert "HOME" not in env
         run = subprocess.run(
-            [python, "-S", "-c", HARNESS],
+            [python, "-S", "-c", WARM_HARNESS],
             input=json.dumps(sqs_event(job)),
             **as_runtime_user(),
             cwd=task_root,
@@ -247,7 +227,8 @@ def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
         assert {r.headers["x-api-key"] for r in fake.message_requests} == {REAL_KEY}
 
 
-#: The same runtime, reused for several events in a row, as a warm Lambda environment is.
+#: Runs the handler the way the Lambda runtime would, from the task root, for each event (one
+#: JSON per line) in a row, as a warm Lambda environment is; prints each answer.
 WARM_HARNESS = """
 import json, os, sys
 sys.path.insert(0, os.environ["LAMBDA_TASK_ROOT"])
