@@ -46,11 +46,6 @@ ESCAPES = {
     "ignores SIGTERM": (
         "setsid sh -c 'trap \"\" TERM HUP INT; sleep {m}; sleep {m}' >/dev/null 2>&1 < /dev/null &"
     ),
-    "fork chain": (  # a process that forks and exits, forever: its pid never stays put
-        "setsid python3 -c 'import os\n"
-        "while True:\n"
-        "    if os.fork(): os._exit(0)' {m} >/dev/null 2>&1 < /dev/null &"
-    ),
     "python daemon": (
         "python3 -c 'import os,time\n"
         "if os.fork(): os._exit(0)\n"
