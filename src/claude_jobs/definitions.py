@@ -126,6 +126,14 @@ ROUTES: tuple[Route, ...] = (
         parameters=(Parameter("wait", "query"), Parameter("If-None-Match", "header")),
     ),
     Route(
+        "GET",
+        f"{_JOB_ID}/events",
+        "status",
+        "listJobEvents",
+        "A job's progress events after a cursor (optionally long-polling for the next)",
+        parameters=(Parameter("after", "query"), Parameter("wait", "query")),
+    ),
+    Route(
         "POST",
         f"{_JOB_ID}/cancel",
         "submit",
@@ -186,7 +194,7 @@ FUNCTIONS: dict[str, Function] = {
             memory_mb=512,
             # Long polls wait up to 20 s; API Gateway gives up at 29 s.
             timeout_seconds=28,
-            environment=(*POWERTOOLS_ENV, "JOBS_TABLE", "RESULTS_BUCKET"),
+            environment=(*POWERTOOLS_ENV, "JOBS_TABLE", "EVENTS_TABLE", "RESULTS_BUCKET"),
         ),
         Function(
             "worker",
@@ -199,6 +207,7 @@ FUNCTIONS: dict[str, Function] = {
                 *POWERTOOLS_ENV,
                 *JOB_POLICY_ENV,
                 "JOBS_TABLE",
+                "EVENTS_TABLE",
                 "RESULTS_BUCKET",
             ),
             optional_environment=(

@@ -29,6 +29,7 @@ from .errors import (
     TransitionConflictError,
 )
 from .models import (
+    EventPage,
     InputObject,
     Job,
     JobLinks,
@@ -40,11 +41,15 @@ from .models import (
     WebhookDelivery,
     tool_base_name,
 )
-from .ports import IdempotencyClaim, JobQueue, JobRepository
+from .ports import EventStore, IdempotencyClaim, JobQueue, JobRepository
 from .settings import Settings
 
 MAX_WAIT_SECONDS = 20
 MAX_PAGE_SIZE = 100
+#: Progress events per answer of `GET /v1/jobs/{id}/events` at most.
+EVENTS_PAGE_SIZE = 200
+#: The highest `after` cursor accepted (well above a job's event bound).
+MAX_EVENT_CURSOR = 999_999
 IDEMPOTENCY_KEY_MAX = 128
 #: Retry-After of a 429 tenant_limit: about the time a short job takes to free a slot.
 TENANT_LIMIT_RETRY_SECONDS = 10
@@ -113,6 +118,7 @@ class JobService:
         settings: Settings,
         *,
         documents: JobDocuments | None = None,
+        events: EventStore | None = None,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_job_id,
         sleep: Callable[[float], None] = time.sleep,
@@ -121,6 +127,7 @@ class JobService:
         self._queue = queue
         self._settings = settings
         self._documents = documents or JobDocuments(None)
+        self._events = events
         self._clock = clock
         self._new_id = new_id
         self._sleep = sleep
@@ -273,6 +280,70 @@ class JobService:
             job = self.get(tenant_id, job_id)
         return job
 
+    # ------------------------------------------------------------ progress events
+
+    def events(self, tenant_id: str, job_id: str, after: int = 0, wait: float = 0) -> EventPage:
+        """The job's progress events after the cursor `after`; with `wait`, the first answer
+        that has one (or says the job is done), or an empty one after `wait` seconds."""
+        if not 0 <= after <= MAX_EVENT_CURSOR:
+            raise RequestValidationError(
+                "after is not a cursor this API returned.",
+                [
+                    FieldError(
+                        ("query", "after"), f"must be an integer from 0 to {MAX_EVENT_CURSOR}"
+                    )
+                ],
+            )
+        if wait:
+            return self.wait_for_events(tenant_id, job_id, after, wait)
+        return self._events_page(tenant_id, job_id, after)
+
+    def wait_for_events(
+        self, tenant_id: str, job_id: str, after: int, seconds: float, poll: float = 0.5
+    ) -> EventPage:
+        """The long poll of the events route: its schedule lives here alone."""
+        deadline = time.monotonic() + min(max(seconds, 0), MAX_WAIT_SECONDS)
+        page = self._events_page(tenant_id, job_id, after)
+        while not page.items and not page.done and time.monotonic() < deadline:
+            self._sleep(min(poll, max(deadline - time.monotonic(), 0)))
+            page = self._events_page(tenant_id, job_id, after)
+        return page
+
+    def _events_page(self, tenant_id: str, job_id: str, after: int) -> EventPage:
+        """One look: the job first (tenant check; terminal?), then its stored events.
+
+        The worker stores a run's events before the job's terminal write, so events read after
+        the job was seen terminal are all there are. Transitions no worker recorded (a job
+        cancelled while queued, one failed without a run, a worker that died) are shown as
+        the status events the worker would have written: `queued` at seq 1 while nothing is
+        stored, the terminal status after the last stored event when that is not it."""
+        job = self.get(tenant_id, job_id)
+        stored = self._events.read(job_id, after, EVENTS_PAGE_SIZE + 1) if self._events else []
+        if len(stored) > EVENTS_PAGE_SIZE:
+            items = stored[:EVENTS_PAGE_SIZE]
+            return _event_page(items, after, done=False)
+        terminal = job.status.is_terminal
+        tail: dict[str, Any] | None = stored[-1] if stored else None
+        if tail is None and after > 0:
+            if not terminal:
+                return _event_page([], after, done=False)
+            # The last event the caller saw: is it stored (then maybe not the ending)?
+            seen = self._events.read(job_id, after - 1, 1) if self._events else []
+            if not seen or seen[0].get("seq") != after:
+                return _event_page([], after, done=True)  # it saw the shown ending already
+            tail = seen[0]
+        items = list(stored)
+        seq = int(tail["seq"]) if tail is not None else 0
+        if tail is None:
+            seq = 1
+            items.append(_status_event(1, job.created_at, JobStatus.QUEUED))
+        if terminal and not (
+            tail is not None and tail.get("type") == "status" and tail.get("status") == job.status
+        ):
+            at = job.finished_at or job.started_at or job.created_at
+            items.append(_status_event(seq + 1, at, job.status))
+        return _event_page(items, after, done=terminal)
+
     def view(self, job: Job) -> JobView:
         """What the API shows of a job: its documents read back where they are stored."""
         return self._view(self._documents.load(job, (*VIEWED, RESULT_TEXT)))
@@ -359,6 +430,15 @@ class JobService:
                 return self.cancel(tenant_id, job_id)
             return self.get(tenant_id, job_id)
         return job
+
+
+def _status_event(seq: int, at: datetime, status: JobStatus) -> dict[str, Any]:
+    return {"seq": seq, "at": at, "type": "status", "status": status.value}
+
+
+def _event_page(items: Sequence[Mapping[str, Any]], after: int, *, done: bool) -> EventPage:
+    cursor = str(items[-1]["seq"]) if items else str(after)
+    return EventPage.model_validate({"items": list(items), "next_cursor": cursor, "done": done})
 
 
 def _token_key(secret: str) -> bytes:

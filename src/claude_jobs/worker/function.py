@@ -70,6 +70,7 @@ class WorkerFunction(ContainerHolder):
         from .agent import AgentRunner
         from .containment import ProcessSweeper
         from .isolation import resolve_identity, shared_pool
+        from .progress import ProgressEvents
         from .proxy import KeyInjectingProxy
         from .secrets import SecretKeyProvider
 
@@ -100,6 +101,7 @@ class WorkerFunction(ContainerHolder):
             inputs=lambda job, directory: materialize_inputs(s3, job.inputs, directory),
             known_secrets=[os.environ.get(name, "") for name in SECRET_VARIABLES],
             **{
+                "progress": ProgressEvents(container.event_store),
                 # On Lambda the worker is alone in its execution environment.
                 "sweeper": ProcessSweeper(
                     scratch_dirs=tuple(d for d in settings.scratch_dirs.split(",") if d),
