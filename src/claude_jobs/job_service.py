@@ -323,26 +323,31 @@ class JobService:
             items = stored[:EVENTS_PAGE_SIZE]
             return _event_page(items, after, done=False)
         terminal = job.status.is_terminal
-        tail: dict[str, Any] | None = stored[-1] if stored else None
-        if tail is None and after > 0:
-            if not terminal:
-                return _event_page([], after, done=False)
-            # The last event the caller saw: is it stored (then maybe not the ending)?
-            seen = self._events.read(job_id, after - 1, 1) if self._events else []
-            if not seen or seen[0].get("seq") != after:
-                return _event_page([], after, done=True)  # it saw the shown ending already
-            tail = seen[0]
+        if stored:
+            tail: dict[str, Any] | None = stored[-1]
+        elif after == 0 or not terminal:
+            tail = None  # (nothing newer is stored; `queued` is shown only at seq 1)
+        else:
+            tail = self._last_stored_event(job_id, after)
         items = list(stored)
-        seq = int(tail["seq"]) if tail is not None else 0
-        if tail is None:
-            seq = 1
-            items.append(_status_event(1, job.created_at, JobStatus.QUEUED))
-        if terminal and not (
-            tail is not None and tail.get("type") == "status" and tail.get("status") == job.status
-        ):
-            at = job.finished_at or job.started_at or job.created_at
-            items.append(_status_event(seq + 1, at, job.status))
+        for ending in _shown_endings(job, tail):
+            if ending["seq"] > after:
+                items.append(ending)
         return _event_page(items, after, done=terminal)
+
+    def _last_stored_event(self, job_id: str, after: int) -> dict[str, Any] | None:
+        """The job's last stored event, known to be at seq `after` or before."""
+        if self._events is None:
+            return None
+        seen = self._events.read(job_id, after - 1, 1)
+        if seen and seen[0].get("seq") == after:
+            return seen[0]
+        last = self._events.last_seq(job_id)
+        if last == 0:
+            return None
+        found = self._events.read(job_id, last - 1, 1)
+        return found[0] if found else None
+
 
     def view(self, job: Job) -> JobView:
         """What the API shows of a job: its documents read back where they are stored."""
@@ -430,6 +435,22 @@ class JobService:
                 return self.cancel(tenant_id, job_id)
             return self.get(tenant_id, job_id)
         return job
+
+
+def _shown_endings(job: Job, tail: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The status events no worker stored that a reader is shown after `tail`, the job's last
+    stored event: `queued` at seq 1 when nothing is stored, and the job's terminal status
+    when it is terminal and `tail` is not that status (numbered as the worker would)."""
+    shown: list[dict[str, Any]] = []
+    seq = int(tail["seq"]) if tail is not None else 0
+    if tail is None:
+        seq = 1
+        shown.append(_status_event(1, job.created_at, JobStatus.QUEUED))
+    ended = tail is not None and tail.get("type") == "status" and tail.get("status") == job.status
+    if job.status.is_terminal and not ended:
+        at = job.finished_at or job.started_at or job.created_at
+        shown.append(_status_event(seq + 1, at, job.status))
+    return shown
 
 
 def _status_event(seq: int, at: datetime, status: JobStatus) -> dict[str, Any]:
