@@ -86,7 +86,20 @@ def test_a_job_cancelled_while_queued_ends_with_cancelled(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "after",
-    ["abc", "-1", "1.5", "1e9", "9999999", "", " ", "0x10", "\uff11\uff12", "1;DROP", "%00", "9" * 5000],
+    [
+        "abc",
+        "-1",
+        "1.5",
+        "1e9",
+        "9999999",
+        "",
+        " ",
+        "0x10",
+        "\uff11\uff12",
+        "1;DROP",
+        "%00",
+        "9" * 5000,
+    ],
 )
 def test_a_hostile_cursor_is_a_422_problem(api: Api, after: str) -> None:
     # Given a job
