@@ -348,7 +348,6 @@ class JobService:
         found = self._events.read(job_id, last - 1, 1)
         return found[0] if found else None
 
-
     def view(self, job: Job) -> JobView:
         """What the API shows of a job: its documents read back where they are stored."""
         return self._view(self._documents.load(job, (*VIEWED, RESULT_TEXT)))
