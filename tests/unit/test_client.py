@@ -270,7 +270,7 @@ def test_wait_falls_back_to_the_job_on_a_deployment_without_events(
 
 
 def test_events_prints_lines_or_json_lines(api: tuple[StandInApi, str]) -> None:
-    stand_in, url = api
+    _, url = api
     job_id = run_cli(url, "submit", "hello").stdout.strip()
     # When `events --follow --json` runs
     followed = run_cli(url, "events", job_id, "--follow", "--json")
