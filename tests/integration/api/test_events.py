@@ -127,3 +127,42 @@ def test_another_tenants_job_and_an_unknown_one_are_404(api: Api) -> None:
     api.job_events(job_id, tenant=OTHER_TENANT).is_problem(404)
     api.job_events("00000000-0000-4000-8000-000000000000").is_problem(404)
     api.job_events("../../etc").is_problem(404)
+
+
+def test_over_1000_events_are_bounded_and_paged_through_with_cursors(api: Api) -> None:
+    # Given a running job whose worker records 1,500 tool calls into the events table
+    from claude_agent_sdk import AssistantMessage, ToolUseBlock
+
+    from claude_jobs.models import Usage
+    from claude_jobs.worker.progress import ProgressRecorder
+    from claude_jobs.worker.scrub import Scrubber
+
+    job_id = submitted(api)
+    repo = api.container.job_repository
+    job = repo.transition(job_id, JobStatus.RUNNING, add_attempts=1)
+    progress = ProgressRecorder(
+        api.container.event_store, job, Scrubber(), flush_seconds=3600
+    ).open()
+    for n in range(1500):
+        block = ToolUseBlock(f"tu-{n}", "Bash", {"command": f"echo {n}"})
+        progress.message(AssistantMessage(content=[block], model="m"))
+    progress.finish("succeeded", Usage(input_tokens=3, output_tokens=2, total_cost_usd=0.1))
+    finish(api, job_id)
+    # When a reader pages through them from the start, cursor by cursor
+    seen: list[dict[str, object]] = []
+    cursor = "0"
+    pages = 0
+    while True:
+        body = api.job_events(job_id, after=cursor).json
+        pages += 1
+        assert len(body["items"]) <= 200
+        seen += body["items"]
+        cursor = body["next_cursor"]
+        if body["done"]:
+            break
+        assert pages < 20
+    # Then it saw at most 1,000 events, each seq once and in order, ending with the ending
+    assert len(seen) <= 1000 and pages >= 5
+    assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+    assert [e["type"] for e in seen[-2:]] == ["usage", "status"]
+    assert seen[-1]["status"] == "succeeded"
