@@ -453,6 +453,8 @@ def _shown_endings(job: Job, tail: Mapping[str, Any] | None) -> list[dict[str, A
 
 
 def _status_event(seq: int, at: datetime, status: JobStatus) -> dict[str, Any]:
+    # Milliseconds, as the worker records times: the same event reads the same either way.
+    at = at.replace(microsecond=at.microsecond // 1000 * 1000)
     return {"seq": seq, "at": at, "type": "status", "status": status.value}
 
 

@@ -67,9 +67,9 @@ FLUSH_SECONDS = 1.0
 WRITE_TRIES = 3
 
 
-def _iso(epoch_seconds: float) -> str:
-    moment = datetime.fromtimestamp(epoch_seconds, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _iso(moment: datetime) -> str:
+    """UTC, to the millisecond (the API shows job times the same way in status events)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def cut_bytes(text: str, limit: int) -> tuple[str, bool]:
@@ -140,7 +140,7 @@ class ProgressRecorder:
             return self
         self._accepted = self._last_seq
         if self._last_seq == 0:
-            created = self._job.created_at.timestamp()
+            created = self._job.created_at
             self._add({"type": "status", "status": JobStatus.QUEUED.value}, at=created)
         self.status(JobStatus.RUNNING)
         self._write(self._take_all())  # at once: a caller sees the job start promptly
@@ -283,10 +283,10 @@ class ProgressRecorder:
     # ------------------------------------------------------------ buffer and writer
 
     def _add(
-        self, event: dict[str, Any], *, reserved: bool = False, at: float | None = None
+        self, event: dict[str, Any], *, reserved: bool = False, at: datetime | None = None
     ) -> None:
         now = self._clock()
-        event["at"] = _iso(now if at is None else at)
+        event["at"] = _iso(datetime.fromtimestamp(now, UTC) if at is None else at)
         with self._lock:
             if self._disabled:
                 return
