@@ -29,6 +29,7 @@ from tests.fakes import (
     InMemoryQueue,
     RaiseFault,
     ScriptedRunner,
+    WaitForStop,
 )
 from tests.fakes.agent import Step
 
@@ -121,6 +122,30 @@ def test_a_run_reads_back_in_order_and_is_done_when_all_is_returned(tmp_path: Pa
     assert [e.seq for e in world.page(job, after=5).items] == [6, 7, 8]
     last = world.page(job, after=8)
     assert last.items == [] and last.done is True and last.next_cursor == "8"
+
+
+def test_a_run_cancelled_while_running_ends_with_cancelled(tmp_path: Path) -> None:
+    # Given a running job whose agent runs until it is asked to stop, and a cancel meanwhile
+    world = World(tmp_path)
+    job = world.submit()
+
+    def cancelled_meanwhile(request: AgentRequest) -> AgentOutcome:
+        request.on_message(
+            AssistantMessage(content=[TextBlock("working")], model="m", message_id="m1")
+        )
+        world.service.cancel("acme", job.job_id)
+        return WaitForStop()(request)
+
+    world.run(job, cancelled_meanwhile)
+    # Then its events end with the final usage and `cancelled`, stored by the worker
+    page = world.page(job)
+    assert [k[1:] for k in kinds(page)][-3:] == [
+        ("text", ""),
+        ("usage", ""),
+        ("status", "cancelled"),
+    ]
+    assert page.done is True
+    assert world.events.events(job.job_id)[-1]["status"] == "cancelled"
 
 
 def test_a_queued_job_shows_queued_and_a_cancelled_one_its_ending(tmp_path: Path) -> None:
