@@ -22,6 +22,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_lambda_event_sources import DynamoEventSource
 from constructs import Construct
 
+from claude_jobs.resources import NOTIFIER_STREAM
 from claude_jobs.triggers.config import EventTrigger, S3Trigger, TriggersConfig, load_config
 from infra.components.functions import EventSourceQueueDestination, depend_on_policy_only
 from infra.components.nag import Ack, acknowledge
@@ -145,10 +146,10 @@ class StreamNotifier(Construct):
             DynamoEventSource(
                 table,
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=10,
-                bisect_batch_on_error=True,
-                retry_attempts=5,
-                max_record_age=Duration.days(1),
+                batch_size=NOTIFIER_STREAM.batch_size,
+                bisect_batch_on_error=NOTIFIER_STREAM.bisect_batch_on_error,
+                retry_attempts=NOTIFIER_STREAM.retry_attempts,
+                max_record_age=Duration.seconds(NOTIFIER_STREAM.max_record_age_seconds),
                 report_batch_item_failures=True,
                 on_failure=EventSourceQueueDestination(dead_letter_queue),
             )

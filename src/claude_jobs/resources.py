@@ -131,13 +131,38 @@ TRIGGER_DLQ = Queue(
     retention_seconds=14 * 24 * 3600,
 )
 
-QUEUES = (JOBS_DLQ, JOBS_QUEUE, TRIGGER_DLQ)
-
-#: Notifier (AWS only): stream records whose processing kept failing after retries and
-#: bisection are described here (the local stack reads the stream itself).
+#: Notifier: stream records whose processing kept failing after retries and bisection are
+#: described here (the on-failure destination of the stream's event source, in AWS and in the
+#: local stack's stand-in for it).
 NOTIFIER_DLQ = Queue(
     logical_id="NotifierDlq",
     name_suffix="notifier-dlq",
     visibility_timeout_seconds=60,
     retention_seconds=14 * 24 * 3600,
+)
+
+QUEUES = (JOBS_DLQ, JOBS_QUEUE, TRIGGER_DLQ, NOTIFIER_DLQ)
+
+
+@dataclass(frozen=True)
+class StreamSource:
+    """How a function consumes a DynamoDB stream (Lambda's event source mapping settings)."""
+
+    batch_size: int
+    #: A batch whose invocation fails is split in two before it is retried, down to the one
+    #: record that fails; splitting uses no retry attempt.
+    bisect_batch_on_error: bool
+    #: Retries of a failing batch (after bisection: of the failing record) before it is sent
+    #: to the on-failure destination and skipped.
+    retry_attempts: int
+    #: Records older than this are sent to the on-failure destination without an invocation.
+    max_record_age_seconds: int
+
+
+#: The jobs table's stream → the notifier (partial batch responses are always on).
+NOTIFIER_STREAM = StreamSource(
+    batch_size=10,
+    bisect_batch_on_error=True,
+    retry_attempts=5,
+    max_record_age_seconds=24 * 3600,
 )

@@ -321,19 +321,19 @@ class LocalStack:
         They are extras of the local stack: one that cannot start is reported and skipped."""
         import boto3
 
-        from .sources import PollingSource, relay_to_function, stream_to_function
+        from .sources import PollingSource, relay_to_function
 
         # provision() made the bus and the inbox bucket; the emulator needs the wiring.
         if "notifier" in self.pools:
             try:
-                from .sources import StreamPoller
+                from .sources import notifier_source
 
-                reader = StreamPoller(
-                    boto3.client("dynamodb", region_name=REGION), settings.jobs_table
-                )
                 self._sources.append(
                     PollingSource(
-                        "notifier", stream_to_function(reader, self.pools["notifier"].invoke)
+                        "notifier",
+                        notifier_source(
+                            settings, self.pools["notifier"].invoke, self.config.prefix
+                        ),
                     )
                 )
                 self.notifier_running = True

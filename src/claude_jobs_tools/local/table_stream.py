@@ -29,6 +29,8 @@ def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     created = data.get("ApproximateCreationDateTime")
     if isinstance(created, datetime):
         data["ApproximateCreationDateTime"] = int(created.timestamp())
+    elif isinstance(created, float):  # raw JSON (see sources.StreamPoller)
+        data["ApproximateCreationDateTime"] = int(created)
     shaped["dynamodb"] = data
     shaped["eventSourceARN"] = stream_arn
     return shaped
