@@ -143,6 +143,10 @@ NOTIFIER_DLQ = Queue(
 
 QUEUES = (JOBS_DLQ, JOBS_QUEUE, TRIGGER_DLQ, NOTIFIER_DLQ)
 
+#: The trigger function is invoked asynchronously (S3, EventBridge): an invocation that fails
+#: is retried this many times, then Lambda's on-failure record goes to the trigger DLQ.
+TRIGGER_RETRY_ATTEMPTS = 2
+
 
 @dataclass(frozen=True)
 class StreamSource:

@@ -330,12 +330,22 @@ def notifier_source(
 
 
 def relay_to_function(
-    sqs: Any, queue_url: str, invoke: Callable[[dict[str, Any]], Any]
+    sqs: Any,
+    queue_url: str,
+    invoke: Callable[[dict[str, Any]], Any],
+    failure_queue_url: str | None = None,
 ) -> Callable[[], int]:
-    """Hand the relay queue's messages (S3 notifications, bus events) to the function."""
+    """Hand the relay queue's messages (S3 notifications, bus events) to the function, with
+    Lambda's asynchronous retries and on-failure destination (`failure_queue_url`)."""
     from .trigger_relay import relay_once
 
     def poll_once() -> int:
-        return relay_once(sqs, queue_url, lambda event, _context: invoke(event), wait_seconds=1)
+        return relay_once(
+            sqs,
+            queue_url,
+            lambda event, _context: invoke(event),
+            wait_seconds=1,
+            failure_queue_url=failure_queue_url,
+        )
 
     return poll_once

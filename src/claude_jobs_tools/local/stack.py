@@ -352,7 +352,10 @@ class LocalStack:
                 sqs = boto3.client("sqs", region_name=REGION)
                 self._sources.append(
                     PollingSource(
-                        "triggers", relay_to_function(sqs, relay_url, self.pools["trigger"].invoke)
+                        "triggers",
+                        relay_to_function(
+                            sqs, relay_url, self.pools["trigger"].invoke, settings.trigger_dlq_url
+                        ),
                     )
                 )
                 self.triggers_running = True
