@@ -6,7 +6,8 @@ Each function is granted exactly the actions its code calls, on exactly its reso
 - authorizer: key lookups;
 - worker: job reads and transitions, results writes, S3 inputs, the Anthropic key;
 - trigger: the submit path, S3 inputs, the trigger dead-letter queue;
-- notifier: job reads and webhook outcome writes, the event bus, the webhook signing key.
+- notifier: the event bus, the webhook queue (it reads jobs from the stream's images);
+- webhook: job reads and webhook outcome writes, the webhook signing key, its queue.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from infra.components.api import JobsApi
 from infra.components.events import (
     JobEvents,
     StreamNotifier,
+    WebhookDeliveries,
     acknowledge_notifications_handler,
     load_triggers,
 )
@@ -220,38 +222,63 @@ class ServiceStack(Stack):
             dead_letter_queue=trigger_dlq,
         )
 
+        webhook_queue = stateful.queues.webhook_queue
         self.notifier = PythonFunction(
             self,
             "Notifier",
             name="notifier",
-            description="Jobs table stream -> completion events and webhooks",
+            description="Jobs table stream -> completion events and webhook deliveries",
             layer=layer,
             environment={
                 **common,
-                "JOBS_TABLE": jobs.table_name,
                 "RESULTS_BUCKET": bucket.bucket_name,
                 "EVENT_BUS_NAME": self.events.bus.event_bus_name,
-                "WEBHOOK_SECRET_ID": stateful.webhook_key.secret.secret_arn,
+                "WEBHOOK_QUEUE_URL": webhook_queue.queue_url,
             },
             log_retention_days=retention,
-            # A batch of up to 10 records, each webhook with up to 4 attempts.
-            timeout=Duration.seconds(120),
+            # A batch of up to 10 records, each an event and at most one queued delivery.
+            timeout=Duration.seconds(60),
             no_dlq_reason=(
                 "Invoked by the stream event source only: failed batches are described in the "
                 "notifier dead-letter queue, the event source's on-failure destination."
             ),
         )
-        self.notifier.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
         self.notifier.allow(["events:PutEvents"], [self.events.bus.event_bus_arn])
-        self.notifier.allow(
-            ["secretsmanager:GetSecretValue"], [stateful.webhook_key.secret.secret_arn]
-        )
+        self.notifier.allow(["sqs:SendMessage"], [webhook_queue.queue_arn])
         StreamNotifier(
             self,
             "StreamNotifier",
             notifier=self.notifier.function,
             table=jobs,
             dead_letter_queue=stateful.queues.notifier_dlq,
+        )
+
+        self.webhook = PythonFunction(
+            self,
+            "Webhook",
+            name="webhook",
+            description="Webhook queue -> signed deliveries, one attempt per message",
+            layer=layer,
+            environment={
+                **common,
+                "JOBS_TABLE": jobs.table_name,
+                "WEBHOOK_SECRET_ID": stateful.webhook_key.secret.secret_arn,
+                "WEBHOOK_QUEUE_URL": webhook_queue.queue_url,
+            },
+            log_retention_days=retention,
+            # A batch of a few deliveries, each with its total deadline.
+            timeout=Duration.seconds(resources.WEBHOOK_TIMEOUT_SECONDS),
+            no_dlq_reason=(
+                "Invoked by the SQS event source only: deliveries whose attempts ran out go to "
+                "the webhook queue's dead-letter queue."
+            ),
+        )
+        self.webhook.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
+        self.webhook.allow(
+            ["secretsmanager:GetSecretValue"], [stateful.webhook_key.secret.secret_arn]
+        )
+        WebhookDeliveries(
+            self, "WebhookDeliveries", function=self.webhook.function, queue=webhook_queue
         )
 
         acknowledge_notifications_handler(self)
@@ -269,12 +296,14 @@ class ServiceStack(Stack):
                 "authorizer": self.authorizer.function,
                 "trigger": self.trigger.function,
                 "notifier": self.notifier.function,
+                "webhook": self.webhook.function,
             },
             queue=queue,
             dlq=stateful.queues.dlq,
             side_dlqs={
                 "Trigger": trigger_dlq,
                 "Notifier": stateful.queues.notifier_dlq,
+                "Webhook": stateful.queues.webhook_dlq,
             },
             metrics_namespace=METRICS_NAMESPACE,
             service_name=service_name,

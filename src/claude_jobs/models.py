@@ -5,9 +5,16 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 MAX_BODY_BYTES = 256 * 1024
 INLINE_RESULT_BYTES = 256 * 1024
@@ -120,11 +127,26 @@ class InputObject(BaseModel):
 
 
 class WebhookDelivery(BaseModel):
+    """The job's webhook and how its delivery went: `pending` until it is delivered (a 2xx
+    answer) or has `failed` (every attempt did, or the URL was refused when it was due)."""
+
     url: str
+    status: Literal["pending", "delivered", "failed"] = "pending"
     delivered: bool = False
-    attempts: int = 0
-    last_error: str | None = None
+    attempts: int = Field(0, description="POSTs made so far")
+    last_error: str | None = Field(None, description="Why the last attempt failed")
     delivered_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_of_older_records(cls, data: Any) -> Any:
+        """Records written before `status` existed: delivered, or failed after its attempts."""
+        if isinstance(data, dict) and "status" not in data:
+            if data.get("delivered"):
+                return {**data, "status": "delivered"}
+            if data.get("attempts") or data.get("last_error"):
+                return {**data, "status": "failed"}
+        return data
 
 
 class Usage(BaseModel):

@@ -15,7 +15,7 @@ from tests.infra.helpers import find_one
 
 pytestmark = pytest.mark.synth
 
-ZIP_FUNCTIONS = ("Submit", "Status", "Authorizer", "Trigger", "Notifier")
+ZIP_FUNCTIONS = ("Submit", "Status", "Authorizer", "Trigger", "Notifier", "Webhook")
 
 
 def _functions(synth: Synthesized) -> dict[str, Any]:
@@ -97,12 +97,13 @@ def test_environments_are_valid_settings_and_minimal(synth: Synthesized) -> None
         "Authorizer": {"KEYS_TABLE"},
         "Worker": {"JOBS_TABLE", "RESULTS_BUCKET", "ANTHROPIC_SECRET_ID", "ANTHROPIC_BASE_URL"},
         "Trigger": {"JOBS_TABLE", "JOBS_QUEUE_URL", "INBOX_BUCKET", "TRIGGER_DLQ_URL"},
-        "Notifier": {"JOBS_TABLE", "RESULTS_BUCKET", "EVENT_BUS_NAME", "WEBHOOK_SECRET_ID"},
+        "Notifier": {"RESULTS_BUCKET", "EVENT_BUS_NAME", "WEBHOOK_QUEUE_URL"},
+        "Webhook": {"JOBS_TABLE", "WEBHOOK_SECRET_ID", "WEBHOOK_QUEUE_URL"},
     }
     resource_vars = {
         "JOBS_TABLE", "KEYS_TABLE", "JOBS_QUEUE_URL", "RESULTS_BUCKET", "ANTHROPIC_SECRET_ID",
         "ANTHROPIC_BASE_URL", "EVENT_BUS_NAME", "INBOX_BUCKET", "TRIGGER_DLQ_URL",
-        "WEBHOOK_SECRET_ID",
+        "WEBHOOK_SECRET_ID", "WEBHOOK_QUEUE_URL",
     }  # fmt: skip
     for name, fn in _functions(synth).items():
         env = fn["Properties"]["Environment"]["Variables"]

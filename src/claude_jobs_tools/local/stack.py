@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from claude_jobs.resources import JOBS_QUEUE, WORKER_TIMEOUT_SECONDS
+from claude_jobs.resources import (
+    JOBS_QUEUE,
+    WEBHOOK_BATCH_SIZE,
+    WEBHOOK_QUEUE,
+    WEBHOOK_TIMEOUT_SECONDS,
+    WORKER_TIMEOUT_SECONDS,
+)
 from claude_jobs.settings import PUBLIC_ANTHROPIC_URL, Settings
 
 from .runtime import REGION, FunctionPool, FunctionSpec, default_functions_dir
@@ -159,7 +165,13 @@ FUNCTIONS = {
 OPTIONAL_FUNCTIONS = {
     "notifier": FunctionSpec("notifier", "notifier", memory_mb=256, timeout_seconds=60),
     "trigger": FunctionSpec("trigger", "trigger", memory_mb=256, timeout_seconds=60),
+    "webhook": FunctionSpec(
+        "webhook", "webhook", memory_mb=256, timeout_seconds=WEBHOOK_TIMEOUT_SECONDS
+    ),
 }
+#: The local stack retries a failed webhook delivery after 1 s, 2 s, 4 s... (AWS: 30 s, 60 s...)
+#: so that a developer sees the outcome of all its attempts within a minute.
+LOCAL_WEBHOOK_RETRY_BASE_SECONDS = 1
 
 
 class _Environ:
@@ -199,6 +211,7 @@ class LocalStack:
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self._consumer: QueueConsumer | None = None
+        self._webhook_consumer: QueueConsumer | None = None
         self._sources: list[PollingSource] = []
         #: What the optional functions serve, for the banner (empty when not running).
         self.notifier_running = False
@@ -271,7 +284,10 @@ class LocalStack:
             queue_overrides=config.queue_overrides,
             anthropic_base_url=self.upstream_url,
             allow_loopback_webhooks=True,
-            **config.settings_overrides,
+            **{
+                "webhook_retry_base_seconds": LOCAL_WEBHOOK_RETRY_BASE_SECONDS,
+                **config.settings_overrides,
+            },
         )
         self.settings = provisioned.settings
         for name, value in settings_env(provisioned.settings).items():
@@ -314,6 +330,16 @@ class LocalStack:
             count=config.workers,
         )
         self._consumer.start()
+        if "webhook" in self.pools:  # webhook deliveries, as the webhook queue's event source
+            self._webhook_consumer = QueueConsumer(
+                self.pools["webhook"],
+                provisioned.queue_urls[WEBHOOK_QUEUE.logical_id],
+                provisioned.queue_arns[WEBHOOK_QUEUE.logical_id],
+                count=1,
+                batch_size=WEBHOOK_BATCH_SIZE,
+                name="webhooks",
+            )
+            self._webhook_consumer.start()
         self._start_sources(provisioned.settings, functions_dir)
 
     def _start_sources(self, settings: Settings, functions_dir: Path) -> None:
@@ -429,6 +455,9 @@ class LocalStack:
         for source in self._sources:
             source.stop()
         self._sources = []
+        if self._webhook_consumer is not None:
+            self._webhook_consumer.stop(grace_seconds=0)
+            self._webhook_consumer = None
         if self._fake is not None:
             self._fake.close()
             self._fake = None
