@@ -149,7 +149,11 @@ def test_a_failed_attempt_comes_back_after_the_backoff(world: World, receiver: R
     # When the first attempt fails
     world.deliver_webhooks(rounds=1)
     assert len(receiver.posts) == 1
-    # Then the message is not back at once (the queue's own visibility timeout is minutes)
+    # Then the job shows the delivery still pending, with the attempt's error
+    webhook = world.job(job.job_id).webhook
+    assert webhook is not None and webhook.status == "pending"
+    assert webhook.attempts == 1 and webhook.last_error == "HTTP 500"
+    # And the message is not back at once (the queue's own visibility timeout is minutes)
     sqs = boto3.client("sqs")
     assert sqs.receive_message(QueueUrl=world.webhook_queue).get("Messages") is None
     # But it is after the backoff, and the next attempt delivers it

@@ -131,7 +131,9 @@ class WebhookDeliverer:
         else:
             delay = min(self._retry_base * 2 ** (max(receives, 1) - 1), MAX_RETRY_SECONDS)
             outcome = DeliveryOutcome("retry", attempts, attempt.error, retry_in=delay)
-            state = WebhookDelivery(url=hook.url, attempts=attempts, last_error=attempt.error)
+            state = WebhookDelivery(
+                url=hook.url, status="pending", attempts=attempts, last_error=attempt.error
+            )
         self._record(job.job_id, state)
         log = get_logger().info if attempt.delivered else get_logger().warning
         log(
