@@ -10,6 +10,7 @@ Nothing here runs when a function starts: it is built only when asked for.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,6 +21,7 @@ from claude_jobs.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 from claude_jobs.api.routes import POLL_AFTER_SECONDS
 from claude_jobs.job_service import IDEMPOTENCY_KEY_MAX, MAX_PAGE_SIZE, MAX_WAIT_SECONDS
 from claude_jobs.models import MAX_BODY_BYTES, JobList, JobRequest, JobView, Problem, SubmitResponse
+from claude_jobs.settings import Settings
 
 REF = "#/components/schemas/{model}"
 
@@ -54,6 +56,12 @@ _RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": 
 _ETAG = {"description": "Version of the job; send it back in If-None-Match", "schema": _STR}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": _STR}
 
+#: What a submitted job's answer leads to (OpenAPI links: clients and stateful testers).
+_JOB_LINKS = {
+    operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
+    for operation in ("getJob", "cancelJob")
+}
+
 _COMMON_ERRORS = {
     "401": _problem(
         "Missing, invalid, revoked or expired API key",
@@ -61,6 +69,30 @@ _COMMON_ERRORS = {
     ),
     "429": _problem("Throttled", {"Retry-After": _RETRY_AFTER}),
 }
+
+
+def _state_deployment_bounds(request: dict[str, Any]) -> None:
+    """What the API enforces per deployment, as a default deployment enforces it: the tools it
+    permits (a permission rule in parentheses may follow a tool's name) and its budget cap."""
+    settings = Settings()
+    names = "|".join(re.escape(tool) for tool in sorted(settings.permitted_tools))
+    tools = request["allowed_tools"]
+    tools["items"] = {
+        "type": "string",
+        "maxLength": 256,
+        "pattern": rf"^(?:{names})(?:\([^()]*\))?$",
+    }
+    tools["uniqueItems"] = True
+    tools["description"] += (
+        f" This document states a default deployment's set: {', '.join(settings.permitted_tools)}."
+    )
+    budget = request["max_budget_usd"]
+    number = next(option for option in budget["anyOf"] if option.get("type") == "number")
+    number["maximum"] = settings.max_budget_usd_cap
+    budget["description"] = (
+        f"≤ the deployment's cap (this document states a default deployment's: "
+        f"{settings.max_budget_usd_cap:g})"
+    )
 
 
 def document() -> dict[str, Any]:
@@ -76,6 +108,7 @@ def document() -> dict[str, Any]:
         ref_template=REF,
     )
     schemas = defs["$defs"]
+    _state_deployment_bounds(schemas["JobRequest"]["properties"])
     return {
         "openapi": "3.1.0",
         "info": {
@@ -114,11 +147,14 @@ def document() -> dict[str, Any]:
                         "content": {"application/json": {"schema": _ref(JobRequest)}},
                     },
                     "responses": {
-                        "202": _json(
-                            SubmitResponse,
-                            "Queued (or the first job, for a replayed Idempotency-Key)",
-                            Location={"description": "The job's URL path", "schema": _STR},
-                        ),
+                        "202": {
+                            **_json(
+                                SubmitResponse,
+                                "Queued (or the first job, for a replayed Idempotency-Key)",
+                                Location={"description": "The job's URL path", "schema": _STR},
+                            ),
+                            "links": _JOB_LINKS,
+                        },
                         **_COMMON_ERRORS,
                         "409": _problem("Idempotency-Key reused with another body"),
                         "413": _problem("Body over 256 KiB"),
@@ -143,7 +179,13 @@ def document() -> dict[str, Any]:
                                 "default": 20,
                             },
                         },
-                        {"name": "next_token", "in": "query", "schema": _STR},
+                        {
+                            "name": "next_token",
+                            "in": "query",
+                            "description": "The `next_token` of the previous page: an opaque "
+                            "cursor only the API mints; any other value answers 422",
+                            "schema": _STR,
+                        },
                     ],
                     "responses": {
                         "200": _json(JobList, "A page of jobs"),
