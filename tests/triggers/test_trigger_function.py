@@ -32,6 +32,15 @@ def s3_event(key: str = "inbox/meeting+notes.txt") -> dict[str, Any]:
     return event
 
 
+def _with(event: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """The S3 event with the field at `path` (in its first record) set to `value`."""
+    node = event["Records"][0]
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return event
+
+
 def test_s3_object_becomes_one_job_with_the_rendered_prompt(
     trigger: TriggerFunction, inspect: Inspector
 ) -> None:
@@ -133,6 +142,27 @@ def test_a_binary_object_is_not_quoted(trigger: TriggerFunction, inspect: Inspec
             {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {}}]},
             "not an S3 event record",
             id="bad-record",
+        ),
+        pytest.param(
+            {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": 7}]},
+            "not an S3 event record",
+            id="s3-not-an-object",
+        ),
+        pytest.param(
+            _with(s3_event(), ("s3", "object"), None), "not an S3 event record", id="no-object"
+        ),
+        pytest.param(
+            _with(s3_event(), ("s3", "object", "key"), ""), "no bucket and object key", id="no-key"
+        ),
+        pytest.param(
+            _with(s3_event(), ("eventTime",), "yesterday"),
+            "eventTime",
+            id="bad-event-time",
+        ),
+        pytest.param(
+            _with(s3_event(), ("s3", "bucket", "ownerIdentity"), None),
+            "ownerIdentity",
+            id="no-bucket-owner",
         ),
     ],
 )
@@ -265,6 +295,14 @@ def with_detail(**changes: Any) -> dict[str, Any]:
         ),
         pytest.param(
             {**with_detail(), "detail": "a string"}, "not an EventBridge event", id="bad-detail"
+        ),
+        pytest.param(
+            {**with_detail(), "time": "teatime"}, "not an EventBridge event: time", id="bad-time"
+        ),
+        pytest.param(
+            {k: v for k, v in with_detail().items() if k != "account"},
+            "not an EventBridge event: account",
+            id="no-account",
         ),
         pytest.param(
             {

@@ -95,6 +95,35 @@ def wire_local_triggers(
     return queue_url
 
 
+def as_delivered(event: Any) -> Any:
+    """The event as AWS hands it to the function. The emulator's S3 notifications leave out
+    the fields S3 fills from the request (who made it, from where, its request ids, the bucket
+    owner), and its bus events may lack the account; they are filled in here with local values,
+    so the function parses them with the same models as in AWS. Anything else passes
+    unchanged."""
+    if isinstance(event, dict) and "detail-type" in event:
+        event.setdefault("version", "0")
+        event.setdefault("account", ACCOUNT_ID)
+        event.setdefault("region", REGION)
+        event.setdefault("resources", [])
+        return event
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        return event
+    for record in event["Records"]:
+        if not isinstance(record, dict) or record.get("eventSource") != "aws:s3":
+            continue
+        request_id = uuid.uuid4().hex[:16].upper()
+        record.setdefault("userIdentity", {"principalId": f"AWS:{ACCOUNT_ID}"})
+        record.setdefault("requestParameters", {"sourceIPAddress": "127.0.0.1"})
+        record.setdefault(
+            "responseElements", {"x-amz-request-id": request_id, "x-amz-id-2": request_id}
+        )
+        bucket = (record.get("s3") or {}).get("bucket")
+        if isinstance(bucket, dict):
+            bucket.setdefault("ownerIdentity", {"principalId": ACCOUNT_ID})
+    return event
+
+
 def relay_once(
     sqs: Any,
     queue_url: str,
@@ -122,7 +151,7 @@ def relay_once(
     ).get("Messages", [])
     for message in messages:
         try:
-            event = json.loads(message["Body"])
+            event = as_delivered(json.loads(message["Body"]))
         except ValueError:
             event = {"unparseable_body": message["Body"]}
         invocations = int((message.get("Attributes") or {}).get("ApproximateReceiveCount", 1))
