@@ -10,14 +10,16 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from claude_jobs.errors import TenantLimitError
 from claude_jobs.models import JobStatus
+from claude_jobs.settings import Settings
 from claude_jobs.triggers.function import TriggerFunction
 from claude_jobs.triggers.trigger_service import TEXT_INLINE_BYTES
 from claude_jobs.wiring import Container
 from tests.events import load_event
 from tests.lambda_context import lambda_context
 
-from .conftest import INBOX, Inspector
+from .conftest import INBOX, SHIPPED_CONFIG, Inspector
 
 NOTES = "Agenda: ship the trigger. Owner: {{key}} is not a placeholder here.\n"
 
@@ -339,3 +341,26 @@ def test_a_trigger_may_forbid_event_options(trigger: TriggerFunction, inspect: I
     assert outcome["status"] == "rejected"
     assert "does not let an event set: max_turns" in (outcome["reason"] or "")
     assert inspect.jobs() == []
+
+
+def test_a_trigger_event_at_the_tenants_pending_cap_still_becomes_a_job(
+    settings: Settings, inspect: Inspector
+) -> None:
+    # Given a deployment whose tenants may have one pending job, and the trigger's tenant
+    # already at that cap (a job submitted as a caller would)
+    capped = settings.model_copy(update={"tenant_max_pending": 1})
+    container = Container(capped)
+    request = container.job_service.parse_request({"prompt": "already pending"})
+    container.job_service.submit("default", request)
+    with pytest.raises(TenantLimitError):  # a caller's next job is refused (429)
+        container.job_service.submit("default", request)
+    function = TriggerFunction(container, default_config=SHIPPED_CONFIG)
+    # When an S3 notification for that tenant arrives
+    put_inbox("inbox/meeting notes.txt", b"notes")
+    outcome = function.handler(s3_event(), lambda_context("trigger"))["outcomes"][0]
+    # Then it is not refused, retried or dead-lettered: its job is queued, counted pending,
+    # and waits for the tenant's running share like any other
+    assert outcome["status"] == "created"
+    assert len(inspect.jobs()) == 2
+    assert inspect.dead_letters() == []
+    assert container.job_repository.tenant_usage("default").pending == 2

@@ -389,6 +389,9 @@ class TriggerService:
                 idempotency_key=idempotency_key,
                 source=kind,
                 inputs=inputs,
+                # At the tenant's pending cap the job is queued all the same (an event is
+                # not a caller who can submit again later); it waits for its running share.
+                pending_cap=False,
             )
         except RequestValidationError as exc:
             errors = [{"loc": list(e.loc), "msg": e.msg} for e in exc.errors]
