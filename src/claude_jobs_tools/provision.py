@@ -18,6 +18,7 @@ from claude_jobs.resources import (
     QUEUES,
     TABLES,
     TRIGGER_DLQ,
+    WEBHOOK_QUEUE,
     Queue,
     Table,
 )
@@ -155,6 +156,7 @@ def provision(
         "anthropic_secret_id": secret_name,
         "trigger_dlq_url": urls[TRIGGER_DLQ.logical_id],
         "webhook_secret_id": webhook_secret_name,
+        "webhook_queue_url": urls[WEBHOOK_QUEUE.logical_id],
         **settings_overrides,
     }
     return Provisioned(settings=Settings(**values), queue_urls=urls, queue_arns=arns)
