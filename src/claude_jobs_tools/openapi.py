@@ -77,7 +77,7 @@ _ETAG = {"description": "Version of the job; send it back in If-None-Match", "sc
 #: What a submitted job's answer leads to (OpenAPI links: clients and stateful testers).
 _JOB_LINKS = {
     operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
-    for operation in ("getJob", "cancelJob")
+    for operation in ("getJob", "listJobEvents", "cancelJob")
 }
 
 _COMMON_ERRORS = {
