@@ -190,6 +190,22 @@ def test_a_retried_attempt_continues_after_the_stored_events() -> None:
     assert events[stored]["status"] == "running"
 
 
+def test_a_later_segment_continues_the_sequence_and_names_its_segment() -> None:
+    # Given a long job whose first segment stored its events (same attempt)
+    store = InMemoryEventStore()
+    first = recorder(store, segment=1)
+    first.message(turn(TextBlock("segment one")))
+    first.close()
+    # When its next segment runs in another invocation, with the same attempt count
+    second = recorder(store, segment=2)
+    second.finish("succeeded", Usage())
+    # Then it continues after the stored events, and its status events carry the segment
+    events = shown(store)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    statuses = [(e["status"], e.get("segment")) for e in events if e["type"] == "status"]
+    assert statuses == [("queued", None), ("running", 1), ("running", 2), ("succeeded", 2)]
+
+
 def test_a_stale_attempt_writing_meanwhile_does_not_duplicate_or_reorder_seqs() -> None:
     # Given two attempts of one job writing at the same time (a stale one still running)
     store = InMemoryEventStore()

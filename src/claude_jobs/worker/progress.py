@@ -21,10 +21,10 @@ loop never waits on a write.
 
 Sequence numbers are assigned by the worker at write time: each batch continues from the
 last stored seq. A job's first claim starts at 1; a later attempt (a redelivered or released
-job) reads the last stored seq first, so its events follow the earlier attempt's, never
-overwrite or interleave with them. Two writers that meet anyway (a stale attempt still
-running) collide on the batch key: the loser re-reads the last seq and renumbers. A retried
-write of one batch is a no-op (`EventStore.append`).
+job) or a later segment of a long job (`segment` given) reads the last stored seq first, so
+its events follow the earlier ones, never overwrite or interleave with them. Two writers that
+meet anyway (a stale attempt still running) collide on the batch key: the loser re-reads the
+last seq and renumbers. A retried write of one batch is a no-op (`EventStore.append`).
 
 Bounds: at most `MAX_EVENTS_PER_JOB` (1,000) events per job; past `max - RESERVED_EVENTS`
 only `status` and the final `usage` are kept, so the ending is always recorded; the rest is
@@ -130,8 +130,10 @@ class ProgressRecorder:
         """Record the claim (`queued` first for a job's first events, then `running`) and
         start the writer. Never raises: without a store the run goes on unrecorded."""
         try:
-            # A first claim has nothing stored before it (submit writes no events).
-            self._last_seq = self._store.last_seq(self._job.job_id) if self._job.attempts > 1 else 0
+            # A job's first claim has nothing stored before it (submit writes no events); a
+            # later attempt, or a later segment of a long job, continues after what is.
+            later = self._job.attempts > 1 or self._segment is not None
+            self._last_seq = self._store.last_seq(self._job.job_id) if later else 0
         except Exception as exc:
             log.warning(
                 "job %s: progress events unavailable: %s", self._job.job_id, type(exc).__name__
@@ -341,10 +343,13 @@ class ProgressRecorder:
             try:
                 self._store.append(job_id, numbered)
             except EventSeqConflictError:
+                before = self._last_seq
                 try:  # another attempt wrote meanwhile: continue after it
                     self._last_seq = max(self._last_seq, self._store.last_seq(job_id))
                 except Exception:
                     self._last_seq += len(numbered)
+                with self._lock:  # its events count against the bound too
+                    self._accepted += self._last_seq - before
                 continue
             except Exception as exc:
                 log.warning("job %s: progress events not stored: %s", job_id, type(exc).__name__)
