@@ -97,6 +97,7 @@ class Function:
 # ---------------------------------------------------------------- routes (HTTP API v1)
 
 _JOB_ID = "/v1/jobs/{job_id}"
+_SESSION_ID = "/v1/sessions/{session_id}"
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/health", "status", "health", "Liveness (no API key needed)", False),
@@ -132,6 +133,20 @@ ROUTES: tuple[Route, ...] = (
         "cancelJob",
         "Cancel a job (queued: at once; running: within seconds)",
     ),
+    Route(
+        "GET",
+        _SESSION_ID,
+        "status",
+        "getSession",
+        "Get a session: the jobs of a conversation",
+    ),
+    Route(
+        "DELETE",
+        _SESSION_ID,
+        "submit",
+        "deleteSession",
+        "Delete a session and its transcript (it can no longer be continued)",
+    ),
 )
 
 # ---------------------------------------------------------------- functions
@@ -144,6 +159,7 @@ JOB_POLICY_ENV = (
     "DEFAULT_MODEL",
     "MAX_BUDGET_USD_CAP",
     "JOB_RETENTION_DAYS",
+    "SESSION_RETENTION_DAYS",
     # Fair sharing: the pending cap at submit, the running share and its wait in the worker.
     "TENANT_MAX_PENDING",
     "TENANT_MAX_RUNNING",

@@ -32,6 +32,8 @@ _TOOL_RE = re.compile(
     r"^(?P<name>[A-Za-z][A-Za-z0-9_]*(?:__[A-Za-z0-9_-]+)*)(?:\((?P<rule>[^()]*)\))?$"
 )
 _MODEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@\[\]/-]{0,127}$"
+#: Session ids are UUIDs (the CLI's own session ids), lower case.
+SESSION_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MetadataValue = Annotated[str, StringConstraints(max_length=256)]
@@ -125,10 +127,18 @@ class JobRequest(JobOptions):
         description="POSTed a signed job summary when the job ends. https only (the local "
         "stack also accepts loopback http).",
     )
+    session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = Field(
+        None,
+        description="Continue the conversation of an earlier job (its `session_id`) with this "
+        "prompt. Another tenant's or an unknown (or deleted) session: 404 "
+        "`session_not_found`; a session with a job queued or running: 409 `session_busy`.",
+    )
 
     def options(self) -> JobOptions:
         return JobOptions.model_validate(
-            self.model_dump(exclude={"prompt", "system_prompt", "metadata", "webhook_url"})
+            self.model_dump(
+                exclude={"prompt", "system_prompt", "metadata", "webhook_url", "session_id"}
+            )
         )
 
 
@@ -203,7 +213,23 @@ class Job(BaseModel):
     #: Documents kept in the documents store rather than in the item: name → object key
     #: (see `claude_jobs.documents`).
     documents: dict[str, str] = Field(default_factory=dict)
+    #: The conversation the job belongs to (given at submit, or a new one); None only on
+    #: jobs stored before sessions existed.
+    session_id: str | None = None
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
+
+
+class SessionRecord(BaseModel):
+    """A conversation as stored (an item of the jobs table, `session#<id>`): its jobs, and
+    the one that holds it (`active_job`, while queued or running)."""
+
+    session_id: str
+    tenant_id: str
+    created_at: datetime
+    updated_at: datetime
+    job_ids: list[str] = Field(default_factory=list)
+    active_job: str | None = None
+    deleted: bool = False
 
 
 # ---------------------------------------------------------------- responses
@@ -242,7 +268,17 @@ class JobView(BaseModel):
     usage: Usage | None = None
     error: JobErrorInfo | None = None
     webhook: WebhookDelivery | None = None
+    session_id: str | None = None
     links: JobLinks
+
+
+class SessionView(BaseModel):
+    """Body of `GET /v1/sessions/{session_id}`: the conversation's jobs, oldest first."""
+
+    session_id: str
+    created_at: datetime
+    updated_at: datetime
+    job_ids: list[str]
 
 
 class JobList(BaseModel):

@@ -89,6 +89,9 @@ class Settings(BaseModel):
     max_budget_usd_cap: float = Field(10.0, alias="MAX_BUDGET_USD_CAP", gt=0)
 
     job_retention_days: int = Field(30, alias="JOB_RETENTION_DAYS", ge=1)
+    #: Sessions (their items and transcripts) expire this many days after their last job
+    #: was submitted; the bucket's lifecycle rule on `sessions/` uses the same figure.
+    session_retention_days: int = Field(30, alias="SESSION_RETENTION_DAYS", ge=1)
     idempotency_ttl_seconds: int = Field(24 * 3600, alias="IDEMPOTENCY_TTL_SECONDS", ge=60)
     max_attempts: int = Field(3, alias="MAX_ATTEMPTS", ge=1)
     secret_max_age_seconds: int = Field(300, alias="SECRET_MAX_AGE_SECONDS", ge=0)

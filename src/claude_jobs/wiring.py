@@ -76,6 +76,7 @@ class Container:
     @cached_property
     def job_service(self) -> JobService:
         from .adapters.queue import SqsJobQueue
+        from .adapters.session_store import S3SessionTranscripts
         from .job_service import JobService
 
         return JobService(
@@ -83,6 +84,7 @@ class Container:
             SqsJobQueue(self.lazy_client("sqs"), self.settings.jobs_queue_url),
             self.settings,
             documents=self.job_documents,
+            transcripts=S3SessionTranscripts(self.lazy_client("s3"), self.settings.results_bucket),
         )
 
     @cached_property

@@ -29,6 +29,7 @@ from claude_jobs.models import (
     JobRequest,
     JobView,
     Problem,
+    SessionView,
     SubmitResponse,
 )
 
@@ -76,6 +77,7 @@ _COMMON_ERRORS = {
 #: Each parameter a route reads, by name: its schema (and description).
 _PARAMETERS: dict[str, dict[str, Any]] = {
     "job_id": {"schema": _STR},
+    "session_id": {"schema": _STR, "description": "A job's `session_id`"},
     "Idempotency-Key": {
         "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}
     },
@@ -111,7 +113,13 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
                 Location={"description": "The job's URL path", "schema": _STR},
             ),
             **_COMMON_ERRORS,
-            "409": _problem("Idempotency-Key reused with another body"),
+            "404": _problem(
+                "`session_not_found`: the `session_id` is unknown, deleted or another tenant's"
+            ),
+            "409": _problem(
+                "Idempotency-Key reused with another body, or `session_busy`: the session "
+                "has a job queued or running"
+            ),
             "413": _problem("Body over 256 KiB"),
             "422": _problem("Invalid request; `errors` lists each field"),
             "429": _problem(
@@ -155,6 +163,23 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             "202": _json(JobView, "The job as it is now", ETag=_ETAG),
             **_COMMON_ERRORS,
             "404": _problem("No such job (or another tenant's)"),
+        },
+    },
+    "getSession": {
+        "responses": {
+            "200": _json(SessionView, "The session and its jobs, oldest first"),
+            **_COMMON_ERRORS,
+            "404": _problem("`session_not_found` (unknown, deleted, or another tenant's)"),
+        },
+    },
+    "deleteSession": {
+        "description": "Removes the session's transcript; the session can no longer be read "
+        "or continued (404).",
+        "responses": {
+            "204": {"description": "Deleted"},
+            **_COMMON_ERRORS,
+            "404": _problem("`session_not_found` (unknown, deleted, or another tenant's)"),
+            "409": _problem("`session_busy`: a job of the session is queued or running"),
         },
     },
     "health": {
@@ -214,6 +239,7 @@ def document() -> dict[str, Any]:
             (SubmitResponse, "serialization"),
             (JobView, "serialization"),
             (JobList, "serialization"),
+            (SessionView, "serialization"),
             (Problem, "serialization"),
         ],
         ref_template=REF,

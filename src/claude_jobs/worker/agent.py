@@ -24,11 +24,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..models import JobErrorInfo, JobOptions, Usage, tool_base_name
 from ..observability import deferred_logger
 from .isolation import AgentIdentity, kill_process_group, spawn_identity
+
+if TYPE_CHECKING:
+    from .sessions import AgentSession
 
 log = deferred_logger()  # Powertools' structured logger
 
@@ -71,6 +74,8 @@ class AgentRequest:
     identity: AgentIdentity = field(default_factory=AgentIdentity)
     should_stop: Callable[[], bool] = lambda: False
     on_started: Callable[[int], None] = lambda pid: None  # the CLI's pid, once it runs
+    #: The conversation the run continues or starts (sessions.py); None: no session.
+    session: AgentSession | None = None
 
 
 @dataclass
@@ -102,7 +107,14 @@ def sdk_options(request: AgentRequest, stderr: Callable[[str], None] | None = No
         if request.system_prompt
         else {"type": "preset", "preset": "claude_code"}
     )
+    # Sessions: resume the transcript materialised in the sandbox, or start one under the
+    # session's id; the SDK mirrors what the CLI writes to the (tenant-scoped) store.
+    session: dict[str, Any] = {}
+    if request.session is not None:
+        key = "resume" if request.session.resume else "session_id"
+        session = {key: request.session.session_id, "session_store": request.session.store}
     return ClaudeAgentOptions(
+        **session,
         cli_path=request.cli,
         cwd=request.cwd,
         env=request.env,

@@ -89,6 +89,14 @@ class WorkerFunction(ContainerHolder):
             )
             proxy, key = KeyInjectingProxy(settings.anthropic_base_url, keys.get), keys.get
         s3 = container.client("s3")
+        from ..adapters.session_store import S3SessionStore
+        from .sessions import SessionKeeper
+
+        sessions = (
+            SessionKeeper(S3SessionStore(s3, settings.results_bucket))
+            if settings.results_bucket
+            else None
+        )
         return JobProcessor(
             container.job_repository,
             container.job_documents,
@@ -99,6 +107,7 @@ class WorkerFunction(ContainerHolder):
             shared_pool(resolve_identity(settings.agent_user), settings.agent_uid_range),
             inputs=lambda job, directory: materialize_inputs(s3, job.inputs, directory),
             known_secrets=[os.environ.get(name, "") for name in SECRET_VARIABLES],
+            sessions=sessions,
             **{
                 # On Lambda the worker is alone in its execution environment.
                 "sweeper": ProcessSweeper(

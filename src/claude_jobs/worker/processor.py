@@ -63,6 +63,7 @@ from .isolation import (
 from .metering import Metered
 from .sandbox import Sandbox
 from .scrub import Scrubber
+from .sessions import SessionKeeper
 
 log = deferred_logger()  # Powertools' structured logger
 
@@ -121,7 +122,9 @@ class JobProcessor:
         sandbox_dir: str | None = None,
         min_run_seconds: float = MIN_RUN_SECONDS,
         clock: Callable[[], float] = time.time,
+        sessions: SessionKeeper | None = None,
     ) -> None:
+        self._sessions = sessions
         self._repo = repo
         self._documents = documents
         self._runner = runner
@@ -313,7 +316,11 @@ class JobProcessor:
             if self._settings.uses_bedrock
             else None,
         )
+        # Sessions: the job's conversation, materialised in its sandbox (a store failure is an
+        # infrastructure fault, before the agent starts).
+        session = self._sessions.prepare(job, sandbox) if self._sessions is not None else None
         request = AgentRequest(
+            session=session,
             job_id=job.job_id,
             prompt=job.prompt or "",
             system_prompt=job.system_prompt,
@@ -327,7 +334,11 @@ class JobProcessor:
             should_stop=lambda: self._cancel_requested(job),
             on_started=lambda pid: self._sweeper.started(scope, pid),
         )
-        return self._runner.run(request)
+        try:
+            return self._runner.run(request)
+        finally:
+            if session is not None and self._sessions is not None:
+                self._sessions.save(session)  # what the mirror missed; never raises
 
     def _place_inputs(self, job: Job, sandbox: Sandbox) -> str | None:
         from ..triggers.inputs import InputUnavailableError
