@@ -27,7 +27,7 @@ def _texts(body: dict[str, object]) -> str:
 
 def _cli(stack: DevProcess, *args: str) -> subprocess.CompletedProcess[str]:
     env = base_env(CLAUDE_JOBS_URL=stack.url, CLAUDE_JOBS_API_KEY=TENANTS["alpha"])
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [CLAUDE_JOBS, *args], env=env, capture_output=True, text=True, timeout=180, check=False
     )
 
