@@ -113,6 +113,7 @@ class ServiceStack(Stack):
             "MAX_BUDGET_USD_CAP": str(config.max_budget_usd_cap),
             "JOB_RETENTION_DAYS": str(config.job_retention_days),
             "SESSION_RETENTION_DAYS": str(config.session_retention_days),
+            "MAX_JOB_SECONDS": str(config.max_job_seconds),
             "JOBS_TABLE": jobs.table_name,
             "KEYS_TABLE": keys.table_name,
             "JOBS_QUEUE_URL": queue.queue_url,

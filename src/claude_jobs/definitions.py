@@ -160,6 +160,7 @@ JOB_POLICY_ENV = (
     "MAX_BUDGET_USD_CAP",
     "JOB_RETENTION_DAYS",
     "SESSION_RETENTION_DAYS",
+    "MAX_JOB_SECONDS",
     # Fair sharing: the pending cap at submit, the running share and its wait in the worker.
     "TENANT_MAX_PENDING",
     "TENANT_MAX_RUNNING",
@@ -218,6 +219,9 @@ FUNCTIONS: dict[str, Function] = {
                 "RESULTS_BUCKET",
             ),
             optional_environment=(
+                # The invocation's length when it is not the function's timeout (the local
+                # stack's --invocation-seconds): the end-of-invocation margins scale with it.
+                "WORKER_INVOCATION_SECONDS",
                 "MODEL_PROVIDER",
                 "BEDROCK_MODELS",
                 "ANTHROPIC_SECRET_ID",

@@ -168,6 +168,15 @@ class JobService:
             errors.append(
                 FieldError(("body", "max_budget_usd"), f"must be at most {cap} (deployment cap)")
             )
+        timeout = body.get("timeout_seconds")
+        most = self._settings.max_job_seconds
+        if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > most:
+            errors.append(
+                FieldError(
+                    ("body", "timeout_seconds"),
+                    f"must be at most {most} (the deployment's max_job_seconds)",
+                )
+            )
         webhook = body.get("webhook_url")
         if isinstance(webhook, str):
             problem = webhook_url_problem(
@@ -432,6 +441,7 @@ class JobService:
             error=job.error,
             webhook=job.webhook,
             session_id=job.session_id,
+            segments=job.segments,
             links=JobLinks(self=job_path(job.job_id)),
         )
 

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 MAX_BODY_BYTES = 256 * 1024
 INLINE_RESULT_BYTES = 256 * 1024
+#: No deployment lets a job run longer than this (its `max_job_seconds` is at most this).
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 #: Free-form JSON documents (an output schema, a structured result) nest at most this deep.
 MAX_DOCUMENT_DEPTH = 64
 
@@ -76,7 +78,14 @@ class JobOptions(BaseModel):
         "tool is permitted.",
     )
     max_turns: int = Field(25, ge=1, le=100)
-    timeout_seconds: int = Field(300, ge=10, le=840)
+    timeout_seconds: int = Field(
+        300,
+        ge=10,
+        le=MAX_TIMEOUT_SECONDS,
+        description="The job's deadline, from its first start: at most the deployment's "
+        "`max_job_seconds` (default 14,400). A job longer than one worker invocation runs in "
+        "segments (see `segments`).",
+    )
     max_budget_usd: float | None = Field(None, gt=0, description="≤ the deployment's cap")
     model: Annotated[str, StringConstraints(pattern=_MODEL_RE)] | None = Field(
         None, description="Defaults to the deployment's model"
@@ -216,6 +225,12 @@ class Job(BaseModel):
     #: The conversation the job belongs to (given at submit, or a new one); None only on
     #: jobs stored before sessions existed.
     session_id: str | None = None
+    #: Long jobs: runs started (one per worker invocation), the absolute deadline (first start
+    #: + timeout_seconds), and whether it was re-queued at a segment's end (its next claim is
+    #: not an attempt).
+    segments: int = 0
+    deadline_at: datetime | None = None
+    continuing: bool = False
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
 
 
@@ -269,6 +284,12 @@ class JobView(BaseModel):
     error: JobErrorInfo | None = None
     webhook: WebhookDelivery | None = None
     session_id: str | None = None
+    segments: int = Field(
+        0,
+        description="Worker invocations that have run the job: a job longer than one "
+        "invocation is stopped at a turn boundary, re-queued and resumed (its `usage` adds "
+        "up across segments)",
+    )
     links: JobLinks
 
 

@@ -17,7 +17,6 @@ from claude_jobs_tools.local.fake_anthropic import ApiError, Text, ToolUse, Usag
 from tests.worker.conftest import (
     REAL_KEY,
     WorkerStack,
-    context_with_deadline,
     processes_in,
     s3_text,
     sandboxes_of,
@@ -186,18 +185,18 @@ def test_output_that_never_matches_the_schema_fails_the_job(stack: WorkerStack) 
 def test_a_job_past_its_deadline_ends_timed_out_and_its_cli_is_stopped(
     stack: WorkerStack,
 ) -> None:
-    # Given an upstream that takes far longer than the Lambda time the job has
-    job = stack.submit()
+    # Given a job of 10 s and an upstream that takes far longer
+    job = stack.submit(timeout_seconds=10)
     stack.fake.script(Text("too late", delay=60))
-    # When the worker runs it with 3 s left before the margin
-    answer = stack.deliver(job, context_with_deadline(3))
+    # When the worker runs it (with Lambda time to spare: the job's deadline comes first)
+    answer = stack.deliver(job)
     # Then the job ended timed_out with a clear error, the message is done
     done = stack.get(job)
     assert answer == {"batchItemFailures": []}
     assert done.status is JobStatus.TIMED_OUT
     assert done.error is not None and done.error.code == "timed_out"
-    assert "deadline of 3 s" in done.error.message
-    assert done.usage is not None and done.usage.duration_ms >= 3000
+    assert "deadline of 10 s" in done.error.message
+    assert done.usage is not None and done.usage.duration_ms >= 10_000
     # And neither the CLI nor its sandbox is left behind
     assert processes_in(Path(f"/tmp/claude-job-{job.job_id}")) == []
     assert sandboxes_of(job) == []
