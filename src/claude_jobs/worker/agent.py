@@ -56,7 +56,7 @@ _SUBTYPE_CODES = {
 #: Seconds the run gets to wind down after its CLI was killed.
 _STOP_GRACE_SECONDS = 10
 #: Seconds a segment paused at a turn boundary gets to end by itself before it is stopped.
-_PAUSE_GRACE_SECONDS = 0.5
+_PAUSE_GRACE_SECONDS = 0.2
 
 
 class AgentStartError(RuntimeError):

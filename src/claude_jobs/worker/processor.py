@@ -174,6 +174,7 @@ class JobProcessor:
             return Processed(job_id, f"skipped:{skip}", job.status if job else None)
         # Segments need the session to resume from; without one a job runs in one invocation.
         segmentable = self._sessions is not None and job.session_id is not None
+        planned_at = time.monotonic()  # the run's limits count from here, not from its start
         run = plan(job, _at(self._clock()), remaining_seconds, self._margins, segmentable)
         deadline = run.run_seconds
         if deadline < self._min_run and not run.expired:
@@ -202,7 +203,7 @@ class JobProcessor:
                 ),
             )
             return Processed(job_id, "ran", self._record(claimed, outcome, None))
-        return self._run_claimed(claimed, deadline, run.yield_after)
+        return self._run_claimed(claimed, deadline, run.yield_after, planned_at)
 
     # ------------------------------------------------------------ claim
 
@@ -268,7 +269,11 @@ class JobProcessor:
     # ------------------------------------------------------------ run
 
     def _run_claimed(
-        self, job: Job, deadline: float, yield_after: float | None = None
+        self,
+        job: Job,
+        deadline: float,
+        yield_after: float | None = None,
+        planned_at: float | None = None,
     ) -> Processed:
         token: str | None = None
         leftovers: list[ProcessInfo] = []
@@ -285,7 +290,7 @@ class JobProcessor:
                 self._proxy.start()
                 token = self._proxy.issue(job.job_id, limit_usd=self._spending_limit(job))
                 scrubber = self._scrubber.with_secrets(key, token)
-                outcome = self._run_agent(job, deadline, token, leftovers, yield_after)
+                outcome = self._run_agent(job, deadline, token, leftovers, yield_after, planned_at)
                 if not self._proxy.alive:
                     raise WorkerFault("the key proxy stopped during the run")
                 metered = self._proxy.metered(token)
@@ -342,6 +347,7 @@ class JobProcessor:
         token: str,
         leftovers: list[ProcessInfo],
         yield_after: float | None = None,
+        planned_at: float | None = None,
     ) -> AgentOutcome:
         make_non_dumpable()
         become_subreaper()
@@ -351,7 +357,9 @@ class JobProcessor:
         ):
             scope = self._sweeper.scope(identity.uid)
             try:
-                return self._run_in(job, deadline, token, identity, sandbox, scope, yield_after)
+                return self._run_in(
+                    job, deadline, token, identity, sandbox, scope, yield_after, planned_at
+                )
             finally:
                 # Before the sandbox goes: nothing of the job may run on (or write into it).
                 sweep = self._sweeper.sweep(scope)
@@ -368,6 +376,7 @@ class JobProcessor:
         sandbox: Sandbox,
         scope: JobScope,
         yield_after: float | None = None,
+        planned_at: float | None = None,
     ) -> AgentOutcome:
         # Long jobs: the turns (and budget) earlier segments left.
         options = job.options
@@ -410,6 +419,12 @@ class JobProcessor:
         # infrastructure fault, before the agent starts).
         session = self._sessions.prepare(job, sandbox) if self._sessions is not None else None
         resuming = session is not None and session.resume and resumes_own_run(job)
+        if planned_at is not None and yield_after is not None:
+            # A segment's stops are points in the invocation: what preparing the run took
+            # (a cold start, the session's load) comes off them.
+            taken = time.monotonic() - planned_at
+            deadline = max(deadline - taken, 0.1)
+            yield_after = max(yield_after - taken, 0.0)
         request = AgentRequest(
             session=session,
             yield_after_seconds=yield_after,
