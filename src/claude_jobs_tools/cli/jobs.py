@@ -233,7 +233,12 @@ def submit(
     max_turns: Annotated[int | None, typer.Option(help="1-100 (API default 25).")] = None,
     timeout: Annotated[
         int | None,
-        typer.Option("--timeout", help="Job timeout in seconds, 10-840 (API default 300)."),
+        typer.Option(
+            "--timeout",
+            help="Job timeout in seconds, 10 to the deployment's max_job_seconds (default "
+            "14,400; API default 300). Longer than one worker invocation, a job runs in "
+            "segments.",
+        ),
     ] = None,
     system_prompt: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
     max_budget_usd: Annotated[float | None, typer.Option(help="Spending cap for the job.")] = None,
@@ -419,6 +424,8 @@ def _print_job(client: Client, job: Job) -> None:
     table.add_row("attempts", str(job.get("attempts", 0)))
     if job.get("session_id"):
         table.add_row("session", str(job["session_id"]))
+    if int(job.get("segments") or 0) > 1:
+        table.add_row("segments", str(job["segments"]))
     request = job.get("request") or {}
     if request:
         tools = request.get("allowed_tools")
