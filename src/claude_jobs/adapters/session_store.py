@@ -19,6 +19,7 @@ agent never does (the worker materialises the one transcript a job resumes insid
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -30,7 +31,7 @@ from urllib.parse import quote, unquote
 
 from ..resources import SESSIONS_PREFIX
 
-if TYPE_CHECKING:  # the API's layer has neither the SDK nor anyio: imported where used
+if TYPE_CHECKING:  # the API's layer has no SDK: its types are for the checker only
     from claude_agent_sdk.types import (
         SessionKey,
         SessionListSubkeysKey,
@@ -67,7 +68,8 @@ def _segment(value: str) -> str:
 class S3SessionStore:
     """`SessionStore` on S3 (boto3 client calls run in worker threads). Duck-typed, as the
     protocol allows: it implements `append`, `load`, `list_sessions`, `delete` and
-    `list_subkeys`."""
+    `list_subkeys`. asyncio only (the SDK runs on it), no anyio: the module ships in the API's
+    layer too."""
 
     def __init__(self, client: Any, bucket: str, prefix: str = SESSIONS_PREFIX) -> None:
         if not bucket:
@@ -102,9 +104,7 @@ class S3SessionStore:
     # ------------------------------------------------------------ S3 calls
 
     async def _call(self, name: str, **kwargs: Any) -> Any:
-        import anyio
-
-        return await anyio.to_thread.run_sync(partial(getattr(self._client, name), **kwargs))
+        return await asyncio.to_thread(partial(getattr(self._client, name), **kwargs))
 
     async def _keys(self, prefix: str, *, direct: bool) -> list[dict[str, Any]]:
         """Objects under `prefix` (only its direct children when `direct`)."""
@@ -151,19 +151,15 @@ class S3SessionStore:
         )
         if not keys:
             return None
-        import anyio
-
         bodies: list[bytes] = [b""] * len(keys)
-        limit = anyio.Semaphore(_LOAD_CONCURRENCY)
+        limit = asyncio.Semaphore(_LOAD_CONCURRENCY)
 
         async def fetch(i: int, object_key: str) -> None:
             async with limit:
                 answer = await self._call("get_object", Bucket=self._bucket, Key=object_key)
-                bodies[i] = await anyio.to_thread.run_sync(answer["Body"].read)
+                bodies[i] = await asyncio.to_thread(answer["Body"].read)
 
-        async with anyio.create_task_group() as group:
-            for i, object_key in enumerate(keys):
-                group.start_soon(fetch, i, object_key)
+        await asyncio.gather(*(fetch(i, object_key) for i, object_key in enumerate(keys)))
         entries: list[SessionStoreEntry] = []
         seen: set[str] = set()
         for body in bodies:

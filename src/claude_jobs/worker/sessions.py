@@ -18,6 +18,7 @@ the CLI wrote.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from dataclasses import dataclass, field
@@ -78,26 +79,25 @@ class SessionKeeper:
         fault: the job is retried)."""
         if job.session_id is None:
             return None
-        import anyio
-
         session = AgentSession(
             session_id=job.session_id,
             resume=False,
             store=RecordingSessions(self._store, job.tenant_id),
         )
         session.transcript = transcript_path(sandbox, job.session_id)
-        entries = anyio.run(self._materialise, session, sandbox)
+        entries = asyncio.run(self._materialise(session, sandbox))
         session.resume = bool(entries)
         session.loaded = {str(e["uuid"]) for e in entries if isinstance(e.get("uuid"), str)}
         return session
 
     async def _materialise(self, session: AgentSession, sandbox: Sandbox) -> list[Any]:
-        import anyio
         from claude_agent_sdk._internal.session_resume import _materialize_subkeys
 
         store = session.store
-        with anyio.fail_after(LOAD_TIMEOUT_SECONDS):
-            entries = await store.load(store.key(session.session_id)) or []
+        entries = (
+            await asyncio.wait_for(store.load(store.key(session.session_id)), LOAD_TIMEOUT_SECONDS)
+            or []
+        )
         if not entries:
             return []
         assert session.transcript is not None
@@ -122,10 +122,8 @@ class SessionKeeper:
         try:
             missing = self._missing(session)
             if missing:
-                import anyio
-
                 store = session.store
-                anyio.run(store.append, store.key(session.session_id), missing)
+                asyncio.run(store.append(store.key(session.session_id), missing))
                 log.info(
                     "session %s: %s transcript line(s) saved after the run",
                     session.session_id,
