@@ -368,12 +368,24 @@ def test_jobs_running_at_once_get_distinct_uids_and_cannot_reach_each_other(
 def test_output_that_cannot_be_kept_fails_the_job_and_the_model_is_called_once(
     stack: WorkerStack,
 ) -> None:
-    # Given a model whose answer must go to the results bucket, and a bucket that is gone
-    import boto3
+    # Given a model whose answer must go to the results bucket, and a document store that
+    # refuses every write (the session store, in the same bucket, still works)
+    from claude_jobs.documents import JobDocuments
+
+    class Refusing:
+        def __init__(self, inner: object) -> None:
+            self._inner = inner
+
+        def put(self, *args: object, **kwargs: object) -> str:
+            raise ConnectionError("the results bucket is unreachable")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
 
     job = stack.submit()
     stack.fake.script(Text("y" * 5000))
-    boto3.client("s3").delete_bucket(Bucket=stack.provisioned.settings.results_bucket)
+    documents = stack.container.job_documents
+    stack.container.__dict__["job_documents"] = JobDocuments(Refusing(documents.store))  # type: ignore[arg-type]
     # When the job runs, and its message is delivered again
     first = stack.deliver(job)
     again = stack.deliver(job, message_id="msg-2")
