@@ -19,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from cdk_nag import RegexAppliesTo
 from constructs import Construct
 
 from claude_jobs import resources
@@ -63,6 +65,26 @@ INBOX_OBJECTS_REASON = (
 )
 
 
+#: Session transcripts under the sessions/ prefix of the results bucket.
+SESSIONS_OBJECTS = RegexAppliesTo(regex=r"/^Resource::.*ResultsBucket[^/]*\/sessions\/\*$/")
+SESSIONS_OBJECTS_REASON = (
+    "Session transcripts under the sessions/ prefix of the results bucket only "
+    "(sessions/<tenant>/<session>/...): tenants and sessions are not known in advance, so the "
+    "prefix is the narrowest resource."
+)
+
+
+def _allow_listing(role: iam.IRole, bucket_arn: str) -> None:
+    """ListBucket on the results bucket, for keys under sessions/ only (a session's parts)."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{resources.SESSIONS_PREFIX}*"]}},
+        )
+    )
+
+
 class ServiceStack(Stack):
     def __init__(
         self,
@@ -93,6 +115,8 @@ class ServiceStack(Stack):
             "DEFAULT_MODEL": config.default_model,
             "MAX_BUDGET_USD_CAP": str(config.max_budget_usd_cap),
             "JOB_RETENTION_DAYS": str(config.job_retention_days),
+            "SESSION_RETENTION_DAYS": str(config.session_retention_days),
+            "MAX_JOB_SECONDS": str(config.max_job_seconds),
             "JOBS_TABLE": jobs.table_name,
             "KEYS_TABLE": keys.table_name,
             "EVENTS_TABLE": events.table_name,
@@ -110,6 +134,8 @@ class ServiceStack(Stack):
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
         documents = bucket.arn_for_objects(f"{resources.DOCUMENTS_PREFIX}*")
         documents_ack = Ack("AwsSolutions-IAM5", DOCUMENTS_OBJECTS_REASON, [DOCUMENTS_OBJECTS])
+        sessions = bucket.arn_for_objects(f"{resources.SESSIONS_PREFIX}*")
+        sessions_ack = Ack("AwsSolutions-IAM5", SESSIONS_OBJECTS_REASON, [SESSIONS_OBJECTS])
         inbox_objects = inbox.arn_for_objects("*")
         tenant_index = f"{jobs.table_arn}/index/{resources.JOBS_TABLE.indexes[0].name}"
         retention = config.log_retention_days
@@ -127,7 +153,10 @@ class ServiceStack(Stack):
         self.submit.allow(["sqs:SendMessage"], [queue.queue_arn])
         # Large prompts and schemas; a cancelled job's prompts are deleted.
         self.submit.allow(["s3:PutObject", "s3:DeleteObject"], [documents])
-        acknowledge(self.submit.role, documents_ack)
+        # DELETE /v1/sessions/{id}: the session's transcript objects.
+        self.submit.allow(["s3:DeleteObject"], [sessions])
+        _allow_listing(self.submit.role, bucket.bucket_arn)
+        acknowledge(self.submit.role, documents_ack, sessions_ack)
 
         self.status = PythonFunction(
             self,
@@ -189,6 +218,9 @@ class ServiceStack(Stack):
         # A job of a tenant at its running share is offered again as a new, delayed message.
         self.worker.allow(["sqs:SendMessage"], [queue.queue_arn])
         self.worker.allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [documents])
+        # Session transcripts: the worker's SessionStore loads a job's session and saves it.
+        self.worker.allow(["s3:GetObject", "s3:PutObject"], [sessions])
+        _allow_listing(self.worker.role, bucket.bucket_arn)
         # Inputs of S3-triggered jobs, by exact version.
         self.worker.allow(["s3:GetObject", "s3:GetObjectVersion"], [inbox_objects])
         if stateful.anthropic_key is not None:
@@ -202,6 +234,7 @@ class ServiceStack(Stack):
         acknowledge(
             self.worker.role,
             documents_ack,
+            sessions_ack,
             Ack("AwsSolutions-IAM5", INBOX_OBJECTS_REASON, [INBOX_OBJECTS]),
         )
 

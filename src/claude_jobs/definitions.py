@@ -97,6 +97,7 @@ class Function:
 # ---------------------------------------------------------------- routes (HTTP API v1)
 
 _JOB_ID = "/v1/jobs/{job_id}"
+_SESSION_ID = "/v1/sessions/{session_id}"
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/health", "status", "health", "Liveness (no API key needed)", False),
@@ -140,6 +141,20 @@ ROUTES: tuple[Route, ...] = (
         "cancelJob",
         "Cancel a job (queued: at once; running: within seconds)",
     ),
+    Route(
+        "GET",
+        _SESSION_ID,
+        "status",
+        "getSession",
+        "Get a session: the jobs of a conversation",
+    ),
+    Route(
+        "DELETE",
+        _SESSION_ID,
+        "submit",
+        "deleteSession",
+        "Delete a session and its transcript (it can no longer be continued)",
+    ),
 )
 
 # ---------------------------------------------------------------- functions
@@ -152,6 +167,8 @@ JOB_POLICY_ENV = (
     "DEFAULT_MODEL",
     "MAX_BUDGET_USD_CAP",
     "JOB_RETENTION_DAYS",
+    "SESSION_RETENTION_DAYS",
+    "MAX_JOB_SECONDS",
     # Fair sharing: the pending cap at submit, the running share and its wait in the worker.
     "TENANT_MAX_PENDING",
     "TENANT_MAX_RUNNING",
@@ -211,6 +228,9 @@ FUNCTIONS: dict[str, Function] = {
                 "RESULTS_BUCKET",
             ),
             optional_environment=(
+                # The invocation's length when it is not the function's timeout (the local
+                # stack's --invocation-seconds): the end-of-invocation margins scale with it.
+                "WORKER_INVOCATION_SECONDS",
                 "MODEL_PROVIDER",
                 "BEDROCK_MODELS",
                 "ANTHROPIC_SECRET_ID",

@@ -27,6 +27,24 @@ class JobNotFoundError(ClaudeJobsError):
     code = "job_not_found"
 
 
+class SessionNotFoundError(ClaudeJobsError):
+    """No such session."""
+
+    code = "session_not_found"
+
+
+class SessionBusyError(ClaudeJobsError):
+    """The session has a job queued or running; continue it once that job has ended."""
+
+    code = "session_busy"
+
+
+class SessionConflictError(ClaudeJobsError):
+    """The session changed between its read and a write conditional on it (look again)."""
+
+    code = "session_conflict"
+
+
 class IdempotencyConflictError(ClaudeJobsError):
     """The Idempotency-Key was already used with a different request body."""
 

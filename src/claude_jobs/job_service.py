@@ -25,6 +25,9 @@ from .errors import (
     InvalidCursorError,
     JobNotFoundError,
     RequestValidationError,
+    SessionBusyError,
+    SessionConflictError,
+    SessionNotFoundError,
     TenantLimitError,
     TransitionConflictError,
 )
@@ -38,10 +41,19 @@ from .models import (
     JobStatus,
     JobView,
     ResultView,
+    SessionRecord,
+    SessionView,
     WebhookDelivery,
     tool_base_name,
 )
-from .ports import EventStore, IdempotencyClaim, JobQueue, JobRepository
+from .ports import (
+    EventStore,
+    IdempotencyClaim,
+    JobQueue,
+    JobRepository,
+    SessionClaim,
+    SessionTranscripts,
+)
 from .settings import Settings
 
 MAX_WAIT_SECONDS = 20
@@ -53,6 +65,11 @@ MAX_EVENT_CURSOR = 999_999
 IDEMPOTENCY_KEY_MAX = 128
 #: Retry-After of a 429 tenant_limit: about the time a short job takes to free a slot.
 TENANT_LIMIT_RETRY_SECONDS = 10
+#: Tries of a session write that lost a race (the session changed since it was read).
+SESSION_TRIES = 3
+#: A session held by no job that can match: the claim made to let an idempotent replay answer
+#: before a session's refusal (its condition always fails otherwise).
+_REFUSED = "\x00refused"
 
 
 def webhook_url_problem(url: str, *, allow_loopback: bool) -> str | None:
@@ -119,10 +136,12 @@ class JobService:
         *,
         documents: JobDocuments | None = None,
         events: EventStore | None = None,
+        transcripts: SessionTranscripts | None = None,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_job_id,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._transcripts = transcripts
         self._repo = repo
         self._queue = queue
         self._settings = settings
@@ -162,6 +181,15 @@ class JobService:
         if isinstance(budget, int | float) and not isinstance(budget, bool) and budget > cap:
             errors.append(
                 FieldError(("body", "max_budget_usd"), f"must be at most {cap} (deployment cap)")
+            )
+        timeout = body.get("timeout_seconds")
+        most = self._settings.max_job_seconds
+        if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > most:
+            errors.append(
+                FieldError(
+                    ("body", "timeout_seconds"),
+                    f"must be at most {most} (the deployment's max_job_seconds)",
+                )
             )
         webhook = body.get("webhook_url")
         if isinstance(webhook, str):
@@ -243,13 +271,13 @@ class JobService:
             else None
         )
         try:
-            cap = self._settings.tenant_max_pending if pending_cap else None
-            self._repo.create(job, claim, max_pending=cap)
+            self._create(job, claim, request.session_id, pending_cap=pending_cap)
         except TenantLimitError as limit:
             self._documents.discard_prompts(job)  # nothing will read them
             limit.retry_after_seconds = TENANT_LIMIT_RETRY_SECONDS
             raise
         except IdempotencyReplayError as replay:
+            self._documents.discard_prompts(job)
             if replay.body_hash != body_hash:
                 raise IdempotencyConflictError(
                     "This Idempotency-Key was already used with a different request body."
@@ -258,6 +286,9 @@ class JobService:
             if earlier is None:  # its job expired: the key is effectively free again
                 raise
             return Submission(earlier, created=False)
+        except (SessionNotFoundError, SessionBusyError):
+            self._documents.discard_prompts(job)
+            raise
         try:
             self._queue.send(job)
         except Exception as exc:
@@ -268,6 +299,123 @@ class JobService:
             self._documents.discard_prompts(job)
             raise DispatchError(message) from exc
         return Submission(job, created=True)
+
+    def _create(
+        self,
+        job: Job,
+        claim: IdempotencyClaim | None,
+        session_id: str | None,
+        *,
+        pending_cap: bool = True,
+    ) -> None:
+        """Create the job with its take of its session (a new one, or `session_id`), retrying
+        when the session changed between its read and the write; `pending_cap`: see submit."""
+        for _ in range(SESSION_TRIES):
+            refusal: Exception | None = None
+            try:
+                session = self._session_claim(job, session_id)
+            except (SessionNotFoundError, SessionBusyError) as refused:
+                if claim is None:
+                    raise
+                # A replay of an earlier submission (whose job holds this session) must still
+                # answer with that job: try the create with a claim that cannot succeed, so
+                # that the idempotency record answers first.
+                refusal = refused
+                session = SessionClaim(
+                    session_id=session_id or "",
+                    tenant_id=job.tenant_id,
+                    job_id=job.job_id,
+                    at=job.created_at,
+                    expires_at=0,
+                    new=False,
+                    expected_active=_REFUSED,
+                )
+            job.session_id = session.session_id
+            try:
+                cap = self._settings.tenant_max_pending if pending_cap else None
+                self._repo.create(job, claim, max_pending=cap, session=session)
+                return
+            except SessionConflictError:
+                if refusal is not None:
+                    raise refusal from None
+                continue  # it changed since it was read: look again
+        raise SessionBusyError("The session is being continued by another request.")
+
+    def _session_claim(self, job: Job, session_id: str | None) -> SessionClaim:
+        expires_at = epoch(job.created_at + timedelta(days=self._settings.session_retention_days))
+        if session_id is None:
+            return SessionClaim(
+                session_id=str(uuid.uuid4()),
+                tenant_id=job.tenant_id,
+                job_id=job.job_id,
+                at=job.created_at,
+                expires_at=expires_at,
+                new=True,
+            )
+        record = self._session(job.tenant_id, session_id)
+        self._check_idle(record)
+        return SessionClaim(
+            session_id=session_id,
+            tenant_id=job.tenant_id,
+            job_id=job.job_id,
+            at=job.created_at,
+            expires_at=expires_at,
+            new=False,
+            expected_active=record.active_job,
+        )
+
+    def _session(self, tenant_id: str, session_id: str) -> SessionRecord:
+        record = self._repo.get_session(session_id)
+        if record is None or record.tenant_id != tenant_id or record.deleted:
+            # Another tenant's session is indistinguishable from a missing one.
+            raise SessionNotFoundError(f"No session {session_id}.")
+        return record
+
+    def _check_idle(self, record: SessionRecord) -> None:
+        """SessionBusyError while the job that holds the session is queued or running."""
+        if record.active_job is None:
+            return
+        active = self._repo.get(record.active_job)
+        if active is not None and not active.status.is_terminal:
+            raise SessionBusyError(
+                f"Session {record.session_id} has a job {active.status.value} "
+                f"({active.job_id}); continue it once that job has ended."
+            )
+
+    # ------------------------------------------------------------ sessions
+
+    def get_session(self, tenant_id: str, session_id: str) -> SessionView:
+        record = self._session(tenant_id, session_id)
+        return SessionView(
+            session_id=record.session_id,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            job_ids=record.job_ids,
+        )
+
+    def delete_session(self, tenant_id: str, session_id: str) -> None:
+        """Delete a session that no job is queued or running in: it is marked deleted (from
+        then on it is unknown), its transcripts are removed, then its item."""
+        record = self._repo.get_session(session_id)
+        if record is not None and record.tenant_id == tenant_id and record.deleted:
+            self._remove_session(tenant_id, session_id)  # finish an interrupted delete
+            return
+        for _ in range(SESSION_TRIES):
+            record = self._session(tenant_id, session_id)
+            self._check_idle(record)
+            try:
+                self._repo.mark_session_deleted(session_id, tenant_id, record.active_job)
+                break
+            except SessionConflictError:
+                continue
+        else:
+            raise SessionBusyError("The session is being continued by another request.")
+        self._remove_session(tenant_id, session_id)
+
+    def _remove_session(self, tenant_id: str, session_id: str) -> None:
+        if self._transcripts is not None:
+            self._transcripts.delete(tenant_id, session_id)
+        self._repo.remove_session(session_id)
 
     # ------------------------------------------------------------ read
 
@@ -386,6 +534,8 @@ class JobService:
             usage=job.usage,
             error=job.error,
             webhook=job.webhook,
+            session_id=job.session_id,
+            segments=job.segments,
             links=JobLinks(self=job_path(job.job_id)),
         )
 

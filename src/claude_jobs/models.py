@@ -18,6 +18,8 @@ from pydantic import (
 
 MAX_BODY_BYTES = 256 * 1024
 INLINE_RESULT_BYTES = 256 * 1024
+#: No deployment lets a job run longer than this (its `max_job_seconds` is at most this).
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 #: Free-form JSON documents (an output schema, a structured result) nest at most this deep.
 MAX_DOCUMENT_DEPTH = 64
 
@@ -39,6 +41,8 @@ _TOOL_RE = re.compile(
     r"^(?P<name>[A-Za-z][A-Za-z0-9_]*(?:__[A-Za-z0-9_-]+)*)(?:\((?P<rule>[^()]*)\))?$"
 )
 _MODEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@\[\]/-]{0,127}$"
+#: Session ids are UUIDs (the CLI's own session ids), lower case.
+SESSION_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 def _letters_other_than(word: str) -> str:
@@ -112,7 +116,14 @@ class JobOptions(BaseModel):
         "tool is permitted.",
     )
     max_turns: int = Field(25, ge=1, le=100)
-    timeout_seconds: int = Field(300, ge=10, le=840)
+    timeout_seconds: int = Field(
+        300,
+        ge=10,
+        le=MAX_TIMEOUT_SECONDS,
+        description="The job's deadline, from its first start: at most the deployment's "
+        "`max_job_seconds` (default 14,400). A job longer than one worker invocation runs in "
+        "segments (see `segments`).",
+    )
     max_budget_usd: float | None = Field(None, gt=0, description="≤ the deployment's cap")
     model: Annotated[str, StringConstraints(pattern=_MODEL_RE)] | None = Field(
         None, description="Defaults to the deployment's model"
@@ -166,6 +177,12 @@ class JobRequest(JobOptions):
         "localhost, 127.0.0.1 or [::1] (a deployment refuses them with 422).",
         json_schema_extra={"pattern": WEBHOOK_URL_PATTERN},
     )
+    session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = Field(
+        None,
+        description="Continue the conversation of an earlier job (its `session_id`) with this "
+        "prompt. Another tenant's or an unknown (or deleted) session: 404 "
+        "`session_not_found`; a session with a job queued or running: 409 `session_busy`.",
+    )
 
     @field_validator("webhook_url")
     @classmethod
@@ -179,7 +196,9 @@ class JobRequest(JobOptions):
 
     def options(self) -> JobOptions:
         return JobOptions.model_validate(
-            self.model_dump(exclude={"prompt", "system_prompt", "metadata", "webhook_url"})
+            self.model_dump(
+                exclude={"prompt", "system_prompt", "metadata", "webhook_url", "session_id"}
+            )
         )
 
 
@@ -269,7 +288,29 @@ class Job(BaseModel):
     #: Documents kept in the documents store rather than in the item: name → object key
     #: (see `claude_jobs.documents`).
     documents: dict[str, str] = Field(default_factory=dict)
+    #: The conversation the job belongs to (given at submit, or a new one); None only on
+    #: jobs stored before sessions existed.
+    session_id: str | None = None
+    #: Long jobs: runs started (one per worker invocation), the absolute deadline (first start
+    #: + timeout_seconds), and whether it was re-queued at a segment's end (its next claim is
+    #: not an attempt).
+    segments: int = 0
+    deadline_at: datetime | None = None
+    continuing: bool = False
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
+
+
+class SessionRecord(BaseModel):
+    """A conversation as stored (an item of the jobs table, `session#<id>`): its jobs, and
+    the one that holds it (`active_job`, while queued or running)."""
+
+    session_id: str
+    tenant_id: str
+    created_at: datetime
+    updated_at: datetime
+    job_ids: list[str] = Field(default_factory=list)
+    active_job: str | None = None
+    deleted: bool = False
 
 
 # ---------------------------------------------------------------- responses
@@ -308,7 +349,23 @@ class JobView(BaseModel):
     usage: Usage | None = None
     error: JobErrorInfo | None = None
     webhook: WebhookDelivery | None = None
+    session_id: str | None = None
+    segments: int = Field(
+        0,
+        description="Worker invocations that have run the job: a job longer than one "
+        "invocation is stopped at a turn boundary, re-queued and resumed (its `usage` adds "
+        "up across segments)",
+    )
     links: JobLinks
+
+
+class SessionView(BaseModel):
+    """Body of `GET /v1/sessions/{session_id}`: the conversation's jobs, oldest first."""
+
+    session_id: str
+    created_at: datetime
+    updated_at: datetime
+    job_ids: list[str]
 
 
 class JobList(BaseModel):

@@ -144,6 +144,10 @@ RESULTS_PREFIX = "results/"
 #: Job documents too large for the job item: `tenant/<tenant>/jobs/<job>/<name>`, expiring
 #: with the results.
 DOCUMENTS_PREFIX = "tenant/"
+#: Session transcripts (claude-agent-sdk SessionStore parts): `sessions/<tenant>/<session>/…`,
+#: expiring after the deployment's session retention (default below).
+SESSIONS_PREFIX = "sessions/"
+SESSION_RETENTION_DAYS = 30
 
 #: Triggers: malformed or undeliverable trigger events are kept here, with their reason.
 TRIGGER_DLQ = Queue(

@@ -88,6 +88,7 @@ class Container:
     @cached_property
     def job_service(self) -> JobService:
         from .adapters.queue import SqsJobQueue
+        from .adapters.session_store import S3SessionTranscripts
         from .job_service import JobService
 
         return JobService(
@@ -96,6 +97,7 @@ class Container:
             self.settings,
             documents=self.job_documents,
             events=self.event_store,
+            transcripts=S3SessionTranscripts(self.lazy_client("s3"), self.settings.results_bucket),
         )
 
     @cached_property

@@ -182,9 +182,12 @@ class Client:
         output_schema: Mapping[str, Any] | None = None,
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        session_id: str | None = None,
     ) -> Job:
         """`POST /v1/jobs`. Options left as None take the API's defaults. Returns the 202 body
-        `{job_id, status, created_at, links}`."""
+        `{job_id, status, created_at, links}`. `session_id` (an earlier job's) continues that
+        conversation: ApiError 404 `session_not_found`, or 409 `session_busy` while a job of
+        the session is queued or running."""
         body: dict[str, Any] = {"prompt": prompt}
         optional: dict[str, Any] = {
             "allowed_tools": list(allowed_tools) if allowed_tools is not None else None,
@@ -195,6 +198,7 @@ class Client:
             "model": model,
             "output_schema": dict(output_schema) if output_schema is not None else None,
             "metadata": dict(metadata) if metadata is not None else None,
+            "session_id": session_id,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -303,6 +307,18 @@ class Client:
         within seconds. Returns the API's answer."""
         job: Job = self._request("POST", f"/v1/jobs/{_segment(job_id)}/cancel").json()
         return job
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        """`GET /v1/sessions/{session_id}`: `{session_id, created_at, updated_at, job_ids}`."""
+        session: dict[str, Any] = self._request(
+            "GET", f"/v1/sessions/{_segment(session_id)}"
+        ).json()
+        return session
+
+    def delete_session(self, session_id: str) -> None:
+        """`DELETE /v1/sessions/{session_id}`: its transcript is removed and it can no longer
+        be continued. ApiError 409 `session_busy` while a job of it is queued or running."""
+        self._request("DELETE", f"/v1/sessions/{_segment(session_id)}")
 
     def download_result(self, job: Mapping[str, Any]) -> str | None:
         """The result text of a job: inline, or fetched from its presigned `download_url`."""

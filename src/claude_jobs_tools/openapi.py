@@ -38,6 +38,7 @@ from claude_jobs.models import (
     JobRequest,
     JobView,
     Problem,
+    SessionView,
     SubmitResponse,
 )
 from claude_jobs.settings import Settings
@@ -92,6 +93,7 @@ _COMMON_ERRORS = {
 #: Each parameter a route reads, by name: its schema (and description).
 _PARAMETERS: dict[str, dict[str, Any]] = {
     "job_id": {"schema": _STR},
+    "session_id": {"schema": _STR, "description": "A job's `session_id`"},
     "Idempotency-Key": {
         "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}
     },
@@ -140,7 +142,13 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
                 "links": _JOB_LINKS,
             },
             **_COMMON_ERRORS,
-            "409": _problem("Idempotency-Key reused with another body"),
+            "404": _problem(
+                "`session_not_found`: the `session_id` is unknown, deleted or another tenant's"
+            ),
+            "409": _problem(
+                "Idempotency-Key reused with another body, or `session_busy`: the session "
+                "has a job queued or running"
+            ),
             "413": _problem("Body over 256 KiB"),
             "422": _problem("Invalid request; `errors` lists each field"),
             "429": _problem(
@@ -200,6 +208,23 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             "202": _json(JobView, "The job as it is now", ETag=_ETAG),
             **_COMMON_ERRORS,
             "404": _problem("No such job (or another tenant's)"),
+        },
+    },
+    "getSession": {
+        "responses": {
+            "200": _json(SessionView, "The session and its jobs, oldest first"),
+            **_COMMON_ERRORS,
+            "404": _problem("`session_not_found` (unknown, deleted, or another tenant's)"),
+        },
+    },
+    "deleteSession": {
+        "description": "Removes the session's transcript; the session can no longer be read "
+        "or continued (404).",
+        "responses": {
+            "204": {"description": "Deleted"},
+            **_COMMON_ERRORS,
+            "404": _problem("`session_not_found` (unknown, deleted, or another tenant's)"),
+            "409": _problem("`session_busy`: a job of the session is queued or running"),
         },
     },
     "health": {
@@ -284,6 +309,7 @@ def document() -> dict[str, Any]:
             (JobView, "serialization"),
             (JobList, "serialization"),
             (EventPage, "serialization"),
+            (SessionView, "serialization"),
             (Problem, "serialization"),
         ],
         ref_template=REF,

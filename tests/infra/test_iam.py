@@ -89,7 +89,25 @@ def test_submit_writes_jobs_and_sends_messages(synth: Synthesized) -> None:
         ("sqs:SendMessage", f"{ids['queue']}.Arn"),
         ("s3:PutObject", f"{ids['bucket']}.Arn/tenant/*"),
         ("s3:DeleteObject", f"{ids['bucket']}.Arn/tenant/*"),
+        # DELETE /v1/sessions/{id}: its transcript's objects (listed under sessions/ only)
+        ("s3:DeleteObject", f"{ids['bucket']}.Arn/sessions/*"),
+        ("s3:ListBucket", f"{ids['bucket']}.Arn"),
     }
+
+
+def test_listing_the_results_bucket_is_limited_to_session_transcripts(
+    synth: Synthesized,
+) -> None:
+    """Given every policy that allows s3:ListBucket, each is conditioned on the sessions/
+    prefix: no role can list the tenants' documents or results."""
+    found = 0
+    for policy in synth.service.find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"]
+            if "s3:ListBucket" in ([actions] if isinstance(actions, str) else actions):
+                found += 1
+                assert statement["Condition"] == {"StringLike": {"s3:prefix": ["sessions/*"]}}
+    assert found == 2  # the submit function and the worker
 
 
 def test_status_reads_jobs_its_index_and_results(synth: Synthesized) -> None:
@@ -126,6 +144,10 @@ def test_worker_consumes_the_queue_and_reads_the_secret(synth: Synthesized) -> N
         ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
         ("s3:PutObject", f"{ids['bucket']}.Arn/tenant/*"),
         ("s3:DeleteObject", f"{ids['bucket']}.Arn/tenant/*"),
+        # Session transcripts: loaded before a run, saved during and after it
+        ("s3:GetObject", f"{ids['bucket']}.Arn/sessions/*"),
+        ("s3:PutObject", f"{ids['bucket']}.Arn/sessions/*"),
+        ("s3:ListBucket", f"{ids['bucket']}.Arn"),
         ("s3:GetObject", f"{ids['inbox']}.Arn/*"),
         ("s3:GetObjectVersion", f"{ids['inbox']}.Arn/*"),
         ("secretsmanager:GetSecretValue", ids["secret"]),

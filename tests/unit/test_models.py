@@ -34,7 +34,9 @@ def test_an_empty_tool_list_means_no_tools() -> None:
         ("max_turns", 0),
         ("max_turns", 101),
         ("timeout_seconds", 9),
-        ("timeout_seconds", 841),
+        ("timeout_seconds", 7 * 24 * 3600 + 1),
+        ("session_id", "../../etc/passwd"),
+        ("session_id", "6D0F7A4E-2B1C-4E5A-9F3D-8C7B6A5E4D3C"),
         ("max_budget_usd", 0),
         ("max_budget_usd", -1),
         ("allowed_tools", ["Read", "Read"]),
@@ -59,7 +61,7 @@ def test_upper_bounds_are_inclusive() -> None:
         prompt="x" * 100_000,
         system_prompt="y" * 20_000,
         max_turns=100,
-        timeout_seconds=840,
+        timeout_seconds=7 * 24 * 3600,
         metadata={f"k{i}": "v" * 256 for i in range(16)},
         output_schema={"type": "object", "properties": {"n": {"type": "integer"}}},
     )
@@ -130,3 +132,23 @@ def test_a_tool_name_with_a_trailing_newline_is_refused() -> None:
     # `$` in a Python pattern matches before a final newline; the API uses the whole string
     with pytest.raises(ValidationError):
         JobRequest(prompt="p", allowed_tools=["Read\n"])
+
+
+def test_timeout_seconds_is_bounded_by_the_deployments_max_job_seconds() -> None:
+    """Given a deployment's max_job_seconds, a longer timeout is a 422 on that field (the
+    default allows 4 h; a job longer than one invocation runs in segments)."""
+    from claude_jobs.errors import RequestValidationError
+    from claude_jobs.job_service import JobService
+    from claude_jobs.settings import Settings
+    from tests.fakes.queue import InMemoryQueue
+    from tests.fakes.repository import InMemoryJobRepository
+
+    def service(**settings: Any) -> JobService:
+        return JobService(InMemoryJobRepository(), InMemoryQueue(), Settings(**settings))
+
+    assert service().parse_request({"prompt": "p", "timeout_seconds": 14_400})
+    with pytest.raises(RequestValidationError) as error:
+        service().parse_request({"prompt": "p", "timeout_seconds": 14_401})
+    assert [e.loc for e in error.value.errors] == [("body", "timeout_seconds")]
+    with pytest.raises(RequestValidationError):
+        service(max_job_seconds=600).parse_request({"prompt": "p", "timeout_seconds": 601})

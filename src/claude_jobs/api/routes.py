@@ -127,7 +127,21 @@ def _operations(app: APIGatewayRestResolver, services: Services) -> dict[str, Op
             headers["Retry-After"] = str(POLL_AFTER_SECONDS)
         return json_response(200, page, headers)
 
+    def get_session(session_id: str) -> Response[str]:
+        event = app.current_event.raw_event
+        view = services().get_session(http.tenant_id(event), http.session_id(session_id))
+        return json_response(200, view, {"Cache-Control": "no-store"})
+
+    def delete_session(session_id: str) -> Response[str]:
+        from aws_lambda_powertools.event_handler import Response
+
+        event = app.current_event.raw_event
+        services().delete_session(http.tenant_id(event), http.session_id(session_id))
+        return Response(status_code=204, body="")
+
     return {
+        "getSession": get_session,
+        "deleteSession": delete_session,
         "submitJob": submit_job,
         "listJobEvents": list_job_events,
         "cancelJob": cancel_job,

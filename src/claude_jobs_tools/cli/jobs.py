@@ -317,7 +317,12 @@ def submit(
     max_turns: Annotated[int | None, typer.Option(help="1-100 (API default 25).")] = None,
     timeout: Annotated[
         int | None,
-        typer.Option("--timeout", help="Job timeout in seconds, 10-840 (API default 300)."),
+        typer.Option(
+            "--timeout",
+            help="Job timeout in seconds, 10 to the deployment's max_job_seconds (default "
+            "14,400; API default 300). Longer than one worker invocation, a job runs in "
+            "segments.",
+        ),
     ] = None,
     system_prompt: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
     max_budget_usd: Annotated[float | None, typer.Option(help="Spending cap for the job.")] = None,
@@ -331,6 +336,13 @@ def submit(
     ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="Same key + same body within 24 h returns the first job.")
+    ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            help="Continue this session (an earlier job's session_id) with the prompt.",
+        ),
     ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the result, showing live progress.")
@@ -367,6 +379,7 @@ def submit(
             output_schema=schema,
             metadata=_parse_metadata(metadata),
             idempotency_key=idempotency_key,
+            session_id=session,
         )
         job_id = str(accepted["job_id"])
         if not wait:
@@ -533,6 +546,10 @@ def _print_job(client: Client, job: Job) -> None:
         if job.get(field):
             table.add_row(field.replace("_at", ""), str(job[field]))
     table.add_row("attempts", str(job.get("attempts", 0)))
+    if job.get("session_id"):
+        table.add_row("session", str(job["session_id"]))
+    if int(job.get("segments") or 0) > 1:
+        table.add_row("segments", str(job["segments"]))
     request = job.get("request") or {}
     if request:
         tools = request.get("allowed_tools")
@@ -553,3 +570,49 @@ def _print_job(client: Client, job: Job) -> None:
         if text is not None:
             out.print(Text("result", style="dim"))
             print(text)
+
+
+# ---------------------------------------------------------------- sessions
+
+sessions_app = typer.Typer(
+    name="sessions",
+    help="Sessions: the conversations jobs continue (submit --session ID).",
+    no_args_is_help=True,
+)
+SessionIdArgument = Annotated[str, typer.Argument(help="A session id (a job's session_id).")]
+
+
+@sessions_app.command("show")
+def session_show(
+    session_id: SessionIdArgument,
+    json_output: JsonOption = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Show a session: when it started, when it was last continued, and its jobs."""
+    with _client(url, api_key) as client:
+        session = client.get_session(session_id)
+    if json_output:
+        _print_json(session)
+        return
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("session", str(session.get("session_id")))
+    table.add_row("created", str(session.get("created_at")))
+    table.add_row("updated", str(session.get("updated_at")))
+    for i, job_id in enumerate(session.get("job_ids") or []):
+        table.add_row("jobs" if i == 0 else "", str(job_id))
+    out.print(table)
+
+
+@sessions_app.command("delete")
+def session_delete(
+    session_id: SessionIdArgument,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Delete a session and its transcript: it can no longer be continued."""
+    with _client(url, api_key) as client:
+        client.delete_session(session_id)
+    print(f"{session_id} deleted")

@@ -24,7 +24,7 @@ import os
 import secrets
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +139,9 @@ class StackConfig:
     model_provider: str = "anthropic"
     #: Bedrock: the runtime (AWS_ENDPOINT_URL_BEDROCK_RUNTIME); None: the offline stand-in.
     bedrock_endpoint_url: str | None = None
+    #: The emulated worker invocation's length (`--invocation-seconds`): the worker's fake
+    #: Lambda context and enforced timeout; its end-of-invocation margins scale with it.
+    invocation_seconds: int = 900
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> StackConfig:
@@ -314,6 +317,7 @@ class LocalStack:
             **{
                 **fair_sharing_settings(os.environ, config.workers),
                 "webhook_retry_base_seconds": LOCAL_WEBHOOK_RETRY_BASE_SECONDS,
+                "worker_invocation_seconds": config.invocation_seconds,
                 **config.settings_overrides,
             },
         )
@@ -325,7 +329,15 @@ class LocalStack:
 
         from .front import ApiGatewayFront, serve
 
-        self.pools = {key: FunctionPool(spec, functions_dir) for key, spec in FUNCTIONS.items()}
+        self.pools = {
+            key: FunctionPool(
+                replace(spec, timeout_seconds=config.invocation_seconds)
+                if key == "worker"
+                else spec,
+                functions_dir,
+            )
+            for key, spec in FUNCTIONS.items()
+        }
         for pool in self.pools.values():
             pool.warm_up()  # a handler that cannot load fails here, not on a request
         for key in sorted(OPTIONAL_FUNCTIONS):
