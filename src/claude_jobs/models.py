@@ -36,6 +36,11 @@ _MODEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@\[\]/-]{0,127}$"
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MetadataValue = Annotated[str, StringConstraints(max_length=256)]
 
+#: A job lists at most this many uploads in `inputs`.
+MAX_JOB_INPUTS = 20
+UPLOAD_ID_PATTERN = r"^upl_[a-z0-9]{26}$"
+UploadId = Annotated[str, StringConstraints(pattern=UPLOAD_ID_PATTERN)]
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -125,20 +130,95 @@ class JobRequest(JobOptions):
         description="POSTed a signed job summary when the job ends. https only (the local "
         "stack also accepts loopback http).",
     )
+    # -- files (issue 13): upload ids from `POST /v1/uploads`
+    inputs: list[UploadId] = Field(
+        default_factory=list,
+        max_length=MAX_JOB_INPUTS,
+        description="Upload ids (`POST /v1/uploads`) of the tenant's own uploaded files: each "
+        "is placed in the job's working directory under its filename before the agent starts. "
+        "Unique; their filenames must be unique too.",
+    )
 
     def options(self) -> JobOptions:
         return JobOptions.model_validate(
-            self.model_dump(exclude={"prompt", "system_prompt", "metadata", "webhook_url"})
+            self.model_dump(
+                exclude={"prompt", "system_prompt", "metadata", "webhook_url", "inputs"}
+            )
         )
 
 
 class InputObject(BaseModel):
-    """An S3 object placed in the job's workspace before the agent starts (S3 trigger)."""
+    """An S3 object placed in the job's workspace before the agent starts: an S3 trigger's
+    object, or an upload (`upload_id` set; it is placed under `filename`, and may not be
+    larger than `size`, the size declared when it was created)."""
 
     bucket: str
     key: str
     version_id: str | None = None
     size: int = 0
+    upload_id: str | None = None
+    filename: str | None = None
+
+
+# -- files (issue 13) ----------------------------------------------------------------------
+
+
+class UploadRequest(BaseModel):
+    """Body of `POST /v1/uploads`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(
+        description="The name the file gets in a job's working directory: one path component "
+        "(no `/` or `\\`, not `.`/`..`, no leading `.` or `-`, no control characters), at "
+        "most 200 characters and 255 UTF-8 bytes; `out` is reserved.",
+    )
+    size_bytes: int = Field(
+        ge=0, description="Exact size of the file in bytes; at most the deployment's cap"
+    )
+
+    @field_validator("filename")
+    @classmethod
+    def _safe_filename(cls, name: str) -> str:
+        from .filenames import filename_problem
+
+        problem = filename_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
+
+class UploadResponse(BaseModel):
+    """Answer of `POST /v1/uploads`: PUT the file's bytes to `upload_url` with `method` and
+    exactly `headers` (the size is part of the signature)."""
+
+    upload_id: str
+    upload_url: str
+    method: str = "PUT"
+    headers: dict[str, str]
+    #: When the upload expires: a job submitted later cannot use it, and its file is deleted.
+    expires_at: datetime
+    #: When `upload_url` stops accepting the PUT (earlier than `expires_at`).
+    upload_url_expires_at: datetime
+    filename: str
+    size_bytes: int
+
+
+class Artifact(BaseModel):
+    """A file the agent left under `out/`, stored with the job (the object key is derived)."""
+
+    path: str  # "out/…"
+    size_bytes: int
+
+
+class ArtifactView(Artifact):
+    download_url: str | None = None
+
+
+class InputView(BaseModel):
+    upload_id: str
+    filename: str
+    size_bytes: int
 
 
 class WebhookDelivery(BaseModel):
@@ -200,6 +280,10 @@ class Job(BaseModel):
     source: str = "api"
     inputs: list[InputObject] = Field(default_factory=list)
     webhook: WebhookDelivery | None = None
+    #: Files the agent left under out/ (uploaded when the job ended), and what was not uploaded
+    #: and why (limits, special files).
+    artifacts: list[Artifact] = Field(default_factory=list)
+    artifact_notes: list[str] = Field(default_factory=list)
     #: Documents kept in the documents store rather than in the item: name → object key
     #: (see `claude_jobs.documents`).
     documents: dict[str, str] = Field(default_factory=dict)
@@ -242,6 +326,9 @@ class JobView(BaseModel):
     usage: Usage | None = None
     error: JobErrorInfo | None = None
     webhook: WebhookDelivery | None = None
+    inputs: list[InputView] | None = None
+    artifacts: list[ArtifactView] | None = None
+    artifact_notes: list[str] | None = None
     links: JobLinks
 
 

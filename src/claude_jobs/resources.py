@@ -133,6 +133,13 @@ RESULTS_PREFIX = "results/"
 #: Job documents too large for the job item: `tenant/<tenant>/jobs/<job>/<name>`, expiring
 #: with the results.
 DOCUMENTS_PREFIX = "tenant/"
+#: Uploads (`POST /v1/uploads`): `uploads/<tenant>/<upload_id>/{upload.json,content}` in the
+#: results bucket. An upload may be used by a job for `UPLOAD_TTL_SECONDS` after its creation;
+#: the bucket's lifecycle rule deletes it after `UPLOADS_EXPIRY_DAYS`, so a job submitted just
+#: before its upload's TTL still finds the file for at least a day more.
+UPLOADS_PREFIX = "uploads/"
+UPLOAD_TTL_SECONDS = 24 * 3600
+UPLOADS_EXPIRY_DAYS = 2
 
 #: Triggers: malformed or undeliverable trigger events are kept here, with their reason.
 TRIGGER_DLQ = Queue(

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .documents import JobDocuments
     from .job_service import JobService
     from .keys import ApiKeyService
+    from .uploads import UploadService
 
 
 class Container:
@@ -83,6 +84,32 @@ class Container:
             SqsJobQueue(self.lazy_client("sqs"), self.settings.jobs_queue_url),
             self.settings,
             documents=self.job_documents,
+        )
+
+    # -- files (issue 13)
+    @cached_property
+    def upload_service(self) -> UploadService:
+        """Uploads in the results bucket; PUT URLs signed with SigV4 (the signature binds the
+        declared size)."""
+        from functools import cache
+
+        from .adapters.uploads import S3UploadStore
+        from .uploads import UploadService
+
+        @cache
+        def presigner() -> Any:
+            import boto3
+            from botocore.config import Config
+
+            return boto3.client("s3", config=Config(signature_version="s3v4"))
+
+        return UploadService(
+            S3UploadStore(
+                self.lazy_client("s3"),
+                _LazyClient(presigner),  # type: ignore[arg-type]
+                self.settings.results_bucket,
+            ),
+            self.settings,
         )
 
     @cached_property

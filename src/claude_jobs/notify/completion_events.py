@@ -75,6 +75,8 @@ def job_summary(job: Job, results_bucket: str = "") -> dict[str, Any]:
         "usage": job.usage.model_dump(mode="json") if job.usage else None,
         "error": job.error.model_dump(mode="json") if job.error else None,
         "result": result_summary(job, results_bucket),
+        # Files: what the agent left under out/ (download URLs: GET /v1/jobs/{id}).
+        "artifacts": [{"path": a.path, "size_bytes": a.size_bytes} for a in job.artifacts],
         "links": {"self": f"/v1/jobs/{job.job_id}"},
     }
 

@@ -37,7 +37,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..documents import OUTPUT_SCHEMA, PROMPT, PROMPTS, SYSTEM_PROMPT, JobDocuments
+from ..documents import (
+    ARTIFACTS_PREFIX,
+    OUTPUT_SCHEMA,
+    PROMPT,
+    PROMPTS,
+    SYSTEM_PROMPT,
+    JobDocuments,
+)
 from ..errors import JobNotFoundError, TenantAtShareError, TransitionConflictError
 from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobResult, JobStatus
 from ..observability import deferred_logger
@@ -51,6 +58,7 @@ from .agent import (
     AgentOutcome,
     AgentRequest,
 )
+from .artifacts import OUT_DIR, ArtifactLimits, ArtifactSink, Collected, collect_artifacts
 from .containment import JobScope, ProcessInfo, ProcessSweeper, become_subreaper
 from .isolation import (
     AgentIdentity,
@@ -116,6 +124,7 @@ class JobProcessor:
         *,
         sweeper: ProcessSweeper | None = None,
         inputs: InputFetcher | None = None,
+        artifacts: ArtifactSink | None = None,
         known_secrets: Sequence[str] = (),
         margin_seconds: float = WORKER_DEADLINE_MARGIN_SECONDS,
         sandbox_dir: str | None = None,
@@ -131,6 +140,7 @@ class JobProcessor:
         self._identities = identities
         self._sweeper = sweeper or ProcessSweeper()
         self._inputs = inputs
+        self._artifacts = artifacts
         self._scrubber = Scrubber(known_secrets)
         self._margin = margin_seconds
         self._sandbox_dir = sandbox_dir
@@ -230,6 +240,7 @@ class JobProcessor:
     def _run_claimed(self, job: Job, deadline: float) -> Processed:
         token: str | None = None
         leftovers: list[ProcessInfo] = []
+        collected: list[Collected] = []  # files: the artifacts of the run (issue 13)
         try:
             if job.cancel_requested:  # asked to stop while no worker held it
                 outcome = AgentOutcome(
@@ -243,7 +254,7 @@ class JobProcessor:
                 self._proxy.start()
                 token = self._proxy.issue(job.job_id, limit_usd=self._spending_limit(job))
                 scrubber = self._scrubber.with_secrets(key, token)
-                outcome = self._run_agent(job, deadline, token, leftovers)
+                outcome = self._run_agent(job, deadline, token, leftovers, collected)
                 if not self._proxy.alive:
                     raise WorkerFault("the key proxy stopped during the run")
                 metered = self._proxy.metered(token)
@@ -259,7 +270,7 @@ class JobProcessor:
             if token is not None:
                 self._proxy.revoke(token)
         # The agent has run: from here on nothing may give the job back for another run.
-        status = self._record(job, outcome, _retire_reason(job, leftovers))
+        status = self._record(job, outcome, _retire_reason(job, leftovers), collected)
         return Processed(job.job_id, "ran", status, retire=_retire_reason(job, leftovers))
 
     def _spending_limit(self, job: Job) -> float:
@@ -268,7 +279,12 @@ class JobProcessor:
         return cap if budget is None else min(budget, cap)
 
     def _run_agent(
-        self, job: Job, deadline: float, token: str, leftovers: list[ProcessInfo]
+        self,
+        job: Job,
+        deadline: float,
+        token: str,
+        leftovers: list[ProcessInfo],
+        collected: list[Collected] | None = None,
     ) -> AgentOutcome:
         make_non_dumpable()
         become_subreaper()
@@ -278,13 +294,35 @@ class JobProcessor:
         ):
             scope = self._sweeper.scope(identity.uid)
             try:
-                return self._run_in(job, deadline, token, identity, sandbox, scope)
+                outcome = self._run_in(job, deadline, token, identity, sandbox, scope)
             finally:
                 # Before the sandbox goes: nothing of the job may run on (or write into it).
                 sweep = self._sweeper.sweep(scope)
                 if sweep.survivors:
                     leftovers.extend(sweep.survivors)
                     self._identities.quarantine(identity.uid)
+            # Files: what the agent left under out/, now that nothing of it runs.
+            if self._artifacts is not None and collected is not None:
+                collected.append(self._collect(job, sandbox))
+            return outcome
+
+    def _collect(self, job: Job, sandbox: Sandbox) -> Collected:
+        """Upload the job's artifacts; never raises (the agent has run: its result is
+        recorded whatever happens to its files)."""
+        sink = self._artifacts
+        assert sink is not None
+        limits = ArtifactLimits(
+            self._settings.artifacts_max_count, self._settings.artifacts_max_bytes
+        )
+        try:
+            return collect_artifacts(
+                sandbox.work_dir,
+                limits,
+                lambda path, body, size: sink.put(job.tenant_id, job.job_id, path, body, size),
+            )
+        except Exception as exc:
+            log.warning("job %s: artifacts not collected: %s", job.job_id, type(exc).__name__)
+            return Collected(notes=[f"the artifacts could not be collected ({type(exc).__name__})"])
 
     def _run_in(
         self,
@@ -295,6 +333,12 @@ class JobProcessor:
         sandbox: Sandbox,
         scope: JobScope,
     ) -> AgentOutcome:
+        # Files: where the agent leaves its artifacts (made before the inputs are placed, so a
+        # trigger's object named `out` gets another name).
+        if self._artifacts is not None:
+            out_dir = sandbox.work_dir / OUT_DIR
+            out_dir.mkdir(mode=0o700)
+            sandbox.give(out_dir)
         if job.inputs and self._inputs is not None:
             problem = self._place_inputs(job, sandbox)
             if problem is not None:
@@ -354,13 +398,19 @@ class JobProcessor:
 
     # ------------------------------------------------------------ record
 
-    def _record(self, job: Job, outcome: AgentOutcome, retire: str | None) -> JobStatus | None:
+    def _record(
+        self,
+        job: Job,
+        outcome: AgentOutcome,
+        retire: str | None,
+        collected: Sequence[Collected] = (),
+    ) -> JobStatus | None:
         """Record how the run ended. An output that cannot be stored (after a few tries) ends
         the job `failed` (`output_unstorable`) without it: the agent never runs twice."""
         problem: Exception | None = None
         for _ in range(RECORD_ATTEMPTS):
             try:
-                return self._finish(job, outcome)
+                return self._finish(job, outcome, collected)
             except Exception as exc:
                 problem = exc
                 log.warning(
@@ -401,7 +451,9 @@ class JobProcessor:
         log.warning("job %s failed: %s", job.job_id, OUTPUT_UNSTORABLE)
         return ended.status
 
-    def _finish(self, job: Job, outcome: AgentOutcome) -> JobStatus | None:
+    def _finish(
+        self, job: Job, outcome: AgentOutcome, collected: Sequence[Collected] = ()
+    ) -> JobStatus | None:
         result, documents, error = self._stored_result(job, outcome)
         status = JobStatus(outcome.ending)
         fields: dict[str, Any] = {
@@ -412,6 +464,7 @@ class JobProcessor:
             "lease_until": None,
             "documents": documents,
         }
+        fields.update(self._artifact_fields(job, collected, documents))
         try:
             ended = self._repo.transition(
                 job.job_id,
@@ -437,6 +490,22 @@ class JobProcessor:
             f" ({outcome.error.code})" if outcome.error else "",
         )
         return ended.status
+
+    def _artifact_fields(
+        self, job: Job, collected: Sequence[Collected], documents: dict[str, str]
+    ) -> dict[str, Any]:
+        """Files: the artifacts to record (inline, or their list as a document, whose key and
+        the artifacts' prefix are added to `documents`)."""
+        if not collected or self._artifacts is None:
+            return {}
+        found = collected[-1]
+        if not found.artifacts and not found.notes:
+            return {}
+        fields, extra = self._documents.place_artifacts(job, found.artifacts, found.notes)
+        documents.update(extra)
+        if found.artifacts:
+            documents[ARTIFACTS_PREFIX] = self._artifacts.prefix(job.tenant_id, job.job_id)
+        return fields
 
     def _stored_result(
         self, job: Job, outcome: AgentOutcome
