@@ -30,6 +30,8 @@ from claude_jobs.models import (
     JobView,
     Problem,
     SubmitResponse,
+    UploadRequest,
+    UploadResponse,
 )
 
 REF = "#/components/schemas/{model}"
@@ -113,7 +115,11 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             **_COMMON_ERRORS,
             "409": _problem("Idempotency-Key reused with another body"),
             "413": _problem("Body over 256 KiB"),
-            "422": _problem("Invalid request; `errors` lists each field"),
+            "422": _problem(
+                "Invalid request; `errors` lists each field (`inputs`: an upload unknown to "
+                "this tenant, expired, not uploaded yet, of another size than declared, or "
+                "whose filename another input has)"
+            ),
             "429": _problem(
                 "Throttled, or `tenant_limit`: the tenant already has as many "
                 "pending (queued or running) jobs as the deployment allows "
@@ -123,6 +129,27 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             "503": _problem(
                 "The job could not be queued (it was failed); retry",
                 {"Retry-After": _RETRY_AFTER},
+            ),
+        },
+    },
+    "createUpload": {
+        "description": (
+            "Creates an upload for one input file of later jobs: PUT the file's exact bytes to "
+            "`upload_url` with `method` and exactly `headers` (the signature binds the size) "
+            "before `upload_url_expires_at`, then list `upload_id` in a job's `inputs` before "
+            "`expires_at` (24 h). Only the creating tenant's jobs can use it. `size_bytes` is "
+            "capped by the deployment (`UPLOAD_MAX_BYTES`, default 100 MiB)."
+        ),
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(UploadRequest)}},
+        },
+        "responses": {
+            "201": _json(UploadResponse, "The upload, and where to PUT its bytes"),
+            **_COMMON_ERRORS,
+            "413": _problem("Body over 256 KiB"),
+            "422": _problem(
+                "Invalid request: an unsafe filename, a size over the cap; `errors` lists each"
             ),
         },
     },
@@ -212,6 +239,8 @@ def document() -> dict[str, Any]:
         [
             (JobRequest, "validation"),
             (SubmitResponse, "serialization"),
+            (UploadRequest, "validation"),
+            (UploadResponse, "serialization"),
             (JobView, "serialization"),
             (JobList, "serialization"),
             (Problem, "serialization"),
