@@ -204,6 +204,19 @@ class _Walk:
             self._entry(dir_fd, name, path, depth)
 
     def _entry(self, dir_fd: int, name: str, path: str, depth: int) -> None:
+        # Classify without following or opening first (opening a socket fails, a device may
+        # act); then open without following and trust only fstat of what was opened.
+        try:
+            seen = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as exc:
+            self.collected.note(f"{path}: skipped, it could not be read ({exc.strerror})")
+            return
+        if stat.S_ISLNK(seen.st_mode):
+            self.collected.note(f"{path}: skipped, a symbolic link")
+            return
+        if not (stat.S_ISDIR(seen.st_mode) or stat.S_ISREG(seen.st_mode)):
+            self.collected.note(f"{path}: skipped, {_kind(seen.st_mode)}")
+            return
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
         try:
             fd = os.open(name, flags, dir_fd=dir_fd)
