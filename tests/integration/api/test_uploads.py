@@ -16,7 +16,7 @@ from claude_jobs.wiring import Container
 from claude_jobs_tools.provision import Provisioned
 from tests.events import load_event
 
-from .conftest import OTHER_TENANT, TENANT, Api, Answer, as_tenant, with_body
+from .conftest import OTHER_TENANT, TENANT, Answer, Api, as_tenant, with_body
 
 PROMPT = "Summarise the attached files."
 
@@ -127,7 +127,7 @@ def test_a_job_with_inputs_records_them_and_shows_them(
 ) -> None:
     # Given two uploaded files
     first = uploaded(api, provisioned, "data.csv", b"a,b\n1,2\n")
-    second = uploaded(api, provisioned, "notes – ünïcode.txt", b"hello")
+    second = uploaded(api, provisioned, "notes ünïcode.txt", b"hello")
     # When a job lists them
     answer = api.submit_job({"prompt": PROMPT, "inputs": [first, second]})
     # Then it is queued with both inputs, under their filenames and declared sizes
@@ -136,14 +136,14 @@ def test_a_job_with_inputs_records_them_and_shows_them(
     assert isinstance(job, Job)
     assert [(i.upload_id, i.filename, i.size) for i in job.inputs] == [
         (first, "data.csv", 8),
-        (second, "notes – ünïcode.txt", 5),
+        (second, "notes ünïcode.txt", 5),
     ]
     assert all(i.key.startswith(f"uploads/{TENANT}/") for i in job.inputs)
     # and the job view lists them
     view = api.get_job(answer.json["job_id"]).json
     assert view["inputs"] == [
         {"upload_id": first, "filename": "data.csv", "size_bytes": 8},
-        {"upload_id": second, "filename": "notes – ünïcode.txt", "size_bytes": 5},
+        {"upload_id": second, "filename": "notes ünïcode.txt", "size_bytes": 5},
     ]
 
 
