@@ -94,6 +94,15 @@ class InfraConfig(BaseModel):
     #: Base wait before a job of a tenant at its share is offered again.
     tenant_defer_seconds: Annotated[int, Field(ge=1, le=60)] = 2
 
+    # Files (the functions' Settings, same names; README "Files").
+    #: The largest file one upload may declare (100 MiB).
+    upload_max_bytes: Annotated[int, Field(ge=1, le=5 * 1024**3)] = 100 * 1024 * 1024
+    #: A job's inputs together at most; they land in the worker's /tmp.
+    inputs_max_bytes: Annotated[int, Field(ge=1, le=10 * 1024**3)] = 256 * 1024 * 1024
+    #: Files under out/ uploaded as a job's artifacts at most, and their bytes together.
+    artifacts_max_count: Annotated[int, Field(ge=0, le=1000)] = 100
+    artifacts_max_bytes: Annotated[int, Field(ge=0, le=10 * 1024**3)] = 100 * 1024 * 1024
+
     # API.
     api_throttle_rate_limit: Annotated[float, Field(gt=0, le=10000)] = 50.0
     api_throttle_burst_limit: Annotated[int, Field(ge=1, le=5000)] = 100

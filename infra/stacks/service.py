@@ -37,6 +37,8 @@ from infra.components.functions import (
     INBOX_OBJECTS,
     RESULTS_OBJECTS,
     RESULTS_OBJECTS_REASON,
+    UPLOADS_OBJECTS,
+    UPLOADS_OBJECTS_REASON,
     PythonFunction,
     SharedLayer,
     WorkerFunction,
@@ -101,11 +103,18 @@ class ServiceStack(Stack):
             "TENANT_MAX_PENDING": str(config.tenant_max_pending),
             "TENANT_MAX_RUNNING": str(config.tenant_max_running),
             "TENANT_DEFER_SECONDS": str(config.tenant_defer_seconds),
+            "UPLOAD_MAX_BYTES": str(config.upload_max_bytes),
+            "INPUTS_MAX_BYTES": str(config.inputs_max_bytes),
+            "ARTIFACTS_MAX_COUNT": str(config.artifacts_max_count),
+            "ARTIFACTS_MAX_BYTES": str(config.artifacts_max_bytes),
         }
         layer = SharedLayer(self, "SharedLayer").layer
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
         documents = bucket.arn_for_objects(f"{resources.DOCUMENTS_PREFIX}*")
         documents_ack = Ack("AwsSolutions-IAM5", DOCUMENTS_OBJECTS_REASON, [DOCUMENTS_OBJECTS])
+        # Files: uploads under uploads/<tenant>/<upload_id>/ (ids made at request time).
+        uploads = bucket.arn_for_objects(f"{resources.UPLOADS_PREFIX}*")
+        uploads_ack = Ack("AwsSolutions-IAM5", UPLOADS_OBJECTS_REASON, [UPLOADS_OBJECTS])
         inbox_objects = inbox.arn_for_objects("*")
         tenant_index = f"{jobs.table_arn}/index/{resources.JOBS_TABLE.indexes[0].name}"
         retention = config.log_retention_days
@@ -123,7 +132,10 @@ class ServiceStack(Stack):
         self.submit.allow(["sqs:SendMessage"], [queue.queue_arn])
         # Large prompts and schemas; a cancelled job's prompts are deleted.
         self.submit.allow(["s3:PutObject", "s3:DeleteObject"], [documents])
-        acknowledge(self.submit.role, documents_ack)
+        # Files: writes an upload's record and signs its PUT (a presigned URL acts with this
+        # role: PutObject on uploads/ only); reads records and heads contents at job submit.
+        self.submit.allow(["s3:PutObject", "s3:GetObject"], [uploads])
+        acknowledge(self.submit.role, documents_ack, uploads_ack)
 
         self.status = PythonFunction(
             self,
@@ -181,6 +193,8 @@ class ServiceStack(Stack):
         self.worker.allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [documents])
         # Inputs of S3-triggered jobs, by exact version.
         self.worker.allow(["s3:GetObject", "s3:GetObjectVersion"], [inbox_objects])
+        # Files: a job's uploads (read only; its artifacts go with its documents above).
+        self.worker.allow(["s3:GetObject"], [uploads])
         if stateful.anthropic_key is not None:
             self.worker.allow(
                 ["secretsmanager:GetSecretValue"], [stateful.anthropic_key.policy_arn]
@@ -192,6 +206,7 @@ class ServiceStack(Stack):
         acknowledge(
             self.worker.role,
             documents_ack,
+            uploads_ack,
             Ack("AwsSolutions-IAM5", INBOX_OBJECTS_REASON, [INBOX_OBJECTS]),
         )
 
