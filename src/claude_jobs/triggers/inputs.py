@@ -129,8 +129,8 @@ def materialize_inputs(
                     budget -= len(chunk)
                     if budget < 0:
                         raise InputUnavailableError(
-                            f"{_describe(item)} exceeds the job's input limit "
-                            f"(INPUTS_MAX_BYTES, {max_bytes} bytes together)"
+                            f"{_describe(item)} exceeds the input limit "
+                            f"(INPUTS_MAX_BYTES: {max_bytes} bytes for a job's inputs together)"
                         )
                     if item_left is not None:
                         item_left -= len(chunk)
