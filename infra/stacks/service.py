@@ -10,7 +10,8 @@ Each function is granted exactly the actions its code calls, on exactly its reso
 - worker: job reads and transitions, results writes, S3 inputs, and the Anthropic key — or,
   with `model_provider=bedrock`, model invocation of the configured inference profiles;
 - trigger: the submit path, S3 inputs, the trigger dead-letter queue;
-- notifier: job reads and webhook outcome writes, the event bus, the webhook signing key.
+- notifier: the event bus, the webhook queue (it reads jobs from the stream's images);
+- webhook: job reads and webhook outcome writes, the webhook signing key, its queue.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from infra.components.bedrock import BedrockModels
 from infra.components.events import (
     JobEvents,
     StreamNotifier,
+    WebhookDeliveries,
     acknowledge_notifications_handler,
     load_triggers,
 )
@@ -242,7 +244,9 @@ class ServiceStack(Stack):
             dead_letter_queue=trigger_dlq,
         )
 
+        webhook_queue = stateful.queues.webhook_queue
         values["EVENT_BUS_NAME"] = self.events.bus.event_bus_name
+        values["WEBHOOK_QUEUE_URL"] = webhook_queue.queue_url
         self.notifier = PythonFunction(
             self,
             "Notifier",
@@ -255,20 +259,37 @@ class ServiceStack(Stack):
                 "notifier dead-letter queue, the event source's on-failure destination."
             ),
         )
-        self.notifier.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
         self.notifier.allow(["events:PutEvents"], [self.events.bus.event_bus_arn])
         # Small results kept in the bucket ride in the completion event.
         self.notifier.allow(["s3:GetObject"], [documents])
         acknowledge(self.notifier.role, documents_ack)
-        self.notifier.allow(
-            ["secretsmanager:GetSecretValue"], [stateful.webhook_key.secret.secret_arn]
-        )
+        self.notifier.allow(["sqs:SendMessage"], [webhook_queue.queue_arn])
         StreamNotifier(
             self,
             "StreamNotifier",
             notifier=self.notifier.function,
             table=jobs,
             dead_letter_queue=stateful.queues.notifier_dlq,
+        )
+
+        self.webhook = PythonFunction(
+            self,
+            "Webhook",
+            definition=FUNCTIONS["webhook"],
+            values=values,
+            layer=layer,
+            log_retention_days=retention,
+            no_dlq_reason=(
+                "Invoked by the SQS event source only: deliveries whose attempts ran out go to "
+                "the webhook queue's dead-letter queue."
+            ),
+        )
+        self.webhook.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
+        self.webhook.allow(
+            ["secretsmanager:GetSecretValue"], [stateful.webhook_key.secret.secret_arn]
+        )
+        WebhookDeliveries(
+            self, "WebhookDeliveries", function=self.webhook.function, queue=webhook_queue
         )
 
         acknowledge_notifications_handler(self)
@@ -286,12 +307,14 @@ class ServiceStack(Stack):
                 "authorizer": self.authorizer.function,
                 "trigger": self.trigger.function,
                 "notifier": self.notifier.function,
+                "webhook": self.webhook.function,
             },
             queue=queue,
             dlq=stateful.queues.dlq,
             side_dlqs={
                 "Trigger": trigger_dlq,
                 "Notifier": stateful.queues.notifier_dlq,
+                "Webhook": stateful.queues.webhook_dlq,
             },
             metrics_namespace=METRICS_NAMESPACE,
             service_name=service_name,

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .resources import WORKER_TIMEOUT_SECONDS
+from .resources import WEBHOOK_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS
 
 _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 
@@ -239,16 +239,29 @@ FUNCTIONS: dict[str, Function] = {
         ),
         Function(
             "notifier",
-            "Jobs table stream -> completion events and webhooks",
+            "Jobs table stream -> completion events and webhook deliveries",
             memory_mb=512,
-            # A batch of up to 10 records, each webhook with up to 4 attempts.
-            timeout_seconds=120,
+            # A batch of up to 10 records, each an event and at most one queued delivery.
+            timeout_seconds=60,
             environment=(
                 *POWERTOOLS_ENV,
                 "JOBS_TABLE",
                 "RESULTS_BUCKET",
                 "EVENT_BUS_NAME",
+                "WEBHOOK_QUEUE_URL",
+            ),
+        ),
+        Function(
+            "webhook",
+            "Webhook queue -> signed deliveries, one attempt per message",
+            memory_mb=512,
+            # A batch of a few deliveries, each with its total deadline.
+            timeout_seconds=WEBHOOK_TIMEOUT_SECONDS,
+            environment=(
+                *POWERTOOLS_ENV,
+                "JOBS_TABLE",
                 "WEBHOOK_SECRET_ID",
+                "WEBHOOK_QUEUE_URL",
             ),
         ),
     )

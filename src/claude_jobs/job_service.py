@@ -193,7 +193,13 @@ class JobService:
         idempotency_key: str | None = None,
         source: str = "api",
         inputs: Sequence[InputObject] = (),
+        *,
+        pending_cap: bool = True,
     ) -> Submission:
+        """Queue a job. `pending_cap`: refuse it (TenantLimitError) when the tenant already has
+        `tenant_max_pending` pending jobs; the trigger path turns it off (its sources are the
+        deployment's own configuration, and an event refused would be retried and then
+        dead-lettered instead of run), the job still counts and waits for its running share."""
         self.check_limits(request)
         if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
             raise RequestValidationError(
@@ -232,7 +238,8 @@ class JobService:
             else None
         )
         try:
-            self._repo.create(job, claim, max_pending=self._settings.tenant_max_pending)
+            cap = self._settings.tenant_max_pending if pending_cap else None
+            self._repo.create(job, claim, max_pending=cap)
         except TenantLimitError as limit:
             self._documents.discard_prompts(job)  # nothing will read them
             limit.retry_after_seconds = TENANT_LIMIT_RETRY_SECONDS

@@ -5,9 +5,16 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 MAX_BODY_BYTES = 256 * 1024
 INLINE_RESULT_BYTES = 256 * 1024
@@ -32,6 +39,37 @@ _TOOL_RE = re.compile(
     r"^(?P<name>[A-Za-z][A-Za-z0-9_]*(?:__[A-Za-z0-9_-]+)*)(?:\((?P<rule>[^()]*)\))?$"
 )
 _MODEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@\[\]/-]{0,127}$"
+
+
+def _letters_other_than(word: str) -> str:
+    """A regex for strings of ASCII letters as long as `word` that are not `word` (any case)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    options = []
+    for i, char in enumerate(word):
+        same = "".join(f"[{c.upper()}{c}]" for c in word[:i])
+        other = "".join(c for c in letters if c != char)
+        rest = len(word) - i - 1
+        options.append(f"{same}[{other.upper()}{other}]" + (f"[A-Za-z]{{{rest}}}" if rest else ""))
+    return "|".join(options)
+
+
+#: A port, 1-65535, no leading zero.
+_PORT = (
+    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}"
+    r"|[1-9][0-9]{0,3}))?"
+)
+_REST = r"(?:[/?#][!-~]*)?"  # path, query, fragment: printable ASCII, no spaces
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+#: A top-level domain: 2-63 letters, but not `localhost` (a loopback name).
+_TLD = rf"(?:[A-Za-z]{{2,8}}|[A-Za-z]{{10,63}}|{_letters_other_than('localhost')})"
+#: What `webhook_url` may be, as the OpenAPI document states and the API enforces: https to a
+#: DNS host name (no IP address, no credentials, no port 0), or — accepted by the local stack
+#: only — http(s) to a loopback host. Where its name resolves is checked again when it is due.
+WEBHOOK_URL_PATTERN = (
+    rf"^(?:https://(?:{_LABEL}\.)+{_TLD}{_PORT}{_REST}"
+    rf"|https?://(?:localhost|127\.0\.0\.1|\[::1\]){_PORT}{_REST})$"
+)
+_WEBHOOK_URL = re.compile(WEBHOOK_URL_PATTERN)
 
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MetadataValue = Annotated[str, StringConstraints(max_length=256)]
@@ -96,7 +134,7 @@ class JobOptions(BaseModel):
     @classmethod
     def _tool_names(cls, tools: list[str]) -> list[str]:
         for tool in tools:
-            if not _TOOL_RE.match(tool) or len(tool) > 256:
+            if not _TOOL_RE.fullmatch(tool) or len(tool) > 256:
                 raise ValueError(f"{tool!r} is not a tool name")
         if len(set(tools)) != len(tools):
             raise ValueError("tool names must be unique")
@@ -127,8 +165,11 @@ class JobRequest(JobOptions):
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
     webhook_url: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
         None,
-        description="POSTed a signed job summary when the job ends. https only (the local "
-        "stack also accepts loopback http).",
+        description="POSTed a signed job summary when the job ends: an https URL whose host is "
+        "a DNS name (no IP address, no user or password); its name must not resolve to a "
+        "private address when the delivery is made. The local stack also accepts http(s) to "
+        "localhost, 127.0.0.1 or [::1] (a deployment refuses them with 422).",
+        json_schema_extra={"pattern": WEBHOOK_URL_PATTERN},
     )
     # -- files (issue 13): upload ids from `POST /v1/uploads`
     inputs: list[UploadId] = Field(
@@ -138,6 +179,16 @@ class JobRequest(JobOptions):
         "is placed in the job's working directory under its filename before the agent starts. "
         "Unique; their filenames must be unique too.",
     )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, url: str | None) -> str | None:
+        if url is not None and not _WEBHOOK_URL.fullmatch(url):
+            raise ValueError(
+                "must be an https URL whose host is a DNS name (letters, digits, hyphens), "
+                "with no user, password or IP address"
+            )
+        return url
 
     def options(self) -> JobOptions:
         return JobOptions.model_validate(
@@ -222,11 +273,26 @@ class InputView(BaseModel):
 
 
 class WebhookDelivery(BaseModel):
+    """The job's webhook and how its delivery went: `pending` until it is delivered (a 2xx
+    answer) or has `failed` (every attempt did, or the URL was refused when it was due)."""
+
     url: str
+    status: Literal["pending", "delivered", "failed"] = "pending"
     delivered: bool = False
-    attempts: int = 0
-    last_error: str | None = None
+    attempts: int = Field(0, description="POSTs made so far")
+    last_error: str | None = Field(None, description="Why the last attempt failed")
     delivered_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_of_older_records(cls, data: Any) -> Any:
+        """Records written before `status` existed: delivered, or failed after its attempts."""
+        if isinstance(data, dict) and "status" not in data:
+            if data.get("delivered"):
+                return {**data, "status": "delivered"}
+            if data.get("attempts") or data.get("last_error"):
+                return {**data, "status": "failed"}
+        return data
 
 
 class Usage(BaseModel):

@@ -151,6 +151,11 @@ class Settings(BaseModel):
     triggers_config: str = Field("", alias="TRIGGERS_CONFIG")
     #: The local stack only: webhooks may target loopback http URLs.
     allow_loopback_webhooks: bool = Field(False, alias="ALLOW_LOOPBACK_WEBHOOKS")
+    #: The webhook deliveries queue (the notifier sends, the webhook function consumes).
+    webhook_queue_url: str = Field("", alias="WEBHOOK_QUEUE_URL")
+    #: A failed delivery is tried again after this many seconds, doubled for each earlier
+    #: attempt (capped at 15 min).
+    webhook_retry_base_seconds: int = Field(30, alias="WEBHOOK_RETRY_BASE_SECONDS", ge=0, le=900)
 
     # The model provider.
     #: `anthropic` (the key from Secrets Manager) or `bedrock` (no key: the worker's role signs

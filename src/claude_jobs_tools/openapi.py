@@ -12,6 +12,7 @@ Nothing here runs when a function starts: it is built only when asked for.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -33,6 +34,7 @@ from claude_jobs.models import (
     UploadRequest,
     UploadResponse,
 )
+from claude_jobs.settings import Settings
 
 REF = "#/components/schemas/{model}"
 
@@ -66,6 +68,12 @@ _STR = {"type": "string"}
 _RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": _INT}
 _ETAG = {"description": "Version of the job; send it back in If-None-Match", "schema": _STR}
 
+#: What a submitted job's answer leads to (OpenAPI links: clients and stateful testers).
+_JOB_LINKS = {
+    operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
+    for operation in ("getJob", "cancelJob")
+}
+
 _COMMON_ERRORS = {
     "401": _problem(
         "Missing, invalid, revoked or expired API key",
@@ -82,7 +90,11 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}
     },
     "limit": {"schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20}},
-    "next_token": {"schema": _STR},
+    "next_token": {
+        "description": "The `next_token` of the previous page: an opaque cursor only the API "
+        "mints; any other value answers 422",
+        "schema": _STR,
+    },
     "wait": {
         "description": "Seconds to wait for a terminal status",
         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
@@ -107,11 +119,14 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             "content": {"application/json": {"schema": _ref(JobRequest)}},
         },
         "responses": {
-            "202": _json(
-                SubmitResponse,
-                "Queued (or the first job, for a replayed Idempotency-Key)",
-                Location={"description": "The job's URL path", "schema": _STR},
-            ),
+            "202": {
+                **_json(
+                    SubmitResponse,
+                    "Queued (or the first job, for a replayed Idempotency-Key)",
+                    Location={"description": "The job's URL path", "schema": _STR},
+                ),
+                "links": _JOB_LINKS,
+            },
             **_COMMON_ERRORS,
             "409": _problem("Idempotency-Key reused with another body"),
             "413": _problem("Body over 256 KiB"),
@@ -233,6 +248,30 @@ def paths() -> dict[str, dict[str, Any]]:
     return found
 
 
+def _state_deployment_bounds(request: dict[str, Any]) -> None:
+    """What the API enforces per deployment, as a default deployment enforces it: the tools it
+    permits (a permission rule in parentheses may follow a tool's name) and its budget cap."""
+    settings = Settings()
+    names = "|".join(re.escape(tool) for tool in sorted(settings.permitted_tools))
+    tools = request["allowed_tools"]
+    tools["items"] = {
+        "type": "string",
+        "maxLength": 256,
+        "pattern": rf"^(?:{names})(?:\([^()]*\))?$",
+    }
+    tools["uniqueItems"] = True
+    tools["description"] += (
+        f" This document states a default deployment's set: {', '.join(settings.permitted_tools)}."
+    )
+    budget = request["max_budget_usd"]
+    number = next(option for option in budget["anyOf"] if option.get("type") == "number")
+    number["maximum"] = settings.max_budget_usd_cap
+    budget["description"] = (
+        f"≤ the deployment's cap (this document states a default deployment's: "
+        f"{settings.max_budget_usd_cap:g})"
+    )
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document as a dict."""
     _, defs = models_json_schema(
@@ -248,6 +287,7 @@ def document() -> dict[str, Any]:
         ref_template=REF,
     )
     schemas = defs["$defs"]
+    _state_deployment_bounds(schemas["JobRequest"]["properties"])
     return {
         "openapi": "3.1.0",
         "info": {

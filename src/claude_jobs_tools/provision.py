@@ -12,7 +12,15 @@ from typing import Any
 
 import boto3
 
-from claude_jobs.resources import JOBS_QUEUE, QUEUES, TABLES, TRIGGER_DLQ, Queue, Table
+from claude_jobs.resources import (
+    JOBS_QUEUE,
+    QUEUES,
+    TABLES,
+    TRIGGER_DLQ,
+    WEBHOOK_QUEUE,
+    Queue,
+    Table,
+)
 from claude_jobs.settings import Settings
 
 
@@ -146,6 +154,7 @@ def provision(
         "anthropic_secret_id": secret_name,
         "trigger_dlq_url": urls[TRIGGER_DLQ.logical_id],
         "webhook_secret_id": webhook_secret_name,
+        "webhook_queue_url": urls[WEBHOOK_QUEUE.logical_id],
         **settings_overrides,
     }
     return Provisioned(settings=Settings(**values), queue_urls=urls, queue_arns=arns)

@@ -43,6 +43,9 @@ def _ids(synth: Synthesized) -> dict[str, str]:
         "notifier_dlq": find_one(
             stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-notifier-dlq"}
         )[0],
+        "webhook_queue": find_one(
+            stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-webhooks"}
+        )[0],
     }
 
 
@@ -152,22 +155,37 @@ def test_notifier_reads_the_stream_and_publishes(synth: Synthesized) -> None:
     bus_id = next(iter(synth.service.find_resources("AWS::Events::EventBus")))
     stream = f"{ids['jobs']}.StreamArn"
     assert _permissions(synth, "Notifier") == _baseline(synth, "Notifier") | {
-        ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
-        ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
         ("events:PutEvents", f"{bus_id}.Arn"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
-        ("secretsmanager:GetSecretValue", ids["webhook_secret"]),
         ("dynamodb:ListStreams", "*"),
         ("dynamodb:DescribeStream", stream),
         ("dynamodb:GetRecords", stream),
         ("dynamodb:GetShardIterator", stream),
         ("sqs:SendMessage", f"{ids['notifier_dlq']}.Arn"),
+        ("sqs:SendMessage", f"{ids['webhook_queue']}.Arn"),
+    }
+
+
+def test_the_webhook_function_consumes_its_queue_and_records_deliveries(
+    synth: Synthesized,
+) -> None:
+    ids = _ids(synth)
+    queue = f"{ids['webhook_queue']}.Arn"
+    assert _permissions(synth, "Webhook") == _baseline(synth, "Webhook") | {
+        ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
+        ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
+        ("secretsmanager:GetSecretValue", ids["webhook_secret"]),
+        ("sqs:ReceiveMessage", queue),
+        ("sqs:DeleteMessage", queue),
+        ("sqs:ChangeMessageVisibility", queue),
+        ("sqs:GetQueueAttributes", queue),
+        ("sqs:GetQueueUrl", queue),
     }
 
 
 def test_only_the_worker_can_read_the_anthropic_key(synth: Synthesized) -> None:
     """Given every policy of both stacks, only the worker's role may read the Anthropic key
-    (the notifier reads only the webhook signing key), and no policy grants a wildcard
+    (the webhook function reads only the webhook signing key), and no policy grants a wildcard
     service action."""
     outputs: dict[str, Any] = synth.stateful.to_json().get("Outputs", {})
     ids = _ids(synth)
@@ -181,7 +199,7 @@ def test_only_the_worker_can_read_the_anthropic_key(synth: Synthesized) -> None:
                 if any(a.startswith("secretsmanager:") for a in actions):
                     assert actions == ["secretsmanager:GetSecretValue"], policy_id
                     readers[policy_id.split("Role")[0]] = resolve(statement["Resource"], outputs)
-    assert readers == {"Worker": ids["secret"], "Notifier": ids["webhook_secret"]}
+    assert readers == {"Worker": ids["secret"], "Webhook": ids["webhook_secret"]}
 
 
 def test_roles_carry_no_managed_policies_but_the_api_gateway_logging_role(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from claude_jobs.models import JobRequest, JobStatus, tool_base_name
+from claude_jobs.job_service import webhook_url_problem
+from claude_jobs.models import WEBHOOK_URL_PATTERN, JobRequest, JobStatus, tool_base_name
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -87,3 +89,44 @@ def test_terminal_statuses() -> None:
         JobStatus.TIMED_OUT,
         JobStatus.CANCELLED,
     }
+
+
+# ---------------------------------------------------------------- webhook_url
+
+
+@pytest.mark.parametrize(
+    ("url", "valid"),
+    [
+        ("https://hooks.example.com/claude-jobs?x=1#y", True),
+        ("https://hooks.example.com:8443", True),
+        ("http://127.0.0.1:8080/hook", True),  # the local stack only (see below)
+        ("0000000000", False),  # issue 10: schema-valid before, then refused
+        ("http://hooks.example.com/x", False),
+        ("https://10.0.0.7/x", False),
+        ("https://user:pw@hooks.example.com/", False),
+        ("https://a.localhost/x", False),
+        ("https://hooks.example.com:0/", False),
+        ("https://hooks.example.com:65536/", False),
+        ("https://hooks.example.com/a b", False),
+    ],
+)
+def test_webhook_url_is_validated_exactly_as_the_document_states(url: str, valid: bool) -> None:
+    # Given the pattern openapi.json states for webhook_url
+    stated = re.fullmatch(WEBHOOK_URL_PATTERN, url) is not None
+    # When a request carries the URL
+    try:
+        JobRequest(prompt="p", webhook_url=url)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    # Then the API accepts exactly what the document states
+    assert stated is accepted is valid
+    # And a deployment's own check (no loopback) agrees on every https URL it states
+    if valid and url.startswith("https://"):
+        assert webhook_url_problem(url, allow_loopback=False) is None
+
+
+def test_a_tool_name_with_a_trailing_newline_is_refused() -> None:
+    # `$` in a Python pattern matches before a final newline; the API uses the whole string
+    with pytest.raises(ValidationError):
+        JobRequest(prompt="p", allowed_tools=["Read\n"])
