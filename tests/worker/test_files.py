@@ -51,6 +51,7 @@ def test_inputs_are_in_the_working_directory_and_out_files_become_artifacts(
     data = upload(stack, "données 1.csv", b"a,b\n1,2\n")
     job = submit_with(stack, [notes, data], allowed_tools=["Bash", "Read"])
     stack.fake.script(
+        ToolUse("Read", {"file_path": "notes.txt"}),
         ToolUse("Bash", {"command": "ls -la && cat notes.txt 'données 1.csv'"}),
         ToolUse(
             "Bash",
@@ -64,7 +65,9 @@ def test_inputs_are_in_the_working_directory_and_out_files_become_artifacts(
     # When the worker runs it
     assert stack.deliver(job) == {"batchItemFailures": []}
     # Then the agent saw both files, under their names, with their bytes
-    _, after_ls, _ = stack.fake.message_requests
+    _, after_read, after_ls, _ = stack.fake.message_requests
+    (read,) = after_read.tool_results()
+    assert not read["is_error"] and "alpha beta" in read["content"]
     (listing,) = after_ls.tool_results()
     assert not listing["is_error"]
     assert "alpha beta" in listing["content"] and "a,b" in listing["content"]
