@@ -42,8 +42,9 @@ WORKER_MEASURED_PEAK_TMP_MB = 0.2
 #: conversation's context, and tools (Bash, Grep) add processes; Lambda also gives more CPU
 #: with more memory.
 DEFAULT_WORKER_MEMORY_MB = FUNCTIONS["worker"].memory_mb
-#: Twice Lambda's default: room for S3 inputs (50 MiB per object by default) and the files a
-#: job's tools write in its workspace, far above the measured 0.2 MiB.
+#: Twice Lambda's default: room for a job's inputs (S3 objects, 50 MiB each by default; uploads,
+#: `inputs_max_bytes` = 256 MiB together) and the files its tools write in its workspace (its
+#: artifacts among them), far above the measured 0.2 MiB.
 DEFAULT_WORKER_EPHEMERAL_MB = 1024
 
 
