@@ -9,16 +9,50 @@ go) is refused, with the reason, rather than silently rewritten.
 
 from __future__ import annotations
 
-import unicodedata
+import re
 
 MAX_FILENAME_CHARS = 200
 #: Linux's NAME_MAX.
 MAX_FILENAME_BYTES = 255
 #: Names the workspace reserves: the agent's artifacts go under out/.
 RESERVED_NAMES = frozenset({"out"})
-#: Unicode categories refused anywhere in a name: control, format (bidi overrides, zero-width),
-#: surrogates, private use, unassigned, line and paragraph separators.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+#: Code points refused anywhere in a name: the Unicode categories Cc (control), Cf (format:
+#: soft hyphen, zero-width, bidi overrides, tags), Co (private use), Zl and Zp (line and
+#: paragraph separators), as of Unicode 14 (tests/unit/test_filenames.py recomputes them).
+#: Surrogates (Cs) cannot reach a check: the API refuses a body with a lone one, and a pair is
+#: one character. Spelled as ranges, not looked up, so that the check and the OpenAPI
+#: document's pattern are the same thing.
+_REFUSED_RANGES = (
+    (0x0000, 0x001F), (0x007F, 0x009F), (0x00AD, 0x00AD), (0x0600, 0x0605), (0x061C, 0x061C),
+    (0x06DD, 0x06DD), (0x070F, 0x070F), (0x0890, 0x0891), (0x08E2, 0x08E2), (0x180E, 0x180E),
+    (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xE000, 0xF8FF),
+    (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD),
+    (0x13430, 0x13438), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F), (0xF0000, 0xFFFFD), (0x100000, 0x10FFFD),
+)  # fmt: skip
+
+
+def _class_item(code: int) -> str:
+    # `\uXXXX` reads the same in Python's `re` and in ECMA-262 (JSON Schema's dialect); above
+    # the BMP neither shares an escape, but both read the character itself as one code point.
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+
+#: The refused code points as a regular-expression class body.
+REFUSED_CHARACTERS = "".join(
+    _class_item(a) if a == b else f"{_class_item(a)}-{_class_item(b)}" for a, b in _REFUSED_RANGES
+)
+_REFUSED = re.compile(f"[{REFUSED_CHARACTERS}]")
+#: The rules below as one JSON Schema pattern (valid in Python's `re` and ECMA-262 alike),
+#: except the UTF-8 byte count, which no pattern can state.
+_FIRST = f"[^/\\\\.\\-\\s{REFUSED_CHARACTERS}]"
+_LAST = f"[^/\\\\.\\s{REFUSED_CHARACTERS}]"
+_ANY = f"[^/\\\\{REFUSED_CHARACTERS}]"
+FILENAME_PATTERN = (
+    "^(?!out$)(?:"
+    f"{_FIRST}|{_FIRST}{_ANY}{{0,{MAX_FILENAME_CHARS - 2}}}{_LAST}"
+    ")$(?!\n)"  # Python's `$` also matches before a final newline
+)
 
 
 def filename_problem(name: str) -> str | None:
@@ -37,9 +71,10 @@ def filename_problem(name: str) -> str | None:
         return "must be a plain file name, without '/' or '\\'"
     if name in (".", ".."):
         return "must not be '.' or '..'"
-    for char in name:
-        if unicodedata.category(char) in _REFUSED_CATEGORIES:
-            return f"must not contain control or format characters (U+{ord(char):04X})"
+    refused = _REFUSED.search(name)
+    if refused:
+        char = refused.group()
+        return f"must not contain control or format characters (U+{ord(char):04X})"
     if name[0] == ".":
         return "must not start with '.' (hidden files are not placed)"
     if name[0] == "-":

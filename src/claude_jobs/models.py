@@ -16,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 
+from .filenames import FILENAME_PATTERN, MAX_FILENAME_CHARS
+
 MAX_BODY_BYTES = 256 * 1024
 INLINE_RESULT_BYTES = 256 * 1024
 #: Free-form JSON documents (an output schema, a structured result) nest at most this deep.
@@ -175,6 +177,7 @@ class JobRequest(JobOptions):
     inputs: list[UploadId] = Field(
         default_factory=list,
         max_length=MAX_JOB_INPUTS,
+        json_schema_extra={"uniqueItems": True},
         description="Upload ids (`POST /v1/uploads`) of the tenant's own uploaded files: each "
         "is placed in the job's working directory under its filename before the agent starts. "
         "Unique; their filenames must be unique too.",
@@ -220,13 +223,32 @@ class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": MAX_FILENAME_CHARS,
+            "pattern": FILENAME_PATTERN,
+        },
         description="The name the file gets in a job's working directory: one path component "
         "(no `/` or `\\`, not `.`/`..`, no leading `.` or `-`, no control characters), at "
         "most 200 characters and 255 UTF-8 bytes; `out` is reserved.",
     )
     size_bytes: int = Field(
-        ge=0, description="Exact size of the file in bytes; at most the deployment's cap"
+        ge=0,
+        description="Exact size of the file in bytes; at most the deployment's cap "
+        "(`UPLOAD_MAX_BYTES`, default 100 MiB)",
     )
+
+    @field_validator("size_bytes", mode="before")
+    @classmethod
+    def _json_integer(cls, value: Any) -> Any:
+        """A JSON integer (`12`, `12.0`), never `true` or `"12"`."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be an integer")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError("must be an integer")
+            return int(value)
+        return value
 
     @field_validator("filename")
     @classmethod

@@ -272,6 +272,16 @@ def _state_deployment_bounds(request: dict[str, Any]) -> None:
     )
 
 
+def _state_upload_bounds(request: dict[str, Any]) -> None:
+    """Files: the upload size cap, as a default deployment enforces it."""
+    size = request["size_bytes"]
+    size["maximum"] = Settings().upload_max_bytes
+    size["description"] = (
+        "Exact size of the file in bytes; at most the deployment's cap (`UPLOAD_MAX_BYTES`; "
+        f"this document states a default deployment's: {Settings().upload_max_bytes})"
+    )
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document as a dict."""
     _, defs = models_json_schema(
@@ -288,6 +298,7 @@ def document() -> dict[str, Any]:
     )
     schemas = defs["$defs"]
     _state_deployment_bounds(schemas["JobRequest"]["properties"])
+    _state_upload_bounds(schemas["UploadRequest"]["properties"])
     return {
         "openapi": "3.1.0",
         "info": {
