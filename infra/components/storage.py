@@ -63,13 +63,14 @@ INBOX_EXPIRY_DAYS = 30
 
 
 class JobsData(Construct):
-    """The jobs table, the API keys table, the results and inbox buckets, and the bucket that
-    receives their access logs."""
+    """The jobs table, the API keys table, the progress events table, the results and inbox
+    buckets, and the bucket that receives their access logs."""
 
     def __init__(self, scope: Construct, construct_id: str, *, prefix: str) -> None:
         super().__init__(scope, construct_id)
         self.jobs_table = build_table(self, resources.JOBS_TABLE, prefix)
         self.keys_table = build_table(self, resources.API_KEYS_TABLE, prefix)
+        self.events_table = build_table(self, resources.EVENTS_TABLE, prefix)
 
         self.access_logs_bucket = s3.Bucket(
             self,

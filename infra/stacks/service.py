@@ -78,6 +78,7 @@ class ServiceStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         jobs = stateful.data.jobs_table
         keys = stateful.data.keys_table
+        events = stateful.data.events_table
         bucket = stateful.data.results_bucket
         inbox = stateful.data.inbox_bucket
         queue = stateful.queues.queue
@@ -96,6 +97,7 @@ class ServiceStack(Stack):
             "JOB_RETENTION_DAYS": str(config.job_retention_days),
             "JOBS_TABLE": jobs.table_name,
             "KEYS_TABLE": keys.table_name,
+            "EVENTS_TABLE": events.table_name,
             "JOBS_QUEUE_URL": queue.queue_url,
             "RESULTS_BUCKET": bucket.bucket_name,
             "INBOX_BUCKET": inbox.bucket_name,
@@ -150,6 +152,8 @@ class ServiceStack(Stack):
         # A list page reads the index's keys, then the small job items by key.
         self.status.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem"], [jobs.table_arn])
         self.status.allow(["dynamodb:Query"], [tenant_index])
+        # Progress events: a Query of one job's batches.
+        self.status.allow(["dynamodb:Query"], [events.table_arn])
         # Presigned download URLs are signed with this role: it must be able to read them.
         self.status.allow(["s3:GetObject"], [results_objects, documents])
         acknowledge(
@@ -190,6 +194,10 @@ class ServiceStack(Stack):
             max_concurrency=config.worker_max_concurrency,
         )
         self.worker.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
+        # Progress events: a conditional PutItem per batch; the last seq (Query) on a retry.
+        self.worker.allow(
+            ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"], [events.table_arn]
+        )
         # A job of a tenant at its running share is offered again as a new, delayed message.
         self.worker.allow(["sqs:SendMessage"], [queue.queue_arn])
         self.worker.allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [documents])

@@ -135,6 +135,14 @@ ROUTES: tuple[Route, ...] = (
         json_body=True,
     ),
     Route(
+        "GET",
+        f"{_JOB_ID}/events",
+        "status",
+        "listJobEvents",
+        "A job's progress events after a cursor (optionally long-polling for the next)",
+        parameters=(Parameter("after", "query"), Parameter("wait", "query")),
+    ),
+    Route(
         "POST",
         f"{_JOB_ID}/cancel",
         "submit",
@@ -198,7 +206,7 @@ FUNCTIONS: dict[str, Function] = {
             memory_mb=512,
             # Long polls wait up to 20 s; API Gateway gives up at 29 s.
             timeout_seconds=28,
-            environment=(*POWERTOOLS_ENV, "JOBS_TABLE", "RESULTS_BUCKET"),
+            environment=(*POWERTOOLS_ENV, "JOBS_TABLE", "EVENTS_TABLE", "RESULTS_BUCKET"),
         ),
         Function(
             "worker",
@@ -212,6 +220,7 @@ FUNCTIONS: dict[str, Function] = {
                 *JOB_POLICY_ENV,
                 *FILES_ENV,
                 "JOBS_TABLE",
+                "EVENTS_TABLE",
                 "RESULTS_BUCKET",
             ),
             optional_environment=(

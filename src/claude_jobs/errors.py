@@ -82,6 +82,12 @@ class InvalidCursorError(ValueError):
     """A listing cursor the repository did not return (forged or corrupted)."""
 
 
+class EventSeqConflictError(Exception):
+    """A batch of progress events was not stored: another batch already holds its first `seq`
+    (another attempt of the job wrote meanwhile). Renumber after `EventStore.last_seq` and
+    write again."""
+
+
 class TransitionConflictError(ClaudeJobsError):
     """The job was not in a state that allows this transition."""
 

@@ -30,6 +30,7 @@ from .errors import (
 )
 from .models import (
     ArtifactView,
+    EventPage,
     InputObject,
     InputView,
     Job,
@@ -42,11 +43,15 @@ from .models import (
     WebhookDelivery,
     tool_base_name,
 )
-from .ports import IdempotencyClaim, JobQueue, JobRepository
+from .ports import EventStore, IdempotencyClaim, JobQueue, JobRepository
 from .settings import Settings
 
 MAX_WAIT_SECONDS = 20
 MAX_PAGE_SIZE = 100
+#: Progress events per answer of `GET /v1/jobs/{id}/events` at most.
+EVENTS_PAGE_SIZE = 200
+#: The highest `after` cursor accepted (well above a job's event bound).
+MAX_EVENT_CURSOR = 999_999
 IDEMPOTENCY_KEY_MAX = 128
 #: Retry-After of a 429 tenant_limit: about the time a short job takes to free a slot.
 TENANT_LIMIT_RETRY_SECONDS = 10
@@ -115,6 +120,7 @@ class JobService:
         settings: Settings,
         *,
         documents: JobDocuments | None = None,
+        events: EventStore | None = None,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_job_id,
         sleep: Callable[[float], None] = time.sleep,
@@ -123,6 +129,7 @@ class JobService:
         self._queue = queue
         self._settings = settings
         self._documents = documents or JobDocuments(None)
+        self._events = events
         self._clock = clock
         self._new_id = new_id
         self._sleep = sleep
@@ -282,6 +289,74 @@ class JobService:
             job = self.get(tenant_id, job_id)
         return job
 
+    # ------------------------------------------------------------ progress events
+
+    def events(self, tenant_id: str, job_id: str, after: int = 0, wait: float = 0) -> EventPage:
+        """The job's progress events after the cursor `after`; with `wait`, the first answer
+        that has one (or says the job is done), or an empty one after `wait` seconds."""
+        if not 0 <= after <= MAX_EVENT_CURSOR:
+            raise RequestValidationError(
+                "after is not a cursor this API returned.",
+                [
+                    FieldError(
+                        ("query", "after"), f"must be an integer from 0 to {MAX_EVENT_CURSOR}"
+                    )
+                ],
+            )
+        if wait:
+            return self.wait_for_events(tenant_id, job_id, after, wait)
+        return self._events_page(tenant_id, job_id, after)
+
+    def wait_for_events(
+        self, tenant_id: str, job_id: str, after: int, seconds: float, poll: float = 0.5
+    ) -> EventPage:
+        """The long poll of the events route: its schedule lives here alone."""
+        deadline = time.monotonic() + min(max(seconds, 0), MAX_WAIT_SECONDS)
+        page = self._events_page(tenant_id, job_id, after)
+        while not page.items and not page.done and time.monotonic() < deadline:
+            self._sleep(min(poll, max(deadline - time.monotonic(), 0)))
+            page = self._events_page(tenant_id, job_id, after)
+        return page
+
+    def _events_page(self, tenant_id: str, job_id: str, after: int) -> EventPage:
+        """One look: the job first (tenant check; terminal?), then its stored events.
+
+        The worker stores a run's events before the job's terminal write, so events read after
+        the job was seen terminal are all there are. Transitions no worker recorded (a job
+        cancelled while queued, one failed without a run, a worker that died) are shown as
+        the status events the worker would have written: `queued` at seq 1 while nothing is
+        stored, the terminal status after the last stored event when that is not it."""
+        job = self.get(tenant_id, job_id)
+        stored = self._events.read(job_id, after, EVENTS_PAGE_SIZE + 1) if self._events else []
+        if len(stored) > EVENTS_PAGE_SIZE:
+            items = stored[:EVENTS_PAGE_SIZE]
+            return _event_page(items, after, done=False)
+        terminal = job.status.is_terminal
+        if stored:
+            tail: dict[str, Any] | None = stored[-1]
+        elif after == 0 or not terminal:
+            tail = None  # (nothing newer is stored; `queued` is shown only at seq 1)
+        else:
+            tail = self._last_stored_event(job_id, after)
+        items = list(stored)
+        for ending in _shown_endings(job, tail):
+            if ending["seq"] > after:
+                items.append(ending)
+        return _event_page(items, after, done=terminal)
+
+    def _last_stored_event(self, job_id: str, after: int) -> dict[str, Any] | None:
+        """The job's last stored event, known to be at seq `after` or before."""
+        if self._events is None:
+            return None
+        seen = self._events.read(job_id, after - 1, 1)
+        if seen and seen[0].get("seq") == after:
+            return seen[0]
+        last = self._events.last_seq(job_id)
+        if last == 0:
+            return None
+        found = self._events.read(job_id, last - 1, 1)
+        return found[0] if found else None
+
     def view(self, job: Job) -> JobView:
         """What the API shows of a job: its documents read back where they are stored."""
         return self._view(self._documents.load(job, (*VIEWED, RESULT_TEXT)))
@@ -397,6 +472,33 @@ class JobService:
                 return self.cancel(tenant_id, job_id)
             return self.get(tenant_id, job_id)
         return job
+
+
+def _shown_endings(job: Job, tail: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The status events no worker stored that a reader is shown after `tail`, the job's last
+    stored event: `queued` at seq 1 when nothing is stored, and the job's terminal status
+    when it is terminal and `tail` is not that status (numbered as the worker would)."""
+    shown: list[dict[str, Any]] = []
+    seq = int(tail["seq"]) if tail is not None else 0
+    if tail is None:
+        seq = 1
+        shown.append(_status_event(1, job.created_at, JobStatus.QUEUED))
+    ended = tail is not None and tail.get("type") == "status" and tail.get("status") == job.status
+    if job.status.is_terminal and not ended:
+        at = job.finished_at or job.started_at or job.created_at
+        shown.append(_status_event(seq + 1, at, job.status))
+    return shown
+
+
+def _status_event(seq: int, at: datetime, status: JobStatus) -> dict[str, Any]:
+    # Milliseconds, as the worker records times: the same event reads the same either way.
+    at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+    return {"seq": seq, "at": at, "type": "status", "status": status.value}
+
+
+def _event_page(items: Sequence[Mapping[str, Any]], after: int, *, done: bool) -> EventPage:
+    cursor = str(items[-1]["seq"]) if items else str(after)
+    return EventPage.model_validate({"items": list(items), "next_cursor": cursor, "done": done})
 
 
 def _token_key(secret: str) -> bytes:

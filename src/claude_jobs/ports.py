@@ -129,6 +129,23 @@ class JobRepository(Protocol):
         key so that the caller's retry creates a fresh job."""
 
 
+class EventStore(Protocol):
+    """A job's progress events (JSON-mode dicts with an integer `seq`), stored in batches.
+
+    A batch holds at most `MAX_BATCH_EVENTS` events with consecutive `seq`s; batches are
+    written in `seq` order and never change."""
+
+    def last_seq(self, job_id: str) -> int:
+        """The highest stored `seq` of the job (0: none), read consistently."""
+
+    def append(self, job_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Store one batch. Writing the same batch again is a no-op (a retried write); a batch
+        whose first `seq` another batch holds raises EventSeqConflictError."""
+
+    def read(self, job_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """At most `limit` events with `seq` > `after`, in `seq` order."""
+
+
 class JobQueue(Protocol):
     def send(self, job: Job) -> None: ...
 

@@ -104,7 +104,18 @@ API_KEYS_TABLE = Table(
     indexes=(Index(name="by_key_id", partition_key=Attribute("key_id")),),
 )
 
-TABLES = (JOBS_TABLE, API_KEYS_TABLE)
+#: Progress events of jobs (`GET /v1/jobs/{id}/events`): one item per batch the worker writes,
+#: keyed by the job and the batch's first `seq` (`adapters/events_table.py`). Separate from the
+#: jobs table so that event writes neither reach its stream (the notifier) nor its index.
+EVENTS_TABLE = Table(
+    logical_id="EventsTable",
+    name_suffix="events",
+    partition_key=Attribute("job_id"),
+    sort_key=Attribute("seq", "N"),
+    ttl_attribute="expires_at",
+)
+
+TABLES = (JOBS_TABLE, API_KEYS_TABLE, EVENTS_TABLE)
 
 # ---------------------------------------------------------------- queues
 

@@ -78,6 +78,7 @@ class Settings(BaseModel):
 
     jobs_table: str = Field("claude-jobs-jobs", alias="JOBS_TABLE")
     keys_table: str = Field("claude-jobs-api-keys", alias="KEYS_TABLE")
+    events_table: str = Field("claude-jobs-events", alias="EVENTS_TABLE")
     jobs_queue_url: str = Field("", alias="JOBS_QUEUE_URL")
     results_bucket: str = Field("", alias="RESULTS_BUCKET")
     anthropic_secret_id: str = Field("claude-jobs/anthropic-api-key", alias="ANTHROPIC_SECRET_ID")

@@ -4,6 +4,8 @@
 
     with Client.from_env() as api:          # CLAUDE_JOBS_URL, CLAUDE_JOBS_API_KEY
         job = api.submit("Summarise README.md", allowed_tools=["Read"])
+        for event in api.iter_events(job["job_id"]):   # progress, live, until done
+            print(event["type"], event)
         done = api.wait(job["job_id"])      # long-polls with ?wait=20
         print(done["status"], done["result"]["text"])
 
@@ -35,6 +37,9 @@ MAX_WAIT_SECONDS = 20
 THROTTLE_RETRIES = 4
 
 Job = dict[str, Any]
+#: A progress event (`{seq, at, type, …}`) and a page of them (`{items, next_cursor, done}`).
+Event = dict[str, Any]
+Page = dict[str, Any]
 
 
 class ApiError(Exception):
@@ -301,6 +306,53 @@ class Client(_Files):
                 return job
             if deadline is not None and self._clock() >= deadline:
                 raise WaitTimeoutError(job)
+
+    def events(self, job_id: str, *, after: str | None = None, wait: float | None = None) -> Page:
+        """`GET /v1/jobs/{job_id}/events`: one page `{items, next_cursor, done}` of the job's
+        progress events after the cursor `after` (a `next_cursor`; None: from the first).
+        With `wait` (0-20 s) the API answers as soon as there is a newer event or the job is
+        done."""
+        params: dict[str, Any] = {}
+        if after is not None:
+            params["after"] = after
+        read_timeout = None
+        if wait is not None:
+            params["wait"] = max(0, min(int(wait), MAX_WAIT_SECONDS))
+            read_timeout = params["wait"] + self._timeout
+        page: Page = self._request(
+            "GET",
+            f"/v1/jobs/{_segment(job_id)}/events",
+            params=params or None,
+            read_timeout=read_timeout,
+        ).json()
+        return page
+
+    def iter_events(
+        self,
+        job_id: str,
+        *,
+        after: str | None = None,
+        follow: bool = True,
+        timeout: float | None = None,
+    ) -> Iterator[Event]:
+        """The job's progress events in order, from after `after`. With `follow`, long-polls
+        for new ones until the job is done (raises :class:`WaitTimeoutError` after `timeout`
+        seconds; None: no limit); without, stops at the last one stored now."""
+        deadline = None if timeout is None else self._clock() + timeout
+        cursor = after
+        while True:
+            remaining = MAX_WAIT_SECONDS if deadline is None else deadline - self._clock()
+            wait = max(0, min(MAX_WAIT_SECONDS, remaining)) if follow else None
+            page = self.events(job_id, after=cursor, wait=wait)
+            items = page.get("items") or []
+            yield from items
+            cursor = str(page.get("next_cursor") or cursor or "0")
+            if page.get("done"):
+                return
+            if not follow and not items:
+                return
+            if deadline is not None and self._clock() >= deadline:
+                raise WaitTimeoutError({"job_id": job_id, "status": "not done"})
 
     def list(self, *, limit: int | None = None, next_token: str | None = None) -> dict[str, Any]:
         """`GET /v1/jobs`: one page `{items, next_token?}`, newest first."""

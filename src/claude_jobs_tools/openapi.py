@@ -22,10 +22,18 @@ from claude_jobs import __version__
 from claude_jobs.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 from claude_jobs.api.routes import POLL_AFTER_SECONDS
 from claude_jobs.definitions import ROUTES, Route
-from claude_jobs.job_service import IDEMPOTENCY_KEY_MAX, MAX_PAGE_SIZE, MAX_WAIT_SECONDS
+from claude_jobs.job_service import (
+    EVENTS_PAGE_SIZE,
+    IDEMPOTENCY_KEY_MAX,
+    MAX_EVENT_CURSOR,
+    MAX_PAGE_SIZE,
+    MAX_WAIT_SECONDS,
+)
 from claude_jobs.models import (
     MAX_BODY_BYTES,
     MAX_DOCUMENT_DEPTH,
+    MAX_EVENTS_PER_JOB,
+    EventPage,
     JobList,
     JobRequest,
     JobView,
@@ -71,7 +79,7 @@ _ETAG = {"description": "Version of the job; send it back in If-None-Match", "sc
 #: What a submitted job's answer leads to (OpenAPI links: clients and stateful testers).
 _JOB_LINKS = {
     operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
-    for operation in ("getJob", "cancelJob")
+    for operation in ("getJob", "listJobEvents", "cancelJob")
 }
 
 _COMMON_ERRORS = {
@@ -96,10 +104,16 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
         "schema": _STR,
     },
     "wait": {
-        "description": "Seconds to wait for a terminal status",
+        "description": "Seconds to wait (long poll): for a terminal status (a job), for a "
+        "newer event or a terminal status (its events)",
         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
     },
     "If-None-Match": {"schema": _STR},
+    "after": {
+        "description": "A `next_cursor` of an earlier answer: only newer events (default 0: "
+        "from the first)",
+        "schema": {"type": "string", "pattern": r"^\d{1,6}$", "default": "0"},
+    },
 }
 
 #: What each operation answers (and anything else it documents), by operationId. Its method,
@@ -190,6 +204,22 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             **_COMMON_ERRORS,
             "404": _problem("No such job (or another tenant's)"),
             "422": _problem("Invalid wait"),
+        },
+    },
+    "listJobEvents": {
+        "description": (
+            "Progress events in `seq` order: `status`, `text` (at most 2 KiB), `tool_use` "
+            "(input at most 512 chars), `tool_result`, `usage` (cumulative). At most "
+            f"{EVENTS_PAGE_SIZE} per answer; pass `next_cursor` as `after` for the next. "
+            "`done` is true once the job is terminal and every event has been returned. "
+            f"Secrets are scrubbed; at most {MAX_EVENTS_PER_JOB} events a job are kept. "
+            "Answers not `done` carry Retry-After."
+        ),
+        "responses": {
+            "200": _json(EventPage, "Events after the cursor", **{"Retry-After": _RETRY_AFTER}),
+            **_COMMON_ERRORS,
+            "404": _problem("No such job (or another tenant's)"),
+            "422": _problem(f"Invalid after (a cursor up to {MAX_EVENT_CURSOR}) or wait"),
         },
     },
     "cancelJob": {
@@ -292,6 +322,7 @@ def document() -> dict[str, Any]:
             (UploadResponse, "serialization"),
             (JobView, "serialization"),
             (JobList, "serialization"),
+            (EventPage, "serialization"),
             (Problem, "serialization"),
         ],
         ref_template=REF,

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 
 from claude_jobs.resources import (
+    EVENTS_TABLE,
     JOBS_QUEUE,
     QUEUES,
     TABLES,
@@ -149,6 +150,7 @@ def provision(
     values: dict[str, Any] = {
         "jobs_table": TABLES[0].name(prefix),
         "keys_table": TABLES[1].name(prefix),
+        "events_table": EVENTS_TABLE.name(prefix),
         "jobs_queue_url": urls[JOBS_QUEUE.logical_id],
         "results_bucket": bucket,
         "anthropic_secret_id": secret_name,

@@ -22,6 +22,9 @@ def _ids(synth: Synthesized) -> dict[str, str]:
         "keys": find_one(
             stateful, "AWS::DynamoDB::Table", {"TableName": "claude-jobs-prod-api-keys"}
         )[0],
+        "events": find_one(
+            stateful, "AWS::DynamoDB::Table", {"TableName": "claude-jobs-prod-events"}
+        )[0],
         "queue": find_one(stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-jobs"})[0],
         "bucket": next(
             i for i in stateful.find_resources("AWS::S3::Bucket") if "ResultsBucket" in i
@@ -98,6 +101,8 @@ def test_status_reads_jobs_its_index_and_results(synth: Synthesized) -> None:
         ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:BatchGetItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:Query", f"{ids['jobs']}.Arn/index/by_tenant_shard"),
+        # Progress events: a Query of one job's batches.
+        ("dynamodb:Query", f"{ids['events']}.Arn"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/results/*"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
     }
@@ -116,6 +121,11 @@ def test_worker_consumes_the_queue_and_reads_the_secret(synth: Synthesized) -> N
     assert _permissions(synth, "Worker") == _baseline(synth, "Worker") | {
         ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
+        # Progress events: a conditional PutItem per batch (GetItem: was it ours?), the last
+        # seq (Query) on a later attempt.
+        ("dynamodb:PutItem", f"{ids['events']}.Arn"),
+        ("dynamodb:GetItem", f"{ids['events']}.Arn"),
+        ("dynamodb:Query", f"{ids['events']}.Arn"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
         ("s3:PutObject", f"{ids['bucket']}.Arn/tenant/*"),
         ("s3:DeleteObject", f"{ids['bucket']}.Arn/tenant/*"),

@@ -64,7 +64,7 @@ def query_int(event: Mapping[str, Any], name: str, low: int, high: int, default:
     if raw is None:
         return default
     text = raw.strip()
-    if not re.fullmatch(r"\d{1,6}", text) or not low <= int(text) <= high:
+    if not re.fullmatch(r"[0-9]{1,6}", text) or not low <= int(text) <= high:
         raise RequestValidationError(
             f"{name} must be a whole number from {low} to {high}.",
             [FieldError(("query", name), f"must be an integer between {low} and {high}")],

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from ..definitions import FUNCTIONS
-from ..job_service import MAX_PAGE_SIZE, MAX_WAIT_SECONDS, etag, job_path
+from ..job_service import (
+    MAX_EVENT_CURSOR,
+    MAX_PAGE_SIZE,
+    MAX_WAIT_SECONDS,
+    etag,
+    job_path,
+)
 from ..models import JobLinks, SubmitResponse
 from ..observability import count
 from . import http
@@ -134,9 +140,21 @@ def _operations(
             return Response(status_code=304, headers=headers)
         return json_response(200, service.view(job), headers)
 
+    def list_job_events(job_id: str) -> Response[str]:
+        event = app.current_event.raw_event
+        tenant = http.tenant_id(event)
+        after = http.query_int(event, "after", 0, MAX_EVENT_CURSOR, default=0)
+        wait = http.query_int(event, "wait", 0, MAX_WAIT_SECONDS, default=0)
+        page = services().events(tenant, http.job_id(job_id), after, wait)
+        headers = {"Cache-Control": "no-store"}
+        if not page.done:
+            headers["Retry-After"] = str(POLL_AFTER_SECONDS)
+        return json_response(200, page, headers)
+
     return {
         "submitJob": submit_job,
         "createUpload": create_upload,
+        "listJobEvents": list_job_events,
         "cancelJob": cancel_job,
         "health": health,
         "listJobs": list_jobs,

@@ -71,6 +71,9 @@ class AgentRequest:
     identity: AgentIdentity = field(default_factory=AgentIdentity)
     should_stop: Callable[[], bool] = lambda: False
     on_started: Callable[[int], None] = lambda pid: None  # the CLI's pid, once it runs
+    #: Every claude-agent-sdk message, as it arrives (progress events: `progress.py`). Called
+    #: on the run's event loop: it must be quick and must not raise.
+    on_message: Callable[[Any], None] = lambda message: None
 
 
 @dataclass
@@ -202,6 +205,7 @@ class _Run:
             async for message in query(
                 prompt=self.request.prompt, options=options, transport=self.transport
             ):
+                self.request.on_message(message)
                 if isinstance(message, ResultMessage):
                     self.result = message
                 elif isinstance(message, AssistantMessage) and message.usage:

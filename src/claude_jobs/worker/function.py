@@ -71,6 +71,7 @@ class WorkerFunction(ContainerHolder):
         from .artifacts import S3ArtifactSink
         from .containment import ProcessSweeper
         from .isolation import resolve_identity, shared_pool
+        from .progress import ProgressEvents
         from .proxy import KeyInjectingProxy
         from .secrets import SecretKeyProvider
 
@@ -107,6 +108,7 @@ class WorkerFunction(ContainerHolder):
             else None,
             known_secrets=[os.environ.get(name, "") for name in SECRET_VARIABLES],
             **{
+                "progress": ProgressEvents(container.event_store),
                 # On Lambda the worker is alone in its execution environment.
                 "sweeper": ProcessSweeper(
                     scratch_dirs=tuple(d for d in settings.scratch_dirs.split(",") if d),

@@ -69,6 +69,7 @@ from .isolation import (
     make_non_dumpable,
 )
 from .metering import Metered
+from .progress import NoProgress, ProgressEvents
 from .sandbox import Sandbox
 from .scrub import Scrubber
 
@@ -125,6 +126,7 @@ class JobProcessor:
         sweeper: ProcessSweeper | None = None,
         inputs: InputFetcher | None = None,
         artifacts: ArtifactSink | None = None,
+        progress: ProgressEvents | NoProgress | None = None,
         known_secrets: Sequence[str] = (),
         margin_seconds: float = WORKER_DEADLINE_MARGIN_SECONDS,
         sandbox_dir: str | None = None,
@@ -141,6 +143,7 @@ class JobProcessor:
         self._sweeper = sweeper or ProcessSweeper()
         self._inputs = inputs
         self._artifacts = artifacts
+        self._progress = progress or NoProgress()
         self._scrubber = Scrubber(known_secrets)
         self._margin = margin_seconds
         self._sandbox_dir = sandbox_dir
@@ -241,6 +244,9 @@ class JobProcessor:
         token: str | None = None
         leftovers: list[ProcessInfo] = []
         collected: list[Collected] = []  # files: the artifacts of the run (issue 13)
+        # Progress events (progress.py): `running` now; the agent's messages; the ending
+        # before the job's terminal write.
+        progress = self._progress.open(job, self._scrubber)
         try:
             if job.cancel_requested:  # asked to stop while no worker held it
                 outcome = AgentOutcome(
@@ -254,7 +260,11 @@ class JobProcessor:
                 self._proxy.start()
                 token = self._proxy.issue(job.job_id, limit_usd=self._spending_limit(job))
                 scrubber = self._scrubber.with_secrets(key, token)
-                outcome = self._run_agent(job, deadline, token, leftovers, collected)
+                progress.use_secrets(key, token)
+                progress.use_meter(lambda: self._proxy.metered(token) if token else None)
+                outcome = self._run_agent(
+                    job, deadline, token, leftovers, progress.message, collected
+                )
                 if not self._proxy.alive:
                     raise WorkerFault("the key proxy stopped during the run")
                 metered = self._proxy.metered(token)
@@ -262,6 +272,7 @@ class JobProcessor:
                     outcome = with_metered_usage(outcome, metered)
                 outcome = _scrubbed(outcome, scrubber)
         except Exception as exc:
+            progress.close()  # the job is given back (or ended) without a run's ending
             retire = _retire_reason(job, leftovers)
             if self._release(job, exc):
                 return Processed(job.job_id, "exhausted", JobStatus.FAILED, retire=retire)
@@ -270,6 +281,7 @@ class JobProcessor:
             if token is not None:
                 self._proxy.revoke(token)
         # The agent has run: from here on nothing may give the job back for another run.
+        progress.finish(outcome.ending, outcome.usage)
         status = self._record(job, outcome, _retire_reason(job, leftovers), collected)
         return Processed(job.job_id, "ran", status, retire=_retire_reason(job, leftovers))
 
@@ -284,6 +296,7 @@ class JobProcessor:
         deadline: float,
         token: str,
         leftovers: list[ProcessInfo],
+        on_message: Callable[[Any], None] = lambda message: None,
         collected: list[Collected] | None = None,
     ) -> AgentOutcome:
         make_non_dumpable()
@@ -294,7 +307,7 @@ class JobProcessor:
         ):
             scope = self._sweeper.scope(identity.uid)
             try:
-                outcome = self._run_in(job, deadline, token, identity, sandbox, scope)
+                outcome = self._run_in(job, deadline, token, identity, sandbox, scope, on_message)
             finally:
                 # Before the sandbox goes: nothing of the job may run on (or write into it).
                 sweep = self._sweeper.sweep(scope)
@@ -332,6 +345,7 @@ class JobProcessor:
         identity: AgentIdentity,
         sandbox: Sandbox,
         scope: JobScope,
+        on_message: Callable[[Any], None] = lambda message: None,
     ) -> AgentOutcome:
         # Files: where the agent leaves its artifacts (made before the inputs are placed, so a
         # trigger's object named `out` gets another name).
@@ -370,6 +384,7 @@ class JobProcessor:
             identity=identity,
             should_stop=lambda: self._cancel_requested(job),
             on_started=lambda pid: self._sweeper.started(scope, pid),
+            on_message=on_message,
         )
         return self._runner.run(request)
 
