@@ -42,8 +42,9 @@ WORKER_MEASURED_PEAK_TMP_MB = 0.2
 #: conversation's context, and tools (Bash, Grep) add processes; Lambda also gives more CPU
 #: with more memory.
 DEFAULT_WORKER_MEMORY_MB = FUNCTIONS["worker"].memory_mb
-#: Twice Lambda's default: room for S3 inputs (50 MiB per object by default) and the files a
-#: job's tools write in its workspace, far above the measured 0.2 MiB.
+#: Twice Lambda's default: room for a job's inputs (S3 objects, 50 MiB each by default; uploads,
+#: `inputs_max_bytes` = 256 MiB together) and the files its tools write in its workspace (its
+#: artifacts among them), far above the measured 0.2 MiB.
 DEFAULT_WORKER_EPHEMERAL_MB = 1024
 
 
@@ -99,6 +100,15 @@ class InfraConfig(BaseModel):
     tenant_max_running: Annotated[int, Field(ge=1, le=1000)] = 5
     #: Base wait before a job of a tenant at its share is offered again.
     tenant_defer_seconds: Annotated[int, Field(ge=1, le=60)] = 2
+
+    # Files (the functions' Settings, same names; README "Files").
+    #: The largest file one upload may declare (100 MiB).
+    upload_max_bytes: Annotated[int, Field(ge=1, le=5 * 1024**3)] = 100 * 1024 * 1024
+    #: A job's inputs together at most; they land in the worker's /tmp.
+    inputs_max_bytes: Annotated[int, Field(ge=1, le=10 * 1024**3)] = 256 * 1024 * 1024
+    #: Files under out/ uploaded as a job's artifacts at most, and their bytes together.
+    artifacts_max_count: Annotated[int, Field(ge=0, le=1000)] = 100
+    artifacts_max_bytes: Annotated[int, Field(ge=0, le=10 * 1024**3)] = 100 * 1024 * 1024
 
     # API.
     api_throttle_rate_limit: Annotated[float, Field(gt=0, le=10000)] = 50.0

@@ -78,6 +78,12 @@ RESULTS_OBJECTS_REASON = (
     "Objects under the results/ prefix of the results bucket only: job ids are not known in "
     "advance, so the object ARN ends in a wildcard."
 )
+UPLOADS_OBJECTS = RegexAppliesTo(regex=r"/^Resource::.*ResultsBucket[^/]*\/uploads\/\*$/")
+UPLOADS_OBJECTS_REASON = (
+    "Uploads under the uploads/ prefix of the results bucket only "
+    "(uploads/<tenant>/<upload_id>/...): upload ids are made per request, so the object ARN "
+    "ends in a wildcard."
+)
 DOCUMENTS_OBJECTS_REASON = (
     "Job documents under the tenant/ prefix of the results bucket only "
     "(tenant/<tenant>/jobs/<job>/...): tenants and jobs are not known in advance, so the "

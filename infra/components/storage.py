@@ -120,6 +120,14 @@ class JobsData(Construct):
                     prefix=resources.SESSIONS_PREFIX,
                     expiration=Duration.days(session_days),
                 ),
+                # Files: uploads (record and content) are usable for 24 h after their
+                # creation (UPLOAD_TTL_SECONDS); this rule deletes them a day after that at the
+                # earliest, so a job submitted just before the TTL still finds its inputs.
+                s3.LifecycleRule(
+                    id="expire-uploads",
+                    prefix=resources.UPLOADS_PREFIX,
+                    expiration=Duration.days(resources.UPLOADS_EXPIRY_DAYS),
+                ),
                 s3.LifecycleRule(
                     id="abort-incomplete-uploads",
                     abort_incomplete_multipart_upload_after=Duration.days(1),

@@ -41,6 +41,8 @@ from infra.components.functions import (
     INBOX_OBJECTS,
     RESULTS_OBJECTS,
     RESULTS_OBJECTS_REASON,
+    UPLOADS_OBJECTS,
+    UPLOADS_OBJECTS_REASON,
     PythonFunction,
     SharedLayer,
     WorkerFunction,
@@ -129,6 +131,10 @@ class ServiceStack(Stack):
             "TENANT_MAX_PENDING": str(config.tenant_max_pending),
             "TENANT_MAX_RUNNING": str(config.tenant_max_running),
             "TENANT_DEFER_SECONDS": str(config.tenant_defer_seconds),
+            "UPLOAD_MAX_BYTES": str(config.upload_max_bytes),
+            "INPUTS_MAX_BYTES": str(config.inputs_max_bytes),
+            "ARTIFACTS_MAX_COUNT": str(config.artifacts_max_count),
+            "ARTIFACTS_MAX_BYTES": str(config.artifacts_max_bytes),
         }
         layer = SharedLayer(self, "SharedLayer").layer
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
@@ -136,6 +142,9 @@ class ServiceStack(Stack):
         documents_ack = Ack("AwsSolutions-IAM5", DOCUMENTS_OBJECTS_REASON, [DOCUMENTS_OBJECTS])
         sessions = bucket.arn_for_objects(f"{resources.SESSIONS_PREFIX}*")
         sessions_ack = Ack("AwsSolutions-IAM5", SESSIONS_OBJECTS_REASON, [SESSIONS_OBJECTS])
+        # Files: uploads under uploads/<tenant>/<upload_id>/ (ids made at request time).
+        uploads = bucket.arn_for_objects(f"{resources.UPLOADS_PREFIX}*")
+        uploads_ack = Ack("AwsSolutions-IAM5", UPLOADS_OBJECTS_REASON, [UPLOADS_OBJECTS])
         inbox_objects = inbox.arn_for_objects("*")
         tenant_index = f"{jobs.table_arn}/index/{resources.JOBS_TABLE.indexes[0].name}"
         retention = config.log_retention_days
@@ -156,7 +165,10 @@ class ServiceStack(Stack):
         # DELETE /v1/sessions/{id}: the session's transcript objects.
         self.submit.allow(["s3:DeleteObject"], [sessions])
         _allow_listing(self.submit.role, bucket.bucket_arn)
-        acknowledge(self.submit.role, documents_ack, sessions_ack)
+        # Files: writes an upload's record and signs its PUT (a presigned URL acts with this
+        # role: PutObject on uploads/ only); reads records and heads contents at job submit.
+        self.submit.allow(["s3:PutObject", "s3:GetObject"], [uploads])
+        acknowledge(self.submit.role, documents_ack, sessions_ack, uploads_ack)
 
         self.status = PythonFunction(
             self,
@@ -223,6 +235,8 @@ class ServiceStack(Stack):
         _allow_listing(self.worker.role, bucket.bucket_arn)
         # Inputs of S3-triggered jobs, by exact version.
         self.worker.allow(["s3:GetObject", "s3:GetObjectVersion"], [inbox_objects])
+        # Files: a job's uploads (read only; its artifacts go with its documents above).
+        self.worker.allow(["s3:GetObject"], [uploads])
         if stateful.anthropic_key is not None:
             self.worker.allow(
                 ["secretsmanager:GetSecretValue"], [stateful.anthropic_key.policy_arn]
@@ -235,6 +249,7 @@ class ServiceStack(Stack):
             self.worker.role,
             documents_ack,
             sessions_ack,
+            uploads_ack,
             Ack("AwsSolutions-IAM5", INBOX_OBJECTS_REASON, [INBOX_OBJECTS]),
         )
 

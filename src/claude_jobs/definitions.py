@@ -126,6 +126,15 @@ ROUTES: tuple[Route, ...] = (
         "Get a job (optionally long-polling until it is terminal)",
         parameters=(Parameter("wait", "query"), Parameter("If-None-Match", "header")),
     ),
+    # Files (issue 13): a presigned PUT for one input file of later jobs.
+    Route(
+        "POST",
+        "/v1/uploads",
+        "submit",
+        "createUpload",
+        "Create an upload: a presigned PUT for one input file",
+        json_body=True,
+    ),
     Route(
         "GET",
         f"{_JOB_ID}/events",
@@ -174,6 +183,8 @@ JOB_POLICY_ENV = (
     "TENANT_MAX_RUNNING",
     "TENANT_DEFER_SECONDS",
 )
+#: Files (issue 13): the upload cap and the job's input cap (submit), and the artifact caps.
+FILES_ENV = ("UPLOAD_MAX_BYTES", "INPUTS_MAX_BYTES", "ARTIFACTS_MAX_COUNT", "ARTIFACTS_MAX_BYTES")
 
 
 def _serves(function: str) -> str:
@@ -200,6 +211,7 @@ FUNCTIONS: dict[str, Function] = {
             environment=(
                 *POWERTOOLS_ENV,
                 *JOB_POLICY_ENV,
+                *FILES_ENV,
                 "JOBS_TABLE",
                 "JOBS_QUEUE_URL",
                 "RESULTS_BUCKET",
@@ -223,6 +235,7 @@ FUNCTIONS: dict[str, Function] = {
             environment=(
                 *POWERTOOLS_ENV,
                 *JOB_POLICY_ENV,
+                *FILES_ENV,
                 "JOBS_TABLE",
                 "EVENTS_TABLE",
                 "RESULTS_BUCKET",

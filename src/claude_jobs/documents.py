@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .models import INLINE_RESULT_BYTES, Job, JobResult
+from .models import INLINE_RESULT_BYTES, Artifact, Job, JobResult
 from .ports import DocumentStore
 
 #: Inline budget (UTF-8 bytes) of the request's documents, and again of the result's.
@@ -35,10 +35,15 @@ OUTPUT_SCHEMA = "output_schema"
 METADATA = "metadata"
 STRUCTURED = "structured"
 RESULT_TEXT = "result.txt"
+#: Files (issue 13): the job's artifacts' key prefix (`documents[ARTIFACTS_PREFIX]` + the
+#: artifact's `out/…` path is its object key), and the artifact list when it is too large for
+#: the item (`artifacts` and `artifact_notes` as one JSON document).
+ARTIFACTS_PREFIX = "artifacts/"
+ARTIFACTS = "artifacts.json"
 #: Documents of the request, dropped (item and object) once the job is terminal.
 PROMPTS = (PROMPT, SYSTEM_PROMPT)
 #: What a job view shows (the prompts are not echoed).
-VIEWED = (OUTPUT_SCHEMA, METADATA, STRUCTURED)
+VIEWED = (OUTPUT_SCHEMA, METADATA, STRUCTURED, ARTIFACTS)
 
 
 def _text(value: str) -> bytes:
@@ -135,6 +140,23 @@ class JobDocuments:
                 documents[STRUCTURED] = key
         return result, documents
 
+    def place_artifacts(
+        self, job: Job, artifacts: list[Artifact], notes: list[str]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The fields to record for a job's artifacts (inline when they fit the budget), and
+        the documents to add (their list, when it does not)."""
+        if not artifacts and not notes:
+            return {}, {}
+        listed = {
+            "artifacts": [a.model_dump(mode="json") for a in artifacts],
+            "artifact_notes": notes,
+        }
+        body = _json(listed)
+        if self._store is None or len(body) <= INLINE_DOCUMENTS_BYTES:
+            return {"artifacts": artifacts or None, "artifact_notes": notes or None}, {}
+        key = self._store.put(job.tenant_id, job.job_id, ARTIFACTS, body, "application/json")
+        return {}, {ARTIFACTS: key}
+
     # ------------------------------------------------------------ read
 
     def load(self, job: Job, names: Iterable[str], *, text_limit: int = INLINE_RESULT_BYTES) -> Job:
@@ -171,6 +193,10 @@ class JobDocuments:
                 update["metadata"] = json.loads(body)
             elif name == STRUCTURED and result is not None:
                 result = result.model_copy(update={"structured": json.loads(body)})
+            elif name == ARTIFACTS:
+                listed = json.loads(body)
+                update["artifacts"] = [Artifact.model_validate(a) for a in listed["artifacts"]]
+                update["artifact_notes"] = [str(n) for n in listed["artifact_notes"]]
         if text_key is not None and result is not None:
             result = result.model_copy(update={"text": bodies[text_key], "s3_key": None})
         update["result"] = result

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .clock import epoch, utcnow
-from .documents import PROMPTS, RESULT_TEXT, VIEWED, JobDocuments
+from .documents import ARTIFACTS_PREFIX, PROMPTS, RESULT_TEXT, VIEWED, JobDocuments
 from .errors import (
     DispatchError,
     FieldError,
@@ -32,8 +32,10 @@ from .errors import (
     TransitionConflictError,
 )
 from .models import (
+    ArtifactView,
     EventPage,
     InputObject,
+    InputView,
     Job,
     JobLinks,
     JobList,
@@ -536,8 +538,37 @@ class JobService:
             webhook=job.webhook,
             session_id=job.session_id,
             segments=job.segments,
+            **self._files_view(job),
             links=JobLinks(self=job_path(job.job_id)),
         )
+
+    def _files_view(self, job: Job) -> dict[str, Any]:
+        """Files (issue 13): the job's uploads, and its artifacts with download URLs signed
+        now (a URL is valid for PRESIGNED_URL_SECONDS from this read)."""
+        view: dict[str, Any] = {}
+        uploads = [
+            InputView(upload_id=i.upload_id, filename=i.filename or "", size_bytes=i.size)
+            for i in job.inputs
+            if i.upload_id is not None
+        ]
+        if uploads:
+            view["inputs"] = uploads
+        store = self._documents.store
+        prefix = job.documents.get(ARTIFACTS_PREFIX)
+        if job.artifacts or job.artifact_notes:
+            view["artifacts"] = [
+                ArtifactView(
+                    path=a.path,
+                    size_bytes=a.size_bytes,
+                    download_url=store.download_url(prefix + a.path)
+                    if store is not None and prefix
+                    else None,
+                )
+                for a in job.artifacts
+            ]
+        if job.artifact_notes:
+            view["artifact_notes"] = job.artifact_notes
+        return view
 
     def list(self, tenant_id: str, limit: int = 20, next_token: str | None = None) -> JobList:
         if not 1 <= limit <= MAX_PAGE_SIZE:

@@ -16,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 
+from .filenames import FILENAME_PATTERN, MAX_FILENAME_CHARS
+
 MAX_BODY_BYTES = 256 * 1024
 INLINE_RESULT_BYTES = 256 * 1024
 #: No deployment lets a job run longer than this (its `max_job_seconds` is at most this).
@@ -77,6 +79,11 @@ _WEBHOOK_URL = re.compile(WEBHOOK_URL_PATTERN)
 
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MetadataValue = Annotated[str, StringConstraints(max_length=256)]
+
+#: A job lists at most this many uploads in `inputs`.
+MAX_JOB_INPUTS = 20
+UPLOAD_ID_PATTERN = r"^upl_[a-z0-9]{26}$"
+UploadId = Annotated[str, StringConstraints(pattern=UPLOAD_ID_PATTERN)]
 
 
 class JobStatus(StrEnum):
@@ -183,6 +190,15 @@ class JobRequest(JobOptions):
         "prompt. Another tenant's or an unknown (or deleted) session: 404 "
         "`session_not_found`; a session with a job queued or running: 409 `session_busy`.",
     )
+    # -- files (issue 13): upload ids from `POST /v1/uploads`
+    inputs: list[UploadId] = Field(
+        default_factory=list,
+        max_length=MAX_JOB_INPUTS,
+        json_schema_extra={"uniqueItems": True},
+        description="Upload ids (`POST /v1/uploads`) of the tenant's own uploaded files: each "
+        "is placed in the job's working directory under its filename before the agent starts. "
+        "Unique; their filenames must be unique too.",
+    )
 
     @field_validator("webhook_url")
     @classmethod
@@ -197,18 +213,109 @@ class JobRequest(JobOptions):
     def options(self) -> JobOptions:
         return JobOptions.model_validate(
             self.model_dump(
-                exclude={"prompt", "system_prompt", "metadata", "webhook_url", "session_id"}
+                exclude={
+                    "prompt",
+                    "system_prompt",
+                    "metadata",
+                    "webhook_url",
+                    "session_id",
+                    "inputs",
+                }
             )
         )
 
 
 class InputObject(BaseModel):
-    """An S3 object placed in the job's workspace before the agent starts (S3 trigger)."""
+    """An S3 object placed in the job's workspace before the agent starts: an S3 trigger's
+    object, or an upload (`upload_id` set; it is placed under `filename`, and may not be
+    larger than `size`, the size declared when it was created)."""
 
     bucket: str
     key: str
     version_id: str | None = None
     size: int = 0
+    upload_id: str | None = None
+    filename: str | None = None
+
+
+# -- files (issue 13) ----------------------------------------------------------------------
+
+
+class UploadRequest(BaseModel):
+    """Body of `POST /v1/uploads`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": MAX_FILENAME_CHARS,
+            "pattern": FILENAME_PATTERN,
+        },
+        description="The name the file gets in a job's working directory: one path component "
+        "(no `/` or `\\`, not `.`/`..`, no leading `.` or `-`, no control characters), at "
+        "most 200 characters and 255 UTF-8 bytes; `out` is reserved.",
+    )
+    size_bytes: int = Field(
+        ge=0,
+        description="Exact size of the file in bytes; at most the deployment's cap "
+        "(`UPLOAD_MAX_BYTES`, default 100 MiB)",
+    )
+
+    @field_validator("size_bytes", mode="before")
+    @classmethod
+    def _json_integer(cls, value: Any) -> Any:
+        """A JSON integer (`12`, `12.0`), never `true` or `"12"`."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be an integer")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError("must be an integer")
+            return int(value)
+        return value
+
+    @field_validator("filename")
+    @classmethod
+    def _safe_filename(cls, name: str) -> str:
+        from .filenames import filename_problem
+
+        problem = filename_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
+
+class UploadResponse(BaseModel):
+    """Answer of `POST /v1/uploads`: PUT the file's bytes to `upload_url` with `method` and
+    exactly `headers` (the size is part of the signature)."""
+
+    upload_id: str
+    upload_url: str
+    method: str = "PUT"
+    headers: dict[str, str]
+    #: When the upload expires: a job submitted later cannot use it, and its file is deleted.
+    expires_at: datetime
+    #: When `upload_url` stops accepting the PUT (earlier than `expires_at`).
+    upload_url_expires_at: datetime
+    filename: str
+    size_bytes: int
+
+
+class Artifact(BaseModel):
+    """A file the agent left under `out/`, stored with the job (the object key is derived)."""
+
+    path: str  # "out/…"
+    size_bytes: int
+
+
+class ArtifactView(Artifact):
+    download_url: str | None = None
+
+
+class InputView(BaseModel):
+    upload_id: str
+    filename: str
+    size_bytes: int
 
 
 class WebhookDelivery(BaseModel):
@@ -285,6 +392,10 @@ class Job(BaseModel):
     source: str = "api"
     inputs: list[InputObject] = Field(default_factory=list)
     webhook: WebhookDelivery | None = None
+    #: Files the agent left under out/ (uploaded when the job ended), and what was not uploaded
+    #: and why (limits, special files).
+    artifacts: list[Artifact] = Field(default_factory=list)
+    artifact_notes: list[str] = Field(default_factory=list)
     #: Documents kept in the documents store rather than in the item: name → object key
     #: (see `claude_jobs.documents`).
     documents: dict[str, str] = Field(default_factory=dict)
@@ -356,6 +467,9 @@ class JobView(BaseModel):
         "invocation is stopped at a turn boundary, re-queued and resumed (its `usage` adds "
         "up across segments)",
     )
+    inputs: list[InputView] | None = None
+    artifacts: list[ArtifactView] | None = None
+    artifact_notes: list[str] | None = None
     links: JobLinks
 
 

@@ -149,6 +149,14 @@ DOCUMENTS_PREFIX = "tenant/"
 SESSIONS_PREFIX = "sessions/"
 SESSION_RETENTION_DAYS = 30
 
+#: Uploads (`POST /v1/uploads`): `uploads/<tenant>/<upload_id>/{upload.json,content}` in the
+#: results bucket. An upload may be used by a job for `UPLOAD_TTL_SECONDS` after its creation;
+#: the bucket's lifecycle rule deletes it after `UPLOADS_EXPIRY_DAYS`, so a job submitted just
+#: before its upload's TTL still finds the file for at least a day more.
+UPLOADS_PREFIX = "uploads/"
+UPLOAD_TTL_SECONDS = 24 * 3600
+UPLOADS_EXPIRY_DAYS = 2
+
 #: Triggers: malformed or undeliverable trigger events are kept here, with their reason.
 TRIGGER_DLQ = Queue(
     logical_id="TriggerDlq",

@@ -120,6 +120,15 @@ class Settings(BaseModel):
     #: (growing with each wait, up to 12 times this; jittered).
     tenant_defer_seconds: int = Field(2, alias="TENANT_DEFER_SECONDS", ge=1, le=60)
 
+    # Files (README "Files"): uploads in, artifacts out.
+    #: The largest file one upload may declare (`POST /v1/uploads` `size_bytes`).
+    upload_max_bytes: int = Field(100 * 1024 * 1024, alias="UPLOAD_MAX_BYTES", ge=1)
+    #: A job's inputs together at most (uploads; an S3 trigger's objects too).
+    inputs_max_bytes: int = Field(256 * 1024 * 1024, alias="INPUTS_MAX_BYTES", ge=1)
+    #: Files under out/ uploaded as a job's artifacts at most, and their bytes together.
+    artifacts_max_count: int = Field(100, alias="ARTIFACTS_MAX_COUNT", ge=0, le=1000)
+    artifacts_max_bytes: int = Field(100 * 1024 * 1024, alias="ARTIFACTS_MAX_BYTES", ge=0)
+
     # The worker.
     #: Where the worker runs as root (a container, CI), the agent runs as this user instead.
     agent_user: str = Field("nobody", alias="AGENT_USER")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .documents import JobDocuments
     from .job_service import JobService
     from .keys import ApiKeyService
+    from .uploads import UploadService
 
 
 class Container:
@@ -98,6 +99,32 @@ class Container:
             documents=self.job_documents,
             events=self.event_store,
             transcripts=S3SessionTranscripts(self.lazy_client("s3"), self.settings.results_bucket),
+        )
+
+    # -- files (issue 13)
+    @cached_property
+    def upload_service(self) -> UploadService:
+        """Uploads in the results bucket; PUT URLs signed with SigV4 (the signature binds the
+        declared size)."""
+        from functools import cache
+
+        from .adapters.uploads import S3UploadStore
+        from .uploads import UploadService
+
+        @cache
+        def presigner() -> Any:
+            import boto3
+            from botocore.config import Config
+
+            return boto3.client("s3", config=Config(signature_version="s3v4"))
+
+        return UploadService(
+            S3UploadStore(
+                self.lazy_client("s3"),
+                _LazyClient(presigner),  # type: ignore[arg-type]
+                self.settings.results_bucket,
+            ),
+            self.settings,
         )
 
     @cached_property

@@ -40,6 +40,8 @@ from claude_jobs.models import (
     Problem,
     SessionView,
     SubmitResponse,
+    UploadRequest,
+    UploadResponse,
 )
 from claude_jobs.settings import Settings
 
@@ -150,7 +152,11 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
                 "has a job queued or running"
             ),
             "413": _problem("Body over 256 KiB"),
-            "422": _problem("Invalid request; `errors` lists each field"),
+            "422": _problem(
+                "Invalid request; `errors` lists each field (`inputs`: an upload unknown to "
+                "this tenant, expired, not uploaded yet, of another size than declared, or "
+                "whose filename another input has)"
+            ),
             "429": _problem(
                 "Throttled, or `tenant_limit`: the tenant already has as many "
                 "pending (queued or running) jobs as the deployment allows "
@@ -160,6 +166,27 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             "503": _problem(
                 "The job could not be queued (it was failed); retry",
                 {"Retry-After": _RETRY_AFTER},
+            ),
+        },
+    },
+    "createUpload": {
+        "description": (
+            "Creates an upload for one input file of later jobs: PUT the file's exact bytes to "
+            "`upload_url` with `method` and exactly `headers` (the signature binds the size) "
+            "before `upload_url_expires_at`, then list `upload_id` in a job's `inputs` before "
+            "`expires_at` (24 h). Only the creating tenant's jobs can use it. `size_bytes` is "
+            "capped by the deployment (`UPLOAD_MAX_BYTES`, default 100 MiB)."
+        ),
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(UploadRequest)}},
+        },
+        "responses": {
+            "201": _json(UploadResponse, "The upload, and where to PUT its bytes"),
+            **_COMMON_ERRORS,
+            "413": _problem("Body over 256 KiB"),
+            "422": _problem(
+                "Invalid request: an unsafe filename, a size over the cap; `errors` lists each"
             ),
         },
     },
@@ -300,12 +327,24 @@ def _state_deployment_bounds(request: dict[str, Any]) -> None:
     )
 
 
+def _state_upload_bounds(request: dict[str, Any]) -> None:
+    """Files: the upload size cap, as a default deployment enforces it."""
+    size = request["size_bytes"]
+    size["maximum"] = Settings().upload_max_bytes
+    size["description"] = (
+        "Exact size of the file in bytes; at most the deployment's cap (`UPLOAD_MAX_BYTES`; "
+        f"this document states a default deployment's: {Settings().upload_max_bytes})"
+    )
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document as a dict."""
     _, defs = models_json_schema(
         [
             (JobRequest, "validation"),
             (SubmitResponse, "serialization"),
+            (UploadRequest, "validation"),
+            (UploadResponse, "serialization"),
             (JobView, "serialization"),
             (JobList, "serialization"),
             (EventPage, "serialization"),
@@ -316,6 +355,7 @@ def document() -> dict[str, Any]:
     )
     schemas = defs["$defs"]
     _state_deployment_bounds(schemas["JobRequest"]["properties"])
+    _state_upload_bounds(schemas["UploadRequest"]["properties"])
     return {
         "openapi": "3.1.0",
         "info": {

@@ -290,3 +290,24 @@ def test_the_hand_kept_layer_fails_a_submit_with_an_output_schema(
     status, problem = http(run.answers[1])
     assert status == 500 and problem["status"] == 500
     assert "No module named 'jsonschema'" in run.logs
+
+
+def test_the_shipped_submit_function_creates_uploads(
+    artifacts: Artifacts, deployment: Deployment, tmp_path: Path
+) -> None:
+    # Given the sample upload request, and one with a hostile filename
+    hostile = load_event("apigw_create_upload.json")
+    hostile["body"] = json.dumps({"filename": "../../etc/passwd", "size_bytes": 1})
+    # When the submit function handles them from its artifact
+    run = invoke(
+        artifacts, deployment, "submit", [load_event("apigw_create_upload.json"), hostile], tmp_path
+    )
+    # Then the first is a presigned PUT of the sample's tenant (SigV4: the size is signed), the
+    # second a 422 on the filename
+    answered_cleanly(run)
+    (status, upload), (bad_status, bad) = map(http, run.answers)
+    assert status == 201, upload
+    assert upload["upload_id"].startswith("upl_")
+    assert f"/uploads/{SAMPLE_TENANT}/{upload['upload_id']}/content" in upload["upload_url"]
+    assert "X-Amz-SignedHeaders=content-length" in upload["upload_url"]
+    assert bad_status == 422 and bad["errors"][0]["loc"] == ["body", "filename"]

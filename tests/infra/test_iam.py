@@ -92,6 +92,9 @@ def test_submit_writes_jobs_and_sends_messages(synth: Synthesized) -> None:
         # DELETE /v1/sessions/{id}: its transcript's objects (listed under sessions/ only)
         ("s3:DeleteObject", f"{ids['bucket']}.Arn/sessions/*"),
         ("s3:ListBucket", f"{ids['bucket']}.Arn"),
+        # Files: upload records and the presigned PUT, on uploads/ only
+        ("s3:PutObject", f"{ids['bucket']}.Arn/uploads/*"),
+        ("s3:GetObject", f"{ids['bucket']}.Arn/uploads/*"),
     }
 
 
@@ -150,6 +153,7 @@ def test_worker_consumes_the_queue_and_reads_the_secret(synth: Synthesized) -> N
         ("s3:ListBucket", f"{ids['bucket']}.Arn"),
         ("s3:GetObject", f"{ids['inbox']}.Arn/*"),
         ("s3:GetObjectVersion", f"{ids['inbox']}.Arn/*"),
+        ("s3:GetObject", f"{ids['bucket']}.Arn/uploads/*"),
         ("secretsmanager:GetSecretValue", ids["secret"]),
         ("sqs:ReceiveMessage", queue),
         ("sqs:DeleteMessage", queue),

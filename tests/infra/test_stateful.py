@@ -105,6 +105,14 @@ def test_results_bucket_is_private_encrypted_tls_only_and_expires(synth: Synthes
                                 "Status": "Enabled",
                             }
                         ),
+                        # Files: unused uploads go after a day past their 24 h TTL
+                        Match.object_like(
+                            {
+                                "Prefix": resources.UPLOADS_PREFIX,
+                                "ExpirationInDays": resources.UPLOADS_EXPIRY_DAYS,
+                                "Status": "Enabled",
+                            }
+                        ),
                     ]
                 )
             },

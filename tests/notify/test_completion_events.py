@@ -162,3 +162,38 @@ def test_a_job_with_poison_documents_is_announced_and_does_not_block_the_stream(
     events = {e["detail"]["job_id"]: e["detail"] for e in subscriber.received()}
     assert set(events) == {poison.job_id, later.job_id}
     assert events[poison.job_id]["result"]["structured"] == {"": 1, "n": 10**49, "x": 1e300}
+
+
+def test_the_event_names_the_jobs_artifacts_inline_or_from_their_document(
+    world: World, subscriber: Subscriber
+) -> None:
+    # Given a job that left two artifacts (listed in its item), and one whose long list of
+    # artifacts was kept as a document in the bucket (over the item's inline budget)
+    from claude_jobs.documents import ARTIFACTS
+    from claude_jobs.models import Artifact
+
+    small = world.submit()
+    world.run(
+        small,
+        result={"text": "ok", "is_error": False},
+        artifacts=[
+            {"path": "out/a.txt", "size_bytes": 3},
+            {"path": "out/b/c.csv", "size_bytes": 9},
+        ],
+    )
+    many = [Artifact(path=f"out/file-{i:03d}.txt", size_bytes=i) for i in range(60)]
+    large = world.submit()
+    fields, documents = world.container.job_documents.place_artifacts(large, many, [])
+    assert fields == {} and ARTIFACTS in documents
+    world.run(large, result={"text": "ok", "is_error": False}, documents=documents)
+    # When the stream reaches the notifier
+    world.deliver_stream()
+    # Then each event names its job's artifacts with their sizes
+    details = {e["detail"]["job_id"]: e["detail"] for e in subscriber.received()}
+    assert details[small.job_id]["artifacts"] == [
+        {"path": "out/a.txt", "size_bytes": 3},
+        {"path": "out/b/c.csv", "size_bytes": 9},
+    ]
+    assert details[large.job_id]["artifacts"] == [
+        {"path": a.path, "size_bytes": a.size_bytes} for a in many
+    ]

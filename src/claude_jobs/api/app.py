@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import boto3  # noqa: F401
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from ..adapters import events_table, jobs_table, queue, results  # noqa: F401
+from ..adapters import events_table, jobs_table, queue, results, uploads  # noqa: F401
 from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
 from . import http, problems
@@ -33,7 +33,7 @@ class ApiFunction(ContainerHolder):
         super().__init__(container)
         self.name = name
         self.app = APIGatewayRestResolver()
-        register(self.app, name, self._job_service)
+        register(self.app, name, self._job_service, lambda: self.container.upload_service)
         problems.register(self.app)
         self._instrumented = instrumented(self._handle)
 

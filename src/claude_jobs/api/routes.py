@@ -29,12 +29,14 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
     from ..job_service import JobService
+    from ..uploads import UploadService
 
 #: Suggested seconds between polls of a job that is not finished yet.
 POLL_AFTER_SECONDS = 2
 JSON = "application/json"
 
 Services = Callable[[], "JobService"]
+Uploads = Callable[[], "UploadService"]
 Operation = Callable[..., "Response[str]"]
 
 
@@ -52,23 +54,37 @@ def json_response(
     return Response(status_code=status, content_type=JSON, body=text, headers=dict(headers or {}))
 
 
-def register(app: APIGatewayRestResolver, function: str, services: Services) -> None:
+def register(
+    app: APIGatewayRestResolver, function: str, services: Services, uploads: Uploads | None = None
+) -> None:
     """Register on `app` the routes the definition table gives `function`."""
-    operations = _operations(app, services)
+    operations = _operations(app, services, uploads)
     for route in FUNCTIONS[function].routes:
         app.route(route.resolver_path, route.method)(operations[route.operation])
 
 
-def _operations(app: APIGatewayRestResolver, services: Services) -> dict[str, Operation]:
+def _operations(
+    app: APIGatewayRestResolver, services: Services, uploads: Uploads | None = None
+) -> dict[str, Operation]:
     """Every operation of the API by its operationId, bound to `app`'s current event."""
+
+    def upload_service() -> UploadService:
+        if uploads is None:
+            raise RuntimeError("this function has no upload service")
+        return uploads()
 
     def submit_job() -> Response[str]:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
         service = services()
         request = service.parse_request(http.json_body(event))
+        # Files: the tenant's own uploads, checked now (422 otherwise).
+        inputs = upload_service().resolve(tenant, request.inputs) if request.inputs else []
         submission = service.submit(
-            tenant, request, idempotency_key=http.header(event, "Idempotency-Key")
+            tenant,
+            request,
+            idempotency_key=http.header(event, "Idempotency-Key"),
+            inputs=inputs,
         )
         job = submission.job
         if submission.created:
@@ -81,6 +97,14 @@ def _operations(app: APIGatewayRestResolver, services: Services) -> dict[str, Op
             links=JobLinks(self=location),
         )
         return json_response(202, body, {"Location": location})
+
+    def create_upload() -> Response[str]:
+        event = app.current_event.raw_event
+        tenant = http.tenant_id(event)
+        service = upload_service()
+        upload = service.create(tenant, service.parse_request(http.json_body(event)))
+        count("UploadsCreated")
+        return json_response(201, upload, {"Cache-Control": "no-store"})
 
     def cancel_job(job_id: str) -> Response[str]:
         event = app.current_event.raw_event
@@ -143,6 +167,7 @@ def _operations(app: APIGatewayRestResolver, services: Services) -> dict[str, Op
         "getSession": get_session,
         "deleteSession": delete_session,
         "submitJob": submit_job,
+        "createUpload": create_upload,
         "listJobEvents": list_job_events,
         "cancelJob": cancel_job,
         "health": health,

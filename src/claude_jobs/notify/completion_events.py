@@ -22,6 +22,8 @@ DETAIL_TYPES: dict[JobStatus, str] = {
     JobStatus.TIMED_OUT: "Job Timed Out",
     JobStatus.CANCELLED: "Job Cancelled",
 }
+#: Artifacts named in an event at most (the rest are counted in `artifacts_omitted`).
+EVENT_ARTIFACTS = 100
 #: A result text (or structured output) at most this large, as UTF-8 JSON, rides in the event.
 SMALL_RESULT_BYTES = 8 * 1024
 
@@ -75,6 +77,16 @@ def job_summary(job: Job, results_bucket: str = "") -> dict[str, Any]:
         "usage": job.usage.model_dump(mode="json") if job.usage else None,
         "error": job.error.model_dump(mode="json") if job.error else None,
         "result": result_summary(job, results_bucket),
+        # Files: what the agent left under out/ (download URLs: GET /v1/jobs/{id}); at most
+        # EVENT_ARTIFACTS of them, so that an event stays far below EventBridge's 256 KB.
+        "artifacts": [
+            {"path": a.path, "size_bytes": a.size_bytes} for a in job.artifacts[:EVENT_ARTIFACTS]
+        ],
+        **(
+            {"artifacts_omitted": len(job.artifacts) - EVENT_ARTIFACTS}
+            if len(job.artifacts) > EVENT_ARTIFACTS
+            else {}
+        ),
         "links": {"self": f"/v1/jobs/{job.job_id}"},
     }
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..adapters.jobs_table import item_to_job
-from ..documents import RESULT_TEXT, STRUCTURED, JobDocuments
+from ..documents import ARTIFACTS, RESULT_TEXT, STRUCTURED, JobDocuments
 from ..models import JobStatus
 from ..observability import get_logger
 from .completion_events import DETAIL_TYPES, SMALL_RESULT_BYTES, EventPublisher, job_summary
@@ -75,7 +75,9 @@ class Notifier:
         assert new_image is not None
         # What the event carries of the result: small documents read back from the store.
         job = self._documents.load(
-            item_to_job(new_image), (STRUCTURED, RESULT_TEXT), text_limit=SMALL_RESULT_BYTES
+            item_to_job(new_image),
+            (STRUCTURED, RESULT_TEXT, ARTIFACTS),
+            text_limit=SMALL_RESULT_BYTES,
         )
         detail_type = DETAIL_TYPES[job.status]
         summary = job_summary(job, self._results_bucket)

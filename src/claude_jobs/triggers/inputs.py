@@ -60,6 +60,29 @@ def _unique(directory: Path, name: str, taken: set[str]) -> str:
     raise InputUnavailableError("too many inputs with the same name")
 
 
+def _describe(item: InputObject) -> str:
+    if item.upload_id is not None:
+        return f"upload {item.upload_id} ({item.filename})"
+    return f"s3://{item.bucket}/{item.key}"
+
+
+def _placed_name(item: InputObject, workspace: Path, taken: set[str]) -> str:
+    """An upload keeps its filename exactly (checked again here: the job record is the only
+    source); two inputs of one job never share it. A trigger's object gets a safe name made
+    from its key, made unique."""
+    if item.upload_id is None:
+        return _unique(workspace, safe_filename(item.key), taken)
+    from ..filenames import filename_problem
+
+    name = item.filename or ""
+    problem = filename_problem(name)
+    if problem is not None:
+        raise InputUnavailableError(f"upload {item.upload_id}: its filename {problem}")
+    if name in taken or os.path.lexists(workspace / name):
+        raise InputUnavailableError(f"upload {item.upload_id}: {name!r} is already taken")
+    return name
+
+
 def materialize_inputs(
     s3_client: S3Client,
     inputs: Sequence[InputObject],
@@ -76,7 +99,7 @@ def materialize_inputs(
     taken: set[str] = set()
     budget = max_bytes
     for item in inputs:
-        name = _unique(workspace, safe_filename(item.key), taken)
+        name = _placed_name(item, workspace, taken)
         taken.add(name)
         target = workspace / name
         if target.parent != workspace:  # unreachable by construction; kept as a guard
@@ -93,20 +116,29 @@ def materialize_inputs(
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "NoSuchVersion", "404", "AccessDenied", "403"):
-                raise InputUnavailableError(
-                    f"s3://{item.bucket}/{item.key} is not readable ({code})"
-                ) from None
+                raise InputUnavailableError(f"{_describe(item)} is not readable ({code})") from None
             raise
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(target, flags, 0o600)
+        # An upload may not be larger than it was declared (its PUT was signed for that size;
+        # an emulator or a later PUT may not hold to it).
+        item_left = item.size if item.upload_id is not None else None
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := body.read(_CHUNK):
                     budget -= len(chunk)
                     if budget < 0:
                         raise InputUnavailableError(
-                            f"s3://{item.bucket}/{item.key} exceeds the input limit"
+                            f"{_describe(item)} exceeds the input limit "
+                            f"(INPUTS_MAX_BYTES: {max_bytes} bytes for a job's inputs together)"
                         )
+                    if item_left is not None:
+                        item_left -= len(chunk)
+                        if item_left < 0:
+                            raise InputUnavailableError(
+                                f"{_describe(item)} is larger than the {item.size} bytes "
+                                "declared when it was created"
+                            )
                     out.write(chunk)
         except BaseException:
             target.unlink(missing_ok=True)

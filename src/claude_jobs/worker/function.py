@@ -68,6 +68,7 @@ class WorkerFunction(ContainerHolder):
     def processor(self) -> JobProcessor:
         from ..triggers.inputs import materialize_inputs
         from .agent import AgentRunner
+        from .artifacts import S3ArtifactSink
         from .containment import ProcessSweeper
         from .isolation import resolve_identity, shared_pool
         from .progress import ProgressEvents
@@ -107,7 +108,13 @@ class WorkerFunction(ContainerHolder):
             key,
             settings,
             shared_pool(resolve_identity(settings.agent_user), settings.agent_uid_range),
-            inputs=lambda job, directory: materialize_inputs(s3, job.inputs, directory),
+            inputs=lambda job, directory: materialize_inputs(
+                s3, job.inputs, directory, max_bytes=settings.inputs_max_bytes
+            ),
+            # Files: what the agent leaves under out/ goes beside the job's documents.
+            artifacts=S3ArtifactSink(s3, settings.results_bucket)
+            if settings.results_bucket
+            else None,
             known_secrets=[os.environ.get(name, "") for name in SECRET_VARIABLES],
             sessions=sessions,
             **{

@@ -37,7 +37,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..documents import OUTPUT_SCHEMA, PROMPT, PROMPTS, SYSTEM_PROMPT, JobDocuments
+from ..documents import (
+    ARTIFACTS_PREFIX,
+    OUTPUT_SCHEMA,
+    PROMPT,
+    PROMPTS,
+    SYSTEM_PROMPT,
+    JobDocuments,
+)
 from ..errors import JobNotFoundError, TenantAtShareError, TransitionConflictError
 from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobResult, JobStatus, Usage
 from ..observability import deferred_logger
@@ -53,6 +60,7 @@ from .agent import (
     AgentOutcome,
     AgentRequest,
 )
+from .artifacts import OUT_DIR, ArtifactLimits, ArtifactSink, Collected, collect_artifacts
 from .containment import JobScope, ProcessInfo, ProcessSweeper, become_subreaper
 from .isolation import (
     AgentIdentity,
@@ -130,6 +138,7 @@ class JobProcessor:
         *,
         sweeper: ProcessSweeper | None = None,
         inputs: InputFetcher | None = None,
+        artifacts: ArtifactSink | None = None,
         progress: ProgressEvents | NoProgress | None = None,
         known_secrets: Sequence[str] = (),
         margin_seconds: float = WORKER_DEADLINE_MARGIN_SECONDS,
@@ -151,6 +160,7 @@ class JobProcessor:
         self._identities = identities
         self._sweeper = sweeper or ProcessSweeper()
         self._inputs = inputs
+        self._artifacts = artifacts
         self._progress = progress or NoProgress()
         self._scrubber = Scrubber(known_secrets)
         self._margin = margin_seconds
@@ -280,6 +290,7 @@ class JobProcessor:
     ) -> Processed:
         token: str | None = None
         leftovers: list[ProcessInfo] = []
+        collected: list[Collected] = []  # files: the artifacts of the run (issue 13)
         # Progress events (progress.py): `running` now; the agent's messages; the ending
         # before the job's terminal write.
         # A later segment of a long job numbers its status events and continues after the
@@ -303,7 +314,14 @@ class JobProcessor:
                 progress.use_secrets(key, token)
                 progress.use_meter(lambda: self._proxy.metered(token) if token else None)
                 outcome = self._run_agent(
-                    job, deadline, token, leftovers, yield_after, planned_at, progress.message
+                    job,
+                    deadline,
+                    token,
+                    leftovers,
+                    yield_after,
+                    planned_at,
+                    progress.message,
+                    collected,
                 )
                 if not self._proxy.alive:
                     raise WorkerFault("the key proxy stopped during the run")
@@ -327,7 +345,7 @@ class JobProcessor:
             return self._requeue(job, outcome, _retire_reason(job, leftovers))
         # The agent has run: from here on nothing may give the job back for another run.
         progress.finish(outcome.ending, outcome.usage)
-        status = self._record(job, outcome, _retire_reason(job, leftovers))
+        status = self._record(job, outcome, _retire_reason(job, leftovers), collected)
         return Processed(job.job_id, "ran", status, retire=_retire_reason(job, leftovers))
 
     def _requeue(self, job: Job, outcome: AgentOutcome, retire: str | None) -> Processed:
@@ -366,6 +384,7 @@ class JobProcessor:
         yield_after: float | None = None,
         planned_at: float | None = None,
         on_message: Callable[[Any], None] = lambda message: None,
+        collected: list[Collected] | None = None,
     ) -> AgentOutcome:
         make_non_dumpable()
         become_subreaper()
@@ -375,7 +394,7 @@ class JobProcessor:
         ):
             scope = self._sweeper.scope(identity.uid)
             try:
-                return self._run_in(
+                outcome = self._run_in(
                     job,
                     deadline,
                     token,
@@ -392,6 +411,28 @@ class JobProcessor:
                 if sweep.survivors:
                     leftovers.extend(sweep.survivors)
                     self._identities.quarantine(identity.uid)
+            # Files: what the agent left under out/, now that nothing of it runs.
+            if self._artifacts is not None and collected is not None:
+                collected.append(self._collect(job, sandbox))
+            return outcome
+
+    def _collect(self, job: Job, sandbox: Sandbox) -> Collected:
+        """Upload the job's artifacts; never raises (the agent has run: its result is
+        recorded whatever happens to its files)."""
+        sink = self._artifacts
+        assert sink is not None
+        limits = ArtifactLimits(
+            self._settings.artifacts_max_count, self._settings.artifacts_max_bytes
+        )
+        try:
+            return collect_artifacts(
+                sandbox.work_dir,
+                limits,
+                lambda path, body, size: sink.put(job.tenant_id, job.job_id, path, body, size),
+            )
+        except Exception as exc:
+            log.warning("job %s: artifacts not collected: %s", job.job_id, type(exc).__name__)
+            return Collected(notes=[f"the artifacts could not be collected ({type(exc).__name__})"])
 
     def _run_in(
         self,
@@ -424,6 +465,12 @@ class JobProcessor:
                     "max_budget_usd": None if options.max_budget_usd is None else left,
                 }
             )
+        # Files: where the agent leaves its artifacts (made before the inputs are placed, so a
+        # trigger's object named `out` gets another name).
+        if self._artifacts is not None:
+            out_dir = sandbox.work_dir / OUT_DIR
+            out_dir.mkdir(mode=0o700)
+            sandbox.give(out_dir)
         if job.inputs and self._inputs is not None:
             problem = self._place_inputs(job, sandbox)
             if problem is not None:
@@ -500,13 +547,19 @@ class JobProcessor:
 
     # ------------------------------------------------------------ record
 
-    def _record(self, job: Job, outcome: AgentOutcome, retire: str | None) -> JobStatus | None:
+    def _record(
+        self,
+        job: Job,
+        outcome: AgentOutcome,
+        retire: str | None,
+        collected: Sequence[Collected] = (),
+    ) -> JobStatus | None:
         """Record how the run ended. An output that cannot be stored (after a few tries) ends
         the job `failed` (`output_unstorable`) without it: the agent never runs twice."""
         problem: Exception | None = None
         for _ in range(RECORD_ATTEMPTS):
             try:
-                return self._finish(job, outcome)
+                return self._finish(job, outcome, collected)
             except Exception as exc:
                 problem = exc
                 log.warning(
@@ -547,7 +600,9 @@ class JobProcessor:
         log.warning("job %s failed: %s", job.job_id, OUTPUT_UNSTORABLE)
         return ended.status
 
-    def _finish(self, job: Job, outcome: AgentOutcome) -> JobStatus | None:
+    def _finish(
+        self, job: Job, outcome: AgentOutcome, collected: Sequence[Collected] = ()
+    ) -> JobStatus | None:
         result, documents, error = self._stored_result(job, outcome)
         status = JobStatus(outcome.ending)
         fields: dict[str, Any] = {
@@ -558,6 +613,7 @@ class JobProcessor:
             "lease_until": None,
             "documents": documents,
         }
+        fields.update(self._artifact_fields(job, collected, documents))
         try:
             ended = self._repo.transition(
                 job.job_id,
@@ -583,6 +639,22 @@ class JobProcessor:
             f" ({outcome.error.code})" if outcome.error else "",
         )
         return ended.status
+
+    def _artifact_fields(
+        self, job: Job, collected: Sequence[Collected], documents: dict[str, str]
+    ) -> dict[str, Any]:
+        """Files: the artifacts to record (inline, or their list as a document, whose key and
+        the artifacts' prefix are added to `documents`)."""
+        if not collected or self._artifacts is None:
+            return {}
+        found = collected[-1]
+        if not found.artifacts and not found.notes:
+            return {}
+        fields, extra = self._documents.place_artifacts(job, found.artifacts, found.notes)
+        documents.update(extra)
+        if found.artifacts:
+            documents[ARTIFACTS_PREFIX] = self._artifacts.prefix(job.tenant_id, job.job_id)
+        return fields
 
     def _stored_result(
         self, job: Job, outcome: AgentOutcome

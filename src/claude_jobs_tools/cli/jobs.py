@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -134,6 +135,7 @@ def _print_outcome(client: Client, job: Job) -> None:
             markup=True,
         )
     out.print(Text(_usage_line(job), style="dim"))
+    _print_artifacts(job)
 
 
 class _LiveStatus:
@@ -344,6 +346,17 @@ def submit(
             help="Continue this session (an earlier job's session_id) with the prompt.",
         ),
     ] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file",
+            help="A file to upload and place in the job's working directory under its name; "
+            "repeatable.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the result, showing live progress.")
     ] = False,
@@ -368,6 +381,7 @@ def submit(
         except ValueError as exc:
             raise typer.BadParameter(f"not JSON: {exc}", param_hint="--output-schema") from None
     with _client(url, api_key) as client:
+        inputs = _upload_files(client, files or [], quiet or json_output)
         accepted = client.submit(
             _read_prompt(prompt),
             allowed_tools=_split_tools(tools),
@@ -380,6 +394,7 @@ def submit(
             metadata=_parse_metadata(metadata),
             idempotency_key=idempotency_key,
             session_id=session,
+            inputs=inputs,
         )
         job_id = str(accepted["job_id"])
         if not wait:
@@ -536,6 +551,60 @@ def cancel(
         print(f"{job.get('job_id', job_id)} {job.get('status', 'cancel requested')}")
 
 
+def _upload_files(client: Client, files: list[Path], quiet: bool) -> list[str]:
+    """Files: upload each (its name in the job's working directory is its own) → upload ids."""
+    names = [f.name for f in files]
+    if len(set(names)) != len(names):
+        raise typer.BadParameter("two files share a name", param_hint="--file")
+    ids = []
+    for path in files:
+        ids.append(client.upload(path))
+        if not quiet:
+            err.print(f"uploaded {path.name} ({path.stat().st_size:,} bytes)", markup=False)
+    return ids
+
+
+def _print_artifacts(job: Job) -> None:
+    """Files: what the agent left under out/ (on stderr: stdout is the result)."""
+    for artifact in job.get("artifacts") or []:
+        err.print(
+            f"artifact {artifact.get('path')} ({artifact.get('size_bytes', 0):,} bytes)",
+            markup=False,
+        )
+    for note in job.get("artifact_notes") or []:
+        err.print(f"artifacts: {note}", markup=False)
+    if job.get("artifacts"):
+        err.print(f"download them with: claude-jobs download {job.get('job_id')}", markup=False)
+
+
+@app.command(rich_help_panel="Jobs")
+def download(
+    job_id: JobIdArgument,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to write them (out/a.txt → DIR/a.txt).")
+    ] = Path("."),
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Download a finished job's artifacts (the files its agent left under out/)."""
+    with _client(url, api_key) as client:
+        job = client.get(job_id)
+        if not is_terminal(job):
+            err.print(f"job {job_id} is still {job.get('status')}", markup=False)
+            raise typer.Exit(EXIT_ERROR)
+        try:
+            written = client.download_artifacts(job, directory)
+        except ValueError as exc:
+            err.print(f"[red]error[/]: {exc}", markup=True)
+            raise typer.Exit(EXIT_ERROR) from None
+    for path in written:
+        print(path)
+    for note in job.get("artifact_notes") or []:
+        err.print(f"artifacts: {note}", markup=False)
+    if not written:
+        err.print("no artifacts", markup=False)
+
+
 def _print_job(client: Client, job: Job) -> None:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="dim")
@@ -570,6 +639,7 @@ def _print_job(client: Client, job: Job) -> None:
         if text is not None:
             out.print(Text("result", style="dim"))
             print(text)
+    _print_artifacts(job)
 
 
 # ---------------------------------------------------------------- sessions

@@ -246,7 +246,12 @@ def _check_presigned_v4(
     host = environ.get("HTTP_HOST", "")
     headers = {}
     for name in params.get("X-Amz-SignedHeaders", "host").split(";"):
-        value = host if name == "host" else environ.get("HTTP_" + name.upper().replace("-", "_"))
+        # WSGI keeps these two outside the HTTP_ names (a presigned PUT of an upload signs
+        # both: the size it may have is part of its signature).
+        key = {"content-length": "CONTENT_LENGTH", "content-type": "CONTENT_TYPE"}.get(
+            name, "HTTP_" + name.upper().replace("-", "_")
+        )
+        value = host if name == "host" else environ.get(key)
         if value is None:
             raise Refused("SignatureDoesNotMatch", "A signed header is missing.")
         headers[name] = value

@@ -1,0 +1,305 @@
+"""Artifacts: the files the agent leaves under `out/` in its working directory, uploaded when
+the job ends (after every process of the job was ended, before its sandbox is removed).
+
+The agent is semi-trusted and the worker may read what the agent may not (Lambda: the same
+uid, and the worker's own `/proc/self/environ` holds its AWS credentials). So the walk never
+follows a link: every directory and file is opened relative to its parent's descriptor with
+`O_NOFOLLOW`, and only what `fstat` of the opened descriptor calls a regular file with one link
+is read — symbolic links, FIFOs, sockets, devices and hard links are skipped, each with a note.
+FIFOs are opened `O_NONBLOCK` so a planted one cannot hang the worker. At most
+`ARTIFACTS_MAX_COUNT` files and `ARTIFACTS_MAX_BYTES` bytes together are uploaded, in path
+order; what is left out is named in the job's `artifact_notes` with the limit that applied.
+Nothing here fails the job: the agent has run, and its result is recorded either way.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import stat
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+from ..models import Artifact
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+OUT_DIR = "out"
+#: The job's `documents` entry naming its artifacts' key prefix.
+ARTIFACTS_PREFIX_NAME = "artifacts/"
+#: A path under out/ longer than this (UTF-8 bytes) is not uploaded (object keys are ≤ 1 KiB).
+MAX_PATH_BYTES = 512
+#: Directory levels below out/ that are walked.
+MAX_DEPTH = 16
+#: Notes kept on the job (the rest are counted in a last note).
+MAX_NOTES = 20
+#: Directory entries looked at, at most (a hostile agent may create millions).
+MAX_ENTRIES = 10_000
+
+
+class ArtifactSink(Protocol):
+    """Stores a job's artifacts: each at `prefix(tenant, job) + path`."""
+
+    def prefix(self, tenant_id: str, job_id: str) -> str: ...
+
+    def put(self, tenant_id: str, job_id: str, path: str, body: IO[bytes], size: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class ArtifactLimits:
+    max_count: int
+    max_bytes: int
+
+
+@dataclass
+class Collected:
+    artifacts: list[Artifact] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    _dropped: int = 0
+
+    def note(self, text: str) -> None:
+        if len(self.notes) < MAX_NOTES - 1:
+            self.notes.append(text)
+        else:
+            self._dropped += 1
+
+    def finish(self) -> Collected:
+        if self._dropped:
+            self.notes.append(f"{self._dropped} more files were not uploaded")
+            self._dropped = 0
+        return self
+
+
+def artifact_key(prefix: str, path: str) -> str:
+    """The object key of an artifact: its job's artifacts prefix and its `out/…` path."""
+    return prefix + path
+
+
+def _name_problem(name: str) -> str | None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name):
+        return "its name has control or format characters"
+    return None
+
+
+class _Window(io.RawIOBase):
+    """The first `size` bytes of an open file, seekable (botocore rewinds bodies to retry)."""
+
+    def __init__(self, raw: IO[bytes], size: int) -> None:
+        self._raw = raw
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, min(self._size, base + offset))
+        self._raw.seek(self._pos)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._size - self._pos
+        if n is None or n < 0 or n > left:
+            n = left
+        data = self._raw.read(n) if n else b""
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def collect_artifacts(
+    work_dir: Path | str,
+    limits: ArtifactLimits,
+    upload: Callable[[str, IO[bytes], int], None],
+) -> Collected:
+    """Upload the regular files under `work_dir/out` (see the module's rules) with
+    `upload(path, body, size)`; return what was uploaded and the notes."""
+    collected = Collected()
+    try:
+        root = os.open(work_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        collected.note(f"the working directory could not be opened ({exc.strerror})")
+        return collected.finish()
+    try:
+        try:
+            out = os.open(OUT_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root)
+        except FileNotFoundError:
+            return collected.finish()  # no out/: no artifacts
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                collected.note("out is not a directory (a link or a file): nothing was uploaded")
+            else:
+                collected.note(f"out/ could not be opened ({exc.strerror}): nothing was uploaded")
+            return collected.finish()
+        state = _Walk(limits, upload, collected)
+        try:
+            state.walk(out, OUT_DIR, 0)
+        finally:
+            os.close(out)
+    finally:
+        os.close(root)
+    return collected.finish()
+
+
+class _Walk:
+    def __init__(
+        self,
+        limits: ArtifactLimits,
+        upload: Callable[[str, IO[bytes], int], None],
+        collected: Collected,
+    ) -> None:
+        self.limits = limits
+        self.upload = upload
+        self.collected = collected
+        self.bytes_left = limits.max_bytes
+        self.entries = 0
+        self.count_noted = False
+
+    def walk(self, dir_fd: int, rel: str, depth: int) -> None:
+        try:
+            with os.scandir(dir_fd) as listing:
+                names = sorted(entry.name for entry in listing)
+        except OSError as exc:
+            self.collected.note(f"{rel}/ could not be listed ({exc.strerror})")
+            return
+        for name in names:
+            self.entries += 1
+            if self.entries > MAX_ENTRIES:
+                if self.entries == MAX_ENTRIES + 1:
+                    self.collected.note(
+                        f"out/ has more than {MAX_ENTRIES} entries: the rest were not looked at"
+                    )
+                return
+            path = f"{rel}/{name}"
+            problem = _name_problem(name)
+            shown = path if problem is None else f"{rel}/{name!r}"
+            if problem is not None:
+                self.collected.note(f"{shown}: skipped, {problem}")
+                continue
+            if len(path.encode()) > MAX_PATH_BYTES:
+                self.collected.note(
+                    f"{path[:80]}…: skipped, its path is over {MAX_PATH_BYTES} bytes"
+                )
+                continue
+            self._entry(dir_fd, name, path, depth)
+
+    def _entry(self, dir_fd: int, name: str, path: str, depth: int) -> None:
+        # Classify without following or opening first (opening a socket fails, a device may
+        # act); then open without following and trust only fstat of what was opened.
+        try:
+            seen = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as exc:
+            self.collected.note(f"{path}: skipped, it could not be read ({exc.strerror})")
+            return
+        if stat.S_ISLNK(seen.st_mode):
+            self.collected.note(f"{path}: skipped, a symbolic link")
+            return
+        if not (stat.S_ISDIR(seen.st_mode) or stat.S_ISREG(seen.st_mode)):
+            self.collected.note(f"{path}: skipped, {_kind(seen.st_mode)}")
+            return
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+        try:
+            fd = os.open(name, flags, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self.collected.note(f"{path}: skipped, a symbolic link")
+            else:
+                self.collected.note(f"{path}: skipped, it could not be opened ({exc.strerror})")
+            return
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                if depth + 1 >= MAX_DEPTH:
+                    self.collected.note(f"{path}/: skipped, deeper than {MAX_DEPTH} levels")
+                    return
+                self.walk(fd, path, depth + 1)
+                return
+            if not stat.S_ISREG(info.st_mode):
+                self.collected.note(f"{path}: skipped, {_kind(info.st_mode)}")
+                return
+            if info.st_nlink != 1:
+                self.collected.note(f"{path}: skipped, a hard link (a file with several names)")
+                return
+            self._file(fd, path, info.st_size)
+        finally:
+            os.close(fd)
+
+    def _file(self, fd: int, path: str, size: int) -> None:
+        if len(self.collected.artifacts) >= self.limits.max_count:
+            if not self.count_noted:
+                self.count_noted = True
+                self.collected.note(
+                    f"{path} and later files: not uploaded, the job reached "
+                    f"ARTIFACTS_MAX_COUNT ({self.limits.max_count} files)"
+                )
+            return
+        if size > self.bytes_left:
+            self.collected.note(
+                f"{path} ({size} bytes): not uploaded, the artifacts would exceed "
+                f"ARTIFACTS_MAX_BYTES ({self.limits.max_bytes} bytes together)"
+            )
+            return
+        # The descriptor is ours now: read from it, not by name (the name may change).
+        raw = os.fdopen(os.dup(fd), "rb", buffering=0)
+        try:
+            self.upload(path, _Window(raw, size), size)  # type: ignore[arg-type]
+        except Exception as exc:  # a store fault: note it, keep the others
+            self.collected.note(f"{path}: could not be uploaded ({type(exc).__name__})")
+            return
+        finally:
+            raw.close()
+        self.bytes_left -= size
+        self.collected.artifacts.append(Artifact(path=path, size_bytes=size))
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+class S3ArtifactSink:
+    """Artifacts in the results bucket, beside the job's other documents:
+    `tenant/<tenant>/jobs/<job>/artifacts/out/…`."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._client = client
+        self._bucket = bucket
+
+    def prefix(self, tenant_id: str, job_id: str) -> str:
+        from ..adapters.results import document_key
+
+        return document_key(tenant_id, job_id, ARTIFACTS_PREFIX_NAME)
+
+    def put(self, tenant_id: str, job_id: str, path: str, body: IO[bytes], size: int) -> None:
+        self._client.put_object(
+            Bucket=self._bucket,
+            Key=artifact_key(self.prefix(tenant_id, job_id), path),
+            Body=body,
+            ContentLength=size,
+            ContentType="application/octet-stream",
+        )
