@@ -128,6 +128,10 @@ class Settings(BaseModel):
     #: Files under out/ uploaded as a job's artifacts at most, and their bytes together.
     artifacts_max_count: int = Field(100, alias="ARTIFACTS_MAX_COUNT", ge=0, le=1000)
     artifacts_max_bytes: int = Field(100 * 1024 * 1024, alias="ARTIFACTS_MAX_BYTES", ge=0)
+    #: Long jobs: the working directory carried from one segment to the next (worker/workspace.py)
+    #: at most this many files and bytes; a larger one ends the job `workspace_too_large`.
+    workspace_max_files: int = Field(20_000, alias="WORKSPACE_MAX_FILES", ge=1)
+    workspace_max_bytes: int = Field(512 * 1024 * 1024, alias="WORKSPACE_MAX_BYTES", ge=1)
 
     # The worker.
     #: Where the worker runs as root (a container, CI), the agent runs as this user instead.

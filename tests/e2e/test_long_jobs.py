@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.cli, pytest.mark.timeout(600)]
 STEPS = 12
 KEY = "sk-ant-test-long-jobs-0123456789"
 _DONE = re.compile(r"STEP-OK-(\d+)")
+_WORKSPACE = re.compile(r"WORKSPACE:([0-9,]+)")
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +61,17 @@ def steps_model(shared_dir: Path) -> Iterator[FakeAnthropic]:
         effects = shared_dir / found.group(1)
         step = max(steps_done(request), default=0) + 1
         if step > STEPS:
-            return Text(f"all {STEPS} steps done")
+            # The steps also noted themselves in the working directory: read it back.
+            seen = _WORKSPACE.findall(json.dumps(request.body))
+            if seen:
+                return Text(f"all {STEPS} steps done; workspace {seen[-1]}")
+            return ToolUse("Bash", {"command": "echo WORKSPACE:$(tr '\\n' , < steps.txt)"})
         return ToolUse(
-            "Bash", {"command": f"sleep 1; echo {step} >> {effects}; echo STEP-OK-{step}"}
+            "Bash",
+            {
+                "command": f"sleep 1; echo {step} >> {effects}; echo {step} >> steps.txt; "
+                f"echo STEP-OK-{step}"
+            },
         )
 
     with FakeAnthropic(default=model, api_key=KEY) as fake:
@@ -101,7 +110,10 @@ def test_a_job_spanning_several_invocations_runs_each_tool_once(
         events = list(client.iter_events(accepted["job_id"], follow=False))
     # Then it succeeded over at least two invocations, every step's effect exactly once
     assert job["status"] == "succeeded", job
-    assert job["result"]["text"] == f"all {STEPS} steps done"
+    # And the working directory went on from segment to segment: the file the steps appended
+    # to in it holds every step, once, in order
+    workspace = ",".join(str(n) for n in range(1, STEPS + 1)) + ","
+    assert job["result"]["text"] == f"all {STEPS} steps done; workspace {workspace}", job
     assert job["segments"] >= 2, job
     assert job["attempts"] == 1
     assert effects.read_text().split() == [str(n) for n in range(1, STEPS + 1)]
@@ -114,8 +126,8 @@ def test_a_job_spanning_several_invocations_runs_each_tool_once(
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(set(seqs)), seqs
     commands = [e["input"] for e in events if e["type"] == "tool_use"]
-    assert len(set(commands)) == STEPS, commands
-    assert len(commands) <= STEPS + job["segments"] - 1, commands
+    assert len(set(commands)) == STEPS + 1, commands  # and the read-back
+    assert len(commands) <= STEPS + 1 + job["segments"] - 1, commands
     running = [e for e in events if e["type"] == "status" and e["status"] == "running"]
     assert len(running) == job["segments"], running
     assert [e.get("segment") for e in running[1:]] == list(range(2, job["segments"] + 1))

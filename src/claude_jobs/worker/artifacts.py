@@ -54,12 +54,21 @@ class ArtifactSink(Protocol):
 class ArtifactLimits:
     max_count: int
     max_bytes: int
+    #: The settings the notes name when a limit applies.
+    count_setting: str = "ARTIFACTS_MAX_COUNT"
+    bytes_setting: str = "ARTIFACTS_MAX_BYTES"
+    max_depth: int = MAX_DEPTH
+    max_entries: int = MAX_ENTRIES
 
 
 @dataclass
 class Collected:
     artifacts: list[Artifact] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: A limit left something out (count, bytes, depth or entries), not only a kind of file.
+    limited: bool = False
+    #: A file could not be handed over (the store failed).
+    failed: bool = False
     _dropped: int = 0
 
     def note(self, text: str) -> None:
@@ -161,6 +170,27 @@ def collect_artifacts(
     return collected.finish()
 
 
+def walk_tree(
+    directory: Path | str,
+    limits: ArtifactLimits,
+    take: Callable[[str, IO[bytes], int], None],
+) -> Collected:
+    """Hand every regular file under `directory` to `take(path, body, size)` by the same rules
+    as artifacts (no link followed; links, special files and hard links skipped with a note);
+    paths are relative to `directory`, with "/" separators."""
+    collected = Collected()
+    try:
+        root = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        collected.note(f"{directory} could not be opened ({exc.strerror})")
+        return collected.finish()
+    try:
+        _Walk(limits, take, collected).walk(root, "", 0)
+    finally:
+        os.close(root)
+    return collected.finish()
+
+
 class _Walk:
     def __init__(
         self,
@@ -184,13 +214,15 @@ class _Walk:
             return
         for name in names:
             self.entries += 1
-            if self.entries > MAX_ENTRIES:
-                if self.entries == MAX_ENTRIES + 1:
+            if self.entries > self.limits.max_entries:
+                if self.entries == self.limits.max_entries + 1:
                     self.collected.note(
-                        f"out/ has more than {MAX_ENTRIES} entries: the rest were not looked at"
+                        f"{rel or '.'}/ has more than {self.limits.max_entries} entries: the "
+                        "rest were not looked at"
                     )
+                    self.collected.limited = True
                 return
-            path = f"{rel}/{name}"
+            path = f"{rel}/{name}" if rel else name
             problem = _name_problem(name)
             shown = path if problem is None else f"{rel}/{name!r}"
             if problem is not None:
@@ -229,8 +261,11 @@ class _Walk:
         try:
             info = os.fstat(fd)
             if stat.S_ISDIR(info.st_mode):
-                if depth + 1 >= MAX_DEPTH:
-                    self.collected.note(f"{path}/: skipped, deeper than {MAX_DEPTH} levels")
+                if depth + 1 >= self.limits.max_depth:
+                    self.collected.note(
+                        f"{path}/: skipped, deeper than {self.limits.max_depth} levels"
+                    )
+                    self.collected.limited = True
                     return
                 self.walk(fd, path, depth + 1)
                 return
@@ -250,14 +285,16 @@ class _Walk:
                 self.count_noted = True
                 self.collected.note(
                     f"{path} and later files: not uploaded, the job reached "
-                    f"ARTIFACTS_MAX_COUNT ({self.limits.max_count} files)"
+                    f"{self.limits.count_setting} ({self.limits.max_count} files)"
                 )
+            self.collected.limited = True
             return
         if size > self.bytes_left:
             self.collected.note(
                 f"{path} ({size} bytes): not uploaded, the artifacts would exceed "
-                f"ARTIFACTS_MAX_BYTES ({self.limits.max_bytes} bytes together)"
+                f"{self.limits.bytes_setting} ({self.limits.max_bytes} bytes together)"
             )
+            self.collected.limited = True
             return
         # The descriptor is ours now: read from it, not by name (the name may change).
         raw = os.fdopen(os.dup(fd), "rb", buffering=0)
@@ -265,6 +302,7 @@ class _Walk:
             self.upload(path, _Window(raw, size), size)  # type: ignore[arg-type]
         except Exception as exc:  # a store fault: note it, keep the others
             self.collected.note(f"{path}: could not be uploaded ({type(exc).__name__})")
+            self.collected.failed = True
             return
         finally:
             raw.close()

@@ -75,6 +75,7 @@ class WorkerFunction(ContainerHolder):
         from .proxy import KeyInjectingProxy
         from .secrets import SecretKeyProvider
         from .segments import margins
+        from .workspace import S3WorkspaceStore
 
         container = self.container
         settings = container.settings
@@ -117,6 +118,10 @@ class WorkerFunction(ContainerHolder):
             else None,
             known_secrets=[os.environ.get(name, "") for name in SECRET_VARIABLES],
             sessions=sessions,
+            # Long jobs: the working directory goes on with the job, beside its documents.
+            workspaces=S3WorkspaceStore(s3, settings.results_bucket)
+            if settings.results_bucket
+            else None,
             **{
                 "progress": ProgressEvents(container.event_store),
                 # Long jobs: margins scaled to the invocation's length (segments.py).

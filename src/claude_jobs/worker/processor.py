@@ -84,6 +84,10 @@ from .segments import (
     turns_left,
 )
 from .sessions import SessionKeeper
+from .workspace import WorkspaceStore, WorkspaceTooLargeError
+from .workspace import limits as workspace_limits
+from .workspace import restore as restore_workspace
+from .workspace import save as save_workspace
 
 log = deferred_logger()  # Powertools' structured logger
 
@@ -92,6 +96,8 @@ OUTPUT_UNSTORABLE = "output_unstorable"
 #: Tries to store a run's output before the job ends `output_unstorable`.
 RECORD_ATTEMPTS = 3
 INPUT_UNAVAILABLE = "input_unavailable"
+#: Long jobs: the working directory is over a limit and cannot go on to the next segment.
+WORKSPACE_TOO_LARGE = "workspace_too_large"
 
 #: DynamoDB's item limit is 400 KB; keep the terminal item safely below it.
 MAX_ITEM_BYTES = 380_000
@@ -147,8 +153,11 @@ class JobProcessor:
         clock: Callable[[], float] = time.time,
         sessions: SessionKeeper | None = None,
         boundary_seconds: float = 60.0,
+        workspaces: WorkspaceStore | None = None,
     ) -> None:
         self._sessions = sessions
+        #: Long jobs: the working directory carried between segments (workspace.py).
+        self._workspaces = workspaces
         #: Long jobs: end-of-invocation margins (segments.py).
         self._margins = Margins(record=margin_seconds, boundary=boundary_seconds)
         self._repo = repo
@@ -346,7 +355,18 @@ class JobProcessor:
         # The agent has run: from here on nothing may give the job back for another run.
         progress.finish(outcome.ending, outcome.usage)
         status = self._record(job, outcome, _retire_reason(job, leftovers), collected)
+        if job.segments > 1 and self._workspaces is not None:
+            self._drop_workspace(job)
         return Processed(job.job_id, "ran", status, retire=_retire_reason(job, leftovers))
+
+    def _drop_workspace(self, job: Job) -> None:
+        """The job has ended: its carried working directory is not needed any more (what a
+        failed delete leaves expires with the job's documents)."""
+        assert self._workspaces is not None
+        try:
+            self._workspaces.delete(job.tenant_id, job.job_id)
+        except Exception as exc:
+            log.warning("job %s: workspace not deleted (%s)", job.job_id, type(exc).__name__)
 
     def _requeue(self, job: Job, outcome: AgentOutcome, retire: str | None) -> Processed:
         """A segment ended before the invocation does: record the usage so far and give the
@@ -411,10 +431,37 @@ class JobProcessor:
                 if sweep.survivors:
                     leftovers.extend(sweep.survivors)
                     self._identities.quarantine(identity.uid)
+            if outcome.ending == "segment":
+                # Long jobs: the working directory goes on with the job (out/ included: its
+                # artifacts are collected when the job ends).
+                return self._carry_workspace(job, sandbox, outcome)
             # Files: what the agent left under out/, now that nothing of it runs.
             if self._artifacts is not None and collected is not None:
                 collected.append(self._collect(job, sandbox))
             return outcome
+
+    def _carry_workspace(self, job: Job, sandbox: Sandbox, outcome: AgentOutcome) -> AgentOutcome:
+        """Store the segment's working directory for the next one; a store fault raises (the
+        segment is retried from the session), a directory over a limit ends the job."""
+        if self._workspaces is None:
+            return outcome
+        bounds = workspace_limits(
+            self._settings.workspace_max_files, self._settings.workspace_max_bytes
+        )
+        try:
+            notes = save_workspace(
+                self._workspaces, job.tenant_id, job.job_id, sandbox.work_dir, bounds
+            )
+        except WorkspaceTooLargeError as exc:
+            log.warning("job %s: %s", job.job_id, exc)
+            return AgentOutcome(
+                "failed",
+                usage=outcome.usage,
+                error=JobErrorInfo(code=WORKSPACE_TOO_LARGE, message=str(exc)[:2000]),
+            )
+        for note in notes:
+            log.info("job %s: workspace: %s", job.job_id, note)
+        return outcome
 
     def _collect(self, job: Job, sandbox: Sandbox) -> Collected:
         """Upload the job's artifacts; never raises (the agent has run: its result is
@@ -465,13 +512,24 @@ class JobProcessor:
                     "max_budget_usd": None if options.max_budget_usd is None else left,
                 }
             )
+        # Long jobs: a later segment goes on in the working directory the last one left (a
+        # store fault raises before the agent starts: the segment is retried).
+        restored = (
+            job.segments > 1
+            and self._workspaces is not None
+            and restore_workspace(
+                self._workspaces, job.tenant_id, job.job_id, sandbox.work_dir, sandbox.give
+            )
+        )
         # Files: where the agent leaves its artifacts (made before the inputs are placed, so a
         # trigger's object named `out` gets another name).
         if self._artifacts is not None:
             out_dir = sandbox.work_dir / OUT_DIR
-            out_dir.mkdir(mode=0o700)
-            sandbox.give(out_dir)
-        if job.inputs and self._inputs is not None:
+            if not restored:
+                out_dir.mkdir(mode=0o700)
+                sandbox.give(out_dir)
+        # A later segment's working directory holds its inputs as the agent left them.
+        if job.inputs and self._inputs is not None and not restored:
             problem = self._place_inputs(job, sandbox)
             if problem is not None:
                 return AgentOutcome(

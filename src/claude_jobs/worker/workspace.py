@@ -1,0 +1,179 @@
+"""Long jobs: the working directory carried from one segment to the next.
+
+Each segment runs in a fresh sandbox (a fresh uid and directory, as every run). When a segment
+ends before its job does, the worker packs the job's working directory — after every process of
+the job was ended — into a compressed tar archive beside the job's other documents
+(`tenant/<tenant>/jobs/<job>/workspace.tar.gz`), and the next segment unpacks it into its new
+working directory before the agent starts, so the files the agent made, changed or deleted are
+as it left them. The walk is the artifacts' (`artifacts.walk_tree`): no link is followed, and
+only directories and regular files are carried (symbolic links, FIFOs, sockets, devices and hard
+links are left out, each logged). At most `WORKSPACE_MAX_FILES` files and
+`WORKSPACE_MAX_BYTES` bytes together: a workspace over a limit cannot be carried, and the job
+fails with `workspace_too_large` rather than going on with part of its files. Unpacking uses
+tarfile's `data` filter (no absolute or escaping names, no links, no special files) and hands
+everything to the agent's user. The archive is deleted when the job ends (and expires with the
+job's documents otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Protocol
+
+from .artifacts import ArtifactLimits, walk_tree
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+WORKSPACE_NAME = "workspace.tar.gz"
+#: Directory levels of the working directory that are carried.
+WORKSPACE_MAX_DEPTH = 64
+
+
+class WorkspaceTooLargeError(Exception):
+    """The working directory is over a limit: it cannot be carried to the next segment."""
+
+
+class WorkspaceStore(Protocol):
+    def save(self, tenant_id: str, job_id: str, body: IO[bytes], size: int) -> None: ...
+
+    def load(self, tenant_id: str, job_id: str, into: IO[bytes]) -> bool:
+        """Copy the stored archive into `into`; False when none is stored."""
+
+    def delete(self, tenant_id: str, job_id: str) -> None: ...
+
+
+def limits(max_files: int, max_bytes: int) -> ArtifactLimits:
+    return ArtifactLimits(
+        max_files,
+        max_bytes,
+        count_setting="WORKSPACE_MAX_FILES",
+        bytes_setting="WORKSPACE_MAX_BYTES",
+        max_depth=WORKSPACE_MAX_DEPTH,
+        max_entries=max_files * 4 + 1000,
+    )
+
+
+def pack(work_dir: Path, bounds: ArtifactLimits, into: IO[bytes]) -> list[str]:
+    """Write `work_dir`'s directories and regular files into `into` as a tar.gz; return the
+    notes of what was left out by kind. WorkspaceTooLargeError when a limit applies."""
+    with tarfile.open(fileobj=into, mode="w:gz", compresslevel=6) as archive:
+        directories: set[str] = set()
+
+        def take(path: str, body: IO[bytes], size: int) -> None:
+            parts = path.split("/")
+            for depth in range(1, len(parts)):
+                parent = "/".join(parts[:depth])
+                if parent not in directories:
+                    directories.add(parent)
+                    info = tarfile.TarInfo(parent)
+                    info.type = tarfile.DIRTYPE
+                    info.mode = 0o700
+                    archive.addfile(info)
+            info = tarfile.TarInfo(path)
+            info.size = size
+            info.mode = 0o600
+            archive.addfile(info, body)
+
+        walked = walk_tree(work_dir, bounds, take)
+    if walked.limited:
+        raise WorkspaceTooLargeError(
+            "the working directory cannot be carried to the job's next segment: "
+            + "; ".join(walked.notes)
+        )
+    if walked.failed:
+        raise OSError("the working directory could not be packed: " + "; ".join(walked.notes))
+    return walked.notes
+
+
+def unpack(source: IO[bytes], work_dir: Path, give: Callable[[Path], None]) -> None:
+    """Unpack an archive made by `pack` into the (empty) `work_dir`, handing every directory and
+    file to the agent's user with `give`."""
+    with tarfile.open(fileobj=source, mode="r:gz") as archive:
+        archive.extractall(work_dir, filter="data")
+    for root, directories, files in os.walk(work_dir, followlinks=False):
+        for name in (*directories, *files):
+            give(Path(root) / name)
+
+
+def save(
+    store: WorkspaceStore, tenant_id: str, job_id: str, work_dir: Path, bounds: ArtifactLimits
+) -> list[str]:
+    """Pack and store the job's working directory (spooled to /tmp past 8 MiB)."""
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+        notes = pack(work_dir, bounds, spool)
+        size = spool.tell()
+        spool.seek(0)
+        store.save(tenant_id, job_id, spool, size)
+    return notes
+
+
+def restore(
+    store: WorkspaceStore, tenant_id: str, job_id: str, work_dir: Path, give: Callable[[Path], None]
+) -> bool:
+    """Unpack the job's stored working directory into `work_dir`; False when none is stored."""
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+        if not store.load(tenant_id, job_id, spool):
+            return False
+        spool.seek(0)
+        unpack(spool, work_dir, give)
+    return True
+
+
+class S3WorkspaceStore:
+    """The archive in the results bucket, beside the job's other documents."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._client = client
+        self._bucket = bucket
+
+    def _key(self, tenant_id: str, job_id: str) -> str:
+        from ..adapters.results import document_key
+
+        return document_key(tenant_id, job_id, WORKSPACE_NAME)
+
+    def save(self, tenant_id: str, job_id: str, body: IO[bytes], size: int) -> None:
+        self._client.put_object(
+            Bucket=self._bucket,
+            Key=self._key(tenant_id, job_id),
+            Body=body,
+            ContentLength=size,
+            ContentType="application/gzip",
+        )
+
+    def load(self, tenant_id: str, job_id: str, into: IO[bytes]) -> bool:
+        try:
+            answer = self._client.get_object(Bucket=self._bucket, Key=self._key(tenant_id, job_id))
+        except self._client.exceptions.NoSuchKey:
+            return False
+        body = answer["Body"]
+        for chunk in iter(lambda: body.read(1024 * 1024), b""):
+            into.write(chunk)
+        return True
+
+    def delete(self, tenant_id: str, job_id: str) -> None:
+        self._client.delete_object(Bucket=self._bucket, Key=self._key(tenant_id, job_id))
+
+
+class MemoryWorkspaceStore:
+    """Archives in memory (tests, and a worker without a bucket)."""
+
+    def __init__(self) -> None:
+        self.archives: dict[tuple[str, str], bytes] = {}
+
+    def save(self, tenant_id: str, job_id: str, body: IO[bytes], size: int) -> None:
+        self.archives[(tenant_id, job_id)] = body.read(size)
+
+    def load(self, tenant_id: str, job_id: str, into: IO[bytes]) -> bool:
+        data = self.archives.get((tenant_id, job_id))
+        if data is None:
+            return False
+        into.write(data)
+        return True
+
+    def delete(self, tenant_id: str, job_id: str) -> None:
+        self.archives.pop((tenant_id, job_id), None)
