@@ -408,6 +408,10 @@ class Emulator:
         )
         from werkzeug.serving import make_server
 
+        from . import dynamodb_transactions
+
+        # Transactions back up the items they name, not whole tables (see that module).
+        dynamodb_transactions.install()
         # The emulator logs every call through werkzeug's logger: keep it for warnings.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # Authentication is on before the server listens: no request is served without it.
