@@ -171,7 +171,7 @@ def test_long_poll_notices_the_end_within_a_tenth_of_a_second_with_control_reads
             finish(api, job_id, "seen quickly")
 
     container.job_service = JobService(
-        repo,  # type: ignore[arg-type]
+        repo,
         container.job_service._queue,
         container.settings,
         sleep=sleep,
