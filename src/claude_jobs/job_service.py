@@ -50,17 +50,20 @@ IDEMPOTENCY_KEY_MAX = 128
 TENANT_LIMIT_RETRY_SECONDS = 10
 
 
-#: The `?wait=` long-poll's pauses between reads: quick at first (a short job is often about
-#: to end), then steady. See `JobService.wait`.
-LONG_POLL_SCHEDULE = (0.025, 0.05, 0.075)
-LONG_POLL_STEADY_SECONDS = 0.1
+#: The `?wait=` long-poll's pauses between reads: every 50 ms for the first seconds of a wait
+#: (a short job is likely to end then, and its caller waits for it), then every 100 ms. See
+#: `JobService.wait`.
+LONG_POLL_QUICK_SECONDS = 3.0
+LONG_POLL_QUICK_PAUSE = 0.05
+LONG_POLL_STEADY_PAUSE = 0.1
 
 
 def long_poll_pauses() -> Iterator[float]:
     """The pauses of one long-poll, in order, without end (the caller stops at its deadline)."""
-    yield from LONG_POLL_SCHEDULE
+    for _ in range(round(LONG_POLL_QUICK_SECONDS / LONG_POLL_QUICK_PAUSE)):
+        yield LONG_POLL_QUICK_PAUSE
     while True:
-        yield LONG_POLL_STEADY_SECONDS
+        yield LONG_POLL_STEADY_PAUSE
 
 
 def long_poll_reads(seconds: float) -> int:
@@ -293,12 +296,13 @@ class JobService:
 
         One strongly consistent read of the whole job (it checks the tenant), then cheap polls
         of its control attributes — an eventually consistent read of three attributes, as the
-        worker's cancel poll — on `LONG_POLL_SCHEDULE`: quick at first, then every
-        `LONG_POLL_STEADY_SECONDS`, so a job that ends while its caller waits is noticed within
-        about 100 ms. The answer is read again in full, strongly consistent, once a poll sees
-        the job terminal or the wait is up. A stale poll only delays the answer by one step (a
-        terminal job never changes again). Cost per waiting minute: `long_poll_reads(60)`
-        eventually consistent reads of 0.5 read unit each (job items are under 4 KiB)."""
+        worker's cancel poll — every 50 ms for the first 3 s, then every 100 ms
+        (`long_poll_pauses`): a job that ends while its caller waits is noticed within 100 ms,
+        a short one within 50 ms. The answer is read again in full, strongly consistent, once a
+        poll sees the job terminal or the wait is up. A stale poll only delays the answer by
+        one step (a terminal job never changes again). Cost per waiting minute:
+        `long_poll_reads(60)` eventually consistent reads of 0.5 read unit each (job items are
+        under 4 KiB)."""
         deadline = time.monotonic() + min(max(seconds, 0), MAX_WAIT_SECONDS)
         job = self.get(tenant_id, job_id)
         if job.status.is_terminal:
