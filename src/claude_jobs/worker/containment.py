@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import signal
 import sys
@@ -124,12 +125,18 @@ def descendants(table: dict[int, ProcessInfo], root: int) -> set[int]:
     return found
 
 
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once: `find_library` runs `ldconfig` in a child process, which
+    every job would otherwise pay for (twice) before its CLI starts."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
 def become_subreaper() -> None:
     """Make this process the reaper of every orphan among its descendants (Linux only)."""
     if not sys.platform.startswith("linux"):
         return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    if libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise ContainmentError(f"prctl(PR_SET_CHILD_SUBREAPER) failed: errno {ctypes.get_errno()}")
 
 
