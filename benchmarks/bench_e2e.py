@@ -151,17 +151,30 @@ class Stack:
         ticks = os.sysconf("SC_CLK_TCK")
         return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
 
-    def tree_rss_kib(self) -> int:
-        pids = [self.process.pid, *_descendants(self.process.pid)]
-        total = 0
-        for pid in pids:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                continue
-        return total
+    def rss_kib(self) -> tuple[int, int, int]:
+        """(the dev process's RSS, the summed RSS of its descendants — the jobs' CLIs and what
+        they started —, how many of those are CLIs), in KiB."""
+        own = _rss_kib(self.process.pid)
+        children = _descendants(self.process.pid)
+        clis = sum(1 for pid in children if _comm(pid) == "claude")
+        return own, sum(_rss_kib(pid) for pid in children), clis
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _descendants(root: int) -> list[int]:
@@ -269,8 +282,10 @@ class Drain:
     wall: float
     floor: float
     stack_cpu_per_job: float
-    peak_tree_rss_kib: int
-    idle_tree_rss_kib: int
+    #: Peak summed RSS of the jobs' process trees divided by the CLIs running at that moment.
+    job_rss_kib: int
+    #: The dev process (emulator, functions, proxy) before and at its largest during the drain.
+    stack_rss_kib: tuple[int, int]
 
     @property
     def ratio(self) -> float:
@@ -279,13 +294,16 @@ class Drain:
 
 def drain(stack: Stack, clients: list[Any], jobs: int, direct_cpu: float) -> Drain:
     """Submit `jobs` at once (alternating tenants), wait until every one is terminal."""
-    idle_rss = stack.tree_rss_kib()
-    peak = [idle_rss]
+    idle_rss = stack.rss_kib()[0]
+    peak = [0, idle_rss]  # per job, the dev process
     sampling = threading.Event()
 
     def sample() -> None:
         while not sampling.wait(0.1):
-            peak[0] = max(peak[0], stack.tree_rss_kib())
+            own, children, clis = stack.rss_kib()
+            if clis:
+                peak[0] = max(peak[0], children // clis)
+            peak[1] = max(peak[1], own)
 
     sampler = threading.Thread(target=sample, daemon=True)
     cpu_before = stack.cpu_seconds()
@@ -306,7 +324,7 @@ def drain(stack: Stack, clients: list[Any], jobs: int, direct_cpu: float) -> Dra
     sampling.set()
     sampler.join()
     cpu = stack.cpu_seconds() - cpu_before
-    return Drain(jobs, wall, direct_cpu * jobs / CORES, cpu / jobs, peak[0], idle_rss)
+    return Drain(jobs, wall, direct_cpu * jobs / CORES, cpu / jobs, peak[0], (idle_rss, peak[1]))
 
 
 # ------------------------------------------------------------------ polls
@@ -424,6 +442,8 @@ def _ms(seconds: float) -> str:
 
 
 def report(figures: Figures, durations: dict[str, float]) -> bool:
+    from claude_jobs.definitions import FUNCTIONS
+
     ok = True
     direct_wall = [r.wall for r in figures.direct]
     overhead = [s - d for s, d in zip(figures.stack, direct_wall, strict=True)]
@@ -481,11 +501,17 @@ def report(figures: Figures, durations: dict[str, float]) -> bool:
     print(f"  worker interpreter, no job     {figures.worker_rss_kib / 1024:7.0f} MiB")
     print(f"  one Lambda environment (sum)   {cli_peak + figures.worker_rss_kib / 1024:7.0f} MiB")
     for d in figures.drains:
-        per_job = (d.peak_tree_rss_kib - d.idle_tree_rss_kib) / 1024 / WORKERS
         print(
-            f"  stack tree during drain N={d.jobs:<3}  {d.peak_tree_rss_kib / 1024:7.0f} MiB peak,"
-            f" {per_job:.0f} MiB per concurrent job over idle"
+            f"  per running job, drain N={d.jobs:<3}  {d.job_rss_kib / 1024:7.0f} MiB"
+            f" (CLI trees at their peak / CLIs running); the stack's own process"
+            f" {d.stack_rss_kib[0] / 1024:.0f} -> {d.stack_rss_kib[1] / 1024:.0f} MiB"
         )
+    need = cli_peak + figures.worker_rss_kib / 1024
+    print(
+        f"  worker memory setting: {FUNCTIONS['worker'].memory_mb} MB ="
+        f" {FUNCTIONS['worker'].memory_mb / need:.1f}x one environment's {need:.0f} MiB"
+        " (see README 'Performance': context growth, tools, CPU share)"
+    )
 
     from benchmarks import cost_model
 
