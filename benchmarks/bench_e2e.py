@@ -8,9 +8,9 @@ same bundled Claude Code CLI for both sides.
   submitted and awaited through the stack (`POST /v1/jobs`, then `GET ?wait=20` until it is
   terminal). Overhead = stack - direct, paired by round; p50 and p95.
 - drain: N one-call jobs submitted at once (two tenants, alternately), timed until the last is
-  terminal; the CPU floor is what the direct runs' CPU says the work needs: median CPU seconds
-  of one direct run x N / cores. Also the stack's own CPU per job (the dev process and
-  everything it reaped), next to the direct run's.
+  terminal (long-polled, last job first); the CPU floor is what the direct runs' CPU says the
+  work needs: median CPU seconds of one direct run x N / cores. Also the stack's own CPU per
+  job (the dev process and everything it reaped), next to the direct run's.
 - polls: `claude-jobs submit --wait` of a job whose model call takes 5 s, through a counting
   relay: how many status requests it makes.
 - memory: the direct CLI's peak RSS, the stack's process tree at its peak during the drain
@@ -316,7 +316,9 @@ def drain(stack: Stack, clients: list[Any], jobs: int, direct_cpu: float) -> Dra
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         submitted = list(pool.map(submit, range(jobs)))
-    for client, job_id in submitted:  # one long-poll at a time: little load of its own
+    # One long-poll at a time, the last job first (jobs end roughly in the order they were
+    # queued): the observer's own reads stay a few per job.
+    for client, job_id in reversed(submitted):
         done = client.wait(job_id, timeout=600)
         if done["status"] != "succeeded":
             raise RuntimeError(f"a drain job ended {done['status']}: {done.get('error')}")
