@@ -512,7 +512,7 @@ def report(figures: Figures, durations: dict[str, float]) -> bool:
     print(
         f"  worker memory setting: {FUNCTIONS['worker'].memory_mb} MB ="
         f" {FUNCTIONS['worker'].memory_mb / need:.1f}x one environment's {need:.0f} MiB"
-        " (see README 'Performance': context growth, tools, CPU share)"
+        " (reasoning: docs/infra.md, Worker sizing)"
     )
 
     from benchmarks import cost_model
