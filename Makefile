@@ -12,7 +12,7 @@ export CLAUDE_AGENT_SDK_SKIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lock dev lint typecheck test bench bench-capacity openapi synth layer-lock worker-lock deploy clean
+.PHONY: venv lock dev lint typecheck test bench bench-capacity fuzz openapi synth layer-lock worker-lock deploy clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,12 @@ test: lint typecheck
 
 bench: venv
 	$(BIN)/python -m benchmarks
+
+# schemathesis against `claude-jobs dev` (started and stopped here): every check, every phase
+# (stateful included), for FUZZ_SECONDS. Non-zero on any failure.
+FUZZ_SECONDS ?= 120
+fuzz: venv
+	$(BIN)/python -m claude_jobs_tools.fuzz --max-time $(FUZZ_SECONDS)
 
 openapi: venv
 	$(BIN)/python -m claude_jobs_tools.openapi > openapi.json

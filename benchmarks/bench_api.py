@@ -235,6 +235,12 @@ def count_calls(settings: Any) -> bool:
             # One Query per shard of the tenant index, then the page's items in one batch.
             {"dynamodb.Query": TENANT_SHARDS, "dynamodb.BatchGetItem": 1},
         ),
+        (
+            "GET /v1/jobs/{job_id}/events",
+            status,
+            rest_event("GET", f"/v1/jobs/{job_id}/events", authorizer=context),
+            {"dynamodb.GetItem": 1, "dynamodb.Query": 1},
+        ),
         ("GET /v1/health", status, rest_event("GET", "/v1/health"), {}),
         (
             "authorizer (TOKEN)",
@@ -315,6 +321,7 @@ def run(args: argparse.Namespace) -> bool:
                 "AWS_ENDPOINT_URL": endpoint,
                 "JOBS_TABLE": settings.jobs_table,
                 "KEYS_TABLE": settings.keys_table,
+                "EVENTS_TABLE": settings.events_table,
                 "JOBS_QUEUE_URL": settings.jobs_queue_url,
                 "RESULTS_BUCKET": settings.results_bucket,
             }

@@ -60,6 +60,12 @@ class InfraConfig(BaseModel):
     default_model: str = DEFAULT_MODEL
     max_budget_usd_cap: Annotated[float, Field(gt=0, le=1000)] = 10.0
     job_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    #: Sessions (their transcripts in the results bucket under `sessions/`, and their items)
+    #: expire this many days after their last job was submitted.
+    session_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    #: A job's `timeout_seconds` at most; longer than one worker invocation (900 s), a job
+    #: runs in segments.
+    max_job_seconds: Annotated[int, Field(ge=10, le=7 * 24 * 3600)] = 14_400
     anthropic_base_url: str = PUBLIC_ANTHROPIC_URL
     #: Import an existing secret by name instead of creating an empty one.
     anthropic_secret_name: str | None = None

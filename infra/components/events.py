@@ -1,5 +1,6 @@
 """Completion events and triggers: the event bus, the rules and S3 notifications that feed the
-trigger function, and the jobs-table stream that feeds the notifier.
+trigger function, the jobs-table stream that feeds the notifier, and the webhook queue that
+feeds the webhook function.
 
 What triggers exist is read from the trigger function's own `triggers.json` (validated by
 `claude_jobs.triggers.config`), so a trigger added there gets its rule or notification here.
@@ -19,9 +20,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
-from aws_cdk.aws_lambda_event_sources import DynamoEventSource
+from aws_cdk.aws_lambda_event_sources import DynamoEventSource, SqsEventSource
 from constructs import Construct
 
+from claude_jobs.resources import NOTIFIER_STREAM, WEBHOOK_BATCH_SIZE
 from claude_jobs.triggers.config import EventTrigger, S3Trigger, TriggersConfig, load_config
 from infra.components.functions import EventSourceQueueDestination, depend_on_policy_only
 from infra.components.nag import Ack, acknowledge
@@ -145,13 +147,44 @@ class StreamNotifier(Construct):
             DynamoEventSource(
                 table,
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=10,
-                bisect_batch_on_error=True,
-                retry_attempts=5,
-                max_record_age=Duration.days(1),
+                batch_size=NOTIFIER_STREAM.batch_size,
+                bisect_batch_on_error=NOTIFIER_STREAM.bisect_batch_on_error,
+                retry_attempts=NOTIFIER_STREAM.retry_attempts,
+                max_record_age=Duration.seconds(NOTIFIER_STREAM.max_record_age_seconds),
                 report_batch_item_failures=True,
                 on_failure=EventSourceQueueDestination(dead_letter_queue),
             )
+        )
+
+
+class WebhookDeliveries(Construct):
+    """The webhook queue → the webhook function: a few deliveries a batch, partial batch
+    responses; the queue's redrive policy dead-letters a delivery whose attempts ran out."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function: lambda_.Function,
+        queue: sqs.IQueue,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        function.add_event_source(
+            SqsEventSource(
+                queue,
+                batch_size=WEBHOOK_BATCH_SIZE,
+                report_batch_item_failures=True,
+            )
+        )
+        acknowledge(
+            function,
+            Ack(
+                "Serverless-LambdaEventSourceMappingDestination",
+                "An on-failure destination applies to stream and Kafka sources; for SQS the "
+                "webhook queue's redrive policy to its dead-letter queue is the failure "
+                "destination.",
+            ),
         )
 
 

@@ -1,4 +1,5 @@
-"""The jobs queue and its dead-letter queue, from `claude_jobs.resources`."""
+"""The queues and their dead-letter queues, from `claude_jobs.resources`: jobs, webhook
+deliveries, and the dead-letter queues of the triggers and the notifier."""
 
 from __future__ import annotations
 
@@ -73,6 +74,22 @@ class JobQueues(Construct):
         )
         # Jobs-table stream batches the notifier could not process after its retries.
         self.notifier_dlq = _queue(self, resources.NOTIFIER_DLQ, prefix)
+        # Webhook deliveries (one message each), and those whose attempts ran out.
+        self.webhook_dlq = _queue(self, resources.WEBHOOK_DLQ, prefix)
+        acknowledge(
+            self.webhook_dlq,
+            Ack("AwsSolutions-SQS3", "This queue is the dead-letter queue of the webhook queue."),
+            Ack("Serverless-SQSRedrivePolicy", "This queue is itself the dead-letter queue."),
+        )
+        assert resources.WEBHOOK_QUEUE.max_receive_count is not None
+        self.webhook_queue = _queue(
+            self,
+            resources.WEBHOOK_QUEUE,
+            prefix,
+            sqs.DeadLetterQueue(
+                queue=self.webhook_dlq, max_receive_count=resources.WEBHOOK_QUEUE.max_receive_count
+            ),
+        )
         for dlq in (self.trigger_dlq, self.notifier_dlq):
             acknowledge(
                 dlq,

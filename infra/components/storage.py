@@ -63,13 +63,21 @@ INBOX_EXPIRY_DAYS = 30
 
 
 class JobsData(Construct):
-    """The jobs table, the API keys table, the results and inbox buckets, and the bucket that
-    receives their access logs."""
+    """The jobs table, the API keys table, the progress events table, the results and inbox
+    buckets, and the bucket that receives their access logs."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, prefix: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        session_days: int = resources.SESSION_RETENTION_DAYS,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.jobs_table = build_table(self, resources.JOBS_TABLE, prefix)
         self.keys_table = build_table(self, resources.API_KEYS_TABLE, prefix)
+        self.events_table = build_table(self, resources.EVENTS_TABLE, prefix)
 
         self.access_logs_bucket = s3.Bucket(
             self,
@@ -103,6 +111,14 @@ class JobsData(Construct):
                     id="expire-documents",
                     prefix=resources.DOCUMENTS_PREFIX,
                     expiration=Duration.days(resources.RESULTS_EXPIRY_DAYS),
+                ),
+                # Session transcripts (`sessions/<tenant>/<session>/`): each continuation
+                # writes new parts, so a live session's newest parts are always younger than
+                # its item's expiry; a deleted session's parts are removed at once.
+                s3.LifecycleRule(
+                    id="expire-sessions",
+                    prefix=resources.SESSIONS_PREFIX,
+                    expiration=Duration.days(session_days),
                 ),
                 s3.LifecycleRule(
                     id="abort-incomplete-uploads",

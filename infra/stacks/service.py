@@ -10,7 +10,8 @@ Each function is granted exactly the actions its code calls, on exactly its reso
 - worker: job reads and transitions, results writes, S3 inputs, and the Anthropic key — or,
   with `model_provider=bedrock`, model invocation of the configured inference profiles;
 - trigger: the submit path, S3 inputs, the trigger dead-letter queue;
-- notifier: job reads and webhook outcome writes, the event bus, the webhook signing key.
+- notifier: the event bus, the webhook queue (it reads jobs from the stream's images);
+- webhook: job reads and webhook outcome writes, the webhook signing key, its queue.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from cdk_nag import RegexAppliesTo
 from constructs import Construct
 
 from claude_jobs import resources
@@ -28,6 +31,7 @@ from infra.components.bedrock import BedrockModels
 from infra.components.events import (
     JobEvents,
     StreamNotifier,
+    WebhookDeliveries,
     acknowledge_notifications_handler,
     load_triggers,
 )
@@ -61,6 +65,26 @@ INBOX_OBJECTS_REASON = (
 )
 
 
+#: Session transcripts under the sessions/ prefix of the results bucket.
+SESSIONS_OBJECTS = RegexAppliesTo(regex=r"/^Resource::.*ResultsBucket[^/]*\/sessions\/\*$/")
+SESSIONS_OBJECTS_REASON = (
+    "Session transcripts under the sessions/ prefix of the results bucket only "
+    "(sessions/<tenant>/<session>/...): tenants and sessions are not known in advance, so the "
+    "prefix is the narrowest resource."
+)
+
+
+def _allow_listing(role: iam.IRole, bucket_arn: str) -> None:
+    """ListBucket on the results bucket, for keys under sessions/ only (a session's parts)."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{resources.SESSIONS_PREFIX}*"]}},
+        )
+    )
+
+
 class ServiceStack(Stack):
     def __init__(
         self,
@@ -74,6 +98,7 @@ class ServiceStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         jobs = stateful.data.jobs_table
         keys = stateful.data.keys_table
+        events = stateful.data.events_table
         bucket = stateful.data.results_bucket
         inbox = stateful.data.inbox_bucket
         queue = stateful.queues.queue
@@ -90,8 +115,11 @@ class ServiceStack(Stack):
             "DEFAULT_MODEL": config.default_model,
             "MAX_BUDGET_USD_CAP": str(config.max_budget_usd_cap),
             "JOB_RETENTION_DAYS": str(config.job_retention_days),
+            "SESSION_RETENTION_DAYS": str(config.session_retention_days),
+            "MAX_JOB_SECONDS": str(config.max_job_seconds),
             "JOBS_TABLE": jobs.table_name,
             "KEYS_TABLE": keys.table_name,
+            "EVENTS_TABLE": events.table_name,
             "JOBS_QUEUE_URL": queue.queue_url,
             "RESULTS_BUCKET": bucket.bucket_name,
             "INBOX_BUCKET": inbox.bucket_name,
@@ -106,6 +134,8 @@ class ServiceStack(Stack):
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
         documents = bucket.arn_for_objects(f"{resources.DOCUMENTS_PREFIX}*")
         documents_ack = Ack("AwsSolutions-IAM5", DOCUMENTS_OBJECTS_REASON, [DOCUMENTS_OBJECTS])
+        sessions = bucket.arn_for_objects(f"{resources.SESSIONS_PREFIX}*")
+        sessions_ack = Ack("AwsSolutions-IAM5", SESSIONS_OBJECTS_REASON, [SESSIONS_OBJECTS])
         inbox_objects = inbox.arn_for_objects("*")
         tenant_index = f"{jobs.table_arn}/index/{resources.JOBS_TABLE.indexes[0].name}"
         retention = config.log_retention_days
@@ -123,7 +153,10 @@ class ServiceStack(Stack):
         self.submit.allow(["sqs:SendMessage"], [queue.queue_arn])
         # Large prompts and schemas; a cancelled job's prompts are deleted.
         self.submit.allow(["s3:PutObject", "s3:DeleteObject"], [documents])
-        acknowledge(self.submit.role, documents_ack)
+        # DELETE /v1/sessions/{id}: the session's transcript objects.
+        self.submit.allow(["s3:DeleteObject"], [sessions])
+        _allow_listing(self.submit.role, bucket.bucket_arn)
+        acknowledge(self.submit.role, documents_ack, sessions_ack)
 
         self.status = PythonFunction(
             self,
@@ -136,6 +169,8 @@ class ServiceStack(Stack):
         # A list page reads the index's keys, then the small job items by key.
         self.status.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem"], [jobs.table_arn])
         self.status.allow(["dynamodb:Query"], [tenant_index])
+        # Progress events: a Query of one job's batches.
+        self.status.allow(["dynamodb:Query"], [events.table_arn])
         # Presigned download URLs are signed with this role: it must be able to read them.
         self.status.allow(["s3:GetObject"], [results_objects, documents])
         acknowledge(
@@ -176,9 +211,16 @@ class ServiceStack(Stack):
             max_concurrency=config.worker_max_concurrency,
         )
         self.worker.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
+        # Progress events: a conditional PutItem per batch; the last seq (Query) on a retry.
+        self.worker.allow(
+            ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"], [events.table_arn]
+        )
         # A job of a tenant at its running share is offered again as a new, delayed message.
         self.worker.allow(["sqs:SendMessage"], [queue.queue_arn])
         self.worker.allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [documents])
+        # Session transcripts: the worker's SessionStore loads a job's session and saves it.
+        self.worker.allow(["s3:GetObject", "s3:PutObject"], [sessions])
+        _allow_listing(self.worker.role, bucket.bucket_arn)
         # Inputs of S3-triggered jobs, by exact version.
         self.worker.allow(["s3:GetObject", "s3:GetObjectVersion"], [inbox_objects])
         if stateful.anthropic_key is not None:
@@ -192,6 +234,7 @@ class ServiceStack(Stack):
         acknowledge(
             self.worker.role,
             documents_ack,
+            sessions_ack,
             Ack("AwsSolutions-IAM5", INBOX_OBJECTS_REASON, [INBOX_OBJECTS]),
         )
 
@@ -227,7 +270,9 @@ class ServiceStack(Stack):
             dead_letter_queue=trigger_dlq,
         )
 
+        webhook_queue = stateful.queues.webhook_queue
         values["EVENT_BUS_NAME"] = self.events.bus.event_bus_name
+        values["WEBHOOK_QUEUE_URL"] = webhook_queue.queue_url
         self.notifier = PythonFunction(
             self,
             "Notifier",
@@ -240,20 +285,37 @@ class ServiceStack(Stack):
                 "notifier dead-letter queue, the event source's on-failure destination."
             ),
         )
-        self.notifier.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
         self.notifier.allow(["events:PutEvents"], [self.events.bus.event_bus_arn])
         # Small results kept in the bucket ride in the completion event.
         self.notifier.allow(["s3:GetObject"], [documents])
         acknowledge(self.notifier.role, documents_ack)
-        self.notifier.allow(
-            ["secretsmanager:GetSecretValue"], [stateful.webhook_key.secret.secret_arn]
-        )
+        self.notifier.allow(["sqs:SendMessage"], [webhook_queue.queue_arn])
         StreamNotifier(
             self,
             "StreamNotifier",
             notifier=self.notifier.function,
             table=jobs,
             dead_letter_queue=stateful.queues.notifier_dlq,
+        )
+
+        self.webhook = PythonFunction(
+            self,
+            "Webhook",
+            definition=FUNCTIONS["webhook"],
+            values=values,
+            layer=layer,
+            log_retention_days=retention,
+            no_dlq_reason=(
+                "Invoked by the SQS event source only: deliveries whose attempts ran out go to "
+                "the webhook queue's dead-letter queue."
+            ),
+        )
+        self.webhook.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
+        self.webhook.allow(
+            ["secretsmanager:GetSecretValue"], [stateful.webhook_key.secret.secret_arn]
+        )
+        WebhookDeliveries(
+            self, "WebhookDeliveries", function=self.webhook.function, queue=webhook_queue
         )
 
         acknowledge_notifications_handler(self)
@@ -271,12 +333,14 @@ class ServiceStack(Stack):
                 "authorizer": self.authorizer.function,
                 "trigger": self.trigger.function,
                 "notifier": self.notifier.function,
+                "webhook": self.webhook.function,
             },
             queue=queue,
             dlq=stateful.queues.dlq,
             side_dlqs={
                 "Trigger": trigger_dlq,
                 "Notifier": stateful.queues.notifier_dlq,
+                "Webhook": stateful.queues.webhook_dlq,
             },
             metrics_namespace=METRICS_NAMESPACE,
             service_name=service_name,

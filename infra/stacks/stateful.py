@@ -18,7 +18,9 @@ class StatefulStack(Stack):
         self, scope: Construct, construct_id: str, *, config: InfraConfig, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.data = JobsData(self, "Data", prefix=config.prefix)
+        self.data = JobsData(
+            self, "Data", prefix=config.prefix, session_days=config.session_retention_days
+        )
         self.queues = JobQueues(self, "Queues", prefix=config.prefix)
         #: None on Bedrock: there is no Anthropic key to keep.
         self.anthropic_key = (

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .resources import WORKER_TIMEOUT_SECONDS
+from .resources import WEBHOOK_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS
 
 _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 
@@ -97,6 +97,7 @@ class Function:
 # ---------------------------------------------------------------- routes (HTTP API v1)
 
 _JOB_ID = "/v1/jobs/{job_id}"
+_SESSION_ID = "/v1/sessions/{session_id}"
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/health", "status", "health", "Liveness (no API key needed)", False),
@@ -126,11 +127,33 @@ ROUTES: tuple[Route, ...] = (
         parameters=(Parameter("wait", "query"), Parameter("If-None-Match", "header")),
     ),
     Route(
+        "GET",
+        f"{_JOB_ID}/events",
+        "status",
+        "listJobEvents",
+        "A job's progress events after a cursor (optionally long-polling for the next)",
+        parameters=(Parameter("after", "query"), Parameter("wait", "query")),
+    ),
+    Route(
         "POST",
         f"{_JOB_ID}/cancel",
         "submit",
         "cancelJob",
         "Cancel a job (queued: at once; running: within seconds)",
+    ),
+    Route(
+        "GET",
+        _SESSION_ID,
+        "status",
+        "getSession",
+        "Get a session: the jobs of a conversation",
+    ),
+    Route(
+        "DELETE",
+        _SESSION_ID,
+        "submit",
+        "deleteSession",
+        "Delete a session and its transcript (it can no longer be continued)",
     ),
 )
 
@@ -144,6 +167,8 @@ JOB_POLICY_ENV = (
     "DEFAULT_MODEL",
     "MAX_BUDGET_USD_CAP",
     "JOB_RETENTION_DAYS",
+    "SESSION_RETENTION_DAYS",
+    "MAX_JOB_SECONDS",
     # Fair sharing: the pending cap at submit, the running share and its wait in the worker.
     "TENANT_MAX_PENDING",
     "TENANT_MAX_RUNNING",
@@ -186,7 +211,7 @@ FUNCTIONS: dict[str, Function] = {
             memory_mb=512,
             # Long polls wait up to 20 s; API Gateway gives up at 29 s.
             timeout_seconds=28,
-            environment=(*POWERTOOLS_ENV, "JOBS_TABLE", "RESULTS_BUCKET"),
+            environment=(*POWERTOOLS_ENV, "JOBS_TABLE", "EVENTS_TABLE", "RESULTS_BUCKET"),
         ),
         Function(
             "worker",
@@ -199,9 +224,13 @@ FUNCTIONS: dict[str, Function] = {
                 *POWERTOOLS_ENV,
                 *JOB_POLICY_ENV,
                 "JOBS_TABLE",
+                "EVENTS_TABLE",
                 "RESULTS_BUCKET",
             ),
             optional_environment=(
+                # The invocation's length when it is not the function's timeout (the local
+                # stack's --invocation-seconds): the end-of-invocation margins scale with it.
+                "WORKER_INVOCATION_SECONDS",
                 "MODEL_PROVIDER",
                 "BEDROCK_MODELS",
                 "ANTHROPIC_SECRET_ID",
@@ -226,16 +255,29 @@ FUNCTIONS: dict[str, Function] = {
         ),
         Function(
             "notifier",
-            "Jobs table stream -> completion events and webhooks",
+            "Jobs table stream -> completion events and webhook deliveries",
             memory_mb=512,
-            # A batch of up to 10 records, each webhook with up to 4 attempts.
-            timeout_seconds=120,
+            # A batch of up to 10 records, each an event and at most one queued delivery.
+            timeout_seconds=60,
             environment=(
                 *POWERTOOLS_ENV,
                 "JOBS_TABLE",
                 "RESULTS_BUCKET",
                 "EVENT_BUS_NAME",
+                "WEBHOOK_QUEUE_URL",
+            ),
+        ),
+        Function(
+            "webhook",
+            "Webhook queue -> signed deliveries, one attempt per message",
+            memory_mb=512,
+            # A batch of a few deliveries, each with its total deadline.
+            timeout_seconds=WEBHOOK_TIMEOUT_SECONDS,
+            environment=(
+                *POWERTOOLS_ENV,
+                "JOBS_TABLE",
                 "WEBHOOK_SECRET_ID",
+                "WEBHOOK_QUEUE_URL",
             ),
         ),
     )

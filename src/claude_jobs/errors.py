@@ -27,6 +27,24 @@ class JobNotFoundError(ClaudeJobsError):
     code = "job_not_found"
 
 
+class SessionNotFoundError(ClaudeJobsError):
+    """No such session."""
+
+    code = "session_not_found"
+
+
+class SessionBusyError(ClaudeJobsError):
+    """The session has a job queued or running; continue it once that job has ended."""
+
+    code = "session_busy"
+
+
+class SessionConflictError(ClaudeJobsError):
+    """The session changed between its read and a write conditional on it (look again)."""
+
+    code = "session_conflict"
+
+
 class IdempotencyConflictError(ClaudeJobsError):
     """The Idempotency-Key was already used with a different request body."""
 
@@ -80,6 +98,12 @@ class TenantAtShareError(ClaudeJobsError):
 
 class InvalidCursorError(ValueError):
     """A listing cursor the repository did not return (forged or corrupted)."""
+
+
+class EventSeqConflictError(Exception):
+    """A batch of progress events was not stored: another batch already holds its first `seq`
+    (another attempt of the job wrote meanwhile). Renumber after `EventStore.last_seq` and
+    write again."""
 
 
 class TransitionConflictError(ClaudeJobsError):

@@ -25,10 +25,14 @@ from .errors import (
     InvalidCursorError,
     JobNotFoundError,
     RequestValidationError,
+    SessionBusyError,
+    SessionConflictError,
+    SessionNotFoundError,
     TenantLimitError,
     TransitionConflictError,
 )
 from .models import (
+    EventPage,
     InputObject,
     Job,
     JobLinks,
@@ -37,17 +41,35 @@ from .models import (
     JobStatus,
     JobView,
     ResultView,
+    SessionRecord,
+    SessionView,
     WebhookDelivery,
     tool_base_name,
 )
-from .ports import IdempotencyClaim, JobQueue, JobRepository
+from .ports import (
+    EventStore,
+    IdempotencyClaim,
+    JobQueue,
+    JobRepository,
+    SessionClaim,
+    SessionTranscripts,
+)
 from .settings import Settings
 
 MAX_WAIT_SECONDS = 20
 MAX_PAGE_SIZE = 100
+#: Progress events per answer of `GET /v1/jobs/{id}/events` at most.
+EVENTS_PAGE_SIZE = 200
+#: The highest `after` cursor accepted (well above a job's event bound).
+MAX_EVENT_CURSOR = 999_999
 IDEMPOTENCY_KEY_MAX = 128
 #: Retry-After of a 429 tenant_limit: about the time a short job takes to free a slot.
 TENANT_LIMIT_RETRY_SECONDS = 10
+#: Tries of a session write that lost a race (the session changed since it was read).
+SESSION_TRIES = 3
+#: A session held by no job that can match: the claim made to let an idempotent replay answer
+#: before a session's refusal (its condition always fails otherwise).
+_REFUSED = "\x00refused"
 
 
 #: The `?wait=` long-poll's pauses between reads: every 50 ms for the first seconds of a wait
@@ -140,14 +162,18 @@ class JobService:
         settings: Settings,
         *,
         documents: JobDocuments | None = None,
+        events: EventStore | None = None,
+        transcripts: SessionTranscripts | None = None,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_job_id,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._transcripts = transcripts
         self._repo = repo
         self._queue = queue
         self._settings = settings
         self._documents = documents or JobDocuments(None)
+        self._events = events
         self._clock = clock
         self._new_id = new_id
         self._sleep = sleep
@@ -182,6 +208,15 @@ class JobService:
         if isinstance(budget, int | float) and not isinstance(budget, bool) and budget > cap:
             errors.append(
                 FieldError(("body", "max_budget_usd"), f"must be at most {cap} (deployment cap)")
+            )
+        timeout = body.get("timeout_seconds")
+        most = self._settings.max_job_seconds
+        if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > most:
+            errors.append(
+                FieldError(
+                    ("body", "timeout_seconds"),
+                    f"must be at most {most} (the deployment's max_job_seconds)",
+                )
             )
         webhook = body.get("webhook_url")
         if isinstance(webhook, str):
@@ -218,7 +253,13 @@ class JobService:
         idempotency_key: str | None = None,
         source: str = "api",
         inputs: Sequence[InputObject] = (),
+        *,
+        pending_cap: bool = True,
     ) -> Submission:
+        """Queue a job. `pending_cap`: refuse it (TenantLimitError) when the tenant already has
+        `tenant_max_pending` pending jobs; the trigger path turns it off (its sources are the
+        deployment's own configuration, and an event refused would be retried and then
+        dead-lettered instead of run), the job still counts and waits for its running share."""
         self.check_limits(request)
         if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
             raise RequestValidationError(
@@ -257,12 +298,13 @@ class JobService:
             else None
         )
         try:
-            self._repo.create(job, claim, max_pending=self._settings.tenant_max_pending)
+            self._create(job, claim, request.session_id, pending_cap=pending_cap)
         except TenantLimitError as limit:
             self._documents.discard_prompts(job)  # nothing will read them
             limit.retry_after_seconds = TENANT_LIMIT_RETRY_SECONDS
             raise
         except IdempotencyReplayError as replay:
+            self._documents.discard_prompts(job)
             if replay.body_hash != body_hash:
                 raise IdempotencyConflictError(
                     "This Idempotency-Key was already used with a different request body."
@@ -271,6 +313,9 @@ class JobService:
             if earlier is None:  # its job expired: the key is effectively free again
                 raise
             return Submission(earlier, created=False)
+        except (SessionNotFoundError, SessionBusyError):
+            self._documents.discard_prompts(job)
+            raise
         try:
             self._queue.send(job)
         except Exception as exc:
@@ -281,6 +326,123 @@ class JobService:
             self._documents.discard_prompts(job)
             raise DispatchError(message) from exc
         return Submission(job, created=True)
+
+    def _create(
+        self,
+        job: Job,
+        claim: IdempotencyClaim | None,
+        session_id: str | None,
+        *,
+        pending_cap: bool = True,
+    ) -> None:
+        """Create the job with its take of its session (a new one, or `session_id`), retrying
+        when the session changed between its read and the write; `pending_cap`: see submit."""
+        for _ in range(SESSION_TRIES):
+            refusal: Exception | None = None
+            try:
+                session = self._session_claim(job, session_id)
+            except (SessionNotFoundError, SessionBusyError) as refused:
+                if claim is None:
+                    raise
+                # A replay of an earlier submission (whose job holds this session) must still
+                # answer with that job: try the create with a claim that cannot succeed, so
+                # that the idempotency record answers first.
+                refusal = refused
+                session = SessionClaim(
+                    session_id=session_id or "",
+                    tenant_id=job.tenant_id,
+                    job_id=job.job_id,
+                    at=job.created_at,
+                    expires_at=0,
+                    new=False,
+                    expected_active=_REFUSED,
+                )
+            job.session_id = session.session_id
+            try:
+                cap = self._settings.tenant_max_pending if pending_cap else None
+                self._repo.create(job, claim, max_pending=cap, session=session)
+                return
+            except SessionConflictError:
+                if refusal is not None:
+                    raise refusal from None
+                continue  # it changed since it was read: look again
+        raise SessionBusyError("The session is being continued by another request.")
+
+    def _session_claim(self, job: Job, session_id: str | None) -> SessionClaim:
+        expires_at = epoch(job.created_at + timedelta(days=self._settings.session_retention_days))
+        if session_id is None:
+            return SessionClaim(
+                session_id=str(uuid.uuid4()),
+                tenant_id=job.tenant_id,
+                job_id=job.job_id,
+                at=job.created_at,
+                expires_at=expires_at,
+                new=True,
+            )
+        record = self._session(job.tenant_id, session_id)
+        self._check_idle(record)
+        return SessionClaim(
+            session_id=session_id,
+            tenant_id=job.tenant_id,
+            job_id=job.job_id,
+            at=job.created_at,
+            expires_at=expires_at,
+            new=False,
+            expected_active=record.active_job,
+        )
+
+    def _session(self, tenant_id: str, session_id: str) -> SessionRecord:
+        record = self._repo.get_session(session_id)
+        if record is None or record.tenant_id != tenant_id or record.deleted:
+            # Another tenant's session is indistinguishable from a missing one.
+            raise SessionNotFoundError(f"No session {session_id}.")
+        return record
+
+    def _check_idle(self, record: SessionRecord) -> None:
+        """SessionBusyError while the job that holds the session is queued or running."""
+        if record.active_job is None:
+            return
+        active = self._repo.get(record.active_job)
+        if active is not None and not active.status.is_terminal:
+            raise SessionBusyError(
+                f"Session {record.session_id} has a job {active.status.value} "
+                f"({active.job_id}); continue it once that job has ended."
+            )
+
+    # ------------------------------------------------------------ sessions
+
+    def get_session(self, tenant_id: str, session_id: str) -> SessionView:
+        record = self._session(tenant_id, session_id)
+        return SessionView(
+            session_id=record.session_id,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            job_ids=record.job_ids,
+        )
+
+    def delete_session(self, tenant_id: str, session_id: str) -> None:
+        """Delete a session that no job is queued or running in: it is marked deleted (from
+        then on it is unknown), its transcripts are removed, then its item."""
+        record = self._repo.get_session(session_id)
+        if record is not None and record.tenant_id == tenant_id and record.deleted:
+            self._remove_session(tenant_id, session_id)  # finish an interrupted delete
+            return
+        for _ in range(SESSION_TRIES):
+            record = self._session(tenant_id, session_id)
+            self._check_idle(record)
+            try:
+                self._repo.mark_session_deleted(session_id, tenant_id, record.active_job)
+                break
+            except SessionConflictError:
+                continue
+        else:
+            raise SessionBusyError("The session is being continued by another request.")
+        self._remove_session(tenant_id, session_id)
+
+    def _remove_session(self, tenant_id: str, session_id: str) -> None:
+        if self._transcripts is not None:
+            self._transcripts.delete(tenant_id, session_id)
+        self._repo.remove_session(session_id)
 
     # ------------------------------------------------------------ read
 
@@ -317,6 +479,74 @@ class JobService:
                 break
         return self.get(tenant_id, job_id)
 
+    # ------------------------------------------------------------ progress events
+
+    def events(self, tenant_id: str, job_id: str, after: int = 0, wait: float = 0) -> EventPage:
+        """The job's progress events after the cursor `after`; with `wait`, the first answer
+        that has one (or says the job is done), or an empty one after `wait` seconds."""
+        if not 0 <= after <= MAX_EVENT_CURSOR:
+            raise RequestValidationError(
+                "after is not a cursor this API returned.",
+                [
+                    FieldError(
+                        ("query", "after"), f"must be an integer from 0 to {MAX_EVENT_CURSOR}"
+                    )
+                ],
+            )
+        if wait:
+            return self.wait_for_events(tenant_id, job_id, after, wait)
+        return self._events_page(tenant_id, job_id, after)
+
+    def wait_for_events(
+        self, tenant_id: str, job_id: str, after: int, seconds: float, poll: float = 0.5
+    ) -> EventPage:
+        """The long poll of the events route: its schedule lives here alone."""
+        deadline = time.monotonic() + min(max(seconds, 0), MAX_WAIT_SECONDS)
+        page = self._events_page(tenant_id, job_id, after)
+        while not page.items and not page.done and time.monotonic() < deadline:
+            self._sleep(min(poll, max(deadline - time.monotonic(), 0)))
+            page = self._events_page(tenant_id, job_id, after)
+        return page
+
+    def _events_page(self, tenant_id: str, job_id: str, after: int) -> EventPage:
+        """One look: the job first (tenant check; terminal?), then its stored events.
+
+        The worker stores a run's events before the job's terminal write, so events read after
+        the job was seen terminal are all there are. Transitions no worker recorded (a job
+        cancelled while queued, one failed without a run, a worker that died) are shown as
+        the status events the worker would have written: `queued` at seq 1 while nothing is
+        stored, the terminal status after the last stored event when that is not it."""
+        job = self.get(tenant_id, job_id)
+        stored = self._events.read(job_id, after, EVENTS_PAGE_SIZE + 1) if self._events else []
+        if len(stored) > EVENTS_PAGE_SIZE:
+            items = stored[:EVENTS_PAGE_SIZE]
+            return _event_page(items, after, done=False)
+        terminal = job.status.is_terminal
+        if stored:
+            tail: dict[str, Any] | None = stored[-1]
+        elif after == 0 or not terminal:
+            tail = None  # (nothing newer is stored; `queued` is shown only at seq 1)
+        else:
+            tail = self._last_stored_event(job_id, after)
+        items = list(stored)
+        for ending in _shown_endings(job, tail):
+            if ending["seq"] > after:
+                items.append(ending)
+        return _event_page(items, after, done=terminal)
+
+    def _last_stored_event(self, job_id: str, after: int) -> dict[str, Any] | None:
+        """The job's last stored event, known to be at seq `after` or before."""
+        if self._events is None:
+            return None
+        seen = self._events.read(job_id, after - 1, 1)
+        if seen and seen[0].get("seq") == after:
+            return seen[0]
+        last = self._events.last_seq(job_id)
+        if last == 0:
+            return None
+        found = self._events.read(job_id, last - 1, 1)
+        return found[0] if found else None
+
     def view(self, job: Job) -> JobView:
         """What the API shows of a job: its documents read back where they are stored."""
         return self._view(self._documents.load(job, (*VIEWED, RESULT_TEXT)))
@@ -348,6 +578,8 @@ class JobService:
             usage=job.usage,
             error=job.error,
             webhook=job.webhook,
+            session_id=job.session_id,
+            segments=job.segments,
             links=JobLinks(self=job_path(job.job_id)),
         )
 
@@ -403,6 +635,33 @@ class JobService:
                 return self.cancel(tenant_id, job_id)
             return self.get(tenant_id, job_id)
         return job
+
+
+def _shown_endings(job: Job, tail: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The status events no worker stored that a reader is shown after `tail`, the job's last
+    stored event: `queued` at seq 1 when nothing is stored, and the job's terminal status
+    when it is terminal and `tail` is not that status (numbered as the worker would)."""
+    shown: list[dict[str, Any]] = []
+    seq = int(tail["seq"]) if tail is not None else 0
+    if tail is None:
+        seq = 1
+        shown.append(_status_event(1, job.created_at, JobStatus.QUEUED))
+    ended = tail is not None and tail.get("type") == "status" and tail.get("status") == job.status
+    if job.status.is_terminal and not ended:
+        at = job.finished_at or job.started_at or job.created_at
+        shown.append(_status_event(seq + 1, at, job.status))
+    return shown
+
+
+def _status_event(seq: int, at: datetime, status: JobStatus) -> dict[str, Any]:
+    # Milliseconds, as the worker records times: the same event reads the same either way.
+    at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+    return {"seq": seq, "at": at, "type": "status", "status": status.value}
+
+
+def _event_page(items: Sequence[Mapping[str, Any]], after: int, *, done: bool) -> EventPage:
+    cursor = str(items[-1]["seq"]) if items else str(after)
+    return EventPage.model_validate({"items": list(items), "next_cursor": cursor, "done": done})
 
 
 def _token_key(secret: str) -> bytes:

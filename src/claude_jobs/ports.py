@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .models import Job, JobStatus
+from .models import Job, JobStatus, SessionRecord
 
 if TYPE_CHECKING:
     from .worker.agent import AgentOutcome, AgentRequest
@@ -23,6 +23,24 @@ class IdempotencyClaim:
     key: str
     body_hash: str
     expires_at: int
+
+
+@dataclass(frozen=True)
+class SessionClaim:
+    """Take session `session_id` for job `job_id`, in the job's own create.
+
+    `new`: the session is created (it must not exist). Otherwise it must exist, belong to
+    `tenant_id`, not be deleted, and be held by `expected_active` (the job that held it when it
+    was read, now ended) or by none: the write's condition, so that of two submissions racing
+    for one session exactly one gets it. The job is appended to its `job_ids`."""
+
+    session_id: str
+    tenant_id: str
+    job_id: str
+    at: datetime
+    expires_at: int  # epoch seconds: the item expires with its transcripts
+    new: bool
+    expected_active: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,12 +84,26 @@ class JobRepository(Protocol):
         claim: IdempotencyClaim | None = None,
         *,
         max_pending: int | None = None,
+        session: SessionClaim | None = None,
     ) -> None:
-        """Store a new job (and its idempotency record) in one write, counting it pending.
+        """Store a new job (and its idempotency record, and its take of its session) in one
+        write, counting it pending.
 
         Raises IdempotencyReplayError when the claim is already held by a live record (nothing
-        is counted), else TenantLimitError when the tenant already has `max_pending` pending
-        jobs."""
+        is counted), else SessionConflictError when the session's condition does not hold,
+        else TenantLimitError when the tenant already has `max_pending` pending jobs."""
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        """A session as stored (strongly consistent), whatever its tenant; None if unknown."""
+
+    def mark_session_deleted(
+        self, session_id: str, tenant_id: str, expected_active: str | None
+    ) -> None:
+        """Mark the session deleted (it can no longer be read or continued) under the same
+        condition as a continuation's; SessionConflictError when it does not hold."""
+
+    def remove_session(self, session_id: str) -> None:
+        """Remove a session's item (after its transcripts are gone)."""
 
     def tenant_usage(self, tenant_id: str) -> TenantUsage: ...
 
@@ -127,6 +159,29 @@ class JobRepository(Protocol):
     ) -> None:
         """Mark a queued job failed because it could not be queued, and free its idempotency
         key so that the caller's retry creates a fresh job."""
+
+
+class EventStore(Protocol):
+    """A job's progress events (JSON-mode dicts with an integer `seq`), stored in batches.
+
+    A batch holds at most `MAX_BATCH_EVENTS` events with consecutive `seq`s; batches are
+    written in `seq` order and never change."""
+
+    def last_seq(self, job_id: str) -> int:
+        """The highest stored `seq` of the job (0: none), read consistently."""
+
+    def append(self, job_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Store one batch. Writing the same batch again is a no-op (a retried write); a batch
+        whose first `seq` another batch holds raises EventSeqConflictError."""
+
+    def read(self, job_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """At most `limit` events with `seq` > `after`, in `seq` order."""
+
+
+class SessionTranscripts(Protocol):
+    """The sessions' transcripts (the SDK's SessionStore, as the API needs it)."""
+
+    def delete(self, tenant_id: str, session_id: str) -> None: ...
 
 
 class JobQueue(Protocol):

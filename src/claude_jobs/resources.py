@@ -104,7 +104,18 @@ API_KEYS_TABLE = Table(
     indexes=(Index(name="by_key_id", partition_key=Attribute("key_id")),),
 )
 
-TABLES = (JOBS_TABLE, API_KEYS_TABLE)
+#: Progress events of jobs (`GET /v1/jobs/{id}/events`): one item per batch the worker writes,
+#: keyed by the job and the batch's first `seq` (`adapters/events_table.py`). Separate from the
+#: jobs table so that event writes neither reach its stream (the notifier) nor its index.
+EVENTS_TABLE = Table(
+    logical_id="EventsTable",
+    name_suffix="events",
+    partition_key=Attribute("job_id"),
+    sort_key=Attribute("seq", "N"),
+    ttl_attribute="expires_at",
+)
+
+TABLES = (JOBS_TABLE, API_KEYS_TABLE, EVENTS_TABLE)
 
 # ---------------------------------------------------------------- queues
 
@@ -133,6 +144,10 @@ RESULTS_PREFIX = "results/"
 #: Job documents too large for the job item: `tenant/<tenant>/jobs/<job>/<name>`, expiring
 #: with the results.
 DOCUMENTS_PREFIX = "tenant/"
+#: Session transcripts (claude-agent-sdk SessionStore parts): `sessions/<tenant>/<session>/…`,
+#: expiring after the deployment's session retention (default below).
+SESSIONS_PREFIX = "sessions/"
+SESSION_RETENTION_DAYS = 30
 
 #: Triggers: malformed or undeliverable trigger events are kept here, with their reason.
 TRIGGER_DLQ = Queue(
@@ -142,13 +157,68 @@ TRIGGER_DLQ = Queue(
     retention_seconds=14 * 24 * 3600,
 )
 
-QUEUES = (JOBS_DLQ, JOBS_QUEUE, TRIGGER_DLQ)
-
-#: Notifier (AWS only): stream records whose processing kept failing after retries and
-#: bisection are described here (the local stack reads the stream itself).
+#: Notifier: stream records whose processing kept failing after retries and bisection are
+#: described here (the on-failure destination of the stream's event source, in AWS and in the
+#: local stack's stand-in for it).
 NOTIFIER_DLQ = Queue(
     logical_id="NotifierDlq",
     name_suffix="notifier-dlq",
     visibility_timeout_seconds=60,
     retention_seconds=14 * 24 * 3600,
+)
+
+#: Webhooks: one message per delivery, consumed by the webhook function a few at a time. Each
+#: attempt has a total deadline; a failed one comes back after a backoff set on the message;
+#: after WEBHOOK_MAX_ATTEMPTS receives the message goes to the webhook DLQ.
+WEBHOOK_DEADLINE_SECONDS = 10
+WEBHOOK_BATCH_SIZE = 3
+WEBHOOK_TIMEOUT_SECONDS = WEBHOOK_BATCH_SIZE * WEBHOOK_DEADLINE_SECONDS + 15
+WEBHOOK_MAX_ATTEMPTS = 5
+
+WEBHOOK_DLQ = Queue(
+    logical_id="WebhookDlq",
+    name_suffix="webhooks-dlq",
+    visibility_timeout_seconds=60,
+    retention_seconds=14 * 24 * 3600,
+)
+
+WEBHOOK_QUEUE = Queue(
+    logical_id="WebhookQueue",
+    name_suffix="webhooks",
+    # At least 6 times the function's timeout, as AWS recommends for SQS event sources.
+    visibility_timeout_seconds=6 * WEBHOOK_TIMEOUT_SECONDS,
+    retention_seconds=4 * 24 * 3600,
+    max_receive_count=WEBHOOK_MAX_ATTEMPTS,
+    dlq_suffix=WEBHOOK_DLQ.name_suffix,
+)
+
+#: Every queue; each DLQ before the queue that redrives to it.
+QUEUES = (JOBS_DLQ, JOBS_QUEUE, TRIGGER_DLQ, NOTIFIER_DLQ, WEBHOOK_DLQ, WEBHOOK_QUEUE)
+
+#: The trigger function is invoked asynchronously (S3, EventBridge): an invocation that fails
+#: is retried this many times, then Lambda's on-failure record goes to the trigger DLQ.
+TRIGGER_RETRY_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class StreamSource:
+    """How a function consumes a DynamoDB stream (Lambda's event source mapping settings)."""
+
+    batch_size: int
+    #: A batch whose invocation fails is split in two before it is retried, down to the one
+    #: record that fails; splitting uses no retry attempt.
+    bisect_batch_on_error: bool
+    #: Retries of a failing batch (after bisection: of the failing record) before it is sent
+    #: to the on-failure destination and skipped.
+    retry_attempts: int
+    #: Records older than this are sent to the on-failure destination without an invocation.
+    max_record_age_seconds: int
+
+
+#: The jobs table's stream → the notifier (partial batch responses are always on).
+NOTIFIER_STREAM = StreamSource(
+    batch_size=10,
+    bisect_batch_on_error=True,
+    retry_attempts=5,
+    max_record_age_seconds=24 * 3600,
 )

@@ -78,6 +78,7 @@ class Settings(BaseModel):
 
     jobs_table: str = Field("claude-jobs-jobs", alias="JOBS_TABLE")
     keys_table: str = Field("claude-jobs-api-keys", alias="KEYS_TABLE")
+    events_table: str = Field("claude-jobs-events", alias="EVENTS_TABLE")
     jobs_queue_url: str = Field("", alias="JOBS_QUEUE_URL")
     results_bucket: str = Field("", alias="RESULTS_BUCKET")
     anthropic_secret_id: str = Field("claude-jobs/anthropic-api-key", alias="ANTHROPIC_SECRET_ID")
@@ -87,8 +88,17 @@ class Settings(BaseModel):
     permitted_tools: Annotated[ToolNames, Field(alias="PERMITTED_TOOLS")] = DEFAULT_PERMITTED_TOOLS
     default_model: str = Field(DEFAULT_MODEL, alias="DEFAULT_MODEL")
     max_budget_usd_cap: float = Field(10.0, alias="MAX_BUDGET_USD_CAP", gt=0)
+    #: A job's `timeout_seconds` at most (its deadline, from its first start); jobs longer
+    #: than one worker invocation run in segments.
+    max_job_seconds: int = Field(14_400, alias="MAX_JOB_SECONDS", ge=10, le=7 * 24 * 3600)
+    #: The worker invocation's length (its function timeout; the local stack's
+    #: `--invocation-seconds`): the end-of-invocation margins scale with it.
+    worker_invocation_seconds: int = Field(900, alias="WORKER_INVOCATION_SECONDS", ge=10, le=900)
 
     job_retention_days: int = Field(30, alias="JOB_RETENTION_DAYS", ge=1)
+    #: Sessions (their items and transcripts) expire this many days after their last job
+    #: was submitted; the bucket's lifecycle rule on `sessions/` uses the same figure.
+    session_retention_days: int = Field(30, alias="SESSION_RETENTION_DAYS", ge=1)
     idempotency_ttl_seconds: int = Field(24 * 3600, alias="IDEMPOTENCY_TTL_SECONDS", ge=60)
     max_attempts: int = Field(3, alias="MAX_ATTEMPTS", ge=1)
     secret_max_age_seconds: int = Field(300, alias="SECRET_MAX_AGE_SECONDS", ge=0)
@@ -142,6 +152,11 @@ class Settings(BaseModel):
     triggers_config: str = Field("", alias="TRIGGERS_CONFIG")
     #: The local stack only: webhooks may target loopback http URLs.
     allow_loopback_webhooks: bool = Field(False, alias="ALLOW_LOOPBACK_WEBHOOKS")
+    #: The webhook deliveries queue (the notifier sends, the webhook function consumes).
+    webhook_queue_url: str = Field("", alias="WEBHOOK_QUEUE_URL")
+    #: A failed delivery is tried again after this many seconds, doubled for each earlier
+    #: attempt (capped at 15 min).
+    webhook_retry_base_seconds: int = Field(30, alias="WEBHOOK_RETRY_BASE_SECONDS", ge=0, le=900)
 
     # The model provider.
     #: `anthropic` (the key from Secrets Manager) or `bedrock` (no key: the worker's role signs

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .adapters.events_table import DynamoEventStore
     from .adapters.jobs_table import DynamoJobRepository
     from .documents import JobDocuments
     from .job_service import JobService
@@ -57,6 +58,17 @@ class Container:
         )
 
     @cached_property
+    def event_store(self) -> DynamoEventStore:
+        """Jobs' progress events (the worker writes, the status function reads)."""
+        from .adapters.events_table import DynamoEventStore
+
+        return DynamoEventStore(
+            self.lazy_client("dynamodb"),
+            self.settings.events_table,
+            self.settings.job_retention_days,
+        )
+
+    @cached_property
     def job_documents(self) -> JobDocuments:
         """Where job documents too large for the item go: the results bucket (none: inline)."""
         from .adapters.results import S3DocumentStore
@@ -76,6 +88,7 @@ class Container:
     @cached_property
     def job_service(self) -> JobService:
         from .adapters.queue import SqsJobQueue
+        from .adapters.session_store import S3SessionTranscripts
         from .job_service import JobService
 
         return JobService(
@@ -83,6 +96,8 @@ class Container:
             SqsJobQueue(self.lazy_client("sqs"), self.settings.jobs_queue_url),
             self.settings,
             documents=self.job_documents,
+            events=self.event_store,
+            transcripts=S3SessionTranscripts(self.lazy_client("s3"), self.settings.results_bucket),
         )
 
     @cached_property

@@ -4,6 +4,8 @@
 
     with Client.from_env() as api:          # CLAUDE_JOBS_URL, CLAUDE_JOBS_API_KEY
         job = api.submit("Summarise README.md", allowed_tools=["Read"])
+        for event in api.iter_events(job["job_id"]):   # progress, live, until done
+            print(event["type"], event)
         done = api.wait(job["job_id"])      # long-polls with ?wait=20
         print(done["status"], done["result"]["text"])
 
@@ -34,6 +36,9 @@ MAX_WAIT_SECONDS = 20
 THROTTLE_RETRIES = 4
 
 Job = dict[str, Any]
+#: A progress event (`{seq, at, type, …}`) and a page of them (`{items, next_cursor, done}`).
+Event = dict[str, Any]
+Page = dict[str, Any]
 
 
 class ApiError(Exception):
@@ -177,9 +182,12 @@ class Client:
         output_schema: Mapping[str, Any] | None = None,
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        session_id: str | None = None,
     ) -> Job:
         """`POST /v1/jobs`. Options left as None take the API's defaults. Returns the 202 body
-        `{job_id, status, created_at, links}`."""
+        `{job_id, status, created_at, links}`. `session_id` (an earlier job's) continues that
+        conversation: ApiError 404 `session_not_found`, or 409 `session_busy` while a job of
+        the session is queued or running."""
         body: dict[str, Any] = {"prompt": prompt}
         optional: dict[str, Any] = {
             "allowed_tools": list(allowed_tools) if allowed_tools is not None else None,
@@ -190,6 +198,7 @@ class Client:
             "model": model,
             "output_schema": dict(output_schema) if output_schema is not None else None,
             "metadata": dict(metadata) if metadata is not None else None,
+            "session_id": session_id,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -248,6 +257,53 @@ class Client:
                         pause = min(pause, max(deadline - self._clock(), 0))
                     self._sleep(pause)
 
+    def events(self, job_id: str, *, after: str | None = None, wait: float | None = None) -> Page:
+        """`GET /v1/jobs/{job_id}/events`: one page `{items, next_cursor, done}` of the job's
+        progress events after the cursor `after` (a `next_cursor`; None: from the first).
+        With `wait` (0-20 s) the API answers as soon as there is a newer event or the job is
+        done."""
+        params: dict[str, Any] = {}
+        if after is not None:
+            params["after"] = after
+        read_timeout = None
+        if wait is not None:
+            params["wait"] = max(0, min(int(wait), MAX_WAIT_SECONDS))
+            read_timeout = params["wait"] + self._timeout
+        page: Page = self._request(
+            "GET",
+            f"/v1/jobs/{_segment(job_id)}/events",
+            params=params or None,
+            read_timeout=read_timeout,
+        ).json()
+        return page
+
+    def iter_events(
+        self,
+        job_id: str,
+        *,
+        after: str | None = None,
+        follow: bool = True,
+        timeout: float | None = None,
+    ) -> Iterator[Event]:
+        """The job's progress events in order, from after `after`. With `follow`, long-polls
+        for new ones until the job is done (raises :class:`WaitTimeoutError` after `timeout`
+        seconds; None: no limit); without, stops at the last one stored now."""
+        deadline = None if timeout is None else self._clock() + timeout
+        cursor = after
+        while True:
+            remaining = MAX_WAIT_SECONDS if deadline is None else deadline - self._clock()
+            wait = max(0, min(MAX_WAIT_SECONDS, remaining)) if follow else None
+            page = self.events(job_id, after=cursor, wait=wait)
+            items = page.get("items") or []
+            yield from items
+            cursor = str(page.get("next_cursor") or cursor or "0")
+            if page.get("done"):
+                return
+            if not follow and not items:
+                return
+            if deadline is not None and self._clock() >= deadline:
+                raise WaitTimeoutError({"job_id": job_id, "status": "not done"})
+
     def list(self, *, limit: int | None = None, next_token: str | None = None) -> dict[str, Any]:
         """`GET /v1/jobs`: one page `{items, next_token?}`, newest first."""
         params = {k: v for k, v in (("limit", limit), ("next_token", next_token)) if v}
@@ -269,6 +325,18 @@ class Client:
         within seconds. Returns the API's answer."""
         job: Job = self._request("POST", f"/v1/jobs/{_segment(job_id)}/cancel").json()
         return job
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        """`GET /v1/sessions/{session_id}`: `{session_id, created_at, updated_at, job_ids}`."""
+        session: dict[str, Any] = self._request(
+            "GET", f"/v1/sessions/{_segment(session_id)}"
+        ).json()
+        return session
+
+    def delete_session(self, session_id: str) -> None:
+        """`DELETE /v1/sessions/{session_id}`: its transcript is removed and it can no longer
+        be continued. ApiError 409 `session_busy` while a job of it is queued or running."""
+        self._request("DELETE", f"/v1/sessions/{_segment(session_id)}")
 
     def download_result(self, job: Mapping[str, Any]) -> str | None:
         """The result text of a job: inline, or fetched from its presigned `download_url`."""

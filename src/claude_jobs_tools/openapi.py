@@ -12,6 +12,7 @@ Nothing here runs when a function starts: it is built only when asked for.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -21,16 +22,26 @@ from claude_jobs import __version__
 from claude_jobs.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 from claude_jobs.api.routes import POLL_AFTER_SECONDS
 from claude_jobs.definitions import ROUTES, Route
-from claude_jobs.job_service import IDEMPOTENCY_KEY_MAX, MAX_PAGE_SIZE, MAX_WAIT_SECONDS
+from claude_jobs.job_service import (
+    EVENTS_PAGE_SIZE,
+    IDEMPOTENCY_KEY_MAX,
+    MAX_EVENT_CURSOR,
+    MAX_PAGE_SIZE,
+    MAX_WAIT_SECONDS,
+)
 from claude_jobs.models import (
     MAX_BODY_BYTES,
     MAX_DOCUMENT_DEPTH,
+    MAX_EVENTS_PER_JOB,
+    EventPage,
     JobList,
     JobRequest,
     JobView,
     Problem,
+    SessionView,
     SubmitResponse,
 )
+from claude_jobs.settings import Settings
 
 REF = "#/components/schemas/{model}"
 
@@ -64,6 +75,12 @@ _STR = {"type": "string"}
 _RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": _INT}
 _ETAG = {"description": "Version of the job; send it back in If-None-Match", "schema": _STR}
 
+#: What a submitted job's answer leads to (OpenAPI links: clients and stateful testers).
+_JOB_LINKS = {
+    operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
+    for operation in ("getJob", "listJobEvents", "cancelJob")
+}
+
 _COMMON_ERRORS = {
     "401": _problem(
         "Missing, invalid, revoked or expired API key",
@@ -76,16 +93,27 @@ _COMMON_ERRORS = {
 #: Each parameter a route reads, by name: its schema (and description).
 _PARAMETERS: dict[str, dict[str, Any]] = {
     "job_id": {"schema": _STR},
+    "session_id": {"schema": _STR, "description": "A job's `session_id`"},
     "Idempotency-Key": {
         "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}
     },
     "limit": {"schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20}},
-    "next_token": {"schema": _STR},
+    "next_token": {
+        "description": "The `next_token` of the previous page: an opaque cursor only the API "
+        "mints; any other value answers 422",
+        "schema": _STR,
+    },
     "wait": {
-        "description": "Seconds to wait for a terminal status",
+        "description": "Seconds to wait (long poll): for a terminal status (a job), for a "
+        "newer event or a terminal status (its events)",
         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
     },
     "If-None-Match": {"schema": _STR},
+    "after": {
+        "description": "A `next_cursor` of an earlier answer: only newer events (default 0: "
+        "from the first)",
+        "schema": {"type": "string", "pattern": r"^\d{1,6}$", "default": "0"},
+    },
 }
 
 #: What each operation answers (and anything else it documents), by operationId. Its method,
@@ -105,13 +133,22 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             "content": {"application/json": {"schema": _ref(JobRequest)}},
         },
         "responses": {
-            "202": _json(
-                SubmitResponse,
-                "Queued (or the first job, for a replayed Idempotency-Key)",
-                Location={"description": "The job's URL path", "schema": _STR},
-            ),
+            "202": {
+                **_json(
+                    SubmitResponse,
+                    "Queued (or the first job, for a replayed Idempotency-Key)",
+                    Location={"description": "The job's URL path", "schema": _STR},
+                ),
+                "links": _JOB_LINKS,
+            },
             **_COMMON_ERRORS,
-            "409": _problem("Idempotency-Key reused with another body"),
+            "404": _problem(
+                "`session_not_found`: the `session_id` is unknown, deleted or another tenant's"
+            ),
+            "409": _problem(
+                "Idempotency-Key reused with another body, or `session_busy`: the session "
+                "has a job queued or running"
+            ),
             "413": _problem("Body over 256 KiB"),
             "422": _problem("Invalid request; `errors` lists each field"),
             "429": _problem(
@@ -150,11 +187,44 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             "422": _problem("Invalid wait"),
         },
     },
+    "listJobEvents": {
+        "description": (
+            "Progress events in `seq` order: `status`, `text` (at most 2 KiB), `tool_use` "
+            "(input at most 512 chars), `tool_result`, `usage` (cumulative). At most "
+            f"{EVENTS_PAGE_SIZE} per answer; pass `next_cursor` as `after` for the next. "
+            "`done` is true once the job is terminal and every event has been returned. "
+            f"Secrets are scrubbed; at most {MAX_EVENTS_PER_JOB} events a job are kept. "
+            "Answers not `done` carry Retry-After."
+        ),
+        "responses": {
+            "200": _json(EventPage, "Events after the cursor", **{"Retry-After": _RETRY_AFTER}),
+            **_COMMON_ERRORS,
+            "404": _problem("No such job (or another tenant's)"),
+            "422": _problem(f"Invalid after (a cursor up to {MAX_EVENT_CURSOR}) or wait"),
+        },
+    },
     "cancelJob": {
         "responses": {
             "202": _json(JobView, "The job as it is now", ETag=_ETAG),
             **_COMMON_ERRORS,
             "404": _problem("No such job (or another tenant's)"),
+        },
+    },
+    "getSession": {
+        "responses": {
+            "200": _json(SessionView, "The session and its jobs, oldest first"),
+            **_COMMON_ERRORS,
+            "404": _problem("`session_not_found` (unknown, deleted, or another tenant's)"),
+        },
+    },
+    "deleteSession": {
+        "description": "Removes the session's transcript; the session can no longer be read "
+        "or continued (404).",
+        "responses": {
+            "204": {"description": "Deleted"},
+            **_COMMON_ERRORS,
+            "404": _problem("`session_not_found` (unknown, deleted, or another tenant's)"),
+            "409": _problem("`session_busy`: a job of the session is queued or running"),
         },
     },
     "health": {
@@ -206,6 +276,30 @@ def paths() -> dict[str, dict[str, Any]]:
     return found
 
 
+def _state_deployment_bounds(request: dict[str, Any]) -> None:
+    """What the API enforces per deployment, as a default deployment enforces it: the tools it
+    permits (a permission rule in parentheses may follow a tool's name) and its budget cap."""
+    settings = Settings()
+    names = "|".join(re.escape(tool) for tool in sorted(settings.permitted_tools))
+    tools = request["allowed_tools"]
+    tools["items"] = {
+        "type": "string",
+        "maxLength": 256,
+        "pattern": rf"^(?:{names})(?:\([^()]*\))?$",
+    }
+    tools["uniqueItems"] = True
+    tools["description"] += (
+        f" This document states a default deployment's set: {', '.join(settings.permitted_tools)}."
+    )
+    budget = request["max_budget_usd"]
+    number = next(option for option in budget["anyOf"] if option.get("type") == "number")
+    number["maximum"] = settings.max_budget_usd_cap
+    budget["description"] = (
+        f"≤ the deployment's cap (this document states a default deployment's: "
+        f"{settings.max_budget_usd_cap:g})"
+    )
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document as a dict."""
     _, defs = models_json_schema(
@@ -214,11 +308,14 @@ def document() -> dict[str, Any]:
             (SubmitResponse, "serialization"),
             (JobView, "serialization"),
             (JobList, "serialization"),
+            (EventPage, "serialization"),
+            (SessionView, "serialization"),
             (Problem, "serialization"),
         ],
         ref_template=REF,
     )
     schemas = defs["$defs"]
+    _state_deployment_bounds(schemas["JobRequest"]["properties"])
     return {
         "openapi": "3.1.0",
         "info": {

@@ -12,7 +12,16 @@ from typing import Any
 
 import boto3
 
-from claude_jobs.resources import JOBS_QUEUE, QUEUES, TABLES, TRIGGER_DLQ, Queue, Table
+from claude_jobs.resources import (
+    EVENTS_TABLE,
+    JOBS_QUEUE,
+    QUEUES,
+    TABLES,
+    TRIGGER_DLQ,
+    WEBHOOK_QUEUE,
+    Queue,
+    Table,
+)
 from claude_jobs.settings import Settings
 
 
@@ -141,11 +150,13 @@ def provision(
     values: dict[str, Any] = {
         "jobs_table": TABLES[0].name(prefix),
         "keys_table": TABLES[1].name(prefix),
+        "events_table": EVENTS_TABLE.name(prefix),
         "jobs_queue_url": urls[JOBS_QUEUE.logical_id],
         "results_bucket": bucket,
         "anthropic_secret_id": secret_name,
         "trigger_dlq_url": urls[TRIGGER_DLQ.logical_id],
         "webhook_secret_id": webhook_secret_name,
+        "webhook_queue_url": urls[WEBHOOK_QUEUE.logical_id],
         **settings_overrides,
     }
     return Provisioned(settings=Settings(**values), queue_urls=urls, queue_arns=arns)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from claude_jobs.keys import hash_key
+from claude_jobs.models import JobRequest, JobStatus
 from claude_jobs.wiring import Container
 from infra import packaging
 from tests.artifacts.artifacts import (
@@ -199,8 +200,6 @@ def test_the_notifier_publishes_the_sample_completion(
         Rule="artifact-all", EventBusName=bus, Targets=[{"Id": "q", "Arn": queue_arn}]
     )
     succeeded = load_event("dynamodb_stream_job_succeeded.json")
-    for image in ("OldImage", "NewImage"):
-        del succeeded["Records"][0]["dynamodb"][image]["webhook"]
     # When the notifier handles them from its artifact
     run = invoke(
         artifacts,
@@ -216,11 +215,52 @@ def test_the_notifier_publishes_the_sample_completion(
     (published,) = [json.loads(m["Body"]) for m in messages]
     assert published["detail-type"] == "Job Succeeded"
     assert published["detail"]["job_id"] == "0b8e4a52-4c1e-4bd5-9a55-0f2a3c1d9e77"
+    # And the job's webhook delivery is on the webhook queue (the notifier calls nobody)
+    webhooks = deployment.provisioned.settings.webhook_queue_url
+    (delivery,) = [
+        json.loads(m["Body"])
+        for m in sqs.receive_message(QueueUrl=webhooks, MaxNumberOfMessages=10)["Messages"]
+    ]
+    assert delivery["url"] == "https://hooks.example.com/claude-jobs"
+    assert json.loads(delivery["body"])["job_id"] == published["detail"]["job_id"]
+
+
+def test_the_webhook_function_records_the_sample_delivery(
+    artifacts: Artifacts, deployment: Deployment, tmp_path: Path
+) -> None:
+    # Given a finished job with the sample delivery's webhook, whose host does not resolve
+    # here (there is no network)
+    with deployment.environment():
+        container = Container(deployment.provisioned.settings)
+        request = JobRequest(prompt="hi", webhook_url="https://hooks.example.com/claude-jobs")
+        job = container.job_service.submit(SAMPLE_TENANT, request).job
+        container.job_repository.transition(job.job_id, JobStatus.RUNNING)
+        container.job_repository.transition(job.job_id, JobStatus.SUCCEEDED)
+    event = load_event("sqs_webhook.json")
+    message = json.loads(event["Records"][0]["body"])
+    event["Records"][0]["body"] = json.dumps({**message, "job_id": job.job_id})
+    # When the webhook function handles the sample SQS event from its artifact
+    run = invoke(artifacts, deployment, "webhook", [event], tmp_path)
+    # Then the message is done (a refused URL is not retried) and the job shows why it failed
+    answered_cleanly(run)
+    assert [a["answer"] for a in run.answers] == [{"batchItemFailures": []}]
+    with deployment.environment():
+        stored = Container(deployment.provisioned.settings).job_repository.get(job.job_id)
+    assert stored is not None and stored.webhook is not None
+    assert stored.webhook.status == "failed"
+    assert (stored.webhook.last_error or "").startswith("refused: cannot resolve the host")
 
 
 def test_every_zip_function_is_run_here() -> None:
     # Given the zip functions the CDK app deploys, Then the tests above run each of them
-    assert packaging.zip_functions() == ["authorizer", "notifier", "status", "submit", "trigger"]
+    assert packaging.zip_functions() == [
+        "authorizer",
+        "notifier",
+        "status",
+        "submit",
+        "trigger",
+        "webhook",
+    ]
 
 
 @pytest.fixture(scope="module")

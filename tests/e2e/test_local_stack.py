@@ -346,8 +346,14 @@ def test_a_finished_job_calls_its_webhook(stack: DevProcess, alpha: Client) -> N
             time.sleep(0.2)
     finally:
         server.shutdown()
-    # Then the notifier (on the jobs table's stream) posted a signed completion to it
+    # Then the notifier (on the jobs table's stream) queued a signed completion, which the
+    # webhook function posted to it, once
     headers, body = received[0]
     assert headers["X-Claude-Jobs-Event"] == "Job Succeeded"
     assert headers["X-Claude-Jobs-Signature"].startswith("v1=")
     assert json.loads(body)["job_id"] == job_id
+    # And the job shows the delivery
+    webhook = alpha.get(job_id)["webhook"]
+    assert webhook["status"] == "delivered" and webhook["attempts"] == 1
+    assert webhook["delivered_at"]
+    assert len(received) == 1

@@ -218,7 +218,7 @@ def test_a_webhook_is_signed_for_its_tenant_and_retried_until_the_receiver_takes
     # Then it was retried after each failure and the job records the delivery
     assert delivered is True
     record = alpha.get(job_id)["webhook"]
-    assert record["attempts"] == 3
+    assert record["attempts"] == 3 and record["status"] == "delivered"
     assert [status for _, _, status in receiver.received] == [500, 500, 204]
     # And every delivery verifies with alpha's secret, and not with beta's
     for headers, body, _ in receiver.received:
@@ -238,3 +238,44 @@ def test_a_webhook_is_signed_for_its_tenant_and_retried_until_the_receiver_takes
         headers["X-Claude-Jobs-Signature"],
         now=int(headers["X-Claude-Jobs-Timestamp"]) + 3600,
     )
+
+
+def test_a_webhook_whose_receiver_always_fails_is_dead_lettered_and_shown_failed(
+    stack: DevProcess, alpha: Client
+) -> None:
+    # Given a receiver that answers 500 to everything
+    receiver = FlakyReceiver(failures=10**6)
+    try:
+        # When a job with that webhook finishes
+        name = f"dead{uuid.uuid4().hex[:10]}"
+        response = httpx.post(
+            f"{stack.url}/v1/jobs",
+            json={"prompt": f"[[echo:{name}]]", "allowed_tools": [], "webhook_url": receiver.url},
+            headers={"Authorization": f"Bearer {TENANTS['alpha']}"},
+        )
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+        assert alpha.wait(job_id, timeout=JOB_WAIT)["status"] == "succeeded"
+        # Then after its attempts (the local stack backs off 1 s, 2 s, 4 s, 8 s) the job
+        # shows the delivery failed
+        record = eventually(
+            lambda: (w := alpha.get(job_id).get("webhook")) and w["status"] == "failed" and w,
+            "the failed delivery",
+        )
+    finally:
+        receiver.close()
+    assert record["attempts"] == 5 and record["last_error"] == "HTTP 500"
+    assert not record["delivered"]
+    assert [status for _, _, status in receiver.received] == [500] * 5
+    # And the delivery's message reached the webhook dead-letter queue
+    sqs = emulator(stack, "sqs")
+
+    def dead_letter() -> dict[str, Any] | None:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url(stack, "webhooks-dlq"), MaxNumberOfMessages=10
+        ).get("Messages", [])
+        bodies = [json.loads(m["Body"]) for m in messages]
+        return next((b for b in bodies if b["job_id"] == job_id), None)
+
+    letter = eventually(dead_letter, "the dead-lettered delivery", timeout=30)
+    assert letter["url"] == receiver.url

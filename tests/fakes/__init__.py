@@ -6,6 +6,7 @@ against both.
 """
 
 from .agent import Finish, RaiseFault, ScriptedRunner, WaitForStop
+from .events import InMemoryEventStore
 from .proxy import FakeProxy
 from .queue import InMemoryQueue
 from .repository import InMemoryJobRepository
@@ -15,6 +16,7 @@ __all__ = [
     "FakeProxy",
     "Finish",
     "InMemoryDocumentStore",
+    "InMemoryEventStore",
     "InMemoryJobRepository",
     "InMemoryQueue",
     "RaiseFault",

@@ -73,6 +73,7 @@ CUSTOM_CONTEXT = {
     "permitted_tools": "Read,Grep",
     "default_model": "claude-haiku-4-5",
     "max_budget_usd_cap": "2.5",
+    "session_retention_days": "7",
 }
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 from aws_cdk.assertions import Match
 
+from claude_jobs.resources import NOTIFIER_STREAM, TRIGGER_RETRY_ATTEMPTS
 from infra.components.events import load_triggers
 from tests.infra.conftest import Synthesized
 from tests.infra.helpers import find_one
@@ -92,7 +93,8 @@ def test_the_trigger_dlq_admits_only_this_deployments_rules(synth: Synthesized) 
 def test_trigger_failures_go_to_the_trigger_dlq(synth: Synthesized) -> None:
     (config,) = synth.service.find_resources("AWS::Lambda::EventInvokeConfig").values()
     props = config["Properties"]
-    assert props["MaximumRetryAttempts"] == 2
+    # The local stack's trigger relay retries as often (claude_jobs.resources)
+    assert props["MaximumRetryAttempts"] == TRIGGER_RETRY_ATTEMPTS == 2
     assert "TriggerDlq" in json.dumps(props["DestinationConfig"]["OnFailure"]["Destination"])
 
 
@@ -122,5 +124,8 @@ def test_notifier_reads_the_stream_with_partial_failures(synth: Synthesized) -> 
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert mapping["MaximumRetryAttempts"] == 5
+    # The same settings as the local stack's stream event source (claude_jobs.resources)
+    assert mapping["MaximumRetryAttempts"] == NOTIFIER_STREAM.retry_attempts
+    assert mapping["BatchSize"] == NOTIFIER_STREAM.batch_size
+    assert mapping["MaximumRecordAgeInSeconds"] == NOTIFIER_STREAM.max_record_age_seconds
     assert "NotifierDlq" in json.dumps(mapping["DestinationConfig"]["OnFailure"]["Destination"])

@@ -130,12 +130,13 @@ def test_environments_are_valid_settings_and_minimal(synth: Synthesized) -> None
             "TRIGGER_DLQ_URL",
             "RESULTS_BUCKET",
         },
-        "Notifier": {"JOBS_TABLE", "RESULTS_BUCKET", "EVENT_BUS_NAME", "WEBHOOK_SECRET_ID"},
+        "Notifier": {"JOBS_TABLE", "RESULTS_BUCKET", "EVENT_BUS_NAME", "WEBHOOK_QUEUE_URL"},
+        "Webhook": {"JOBS_TABLE", "WEBHOOK_SECRET_ID", "WEBHOOK_QUEUE_URL"},
     }
     resource_vars = {
         "JOBS_TABLE", "KEYS_TABLE", "JOBS_QUEUE_URL", "RESULTS_BUCKET", "ANTHROPIC_SECRET_ID",
         "ANTHROPIC_BASE_URL", "EVENT_BUS_NAME", "INBOX_BUCKET", "TRIGGER_DLQ_URL",
-        "WEBHOOK_SECRET_ID",
+        "WEBHOOK_SECRET_ID", "WEBHOOK_QUEUE_URL",
     }  # fmt: skip
     for name, fn in _functions(synth).items():
         env = fn["Properties"]["Environment"]["Variables"]

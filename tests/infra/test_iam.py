@@ -22,6 +22,9 @@ def _ids(synth: Synthesized) -> dict[str, str]:
         "keys": find_one(
             stateful, "AWS::DynamoDB::Table", {"TableName": "claude-jobs-prod-api-keys"}
         )[0],
+        "events": find_one(
+            stateful, "AWS::DynamoDB::Table", {"TableName": "claude-jobs-prod-events"}
+        )[0],
         "queue": find_one(stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-jobs"})[0],
         "bucket": next(
             i for i in stateful.find_resources("AWS::S3::Bucket") if "ResultsBucket" in i
@@ -42,6 +45,9 @@ def _ids(synth: Synthesized) -> dict[str, str]:
         )[0],
         "notifier_dlq": find_one(
             stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-notifier-dlq"}
+        )[0],
+        "webhook_queue": find_one(
+            stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-webhooks"}
         )[0],
     }
 
@@ -83,7 +89,25 @@ def test_submit_writes_jobs_and_sends_messages(synth: Synthesized) -> None:
         ("sqs:SendMessage", f"{ids['queue']}.Arn"),
         ("s3:PutObject", f"{ids['bucket']}.Arn/tenant/*"),
         ("s3:DeleteObject", f"{ids['bucket']}.Arn/tenant/*"),
+        # DELETE /v1/sessions/{id}: its transcript's objects (listed under sessions/ only)
+        ("s3:DeleteObject", f"{ids['bucket']}.Arn/sessions/*"),
+        ("s3:ListBucket", f"{ids['bucket']}.Arn"),
     }
+
+
+def test_listing_the_results_bucket_is_limited_to_session_transcripts(
+    synth: Synthesized,
+) -> None:
+    """Given every policy that allows s3:ListBucket, each is conditioned on the sessions/
+    prefix: no role can list the tenants' documents or results."""
+    found = 0
+    for policy in synth.service.find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"]
+            if "s3:ListBucket" in ([actions] if isinstance(actions, str) else actions):
+                found += 1
+                assert statement["Condition"] == {"StringLike": {"s3:prefix": ["sessions/*"]}}
+    assert found == 2  # the submit function and the worker
 
 
 def test_status_reads_jobs_its_index_and_results(synth: Synthesized) -> None:
@@ -92,6 +116,8 @@ def test_status_reads_jobs_its_index_and_results(synth: Synthesized) -> None:
         ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:BatchGetItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:Query", f"{ids['jobs']}.Arn/index/by_tenant_shard"),
+        # Progress events: a Query of one job's batches.
+        ("dynamodb:Query", f"{ids['events']}.Arn"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/results/*"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
     }
@@ -110,9 +136,18 @@ def test_worker_consumes_the_queue_and_reads_the_secret(synth: Synthesized) -> N
     assert _permissions(synth, "Worker") == _baseline(synth, "Worker") | {
         ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
+        # Progress events: a conditional PutItem per batch (GetItem: was it ours?), the last
+        # seq (Query) on a later attempt.
+        ("dynamodb:PutItem", f"{ids['events']}.Arn"),
+        ("dynamodb:GetItem", f"{ids['events']}.Arn"),
+        ("dynamodb:Query", f"{ids['events']}.Arn"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
         ("s3:PutObject", f"{ids['bucket']}.Arn/tenant/*"),
         ("s3:DeleteObject", f"{ids['bucket']}.Arn/tenant/*"),
+        # Session transcripts: loaded before a run, saved during and after it
+        ("s3:GetObject", f"{ids['bucket']}.Arn/sessions/*"),
+        ("s3:PutObject", f"{ids['bucket']}.Arn/sessions/*"),
+        ("s3:ListBucket", f"{ids['bucket']}.Arn"),
         ("s3:GetObject", f"{ids['inbox']}.Arn/*"),
         ("s3:GetObjectVersion", f"{ids['inbox']}.Arn/*"),
         ("secretsmanager:GetSecretValue", ids["secret"]),
@@ -148,22 +183,37 @@ def test_notifier_reads_the_stream_and_publishes(synth: Synthesized) -> None:
     bus_id = next(iter(synth.service.find_resources("AWS::Events::EventBus")))
     stream = f"{ids['jobs']}.StreamArn"
     assert _permissions(synth, "Notifier") == _baseline(synth, "Notifier") | {
-        ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
-        ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
         ("events:PutEvents", f"{bus_id}.Arn"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
-        ("secretsmanager:GetSecretValue", ids["webhook_secret"]),
         ("dynamodb:ListStreams", "*"),
         ("dynamodb:DescribeStream", stream),
         ("dynamodb:GetRecords", stream),
         ("dynamodb:GetShardIterator", stream),
         ("sqs:SendMessage", f"{ids['notifier_dlq']}.Arn"),
+        ("sqs:SendMessage", f"{ids['webhook_queue']}.Arn"),
+    }
+
+
+def test_the_webhook_function_consumes_its_queue_and_records_deliveries(
+    synth: Synthesized,
+) -> None:
+    ids = _ids(synth)
+    queue = f"{ids['webhook_queue']}.Arn"
+    assert _permissions(synth, "Webhook") == _baseline(synth, "Webhook") | {
+        ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
+        ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
+        ("secretsmanager:GetSecretValue", ids["webhook_secret"]),
+        ("sqs:ReceiveMessage", queue),
+        ("sqs:DeleteMessage", queue),
+        ("sqs:ChangeMessageVisibility", queue),
+        ("sqs:GetQueueAttributes", queue),
+        ("sqs:GetQueueUrl", queue),
     }
 
 
 def test_only_the_worker_can_read_the_anthropic_key(synth: Synthesized) -> None:
     """Given every policy of both stacks, only the worker's role may read the Anthropic key
-    (the notifier reads only the webhook signing key), and no policy grants a wildcard
+    (the webhook function reads only the webhook signing key), and no policy grants a wildcard
     service action."""
     outputs: dict[str, Any] = synth.stateful.to_json().get("Outputs", {})
     ids = _ids(synth)
@@ -177,7 +227,7 @@ def test_only_the_worker_can_read_the_anthropic_key(synth: Synthesized) -> None:
                 if any(a.startswith("secretsmanager:") for a in actions):
                     assert actions == ["secretsmanager:GetSecretValue"], policy_id
                     readers[policy_id.split("Role")[0]] = resolve(statement["Resource"], outputs)
-    assert readers == {"Worker": ids["secret"], "Notifier": ids["webhook_secret"]}
+    assert readers == {"Worker": ids["secret"], "Webhook": ids["webhook_secret"]}
 
 
 def test_roles_carry_no_managed_policies_but_the_api_gateway_logging_role(

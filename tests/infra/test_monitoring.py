@@ -65,3 +65,22 @@ def test_alarm_topic_is_encrypted_and_a_dashboard_exists(synth: Synthesized) -> 
     assert "KmsMasterKeyId" in topic["Properties"]
     (dashboard,) = synth.service.find_resources("AWS::CloudWatch::Dashboard").values()
     assert dashboard["Properties"]["DashboardName"] == "claude-jobs-prod-operations"
+
+
+@pytest.mark.parametrize(
+    ("alarm_id", "queue"),
+    [
+        ("TriggerDlqDepthAlarm", "TriggerDlq"),
+        ("NotifierDlqDepthAlarm", "NotifierDlq"),
+        ("WebhookDlqDepthAlarm", "WebhookDlq"),
+    ],
+)
+def test_every_dead_letter_queue_alarms_on_its_first_message(
+    synth: Synthesized, alarm_id: str, queue: str
+) -> None:
+    # Given each consumer's on-failure queue, Then one message in it raises an alarm
+    alarm = _one(synth, alarm_id)
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert queue in json.dumps(alarm["Dimensions"])
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"

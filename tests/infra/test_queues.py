@@ -1,4 +1,4 @@
-"""The jobs queue, its DLQ and the worker's event source."""
+"""The jobs and webhook queues, their DLQs and event sources."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_redrive_to_a_dlq_that_keeps_messages_longer(synth: Synthesized) -> None
 
 def test_queues_are_encrypted_and_tls_only(synth: Synthesized) -> None:
     synth.stateful.all_resources_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True})
-    synth.stateful.resource_count_is("AWS::SQS::QueuePolicy", 4)
+    synth.stateful.resource_count_is("AWS::SQS::QueuePolicy", len(resources.QUEUES))
     synth.stateful.all_resources_properties(
         "AWS::SQS::QueuePolicy",
         {
@@ -76,4 +76,36 @@ def test_event_source_takes_one_job_at_a_time(synth: Synthesized) -> None:
 def test_max_concurrency_comes_from_configuration(custom_synth: Synthesized) -> None:
     custom_synth.service.has_resource_properties(
         "AWS::Lambda::EventSourceMapping", {"ScalingConfig": {"MaximumConcurrency": 3}}
+    )
+
+
+def test_the_webhook_queue_redrives_after_its_attempts(synth: Synthesized) -> None:
+    """Given the webhook queue: it hides a message for >= 6 x the webhook function's timeout
+    and dead-letters it after WEBHOOK_MAX_ATTEMPTS receives; the function consumes it a few
+    messages at a time with partial batch responses."""
+    _, function = find_one(
+        synth.service,
+        "AWS::Lambda::Function",
+        {"Description": Match.string_like_regexp("^Webhook")},
+    )
+    dlq_id, _ = find_one(
+        synth.stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-webhooks-dlq"}
+    )
+    _, queue = find_one(
+        synth.stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-webhooks"}
+    )
+    timeout = function["Properties"]["Timeout"]
+    assert timeout == resources.WEBHOOK_TIMEOUT_SECONDS
+    assert timeout >= resources.WEBHOOK_BATCH_SIZE * resources.WEBHOOK_DEADLINE_SECONDS
+    assert queue["Properties"]["VisibilityTimeout"] >= 6 * timeout
+    redrive = queue["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+    assert redrive["maxReceiveCount"] == resources.WEBHOOK_MAX_ATTEMPTS
+    synth.service.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "BatchSize": resources.WEBHOOK_BATCH_SIZE,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "EventSourceArn": Match.any_value(),
+        },
     )

@@ -98,6 +98,13 @@ def test_results_bucket_is_private_encrypted_tls_only_and_expires(synth: Synthes
                                 "Status": "Enabled",
                             }
                         ),
+                        Match.object_like(
+                            {
+                                "Prefix": resources.SESSIONS_PREFIX,
+                                "ExpirationInDays": resources.SESSION_RETENTION_DAYS,
+                                "Status": "Enabled",
+                            }
+                        ),
                     ]
                 )
             },
@@ -156,3 +163,28 @@ def test_secret_is_created_without_a_value(synth: Synthesized) -> None:
     assert "SecretString" not in secret["Properties"]
     assert "GenerateSecretString" not in secret["Properties"]
     assert secret["DeletionPolicy"] == "Retain"
+
+
+def test_session_transcripts_expire_after_the_deployments_retention(
+    custom_synth: Synthesized,
+) -> None:
+    """Given `session_retention_days=7`, the sessions/ prefix expires after 7 days and the
+    functions that write session items get the same figure."""
+    custom_synth.stateful.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [Match.object_like({"Prefix": "sessions/", "ExpirationInDays": 7})]
+                )
+            }
+        },
+    )
+    custom_synth.service.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Environment": {
+                "Variables": Match.object_like({"SESSION_RETENTION_DAYS": "7"}),
+            }
+        },
+    )

@@ -16,16 +16,18 @@ import pytest
 
 from claude_jobs.models import Job, JobRequest, JobStatus
 from claude_jobs.notify.function import NotifierFunction
+from claude_jobs.notify.webhook_function import WebhookFunction
 from claude_jobs.notify.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    RetryPolicy,
     tenant_secret,
     verify_signature,
 )
+from claude_jobs.resources import WEBHOOK_DLQ, WEBHOOK_QUEUE
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
 from claude_jobs_tools.local.table_stream import StreamReader
+from claude_jobs_tools.local.workers import failed_ids, sqs_record
 from claude_jobs_tools.provision import Provisioned, provision
 from tests.lambda_context import lambda_context
 
@@ -137,16 +139,21 @@ def master_key(settings: Settings) -> str:
 
 
 class World:
-    """Jobs made and finished through the real service and repository; the stream read back."""
+    """Jobs made and finished through the real service and repository; the stream read back;
+    the webhook queue consumed as its event source does (failed messages come back after the
+    delay the function sets: none here, unless a test sets `webhook_retry_base_seconds`)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stack: Provisioned) -> None:
         self.settings = settings
         self.container = Container(settings)
         self.stream = StreamReader(boto3.client("dynamodb"), settings.jobs_table)
-        self.sleeps: list[float] = []
-        self.notifier = NotifierFunction(
-            Container(settings), sleep=self.sleeps.append, policy=RetryPolicy(timeout_s=5.0)
+        self.notifier = NotifierFunction(Container(settings))
+        self.webhooks = WebhookFunction(
+            Container(settings.model_copy(update={"webhook_retry_base_seconds": 0}))
         )
+        self.webhook_queue = stack.queue_urls[WEBHOOK_QUEUE.logical_id]
+        self.webhook_queue_arn = stack.queue_arns[WEBHOOK_QUEUE.logical_id]
+        self.webhook_dlq = stack.queue_urls[WEBHOOK_DLQ.logical_id]
 
     def submit(self, tenant: str = "acme", **fields: Any) -> Job:
         request = JobRequest.model_validate({"prompt": "Say hello", **fields})
@@ -166,6 +173,41 @@ class World:
         """Hand everything written since the last call to the notifier, as Lambda would."""
         return self.notifier.handler({"Records": self.stream.poll()}, lambda_context("notifier"))
 
+    def deliver_webhooks(self, rounds: int = 20) -> int:
+        """Receive from the webhook queue and invoke the webhook function (batches of up to
+        3), deleting what it did not report failed, until the queue is empty or `rounds`
+        receives were made; return how many invocations there were."""
+        sqs = boto3.client("sqs")
+        invocations = 0
+        for _ in range(rounds):
+            messages = sqs.receive_message(
+                QueueUrl=self.webhook_queue, MaxNumberOfMessages=3, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not messages:
+                attributes = sqs.get_queue_attributes(
+                    QueueUrl=self.webhook_queue,
+                    AttributeNames=["ApproximateNumberOfMessagesNotVisible"],
+                )["Attributes"]
+                if attributes["ApproximateNumberOfMessagesNotVisible"] == "0":
+                    break
+                continue
+            records = [sqs_record(dict(m), self.webhook_queue_arn) for m in messages]
+            answer = self.webhooks.handler({"Records": records}, lambda_context("webhook"))
+            invocations += 1
+            failed = failed_ids(answer, {r["messageId"] for r in records})
+            assert failed is not None, answer
+            for record in records:
+                if record["messageId"] not in failed:
+                    sqs.delete_message(
+                        QueueUrl=self.webhook_queue, ReceiptHandle=record["receiptHandle"]
+                    )
+        return invocations
+
+    def dead_webhooks(self) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs")
+        messages = sqs.receive_message(QueueUrl=self.webhook_dlq, MaxNumberOfMessages=10)
+        return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+
     def job(self, job_id: str) -> Job:
         found = self.container.job_repository.get(job_id)
         assert found is not None
@@ -176,5 +218,5 @@ class World:
 
 
 @pytest.fixture
-def world(settings: Settings) -> World:
-    return World(settings)
+def world(settings: Settings, stack: Provisioned) -> World:
+    return World(settings, stack)

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -133,3 +134,64 @@ def test_the_webhook_secret_command_prints_the_tenants_secret(local: Provisioned
     )["SecretString"]
     assert result.output.strip() == tenant_secret(master, "acme")
     assert result.output.strip() != tenant_secret(master, "other")
+
+
+def put_event(detail_type: str, detail: dict[str, object]) -> None:
+    boto3.client("events").put_events(
+        Entries=[
+            {
+                "Source": "claude-jobs.trigger",
+                "DetailType": detail_type,
+                "Detail": json.dumps(detail),
+                "EventBusName": "local-bus",
+            }
+        ]
+    )
+
+
+def test_an_event_the_function_always_fails_on_is_dead_lettered_and_later_ones_go_on(
+    local: Provisioned,
+) -> None:
+    # Given the relay, and a trigger function that raises (an infrastructure fault, say) on
+    # one event every time it gets it
+    function, queue_url = relay(local.settings)
+    invocations: list[str] = []
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        invocations.append(event.get("detail", {}).get("task", ""))
+        if event.get("detail", {}).get("task") == "poison":
+            raise RuntimeError("DynamoDB is down for this one")
+        return function.handler(event, lambda_context("trigger"))
+
+    # When the poison event and then a good one reach the relay, and it runs a bounded time
+    put_event("Run Task", {"task": "poison"})
+    put_event("Run Task", {"task": "Count to three."})
+    sqs = boto3.client("sqs")
+    for _ in range(10):
+        relay_once(
+            sqs,
+            queue_url,
+            handler,
+            failure_queue_url=local.settings.trigger_dlq_url,
+            retry_delay_seconds=0,
+        )
+    # Then the good event became a job
+    (job,) = Container(local.settings).job_repository.list_for_tenant("default", 10).jobs
+    assert (job.prompt or "").startswith("Count to three.")
+    # And the poison one was tried 1 + 2 times (Lambda's asynchronous retries), then Lambda's
+    # on-failure record of it landed in the trigger dead-letter queue
+    assert invocations.count("poison") == 3
+    messages = sqs.receive_message(
+        QueueUrl=local.settings.trigger_dlq_url, MaxNumberOfMessages=10
+    ).get("Messages", [])
+    (record,) = [json.loads(m["Body"]) for m in messages]
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["requestPayload"]["detail"] == {"task": "poison"}
+    assert record["responsePayload"]["errorType"] == "RuntimeError"
+    # And the relay queue is empty
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert all(int(v) == 0 for v in attributes.values())

@@ -10,14 +10,16 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from claude_jobs.errors import TenantLimitError
 from claude_jobs.models import JobStatus
+from claude_jobs.settings import Settings
 from claude_jobs.triggers.function import TriggerFunction
 from claude_jobs.triggers.trigger_service import TEXT_INLINE_BYTES
 from claude_jobs.wiring import Container
 from tests.events import load_event
 from tests.lambda_context import lambda_context
 
-from .conftest import INBOX, Inspector
+from .conftest import INBOX, SHIPPED_CONFIG, Inspector
 
 NOTES = "Agenda: ship the trigger. Owner: {{key}} is not a placeholder here.\n"
 
@@ -29,6 +31,15 @@ def put_inbox(key: str, body: bytes) -> None:
 def s3_event(key: str = "inbox/meeting+notes.txt") -> dict[str, Any]:
     event = load_event("s3_object_created.json")
     event["Records"][0]["s3"]["object"]["key"] = key
+    return event
+
+
+def _with(event: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """The S3 event with the field at `path` (in its first record) set to `value`."""
+    node = event["Records"][0]
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
     return event
 
 
@@ -133,6 +144,27 @@ def test_a_binary_object_is_not_quoted(trigger: TriggerFunction, inspect: Inspec
             {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {}}]},
             "not an S3 event record",
             id="bad-record",
+        ),
+        pytest.param(
+            {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": 7}]},
+            "not an S3 event record",
+            id="s3-not-an-object",
+        ),
+        pytest.param(
+            _with(s3_event(), ("s3", "object"), None), "not an S3 event record", id="no-object"
+        ),
+        pytest.param(
+            _with(s3_event(), ("s3", "object", "key"), ""), "no bucket and object key", id="no-key"
+        ),
+        pytest.param(
+            _with(s3_event(), ("eventTime",), "yesterday"),
+            "eventTime",
+            id="bad-event-time",
+        ),
+        pytest.param(
+            _with(s3_event(), ("s3", "bucket", "ownerIdentity"), None),
+            "ownerIdentity",
+            id="no-bucket-owner",
         ),
     ],
 )
@@ -267,6 +299,14 @@ def with_detail(**changes: Any) -> dict[str, Any]:
             {**with_detail(), "detail": "a string"}, "not an EventBridge event", id="bad-detail"
         ),
         pytest.param(
+            {**with_detail(), "time": "teatime"}, "not an EventBridge event: time", id="bad-time"
+        ),
+        pytest.param(
+            {k: v for k, v in with_detail().items() if k != "account"},
+            "not an EventBridge event: account",
+            id="no-account",
+        ),
+        pytest.param(
             {
                 **load_event("eventbridge_scheduled.json"),
                 "resources": ["arn:aws:events:us-east-1:123456789012:rule/other-schedule"],
@@ -301,3 +341,26 @@ def test_a_trigger_may_forbid_event_options(trigger: TriggerFunction, inspect: I
     assert outcome["status"] == "rejected"
     assert "does not let an event set: max_turns" in (outcome["reason"] or "")
     assert inspect.jobs() == []
+
+
+def test_a_trigger_event_at_the_tenants_pending_cap_still_becomes_a_job(
+    settings: Settings, inspect: Inspector
+) -> None:
+    # Given a deployment whose tenants may have one pending job, and the trigger's tenant
+    # already at that cap (a job submitted as a caller would)
+    capped = settings.model_copy(update={"tenant_max_pending": 1})
+    container = Container(capped)
+    request = container.job_service.parse_request({"prompt": "already pending"})
+    container.job_service.submit("default", request)
+    with pytest.raises(TenantLimitError):  # a caller's next job is refused (429)
+        container.job_service.submit("default", request)
+    function = TriggerFunction(container, default_config=SHIPPED_CONFIG)
+    # When an S3 notification for that tenant arrives
+    put_inbox("inbox/meeting notes.txt", b"notes")
+    outcome = function.handler(s3_event(), lambda_context("trigger"))["outcomes"][0]
+    # Then it is not refused, retried or dead-lettered: its job is queued, counted pending,
+    # and waits for the tenant's running share like any other
+    assert outcome["status"] == "created"
+    assert len(inspect.jobs()) == 2
+    assert inspect.dead_letters() == []
+    assert container.job_repository.tenant_usage("default").pending == 2

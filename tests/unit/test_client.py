@@ -1,7 +1,8 @@
 """The client library and the client commands against a tiny stand-in API over real HTTP.
 
 The stand-in keeps jobs in memory and follows the contract's shapes: 202 on submit, problem+json
-on errors, `?wait=` answered at once (each poll advances a job one step). The full service is
+on errors, `?wait=` answered at once (each poll of the job or of its events advances it one
+step, adding its progress events). The full service is
 covered by tests/e2e against the local stack.
 """
 
@@ -35,6 +36,7 @@ class StandInApi:
     throttle_next: int = 0
     #: Retry-After on unfinished answers (a front that answers a long-poll at once sends it)
     retry_after: str | None = None
+    events_route: bool = True  # False: an older deployment without progress events
 
     def problem(self, status: int, title: str, detail: str) -> Response:
         body = {
@@ -72,7 +74,9 @@ class StandInApi:
                 "metadata": body.get("metadata", {}),
                 "links": {"self": f"/v1/jobs/{job_id}"},
                 "prompt": body["prompt"],
+                "events": [],
             }
+            self.event(self.jobs[job_id], type="status", status="queued")
             accepted = {
                 k: self.jobs[job_id][k] for k in ("job_id", "status", "created_at", "links")
             }
@@ -93,13 +97,36 @@ class StandInApi:
                 return Response(
                     json.dumps(self.public(job)), headers=headers, content_type="application/json"
                 )
+            if request.method == "GET" and parts[3:] == ["events"] and self.events_route:
+                after = request.args.get("after", "0")
+                if not after.isdigit():
+                    return self.problem(422, "Unprocessable Content", "after is not valid.")
+                self.advance(job)
+                items = [e for e in job["events"] if e["seq"] > int(after)]
+                page = {
+                    "items": items,
+                    "next_cursor": str(items[-1]["seq"]) if items else after,
+                    "done": job["status"] not in ("queued", "running"),
+                }
+                return Response(json.dumps(page), content_type="application/json")
         return self.problem(404, "Not Found", "No such job.")
+
+    @staticmethod
+    def event(job: dict[str, Any], **event: Any) -> None:
+        seq = len(job["events"]) + 1
+        job["events"].append({"seq": seq, "at": "2026-11-22T00:00:01Z", **event})
 
     def advance(self, job: dict[str, Any]) -> None:
         if job["status"] == "queued":
             job["status"] = "running"
+            self.event(job, type="status", status="running")
+            self.event(job, type="tool_use", tool="Bash", input='{"command":"ls -la"}')
+            self.event(job, type="tool_result", tool="Bash", is_error=False)
+            self.event(job, type="text", text="Looking at the files.", truncated=False)
+            self.event(job, type="usage", input_tokens=7, output_tokens=3, total_cost_usd=0.0123)
         elif job["status"] == "running":
             job["status"] = self.outcome
+            self.event(job, type="status", status=self.outcome)
             job["usage"] = {
                 "input_tokens": 12,
                 "output_tokens": 5,
@@ -114,7 +141,7 @@ class StandInApi:
 
     @staticmethod
     def public(job: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in job.items() if k != "prompt"}
+        return {k: v for k, v in job.items() if k not in ("prompt", "events")}
 
 
 @pytest.fixture
@@ -238,6 +265,56 @@ def test_submit_wait_prints_the_result_and_exits_zero(api: tuple[StandInApi, str
         "max_turns": 4,
         "timeout_seconds": 60,
     }
+
+
+def test_submit_wait_shows_progress_events_as_they_come(api: tuple[StandInApi, str]) -> None:
+    stand_in, url = api
+    # When `submit --wait` follows a job that calls a tool and writes text
+    result = run_cli(url, "submit", "hello", "--wait")
+    # Then its progress shows on stderr: the tool call with its input, its result, the text,
+    # the statuses; and the result on stdout
+    assert result.exit_code == 0, result.output
+    for shown in ("running", '→ Bash {"command":"ls -la"}', "✓ Bash", "Looking at the files."):
+        assert shown in result.stderr, result.stderr
+    assert "echo: hello" in result.stdout
+    # And it followed the events route, long-polling from the last cursor it saw
+    paths = [p for m, p, _ in stand_in.requests if "/events" in p]
+    assert paths and "after=6" in paths[-1]
+
+
+def test_wait_falls_back_to_the_job_on_a_deployment_without_events(
+    api: tuple[StandInApi, str],
+) -> None:
+    stand_in, url = api
+    stand_in.events_route = False
+    # When `submit --wait` runs against a deployment that has no events route
+    result = run_cli(url, "submit", "hello", "--wait")
+    # Then it still waits for and prints the result
+    assert result.exit_code == 0, result.output
+    assert "echo: hello" in result.stdout
+
+
+def test_events_prints_lines_or_json_lines(api: tuple[StandInApi, str]) -> None:
+    _, url = api
+    job_id = run_cli(url, "submit", "hello").stdout.strip()
+    # When `events --follow --json` runs
+    followed = run_cli(url, "events", job_id, "--follow", "--json")
+    # Then stdout is one JSON event per line, in order, to the terminal status
+    assert followed.exit_code == 0, followed.output
+    events = [json.loads(line) for line in followed.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[0]["status"] == "queued" and events[-1]["status"] == "succeeded"
+    # And `events --after 2` (no --follow) prints the newer ones as lines, with the cost
+    later = run_cli(url, "events", job_id, "--after", "2")
+    assert later.exit_code == 0, later.output
+    assert "→ Bash" in later.stdout and "$0.0123" in later.stdout
+    assert "queued" not in later.stdout
+    # And the client's iterator stops at what is stored without `follow`
+    with Client(url, KEY) as client:
+        assert [e["seq"] for e in client.iter_events(job_id, follow=False)][-1] == len(events)
+        with pytest.raises(ApiError) as caught:
+            client.events(job_id, after="x")
+        assert caught.value.status == 422
 
 
 def test_a_failed_job_exits_one(api: tuple[StandInApi, str]) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from claude_jobs.models import JobRequest, JobStatus, tool_base_name
+from claude_jobs.job_service import webhook_url_problem
+from claude_jobs.models import WEBHOOK_URL_PATTERN, JobRequest, JobStatus, tool_base_name
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -32,7 +34,9 @@ def test_an_empty_tool_list_means_no_tools() -> None:
         ("max_turns", 0),
         ("max_turns", 101),
         ("timeout_seconds", 9),
-        ("timeout_seconds", 841),
+        ("timeout_seconds", 7 * 24 * 3600 + 1),
+        ("session_id", "../../etc/passwd"),
+        ("session_id", "6D0F7A4E-2B1C-4E5A-9F3D-8C7B6A5E4D3C"),
         ("max_budget_usd", 0),
         ("max_budget_usd", -1),
         ("allowed_tools", ["Read", "Read"]),
@@ -57,7 +61,7 @@ def test_upper_bounds_are_inclusive() -> None:
         prompt="x" * 100_000,
         system_prompt="y" * 20_000,
         max_turns=100,
-        timeout_seconds=840,
+        timeout_seconds=7 * 24 * 3600,
         metadata={f"k{i}": "v" * 256 for i in range(16)},
         output_schema={"type": "object", "properties": {"n": {"type": "integer"}}},
     )
@@ -87,3 +91,64 @@ def test_terminal_statuses() -> None:
         JobStatus.TIMED_OUT,
         JobStatus.CANCELLED,
     }
+
+
+# ---------------------------------------------------------------- webhook_url
+
+
+@pytest.mark.parametrize(
+    ("url", "valid"),
+    [
+        ("https://hooks.example.com/claude-jobs?x=1#y", True),
+        ("https://hooks.example.com:8443", True),
+        ("http://127.0.0.1:8080/hook", True),  # the local stack only (see below)
+        ("0000000000", False),  # issue 10: schema-valid before, then refused
+        ("http://hooks.example.com/x", False),
+        ("https://10.0.0.7/x", False),
+        ("https://user:pw@hooks.example.com/", False),
+        ("https://a.localhost/x", False),
+        ("https://hooks.example.com:0/", False),
+        ("https://hooks.example.com:65536/", False),
+        ("https://hooks.example.com/a b", False),
+    ],
+)
+def test_webhook_url_is_validated_exactly_as_the_document_states(url: str, valid: bool) -> None:
+    # Given the pattern openapi.json states for webhook_url
+    stated = re.fullmatch(WEBHOOK_URL_PATTERN, url) is not None
+    # When a request carries the URL
+    try:
+        JobRequest(prompt="p", webhook_url=url)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    # Then the API accepts exactly what the document states
+    assert stated is accepted is valid
+    # And a deployment's own check (no loopback) agrees on every https URL it states
+    if valid and url.startswith("https://"):
+        assert webhook_url_problem(url, allow_loopback=False) is None
+
+
+def test_a_tool_name_with_a_trailing_newline_is_refused() -> None:
+    # `$` in a Python pattern matches before a final newline; the API uses the whole string
+    with pytest.raises(ValidationError):
+        JobRequest(prompt="p", allowed_tools=["Read\n"])
+
+
+def test_timeout_seconds_is_bounded_by_the_deployments_max_job_seconds() -> None:
+    """Given a deployment's max_job_seconds, a longer timeout is a 422 on that field (the
+    default allows 4 h; a job longer than one invocation runs in segments)."""
+    from claude_jobs.errors import RequestValidationError
+    from claude_jobs.job_service import JobService
+    from claude_jobs.settings import Settings
+    from tests.fakes.queue import InMemoryQueue
+    from tests.fakes.repository import InMemoryJobRepository
+
+    def service(**settings: Any) -> JobService:
+        return JobService(InMemoryJobRepository(), InMemoryQueue(), Settings(**settings))
+
+    assert service().parse_request({"prompt": "p", "timeout_seconds": 14_400})
+    with pytest.raises(RequestValidationError) as error:
+        service().parse_request({"prompt": "p", "timeout_seconds": 14_401})
+    assert [e.loc for e in error.value.errors] == [("body", "timeout_seconds")]
+    with pytest.raises(RequestValidationError):
+        service(max_job_seconds=600).parse_request({"prompt": "p", "timeout_seconds": 601})

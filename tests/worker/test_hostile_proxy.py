@@ -16,7 +16,7 @@ import pytest
 
 from claude_jobs.models import JobStatus
 from claude_jobs_tools.local.fake_anthropic import Text, ToolUse, Usage
-from tests.worker.conftest import WorkerStack, context_with_deadline
+from tests.worker.conftest import WorkerStack
 
 pytestmark = pytest.mark.cli
 
@@ -196,13 +196,13 @@ EXPENSIVE = Usage(
 
 def test_a_timed_out_job_records_its_metered_cost(stack: WorkerStack) -> None:
     # Given a model whose first turn costs something and whose second never comes in time
-    job = stack.submit(allowed_tools=["Read"])
+    job = stack.submit(allowed_tools=["Read"], timeout_seconds=10)
     stack.fake.script(
         ToolUse("Read", {"file_path": "/etc/hostname"}, usage=EXPENSIVE),
         Text("too late", delay=60),
     )
-    # When the worker runs it with a deadline of 8 s
-    stack.deliver(job, context_with_deadline(8))
+    # When the worker runs it (its deadline: 10 s)
+    stack.deliver(job)
     # Then it timed out, and its record carries the first turn's tokens and metered cost
     done = stack.get(job)
     assert done.status is JobStatus.TIMED_OUT

@@ -299,6 +299,27 @@ def test_the_scrubber_hides_known_secrets_and_key_shapes() -> None:
     assert scrubber.value({"k": ["a-known-secret-value", 1]}) == {"k": ["[REDACTED]", 1]}
 
 
+def test_the_scrubber_hides_values_named_like_aws_secrets_and_keeps_the_names() -> None:
+    # Given text with AWS secrets as a shell, an ini file and JSON name them
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    text = (
+        f"export AWS_SECRET_ACCESS_KEY={secret}\n"
+        f"aws_session_token = IQoJb3JpZ2luX2VjEJr{secret}\n"
+        f'{{"SecretAccessKey": "{secret}", "SessionToken":"{secret}"}}'
+    )
+    # When it is scrubbed
+    scrubbed = Scrubber().text(text)
+    # Then no value is left, every name is, and ordinary text is untouched
+    assert secret not in scrubbed and "IQoJb3" not in scrubbed
+    assert scrubbed.count("[REDACTED]") == 4
+    assert (
+        "AWS_SECRET_ACCESS_KEY=[REDACTED]" in scrubbed and '"SessionToken":"[REDACTED]"' in scrubbed
+    )
+    assert Scrubber().text("the secret access key rotation is monthly") == (
+        "the secret access key rotation is monthly"
+    )
+
+
 def test_the_identity_pool_leases_distinct_uids_to_concurrent_jobs_as_root() -> None:
     base = AgentIdentity(uid=65534, gid=65534, name="nobody")
     pool = IdentityPool(base, "61000-61001", in_use=set)

@@ -17,7 +17,6 @@ from claude_jobs_tools.local.fake_anthropic import ApiError, Text, ToolUse, Usag
 from tests.worker.conftest import (
     REAL_KEY,
     WorkerStack,
-    context_with_deadline,
     processes_in,
     s3_text,
     sandboxes_of,
@@ -186,18 +185,18 @@ def test_output_that_never_matches_the_schema_fails_the_job(stack: WorkerStack) 
 def test_a_job_past_its_deadline_ends_timed_out_and_its_cli_is_stopped(
     stack: WorkerStack,
 ) -> None:
-    # Given an upstream that takes far longer than the Lambda time the job has
-    job = stack.submit()
+    # Given a job of 10 s and an upstream that takes far longer
+    job = stack.submit(timeout_seconds=10)
     stack.fake.script(Text("too late", delay=60))
-    # When the worker runs it with 3 s left before the margin
-    answer = stack.deliver(job, context_with_deadline(3))
+    # When the worker runs it (with Lambda time to spare: the job's deadline comes first)
+    answer = stack.deliver(job)
     # Then the job ended timed_out with a clear error, the message is done
     done = stack.get(job)
     assert answer == {"batchItemFailures": []}
     assert done.status is JobStatus.TIMED_OUT
     assert done.error is not None and done.error.code == "timed_out"
-    assert "deadline of 3 s" in done.error.message
-    assert done.usage is not None and done.usage.duration_ms >= 3000
+    assert "deadline of 10 s" in done.error.message
+    assert done.usage is not None and done.usage.duration_ms >= 10_000
     # And neither the CLI nor its sandbox is left behind
     assert processes_in(Path(f"/tmp/claude-job-{job.job_id}")) == []
     assert sandboxes_of(job) == []
@@ -369,12 +368,24 @@ def test_jobs_running_at_once_get_distinct_uids_and_cannot_reach_each_other(
 def test_output_that_cannot_be_kept_fails_the_job_and_the_model_is_called_once(
     stack: WorkerStack,
 ) -> None:
-    # Given a model whose answer must go to the results bucket, and a bucket that is gone
-    import boto3
+    # Given a model whose answer must go to the results bucket, and a document store that
+    # refuses every write (the session store, in the same bucket, still works)
+    from claude_jobs.documents import JobDocuments
+
+    class Refusing:
+        def __init__(self, inner: object) -> None:
+            self._inner = inner
+
+        def put(self, *args: object, **kwargs: object) -> str:
+            raise ConnectionError("the results bucket is unreachable")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
 
     job = stack.submit()
     stack.fake.script(Text("y" * 5000))
-    boto3.client("s3").delete_bucket(Bucket=stack.provisioned.settings.results_bucket)
+    documents = stack.container.job_documents
+    stack.container.__dict__["job_documents"] = JobDocuments(Refusing(documents.store))  # type: ignore[arg-type]
     # When the job runs, and its message is delivered again
     first = stack.deliver(job)
     again = stack.deliver(job, message_id="msg-2")

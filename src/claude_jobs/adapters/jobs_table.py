@@ -21,12 +21,13 @@ from ..errors import (
     IdempotencyReplayError,
     InvalidCursorError,
     JobNotFoundError,
+    SessionConflictError,
     TenantAtShareError,
     TenantLimitError,
     TransitionConflictError,
 )
-from ..models import Job, JobStatus
-from ..ports import IdempotencyClaim, JobControl, JobPage, TenantUsage
+from ..models import Job, JobStatus, SessionRecord
+from ..ports import IdempotencyClaim, JobControl, JobPage, SessionClaim, TenantUsage
 from ..resources import JOBS_TABLE, TENANT_SHARDS
 from ..state import slot_changes, sources_for
 from .dynamo import from_item, serialize, to_item
@@ -39,7 +40,10 @@ _IDEM_PREFIX = "idem#"
 #: A tenant's usage counter (`pending`, `running`): the same table, so that it changes in one
 #: transaction with the job. No GSI attributes, no TTL: never listed, never expires.
 _USAGE_PREFIX = "usage#"
-_INTERNAL_PREFIXES = (_IDEM_PREFIX, _USAGE_PREFIX)
+#: A conversation (`session#<id>`): its tenant, jobs and the job that holds it. No status (the
+#: notifier ignores it), no GSI attributes (never listed); it expires with its transcripts.
+_SESSION_PREFIX = "session#"
+_INTERNAL_PREFIXES = (_IDEM_PREFIX, _USAGE_PREFIX, _SESSION_PREFIX)
 #: Tries of a transaction that DynamoDB cancels because another one held the same item (a
 #: tenant's counter is shared by its jobs' writes).
 TRANSACTION_TRIES = 6
@@ -58,6 +62,27 @@ class _Cancelled(Exception):
 
     def failed(self, index: int) -> bool:
         return len(self.codes) > index and self.codes[index] == "ConditionalCheckFailed"
+
+
+def session_item_id(session_id: str) -> str:
+    return f"{_SESSION_PREFIX}{session_id}"
+
+
+def _session_condition(
+    tenant_id: str, expected_active: str | None
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The condition of a write that continues (or deletes) a session: it exists, is the
+    tenant's, is not deleted, and is held by the job it was read with (or by none)."""
+    values: dict[str, dict[str, Any]] = {":tenant": {"S": tenant_id}}
+    held = "attribute_not_exists(active_job)"
+    if expected_active is not None:
+        values[":expected"] = {"S": expected_active}
+        held = f"({held} OR active_job = :expected)"
+    condition = (
+        "attribute_exists(job_id) AND tenant_id = :tenant AND attribute_not_exists(deleted) "
+        f"AND {held}"
+    )
+    return condition, values
 
 
 def idempotency_item_id(tenant_id: str, key: str) -> str:
@@ -218,7 +243,9 @@ class DynamoJobRepository:
         claim: IdempotencyClaim | None = None,
         *,
         max_pending: int | None = None,
+        session: SessionClaim | None = None,
     ) -> None:
+        extra = [self._session_write(session)] if session is not None else []
         put_job: dict[str, Any] = {
             "TableName": self._table,
             "Item": job_to_item(job, self._retention_days),
@@ -230,8 +257,12 @@ class DynamoJobRepository:
             count["ExpressionAttributeValues"][":cap"] = serialize(max_pending)
         if claim is None:
             try:
-                self._transact([{"Put": put_job}, {"Update": count}])
+                self._transact([{"Put": put_job}, {"Update": count}, *extra])
             except _Cancelled as cancelled:
+                if cancelled.failed(2):
+                    raise SessionConflictError(
+                        f"session {session and session.session_id}"
+                    ) from None
                 if cancelled.failed(1):
                     raise _limit(max_pending) from None
                 raise
@@ -252,7 +283,7 @@ class DynamoJobRepository:
             "ExpressionAttributeValues": {":now": serialize(epoch(job.created_at))},
         }
         try:
-            self._transact([{"Put": put_claim}, {"Put": put_job}, {"Update": count}])
+            self._transact([{"Put": put_claim}, {"Put": put_job}, {"Update": count}, *extra])
         except _Cancelled as cancelled:
             # A replay first: the key's job was counted when it was created.
             if cancelled.failed(0):
@@ -261,9 +292,85 @@ class DynamoJobRepository:
                     raise
                 record = from_item(held)
                 raise IdempotencyReplayError(record["target_job_id"], record["body_hash"]) from None
+            if cancelled.failed(3):
+                raise SessionConflictError(f"session {session and session.session_id}") from None
             if cancelled.failed(2):
                 raise _limit(max_pending) from None
             raise
+
+    def _session_write(self, session: SessionClaim) -> dict[str, Any]:
+        """The transaction item that creates or continues a session for a new job."""
+        key = {"job_id": {"S": session_item_id(session.session_id)}}
+        at = {"S": iso(session.at)}
+        if session.new:
+            return {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        **key,
+                        "session_id": {"S": session.session_id},
+                        "tenant_id": {"S": session.tenant_id},
+                        "created_at": at,
+                        "updated_at": at,
+                        "job_ids": {"L": [{"S": session.job_id}]},
+                        "active_job": {"S": session.job_id},
+                        "expires_at": serialize(session.expires_at),
+                    },
+                    "ConditionExpression": "attribute_not_exists(job_id)",
+                }
+            }
+        condition, values = _session_condition(session.tenant_id, session.expected_active)
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": key,
+                "UpdateExpression": (
+                    "SET active_job = :job, updated_at = :at, expires_at = :exp, "
+                    "job_ids = list_append(if_not_exists(job_ids, :none), :jobs)"
+                ),
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": {
+                    **values,
+                    ":job": {"S": session.job_id},
+                    ":at": at,
+                    ":exp": serialize(session.expires_at),
+                    ":none": {"L": []},
+                    ":jobs": {"L": [{"S": session.job_id}]},
+                },
+            }
+        }
+
+    # ------------------------------------------------------------ sessions
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        item = self._get_raw(session_item_id(session_id), consistent=True)
+        if item is None or "tenant_id" not in item:
+            return None
+        data = from_item(item)
+        data.pop("job_id", None)
+        return SessionRecord.model_validate(data)
+
+    def mark_session_deleted(
+        self, session_id: str, tenant_id: str, expected_active: str | None
+    ) -> None:
+        condition, values = _session_condition(tenant_id, expected_active)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": session_item_id(session_id)}},
+                UpdateExpression="SET deleted = :yes",
+                ConditionExpression=condition,
+                ExpressionAttributeValues={**values, ":yes": {"BOOL": True}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            raise SessionConflictError(f"session {session_id} changed") from None
+
+    def remove_session(self, session_id: str) -> None:
+        self._client.delete_item(
+            TableName=self._table, Key={"job_id": {"S": session_item_id(session_id)}}
+        )
 
     def _usage_update(
         self, tenant_id: str, *, pending: int = 0, running: int = 0

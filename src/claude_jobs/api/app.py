@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import boto3  # noqa: F401
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from ..adapters import jobs_table, queue, results  # noqa: F401
+from ..adapters import events_table, jobs_table, queue, results  # noqa: F401
 from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
 from . import http, problems

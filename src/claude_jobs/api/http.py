@@ -19,15 +19,17 @@ from ..errors import (
     JobNotFoundError,
     PayloadTooLargeError,
     RequestValidationError,
+    SessionNotFoundError,
     UnauthorizedError,
 )
-from ..models import MAX_BODY_BYTES, MAX_DOCUMENT_DEPTH
+from ..models import MAX_BODY_BYTES, MAX_DOCUMENT_DEPTH, SESSION_ID_PATTERN
 
 #: Deeper JSON than this is refused before validation (jsonschema recurses per level): the
 #: body object around documents that may nest `MAX_DOCUMENT_DEPTH` levels.
 MAX_JSON_DEPTH = MAX_DOCUMENT_DEPTH + 1
 #: Job ids are UUIDs; anything that cannot be one is simply not found.
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+_SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 
 def tenant_id(event: Mapping[str, Any]) -> str:
@@ -64,7 +66,7 @@ def query_int(event: Mapping[str, Any], name: str, low: int, high: int, default:
     if raw is None:
         return default
     text = raw.strip()
-    if not re.fullmatch(r"\d{1,6}", text) or not low <= int(text) <= high:
+    if not re.fullmatch(r"[0-9]{1,6}", text) or not low <= int(text) <= high:
         raise RequestValidationError(
             f"{name} must be a whole number from {low} to {high}.",
             [FieldError(("query", name), f"must be an integer between {low} and {high}")],
@@ -75,6 +77,12 @@ def query_int(event: Mapping[str, Any], name: str, low: int, high: int, default:
 def job_id(value: str) -> str:
     if not _JOB_ID.match(value):
         raise JobNotFoundError(f"No job {value[:128]}.")
+    return value
+
+
+def session_id(value: str) -> str:
+    if not _SESSION_ID.match(value):
+        raise SessionNotFoundError(f"No session {value[:128]}.")
     return value
 
 

@@ -21,6 +21,8 @@ from ..errors import (
     JobNotFoundError,
     PayloadTooLargeError,
     RequestValidationError,
+    SessionBusyError,
+    SessionNotFoundError,
     TenantLimitError,
     TransitionConflictError,
     UnauthorizedError,
@@ -76,6 +78,8 @@ class Problem:
 _STATUS: dict[type[ClaudeJobsError], tuple[int, str]] = {
     UnauthorizedError: (401, "Unauthorized"),
     JobNotFoundError: (404, "Not Found"),
+    SessionNotFoundError: (404, "Not Found"),
+    SessionBusyError: (409, "Conflict"),
     IdempotencyConflictError: (409, "Conflict"),
     IdempotencyReplayError: (409, "Conflict"),
     TransitionConflictError: (409, "Conflict"),

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from ..definitions import FUNCTIONS
-from ..job_service import MAX_PAGE_SIZE, MAX_WAIT_SECONDS, etag, job_path
+from ..job_service import (
+    MAX_EVENT_CURSOR,
+    MAX_PAGE_SIZE,
+    MAX_WAIT_SECONDS,
+    etag,
+    job_path,
+)
 from ..models import JobLinks, SubmitResponse
 from ..observability import count
 from . import http
@@ -110,8 +116,34 @@ def _operations(app: APIGatewayRestResolver, services: Services) -> dict[str, Op
             return Response(status_code=304, headers=headers)
         return json_response(200, service.view(job), headers)
 
+    def list_job_events(job_id: str) -> Response[str]:
+        event = app.current_event.raw_event
+        tenant = http.tenant_id(event)
+        after = http.query_int(event, "after", 0, MAX_EVENT_CURSOR, default=0)
+        wait = http.query_int(event, "wait", 0, MAX_WAIT_SECONDS, default=0)
+        page = services().events(tenant, http.job_id(job_id), after, wait)
+        headers = {"Cache-Control": "no-store"}
+        if not page.done:
+            headers["Retry-After"] = str(POLL_AFTER_SECONDS)
+        return json_response(200, page, headers)
+
+    def get_session(session_id: str) -> Response[str]:
+        event = app.current_event.raw_event
+        view = services().get_session(http.tenant_id(event), http.session_id(session_id))
+        return json_response(200, view, {"Cache-Control": "no-store"})
+
+    def delete_session(session_id: str) -> Response[str]:
+        from aws_lambda_powertools.event_handler import Response
+
+        event = app.current_event.raw_event
+        services().delete_session(http.tenant_id(event), http.session_id(session_id))
+        return Response(status_code=204, body="")
+
     return {
+        "getSession": get_session,
+        "deleteSession": delete_session,
         "submitJob": submit_job,
+        "listJobEvents": list_job_events,
         "cancelJob": cancel_job,
         "health": health,
         "listJobs": list_jobs,

@@ -1,5 +1,9 @@
 """Signed webhooks: a POST of the job summary when a job ends.
 
+Each attempt has a total deadline (`deadline_post`); the webhook function makes one attempt
+per queue message and the queue brings failed ones back after a backoff
+(:mod:`claude_jobs.notify.delivery`).
+
 Signature: `X-Claude-Jobs-Signature: v1=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>` with
 `X-Claude-Jobs-Timestamp: <unix seconds>`. The secret is per tenant, derived from the
 deployment's master signing key (`tenant_secret`), so none is ever stored with a job. Receivers
@@ -8,20 +12,21 @@ call `verify_signature`, which also rejects a timestamp outside the tolerance (a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from ..job_service import webhook_url_problem
-from ..models import WebhookDelivery
+from ..resources import WEBHOOK_DEADLINE_SECONDS
 
 TIMESTAMP_HEADER = "X-Claude-Jobs-Timestamp"
 SIGNATURE_HEADER = "X-Claude-Jobs-Signature"
@@ -76,28 +81,61 @@ def verify_signature(
 
 # ---------------------------------------------------------------- delivery
 
-#: POST (url, body, headers, timeout) → HTTP status; raises OSError when there is no answer.
+#: POST (url, body, headers, deadline) → HTTP status; raises OSError when there is no answer
+#: within the deadline (the whole exchange's, not one read's).
 PostFn = Callable[[str, bytes, Mapping[str, str], float], int]
 ResolveFn = Callable[[str], list[str]]
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # a redirect is an answer (3xx), not a new target
+class DeadlineExceededError(TimeoutError):
+    """The receiver did not answer within the delivery's total deadline."""
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
+def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """Called by the deadline's timer: end the exchange, wherever it is."""
+    expired.set()
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
-def urllib_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
+def deadline_post(url: str, body: bytes, headers: Mapping[str, str], deadline_s: float) -> int:
+    """POST `body` and return the answer's status, all within `deadline_s` seconds in total.
+
+    A per-read timeout lets a receiver that drips a byte at a time hold a delivery for ever;
+    here a timer shuts the connection down when the deadline passes, whatever it is waiting
+    for. Redirects are not followed (a 3xx is the answer). The body of the answer is not read.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            host, parts.port, timeout=deadline_s, context=ssl.create_default_context()
+        )
+    else:
+        connection = http.client.HTTPConnection(host, parts.port, timeout=deadline_s)
+    expired = threading.Event()
+    timer = threading.Timer(deadline_s, _cut, (connection, expired))
+    timer.daemon = True
+    timer.start()
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            status: int = response.status
-            return status
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return int(exc.code)
+        connection.request("POST", target, body=body, headers=dict(headers))
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set():
+            raise DeadlineExceededError(f"no answer within {deadline_s:g} s") from None
+        if isinstance(exc, OSError):
+            raise
+        raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        timer.cancel()
+        connection.close()
+    if expired.is_set():  # answered, but only as the deadline passed
+        raise DeadlineExceededError(f"no answer within {deadline_s:g} s")
+    return status
 
 
 def resolve_host(host: str) -> list[str]:
@@ -124,66 +162,55 @@ def address_problem(url: str, *, allow_loopback: bool, resolve: ResolveFn) -> st
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 4
-    base_delay_s: float = 0.5
-    timeout_s: float = 5.0
+class Attempt:
+    """One delivery attempt's outcome."""
 
-    def delay(self, attempt: int) -> float:
-        """Pause after failed attempt `attempt` (1-based): 0.5, 1, 2, … seconds."""
-        return float(self.base_delay_s * (2 ** (attempt - 1)))
+    delivered: bool
+    error: str | None = None
+    #: The URL may not be called (its form, or where it resolves): no POST was made.
+    refused: bool = False
 
 
 class WebhookSender:
+    """Signed POSTs, one attempt at a time; retries are the webhook queue's (see
+    :mod:`claude_jobs.notify.delivery`)."""
+
     def __init__(
         self,
         *,
-        policy: RetryPolicy | None = None,
-        post: PostFn = urllib_post,
-        sleep: Callable[[float], None] = time.sleep,
+        post: PostFn = deadline_post,
         clock: Callable[[], float] = time.time,
         allow_loopback: bool = False,
         resolve: ResolveFn = resolve_host,
+        deadline_s: float = WEBHOOK_DEADLINE_SECONDS,
     ) -> None:
-        self._policy = policy or RetryPolicy()
         self._post = post
-        self._sleep = sleep
         self._clock = clock
         self._allow_loopback = allow_loopback
         self._resolve = resolve
+        self._deadline_s = deadline_s
 
-    def deliver(
+    def attempt(
         self, url: str, body: bytes, secret: str, *, event_type: str, job_id: str
-    ) -> WebhookDelivery:
-        """POST `body` to `url`, signed, retrying with exponential backoff; the outcome."""
-        delivery = WebhookDelivery(url=url)
+    ) -> Attempt:
+        """POST `body` to `url`, signed now, within the delivery deadline."""
         problem = address_problem(url, allow_loopback=self._allow_loopback, resolve=self._resolve)
         if problem:
-            delivery.last_error = f"refused: {problem}"
-            return delivery
-        for attempt in range(1, self._policy.max_attempts + 1):
-            if attempt > 1:
-                self._sleep(self._policy.delay(attempt - 1))
-            timestamp = int(self._clock())
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: sign(secret, timestamp, body),
-                EVENT_HEADER: event_type,
-                JOB_HEADER: job_id,
-            }
-            delivery.attempts = attempt
-            try:
-                status = self._post(url, body, headers, self._policy.timeout_s)
-            except (OSError, ValueError) as exc:  # URLError, timeouts, resets
-                reason = getattr(exc, "reason", None) or exc
-                delivery.last_error = f"{type(exc).__name__}: {reason}"[:500]
-                continue
-            if 200 <= status < 300:
-                delivery.delivered = True
-                delivery.last_error = None
-                delivery.delivered_at = datetime.fromtimestamp(self._clock(), UTC)
-                return delivery
-            delivery.last_error = f"HTTP {status}"
-        return delivery
+            return Attempt(False, f"refused: {problem}", refused=True)
+        timestamp = int(self._clock())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(secret, timestamp, body),
+            EVENT_HEADER: event_type,
+            JOB_HEADER: job_id,
+        }
+        try:
+            status = self._post(url, body, headers, self._deadline_s)
+        except (OSError, ValueError) as exc:  # refused, reset, the deadline, a bad answer
+            reason = getattr(exc, "reason", None) or exc
+            return Attempt(False, f"{type(exc).__name__}: {reason}"[:500])
+        if 200 <= status < 300:
+            return Attempt(True)
+        return Attempt(False, f"HTTP {status}")

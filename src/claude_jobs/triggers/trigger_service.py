@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, S3RecordModel
+from pydantic import Field, ValidationError
 
 from ..errors import IdempotencyConflictError, RequestValidationError
 from ..job_service import JobService
@@ -91,39 +92,11 @@ class Rejected(Exception):
 # ---------------------------------------------------------------- event shapes
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+class BusEvent(EventBridgeModel):
+    """Powertools' EventBridge event model; the id (our idempotency key's part) is bounded."""
 
-
-class _S3Object(_Loose):
-    key: str = Field(min_length=1)
-    size: int = Field(0, ge=0)
-    etag: str | None = Field(None, alias="eTag")
-    version_id: str | None = Field(None, alias="versionId")
-
-
-class _S3Bucket(_Loose):
-    name: str = Field(min_length=1)
-
-
-class _S3Entity(_Loose):
-    bucket: _S3Bucket
-    object: _S3Object
-
-
-class S3Record(_Loose):
-    event_source: Literal["aws:s3"] = Field(alias="eventSource")
-    event_name: str = Field(alias="eventName")
-    s3: _S3Entity
-
-
-class BusEvent(_Loose):
     id: str = Field(min_length=1, max_length=120)
-    source: str = Field(min_length=1)
-    detail_type: str = Field(alias="detail-type")
-    time: str = ""
-    resources: list[str] = Field(default_factory=list)
-    detail: dict[str, Any] = Field(default_factory=dict)
+    detail: dict[str, Any]  # a JSON object (Powertools also takes a model here)
 
     def rule_names(self) -> list[str]:
         """Names of the rules in `resources` (a schedule's event lists its rule)."""
@@ -216,18 +189,25 @@ class TriggerService:
 
     def _s3_record(self, raw: Any) -> Outcome:
         try:
-            record = S3Record.model_validate(raw)
+            record = S3RecordModel.model_validate(raw)
         except ValidationError as exc:
             errors = _field_errors(exc)
             raise Rejected(f"not an S3 event record: {_describe(errors)}", errors=errors) from None
-        if not record.event_name.startswith("ObjectCreated:"):
-            raise Rejected(f"{record.event_name} is not an object-created event")
+        except (AttributeError, TypeError):
+            # Powertools' model checks the object's fields before validating, and trips on a
+            # record whose `s3` or `object` is missing or not an object.
+            raise Rejected("not an S3 event record: s3.object: an object is required") from None
+        if not record.eventName.startswith("ObjectCreated:"):
+            raise Rejected(f"{record.eventName} is not an object-created event")
+        entity = record.s3.object
+        if entity is None or not entity.key or not record.s3.bucket.name:
+            raise Rejected("the S3 event record names no bucket and object key")
         bucket = record.s3.bucket.name
-        key = unquote_plus(record.s3.object.key)
+        key = unquote_plus(entity.key)
         trigger = next((t for t in self._config.s3 if t.matches(bucket, key, self._inbox)), None)
         if trigger is None:
             raise Rejected(f"no trigger matches s3://{bucket}/{key}")
-        version_id = record.s3.object.version_id
+        version_id = entity.versionId
         try:
             info = self._objects.head(bucket, key, version_id)
         except ObjectMissingError as exc:
@@ -238,7 +218,7 @@ class TriggerService:
                 f"{trigger.max_object_bytes}",
                 trigger.name,
             )
-        identity = version_id or record.s3.object.etag or info.etag
+        identity = version_id or entity.eTag or info.etag
         filename = safe_filename(key)
         values = {
             "bucket": bucket,
@@ -322,7 +302,8 @@ class TriggerService:
                 "source": event.source,
                 "detail_type": event.detail_type,
                 "event_id": event.id,
-                "time": event.time,
+                # As the event spelled it (the model parses it into a datetime).
+                "time": str(raw.get("time", "")),
                 "trigger": trigger.name,
             }[name]
 
@@ -408,6 +389,9 @@ class TriggerService:
                 idempotency_key=idempotency_key,
                 source=kind,
                 inputs=inputs,
+                # At the tenant's pending cap the job is queued all the same (an event is
+                # not a caller who can submit again later); it waits for its running share.
+                pending_cap=False,
             )
         except RequestValidationError as exc:
             errors = [{"loc": list(e.loc), "msg": e.msg} for e in exc.errors]

@@ -24,15 +24,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..models import JobErrorInfo, JobOptions, Usage, tool_base_name
 from ..observability import deferred_logger
 from .isolation import AgentIdentity, kill_process_group, spawn_identity
 
+if TYPE_CHECKING:
+    from .sessions import AgentSession
+
 log = deferred_logger()  # Powertools' structured logger
 
-Ending = Literal["succeeded", "failed", "timed_out", "cancelled"]
+#: "segment": stopped before the invocation's end, to be resumed by the next (segments.py).
+Ending = Literal["succeeded", "failed", "timed_out", "cancelled", "segment"]
 
 #: Error codes a job can end with (documented in docs/worker.md).
 TIMED_OUT = "timed_out"
@@ -51,6 +55,8 @@ _SUBTYPE_CODES = {
 
 #: Seconds the run gets to wind down after its CLI was killed.
 _STOP_GRACE_SECONDS = 10
+#: Seconds a segment paused at a turn boundary gets to end by itself before it is stopped.
+_PAUSE_GRACE_SECONDS = 0.2
 
 
 class AgentStartError(RuntimeError):
@@ -71,6 +77,15 @@ class AgentRequest:
     identity: AgentIdentity = field(default_factory=AgentIdentity)
     should_stop: Callable[[], bool] = lambda: False
     on_started: Callable[[int], None] = lambda pid: None  # the CLI's pid, once it runs
+    #: Every claude-agent-sdk message, as it arrives (progress events: `progress.py`). Called
+    #: on the run's event loop: it must be quick and must not raise.
+    on_message: Callable[[Any], None] = lambda message: None
+    #: The conversation the run continues or starts (sessions.py); None: no session.
+    session: AgentSession | None = None
+    #: Long jobs (segments.py): when set, this run is a segment — from this many seconds on
+    #: the agent is stopped at its next turn boundary (before its next tool call runs), and
+    #: reaching `deadline_seconds` ends the segment rather than timing the job out.
+    yield_after_seconds: float | None = None
 
 
 @dataclass
@@ -87,9 +102,14 @@ class AgentOutcome:
         return self.ending != "succeeded"
 
 
-def sdk_options(request: AgentRequest, stderr: Callable[[str], None] | None = None) -> Any:
-    """The ClaudeAgentOptions for a job (built here so tests can read them)."""
-    from claude_agent_sdk import ClaudeAgentOptions
+def sdk_options(
+    request: AgentRequest,
+    stderr: Callable[[str], None] | None = None,
+    pre_tool_use: Any | None = None,
+) -> Any:
+    """The ClaudeAgentOptions for a job (built here so tests can read them). `pre_tool_use`:
+    a PreToolUse hook callback (a segment's turn-boundary stop)."""
+    from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
 
     options = request.options
     tools: list[str] = []
@@ -102,7 +122,16 @@ def sdk_options(request: AgentRequest, stderr: Callable[[str], None] | None = No
         if request.system_prompt
         else {"type": "preset", "preset": "claude_code"}
     )
+    # Sessions: resume the transcript materialised in the sandbox, or start one under the
+    # session's id; the SDK mirrors what the CLI writes to the (tenant-scoped) store.
+    session: dict[str, Any] = {}
+    if request.session is not None:
+        key = "resume" if request.session.resume else "session_id"
+        session = {key: request.session.session_id, "session_store": request.session.store}
+    if pre_tool_use is not None:
+        session["hooks"] = {"PreToolUse": [HookMatcher(matcher=None, hooks=[pre_tool_use])]}
     return ClaudeAgentOptions(
+        **session,
         cli_path=request.cli,
         cwd=request.cwd,
         env=request.env,
@@ -149,19 +178,31 @@ class _Run:
         self.assistant_usage: dict[str, dict[str, Any]] = {}
         self.started = time.monotonic()
         self.transport: Any | None = None
+        #: A segment's turn-boundary stop happened (the hook refused the next tool call).
+        self.yielded = False
+        self.paused = asyncio.Event()
 
     async def execute(self) -> AgentOutcome:
         consume = asyncio.create_task(self._consume())
         watch = asyncio.create_task(self._watch())
+        paused = asyncio.create_task(self.paused.wait())
         ending: Ending | None = None
         try:
             done, _ = await asyncio.wait(
-                {consume, watch},
+                {consume, watch, paused},
                 timeout=max(self.request.deadline_seconds, 0),
                 return_when=asyncio.FIRST_COMPLETED,
             )
+            if paused in done and consume not in done:
+                # A segment paused at a turn boundary (its next tool refused): the CLI gets a
+                # moment to write its transcript and end; no tool can start meanwhile.
+                done, _ = await asyncio.wait({consume}, timeout=_PAUSE_GRACE_SECONDS)
+                if consume not in done:
+                    ending = "segment"
             if consume not in done:
-                ending = "cancelled" if watch in done else "timed_out"
+                ending = ending or ("cancelled" if watch in done else "timed_out")
+                if ending == "timed_out" and self.request.yield_after_seconds is not None:
+                    ending = "segment"  # the invocation's end, not the job's deadline
                 log.info("stopping the agent of job %s: %s", self.request.job_id, ending)
                 self._kill()
                 try:
@@ -171,11 +212,33 @@ class _Run:
                     await asyncio.gather(consume, return_exceptions=True)
         finally:
             watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+            paused.cancel()
+            await asyncio.gather(watch, paused, return_exceptions=True)
             self._kill()  # whatever the agent left running
         if ending is None and isinstance(self.failure, AgentStartError):
             raise self.failure
+        if ending is None and self.yielded:
+            ending = "segment"
         return self._outcome(ending)
+
+    async def _pre_tool_use(self, data: Any, tool_use_id: str | None, context: Any) -> Any:
+        """A segment's turn boundary: once its time is up, the next tool call does not run and
+        the agent stops (every earlier tool's result is in the transcript by now)."""
+        after = self.request.yield_after_seconds
+        if after is None or time.monotonic() - self.started < after:
+            return {}
+        self.yielded = True
+        self.paused.set()
+        log.info("pausing the agent of job %s at a turn boundary", self.request.job_id)
+        return {
+            "continue_": False,
+            "stopReason": "paused at the worker invocation's end; the job resumes",
+            "hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": "deny",
+                "permissionDecisionReason": "paused; the job resumes in its next segment",
+            },
+        }
 
     def _pid(self) -> int | None:
         return getattr(self.transport, "pid", None)
@@ -196,12 +259,19 @@ class _Run:
     async def _consume(self) -> None:
         from claude_agent_sdk import AssistantMessage, ResultMessage, query
 
-        options = sdk_options(self.request, stderr=self.stderr.append)
+        options = sdk_options(
+            self.request,
+            stderr=self.stderr.append,
+            pre_tool_use=(
+                self._pre_tool_use if self.request.yield_after_seconds is not None else None
+            ),
+        )
         self.transport = _clean_transport(self.request, options)
         try:
             async for message in query(
                 prompt=self.request.prompt, options=options, transport=self.transport
             ):
+                self.request.on_message(message)
                 if isinstance(message, ResultMessage):
                     self.result = message
                 elif isinstance(message, AssistantMessage) and message.usage:
@@ -254,6 +324,8 @@ class _Run:
                     "and was stopped",
                 ),
             )
+        if ending == "segment":
+            return AgentOutcome("segment", usage=usage)
         if ending == "cancelled":
             return AgentOutcome(
                 "cancelled",

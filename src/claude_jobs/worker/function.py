@@ -70,8 +70,10 @@ class WorkerFunction(ContainerHolder):
         from .agent import AgentRunner
         from .containment import ProcessSweeper
         from .isolation import resolve_identity, shared_pool
+        from .progress import ProgressEvents
         from .proxy import KeyInjectingProxy
         from .secrets import SecretKeyProvider
+        from .segments import margins
 
         container = self.container
         settings = container.settings
@@ -89,6 +91,14 @@ class WorkerFunction(ContainerHolder):
             )
             proxy, key = KeyInjectingProxy(settings.anthropic_base_url, keys.get), keys.get
         s3 = container.client("s3")
+        from ..adapters.session_store import S3SessionStore
+        from .sessions import SessionKeeper
+
+        sessions = (
+            SessionKeeper(S3SessionStore(s3, settings.results_bucket))
+            if settings.results_bucket
+            else None
+        )
         return JobProcessor(
             container.job_repository,
             container.job_documents,
@@ -99,7 +109,12 @@ class WorkerFunction(ContainerHolder):
             shared_pool(resolve_identity(settings.agent_user), settings.agent_uid_range),
             inputs=lambda job, directory: materialize_inputs(s3, job.inputs, directory),
             known_secrets=[os.environ.get(name, "") for name in SECRET_VARIABLES],
+            sessions=sessions,
             **{
+                "progress": ProgressEvents(container.event_store),
+                # Long jobs: margins scaled to the invocation's length (segments.py).
+                "margin_seconds": margins(settings.worker_invocation_seconds).record,
+                "boundary_seconds": margins(settings.worker_invocation_seconds).boundary,
                 # On Lambda the worker is alone in its execution environment.
                 "sweeper": ProcessSweeper(
                     scratch_dirs=tuple(d for d in settings.scratch_dirs.split(",") if d),
@@ -131,6 +146,12 @@ class WorkerFunction(ContainerHolder):
             raise
         if processed.action == "deferred":
             self._defer(record)  # raises if it cannot: the message is then retried as is
+        if processed.action == "segmented":
+            try:
+                self._next_segment(record)
+            except WorkerFault:  # this message comes back instead, and claims the job
+                self._retry_later(record)
+                raise
         if processed.retire and retiring is not None:
             retiring.append(processed.retire)
             self._delete(record)  # done: it must not come back when the environment ends
@@ -166,6 +187,22 @@ class WorkerFunction(ContainerHolder):
             DelaySeconds=delay,
         )
         count("JobsDeferred")
+
+    def _next_segment(self, record: SQSRecord) -> None:
+        """Send the message of a long job's next segment (the job is queued again, not
+        running: whichever message is received first claims it, by a conditional write; a
+        duplicate finds it running or done and is skipped). When it cannot be sent this
+        message is retried instead (WorkerFault), and its redelivery claims the job."""
+        try:
+            body = json.loads(record.body)
+            message = {"job_id": str(body["job_id"]), "tenant_id": body.get("tenant_id")}
+            self.container.client("sqs").send_message(
+                QueueUrl=self._queue_url(record.event_source_arn),
+                MessageBody=json.dumps(message, separators=(",", ":")),
+            )
+        except Exception as exc:
+            raise WorkerFault("the next segment's message could not be sent") from exc
+        count("JobSegments")
 
     def _retry_later(self, record: SQSRecord) -> None:
         """Make the failed message visible again after a backoff: the base, then twice, four

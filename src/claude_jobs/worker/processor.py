@@ -39,7 +39,7 @@ from typing import Any
 
 from ..documents import OUTPUT_SCHEMA, PROMPT, PROMPTS, SYSTEM_PROMPT, JobDocuments
 from ..errors import JobNotFoundError, TenantAtShareError, TransitionConflictError
-from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobResult, JobStatus
+from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobResult, JobStatus, Usage
 from ..observability import deferred_logger
 from ..ports import AgentRunner, JobRepository, KeyProxy
 from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
@@ -47,6 +47,8 @@ from ..settings import Settings
 from .agent import (
     BUDGET_EXCEEDED,
     CANCELLED,
+    MAX_TURNS,
+    TIMED_OUT,
     UPSTREAM_ERROR,
     AgentOutcome,
     AgentRequest,
@@ -61,8 +63,19 @@ from .isolation import (
     make_non_dumpable,
 )
 from .metering import Metered
+from .progress import NoProgress, ProgressEvents
 from .sandbox import Sandbox
 from .scrub import Scrubber
+from .segments import (
+    CONTINUE_PROMPT,
+    Margins,
+    add_usage,
+    plan,
+    resumes_own_run,
+    spent,
+    turns_left,
+)
+from .sessions import SessionKeeper
 
 log = deferred_logger()  # Powertools' structured logger
 
@@ -94,8 +107,9 @@ class Processed:
     """What happened to one message (for logs and tests)."""
 
     job_id: str | None
-    #: "ran", "skipped:<why>", "exhausted", "malformed", or "deferred" (its tenant runs its
-    #: share of jobs: the message is to be offered again later)
+    #: "ran", "skipped:<why>", "exhausted", "malformed", "deferred" (its tenant runs its
+    #: share of jobs: the message is to be offered again later), or "segmented" (a long job
+    #: re-queued at its segment's end: a new message is to be sent for its next segment)
     action: str
     status: JobStatus | None = None
     #: Why the execution environment must not serve another job (a process of this one could
@@ -116,12 +130,18 @@ class JobProcessor:
         *,
         sweeper: ProcessSweeper | None = None,
         inputs: InputFetcher | None = None,
+        progress: ProgressEvents | NoProgress | None = None,
         known_secrets: Sequence[str] = (),
         margin_seconds: float = WORKER_DEADLINE_MARGIN_SECONDS,
         sandbox_dir: str | None = None,
         min_run_seconds: float = MIN_RUN_SECONDS,
         clock: Callable[[], float] = time.time,
+        sessions: SessionKeeper | None = None,
+        boundary_seconds: float = 60.0,
     ) -> None:
+        self._sessions = sessions
+        #: Long jobs: end-of-invocation margins (segments.py).
+        self._margins = Margins(record=margin_seconds, boundary=boundary_seconds)
         self._repo = repo
         self._documents = documents
         self._runner = runner
@@ -131,6 +151,7 @@ class JobProcessor:
         self._identities = identities
         self._sweeper = sweeper or ProcessSweeper()
         self._inputs = inputs
+        self._progress = progress or NoProgress()
         self._scrubber = Scrubber(known_secrets)
         self._margin = margin_seconds
         self._sandbox_dir = sandbox_dir
@@ -154,8 +175,12 @@ class JobProcessor:
         if job is None or skip:
             log.info("job %s skipped: %s", job_id, skip)
             return Processed(job_id, f"skipped:{skip}", job.status if job else None)
-        deadline = min(float(job.options.timeout_seconds), remaining_seconds - self._margin)
-        if deadline < self._min_run:
+        # Segments need the session to resume from; without one a job runs in one invocation.
+        segmentable = self._sessions is not None and job.session_id is not None
+        planned_at = time.monotonic()  # the run's limits count from here, not from its start
+        run = plan(job, _at(self._clock()), remaining_seconds, self._margins, segmentable)
+        deadline = run.run_seconds
+        if deadline < self._min_run and not run.expired:
             raise WorkerFault(f"only {remaining_seconds:.0f} s of Lambda time left: retry later")
         if job.attempts >= self._settings.max_attempts:
             return self._exhaust_unclaimed(job)
@@ -170,7 +195,18 @@ class JobProcessor:
             current = conflict.current if isinstance(conflict.current, Job) else None
             log.info("job %s was taken meanwhile (%s)", job_id, current and current.status)
             return Processed(job_id, "skipped:conflict", current.status if current else None)
-        return self._run_claimed(claimed, deadline)
+        if run.expired:  # its absolute deadline passed while it waited between segments
+            outcome = AgentOutcome(
+                "timed_out",
+                usage=claimed.usage or Usage(),  # what its earlier segments used
+                error=JobErrorInfo(
+                    code=TIMED_OUT,
+                    message=f"the job did not finish within its deadline of "
+                    f"{claimed.options.timeout_seconds} s and was stopped",
+                ),
+            )
+            return Processed(job_id, "ran", self._record(claimed, outcome, None))
+        return self._run_claimed(claimed, deadline, run.yield_after, planned_at)
 
     # ------------------------------------------------------------ claim
 
@@ -185,15 +221,23 @@ class JobProcessor:
 
     def _claim(self, job: Job, deadline: float) -> Job:
         now = self._clock()
+        fields: dict[str, Any] = {
+            "lease_until": int(now + deadline + self._margin) + 1,
+            # Long jobs: one more run; the deadline is fixed at the first start.
+            "segments": job.segments + 1,
+            "continuing": None,
+        }
+        if job.deadline_at is None:
+            fields["deadline_at"] = _at(now + job.options.timeout_seconds)
+        if job.started_at is None or not job.continuing:
+            fields["started_at"] = _at(now)
         return self._repo.transition(
             job.job_id,
             JobStatus.RUNNING,
             allowed_from=[job.status],
-            set_fields={
-                "started_at": _at(now),
-                "lease_until": int(now + deadline + self._margin) + 1,
-            },
-            add_attempts=1,
+            set_fields=fields,
+            # A re-queued segment's claim is not an attempt: attempts count faults only.
+            add_attempts=0 if job.continuing else 1,
             remove_fields=["error"],
             expected_version=job.version,
             running_share=self._settings.tenant_max_running,
@@ -227,9 +271,22 @@ class JobProcessor:
 
     # ------------------------------------------------------------ run
 
-    def _run_claimed(self, job: Job, deadline: float) -> Processed:
+    def _run_claimed(
+        self,
+        job: Job,
+        deadline: float,
+        yield_after: float | None = None,
+        planned_at: float | None = None,
+    ) -> Processed:
         token: str | None = None
         leftovers: list[ProcessInfo] = []
+        # Progress events (progress.py): `running` now; the agent's messages; the ending
+        # before the job's terminal write.
+        # A later segment of a long job numbers its status events and continues after the
+        # events its earlier segments stored.
+        progress = self._progress.open(
+            job, self._scrubber, segment=job.segments if job.segments > 1 else None
+        )
         try:
             if job.cancel_requested:  # asked to stop while no worker held it
                 outcome = AgentOutcome(
@@ -243,7 +300,11 @@ class JobProcessor:
                 self._proxy.start()
                 token = self._proxy.issue(job.job_id, limit_usd=self._spending_limit(job))
                 scrubber = self._scrubber.with_secrets(key, token)
-                outcome = self._run_agent(job, deadline, token, leftovers)
+                progress.use_secrets(key, token)
+                progress.use_meter(lambda: self._proxy.metered(token) if token else None)
+                outcome = self._run_agent(
+                    job, deadline, token, leftovers, yield_after, planned_at, progress.message
+                )
                 if not self._proxy.alive:
                     raise WorkerFault("the key proxy stopped during the run")
                 metered = self._proxy.metered(token)
@@ -251,6 +312,7 @@ class JobProcessor:
                     outcome = with_metered_usage(outcome, metered)
                 outcome = _scrubbed(outcome, scrubber)
         except Exception as exc:
+            progress.close()  # the job is given back (or ended) without a run's ending
             retire = _retire_reason(job, leftovers)
             if self._release(job, exc):
                 return Processed(job.job_id, "exhausted", JobStatus.FAILED, retire=retire)
@@ -258,17 +320,52 @@ class JobProcessor:
         finally:
             if token is not None:
                 self._proxy.revoke(token)
+        # Long jobs: the usage adds up across segments.
+        outcome.usage = add_usage(job.usage, outcome.usage)
+        if outcome.ending == "segment":
+            progress.close()  # not the job's end: the next segment goes on with its events
+            return self._requeue(job, outcome, _retire_reason(job, leftovers))
         # The agent has run: from here on nothing may give the job back for another run.
+        progress.finish(outcome.ending, outcome.usage)
         status = self._record(job, outcome, _retire_reason(job, leftovers))
         return Processed(job.job_id, "ran", status, retire=_retire_reason(job, leftovers))
+
+    def _requeue(self, job: Job, outcome: AgentOutcome, retire: str | None) -> Processed:
+        """A segment ended before the invocation does: record the usage so far and give the
+        job back to the queue (not a fault: its next claim adds no attempt); the function sends
+        the message of its next segment. Only while our claim holds (a cancel meanwhile is
+        seen by the next segment's claim: a cancelled job is not queued)."""
+        try:
+            requeued = self._repo.transition(
+                job.job_id,
+                JobStatus.QUEUED,
+                allowed_from=[JobStatus.RUNNING],
+                set_fields={"usage": outcome.usage, "continuing": True, "lease_until": None},
+                expected_attempts=job.attempts,
+            )
+        except TransitionConflictError as conflict:
+            current = conflict.current if isinstance(conflict.current, Job) else None
+            return Processed(job.job_id, "skipped:conflict", current.status if current else None)
+        except Exception as exc:  # the lease expires; the message is retried and re-claims
+            raise WorkerFault(f"job {job.job_id}: its segment could not be recorded") from exc
+        log.info("job %s: segment %s ended; re-queued", job.job_id, job.segments)
+        return Processed(job.job_id, "segmented", requeued.status, retire=retire)
 
     def _spending_limit(self, job: Job) -> float:
         cap = self._settings.max_budget_usd_cap
         budget = job.options.max_budget_usd
-        return cap if budget is None else min(budget, cap)
+        limit = cap if budget is None else min(budget, cap)
+        return max(limit - spent(job), 0.0)  # long jobs: what earlier segments left
 
     def _run_agent(
-        self, job: Job, deadline: float, token: str, leftovers: list[ProcessInfo]
+        self,
+        job: Job,
+        deadline: float,
+        token: str,
+        leftovers: list[ProcessInfo],
+        yield_after: float | None = None,
+        planned_at: float | None = None,
+        on_message: Callable[[Any], None] = lambda message: None,
     ) -> AgentOutcome:
         make_non_dumpable()
         become_subreaper()
@@ -278,7 +375,17 @@ class JobProcessor:
         ):
             scope = self._sweeper.scope(identity.uid)
             try:
-                return self._run_in(job, deadline, token, identity, sandbox, scope)
+                return self._run_in(
+                    job,
+                    deadline,
+                    token,
+                    identity,
+                    sandbox,
+                    scope,
+                    yield_after,
+                    planned_at,
+                    on_message,
+                )
             finally:
                 # Before the sandbox goes: nothing of the job may run on (or write into it).
                 sweep = self._sweeper.sweep(scope)
@@ -294,7 +401,29 @@ class JobProcessor:
         identity: AgentIdentity,
         sandbox: Sandbox,
         scope: JobScope,
+        yield_after: float | None = None,
+        planned_at: float | None = None,
+        on_message: Callable[[Any], None] = lambda message: None,
     ) -> AgentOutcome:
+        # Long jobs: the turns (and budget) earlier segments left.
+        options = job.options
+        if job.usage is not None:
+            if turns_left(job) <= 0:
+                return AgentOutcome(
+                    "failed",
+                    usage=Usage(),
+                    error=JobErrorInfo(
+                        code=MAX_TURNS,
+                        message=f"the job used its {options.max_turns} turns",
+                    ),
+                )
+            left = max(self._spending_limit(job), 1e-9)
+            options = options.model_copy(
+                update={
+                    "max_turns": turns_left(job),
+                    "max_budget_usd": None if options.max_budget_usd is None else left,
+                }
+            )
         if job.inputs and self._inputs is not None:
             problem = self._place_inputs(job, sandbox)
             if problem is not None:
@@ -313,11 +442,23 @@ class JobProcessor:
             if self._settings.uses_bedrock
             else None,
         )
+        # Sessions: the job's conversation, materialised in its sandbox (a store failure is an
+        # infrastructure fault, before the agent starts).
+        session = self._sessions.prepare(job, sandbox) if self._sessions is not None else None
+        resuming = session is not None and session.resume and resumes_own_run(job)
+        if planned_at is not None and yield_after is not None:
+            # A segment's stops are points in the invocation: what preparing the run took
+            # (a cold start, the session's load) comes off them.
+            taken = time.monotonic() - planned_at
+            deadline = max(deadline - taken, 0.1)
+            yield_after = max(yield_after - taken, 0.0)
         request = AgentRequest(
+            session=session,
+            yield_after_seconds=yield_after,
             job_id=job.job_id,
-            prompt=job.prompt or "",
+            prompt=CONTINUE_PROMPT if resuming else (job.prompt or ""),
             system_prompt=job.system_prompt,
-            options=job.options,
+            options=options,
             model=model,
             cli=bundled_cli(),
             cwd=sandbox.work_dir,
@@ -326,8 +467,13 @@ class JobProcessor:
             identity=identity,
             should_stop=lambda: self._cancel_requested(job),
             on_started=lambda pid: self._sweeper.started(scope, pid),
+            on_message=on_message,
         )
-        return self._runner.run(request)
+        try:
+            return self._runner.run(request)
+        finally:
+            if session is not None and self._sessions is not None:
+                self._sessions.save(session)  # what the mirror missed; never raises
 
     def _place_inputs(self, job: Job, sandbox: Sandbox) -> str | None:
         from ..triggers.inputs import InputUnavailableError

@@ -14,6 +14,13 @@ _PATTERNS = re.compile(
     r"|(?:AKIA|ASIA)[A-Z0-9]{16}"  # AWS access key ids
 )
 
+#: An AWS secret access key or session token is random text: only recognisable by its name
+#: next to it (`aws_secret_access_key = …`, `"SecretAccessKey": "…"`); the value is hidden.
+_NAMED_AWS_SECRET = re.compile(
+    r"(?i)((?:aws_)?secret_access_key|secretaccesskey|aws_session_token|sessiontoken)"
+    r"([\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9/+=]{16,})"
+)
+
 #: Secrets shorter than this are not scrubbed by value (they would mangle ordinary text).
 MIN_SECRET_CHARS = 8
 
@@ -33,6 +40,7 @@ class Scrubber:
         for secret in self._values:
             if secret in value:
                 value = value.replace(secret, REDACTED)
+        value = _NAMED_AWS_SECRET.sub(lambda m: m.group(1) + m.group(2) + REDACTED, value)
         return _PATTERNS.sub(REDACTED, value)
 
     def value(self, value: Any) -> Any:

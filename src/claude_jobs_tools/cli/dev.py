@@ -46,6 +46,15 @@ def dev(
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME, else an offline stand-in).",
         ),
     ] = Provider.anthropic,
+    invocation_seconds: Annotated[
+        int,
+        typer.Option(
+            help="Length of an emulated worker invocation (its Lambda timeout): a longer job "
+            "runs in segments of about this length.",
+            min=10,
+            max=900,
+        ),
+    ] = 900,
 ) -> None:
     """Run the API, the queue, the workers and an AWS emulator (moto) in one process.
 
@@ -83,7 +92,11 @@ def dev(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     config = StackConfig.from_env(
-        host=host, port=port, workers=workers, model_provider=provider.value
+        host=host,
+        port=port,
+        workers=workers,
+        model_provider=provider.value,
+        invocation_seconds=invocation_seconds,
     )
     stack = LocalStack(config)
     _say("claude-jobs local stack: starting (AWS emulator, resources, functions)…")

@@ -1,4 +1,4 @@
-"""Client commands: `claude-jobs submit | status | wait | list | cancel`.
+"""Client commands: `claude-jobs submit | status | wait | events | list | cancel`.
 
 They talk to the deployment at `CLAUDE_JOBS_URL` with the key in `CLAUDE_JOBS_API_KEY` (or
 `--url` / `--api-key`). Exit codes: 0 the job succeeded (or the request was accepted), 1 the
@@ -27,12 +27,13 @@ from claude_jobs_client import (
     ApiConnectionError,
     ApiError,
     Client,
+    Event,
     Job,
     WaitTimeoutError,
     is_terminal,
 )
 
-#: `claude-jobs submit | status | wait | list | cancel` (merged into the root command).
+#: `claude-jobs submit | status | wait | events | list | cancel` (merged into the root command).
 app = typer.Typer()
 
 EXIT_OK = 0
@@ -142,6 +143,7 @@ class _LiveStatus:
         self.job_id = job_id
         self.status = "queued"
         self.started = started
+        self.cost: str | None = None  # the running cost and tokens, from `usage` events
 
     def __rich__(self) -> RenderableType:
         elapsed = int(time.monotonic() - self.started)
@@ -151,33 +153,115 @@ class _LiveStatus:
             " ",
             _status_text(self.status),
             (f" · {elapsed // 60}:{elapsed % 60:02d}", "dim"),
+            (f" · {self.cost}" if self.cost else "", "dim"),
         )
         return Spinner("dots", text=line)
 
 
+#: How much of a tool's input and of a text a progress line shows.
+_SHOWN_INPUT_CHARS = 160
+_SHOWN_TEXT_CHARS = 600
+
+
+def _cost_text(event: Event) -> str:
+    tokens = int(event.get("input_tokens") or 0) + int(event.get("output_tokens") or 0)
+    return f"${float(event.get('total_cost_usd') or 0):.4f} · {tokens:,} tokens"
+
+
+def _event_text(event: Event, *, full: bool = False) -> Text | None:
+    """One progress event as a line (None: nothing to show for it)."""
+    kind = event.get("type")
+    if kind == "status":
+        status = str(event.get("status"))
+        segment = event.get("segment")
+        return Text.assemble(
+            ("● ", _STATUS_STYLE.get(status, "")),
+            _status_text(status),
+            (f" (segment {segment})" if segment is not None else "", "dim"),
+        )
+    if kind == "tool_use":
+        shown = str(event.get("input") or "")
+        if not full and len(shown) > _SHOWN_INPUT_CHARS:
+            shown = shown[: _SHOWN_INPUT_CHARS - 1] + "…"
+        return Text.assemble(
+            ("→ ", "cyan"), (str(event.get("tool")), "bold cyan"), " ", (shown, "dim")
+        )
+    if kind == "tool_result":
+        failed = bool(event.get("is_error"))
+        return Text.assemble(
+            ("✗ " if failed else "✓ ", "red" if failed else "green"),
+            (str(event.get("tool")), "dim"),
+            (" failed" if failed else "", "red"),
+        )
+    if kind == "text":
+        text = str(event.get("text") or "").strip()
+        if not full and len(text) > _SHOWN_TEXT_CHARS:
+            text = text[: _SHOWN_TEXT_CHARS - 1] + "…"
+        elif event.get("truncated"):
+            text += " …"
+        return Text(text)
+    if kind == "usage":
+        return Text(_cost_text(event), style="dim")
+    return None
+
+
+def _follow_events(
+    client: Client,
+    job_id: str,
+    timeout: float | None,
+    show: Any,
+    live_status: _LiveStatus | None,
+) -> None:
+    """Show the job's progress events as they come, until it is done."""
+    for event in client.iter_events(job_id, follow=True, timeout=timeout):
+        if live_status is not None:
+            if event.get("type") == "status":
+                live_status.status = str(event.get("status"))
+            elif event.get("type") == "usage":
+                live_status.cost = _cost_text(event)
+        if event.get("type") == "usage" and live_status is not None:
+            continue  # the running cost shows in the status line
+        line = _event_text(event)
+        if line is not None:
+            show(line)
+
+
 def _wait_with_progress(client: Client, job_id: str, timeout: float | None, quiet: bool) -> Job:
-    """Long-poll the job to the end, showing its status and the elapsed time on stderr."""
+    """Follow the job to its end, showing its progress events (tool calls with their input,
+    text as it arrives, status changes) on stderr, with a live status line of the elapsed time
+    and the running cost; then return the job."""
     from rich.live import Live
 
     started = time.monotonic()
     live_status = _LiveStatus(job_id, started)
-    last_status: list[str] = []
+    deadline = None if timeout is None else started + timeout
 
-    def on_update(job: Job) -> None:
-        status = str(job.get("status"))
-        live_status.status = status
-        if not err.is_terminal and not quiet and (not last_status or last_status[-1] != status):
-            err.print(f"job {job_id}: {status} ({int(time.monotonic() - started)}s)", markup=False)
-        last_status.append(status)
+    def left() -> float | None:
+        return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+    def plain(line: Text) -> None:
+        err.print(line.plain, markup=False, highlight=False)
 
     try:
-        if err.is_terminal and not quiet:
-            with Live(live_status, console=err, refresh_per_second=8, transient=True):
-                return client.wait(job_id, timeout=timeout, on_update=on_update)
-        return client.wait(job_id, timeout=timeout, on_update=on_update)
-    except WaitTimeoutError as exc:
+        if quiet:
+            return client.wait(job_id, timeout=timeout)
+        try:
+            if err.is_terminal:
+                with Live(live_status, console=err, refresh_per_second=8, transient=True) as live:
+                    _follow_events(client, job_id, timeout, live.console.print, live_status)
+            else:
+                _follow_events(client, job_id, timeout, plain, None)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            # A deployment without progress events (or no such job: the wait says so).
+            return client.wait(job_id, timeout=left())
+        # Done: every event shown. The job's answer carries the result.
+        return client.wait(job_id, timeout=left())
+    except WaitTimeoutError:
+        job = client.get(job_id)
         err.print(
-            f"job {job_id} is still {exc.job.get('status')} after {timeout:g}s; "
+            f"job {job_id} is still {job.get('status')} after {timeout:g}s; "
             f"resume with: claude-jobs wait {job_id}",
             markup=False,
         )
@@ -233,7 +317,12 @@ def submit(
     max_turns: Annotated[int | None, typer.Option(help="1-100 (API default 25).")] = None,
     timeout: Annotated[
         int | None,
-        typer.Option("--timeout", help="Job timeout in seconds, 10-840 (API default 300)."),
+        typer.Option(
+            "--timeout",
+            help="Job timeout in seconds, 10 to the deployment's max_job_seconds (default "
+            "14,400; API default 300). Longer than one worker invocation, a job runs in "
+            "segments.",
+        ),
     ] = None,
     system_prompt: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
     max_budget_usd: Annotated[float | None, typer.Option(help="Spending cap for the job.")] = None,
@@ -247,6 +336,13 @@ def submit(
     ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="Same key + same body within 24 h returns the first job.")
+    ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            help="Continue this session (an earlier job's session_id) with the prompt.",
+        ),
     ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the result, showing live progress.")
@@ -283,6 +379,7 @@ def submit(
             output_schema=schema,
             metadata=_parse_metadata(metadata),
             idempotency_key=idempotency_key,
+            session_id=session,
         )
         job_id = str(accepted["job_id"])
         if not wait:
@@ -343,6 +440,46 @@ def wait_command(
         else:
             _print_outcome(client, job)
     raise typer.Exit(_exit_code(job))
+
+
+@app.command(name="events", rich_help_panel="Jobs")
+def events_command(
+    job_id: JobIdArgument,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Keep showing new events until the job is done."),
+    ] = False,
+    after: Annotated[
+        str | None,
+        typer.Option(help="Only events after this cursor (a `next_cursor`, or a seq)."),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="With --follow: give up after this many seconds (exit 3)."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object per event and line (JSON Lines).")
+    ] = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Print a job's progress events: status changes, tool calls, text, usage."""
+    with _client(url, api_key) as client:
+        try:
+            for event in client.iter_events(job_id, after=after, follow=follow, timeout=timeout):
+                if json_output:
+                    print(json.dumps(event, ensure_ascii=False, separators=(",", ":")), flush=True)
+                    continue
+                line = _event_text(event, full=True)
+                if line is not None:
+                    at = str(event.get("at", ""))[11:19]
+                    out.print(Text.assemble((f"{event.get('seq'):>4} {at} ", "dim"), line))
+        except WaitTimeoutError:
+            err.print(f"job {job_id} is not done after {timeout:g}s", markup=False)
+            raise typer.Exit(EXIT_WAIT_TIMEOUT) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    raise typer.Exit(EXIT_OK)
 
 
 @app.command(name="list", rich_help_panel="Jobs")
@@ -409,6 +546,10 @@ def _print_job(client: Client, job: Job) -> None:
         if job.get(field):
             table.add_row(field.replace("_at", ""), str(job[field]))
     table.add_row("attempts", str(job.get("attempts", 0)))
+    if job.get("session_id"):
+        table.add_row("session", str(job["session_id"]))
+    if int(job.get("segments") or 0) > 1:
+        table.add_row("segments", str(job["segments"]))
     request = job.get("request") or {}
     if request:
         tools = request.get("allowed_tools")
@@ -429,3 +570,49 @@ def _print_job(client: Client, job: Job) -> None:
         if text is not None:
             out.print(Text("result", style="dim"))
             print(text)
+
+
+# ---------------------------------------------------------------- sessions
+
+sessions_app = typer.Typer(
+    name="sessions",
+    help="Sessions: the conversations jobs continue (submit --session ID).",
+    no_args_is_help=True,
+)
+SessionIdArgument = Annotated[str, typer.Argument(help="A session id (a job's session_id).")]
+
+
+@sessions_app.command("show")
+def session_show(
+    session_id: SessionIdArgument,
+    json_output: JsonOption = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Show a session: when it started, when it was last continued, and its jobs."""
+    with _client(url, api_key) as client:
+        session = client.get_session(session_id)
+    if json_output:
+        _print_json(session)
+        return
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("session", str(session.get("session_id")))
+    table.add_row("created", str(session.get("created_at")))
+    table.add_row("updated", str(session.get("updated_at")))
+    for i, job_id in enumerate(session.get("job_ids") or []):
+        table.add_row("jobs" if i == 0 else "", str(job_id))
+    out.print(table)
+
+
+@sessions_app.command("delete")
+def session_delete(
+    session_id: SessionIdArgument,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Delete a session and its transcript: it can no longer be continued."""
+    with _client(url, api_key) as client:
+        client.delete_session(session_id)
+    print(f"{session_id} deleted")

@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(jobs.app)  # submit, status, wait, list, cancel
 app.add_typer(dev.app)  # dev
+app.add_typer(jobs.sessions_app, name="sessions")  # sessions show|delete
 app.add_typer(keys.app, name="keys")
 app.add_typer(trigger.app, name="trigger")
 app.add_typer(webhooks.app, name="webhooks")

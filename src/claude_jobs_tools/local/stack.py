@@ -24,12 +24,12 @@ import os
 import secrets
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from claude_jobs.definitions import FUNCTIONS as DEFINED_FUNCTIONS
-from claude_jobs.resources import JOBS_QUEUE
+from claude_jobs.resources import JOBS_QUEUE, WEBHOOK_BATCH_SIZE, WEBHOOK_QUEUE
 from claude_jobs.settings import PUBLIC_ANTHROPIC_URL, Settings
 
 from .runtime import REGION, FunctionPool, default_functions_dir
@@ -139,6 +139,9 @@ class StackConfig:
     model_provider: str = "anthropic"
     #: Bedrock: the runtime (AWS_ENDPOINT_URL_BEDROCK_RUNTIME); None: the offline stand-in.
     bedrock_endpoint_url: str | None = None
+    #: The emulated worker invocation's length (`--invocation-seconds`): the worker's fake
+    #: Lambda context and enforced timeout; its end-of-invocation margins scale with it.
+    invocation_seconds: int = 900
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> StackConfig:
@@ -188,9 +191,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 #: Run when their code is there: completion events and webhooks, S3 and EventBridge triggers.
-OPTIONAL_FUNCTIONS = frozenset({"notifier", "trigger"})
+OPTIONAL_FUNCTIONS = frozenset({"notifier", "trigger", "webhook"})
 #: Every function of the definition table: the same handlers, memory and timeouts as in AWS.
 FUNCTIONS = {name: f for name, f in DEFINED_FUNCTIONS.items() if name not in OPTIONAL_FUNCTIONS}
+#: The local stack retries a failed webhook delivery after 1 s, 2 s, 4 s... (AWS: 30 s, 60 s...)
+#: so that a developer sees the outcome of all its attempts within a minute.
+LOCAL_WEBHOOK_RETRY_BASE_SECONDS = 1
 
 
 class _Environ:
@@ -230,6 +236,7 @@ class LocalStack:
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self._consumer: QueueConsumer | None = None
+        self._webhook_consumer: QueueConsumer | None = None
         self._sources: list[PollingSource] = []
         #: What the optional functions serve, for the banner (empty when not running).
         self.notifier_running = False
@@ -307,7 +314,12 @@ class LocalStack:
             allow_loopback_webhooks=True,
             **{"agent_uid_range": os.environ.get("AGENT_UID_RANGE") or own_uid_block()},
             **provider,
-            **{**fair_sharing_settings(os.environ, config.workers), **config.settings_overrides},
+            **{
+                **fair_sharing_settings(os.environ, config.workers),
+                "webhook_retry_base_seconds": LOCAL_WEBHOOK_RETRY_BASE_SECONDS,
+                "worker_invocation_seconds": config.invocation_seconds,
+                **config.settings_overrides,
+            },
         )
         self.settings = provisioned.settings
         for name, value in settings_env(provisioned.settings).items():
@@ -317,7 +329,15 @@ class LocalStack:
 
         from .front import ApiGatewayFront, serve
 
-        self.pools = {key: FunctionPool(spec, functions_dir) for key, spec in FUNCTIONS.items()}
+        self.pools = {
+            key: FunctionPool(
+                replace(spec, timeout_seconds=config.invocation_seconds)
+                if key == "worker"
+                else spec,
+                functions_dir,
+            )
+            for key, spec in FUNCTIONS.items()
+        }
         for pool in self.pools.values():
             pool.warm_up()  # a handler that cannot load fails here, not on a request
         for key in sorted(OPTIONAL_FUNCTIONS):
@@ -351,6 +371,16 @@ class LocalStack:
             count=config.workers,
         )
         self._consumer.start()
+        if "webhook" in self.pools:  # webhook deliveries, as the webhook queue's event source
+            self._webhook_consumer = QueueConsumer(
+                self.pools["webhook"],
+                provisioned.queue_urls[WEBHOOK_QUEUE.logical_id],
+                provisioned.queue_arns[WEBHOOK_QUEUE.logical_id],
+                count=1,
+                batch_size=WEBHOOK_BATCH_SIZE,
+                name="webhooks",
+            )
+            self._webhook_consumer.start()
         self._start_sources(provisioned.settings, functions_dir)
 
     def _bedrock(self) -> dict[str, Any]:
@@ -383,19 +413,19 @@ class LocalStack:
         They are extras of the local stack: one that cannot start is reported and skipped."""
         import boto3
 
-        from .sources import PollingSource, relay_to_function, stream_to_function
+        from .sources import PollingSource, relay_to_function
 
         # provision() made the bus and the inbox bucket; the emulator needs the wiring.
         if "notifier" in self.pools:
             try:
-                from .table_stream import StreamReader
+                from .sources import notifier_source
 
-                reader = StreamReader(
-                    boto3.client("dynamodb", region_name=REGION), settings.jobs_table
-                )
                 self._sources.append(
                     PollingSource(
-                        "notifier", stream_to_function(reader, self.pools["notifier"].invoke)
+                        "notifier",
+                        notifier_source(
+                            settings, self.pools["notifier"].invoke, self.config.prefix
+                        ),
                     )
                 )
                 self.notifier_running = True
@@ -414,7 +444,10 @@ class LocalStack:
                 sqs = boto3.client("sqs", region_name=REGION)
                 self._sources.append(
                     PollingSource(
-                        "triggers", relay_to_function(sqs, relay_url, self.pools["trigger"].invoke)
+                        "triggers",
+                        relay_to_function(
+                            sqs, relay_url, self.pools["trigger"].invoke, settings.trigger_dlq_url
+                        ),
                     )
                 )
                 self.triggers_running = True
@@ -488,6 +521,9 @@ class LocalStack:
         for source in self._sources:
             source.stop()
         self._sources = []
+        if self._webhook_consumer is not None:
+            self._webhook_consumer.stop(grace_seconds=0)
+            self._webhook_consumer = None
         if self._fake is not None:
             self._fake.close()
             self._fake = None

@@ -9,9 +9,13 @@ with `account_id_endpoint_mode="disabled"` unless `AWS_ENDPOINT_URL` points at a
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def streams_client() -> Any:
@@ -28,6 +32,8 @@ def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     created = data.get("ApproximateCreationDateTime")
     if isinstance(created, datetime):
         data["ApproximateCreationDateTime"] = int(created.timestamp())
+    elif isinstance(created, float):  # raw JSON (see StreamReader)
+        data["ApproximateCreationDateTime"] = int(created)
     shaped["dynamodb"] = data
     shaped["eventSourceARN"] = stream_arn
     return shaped
@@ -42,15 +48,50 @@ class StreamReader:
     old stream never sees another record. Records are de-duplicated by `eventID`, since moto's
     sequence numbers can repeat under concurrent writes. The stream's ARN and shards are read
     once and kept (they are the table's for good) until a poll fails: an idle poll is then two
-    requests, not four."""
+    requests, not four.
+
+    The emulator serves some records botocore cannot parse (a map with an empty key comes back
+    malformed); their raw JSON is read instead, so such a record reaches the function (which may
+    then fail on it, and the event source deals with that) instead of stopping every read of
+    the stream."""
 
     def __init__(self, dynamodb: Any, table_name: str, streams: Any | None = None) -> None:
         self._dynamodb = dynamodb
         self._table = table_name
         self._streams = streams or streams_client()
         self._after: dict[str, str] = {}  # shard id → last sequence number delivered
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        #: eventID → the shard it came from (an on-failure record names it).
+        self._seen: OrderedDict[str, str] = OrderedDict()
+        self._body: bytes | None = None
         self._shards: tuple[str, list[str]] | None = None  # (stream ARN, shard ids)
+        self._streams.meta.events.register(
+            "before-parse.dynamodb-streams.GetRecords", self._keep_body
+        )
+
+    def _keep_body(self, response_dict: dict[str, Any], **_: Any) -> None:
+        self._body = response_dict.get("body")
+
+    def shard_of(self, record: dict[str, Any]) -> str:
+        """The shard a delivered record came from ("" once forgotten)."""
+        return self._seen.get(record.get("eventID", ""), "")
+
+    def _get_records(self, iterator: str, limit: int) -> list[dict[str, Any]]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._body = None
+        try:
+            records: list[dict[str, Any]] = self._streams.get_records(
+                ShardIterator=iterator, Limit=limit
+            )["Records"]
+            return records
+        except (ClientError, BotoCoreError):
+            raise
+        except Exception:
+            if not self._body:
+                raise
+            log.warning("the emulator served stream records botocore cannot parse; read raw")
+            raw: list[dict[str, Any]] = json.loads(self._body).get("Records", [])
+            return raw
 
     def _stream(self) -> tuple[str, list[str]]:
         if self._shards is None:
@@ -79,14 +120,14 @@ class StreamReader:
             iterator = self._streams.get_shard_iterator(
                 StreamArn=stream_arn, ShardId=shard_id, **position
             )["ShardIterator"]
-            got = self._streams.get_records(ShardIterator=iterator, Limit=limit)["Records"]
+            got = self._get_records(iterator, limit)
             if not got:
                 continue
             self._after[shard_id] = max((r["dynamodb"]["SequenceNumber"] for r in got), key=int)
             for record in got:
                 if record["eventID"] in self._seen:
                     continue
-                self._seen[record["eventID"]] = None
+                self._seen[record["eventID"]] = shard_id
                 records.append(lambda_record(record, stream_arn))
         while len(self._seen) > 10_000:
             self._seen.popitem(last=False)

@@ -1,7 +1,8 @@
-"""Worker threads that consume the jobs queue the way Lambda's SQS event source does.
+"""Threads that consume a queue the way Lambda's SQS event source does: the jobs queue (the
+worker, batch size 1) and the webhook queue (the webhook function, a few messages a batch).
 
-Each thread long-polls the queue for one message (batch size 1), hands the worker function a
-real-shaped SQS event and deletes the message unless the answer lists it in
+Each thread long-polls the queue for up to `batch_size` messages, hands the function a
+real-shaped SQS event and deletes each message unless the answer lists it in
 `batchItemFailures` (ReportBatchItemFailures) or the function raised. A message left on the
 queue comes back after its visibility timeout; the queue's redrive policy moves it to the DLQ
 after `maxReceiveCount` receives (the emulator applies both, as SQS does).
@@ -78,7 +79,8 @@ def failed_ids(answer: Any, record_ids: set[str]) -> set[str] | None:
 
 
 class QueueConsumer:
-    """`count` threads consuming `queue_url` with the worker function's pool."""
+    """`count` threads consuming `queue_url` with a function's pool (the worker's by default),
+    `batch_size` messages an invocation at most."""
 
     def __init__(
         self,
@@ -88,12 +90,16 @@ class QueueConsumer:
         *,
         count: int = 2,
         poll_seconds: int = POLL_SECONDS,
+        batch_size: int = 1,
+        name: str = "worker",
     ) -> None:
         self._pool = pool
         self._queue_url = queue_url
         self._queue_arn = queue_arn
         self._count = count
         self._poll_seconds = poll_seconds
+        self._batch_size = batch_size
+        self._name = name
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._busy: set[str] = set()
@@ -103,7 +109,9 @@ class QueueConsumer:
 
     def start(self) -> None:
         for index in range(self._count):
-            thread = threading.Thread(target=self._run, name=f"worker-{index + 1}", daemon=True)
+            thread = threading.Thread(
+                target=self._run, name=f"{self._name}-{index + 1}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -133,7 +141,7 @@ class QueueConsumer:
             try:
                 messages = sqs.receive_message(
                     QueueUrl=self._queue_url,
-                    MaxNumberOfMessages=1,
+                    MaxNumberOfMessages=self._batch_size,
                     WaitTimeSeconds=self._poll_seconds,
                     AttributeNames=["All"],
                     MessageAttributeNames=["All"],
@@ -149,41 +157,43 @@ class QueueConsumer:
                     return  # what it got comes back after the visibility timeout
                 self._working.add(name)
             try:
-                for message in messages:
-                    self._process(sqs, dict(message), name)
+                if messages:
+                    self._process(sqs, [dict(m) for m in messages], name)
             finally:
                 with self._lock:
                     self._working.discard(name)
 
-    def _process(self, sqs: Any, message: dict[str, Any], name: str) -> None:
-        record = sqs_record(message, self._queue_arn)
-        message_id = record["messageId"]
+    def _process(self, sqs: Any, messages: list[dict[str, Any]], name: str) -> None:
+        records = [sqs_record(message, self._queue_arn) for message in messages]
+        message_ids = {record["messageId"] for record in records}
+        batch = ", ".join(sorted(message_ids))
         with self._lock:
-            self._busy.add(message_id)
+            self._busy.update(message_ids)
         try:
             try:
-                answer = self._pool.invoke({"Records": [record]})
+                answer = self._pool.invoke({"Records": records})
             except EnvironmentRetired:
-                log.warning("%s: the worker retired its environment after %s", name, message_id)
+                log.warning("%s: the %s retired its environment after %s", name, self._name, batch)
                 return
             except Exception:
-                log.exception("%s: the worker raised; message %s goes back", name, message_id)
+                log.exception("%s: the %s raised; messages %s go back", name, self._name, batch)
                 return
-            failed = failed_ids(answer, {message_id})
+            failed = failed_ids(answer, message_ids)
             if failed is None:
                 log.error("%s: malformed batchItemFailures %r; batch left", name, answer)
                 return
-            if message_id in failed:
-                log.info(
-                    "%s: message %s reported failed (receive #%s); it comes back after the "
-                    "visibility timeout",
-                    name,
-                    message_id,
-                    record["attributes"].get("ApproximateReceiveCount"),
-                )
-                return
-            sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=record["receiptHandle"])
+            for record in records:
+                if record["messageId"] in failed:
+                    log.info(
+                        "%s: message %s reported failed (receive #%s); it comes back after the "
+                        "visibility timeout",
+                        name,
+                        record["messageId"],
+                        record["attributes"].get("ApproximateReceiveCount"),
+                    )
+                    continue
+                sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=record["receiptHandle"])
         finally:
             with self._lock:
-                self._busy.discard(message_id)
-                self.processed += 1
+                self._busy.difference_update(message_ids)
+                self.processed += len(message_ids)

@@ -68,7 +68,7 @@ def with_query(event: dict[str, Any], **query: str) -> dict[str, Any]:
 
 
 def with_job_id(event: dict[str, Any], job_id: str) -> dict[str, Any]:
-    suffix = "/cancel" if event["path"].endswith("/cancel") else ""
+    suffix = "".join(f"/{part}" for part in event["path"].split("/")[4:])  # /cancel, /events
     event["path"] = f"/v1/jobs/{job_id}{suffix}"
     event["requestContext"]["path"] = f"/prod{event['path']}"
     event["pathParameters"] = {"job_id": job_id}
@@ -155,6 +155,10 @@ class Api:
     def list_jobs(self, tenant: str | None = TENANT, **query: str) -> Answer:
         event = with_query(load_event("apigw_list_jobs.json"), **query)
         return self.call(self.status, as_tenant(event, tenant))
+
+    def job_events(self, job_id: str, tenant: str | None = TENANT, **query: str) -> Answer:
+        event = with_job_id(load_event("apigw_list_job_events.json"), job_id)
+        return self.call(self.status, as_tenant(with_query(event, **query), tenant))
 
     def cancel_job(self, job_id: str, tenant: str | None = TENANT) -> Answer:
         event = with_job_id(load_event("apigw_cancel_job.json"), job_id)

@@ -92,7 +92,7 @@ def test_idempotency_key_over_128_chars_is_422(api: Api) -> None:
         ({"prompt": "hi", "allowed_tools": ["Read", "WebFetch"]}, ["body", "allowed_tools", 1]),
         ({"prompt": "hi", "max_turns": 0}, ["body", "max_turns"]),
         ({"prompt": "hi", "max_turns": "many"}, ["body", "max_turns"]),
-        ({"prompt": "hi", "timeout_seconds": 900}, ["body", "timeout_seconds"]),
+        ({"prompt": "hi", "timeout_seconds": 14_401}, ["body", "timeout_seconds"]),
         ({"prompt": "hi", "max_budget_usd": 1000}, ["body", "max_budget_usd"]),
         ({"prompt": "hi", "metadata": {"k": 1}}, ["body", "metadata", "k"]),
         ({"prompt": "hi", "output_schema": {"type": "nonsense"}}, ["body", "output_schema"]),

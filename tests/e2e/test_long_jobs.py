@@ -1,0 +1,122 @@
+"""Long jobs over HTTP: `claude-jobs dev --invocation-seconds 15` (15 s worker invocations),
+the real CLI in the worker and the fake Messages API as upstream. A job of a dozen ~1 s tool
+calls spans several invocations and succeeds, every tool call's effect present exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from claude_jobs_client import Client
+from claude_jobs_tools.local.fake_anthropic import (
+    FakeAnthropic,
+    RecordedRequest,
+    Reply,
+    Text,
+    ToolUse,
+)
+
+from .conftest import TENANTS, DevProcess, base_env, start_dev
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cli, pytest.mark.timeout(600)]
+
+STEPS = 12
+KEY = "sk-ant-test-long-jobs-0123456789"
+_DONE = re.compile(r"STEP-OK-(\d+)")
+
+
+@pytest.fixture(scope="module")
+def shared_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="long-jobs-"))
+    os.chmod(path, 0o777)  # noqa: S103  # the agents' uids write here
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def steps_done(request: RecordedRequest) -> set[int]:
+    done: set[int] = set()
+    for message in (request.body or {}).get("messages") or []:
+        if message.get("role") == "user":
+            done.update(int(n) for n in _DONE.findall(json.dumps(message.get("content"))))
+    return done
+
+
+@pytest.fixture(scope="module")
+def steps_model(shared_dir: Path) -> Iterator[FakeAnthropic]:
+    """Each job's prompt names its effects file; the model takes the next step from what the
+    conversation shows done."""
+
+    def model(request: RecordedRequest) -> Reply:
+        found = re.search(r"\[\[steps:([\w.-]+)\]\]", request.prompt_text())
+        if found is None:
+            return Text("no steps")
+        effects = shared_dir / found.group(1)
+        step = max(steps_done(request), default=0) + 1
+        if step > STEPS:
+            return Text(f"all {STEPS} steps done")
+        return ToolUse(
+            "Bash", {"command": f"sleep 1; echo {step} >> {effects}; echo STEP-OK-{step}"}
+        )
+
+    with FakeAnthropic(default=model, api_key=KEY) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def short_stack(
+    steps_model: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevProcess]:
+    env = base_env(
+        ANTHROPIC_API_KEY=KEY,
+        ANTHROPIC_BASE_URL=steps_model.url,
+        CLAUDE_JOBS_DEV_KEYS=f"alpha:{TENANTS['alpha']}",
+    )
+    dev = start_dev(
+        tmp_path_factory.mktemp("long"), env, workers=2, args=("--invocation-seconds", "15")
+    )
+    yield dev
+    assert dev.stop() == 0, dev.output()
+
+
+def test_a_job_spanning_several_invocations_runs_each_tool_once(
+    short_stack: DevProcess, shared_dir: Path
+) -> None:
+    # Given a job of 12 tool calls of about a second each, longer than one 15 s invocation
+    effects = shared_dir / "effects-1"
+    effects.touch()
+    os.chmod(effects, 0o666)  # noqa: S103  # each segment's agent may run as another uid
+    with Client(short_stack.url, TENANTS["alpha"], timeout=60) as client:
+        accepted = client.submit(
+            f"Do the steps. [[steps:{effects.name}]]", allowed_tools=["Bash"], timeout_seconds=600
+        )
+        # When it runs to its end
+        job = client.wait(accepted["job_id"], timeout=400)
+        events = list(client.iter_events(accepted["job_id"], follow=False))
+    # Then it succeeded over at least two invocations, every step's effect exactly once
+    assert job["status"] == "succeeded", job
+    assert job["result"]["text"] == f"all {STEPS} steps done"
+    assert job["segments"] >= 2, job
+    assert job["attempts"] == 1
+    assert effects.read_text().split() == [str(n) for n in range(1, STEPS + 1)]
+    assert job["usage"]["num_turns"] >= STEPS + 1
+    # And the stack never hit a worker timeout (each segment ended before its invocation)
+    assert "Task timed out" not in short_stack.output()
+    # And its progress events span the segments in one order: seqs strictly increasing, each
+    # step's tool call (a call refused at a segment's boundary is asked for again by the next
+    # segment), `running` once per segment (numbered from the second on), one ending
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs)), seqs
+    commands = [e["input"] for e in events if e["type"] == "tool_use"]
+    assert len(set(commands)) == STEPS, commands
+    assert len(commands) <= STEPS + job["segments"] - 1, commands
+    running = [e for e in events if e["type"] == "status" and e["status"] == "running"]
+    assert len(running) == job["segments"], running
+    assert [e.get("segment") for e in running[1:]] == list(range(2, job["segments"] + 1))
+    assert [e["status"] for e in events if e["type"] == "status"][-1] == "succeeded"

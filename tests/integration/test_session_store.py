@@ -1,0 +1,75 @@
+"""The S3 session store against moto: the SDK's own conformance suite, and tenant scoping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import boto3
+from claude_agent_sdk.testing import run_session_store_conformance
+
+from claude_jobs.adapters.session_store import (
+    S3SessionStore,
+    S3SessionTranscripts,
+    TenantSessions,
+)
+from claude_jobs_tools.provision import Provisioned
+
+
+def _bucket(provisioned: Provisioned) -> str:
+    return provisioned.settings.results_bucket
+
+
+def test_the_s3_store_passes_the_sdks_conformance_suite(provisioned: Provisioned) -> None:
+    """Given a fresh prefix per contract, when the SDK's suite runs, then every contract holds
+    (the optional list_sessions, delete and list_subkeys included)."""
+    s3 = boto3.client("s3")
+    prefixes = iter(range(1000))
+
+    def make() -> S3SessionStore:
+        return S3SessionStore(s3, _bucket(provisioned), prefix=f"conformance/{next(prefixes)}")
+
+    conformance: Any = run_session_store_conformance
+    anyio.run(conformance, make)
+
+
+def test_keys_cannot_escape_their_scope(provisioned: Provisioned) -> None:
+    """Given hostile keys (slashes, dots), when entries are appended, then they stay under
+    their own encoded segments and never show up in another session's load."""
+    s3 = boto3.client("s3")
+    store: Any = S3SessionStore(s3, _bucket(provisioned))
+
+    async def scenario() -> None:
+        await store.append({"project_key": "t1", "session_id": "../t2/s"}, [{"type": "x", "n": 1}])
+        await store.append({"project_key": "t1/../t2", "session_id": "s"}, [{"type": "x", "n": 2}])
+        assert await store.load({"project_key": "t2", "session_id": "s"}) is None
+        assert await store.load({"project_key": "t1", "session_id": "../t2/s"}) == [
+            {"type": "x", "n": 1}
+        ]
+
+    anyio.run(scenario)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=_bucket(provisioned))["Contents"]]
+    assert all(k.startswith("sessions/t1") for k in keys), keys
+    assert not any("/../" in k for k in keys)
+
+
+def test_a_tenant_view_is_scoped_and_deletes_only_its_session(provisioned: Provisioned) -> None:
+    """Given two tenants with the same session id, when one tenant's transcript is written
+    through its view (whatever project key the SDK passes) and the API deletes it, then the
+    other tenant's transcript is untouched; entries mirrored twice load once."""
+    s3 = boto3.client("s3")
+    store = S3SessionStore(s3, _bucket(provisioned))
+    a, b = TenantSessions(store, "tenant-a"), TenantSessions(store, "tenant-b")
+    entry: Any = {"type": "user", "uuid": "u1", "message": {"role": "user", "content": "hi"}}
+    other: Any = {**entry, "uuid": "u2"}
+
+    async def write() -> None:
+        await a.append({"project_key": "-tmp-claude-job-x-work", "session_id": "s"}, [entry])
+        await a.append({"project_key": "anything", "session_id": "s"}, [entry])  # a retry
+        await b.append({"project_key": "-tmp", "session_id": "s"}, [other])
+
+    anyio.run(write)
+    assert anyio.run(a.load, a.key("s")) == [entry]
+    S3SessionTranscripts(s3, _bucket(provisioned)).delete("tenant-a", "s")
+    assert anyio.run(a.load, a.key("s")) is None
+    assert anyio.run(b.load, b.key("s")) == [other]
