@@ -337,6 +337,7 @@ class CountingRelay:
 
     def __init__(self, target: str) -> None:
         self.status_requests = 0
+        self.event_requests = 0  # GET /v1/jobs/{id}/events (the CLI shows progress events)
         self._lock = threading.Lock()
         host, port = target.removeprefix("http://").split(":")
         relay = self
@@ -351,6 +352,11 @@ class CountingRelay:
                 if self.command == "GET" and re.fullmatch(r"/v1/jobs/[^/?]+(\?.*)?", self.path):
                     with relay._lock:
                         relay.status_requests += 1
+                if self.command == "GET" and re.fullmatch(
+                    r"/v1/jobs/[^/?]+/events(\?.*)?", self.path
+                ):
+                    with relay._lock:
+                        relay.event_requests += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 upstream = http.client.HTTPConnection(host, int(port), timeout=60)
@@ -385,7 +391,7 @@ class CountingRelay:
         self._server.server_close()
 
 
-def polls_of_cli_wait(stack: Stack) -> tuple[int, float]:
+def polls_of_cli_wait(stack: Stack) -> tuple[int, int, float]:
     """Status requests `claude-jobs submit --wait` makes for a job of SLOW_JOB_SECONDS."""
     with CountingRelay(stack.url) as relay:
         env = {
@@ -402,7 +408,7 @@ def polls_of_cli_wait(stack: Stack) -> tuple[int, float]:
             stderr=subprocess.DEVNULL,
             timeout=120,
         )
-        return relay.status_requests, time.perf_counter() - started
+        return relay.status_requests, relay.event_requests, time.perf_counter() - started
 
 
 # ------------------------------------------------------------------ memory
@@ -435,6 +441,7 @@ class Figures:
     drains: list[Drain] = field(default_factory=list)
     stack_cpu_per_job: float = 0.0
     polls: int = 0
+    event_polls: int = 0
     poll_wall: float = 0.0
     worker_rss_kib: int = 0
 
@@ -494,6 +501,7 @@ def report(figures: Figures, durations: dict[str, float]) -> bool:
     print(
         f"\nPolls: `claude-jobs submit --wait` of a {SLOW_JOB_SECONDS:.0f} s job made"
         f" {figures.polls} status request(s) in {figures.poll_wall:.1f} s"
+        f" (and {figures.event_polls} progress-event long-poll(s))"
         f"   target ≤ {MAX_POLLS}: {'ok' if met else 'MISSED'}"
     )
 
@@ -582,7 +590,7 @@ def run(args: argparse.Namespace) -> bool:
         direct_cpu = statistics.median(r.cpu for r in figures.direct)
         for jobs in DRAIN_SIZES:
             figures.drains.append(drain(stack, [client_a, client_b], jobs, direct_cpu))
-        figures.polls, figures.poll_wall = polls_of_cli_wait(stack)
+        figures.polls, figures.event_polls, figures.poll_wall = polls_of_cli_wait(stack)
         durations = handler_durations(stack, client_a)
     figures.worker_rss_kib = worker_interpreter_rss_kib()
     ok = report(figures, durations)
