@@ -10,7 +10,7 @@ import ipaddress
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -72,6 +72,33 @@ SESSION_TRIES = 3
 #: A session held by no job that can match: the claim made to let an idempotent replay answer
 #: before a session's refusal (its condition always fails otherwise).
 _REFUSED = "\x00refused"
+
+
+#: The `?wait=` long-poll's pauses between reads: every 50 ms for the first seconds of a wait
+#: (a short job is likely to end then, and its caller waits for it), then every 100 ms. See
+#: `JobService.wait`.
+LONG_POLL_QUICK_SECONDS = 3.0
+LONG_POLL_QUICK_PAUSE = 0.05
+LONG_POLL_STEADY_PAUSE = 0.1
+
+
+def long_poll_pauses() -> Iterator[float]:
+    """The pauses of one long-poll, in order, without end (the caller stops at its deadline)."""
+    for _ in range(round(LONG_POLL_QUICK_SECONDS / LONG_POLL_QUICK_PAUSE)):
+        yield LONG_POLL_QUICK_PAUSE
+    while True:
+        yield LONG_POLL_STEADY_PAUSE
+
+
+def long_poll_reads(seconds: float) -> int:
+    """How many control reads a long-poll of a job that stays unfinished makes in `seconds`
+    (the two full reads at its ends not counted)."""
+    waited = 0.0
+    for reads, pause in enumerate(long_poll_pauses()):
+        waited += pause
+        if waited > seconds + 1e-9:
+            return reads
+    raise AssertionError("unreachable")
 
 
 def webhook_url_problem(url: str, *, allow_loopback: bool) -> str | None:
@@ -428,14 +455,31 @@ class JobService:
             raise JobNotFoundError(f"No job {job_id}.")
         return job
 
-    def wait(self, tenant_id: str, job_id: str, seconds: float, poll: float = 0.5) -> Job:
-        """The job as soon as it is terminal, or as it is after `seconds`."""
+    def wait(self, tenant_id: str, job_id: str, seconds: float) -> Job:
+        """The job as soon as it is terminal, or as it is after `seconds` (the `?wait=` long-poll).
+
+        One strongly consistent read of the whole job (it checks the tenant), then cheap polls
+        of its control attributes — an eventually consistent read of three attributes, as the
+        worker's cancel poll — every 50 ms for the first 3 s, then every 100 ms
+        (`long_poll_pauses`): a job that ends while its caller waits is noticed within 100 ms,
+        a short one within 50 ms. The answer is read again in full, strongly consistent, once a
+        poll sees the job terminal or the wait is up. A stale poll only delays the answer by
+        one step (a terminal job never changes again). Cost per waiting minute:
+        `long_poll_reads(60)` eventually consistent reads of 0.5 read unit each (job items are
+        under 4 KiB)."""
         deadline = time.monotonic() + min(max(seconds, 0), MAX_WAIT_SECONDS)
         job = self.get(tenant_id, job_id)
-        while not job.status.is_terminal and time.monotonic() < deadline:
-            self._sleep(min(poll, max(deadline - time.monotonic(), 0)))
-            job = self.get(tenant_id, job_id)
-        return job
+        if job.status.is_terminal:
+            return job
+        for pause in long_poll_pauses():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._sleep(min(pause, left))
+            control = self._repo.control(job_id)
+            if control is None or control.status.is_terminal:
+                break
+        return self.get(tenant_id, job_id)
 
     # ------------------------------------------------------------ progress events
 

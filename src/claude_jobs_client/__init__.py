@@ -280,16 +280,19 @@ class Client(_Files):
     def get(self, job_id: str, *, wait: float | None = None) -> Job:
         """`GET /v1/jobs/{job_id}`; with `wait` (0-20 s) the API answers as soon as the job is
         terminal or `wait` seconds pass."""
+        job: Job = self._get_response(job_id, wait).json()
+        return job
+
+    def _get_response(self, job_id: str, wait: float | None) -> httpx.Response:
         params = None
         read_timeout = None
         if wait is not None:
             seconds = max(0, min(int(wait), MAX_WAIT_SECONDS))
             params = {"wait": seconds}
             read_timeout = seconds + self._timeout
-        job: Job = self._request(
+        return self._request(
             "GET", f"/v1/jobs/{_segment(job_id)}", params=params, read_timeout=read_timeout
-        ).json()
-        return job
+        )
 
     def wait(
         self,
@@ -299,17 +302,32 @@ class Client(_Files):
         on_update: Callable[[Job], None] | None = None,
     ) -> Job:
         """Long-poll until the job is terminal; return it. Raises :class:`WaitTimeoutError`
-        after `timeout` seconds (None: no limit). `on_update` sees every answer."""
+        after `timeout` seconds (None: no limit). `on_update` sees every answer.
+
+        Each request asks for the longest wait (`?wait=20`), so a job of under 20 s costs one
+        status request. An unfinished answer that came back well before the wait asked for
+        (a front that cuts long-polls short) is followed by a pause of its `Retry-After`
+        rather than an immediate new request."""
         deadline = None if timeout is None else self._clock() + timeout
         while True:
-            remaining = MAX_WAIT_SECONDS if deadline is None else deadline - self._clock()
-            job = self.get(job_id, wait=max(0, min(MAX_WAIT_SECONDS, remaining)))
+            asked_at = self._clock()
+            remaining = MAX_WAIT_SECONDS if deadline is None else deadline - asked_at
+            asked = max(0, min(MAX_WAIT_SECONDS, remaining))
+            response = self._get_response(job_id, asked)
+            job: Job = response.json()
             if on_update is not None:
                 on_update(job)
             if is_terminal(job):
                 return job
             if deadline is not None and self._clock() >= deadline:
                 raise WaitTimeoutError(job)
+            if "Retry-After" in response.headers:
+                early = int(asked) - (self._clock() - asked_at)
+                if early > 1:
+                    pause = _retry_after(response, default=1.0)
+                    if deadline is not None:
+                        pause = min(pause, max(deadline - self._clock(), 0))
+                    self._sleep(pause)
 
     def events(self, job_id: str, *, after: str | None = None, wait: float | None = None) -> Page:
         """`GET /v1/jobs/{job_id}/events`: one page `{items, next_cursor, done}` of the job's

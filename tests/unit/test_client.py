@@ -34,6 +34,8 @@ class StandInApi:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     throttle_next: int = 0
+    #: Retry-After on unfinished answers (a front that answers a long-poll at once sends it)
+    retry_after: str | None = None
     events_route: bool = True  # False: an older deployment without progress events
 
     def problem(self, status: int, title: str, detail: str) -> Response:
@@ -89,7 +91,12 @@ class StandInApi:
                 return Response(json.dumps(self.public(job)), 202, content_type="application/json")
             if request.method == "GET" and len(parts) == 3:
                 self.advance(job)
-                return Response(json.dumps(self.public(job)), content_type="application/json")
+                headers = {}
+                if self.retry_after and job["status"] in ("queued", "running"):
+                    headers["Retry-After"] = self.retry_after
+                return Response(
+                    json.dumps(self.public(job)), headers=headers, content_type="application/json"
+                )
             if request.method == "GET" and parts[3:] == ["events"] and self.events_route:
                 after = request.args.get("after", "0")
                 if not after.isdigit():
@@ -196,6 +203,24 @@ def test_throttled_requests_are_retried_after_retry_after(api: tuple[StandInApi,
     with Client(url, KEY) as client:
         assert client.submit("x")["status"] == "queued"
     assert len(stand_in.jobs) == 1
+
+
+def test_wait_pauses_for_retry_after_when_a_long_poll_is_answered_early(
+    api: tuple[StandInApi, str],
+) -> None:
+    stand_in, url = api
+    # Given an API that answers ?wait=20 at once, unfinished, with Retry-After: 3
+    stand_in.retry_after = "3"
+    pauses: list[float] = []
+    with Client(url, KEY, sleep=pauses.append) as client:
+        job_id = client.submit("x")["job_id"]
+        # When the client waits for the job
+        job = client.wait(job_id)
+    # Then it paused as told after the early unfinished answer instead of asking again at
+    # once, and not after the final one
+    assert job["status"] == "succeeded"
+    assert pauses == [3.0]
+    assert len([r for r in stand_in.requests if r[0] == "GET"]) == 2
 
 
 def test_wait_gives_up_after_its_timeout(api: tuple[StandInApi, str]) -> None:

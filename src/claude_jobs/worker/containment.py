@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import signal
 import sys
@@ -82,21 +83,32 @@ def process_table() -> dict[int, ProcessInfo]:
 
 
 def _read_process(pid: int) -> ProcessInfo | None:
+    # Raw reads and byte parsing: a sweep reads every process of the machine, several times a
+    # job, so this is on every job's path.
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read().decode(errors="replace")
-        with open(f"/proc/{pid}/status", "rb") as handle:
-            status = handle.read().decode(errors="replace")
+        stat = _read_small(f"/proc/{pid}/stat")
+        status = _read_small(f"/proc/{pid}/status")
     except OSError:  # gone meanwhile
         return None
     # The command name may hold spaces and parentheses: the fields start after the last ")".
-    fields = stat[stat.rindex(")") + 2 :].split()
+    fields = stat[stat.rindex(b")") + 2 :].split()
     uids: tuple[int, ...] = ()
-    for line in status.splitlines():
-        if line.startswith("Uid:"):
-            uids = tuple(int(value) for value in line.split()[1:])
-            break
-    return ProcessInfo(pid, int(fields[1]), fields[0], uids, int(fields[19]))
+    at = status.find(b"\nUid:")
+    if at >= 0:
+        end = status.find(b"\n", at + 5)
+        uids = tuple(int(value) for value in status[at + 5 : end if end >= 0 else None].split())
+    return ProcessInfo(
+        pid, int(fields[1]), fields[0].decode(errors="replace"), uids, int(fields[19])
+    )
+
+
+def _read_small(path: str) -> bytes:
+    """A /proc file of at most a few KiB, in one read."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 16384)
+    finally:
+        os.close(fd)
 
 
 def descendants(table: dict[int, ProcessInfo], root: int) -> set[int]:
@@ -113,12 +125,18 @@ def descendants(table: dict[int, ProcessInfo], root: int) -> set[int]:
     return found
 
 
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once: `find_library` runs `ldconfig` in a child process, which
+    every job would otherwise pay for (twice) before its CLI starts."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
 def become_subreaper() -> None:
     """Make this process the reaper of every orphan among its descendants (Linux only)."""
     if not sys.platform.startswith("linux"):
         return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    if libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise ContainmentError(f"prctl(PR_SET_CHILD_SUBREAPER) failed: errno {ctypes.get_errno()}")
 
 
@@ -204,11 +222,19 @@ class ProcessSweeper:
         frozen: dict[int, int] = {}
         for _ in range(_MAX_FREEZE_ROUNDS):
             table = process_table()
+            members = scope.members(table, self._worker, others)
             found = [
                 table[pid]
-                for pid in scope.members(table, self._worker, others)
+                for pid in members
                 if table[pid].alive and frozen.get(pid) != table[pid].start
             ]
+            if not found and not frozen:
+                # Nothing of the job is alive (the usual end: the CLI exited and took its
+                # tools with it); no process was stopped, so none can have appeared since this
+                # scan. Collect its zombies, and done.
+                self._reap(table[pid] for pid in members if pid != scope.cli_pid)
+                self._clear_scratch(scope)
+                return Sweep(killed=0)
             if not found:
                 break
             for info in found:

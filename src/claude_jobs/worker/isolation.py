@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import pwd
 import signal
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .containment import uids_in_use
+from .containment import libc, uids_in_use
 
 PR_SET_DUMPABLE = 4
 PR_GET_DUMPABLE = 3
@@ -157,14 +156,12 @@ def make_non_dumpable() -> None:
     """Forbid same-user processes to read this process's environ and memory (Linux only)."""
     if not sys.platform.startswith("linux"):
         return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+    if libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise IsolationError(f"prctl(PR_SET_DUMPABLE) failed: errno {ctypes.get_errno()}")
 
 
 def is_dumpable() -> bool:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return bool(libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
+    return bool(libc().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
 
 
 def bundled_cli() -> Path:

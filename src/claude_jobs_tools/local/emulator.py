@@ -381,6 +381,22 @@ def _issue_stack_key() -> StackCredentials:
     return StackCredentials(key.access_key_id, key.secret_access_key)
 
 
+def _remembering_hosts(dispatcher: type) -> type:
+    """moto's dispatcher, remembering which backend serves a host: moto matches every request's
+    host against the URL patterns of all its backends (and lists its modules) each time."""
+
+    class RememberingDispatcher(dispatcher):  # type: ignore[misc]
+        _known: dict[str | None, Any]
+
+        def get_backend_for_host(self, host: str | None) -> Any:
+            known = self.__dict__.setdefault("_known", {})
+            if host not in known:
+                known[host] = super().get_backend_for_host(host)
+            return known[host]
+
+    return RememberingDispatcher
+
+
 class Emulator:
     """A moto server on `host`, on a free port, serving only `credentials`."""
 
@@ -413,6 +429,10 @@ class Emulator:
         )
         from werkzeug.serving import make_server
 
+        from . import dynamodb_transactions
+
+        # Transactions back up the items they name, not whole tables (see that module).
+        dynamodb_transactions.install()
         # The emulator logs every call through werkzeug's logger: keep it for warnings.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # Authentication is on before the server listens: no request is served without it.
@@ -421,7 +441,9 @@ class Emulator:
         try:
             self._credentials = _issue_stack_key()
             app = require_stack_key(
-                serialize_dynamodb(DomainDispatcherApplication(create_backend_app)),
+                serialize_dynamodb(
+                    _remembering_hosts(DomainDispatcherApplication)(create_backend_app)
+                ),
                 self._credentials,
             )
             self._server = make_server(

@@ -46,7 +46,9 @@ class StreamReader:
     A long-lived iterator does not work against moto: when a transaction fails (an idempotent
     replay does), moto puts back a copy of the table, stream included, and an iterator on the
     old stream never sees another record. Records are de-duplicated by `eventID`, since moto's
-    sequence numbers can repeat under concurrent writes.
+    sequence numbers can repeat under concurrent writes. The stream's ARN and shards are read
+    once and kept (they are the table's for good) until a poll fails: an idle poll is then two
+    requests, not four.
 
     The emulator serves some records botocore cannot parse (a map with an empty key comes back
     malformed); their raw JSON is read instead, so such a record reaches the function (which may
@@ -61,6 +63,7 @@ class StreamReader:
         #: eventID → the shard it came from (an on-failure record names it).
         self._seen: OrderedDict[str, str] = OrderedDict()
         self._body: bytes | None = None
+        self._shards: tuple[str, list[str]] | None = None  # (stream ARN, shard ids)
         self._streams.meta.events.register(
             "before-parse.dynamodb-streams.GetRecords", self._keep_body
         )
@@ -90,13 +93,25 @@ class StreamReader:
             raw: list[dict[str, Any]] = json.loads(self._body).get("Records", [])
             return raw
 
+    def _stream(self) -> tuple[str, list[str]]:
+        if self._shards is None:
+            table = self._dynamodb.describe_table(TableName=self._table)["Table"]
+            stream_arn = table["LatestStreamArn"]
+            shards = self._streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]
+            self._shards = (stream_arn, [shard["ShardId"] for shard in shards["Shards"]])
+        return self._shards
+
     def poll(self, limit: int = 100) -> list[dict[str, Any]]:
-        table = self._dynamodb.describe_table(TableName=self._table)["Table"]
-        stream_arn = table["LatestStreamArn"]
-        shards = self._streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]
+        try:
+            return self._poll(limit)
+        except Exception:
+            self._shards = None  # read the stream's description again next time
+            raise
+
+    def _poll(self, limit: int) -> list[dict[str, Any]]:
+        stream_arn, shard_ids = self._stream()
         records: list[dict[str, Any]] = []
-        for shard in shards["Shards"]:
-            shard_id = shard["ShardId"]
+        for shard_id in shard_ids:
             position: dict[str, str] = (
                 {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
                 if (after := self._after.get(shard_id))

@@ -22,9 +22,10 @@ from .runtime import REGION, EnvironmentRetired, FunctionPool
 
 log = logging.getLogger(__name__)
 
-#: How long one receive waits for a message. Lambda's poller uses 20 s; shorter here so that
-#: Ctrl-C stops an idle stack at once.
-POLL_SECONDS = 1
+#: How long one receive waits for a message, as Lambda's poller does: an idle worker makes one
+#: request in 20 s, not one a second (each costs the emulator's CPU, which jobs need). A message
+#: sent meanwhile is answered at once. Stopping does not wait for a receive (see `stop`).
+POLL_SECONDS = 20
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
@@ -102,6 +103,7 @@ class QueueConsumer:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._busy: set[str] = set()
+        self._working: set[str] = set()  # threads handling a message (not receiving)
         self._lock = threading.Lock()
         self.processed = 0
 
@@ -121,12 +123,16 @@ class QueueConsumer:
     def stop(self, grace_seconds: float = 10.0) -> int:
         """Stop polling; let running invocations finish for up to `grace_seconds`. Returns how
         many were still running (abandoned: their messages come back after the visibility
-        timeout, as after a Lambda crash)."""
-        self._stop.set()
+        timeout, as after a Lambda crash). A thread waiting in a receive is not waited for: it
+        handles nothing it receives from now on and ends when its receive returns."""
+        with self._lock:
+            self._stop.set()
+            working = set(self._working)
         deadline = time.monotonic() + grace_seconds
-        for thread in self._threads:
+        threads = [thread for thread in self._threads if thread.name in working]
+        for thread in threads:
             thread.join(timeout=max(deadline - time.monotonic(), 0))
-        return sum(thread.is_alive() for thread in self._threads)
+        return sum(thread.is_alive() for thread in threads)
 
     def _run(self) -> None:
         sqs = boto3.client("sqs", region_name=REGION)
@@ -146,8 +152,16 @@ class QueueConsumer:
                 log.exception("%s: receiving from the queue failed", name)
                 self._stop.wait(1)
                 continue
-            if messages:
-                self._process(sqs, [dict(m) for m in messages], name)
+            with self._lock:
+                if self._stop.is_set():
+                    return  # what it got comes back after the visibility timeout
+                self._working.add(name)
+            try:
+                if messages:
+                    self._process(sqs, [dict(m) for m in messages], name)
+            finally:
+                with self._lock:
+                    self._working.discard(name)
 
     def _process(self, sqs: Any, messages: list[dict[str, Any]], name: str) -> None:
         records = [sqs_record(message, self._queue_arn) for message in messages]

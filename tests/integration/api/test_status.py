@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from claude_jobs.job_service import JobService
+from claude_jobs.job_service import JobService, long_poll_reads
 from claude_jobs.models import JobStatus
 from claude_jobs.wiring import Container
 from tests.events import load_event
@@ -134,6 +134,69 @@ def test_long_poll_answers_as_soon_as_the_job_is_terminal(api: Api, container: C
     assert answer.json["result"]["text"] == "finished while you waited"
     assert len(pauses) == 1
     assert "Retry-After" not in answer.headers
+
+
+class ReadCountingRepository:
+    """The real repository, counting full job reads and control reads (a recording fake)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.full_reads = 0
+        self.control_reads = 0
+
+    def get(self, job_id: str) -> Any:
+        self.full_reads += 1
+        return self._inner.get(job_id)
+
+    def control(self, job_id: str) -> Any:
+        self.control_reads += 1
+        return self._inner.control(job_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_long_poll_notices_the_end_within_a_tenth_of_a_second_with_control_reads(
+    api: Api, container: Container
+) -> None:
+    # Given a queued job that a worker finishes after the long-poll's eighth pause, and a status
+    # service that reads through a counting repository and sleeps without waiting
+    job_id = submitted(api)
+    repo = ReadCountingRepository(container.job_repository)
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 8:
+            finish(api, job_id, "seen quickly")
+
+    container.job_service = JobService(
+        repo,
+        container.job_service._queue,
+        container.settings,
+        sleep=sleep,
+    )
+    # When the owner long-polls for up to 20 s
+    answer = api.get_job(job_id, query={"wait": "20"})
+    # Then the answer is the finished job, read in full after the poll that saw it end
+    assert answer.json["status"] == "succeeded"
+    assert answer.json["result"]["text"] == "seen quickly"
+    # and no pause was longer than 100 ms, the first ones shorter (a job about to end is seen
+    # sooner), each pause followed by one cheap control read, the job read in full only twice
+    assert len(pauses) == 8
+    assert max(pauses) <= 0.1 and pauses[0] < 0.1 and pauses == sorted(pauses)
+    assert repo.control_reads == 8
+    assert repo.full_reads == 2
+
+
+def test_long_poll_reads_per_waiting_minute_are_bounded() -> None:
+    # Given the long-poll's schedule, When a caller waits a minute for a job that does not end,
+    # Then it reads about ten times a second (what docs/api.md prices), twenty in its first
+    # seconds, never more
+    reads = long_poll_reads(60)
+    assert 600 <= reads <= 650
+    assert long_poll_reads(0) == 0
+    assert long_poll_reads(1) <= 20
 
 
 def test_long_poll_of_a_job_that_stays_queued_answers_it_queued(api: Api) -> None:
