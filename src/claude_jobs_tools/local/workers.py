@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from .runtime import REGION, EnvironmentRetired, FunctionPool
+from .runtime import REGION, EnvironmentRetired, FunctionPool, InvocationKilled
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,14 @@ class QueueConsumer:
             self._threads.append(thread)
 
     @property
+    def queue_url(self) -> str:
+        return self._queue_url
+
+    @property
+    def queue_arn(self) -> str:
+        return self._queue_arn
+
+    @property
     def busy(self) -> int:
         with self._lock:
             return len(self._busy)
@@ -151,6 +159,9 @@ class QueueConsumer:
                 answer = self._pool.invoke({"Records": [record]})
             except EnvironmentRetired:
                 log.warning("%s: the worker retired its environment after %s", name, message_id)
+                return
+            except InvocationKilled:
+                log.warning("%s: the invocation for %s was killed; it comes back", name, message_id)
                 return
             except Exception:
                 log.exception("%s: the worker raised; message %s goes back", name, message_id)
