@@ -203,3 +203,32 @@ def test_a_plan_is_checked() -> None:
         FaultPlan(rate=1.5)
     with pytest.raises(ValueError, match="unknown fault kinds"):
         FaultPlan(weights={"meteor": 1.0})
+
+
+def test_a_transaction_retried_with_its_token_is_not_applied_twice(emulator: Emulator) -> None:
+    # Given a conditional transaction that succeeds once, then answers 500 after it applied
+    def transact(dynamodb: Any, token: str) -> None:
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": f"faults-{_RUN}",
+                        "Item": {"pk": {"S": token}},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            ],
+            ClientRequestToken=token,
+        )
+
+    token = uuid.uuid4().hex
+    with proxy(emulator, rate=1.0, weights={"internal_after": 1.0}) as faults:
+        with pytest.raises(ClientError):
+            transact(client(faults.url, emulator, "dynamodb", NO_RETRIES), token)
+        faults.enabled = False
+        # When the caller retries it with the same token, as the SDK does
+        transact(client(faults.url, emulator, "dynamodb", NO_RETRIES), token)
+    # Then it succeeds as DynamoDB answers a repeated token, without applying it again (the
+    # condition would fail a second application)
+    assert item_exists(emulator, token)
+    assert faults.token_replays == 1

@@ -19,6 +19,10 @@ While `enabled`, each request draws from one seeded random sequence whether to f
   that its call took effect (AWS documents that a 500 may or may not have been applied), so a
   retried write meets its own earlier effect.
 
+DynamoDB's `ClientRequestToken` is honoured as DynamoDB does (the emulator ignores it): a
+`TransactWriteItems` repeated with the token of one that succeeded answers as the first did and
+is not applied again, so the SDK's retry after an `internal_after` fault behaves as on AWS.
+
 The SDK's own retries absorb most single faults; those that outlast them reach the code. The
 shapes are what botocore parses into its error codes (`__type` for the JSON protocols, the XML
 `Error` element for S3 and the query protocol), so the code under test sees what it would see
@@ -185,6 +189,9 @@ class AwsFaultProxy:
         self._lock = threading.Lock()
         self._injected: Counter[tuple[str, str, str]] = Counter()
         self._forwarded: Counter[str] = Counter()
+        #: ClientRequestToken → the answer of the transaction that succeeded with it.
+        self._tokens: dict[str, tuple[int, str, list[tuple[str, str]], bytes]] = {}
+        self.token_replays = 0
         self._server = make_server(host, 0, self._app, threaded=True)
         self._server.socket.listen(128)
         self._thread: threading.Thread | None = None
@@ -264,9 +271,20 @@ class AwsFaultProxy:
         kind = self._draw(call)
         if kind in ("throttle", "internal"):
             return _answer(start_response, *fault_response(call, kind, self._rng))
-        status, reason, answer_headers, answer = self._forward(
-            environ["REQUEST_METHOD"], raw_uri, headers, body
-        )
+        token = _transaction_token(call, body)
+        with self._lock:
+            replay = self._tokens.get(token) if token else None
+            if replay is not None:
+                self.token_replays += 1
+        if replay is not None:
+            status, reason, answer_headers, answer = replay
+        else:
+            status, reason, answer_headers, answer = self._forward(
+                environ["REQUEST_METHOD"], raw_uri, headers, body
+            )
+            if token and status == 200:
+                with self._lock:
+                    self._tokens[token] = (status, reason, answer_headers, answer)
         if kind == "internal_after":  # applied, yet reported as failed
             return _answer(start_response, *fault_response(call, "internal", self._rng))
         with self._lock:
@@ -296,6 +314,16 @@ class AwsFaultProxy:
             return response.status, response.reason, kept, answer
         finally:
             connection.close()
+
+
+def _transaction_token(call: Call, body: bytes) -> str | None:
+    if call.service != "dynamodb" or call.action != "TransactWriteItems":
+        return None
+    try:
+        token = json.loads(body).get("ClientRequestToken")
+    except (ValueError, AttributeError):
+        return None
+    return str(token) if token else None
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
