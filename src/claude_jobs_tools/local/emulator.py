@@ -30,6 +30,7 @@ served one at a time. Every other service stays concurrent (SQS long polls must 
 
 from __future__ import annotations
 
+import copy
 import hmac
 import json
 import logging
@@ -94,6 +95,27 @@ def serialize_dynamodb(app: WSGIApp) -> WSGIApp:
             return list(app(environ, start_response))
 
     return wrapped
+
+
+def share_stream_records() -> None:
+    """Make moto's transactions cost what the table holds, not what its stream ever held.
+
+    moto backs up every table a TransactWriteItems touches with a deep copy (put back if the
+    transaction fails), stream included: each transaction copied every stream record the table
+    ever had, so a local stack slowed down with every job it ran (quadratically) and its memory
+    grew by gigabytes over a few hundred jobs. A stream record never changes once written, so
+    the backup now shares the records and copies only their list: a failed transaction still
+    gets back the stream as it was before it, without the records it added."""
+    from moto.dynamodb.models.table import StreamShard
+
+    def shard_copy(shard: Any, memo: dict[int, Any]) -> Any:
+        copied = copy.copy(shard)
+        memo[id(shard)] = copied
+        copied.table = memo.get(id(shard.table), shard.table)
+        copied.items = list(shard.items)
+        return copied
+
+    StreamShard.__deepcopy__ = shard_copy
 
 
 def require_stack_key(app: WSGIApp, credentials: StackCredentials) -> WSGIApp:
@@ -410,6 +432,7 @@ class Emulator:
 
         # The emulator logs every call through werkzeug's logger: keep it for warnings.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        share_stream_records()
         # Authentication is on before the server listens: no request is served without it.
         _iam_authentication.acquire()
         self._authenticating = True
