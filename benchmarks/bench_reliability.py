@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import random
 import re
 import statistics
@@ -199,6 +200,8 @@ class Report:
     statuses: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
+    #: What was injected: aws_faults, upstream_errors, stalls, kills, restarts, duplicates.
+    injected: dict[str, int] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -486,7 +489,8 @@ class Ledger:
             Check(
                 "one completion event per job (de-duplicated)",
                 not wrong and not unknown,
-                f"{len(per_job)} jobs with events, {duplicates} duplicate deliveries removed"
+                f"{len(set(per_job) - {self.warm_up})} jobs with events, "
+                f"{duplicates} duplicate deliveries removed"
                 + (f"; wrong: {_sample(wrong)}" if wrong else "")
                 + (f"; events of unknown jobs: {len(unknown)}" if unknown else ""),
             )
@@ -517,6 +521,14 @@ class Ledger:
         dead = truth.dead_letters()
         upstream = Counter(c.answer for calls in self.upstream.calls.values() for c in calls)
         attempts = Counter(job.attempts for job in jobs.values())
+        report.injected = {
+            "aws_faults": sum(faults["injected"].values()),
+            "upstream_errors": sum(upstream[str(status)] for status, _, _ in UPSTREAM_ERRORS),
+            "stalls": upstream["stall"],
+            "kills": stack.kills,
+            "restarts": stack.restarts,
+            "duplicates": self.duplicates_sent,
+        }
         report.facts = [
             ("jobs / tenants / workers", f"{config.jobs} / {config.tenants} / {config.workers}"),
             (
@@ -723,7 +735,8 @@ def render(report: Report) -> str:
 
 @contextlib.contextmanager
 def _quiet(quiet: bool) -> Iterator[None]:
-    """The stack logs every fault it meets; a ledger run shows only its table."""
+    """The stack logs every fault it meets, and its functions print their metrics: a ledger
+    run shows only its table."""
     if not quiet:
         yield
         return
@@ -731,7 +744,8 @@ def _quiet(quiet: bool) -> Iterator[None]:
     level = root.level
     root.setLevel(logging.CRITICAL)
     try:
-        yield
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
     finally:
         root.setLevel(level)
 

@@ -1,0 +1,45 @@
+"""The reliability ledger in its short form (issue 10): a behaviour test, not a timed one.
+
+Thirty jobs of three tenants through the whole local stack (the real Claude Code CLI against
+the fake Messages API) while one AWS call in six fails or is throttled, upstream calls fail
+(429 / 500 / 529) or stall, workers are killed mid-job, messages are delivered twice and the
+worker pool restarts. Every check of the ledger must pass: no job lost or left non-terminal, no
+model call for a job after it ended, one completion event per job, each answer its own job's.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.bench_reliability import LedgerConfig, render, run_ledger
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cli, pytest.mark.timeout(900)]
+
+
+def test_every_job_ends_once_under_heavy_faults() -> None:
+    # Given a short ledger with faults far more frequent than the full run's
+    config = LedgerConfig(
+        jobs=30,
+        workers=3,
+        seed=7,
+        aws_fault_rate=0.15,
+        upstream_error_rate=0.2,
+        stall_rate=0.1,
+        stall_seconds=2.0,
+        kill_rate=0.07,
+        duplicate_rate=0.3,
+        restarts=1,
+        settle_seconds=400,
+    )
+    # When it runs
+    report = run_ledger(config)
+    # Then every check passes
+    assert report.checks, "the ledger checked nothing"
+    assert report.passed, render(report)
+    # And each kind of fault really happened (a quiet run would prove nothing)
+    injected = report.injected
+    assert injected["aws_faults"] > 0 and injected["upstream_errors"] > 0, injected
+    assert injected["stalls"] > 0 and injected["duplicates"] > 0, injected
+    assert injected["kills"] >= 2 and injected["restarts"] == 1, injected
+    # And every accepted job has a latency: it ended
+    assert len(report.latencies) == config.jobs
