@@ -519,7 +519,56 @@ def test_a_failed_transaction_leaves_no_stream_record_and_backups_share_the_reco
         table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[name]
         backup = copy.deepcopy(table)
         assert backup.stream_shard.items is not table.stream_shard.items
-        assert all(a is b for a, b in zip(backup.stream_shard.items, table.stream_shard.items))
+        pairs = zip(backup.stream_shard.items, table.stream_shard.items, strict=True)
+        assert all(a is b for a, b in pairs)
         assert backup.stream_shard.table is backup
+    finally:
+        emulator.stop()
+
+
+def test_the_emulator_keeps_only_the_newest_shard_iterators(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto kept every shard iterator it issued, each holding the table as it was; the
+    emulator keeps the newest few (here 5), and a poller reading with fresh ones still works."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    from claude_jobs_tools.local import emulator as emulator_module
+    from claude_jobs_tools.local.table_stream import StreamReader
+
+    monkeypatch.setattr(emulator_module, "MAX_SHARD_ITERATORS", 5)
+    emulator = emulator_module.Emulator().start()
+    try:
+        args: dict[str, Any] = {
+            "endpoint_url": emulator.url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": emulator.credentials.access_key_id,
+            "aws_secret_access_key": emulator.credentials.secret_access_key,
+        }
+        dynamodb = boto3.client("dynamodb", **args)
+        name = f"t-{uuid.uuid4().hex[:8]}"
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        from botocore.config import Config
+
+        streams = boto3.client(
+            "dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"), **args
+        )
+        reader = StreamReader(dynamodb, name, streams)
+        # Given a poller that polls many times (two iterators a poll)
+        seen = []
+        for n in range(12):
+            dynamodb.put_item(TableName=name, Item={"k": {"S": f"item-{n}"}})
+            seen += [r["dynamodb"]["Keys"]["k"]["S"] for r in reader.poll()]
+        # Then it read every record once, and the emulator holds only the newest iterators
+        assert seen == [f"item-{n}" for n in range(12)]
+        backend = dynamodbstreams_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+        assert 0 < len(backend.shard_iterators) <= 5
     finally:
         emulator.stop()

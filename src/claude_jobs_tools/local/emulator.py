@@ -118,6 +118,36 @@ def share_stream_records() -> None:
     StreamShard.__deepcopy__ = shard_copy
 
 
+#: Shard iterators the emulator keeps (AWS's expire after 15 minutes; moto's never did).
+MAX_SHARD_ITERATORS = 1000
+
+
+def bound_shard_iterators() -> None:
+    """Keep only the newest MAX_SHARD_ITERATORS shard iterators. moto kept every one it ever
+    issued (two a poll, so four a second with the notifier's poller), each holding its shard and
+    through it the table as it was: after a failed transaction that is a whole superseded copy
+    of the table, kept for the rest of the stack's life."""
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
+
+    def bounded(method: Callable[..., Any], owner: Callable[[Any], Any]) -> Callable[..., Any]:
+        def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+            answer = method(self, *args, **kwargs)
+            iterators = owner(self).shard_iterators
+            while len(iterators) > MAX_SHARD_ITERATORS:
+                iterators.pop(next(iter(iterators)))
+            return answer
+
+        wrapped.bounded = True  # type: ignore[attr-defined]
+        return wrapped
+
+    if getattr(ShardIterator.get, "bounded", False):
+        return
+    ShardIterator.get = bounded(ShardIterator.get, lambda it: it.streams_backend)
+    DynamoDBStreamsBackend.get_shard_iterator = bounded(
+        DynamoDBStreamsBackend.get_shard_iterator, lambda backend: backend
+    )
+
+
 def require_stack_key(app: WSGIApp, credentials: StackCredentials) -> WSGIApp:
     """`app`, serving only requests signed with `credentials` (see the module's docstring)."""
 
@@ -433,6 +463,7 @@ class Emulator:
         # The emulator logs every call through werkzeug's logger: keep it for warnings.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         share_stream_records()
+        bound_shard_iterators()
         # Authentication is on before the server listens: no request is served without it.
         _iam_authentication.acquire()
         self._authenticating = True
