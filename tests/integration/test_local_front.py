@@ -462,7 +462,7 @@ def test_a_failed_transaction_leaves_no_stream_record_and_backups_share_the_reco
     record the stream ever had, while a failed one still leaves no record behind."""
     import copy
 
-    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
 
     from claude_jobs_tools.local.emulator import Emulator
@@ -488,9 +488,13 @@ def test_a_failed_transaction_leaves_no_stream_record_and_backups_share_the_reco
         for n in range(5):
             dynamodb.put_item(TableName=name, Item={"k": {"S": f"item-{n}"}})
 
+        def shard(table: Any) -> Any:
+            assert table.stream_shard is not None
+            return table.stream_shard
+
         def records() -> list[str]:
             table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[name]
-            return [r.record["eventID"] for r in table.stream_shard.items]
+            return [r.record["eventID"] for r in shard(table).items]
 
         before = records()
         # When a transaction writes one item, then fails on its second's condition
@@ -518,10 +522,10 @@ def test_a_failed_transaction_leaves_no_stream_record_and_backups_share_the_reco
         # And the backup a transaction takes shares the records instead of copying them
         table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[name]
         backup = copy.deepcopy(table)
-        assert backup.stream_shard.items is not table.stream_shard.items
-        pairs = zip(backup.stream_shard.items, table.stream_shard.items, strict=True)
+        assert shard(backup).items is not shard(table).items
+        pairs = zip(shard(backup).items, shard(table).items, strict=True)
         assert all(a is b for a, b in pairs)
-        assert backup.stream_shard.table is backup
+        assert shard(backup).table is backup
     finally:
         emulator.stop()
 
@@ -531,7 +535,7 @@ def test_the_emulator_keeps_only_the_newest_shard_iterators(
 ) -> None:
     """moto kept every shard iterator it issued, each holding the table as it was; the
     emulator keeps the newest few (here 5), and a poller reading with fresh ones still works."""
-    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.dynamodbstreams.models import dynamodbstreams_backends
 
     from claude_jobs_tools.local import emulator as emulator_module

@@ -115,7 +115,7 @@ def share_stream_records() -> None:
         copied.items = list(shard.items)
         return copied
 
-    StreamShard.__deepcopy__ = shard_copy
+    setattr(StreamShard, "__deepcopy__", shard_copy)  # noqa: B010 - moto's class, patched
 
 
 #: Shard iterators the emulator keeps (AWS's expire after 15 minutes; moto's never did).
@@ -142,10 +142,12 @@ def bound_shard_iterators() -> None:
 
     if getattr(ShardIterator.get, "bounded", False):
         return
-    ShardIterator.get = bounded(ShardIterator.get, lambda it: it.streams_backend)
-    DynamoDBStreamsBackend.get_shard_iterator = bounded(
-        DynamoDBStreamsBackend.get_shard_iterator, lambda backend: backend
-    )
+    patches = {
+        ShardIterator: ("get", lambda it: it.streams_backend),
+        DynamoDBStreamsBackend: ("get_shard_iterator", lambda backend: backend),
+    }
+    for cls, (name, owner) in patches.items():
+        setattr(cls, name, bounded(getattr(cls, name), owner))
 
 
 def require_stack_key(app: WSGIApp, credentials: StackCredentials) -> WSGIApp:
