@@ -56,6 +56,7 @@ MARKER = re.compile(r"\[\[ledger:(\d+)\]\]")
 KEY = f"sk-ant-ledger-{uuid.uuid4().hex[:12]}"
 #: How long the upstream holds the first call of a job whose worker is to be killed.
 KILL_STALL_SECONDS = 12.0
+TERMINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 UPSTREAM_ERRORS = (
     (429, "rate_limit_error", "Number of request tokens has exceeded your rate limit"),
     (500, "api_error", "Internal server error"),
@@ -494,6 +495,18 @@ class Ledger:
             if seen != {job.status.value}:
                 wrong[job_id] = f"table {job.status.value}, events {sorted(seen) or 'none'}"
         unknown = set(per_job) - set(every_job) - {self.warm_up}
+        if wrong:
+            in_stream = truth.stream_endings(set(wrong))
+            calls = getattr(stack, "notifier_calls", [])
+            wrong = {
+                j: f"{why} (stream: {'/'.join(in_stream.get(j, [])) or 'no ending'}; notifier: "
+                + (
+                    "; ".join(str(answer)[:160] for ids, answer in calls if j in ids)
+                    or "never given it"
+                )
+                + ")"
+                for j, why in wrong.items()
+            }
         duplicates = sum(n - 1 for n in raw.values() if n > 1)
         report.checks.append(
             Check(
@@ -593,6 +606,8 @@ class TruthView(Protocol):
 
     def dead_letters(self) -> Counter[str]: ...
 
+    def stream_endings(self, job_ids: set[str]) -> dict[str, list[str]]: ...
+
 
 class Truth:
     """What the emulator holds, read without faults (straight to the emulator, not through the
@@ -673,6 +688,39 @@ class Truth:
                     ids.add(job_id)
         return self.jobs(ids)
 
+    def stream_endings(self, job_ids: set[str]) -> dict[str, list[str]]:
+        """Job id → the terminal statuses its stream records show (read from the start)."""
+        from claude_jobs_tools.local.table_stream import streams_client
+
+        streams = streams_client()
+        streams = self._session.client(  # type: ignore[call-overload]
+            "dynamodbstreams",
+            endpoint_url=self._url,
+            config=streams.meta.config,
+        )
+        arn = self._dynamodb.describe_table(TableName=self._settings.jobs_table)["Table"][
+            "LatestStreamArn"
+        ]
+        found: dict[str, list[str]] = defaultdict(list)
+        for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+            iterator = streams.get_shard_iterator(
+                StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            while iterator:
+                answer = streams.get_records(ShardIterator=iterator, Limit=1000)
+                for record in answer["Records"]:
+                    new = record["dynamodb"].get("NewImage") or {}
+                    old = record["dynamodb"].get("OldImage") or {}
+                    job_id = new.get("job_id", {}).get("S")
+                    status = new.get("status", {}).get("S")
+                    before = old.get("status", {}).get("S")
+                    if job_id in job_ids and status != before and status in TERMINAL:
+                        found[job_id].append(str(status))
+                if not answer["Records"]:
+                    break
+                iterator = answer.get("NextShardIterator")
+        return dict(found)
+
     def dead_letters(self) -> Counter[str]:
         """Job id → messages of it in the jobs queue's DLQ (read, not removed)."""
         from claude_jobs.resources import JOBS_DLQ
@@ -751,8 +799,9 @@ def render(report: Report) -> str:
         "before the call; 500s after it was applied); a killed worker is its invocation's thread",
         "stopped by an uncatchable exception with its CLI ended (no result recorded, the message",
         "not deleted: it comes back after the visibility timeout, as after a crash; `finally`",
-        "clean-ups still run); a restart stops the pool, kills what runs after 2 s, drops the",
-        "warm environments and starts a new pool; a duplicate delivery is a second message with",
+        "clean-ups still run; kills land only while an agent runs); a restart stops the pool,",
+        "kills the agent runs still going after 2 s, drops the warm environments and starts a",
+        "new pool; a duplicate delivery is a second message with",
         "the job's body. Timings are the local stack's on this machine, not AWS's.",
         f"Overall: {'PASS' if report.passed else 'FAIL'}",
     ]

@@ -61,6 +61,9 @@ class FakeTruth:
     def dead_letters(self) -> Counter[str]:
         return Counter()
 
+    def stream_endings(self, job_ids: set[str]) -> dict[str, list[str]]:
+        return {}
+
 
 @dataclass
 class FakeStack:

@@ -244,6 +244,7 @@ class AwsFaultProxy:
                 "injected": dict(injected),
                 "by_service": {s: dict(c) for s, c in by_service.items()},
                 "by_action": dict(by_action),
+                "forwarded": dict(self._forwarded),
             }
 
     def _draw(self, call: Call) -> str | None:
@@ -288,7 +289,7 @@ class AwsFaultProxy:
         if kind == "internal_after":  # applied, yet reported as failed
             return _answer(start_response, *fault_response(call, "internal", self._rng))
         with self._lock:
-            self._forwarded[call.service] += 1
+            self._forwarded[f"{call.service}:{call.action}"] += 1
         start_response(f"{status} {reason}", answer_headers)
         return [answer]
 

@@ -36,6 +36,8 @@ __all__ = ["ChaosStack", "running_invocation"]
 
 #: The frame of the worker that holds a claimed job while its agent runs.
 _RUN_FRAME = "_run_claimed"
+#: The frame of the worker while the job's agent runs.
+_AGENT_FRAME = "_run_agent"
 
 
 def running_invocation(job_id: str) -> int | None:
@@ -59,6 +61,19 @@ def _invocation_threads() -> list[threading.Thread]:
     ]
 
 
+def _in_agent_run(thread_id: int | None) -> bool:
+    """Whether the thread is, at this instant, running a job's agent (the worker's
+    `_run_agent`): where a kill is what a crash does to a job. Elsewhere an exception raised
+    into this process could leave state shared with the rest of the stack half changed (a lock
+    held, a module half imported), which a real crash, ending the whole process, never does."""
+    frame: Any = sys._current_frames().get(thread_id or -1)
+    while frame is not None:
+        if frame.f_code.co_name == _AGENT_FRAME and "/worker/" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
 class ChaosStack(LocalStack):
     def __init__(self, config: StackConfig | None = None, plan: FaultPlan | None = None):
         super().__init__(config)
@@ -67,6 +82,29 @@ class ChaosStack(LocalStack):
         self.emulator_url = ""
         self.kills = 0
         self.restarts = 0
+        #: Per notifier invocation: (job ids of its records, the answer or the exception).
+        self.notifier_calls: list[tuple[list[str], Any]] = []
+
+    def _start_sources(self, settings: Any, functions_dir: Any) -> None:
+        pool = self.pools.get("notifier")
+        if pool is not None:
+            invoke = pool.invoke
+
+            def recorded(event: dict[str, Any], **kwargs: Any) -> Any:
+                ids = [
+                    str(((r.get("dynamodb") or {}).get("Keys") or {}).get("job_id", {}).get("S"))
+                    for r in event.get("Records", [])
+                ]
+                try:
+                    answer = invoke(event, **kwargs)
+                except BaseException as exc:
+                    self.notifier_calls.append((ids, repr(exc)))
+                    raise
+                self.notifier_calls.append((ids, answer))
+                return answer
+
+            pool.invoke = recorded  # type: ignore[method-assign]
+        super()._start_sources(settings, functions_dir)
 
     def _start_moto(self) -> None:
         super()._start_moto()
@@ -90,7 +128,7 @@ class ChaosStack(LocalStack):
         deadline = time.monotonic() + wait_seconds
         while True:
             thread_id = running_invocation(job_id)
-            if thread_id is not None and kill_invocation(thread_id):
+            if thread_id is not None and _in_agent_run(thread_id) and kill_invocation(thread_id):
                 self.kills += 1
                 return True
             if time.monotonic() >= deadline:
@@ -98,8 +136,9 @@ class ChaosStack(LocalStack):
             time.sleep(0.1)
 
     def restart_workers(self, grace_seconds: float = 2.0) -> int:
-        """Stop the worker pool, kill what still runs after `grace_seconds`, drop the idle
-        execution environments and start a new pool. Returns how many were killed."""
+        """Stop the worker pool, kill the agent runs still going after `grace_seconds` (and
+        let invocations past their run record their job), drop the idle execution
+        environments and start a new pool. Returns how many were killed."""
         consumer = self._consumer
         if consumer is None:
             raise StackError("the stack is not started")
@@ -107,9 +146,15 @@ class ChaosStack(LocalStack):
         consumer.stop(grace_seconds)
         killed = 0
         for thread in running:
-            if thread.is_alive() and thread.ident is not None and kill_invocation(thread.ident):
+            if (
+                thread.is_alive()
+                and _in_agent_run(thread.ident)
+                and kill_invocation(thread.ident or -1)
+            ):
                 killed += 1
         self.kills += killed
+        for thread in running:  # those past their agent run record their job and end
+            thread.join(timeout=30)
         self.pools["worker"].drop_idle()
         from .workers import QueueConsumer
 
