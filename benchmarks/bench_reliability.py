@@ -497,11 +497,11 @@ class Ledger:
         unknown = set(per_job) - set(every_job) - {self.warm_up}
         if wrong:
             in_stream = truth.stream_endings(set(wrong))
-            calls = getattr(stack, "notifier_calls", [])
+            handed: list[tuple[list[str], Any]] = getattr(stack, "notifier_calls", [])
             wrong = {
                 j: f"{why} (stream: {'/'.join(in_stream.get(j, [])) or 'no ending'}; notifier: "
                 + (
-                    "; ".join(str(answer)[:160] for ids, answer in calls if j in ids)
+                    "; ".join(str(answer)[:160] for ids, answer in handed if j in ids)
                     or "never given it"
                 )
                 + ")"
@@ -690,13 +690,12 @@ class Truth:
 
     def stream_endings(self, job_ids: set[str]) -> dict[str, list[str]]:
         """Job id → the terminal statuses its stream records show (read from the start)."""
-        from claude_jobs_tools.local.table_stream import streams_client
+        from botocore.config import Config
 
-        streams = streams_client()
-        streams = self._session.client(  # type: ignore[call-overload]
+        streams = self._session.client(
             "dynamodbstreams",
             endpoint_url=self._url,
-            config=streams.meta.config,
+            config=Config(account_id_endpoint_mode="disabled"),
         )
         arn = self._dynamodb.describe_table(TableName=self._settings.jobs_table)["Table"][
             "LatestStreamArn"

