@@ -12,7 +12,7 @@ export CLAUDE_AGENT_SDK_SKIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lock dev lint typecheck test bench bench-capacity fuzz openapi synth layer-lock worker-lock deploy clean
+.PHONY: venv lock dev lint typecheck test bench bench-capacity bench-reliability fuzz openapi synth layer-lock worker-lock deploy clean
 
 venv: $(STAMP)
 
@@ -84,3 +84,9 @@ clean:
 # The capacity ledger (benchmarks/bench_capacity.py): units, rates and cost, before / after.
 bench-capacity: venv
 	$(BIN)/python -m benchmarks capacity
+
+# The reliability ledger (benchmarks/bench_reliability.py): 300 jobs of 3 tenants through the
+# local stack while faults are injected; exits non-zero when a check fails. Vary it with ARGS,
+# e.g. make bench-reliability ARGS="--jobs 60 --seed 2 --aws-fault-rate 0.2".
+bench-reliability: venv
+	$(BIN)/python -m benchmarks.bench_reliability $(ARGS)

@@ -22,7 +22,12 @@ def discover() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     found = discover()
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("areas", nargs="*", help=f"of {', '.join(sorted(found))}; default: all")
+    parser.add_argument(
+        "areas",
+        nargs="*",
+        help=f"of {', '.join(sorted(found))}; default: all but those run only by name "
+        "(RUN_BY_DEFAULT = False: the reliability ledger, `make bench-reliability`)",
+    )
     parser.add_argument("--rounds", type=int, default=None, help="rounds per measurement")
     args = parser.parse_args(argv)
     unknown = set(args.areas) - set(found)
@@ -33,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     for area in args.areas or sorted(found):
         module = importlib.import_module(found[area])
+        if not args.areas and not getattr(module, "RUN_BY_DEFAULT", True):
+            continue
         print(f"\n=== {area}: {getattr(module, 'DESCRIPTION', '')}".rstrip(": "), flush=True)
         ok = module.run(args) and ok
     return 0 if ok else 1

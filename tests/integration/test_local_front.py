@@ -454,3 +454,125 @@ def test_the_emulator_keeps_concurrent_writes_across_failed_transactions() -> No
         assert count == 1 + 3 * 40
     finally:
         emulator.stop()
+
+
+def test_a_failed_transaction_leaves_no_stream_record_and_backups_share_the_records() -> None:
+    """moto backs up a table before each transaction with a deep copy; the emulator's backup
+    shares the (immutable) stream records, so a transaction's cost does not grow with every
+    record the stream ever had, while a failed one still leaves no record behind."""
+    import copy
+
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    from claude_jobs_tools.local.emulator import Emulator
+
+    emulator = Emulator().start()
+    try:
+        dynamodb = boto3.client(
+            "dynamodb",
+            endpoint_url=emulator.url,
+            region_name="us-east-1",
+            aws_access_key_id=emulator.credentials.access_key_id,
+            aws_secret_access_key=emulator.credentials.secret_access_key,
+        )
+        name = f"t-{uuid.uuid4().hex[:8]}"
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        # Given a stream with records
+        for n in range(5):
+            dynamodb.put_item(TableName=name, Item={"k": {"S": f"item-{n}"}})
+
+        def shard(table: Any) -> Any:
+            assert table.stream_shard is not None
+            return table.stream_shard
+
+        def records() -> list[str]:
+            table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[name]
+            return [r.record["eventID"] for r in shard(table).items]
+
+        before = records()
+        # When a transaction writes one item, then fails on its second's condition
+        with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+            dynamodb.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": name, "Item": {"k": {"S": "new"}}}},
+                    {
+                        "Put": {
+                            "TableName": name,
+                            "Item": {"k": {"S": "item-0"}},
+                            "ConditionExpression": "attribute_not_exists(k)",
+                        }
+                    },
+                ]
+            )
+        # Then neither the item nor a stream record of it remains
+        assert "Item" not in dynamodb.get_item(TableName=name, Key={"k": {"S": "new"}})
+        assert records() == before
+        # And a successful transaction adds its record
+        dynamodb.transact_write_items(
+            TransactItems=[{"Put": {"TableName": name, "Item": {"k": {"S": "kept"}}}}]
+        )
+        assert len(records()) == len(before) + 1
+        # And the backup a transaction takes shares the records instead of copying them
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[name]
+        backup = copy.deepcopy(table)
+        assert shard(backup).items is not shard(table).items
+        pairs = zip(shard(backup).items, shard(table).items, strict=True)
+        assert all(a is b for a, b in pairs)
+        assert shard(backup).table is backup
+    finally:
+        emulator.stop()
+
+
+def test_the_emulator_keeps_only_the_newest_shard_iterators(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto kept every shard iterator it issued, each holding the table as it was; the
+    emulator keeps the newest few (here 5), and a poller reading with fresh ones still works."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    from claude_jobs_tools.local import emulator as emulator_module
+    from claude_jobs_tools.local.table_stream import StreamReader
+
+    monkeypatch.setattr(emulator_module, "MAX_SHARD_ITERATORS", 5)
+    emulator = emulator_module.Emulator().start()
+    try:
+        args: dict[str, Any] = {
+            "endpoint_url": emulator.url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": emulator.credentials.access_key_id,
+            "aws_secret_access_key": emulator.credentials.secret_access_key,
+        }
+        dynamodb = boto3.client("dynamodb", **args)
+        name = f"t-{uuid.uuid4().hex[:8]}"
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        from botocore.config import Config
+
+        streams = boto3.client(
+            "dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"), **args
+        )
+        reader = StreamReader(dynamodb, name, streams)
+        # Given a poller that polls many times (two iterators a poll)
+        seen = []
+        for n in range(12):
+            dynamodb.put_item(TableName=name, Item={"k": {"S": f"item-{n}"}})
+            seen += [r["dynamodb"]["Keys"]["k"]["S"] for r in reader.poll()]
+        # Then it read every record once, and the emulator holds only the newest iterators
+        assert seen == [f"item-{n}" for n in range(12)]
+        backend = dynamodbstreams_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+        assert 0 < len(backend.shard_iterators) <= 5
+    finally:
+        emulator.stop()

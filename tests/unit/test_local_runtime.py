@@ -14,6 +14,8 @@ from claude_jobs_tools.local.runtime import (
     EnvironmentRetired,
     FunctionPool,
     FunctionTimedOut,
+    InvocationKilled,
+    kill_invocation,
 )
 from claude_jobs_tools.local.stack import FUNCTIONS, OPTIONAL_FUNCTIONS
 
@@ -30,6 +32,13 @@ class Function:
             self.retire()
         if event.get("sleep"):
             time.sleep(event["sleep"])
+        if event.get("spin"):  # a run that catches every Exception, as the worker's code does
+            deadline = time.monotonic() + event["spin"]
+            while time.monotonic() < deadline:
+                try:
+                    time.sleep(0.01)
+                except Exception:
+                    return {"caught": True}
         return {
             "instance": id(self),
             "memory": context.memory_limit_in_mb,
@@ -96,3 +105,42 @@ def test_the_local_stack_runs_the_functions_of_the_definition_table() -> None:
     # The stack's functions are the table's entries themselves: same handler, memory, timeout
     assert set(FUNCTIONS) | OPTIONAL_FUNCTIONS == set(DEFINED)
     assert all(FUNCTIONS[name] is DEFINED[name] for name in FUNCTIONS)
+
+
+def test_a_killed_invocation_ends_uncaught_and_its_environment_is_dropped(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    # Given a warm environment running a long invocation that catches every Exception
+    pool = _pool(tmp_path)
+    first = pool.invoke({})["instance"]
+    outcome: list[BaseException | dict[str, object]] = []
+
+    def invoke() -> None:
+        try:
+            outcome.append(pool.invoke({"spin": 30}))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=invoke, name="ledger-caller")
+    caller.start()
+    deadline = time.monotonic() + 10
+    running: list[threading.Thread] = []
+    while not running and time.monotonic() < deadline:
+        time.sleep(0.01)
+        running = [t for t in threading.enumerate() if t.name == "ledger-caller-invoke"]
+    (invocation,) = running
+    # When it is killed
+    assert invocation.ident is not None and kill_invocation(invocation.ident)
+    caller.join(timeout=10)
+    # Then the invocation ended with InvocationKilled, which its `except Exception` did not see
+    (ended,) = outcome
+    assert isinstance(ended, InvocationKilled)
+    # And its environment is not used again
+    assert pool.retired == 1
+    assert pool.invoke({})["instance"] != first or pool.cold_starts == 2
+    # And dropping the idle environments makes the next invocation start cold
+    assert pool.drop_idle() == 1
+    pool.invoke({})
+    assert pool.cold_starts == 3

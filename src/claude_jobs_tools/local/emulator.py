@@ -30,6 +30,7 @@ served one at a time. Every other service stays concurrent (SQS long polls must 
 
 from __future__ import annotations
 
+import copy
 import hmac
 import json
 import logging
@@ -94,6 +95,59 @@ def serialize_dynamodb(app: WSGIApp) -> WSGIApp:
             return list(app(environ, start_response))
 
     return wrapped
+
+
+def share_stream_records() -> None:
+    """Make moto's transactions cost what the table holds, not what its stream ever held.
+
+    moto backs up every table a TransactWriteItems touches with a deep copy (put back if the
+    transaction fails), stream included: each transaction copied every stream record the table
+    ever had, so a local stack slowed down with every job it ran (quadratically) and its memory
+    grew by gigabytes over a few hundred jobs. A stream record never changes once written, so
+    the backup now shares the records and copies only their list: a failed transaction still
+    gets back the stream as it was before it, without the records it added."""
+    from moto.dynamodb.models.table import StreamShard
+
+    def shard_copy(shard: Any, memo: dict[int, Any]) -> Any:
+        copied = copy.copy(shard)
+        memo[id(shard)] = copied
+        copied.table = memo.get(id(shard.table), shard.table)
+        copied.items = list(shard.items)
+        return copied
+
+    setattr(StreamShard, "__deepcopy__", shard_copy)  # noqa: B010 - moto's class, patched
+
+
+#: Shard iterators the emulator keeps (AWS's expire after 15 minutes; moto's never did).
+MAX_SHARD_ITERATORS = 1000
+
+
+def bound_shard_iterators() -> None:
+    """Keep only the newest MAX_SHARD_ITERATORS shard iterators. moto kept every one it ever
+    issued (two a poll, so four a second with the notifier's poller), each holding its shard and
+    through it the table as it was: after a failed transaction that is a whole superseded copy
+    of the table, kept for the rest of the stack's life."""
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
+
+    def bounded(method: Callable[..., Any], owner: Callable[[Any], Any]) -> Callable[..., Any]:
+        def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+            answer = method(self, *args, **kwargs)
+            iterators = owner(self).shard_iterators
+            while len(iterators) > MAX_SHARD_ITERATORS:
+                iterators.pop(next(iter(iterators)))
+            return answer
+
+        wrapped.bounded = True  # type: ignore[attr-defined]
+        return wrapped
+
+    if getattr(ShardIterator.get, "bounded", False):
+        return
+    patches = {
+        ShardIterator: ("get", lambda it: it.streams_backend),
+        DynamoDBStreamsBackend: ("get_shard_iterator", lambda backend: backend),
+    }
+    for cls, (name, owner) in patches.items():
+        setattr(cls, name, bounded(getattr(cls, name), owner))
 
 
 def require_stack_key(app: WSGIApp, credentials: StackCredentials) -> WSGIApp:
@@ -435,6 +489,8 @@ class Emulator:
         dynamodb_transactions.install()
         # The emulator logs every call through werkzeug's logger: keep it for warnings.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        share_stream_records()
+        bound_shard_iterators()
         # Authentication is on before the server listens: no request is served without it.
         _iam_authentication.acquire()
         self._authenticating = True

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -259,6 +260,12 @@ class FakeAnthropic:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # socketserver's default of 5 resets concurrent callers
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A caller that went away mid-answer (a CLI stopped or killed) is no error here."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:

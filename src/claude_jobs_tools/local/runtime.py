@@ -76,6 +76,28 @@ class EnvironmentRetired(Exception):
     """The function ended its execution environment (on Lambda: its process exited)."""
 
 
+class InvocationKilled(BaseException):
+    """The invocation's process died mid-run (on Lambda: a crash, an out-of-memory kill).
+
+    The local stack emulates it by raising this asynchronously in the invocation's thread
+    (:func:`kill_invocation`): a BaseException, so no `except Exception` of the function's
+    code sees it and nothing after that point runs but `finally` clean-ups. The invocation
+    answers nothing: its SQS message is neither deleted nor reported, and comes back after
+    the visibility timeout, as after a crash."""
+
+
+def kill_invocation(thread_id: int) -> bool:
+    """Raise InvocationKilled in the thread `thread_id` at its next Python instruction (a
+    thread blocked in a system call gets it when the call returns). False when there is no
+    such thread."""
+    import ctypes
+
+    found = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(InvocationKilled)
+    )
+    return bool(found)
+
+
 class FunctionTimedOut(RuntimeError):
     """The invocation was still running when the function's timeout was up."""
 
@@ -144,6 +166,14 @@ class FunctionPool:
         with self.environment():
             pass
 
+    def drop_idle(self) -> int:
+        """Forget the idle execution environments (the next invocations start cold), as a
+        new deployment or a restart does. Returns how many were dropped."""
+        with self._lock:
+            dropped = len(self._idle)
+            self._idle.clear()
+        return dropped
+
     @contextmanager
     def environment(self) -> Iterator[Handler]:
         with self._lock:
@@ -154,7 +184,7 @@ class FunctionPool:
                 self.cold_starts += 1
         try:
             yield handler
-        except EnvironmentRetired:
+        except (EnvironmentRetired, InvocationKilled):
             with self._lock:
                 self.retired += 1  # dropped, not returned to the idle ones
             raise

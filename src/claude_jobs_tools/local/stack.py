@@ -200,7 +200,9 @@ LOCAL_WEBHOOK_RETRY_BASE_SECONDS = 1
 
 
 class _Environ:
-    """Changes to os.environ, undone by `restore()`."""
+    """Changes to os.environ, undone by `restore()`. A change of the AWS variables also drops
+    boto3's default session, which keeps the credentials it resolved first: another stack in
+    the same process (tests, the ledger) has other credentials and another endpoint."""
 
     def __init__(self) -> None:
         self._saved: dict[str, str | None] = {}
@@ -212,6 +214,8 @@ class _Environ:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+        if name.startswith("AWS_"):
+            _forget_default_session()
 
     def restore(self) -> None:
         for name, value in self._saved.items():
@@ -220,6 +224,13 @@ class _Environ:
             else:
                 os.environ[name] = value
         self._saved.clear()
+        _forget_default_session()
+
+
+def _forget_default_session() -> None:
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
 
 
 class LocalStack:

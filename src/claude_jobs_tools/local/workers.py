@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 
-from .runtime import REGION, EnvironmentRetired, FunctionPool
+from .runtime import REGION, EnvironmentRetired, FunctionPool, InvocationKilled
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,14 @@ class QueueConsumer:
             self._threads.append(thread)
 
     @property
+    def queue_url(self) -> str:
+        return self._queue_url
+
+    @property
+    def queue_arn(self) -> str:
+        return self._queue_arn
+
+    @property
     def busy(self) -> int:
         with self._lock:
             return len(self._busy)
@@ -174,6 +182,9 @@ class QueueConsumer:
                 answer = self._pool.invoke({"Records": records})
             except EnvironmentRetired:
                 log.warning("%s: the %s retired its environment after %s", name, self._name, batch)
+                return
+            except InvocationKilled:
+                log.warning("%s: the invocation for %s was killed; it comes back", name, batch)
                 return
             except Exception:
                 log.exception("%s: the %s raised; messages %s go back", name, self._name, batch)

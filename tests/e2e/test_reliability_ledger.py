@@ -1,0 +1,62 @@
+"""The reliability ledger in its short forms (issue 10): behaviour tests, not timed ones.
+
+Jobs of three tenants through the whole local stack (the real Claude Code CLI against the fake
+Messages API) while faults are injected; every check of the ledger must pass: no job lost or
+left non-terminal, no model call for a job after it ended, one completion event per job, each
+answer its own job's. Each test takes one family of faults, at rates far above the full run's;
+the full run (`make bench-reliability`) mixes them all, with a restart of the workers, and its
+open findings are in the README ("Reliability ledger").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks.bench_reliability import LedgerConfig, render, run_ledger
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cli, pytest.mark.timeout(900)]
+
+QUIET: dict[str, Any] = {
+    "aws_fault_rate": 0.0,
+    "upstream_error_rate": 0.0,
+    "stall_rate": 0.0,
+    "kill_rate": 0.0,
+    "duplicate_rate": 0.0,
+    "restarts": 0,
+}
+
+
+@pytest.mark.parametrize(
+    ("faults", "expected"),
+    [
+        pytest.param({"aws_fault_rate": 0.15}, ("aws_faults",), id="aws-calls-failing"),
+        pytest.param(
+            {
+                "upstream_error_rate": 0.2,
+                "stall_rate": 0.1,
+                "stall_seconds": 2.0,
+                "kill_rate": 0.07,
+                "duplicate_rate": 0.3,
+            },
+            ("upstream_errors", "stalls", "duplicates", "kills"),
+            id="upstream-kills-duplicates",
+        ),
+    ],
+)
+def test_every_job_ends_once_under_faults(
+    faults: dict[str, Any], expected: tuple[str, ...]
+) -> None:
+    # Given a short ledger with one family of faults, far more frequent than the full run's
+    config = LedgerConfig(jobs=24, workers=3, seed=7, settle_seconds=400, **{**QUIET, **faults})
+    # When it runs
+    report = run_ledger(config)
+    # Then every check passes
+    assert report.checks, "the ledger checked nothing"
+    assert report.passed, render(report)
+    # And each kind of fault really happened (a quiet run would prove nothing)
+    for kind in expected:
+        assert report.injected[kind] > 0, report.injected
+    # And every accepted job has a latency: it ended
+    assert len(report.latencies) == config.jobs
