@@ -143,49 +143,48 @@ def collect_artifacts(
 ) -> Collected:
     """Upload the regular files under `work_dir/out` (see the module's rules) with
     `upload(path, body, size)`; return what was uploaded and the notes."""
-    collected = Collected()
-    try:
-        root = os.open(work_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError as exc:
-        collected.note(f"the working directory could not be opened ({exc.strerror})")
-        return collected.finish()
-    try:
-        try:
-            out = os.open(OUT_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root)
-        except FileNotFoundError:
-            return collected.finish()  # no out/: no artifacts
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                collected.note("out is not a directory (a link or a file): nothing was uploaded")
-            else:
-                collected.note(f"out/ could not be opened ({exc.strerror}): nothing was uploaded")
-            return collected.finish()
-        state = _Walk(limits, upload, collected)
-        try:
-            state.walk(out, OUT_DIR, 0)
-        finally:
-            os.close(out)
-    finally:
-        os.close(root)
-    return collected.finish()
+    return walk_tree(work_dir, limits, upload, under=OUT_DIR)
 
 
 def walk_tree(
     directory: Path | str,
     limits: ArtifactLimits,
     take: Callable[[str, IO[bytes], int], None],
+    *,
+    under: str = "",
 ) -> Collected:
-    """Hand every regular file under `directory` to `take(path, body, size)` by the same rules
-    as artifacts (no link followed; links, special files and hard links skipped with a note);
-    paths are relative to `directory`, with "/" separators."""
+    """Hand every regular file under `directory` (or its subdirectory `under`, which may be
+    missing) to `take(path, body, size)` by the module's rules (no link followed; links,
+    special files and hard links skipped with a note); paths are relative to `directory`, with
+    "/" separators."""
     collected = Collected()
     try:
         root = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as exc:
-        collected.note(f"{directory} could not be opened ({exc.strerror})")
+        collected.note(f"the working directory could not be opened ({exc.strerror})")
         return collected.finish()
     try:
-        _Walk(limits, take, collected).walk(root, "", 0)
+        start = root
+        if under:
+            try:
+                start = os.open(under, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root)
+            except FileNotFoundError:
+                return collected.finish()  # no out/: no artifacts
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    collected.note(
+                        f"{under} is not a directory (a link or a file): nothing was uploaded"
+                    )
+                else:
+                    collected.note(
+                        f"{under}/ could not be opened ({exc.strerror}): nothing was uploaded"
+                    )
+                return collected.finish()
+        try:
+            _Walk(limits, take, collected).walk(start, under, 0)
+        finally:
+            if start != root:
+                os.close(start)
     finally:
         os.close(root)
     return collected.finish()
