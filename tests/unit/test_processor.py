@@ -123,6 +123,8 @@ def test_a_job_running_under_a_live_lease_is_skipped(world: World) -> None:
     assert processed.action == "skipped:leased"
     assert runner.requests == []
     assert world.job(job) == job
+    # And the message is to come back once the lease has lapsed (not to be deleted)
+    assert processed.retry_in is not None and 55 <= processed.retry_in <= 62
 
 
 def test_a_terminal_job_is_skipped(world: World) -> None:

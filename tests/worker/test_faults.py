@@ -146,3 +146,33 @@ def test_a_cancel_requested_before_a_worker_took_over_ends_the_job_without_a_run
     done = stack.get(job)
     assert done.status is JobStatus.CANCELLED
     assert stack.fake.requests == []
+
+
+def test_a_message_for_a_job_another_worker_holds_comes_back_when_the_lease_ends(
+    stack: WorkerStack,
+) -> None:
+    # Given a job running under another worker's live lease (3 s left), and its message
+    # delivered to this worker too (SQS delivers at least once)
+    job = stack.submit()
+    stack.repo.transition(
+        job.job_id,
+        JobStatus.RUNNING,
+        set_fields={"lease_until": int(time.time()) + 3},
+        add_attempts=1,
+    )
+    sqs = boto3.client("sqs")
+    url = stack.provisioned.settings.jobs_queue_url
+    (message,) = sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"]
+    event = sqs_event(job, message["MessageId"])
+    record = event["Records"][0]
+    record["receiptHandle"] = message["ReceiptHandle"]
+    record["eventSourceARN"] = stack.provisioned.queue_arns["JobsQueue"]
+    # When this worker gets it
+    answer = stack.function.handler(event, LambdaContext())
+    # Then nothing runs and the message is not deleted: it is reported failed, and it comes
+    # back once the lease has lapsed (not after the queue's 90 minutes), so that it takes the
+    # job over if the lease holder died
+    assert answer == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+    assert stack.fake.requests == []
+    again = sqs.receive_message(QueueUrl=url, AttributeNames=["All"], WaitTimeSeconds=15)
+    assert [m["MessageId"] for m in again.get("Messages", [])] == [message["MessageId"]]

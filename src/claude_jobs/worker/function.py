@@ -40,6 +40,12 @@ RETIRE_EXIT_CODE = 75
 
 #: Worker-process variables whose values are scrubbed from anything stored or logged.
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ANTHROPIC_API_KEY")
+#: SQS's longest visibility timeout (12 h).
+MAX_VISIBILITY_SECONDS = 43_200
+
+
+class LeaseHeldError(Exception):
+    """The message's job runs under another worker's lease: the message comes back later."""
 
 
 class WorkerFunction(ContainerHolder):
@@ -156,6 +162,11 @@ class WorkerFunction(ContainerHolder):
         except Exception:
             self._retry_later(record)
             raise
+        if processed.retry_in is not None:
+            # Another worker holds the job: offered again when its lease ends (not deleted:
+            # this may be the only message left if that worker dies).
+            self._come_back(record, processed.retry_in)
+            raise LeaseHeldError(f"job {processed.job_id} is held by another worker's lease")
         if processed.action == "deferred":
             self._defer(record)  # raises if it cannot: the message is then retried as is
         if processed.action == "segmented":
@@ -215,6 +226,16 @@ class WorkerFunction(ContainerHolder):
         except Exception as exc:
             raise WorkerFault("the next segment's message could not be sent") from exc
         count("JobSegments")
+
+    def _come_back(self, record: SQSRecord, seconds: float) -> None:
+        try:
+            self.container.client("sqs").change_message_visibility(
+                QueueUrl=self._queue_url(record.event_source_arn),
+                ReceiptHandle=record.receipt_handle,
+                VisibilityTimeout=min(int(seconds) + 1, MAX_VISIBILITY_SECONDS),
+            )
+        except Exception as exc:  # the queue's own visibility timeout still brings it back
+            get_logger().warning("could not set the message's return: %s", type(exc).__name__)
 
     def _retry_later(self, record: SQSRecord) -> None:
         """Make the failed message visible again after a backoff: the base, then twice, four

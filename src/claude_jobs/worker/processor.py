@@ -129,6 +129,10 @@ class Processed:
     #: Why the execution environment must not serve another job (a process of this one could
     #: not be ended), or None.
     retire: str | None = None
+    #: Seconds after which this message is to be offered again rather than deleted: the job
+    #: runs under another worker's live lease ("skipped:leased"); if that worker dies, this
+    #: message is the one that takes the job over once the lease has lapsed.
+    retry_in: float | None = None
 
 
 class JobProcessor:
@@ -193,7 +197,12 @@ class JobProcessor:
         skip = self._skip_reason(job)
         if job is None or skip:
             log.info("job %s skipped: %s", job_id, skip)
-            return Processed(job_id, f"skipped:{skip}", job.status if job else None)
+            retry_in = None
+            if skip == "leased" and job is not None:
+                retry_in = max((job.lease_until or 0) - self._clock(), 0.0) + 1
+            return Processed(
+                job_id, f"skipped:{skip}", job.status if job else None, retry_in=retry_in
+            )
         # Segments need the session to resume from; without one a job runs in one invocation.
         segmentable = self._sessions is not None and job.session_id is not None
         planned_at = time.monotonic()  # the run's limits count from here, not from its start
