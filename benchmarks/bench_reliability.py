@@ -44,7 +44,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import httpx
 
@@ -817,11 +817,24 @@ def _quiet(quiet: bool) -> Iterator[None]:
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.CRITICAL)
-    try:
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-            yield
-    finally:
-        root.setLevel(level)
+    original = sys.stdout
+    with open(os.devnull, "w") as sink:
+        try:
+            with contextlib.redirect_stdout(sink):
+                yield
+        finally:
+            root.setLevel(level)
+            # A logger first built during the run (Powertools' binds sys.stdout when it is
+            # made) must not keep writing to the closed sink after it.
+            _rebind_handlers(sink, original)
+
+
+def _rebind_handlers(old: object, new: TextIO) -> None:
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)
 
 
 def _parser() -> argparse.ArgumentParser:
