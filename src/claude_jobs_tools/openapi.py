@@ -305,7 +305,8 @@ def paths() -> dict[str, dict[str, Any]]:
 
 def _state_deployment_bounds(request: dict[str, Any]) -> None:
     """What the API enforces per deployment, as a default deployment enforces it: the tools it
-    permits (a permission rule in parentheses may follow a tool's name) and its budget cap."""
+    permits (a permission rule in parentheses may follow a tool's name), its longest job
+    (`max_job_seconds`) and its budget cap."""
     settings = Settings()
     names = "|".join(re.escape(tool) for tool in sorted(settings.permitted_tools))
     tools = request["allowed_tools"]
@@ -317,6 +318,11 @@ def _state_deployment_bounds(request: dict[str, Any]) -> None:
     tools["uniqueItems"] = True
     tools["description"] += (
         f" This document states a default deployment's set: {', '.join(settings.permitted_tools)}."
+    )
+    timeout = request["timeout_seconds"]
+    timeout["maximum"] = settings.max_job_seconds
+    timeout["description"] += (
+        f" This document states a default deployment's: {settings.max_job_seconds}."
     )
     budget = request["max_budget_usd"]
     number = next(option for option in budget["anyOf"] if option.get("type") == "number")

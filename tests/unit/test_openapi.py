@@ -62,3 +62,16 @@ def test_the_committed_openapi_json_is_current() -> None:
     # `make openapi` regenerates it; this fails when a model changed and it was not rerun.
     committed = json.loads((ROOT / "openapi.json").read_text())
     assert committed == json.loads(json.dumps(document()))
+
+
+def test_the_document_states_the_deployment_bounds_the_api_enforces() -> None:
+    # Given a default deployment's settings
+    from claude_jobs.settings import Settings
+
+    settings = Settings()
+    request = document()["components"]["schemas"]["JobRequest"]["properties"]
+    # Then the longest job and the budget cap it enforces are the document's bounds (a
+    # schema-valid request is never refused for them)
+    assert request["timeout_seconds"]["maximum"] == settings.max_job_seconds
+    budget = next(o for o in request["max_budget_usd"]["anyOf"] if o.get("type") == "number")
+    assert budget["maximum"] == settings.max_budget_usd_cap
