@@ -92,6 +92,10 @@ class InfraConfig(BaseModel):
     worker_reserved_concurrency: Annotated[int | None, Field(ge=1, le=1000)] = 10
     #: Maximum concurrency of the SQS event source (2 to 1000).
     worker_max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 10
+    #: Warm start (README "Warm start"): each worker environment starts the next job's CLI
+    #: once a job is recorded (its boot is billed to that invocation; the CLI's memory stays
+    #: held between jobs). Off: every job starts its CLI cold.
+    warm_start: bool = True
 
     # Fair sharing between tenants (the functions' Settings, same names; README "Fair sharing").
     #: A tenant's pending (queued + running) jobs at most; more → 429 tenant_limit.

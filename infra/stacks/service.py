@@ -135,6 +135,7 @@ class ServiceStack(Stack):
             "INPUTS_MAX_BYTES": str(config.inputs_max_bytes),
             "ARTIFACTS_MAX_COUNT": str(config.artifacts_max_count),
             "ARTIFACTS_MAX_BYTES": str(config.artifacts_max_bytes),
+            "WARM_START": "true" if config.warm_start else "false",
         }
         layer = SharedLayer(self, "SharedLayer").layer
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")

@@ -239,6 +239,8 @@ FUNCTIONS: dict[str, Function] = {
                 "JOBS_TABLE",
                 "EVENTS_TABLE",
                 "RESULTS_BUCKET",
+                # Warm start: the next job's CLI is started once a job is recorded.
+                "WARM_START",
             ),
             optional_environment=(
                 # The invocation's length when it is not the function's timeout (the local

@@ -226,6 +226,11 @@ class KeyProxy(Protocol):
         `limit_usd`."""
         ...
 
+    def assign(self, token: str, job_id: str, *, limit_usd: float | None = None) -> None:
+        """Bind a token issued ahead of its job (warm start) to `job_id`, with a fresh meter
+        and the job's limit."""
+        ...
+
     def revoke(self, token: str) -> object: ...
 
     def metered(self, token: str) -> Metered | None:

@@ -138,6 +138,16 @@ class Settings(BaseModel):
     agent_user: str = Field("nobody", alias="AGENT_USER")
     #: Retries the CLI makes on a failing Messages API call (its CLAUDE_CODE_MAX_RETRIES).
     agent_max_retries: int = Field(4, alias="AGENT_MAX_RETRIES", ge=0, le=10)
+    #: Warm start (worker/warm.py): after each job, start the CLI for the next one ahead of
+    #: time (the CDK app and the local stack turn it on; off, every job starts its CLI cold).
+    warm_start: bool = Field(False, alias="WARM_START")
+    #: A warm CLI older than this is replaced rather than used.
+    warm_start_max_age_seconds: int = Field(
+        900, alias="WARM_START_MAX_AGE_SECONDS", ge=1, le=24 * 3600
+    )
+    #: On Lambda, how long the worker waits at most for a warm CLI to boot before returning
+    #: (the environment is frozen then): billed to that invocation.
+    warm_start_settle_seconds: float = Field(3.0, alias="WARM_START_SETTLE_SECONDS", ge=0, le=30)
     #: How often a running job's cancel request is looked for.
     cancel_poll_seconds: float = Field(2.0, alias="CANCEL_POLL_SECONDS", gt=0, le=30)
     #: After an infrastructure fault the message comes back after this many seconds, doubled

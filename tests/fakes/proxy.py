@@ -35,6 +35,12 @@ class FakeProxy:
         self.limits[token] = limit_usd
         return token
 
+    def assign(self, token: str, job_id: str, *, limit_usd: float | None = None) -> None:
+        if token not in self.tokens:
+            raise KeyError("the token is not live")
+        self.tokens[token] = job_id
+        self.limits[token] = limit_usd
+
     def metered(self, token: str) -> Metered | None:
         return None  # no calls go through this proxy
 

@@ -126,31 +126,48 @@ class WorkerStack:
         return thread, answer
 
 
-@pytest.fixture
-def stack(aws: None, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerStack]:
-    """Moto resources, the fake upstream, and a worker function wired to both.
-
-    The worker process's environment looks like Lambda's (AWS credentials, `_HANDLER`, …),
-    so that tests can prove none of it reaches the agent."""
+def _worker_stack(
+    prefix: str, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, **settings: Any
+) -> Iterator[WorkerStack]:
     from claude_jobs_tools.provision import provision
 
     monkeypatch.setenv("_HANDLER", "handler.lambda_handler")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "claude-jobs-worker")
     monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
     provisioned = provision(
-        "wt",
+        prefix,
         secret_value=REAL_KEY,
         anthropic_base_url=fake.url,
         agent_max_retries=0,
         cancel_poll_seconds=0.2,
         retry_base_seconds=1,
         agent_uid_range=agent_uid_range(),
+        **settings,
     )
     container = Container(provisioned.settings)
     function = WorkerFunction(container, min_run_seconds=1)
     yield WorkerStack(provisioned, container, function, fake)
     if "processor" in function.__dict__:
+        function.shutdown()
         function.processor._proxy.close()
+
+
+@pytest.fixture
+def stack(aws: None, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerStack]:
+    """Moto resources, the fake upstream, and a worker function wired to both.
+
+    The worker process's environment looks like Lambda's (AWS credentials, `_HANDLER`, …),
+    so that tests can prove none of it reaches the agent."""
+    yield from _worker_stack("wt", fake, monkeypatch)
+
+
+@pytest.fixture
+def warm_stack(
+    aws: None, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[WorkerStack]:
+    """`stack`, with warm start on (as deployed): after each job the worker starts the CLI
+    for the next one."""
+    yield from _worker_stack("ww", fake, monkeypatch, warm_start=True)
 
 
 @pytest.fixture

@@ -376,9 +376,13 @@ while time.time() < end:
 
 
 @pytest.mark.cli
+@pytest.mark.parametrize("warm_start", [False, True], ids=["cold", "warm-start"])
 def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
-    task_root: Path, image_site: Path, moto_server: str, shared_dir: Path
+    task_root: Path, image_site: Path, moto_server: str, shared_dir: Path, warm_start: bool
 ) -> None:
+    """Warm start on: the second job (the same options as the first) runs in the CLI the
+    worker started after the first job; the first agent's daemons and watcher are gone by
+    then, and the warm CLI holds nothing of the first job."""
     python = runtime_python()
     if python is None:
         pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
@@ -415,14 +419,16 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
         observers.append(subprocess.Popen(["/usr/bin/python3", "-c", script], **as_runtime_user()))
 
     with FakeAnthropic(api_key=REAL_KEY) as fake:
-        provisioned = provision("warm", secret_value=REAL_KEY, anthropic_base_url=fake.url)
+        prefix = "warmstart" if warm_start else "warm"
+        provisioned = provision(prefix, secret_value=REAL_KEY, anthropic_base_url=fake.url)
         container = Container(provisioned.settings)
         first = container.job_service.submit(
             "tenant-a", JobRequest(prompt="Leave.", allowed_tools=["Bash"])
         ).job
         secret_prompt = f"tenant b's launch code is {uuid.uuid4().hex}"
         second = container.job_service.submit(
-            "tenant-b", JobRequest(prompt=secret_prompt, allowed_tools=[])
+            "tenant-b",
+            JobRequest(prompt=secret_prompt, allowed_tools=["Bash"] if warm_start else []),
         ).job
         fake.script(
             *(ToolUse("Bash", {"command": command}) for command in leave),
@@ -433,6 +439,7 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
         # (its scratch directory its own: other tests' workers of the same user may run at
         # the same time on this machine, which never happens in one Lambda environment)
         env["SCRATCH_DIRS"] = str(scratch)
+        env["WARM_START"] = "true" if warm_start else "false"
         try:
             # When one warm worker process runs the first job, then the second
             run = run_warm(
@@ -443,6 +450,9 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
             # Then both jobs succeeded in that one process
             assert run.returncode == 0, run.stderr[-3000:]
             assert run.stdout.count('ANSWER {"batchItemFailures": []}') == 2, run.stdout
+            # (with warm start, the second in the CLI started after the first had ended)
+            adopted = (run.stdout + run.stderr).count("warm start: the job runs in the CLI")
+            assert adopted == (1 if warm_start else 0), run.stdout[-3000:]
             for job in (first, second):
                 done = container.job_repository.get(job.job_id)
                 assert done is not None, job

@@ -2,9 +2,10 @@
 and stoppable on request.
 
 The CLI runs with `permission_mode="dontAsk"` (anything not pre-approved is denied), no setting
-sources, a strict and empty MCP configuration, and `tools` limited to the base names of the
-job's `allowed_tools`: a tool the job does not allow does not exist for the model, and a call
-to it anyway is answered "No such tool available". A permission rule such as
+sources, in `--bare` mode (no plugins, auto-memory, CLAUDE.md discovery, keychain or
+background prefetches), a strict and empty MCP configuration, and `tools` limited to the base
+names of the job's `allowed_tools`: a tool the job does not allow does not exist for the
+model, and a call to it anyway is answered "No such tool available". A permission rule such as
 `Bash(git status:*)` offers the tool but approves only matching calls; `dontAsk` denies the
 rest.
 
@@ -18,6 +19,8 @@ run (`containment.py`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import subprocess
 import time
 from collections import deque
@@ -25,6 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from anyio import ClosedResourceError, EndOfStream
+from anyio.abc import ByteReceiveStream, ByteSendStream
+from anyio.lowlevel import checkpoint
 
 from ..models import JobErrorInfo, JobOptions, Usage, tool_base_name
 from ..observability import deferred_logger
@@ -86,6 +93,9 @@ class AgentRequest:
     #: the agent is stopped at its next turn boundary (before its next tool call runs), and
     #: reaching `deadline_seconds` ends the segment rather than timing the job out.
     yield_after_seconds: float | None = None
+    #: Warm start (warm.py): the CLI started ahead of this run; used when its launch is this
+    #: run's, else stopped.
+    warm: WarmProcess | None = None
 
 
 @dataclass
@@ -151,6 +161,11 @@ def sdk_options(
             else None
         ),
         stderr=stderr,
+        # Minimal mode: no hooks from settings or plugins, no LSP, plugin sync, auto-memory,
+        # background prefetches, keychain or CLAUDE.md discovery; auth is strictly the token.
+        # The CLI starts with ~13 % less CPU (README "Benchmarks"). Not for a segment: bare
+        # mode also drops the SDK's own hooks, and a segment's turn-boundary stop is one.
+        extra_args={} if pre_tool_use is not None else {"bare": None},
     )
 
 
@@ -404,20 +419,218 @@ def validation_problem(value: Any, schema: dict[str, Any]) -> str | None:
     return f"structured output does not match output_schema at {where}: {error.message}"[:2000]
 
 
+@dataclass(frozen=True)
+class Launch:
+    """Everything that starts a CLI: its argv, its whole environment, where and as whom. Two
+    runs with equal launches start the same CLI (the prompt goes to its stdin later)."""
+
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    cwd: str
+    identity: AgentIdentity
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return dict(self.env)
+
+
+def launch_of(request: AgentRequest, options: Any) -> Launch:
+    """The CLI a run starts: the SDK's own command for `options`, and exactly the request's
+    environment plus the variables the SDK always sets."""
+    from claude_agent_sdk import __version__ as sdk_version
+    from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
+
+    command = SubprocessCLITransport(prompt="", options=options)._build_command()
+    env = {
+        **request.env,
+        "CLAUDE_CODE_ENTRYPOINT": "sdk-py",
+        "CLAUDE_AGENT_SDK_VERSION": sdk_version,
+        "CLAUDE_CODE_SDK_READS_SESSION_STATE": "1",
+        "PWD": str(request.cwd),
+    }
+    return Launch(tuple(command), tuple(sorted(env.items())), str(request.cwd), request.identity)
+
+
+class WarmProcess:
+    """A CLI started before its job is known (warm start, `warm.py`): it boots and then waits
+    for its stdin, where a job's run later writes the SDK's initialize request and the prompt.
+
+    It is started exactly as a run would start it (same session of its own, umask, identity,
+    allowlisted environment), and `attach()` hands its pipes to the run's event loop."""
+
+    def __init__(self, launch: Launch, popen: subprocess.Popen[bytes]) -> None:
+        self.launch = launch
+        self._popen = popen
+        self.pid = popen.pid
+        self.started = time.monotonic()
+
+    @classmethod
+    def start(cls, request: AgentRequest) -> WarmProcess:
+        launch = launch_of(request, sdk_options(request, stderr=lambda line: None))
+        try:
+            popen = subprocess.Popen(
+                launch.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=launch.cwd,
+                env=launch.environment,
+                start_new_session=True,
+                umask=0o077,
+                **spawn_identity(launch.identity),
+            )
+        except Exception as exc:
+            raise AgentStartError(f"Claude Code could not be started: {exc}") from exc
+        return cls(launch, popen)
+
+    @property
+    def alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def cpu_ticks(self) -> int | None:
+        """The CLI's CPU time so far, in clock ticks (None once it has ended)."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            return None
+        return int(fields[11]) + int(fields[12])
+
+    def settle(self, max_seconds: float, *, quiet_seconds: float = 0.06) -> float:
+        """Wait until the CLI has booted — its CPU time stops growing — or `max_seconds` pass;
+        returns the seconds waited. On Lambda the environment is frozen when the handler
+        returns, so a CLI still booting then would boot during the next job instead."""
+        began = time.monotonic()
+        last: int | None = None
+        quiet_since = began
+        while time.monotonic() - began < max_seconds and self.alive:
+            ticks = self.cpu_ticks()
+            now = time.monotonic()
+            if ticks is None:
+                break
+            if ticks != last:
+                last, quiet_since = ticks, now
+            elif ticks > 0 and now - quiet_since >= quiet_seconds:
+                break
+            time.sleep(0.02)
+        return time.monotonic() - began
+
+    def stop(self) -> None:
+        """SIGKILL the CLI's process group and reap the CLI."""
+        if self._popen.poll() is None:
+            kill_process_group(self.pid)
+            try:
+                self._popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log.warning("a warm CLI (pid %s) did not end after SIGKILL", self.pid)
+        for pipe in (self._popen.stdin, self._popen.stdout, self._popen.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+    async def attach(self) -> _AttachedProcess:
+        """The process, its pipes as anyio byte streams on the running event loop."""
+        popen = self._popen
+        assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
+        loop = asyncio.get_running_loop()
+        streams = []
+        for pipe in (popen.stdout, popen.stderr):
+            reader = asyncio.StreamReader(limit=2**20)
+            protocol = asyncio.StreamReaderProtocol(reader)
+            read_end, _ = await loop.connect_read_pipe(lambda p=protocol: p, pipe)  # type: ignore[misc]
+            streams.append(_PipeReceiveStream(reader, read_end))
+        write_end, flow = await loop.connect_write_pipe(
+            lambda: asyncio.streams.FlowControlMixin(loop=loop), popen.stdin
+        )
+        writer = asyncio.StreamWriter(write_end, flow, None, loop)
+        return _AttachedProcess(popen, _PipeSendStream(writer), streams[0], streams[1])
+
+
+class _PipeReceiveStream(ByteReceiveStream):
+    def __init__(self, reader: asyncio.StreamReader, transport: asyncio.BaseTransport) -> None:
+        self._reader = reader
+        self._transport = transport
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await self._reader.read(max_bytes)
+        if not data:
+            raise EndOfStream
+        return data
+
+    async def aclose(self) -> None:
+        self._transport.close()
+        await checkpoint()
+
+
+class _PipeSendStream(ByteSendStream):
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    async def send(self, item: bytes) -> None:
+        if self._writer.is_closing():
+            raise ClosedResourceError
+        self._writer.write(item)
+        await self._writer.drain()
+
+    async def aclose(self) -> None:
+        self._writer.close()
+        await checkpoint()
+
+
+class _AttachedProcess:
+    """What the SDK's transport uses of a process (anyio's `Process` surface), for a CLI that
+    was started before the run's event loop existed."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        stdin: ByteSendStream,
+        stdout: ByteReceiveStream,
+        stderr: ByteReceiveStream,
+    ) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll()
+
+    async def wait(self) -> int:
+        while (code := self._popen.poll()) is None:
+            await asyncio.sleep(0.01)
+        return code
+
+    def send_signal(self, number: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self._popen.send_signal(number)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 def _clean_transport(request: AgentRequest, options: Any) -> Any:
     """The SDK's subprocess transport, but spawning the CLI with only the job's environment.
 
     The SDK's own `connect()` merges `os.environ` into the CLI's environment and cannot drop an
     inherited variable; this one execs the CLI with the allowlist alone (plus the variables the
     SDK always sets), as the agent's user and in a new session, and remembers its pid (= its
-    process group). It relies on the SDK transport's private attributes (pinned SDK version;
-    `tests/worker` run it for real)."""
+    process group). With `request.warm`, a CLI started ahead of the job for exactly this launch
+    is used instead of starting one (a warm start); one started for another launch is stopped
+    and the CLI is started cold. It relies on the SDK transport's private attributes (pinned SDK
+    version; `tests/worker` run it for real)."""
     import anyio
     from anyio.streams.text import TextReceiveStream, TextSendStream
-    from claude_agent_sdk import __version__ as sdk_version
     from claude_agent_sdk._internal._task_compat import spawn_detached
     from claude_agent_sdk._internal.transport import subprocess_cli
     from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
+
+    launch = launch_of(request, options)
 
     class CleanTransport(SubprocessCLITransport):
         pid: int | None = None
@@ -425,34 +638,36 @@ def _clean_transport(request: AgentRequest, options: Any) -> Any:
         async def connect(self) -> None:
             if self._process:
                 return
-            env = {
-                **request.env,
-                "CLAUDE_CODE_ENTRYPOINT": "sdk-py",
-                "CLAUDE_AGENT_SDK_VERSION": sdk_version,
-                "CLAUDE_CODE_SDK_READS_SESSION_STATE": "1",
-                "PWD": str(request.cwd),
-            }
             wants_stderr = self._options.stderr is not None
+            warm = request.warm
+            if warm is not None and (warm.launch != launch or not warm.alive):
+                log.warning("job %s: the warm CLI does not fit; starting one", request.job_id)
+                warm.stop()
+                warm = None
             try:
-                self._process = process = await anyio.open_process(
-                    self._build_command(),
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE if wants_stderr else None,
-                    cwd=str(request.cwd),
-                    env=env,
-                    start_new_session=True,
-                    umask=0o077,
-                    **spawn_identity(request.identity),
-                )
+                if warm is not None:
+                    process: Any = await warm.attach()
+                else:
+                    process = await anyio.open_process(
+                        list(launch.command),
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE if wants_stderr else None,
+                        cwd=launch.cwd,
+                        env=launch.environment,
+                        start_new_session=True,
+                        umask=0o077,
+                        **spawn_identity(request.identity),
+                    )
             except Exception as exc:
                 raise AgentStartError(f"Claude Code could not be started: {exc}") from exc
+            self._process = process
             subprocess_cli._ACTIVE_CHILDREN.add(process)
             self.pid = process.pid
             request.on_started(process.pid)
             if process.stdout:
                 self._stdout_stream = TextReceiveStream(process.stdout)
-            if wants_stderr and process.stderr:
+            if process.stderr and (wants_stderr or warm is not None):
                 self._stderr_stream = TextReceiveStream(process.stderr)
                 self._stderr_task = spawn_detached(self._handle_stderr())
             if process.stdin:

@@ -142,6 +142,11 @@ class WorkerFunction(ContainerHolder):
             },
         )
 
+    def shutdown(self) -> None:
+        """The execution environment ends (the local stack drops it): stop the warm CLI."""
+        if "processor" in self.__dict__:
+            self.processor.discard_warm()
+
     def _record(
         self, record: SQSRecord, lambda_context: Any = None, retiring: list[str] | None = None
     ) -> None:
@@ -294,6 +299,10 @@ class WorkerFunction(ContainerHolder):
             processor=BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False),
             context=context,
         )
+        if not retiring:
+            # Warm start: the next job's CLI boots now. On Lambda the environment is frozen
+            # once this returns, so the CLI is waited for (billed here, not to the next job).
+            self.processor.warm_up(settle="AWS_LAMBDA_RUNTIME_API" in os.environ)
         if retiring:
             get_logger().error(
                 "retiring this execution environment: %s",

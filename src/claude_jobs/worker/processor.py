@@ -29,8 +29,10 @@ that reaches `max_attempts` records `failed` (`attempts_exhausted`) instead of r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,6 +86,7 @@ from .segments import (
     turns_left,
 )
 from .sessions import SessionKeeper
+from .warm import WarmCli, WarmProfile
 from .workspace import WorkspaceStore, WorkspaceTooLargeError
 from .workspace import limits as workspace_limits
 from .workspace import restore as restore_workspace
@@ -180,6 +183,9 @@ class JobProcessor:
         self._sandbox_dir = sandbox_dir
         self._min_run = min_run_seconds
         self._clock = clock
+        #: Warm start (warm.py): the CLI started for the next job, and the options it gets.
+        self._warm: WarmCli | None = None
+        self._next_profile: WarmProfile | None = None
 
     # ------------------------------------------------------------ entry point
 
@@ -307,6 +313,7 @@ class JobProcessor:
         planned_at: float | None = None,
     ) -> Processed:
         token: str | None = None
+        warm: WarmCli | None = None
         leftovers: list[ProcessInfo] = []
         collected: list[Collected] = []  # files: the artifacts of the run (issue 13)
         # Progress events (progress.py): `running` now; the agent's messages; the ending
@@ -327,7 +334,14 @@ class JobProcessor:
                 key = self._key() if self._key is not None else None
                 job = self._documents.load(job, (PROMPT, SYSTEM_PROMPT, OUTPUT_SCHEMA))
                 self._proxy.start()
-                token = self._proxy.issue(job.job_id, limit_usd=self._spending_limit(job))
+                profile = WarmProfile.of(job)
+                self._next_profile = profile or self._next_profile
+                warm = self._take_warm(profile)
+                if warm is not None:  # its token, bound to this job only now
+                    token = warm.token
+                    self._proxy.assign(token, job.job_id, limit_usd=self._spending_limit(job))
+                else:
+                    token = self._proxy.issue(job.job_id, limit_usd=self._spending_limit(job))
                 scrubber = self._scrubber.with_secrets(key, token)
                 progress.use_secrets(key, token)
                 progress.use_meter(lambda: self._proxy.metered(token) if token else None)
@@ -340,6 +354,7 @@ class JobProcessor:
                     planned_at,
                     progress.message,
                     collected,
+                    warm,
                 )
                 if not self._proxy.alive:
                     raise WorkerFault("the key proxy stopped during the run")
@@ -354,6 +369,8 @@ class JobProcessor:
                 return Processed(job.job_id, "exhausted", JobStatus.FAILED, retire=retire)
             raise WorkerFault(f"job {job.job_id}: {type(exc).__name__}", retire=retire) from exc
         finally:
+            if warm is not None:
+                warm.resources.close()  # a no-op once the run has ended it
             if token is not None:
                 self._proxy.revoke(token)
         # Long jobs: the usage adds up across segments.
@@ -414,14 +431,18 @@ class JobProcessor:
         planned_at: float | None = None,
         on_message: Callable[[Any], None] = lambda message: None,
         collected: list[Collected] | None = None,
+        warm: WarmCli | None = None,
     ) -> AgentOutcome:
         make_non_dumpable()
         become_subreaper()
-        with (
-            self._identities.lease() as identity,
-            Sandbox(job.job_id, identity, self._sandbox_dir) as sandbox,
-        ):
-            scope = self._sweeper.scope(identity.uid)
+        with contextlib.ExitStack() as held:
+            if warm is not None:  # the warm CLI's sandbox, identity and scope are the job's
+                held.enter_context(warm.resources)
+                identity, sandbox, scope = warm.identity, warm.sandbox, warm.scope
+            else:
+                identity = held.enter_context(self._identities.lease())
+                sandbox = held.enter_context(Sandbox(job.job_id, identity, self._sandbox_dir))
+                scope = self._sweeper.scope(identity.uid)
             try:
                 outcome = self._run_in(
                     job,
@@ -433,6 +454,7 @@ class JobProcessor:
                     yield_after,
                     planned_at,
                     on_message,
+                    warm,
                 )
             finally:
                 # Before the sandbox goes: nothing of the job may run on (or write into it).
@@ -501,6 +523,7 @@ class JobProcessor:
         yield_after: float | None = None,
         planned_at: float | None = None,
         on_message: Callable[[Any], None] = lambda message: None,
+        warm: WarmCli | None = None,
     ) -> AgentOutcome:
         # Long jobs: the turns (and budget) earlier segments left.
         options = job.options
@@ -545,20 +568,18 @@ class JobProcessor:
                     "failed", error=JobErrorInfo(code=INPUT_UNAVAILABLE, message=problem)
                 )
         model = self._settings.cli_model(job.options.model)
-        env = agent_environment(
-            home=sandbox.home,
-            config_dir=sandbox.config_dir,
-            tmp_dir=sandbox.tmp_dir,
-            base_url=self._proxy.url,
-            token=token,
-            max_retries=self._settings.agent_max_retries,
-            bedrock=BedrockCli(self._settings.aws_region, model)
-            if self._settings.uses_bedrock
-            else None,
-        )
+        env = self._agent_env(sandbox, token, model)
         # Sessions: the job's conversation, materialised in its sandbox (a store failure is an
         # infrastructure fault, before the agent starts).
         session = self._sessions.prepare(job, sandbox) if self._sessions is not None else None
+        if (
+            warm is not None
+            and warm.session_id is not None
+            and session is not None
+            and not session.resume
+            and self._sessions is not None
+        ):  # a fresh session, run by the CLI started under an id of its own
+            session = self._sessions.started_as(session, warm.session_id, sandbox)
         resuming = session is not None and session.resume and resumes_own_run(job)
         if planned_at is not None and yield_after is not None:
             # A segment's stops are points in the invocation: what preparing the run took
@@ -582,12 +603,128 @@ class JobProcessor:
             should_stop=lambda: self._cancel_requested(job),
             on_started=lambda pid: self._sweeper.started(scope, pid),
             on_message=on_message,
+            warm=warm.process if warm is not None else None,
         )
         try:
             return self._runner.run(request)
         finally:
             if session is not None and self._sessions is not None:
                 self._sessions.save(session)  # what the mirror missed; never raises
+
+    def _agent_env(self, sandbox: Sandbox, token: str, model: str) -> dict[str, str]:
+        return agent_environment(
+            home=sandbox.home,
+            config_dir=sandbox.config_dir,
+            tmp_dir=sandbox.tmp_dir,
+            base_url=self._proxy.url,
+            token=token,
+            max_retries=self._settings.agent_max_retries,
+            bedrock=BedrockCli(self._settings.aws_region, model)
+            if self._settings.uses_bedrock
+            else None,
+        )
+
+    # ------------------------------------------------------------ warm start (warm.py)
+
+    def warm_up(self, *, settle: bool = False) -> None:
+        """Start the CLI for the next job, unless one that still fits is ready (WARM_START);
+        `settle`: wait until it has booted (Lambda: the environment is frozen next). Never
+        raises: without a warm CLI the next job starts cold."""
+        if not self._settings.warm_start:
+            return
+        profile = self._next_profile or WarmProfile.default()
+        warm = self._warm
+        if warm is not None:
+            if warm.profile == profile and warm.usable(self._settings.warm_start_max_age_seconds):
+                return
+            self.discard_warm()
+        try:
+            self._warm = warm = self._start_warm(profile)
+        except Exception as exc:
+            log.warning("no warm start: %s", self._scrubber.text(f"{type(exc).__name__}: {exc}"))
+            return
+        if settle:
+            waited = warm.process.settle(self._settings.warm_start_settle_seconds)
+            log.info("warm CLI started (pid %s, ready after %.2f s)", warm.process.pid, waited)
+
+    def discard_warm(self) -> None:
+        """Stop the warm CLI, if any, and free what it held."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            try:
+                warm.resources.close()
+            finally:
+                self._proxy.revoke(warm.token)
+
+    def _take_warm(self, profile: WarmProfile | None) -> WarmCli | None:
+        """The warm CLI for a job of `profile`, handed over; one that does not fit is stopped
+        first (nothing started for another launch stays while the job's agent runs)."""
+        warm = self._warm
+        if warm is None:
+            return None
+        if (
+            profile is None
+            or warm.profile != profile
+            or not warm.usable(self._settings.warm_start_max_age_seconds)
+        ):
+            self.discard_warm()
+            return None
+        self._warm = None
+        log.info("warm start: the job runs in the CLI started ahead (pid %s)", warm.process.pid)
+        return warm
+
+    def _start_warm(self, profile: WarmProfile) -> WarmCli:
+        from .agent import WarmProcess
+
+        make_non_dumpable()
+        become_subreaper()
+        self._proxy.start()
+        resources = contextlib.ExitStack()
+        token: str | None = None
+        try:
+            identity = resources.enter_context(self._identities.lease())
+            sandbox = resources.enter_context(Sandbox("warm", identity, self._sandbox_dir))
+            scope = self._sweeper.scope(identity.uid)
+            # Bound to no job, and it may spend nothing until a job adopts it.
+            token = self._proxy.issue("", limit_usd=0.0)
+            options = profile.options()
+            model = self._settings.cli_model(options.model)
+            session_id = (
+                str(uuid.uuid4()) if profile.session and self._sessions is not None else None
+            )
+            process = WarmProcess.start(
+                AgentRequest(
+                    session=self._sessions.unbound(session_id)
+                    if self._sessions is not None and session_id is not None
+                    else None,
+                    job_id="",
+                    prompt="",
+                    system_prompt=None,
+                    options=options,
+                    model=model,
+                    cli=bundled_cli(),
+                    cwd=sandbox.work_dir,
+                    env=self._agent_env(sandbox, token, model),
+                    deadline_seconds=0,
+                    identity=identity,
+                )
+            )
+            self._sweeper.started(scope, process.pid)
+            resources.callback(self._end_warm, process, scope, identity)
+        except BaseException:
+            resources.close()
+            if token is not None:
+                self._proxy.revoke(token)
+            raise
+        return WarmCli(profile, identity, sandbox, scope, token, process, resources, session_id)
+
+    def _end_warm(self, process: Any, scope: JobScope, identity: AgentIdentity) -> None:
+        """Stop a warm CLI and whatever of its scope runs (a no-op sweep after a job's own)."""
+        process.stop()
+        sweep = self._sweeper.sweep(scope)
+        if sweep.survivors:
+            log.error("a warm CLI's processes could not be ended: %s", len(sweep.survivors))
+            self._identities.quarantine(identity.uid)
 
     def _place_inputs(self, job: Job, sandbox: Sandbox) -> str | None:
         from ..triggers.inputs import InputUnavailableError

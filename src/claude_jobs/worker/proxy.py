@@ -331,6 +331,14 @@ class KeyInjectingProxy:
             self._tokens[token] = JobMeter(job_id, limit_usd, self._max_in_flight)
         return token
 
+    def assign(self, token: str, job_id: str, *, limit_usd: float | None = None) -> None:
+        """Bind a token issued ahead of its job (a warm start's, issued with a limit of 0: it
+        could spend nothing meanwhile) to `job_id`, with a fresh meter and the job's limit."""
+        with self._lock:
+            if token not in self._tokens:
+                raise KeyError("the token is not live")
+            self._tokens[token] = JobMeter(job_id, limit_usd, self._max_in_flight)
+
     def revoke(self, token: str) -> Metered | None:
         """End a token; returns the job's final meter."""
         with self._lock:

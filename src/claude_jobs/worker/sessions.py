@@ -42,13 +42,29 @@ LOAD_TIMEOUT_SECONDS = 60.0
 
 class RecordingSessions(TenantSessions):
     """A tenant's view of the store that remembers the uuids of what it appended (the SDK's
-    mirror), so that `save` appends only what is missing."""
+    mirror), so that `save` appends only what is missing.
 
-    def __init__(self, store: TranscriptStore, tenant_id: str) -> None:
+    `alias` (warm start): the CLI was started under a session id of its own before its job was
+    known; what it writes under that id (keys and each entry's `sessionId`) is stored under the
+    job's session, exactly as if the CLI had been started with it."""
+
+    def __init__(
+        self, store: TranscriptStore, tenant_id: str, alias: tuple[str, str] | None = None
+    ) -> None:
         super().__init__(store, tenant_id)
         self.appended: set[str] = set()
+        self.alias = alias
 
     async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        if self.alias is not None and key.get("session_id") == self.alias[0]:
+            started_as, session_id = self.alias
+            key = {**key, "session_id": session_id}
+            entries = [
+                {**entry, "sessionId": session_id}  # type: ignore[typeddict-unknown-key]
+                if isinstance(entry, dict) and entry.get("sessionId") == started_as
+                else entry
+                for entry in entries
+            ]
         await super().append(key, entries)
         if not key.get("subpath"):
             self.appended.update(str(e["uuid"]) for e in entries if isinstance(e.get("uuid"), str))
@@ -115,6 +131,27 @@ class SessionKeeper:
         _give_tree(sandbox, sandbox.config_dir / "projects")
         return list(entries)
 
+    def started_as(self, session: AgentSession, session_id: str, sandbox: Sandbox) -> AgentSession:
+        """A fresh session (nothing to resume) run by a CLI started under `session_id` ahead of
+        its job (warm start): what it writes is stored under the job's session."""
+        if session.resume:
+            raise ValueError("a resumed session cannot be run under another id")
+        return AgentSession(
+            session_id=session_id,
+            resume=False,
+            store=RecordingSessions(
+                self._store, session.store.tenant_id, alias=(session_id, session.session_id)
+            ),
+            transcript=transcript_path(sandbox, session_id),
+        )
+
+    def unbound(self, session_id: str) -> AgentSession:
+        """The session a warm CLI is started under: its own id, no tenant; nothing goes
+        through this store (the job that adopts the CLI brings its own, `started_as`)."""
+        return AgentSession(
+            session_id=session_id, resume=False, store=RecordingSessions(_NoStore(), "")
+        )
+
     def save(self, session: AgentSession) -> None:
         """Append to the store the transcript lines the CLI wrote that neither were loaded nor
         reached it through the mirror. Never raises: a run's outcome is recorded whatever
@@ -152,6 +189,22 @@ class SessionKeeper:
                 if isinstance(uuid, str) and uuid not in known:
                     missing.append(entry)
         return missing
+
+
+class _NoStore:
+    """A transcript store that refuses every call (a warm CLI's, before it has a job)."""
+
+    async def append(self, key: Any, entries: Any) -> None:
+        raise RuntimeError("no session store before the job is known")
+
+    async def load(self, key: Any) -> None:
+        raise RuntimeError("no session store before the job is known")
+
+    async def list_subkeys(self, key: Any) -> list[str]:
+        raise RuntimeError("no session store before the job is known")
+
+    async def delete(self, key: Any) -> None:
+        raise RuntimeError("no session store before the job is known")
 
 
 def transcript_path(sandbox: Sandbox, session_id: str) -> Path:

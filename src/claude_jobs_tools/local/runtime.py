@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import importlib.util
 import itertools
+import logging
 import sys
 import threading
 import time
@@ -29,6 +30,8 @@ from types import ModuleType
 from typing import Any
 
 from claude_jobs.definitions import Function
+
+log = logging.getLogger(__name__)
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -141,6 +144,18 @@ def load_handler(spec: Function, functions_dir: Path) -> Handler:
     return _bound(module, handler)
 
 
+def shut_down(handler: Handler) -> None:
+    """What Lambda's end of an execution environment does to its processes: the function's
+    `shutdown()` (the worker stops its warm CLI), when it has one. Never raises."""
+    function = getattr(getattr(handler, "module", None), "function", None)
+    shutdown = getattr(function, "shutdown", None)
+    if callable(shutdown):
+        try:
+            shutdown()
+        except Exception as exc:  # the environment is gone either way
+            log.warning("an environment's shutdown failed: %s", type(exc).__name__)
+
+
 def _bound(module: ModuleType, handler: Callable[..., Any]) -> Handler:
     def invoke(event: dict[str, Any], context: Any) -> Any:
         return handler(event, context)
@@ -170,9 +185,10 @@ class FunctionPool:
         """Forget the idle execution environments (the next invocations start cold), as a
         new deployment or a restart does. Returns how many were dropped."""
         with self._lock:
-            dropped = len(self._idle)
-            self._idle.clear()
-        return dropped
+            dropped, self._idle = self._idle, []
+        for handler in dropped:
+            shut_down(handler)
+        return len(dropped)
 
     @contextmanager
     def environment(self) -> Iterator[Handler]:
@@ -187,6 +203,7 @@ class FunctionPool:
         except (EnvironmentRetired, InvocationKilled):
             with self._lock:
                 self.retired += 1  # dropped, not returned to the idle ones
+            shut_down(handler)
             raise
         except FunctionTimedOut:
             with self._lock:

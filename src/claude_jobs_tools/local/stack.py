@@ -329,6 +329,8 @@ class LocalStack:
                 **fair_sharing_settings(os.environ, config.workers),
                 "webhook_retry_base_seconds": LOCAL_WEBHOOK_RETRY_BASE_SECONDS,
                 "worker_invocation_seconds": config.invocation_seconds,
+                # As deployed (infra/config.py `warm_start`).
+                "warm_start": True,
                 **config.settings_overrides,
             },
         )
@@ -535,6 +537,8 @@ class LocalStack:
         if self._webhook_consumer is not None:
             self._webhook_consumer.stop(grace_seconds=0)
             self._webhook_consumer = None
+        for pool in self.pools.values():
+            pool.drop_idle()  # the workers' warm CLIs end with their environments
         if self._fake is not None:
             self._fake.close()
             self._fake = None
