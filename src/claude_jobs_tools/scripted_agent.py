@@ -55,6 +55,9 @@ class NullProxy:
     def issue(self, job_id: str, *, limit_usd: float | None = None) -> str:
         return "cj-job-" + secrets.token_urlsafe(8)
 
+    def assign(self, token: str, job_id: str, *, limit_usd: float | None = None) -> None:
+        return None
+
     def revoke(self, token: str) -> object:
         return None
 
