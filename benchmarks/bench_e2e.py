@@ -7,6 +7,10 @@ same bundled Claude Code CLI for both sides.
 - e2e: rounds alternate a direct `claude -p` run (fresh HOME, the same upstream) with one job
   submitted and awaited through the stack (`POST /v1/jobs`, then `GET ?wait=20` until it is
   terminal). Overhead = stack - direct, paired by round; p50 and p95.
+- warm start: the same one-job rounds on a second stack with WARM_START=false (every CLI
+  started cold), paired with direct runs too; and what a warm CLI costs on Lambda: its boot as
+  the worker waits for it (`WarmProcess.settle`, billed to the invocation before the job) and
+  its RSS while it waits for a job.
 - drain: N one-call jobs submitted at once (two tenants, alternately), timed until the last is
   terminal (long-polled, last job first); the CPU floor is what the direct runs' CPU says the
   work needs: median CPU seconds of one direct run x N / cores. Also the stack's own CPU per
@@ -204,7 +208,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def local_stack(upstream: str, workdir: Path) -> Iterator[Stack]:
+def local_stack(upstream: str, workdir: Path, *, warm_start: bool = True) -> Iterator[Stack]:
     import httpx
 
     port = _free_port()
@@ -223,6 +227,7 @@ def local_stack(upstream: str, workdir: Path) -> Iterator[Stack]:
             # measures the machine, so each tenant may use every worker and queue them all.
             "TENANT_MAX_RUNNING": str(WORKERS),
             "TENANT_MAX_PENDING": "1000",
+            "WARM_START": "true" if warm_start else "false",
         }
     )
     log = workdir / "dev.log"
@@ -271,6 +276,76 @@ def percentile(values: list[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def one_job_rounds(
+    upstream: str, client: Any, rounds: int, direct: list[Run], stack: list[float]
+) -> None:
+    """Rounds of a direct run and a job through the stack, alternating which goes first:
+    drifts of the machine's load hit both alike."""
+    for index in range(rounds):
+        if index % 2 == 0:
+            direct.append(direct_run(upstream))
+            stack.append(stack_job(client))
+        else:
+            stack.append(stack_job(client))
+            direct.append(direct_run(upstream))
+
+
+@dataclass
+class WarmBoot:
+    """A warm CLI's start, as the worker waits for it on Lambda (medians)."""
+
+    settle_wall: float
+    cpu: float
+    idle_rss_kib: int
+
+
+def warm_boot(upstream: str, runs: int = 5) -> WarmBoot:
+    """Start the CLI the way the worker starts a warm one (its real `WarmProcess`, the
+    worker's own environment allowlist and options) and wait until it has booted."""
+    from claude_jobs.models import JobOptions
+    from claude_jobs.worker.agent import AgentRequest, WarmProcess
+    from claude_jobs.worker.isolation import agent_environment, bundled_cli
+
+    walls: list[float] = []
+    cpus: list[float] = []
+    rss: list[int] = []
+    ticks = os.sysconf("SC_CLK_TCK")
+    for _ in range(runs):
+        root = Path(tempfile.mkdtemp(prefix="claude-jobs-bench-warm-"))
+        try:
+            for name in ("home/.claude", "work", "tmp"):
+                (root / name).mkdir(parents=True)
+            env = agent_environment(
+                home=root / "home",
+                config_dir=root / "home" / ".claude",
+                tmp_dir=root / "tmp",
+                base_url=upstream,
+                token=API_KEY,
+                max_retries=0,
+            )
+            request = AgentRequest(
+                job_id="",
+                prompt="",
+                system_prompt=None,
+                options=JobOptions(allowed_tools=[]),
+                model="claude-sonnet-4-5",
+                cli=bundled_cli(),
+                cwd=root / "work",
+                env=env,
+                deadline_seconds=0,
+            )
+            process = WarmProcess.start(request)
+            try:
+                walls.append(process.settle(10.0))
+                cpus.append((process.cpu_ticks() or 0) / ticks)
+                rss.append(_rss_kib(process.pid))
+            finally:
+                process.stop()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    return WarmBoot(statistics.median(walls), statistics.median(cpus), int(statistics.median(rss)))
 
 
 # ------------------------------------------------------------------ drain
@@ -438,6 +513,10 @@ def worker_interpreter_rss_kib() -> int:
 class Figures:
     direct: list[Run] = field(default_factory=list)
     stack: list[float] = field(default_factory=list)
+    #: The one-job rounds on a stack with warm start off.
+    cold_direct: list[Run] = field(default_factory=list)
+    cold_stack: list[float] = field(default_factory=list)
+    warm_boot: WarmBoot | None = None
     drains: list[Drain] = field(default_factory=list)
     stack_cpu_per_job: float = 0.0
     polls: int = 0
@@ -474,6 +553,30 @@ def report(figures: Figures, durations: dict[str, float]) -> bool:
         f" / {OVERHEAD_P95 * 1000:.0f} ms: {'ok' if met else 'MISSED'}"
     )
     print(f"  (the issue's warm-pool peer: {PEER_ONE_JOB_SECONDS:.2f} s for one job, not rebuilt)")
+    if figures.cold_stack:
+        cold = [s - d.wall for s, d in zip(figures.cold_stack, figures.cold_direct, strict=True)]
+        cold_direct = [r.wall for r in figures.cold_direct]
+        print(f"\nWarm start (a second stack with WARM_START=false, {len(cold)} rounds)")
+        print(f"  {'':<30} {'p50':>10} {'p95':>10}")
+        for name, values in (
+            ("one job, warm start", figures.stack),
+            ("one job, cold start", figures.cold_stack),
+            ("  direct CLI meanwhile", cold_direct),
+            ("  overhead, cold (paired)", cold),
+        ):
+            print(f"  {name:<30} {_ms(percentile(values, 0.5))} {_ms(percentile(values, 0.95))}")
+        warm_p50 = percentile(figures.stack, 0.5)
+        print(
+            f"  warm start vs the warm-pool peer's {PEER_ONE_JOB_SECONDS:.2f} s: "
+            f"{warm_p50 / PEER_ONE_JOB_SECONDS:.2f}x (ours through API, auth, queue and AWS)"
+        )
+    if figures.warm_boot is not None:
+        warm = figures.warm_boot
+        print(
+            f"  a warm CLI's boot (waited for on Lambda): {warm.settle_wall * 1000:.0f} ms wall,"
+            f" {warm.cpu * 1000:.0f} ms CPU; its RSS while it waits: "
+            f"{warm.idle_rss_kib / 1024:.0f} MiB"
+        )
     direct_cpu = statistics.median(r.cpu for r in figures.direct)
     print(
         f"  CPU per job: direct {direct_cpu * 1000:.0f} ms; the stack (dev process + CLI)"
@@ -525,9 +628,12 @@ def report(figures: Figures, durations: dict[str, float]) -> bool:
 
     from benchmarks import cost_model
 
+    # On Lambda the worker also waits for the next job's warm CLI to boot: billed per job.
+    boot = figures.warm_boot.settle_wall if figures.warm_boot is not None else 0.0
     measured = cost_model.Measured(
-        # The job's time through the stack but the two API round trips: the worker's share.
-        worker_seconds=statistics.median(figures.stack) - 2 * durations["status"],
+        # The job's time through the stack but the two API round trips: the worker's share,
+        # and the boot of the next job's CLI.
+        worker_seconds=statistics.median(figures.stack) - 2 * durations["status"] + boot,
         submit_seconds=durations["submit"],
         status_seconds=durations["status"],
         authorizer_seconds=durations["authorizer"],
@@ -575,23 +681,29 @@ def run(args: argparse.Namespace) -> bool:
         Client(stack.url, TENANTS["bench-b"], timeout=60) as client_b,
     ):
         direct_run(fake.url)  # warm the page cache, the stack's environments
-        stack_job(client_a)
+        # Each worker environment runs a job first: warm start is there from its second.
+        for _ in range(WORKERS):
+            stack_job(client_a)
         stack_job(client_b)
         cpu_before = stack.cpu_seconds()
-        for index in range(rounds):
-            # Alternate which side goes first: drifts of the machine's load hit both alike.
-            if index % 2 == 0:
-                figures.direct.append(direct_run(fake.url))
-                figures.stack.append(stack_job(client_a))
-            else:
-                figures.stack.append(stack_job(client_a))
-                figures.direct.append(direct_run(fake.url))
+        one_job_rounds(fake.url, client_a, rounds, figures.direct, figures.stack)
         figures.stack_cpu_per_job = (stack.cpu_seconds() - cpu_before) / rounds
         direct_cpu = statistics.median(r.cpu for r in figures.direct)
         for jobs in DRAIN_SIZES:
             figures.drains.append(drain(stack, [client_a, client_b], jobs, direct_cpu))
         figures.polls, figures.event_polls, figures.poll_wall = polls_of_cli_wait(stack)
         durations = handler_durations(stack, client_a)
+    figures.warm_boot = warm_boot(fake.url)
+    # The same rounds with every CLI started cold (WARM_START=false), in the same run.
+    with (
+        FakeAnthropic(default=answer, api_key=API_KEY) as fake,
+        tempfile.TemporaryDirectory(prefix="claude-jobs-bench-") as workdir,
+        local_stack(fake.url, Path(workdir), warm_start=False) as stack,
+        Client(stack.url, TENANTS["bench-a"], timeout=60) as client_a,
+    ):
+        for _ in range(WORKERS):
+            stack_job(client_a)
+        one_job_rounds(fake.url, client_a, rounds, figures.cold_direct, figures.cold_stack)
     figures.worker_rss_kib = worker_interpreter_rss_kib()
     ok = report(figures, durations)
     print(f"\n(bench took {time.perf_counter() - began:.0f} s)")

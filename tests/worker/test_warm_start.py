@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 from claude_jobs.models import JobStatus
 from claude_jobs.worker.processor import JobProcessor
 from claude_jobs.worker.warm import WarmCli
-from claude_jobs_tools.local.fake_anthropic import Text, ToolUse
+from claude_jobs_tools.local.fake_anthropic import RecordedRequest, Text, ToolUse
 from tests.worker.conftest import REAL_KEY, WorkerStack
 
 pytestmark = pytest.mark.cli
@@ -40,6 +41,13 @@ def warm_cli(stack: WorkerStack) -> WarmCli:
 
 def proc_text(pid: int, name: str) -> str:
     return Path(f"/proc/{pid}/{name}").read_bytes().replace(b"\0", b"\n").decode()
+
+
+def system_prompt(call: RecordedRequest) -> str:
+    """The system prompt a call carried, but the per-request billing header and the sandbox's
+    name (a cold start's is named after its job, a warm one's is not)."""
+    blocks = [b["text"] for b in call.body["system"] if not b["text"].startswith("x-anthropic")]
+    return re.sub(r"claude-job-[\w-]+", "<sandbox>", "\n".join(blocks))
 
 
 def reported_cli_pid(stack: WorkerStack, request_index: int) -> int:
@@ -161,3 +169,25 @@ def test_without_warm_start_no_cli_is_left_between_jobs(stack: WorkerStack) -> N
     stack.deliver(stack.submit("Hello.", allowed_tools=[]))
     assert processor(stack)._warm is None
     assert os.environ.get("WARM_START") is None
+
+
+def test_a_warm_started_job_gets_what_a_cold_start_gives_it(warm_stack: WorkerStack) -> None:
+    stack = warm_stack
+    tools = ["Read", "Glob", "Grep", "Bash"]
+    # Given a job started cold, then one of the same options in the CLI started ahead
+    stack.fake.script(Text("cold"))
+    stack.deliver(stack.submit("First.", allowed_tools=tools))
+    warm = warm_cli(stack)
+    stack.fake.script(ToolUse("Grep", {"pattern": "needle"}), ToolUse("Bash", {"command": CLI_PID}))
+    stack.fake.script(Text("warm"))
+    stack.deliver(stack.submit("Second.", allowed_tools=tools))
+    cold_call, warm_call = stack.fake.message_requests[0], stack.fake.message_requests[1]
+    # Then the model was offered the same tools, the same system prompt and model
+    assert sorted(warm_call.tool_names) == sorted(cold_call.tool_names)
+    assert {"Read", "Glob", "Grep", "Bash"} <= set(warm_call.tool_names)
+    assert system_prompt(warm_call) == system_prompt(cold_call)
+    assert warm_call.body["model"] == cold_call.body["model"]
+    # And its tools ran (in the warm CLI)
+    grep = stack.fake.message_requests[2].tool_results()[0]
+    assert not grep.get("is_error"), grep
+    assert reported_cli_pid(stack, 3) == warm.process.pid

@@ -2,10 +2,9 @@
 and stoppable on request.
 
 The CLI runs with `permission_mode="dontAsk"` (anything not pre-approved is denied), no setting
-sources, in `--bare` mode (no plugins, auto-memory, CLAUDE.md discovery, keychain or
-background prefetches), a strict and empty MCP configuration, and `tools` limited to the base
-names of the job's `allowed_tools`: a tool the job does not allow does not exist for the
-model, and a call to it anyway is answered "No such tool available". A permission rule such as
+sources, a strict and empty MCP configuration, and `tools` limited to the base names of the
+job's `allowed_tools`: a tool the job does not allow does not exist for the model, and a call
+to it anyway is answered "No such tool available". A permission rule such as
 `Bash(git status:*)` offers the tool but approves only matching calls; `dontAsk` denies the
 rest.
 
@@ -161,11 +160,6 @@ def sdk_options(
             else None
         ),
         stderr=stderr,
-        # Minimal mode: no hooks from settings or plugins, no LSP, plugin sync, auto-memory,
-        # background prefetches, keychain or CLAUDE.md discovery; auth is strictly the token.
-        # The CLI starts with ~13 % less CPU (README "Benchmarks"). Not for a segment: bare
-        # mode also drops the SDK's own hooks, and a segment's turn-boundary stop is one.
-        extra_args={} if pre_tool_use is not None else {"bare": None},
     )
 
 

@@ -329,8 +329,8 @@ class LocalStack:
                 **fair_sharing_settings(os.environ, config.workers),
                 "webhook_retry_base_seconds": LOCAL_WEBHOOK_RETRY_BASE_SECONDS,
                 "worker_invocation_seconds": config.invocation_seconds,
-                # As deployed (infra/config.py `warm_start`).
-                "warm_start": True,
+                # As deployed (infra/config.py `warm_start`), unless WARM_START says otherwise.
+                "warm_start": os.environ.get("WARM_START", "true"),
                 **config.settings_overrides,
             },
         )
