@@ -397,3 +397,33 @@ def test_output_that_cannot_be_kept_fails_the_job_and_the_model_is_called_once(
     assert done.error is not None and done.error.code == "output_unstorable"
     # And the model was called exactly once
     assert len(stack.fake.requests) == 1
+
+
+#: What the agent's tool sees of its own credentials.
+STATUS_LINES = "grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapAmb):' /proc/self/status"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the user switch happens only in a root worker")
+@pytest.mark.parametrize("warm_start", [False, True], ids=["cold", "warm-start"])
+def test_a_root_worker_hands_the_agent_an_unprivileged_user_and_nothing_else(
+    stack: WorkerStack, warm_stack: WorkerStack, warm_start: bool
+) -> None:
+    worker = warm_stack if warm_start else stack
+    tools = ["Bash"]
+    worker.deliver(worker.submit("First.", allowed_tools=tools))  # warm start: the CLI is ready
+    job = worker.submit("Who am I?", allowed_tools=tools)
+    before = len(worker.fake.message_requests)
+    worker.fake.script(ToolUse("Bash", {"command": STATUS_LINES}), Text("done"))
+    worker.deliver(job)
+    assert worker.get(job).status is JobStatus.SUCCEEDED
+    status = str(worker.fake.message_requests[before + 1].tool_results()[0]["content"])
+    lines = [line for line in status.splitlines() if ":" in line]
+    fields = {line.split(":")[0]: line.split(":", 1)[1].split() for line in lines}
+    # Real, effective, saved and filesystem ids: one unprivileged uid and gid, no groups
+    (uid,) = set(fields["Uid"])
+    (gid,) = set(fields["Gid"])
+    assert int(uid) != 0 and int(gid) != 0
+    assert fields["Groups"] == []
+    # And no capability at all
+    for name in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert int(fields[name][0], 16) == 0, status

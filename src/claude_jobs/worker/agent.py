@@ -34,7 +34,7 @@ from anyio.lowlevel import checkpoint
 
 from ..models import JobErrorInfo, JobOptions, Usage, tool_base_name
 from ..observability import deferred_logger
-from .isolation import AgentIdentity, kill_process_group, spawn_identity
+from .isolation import AgentIdentity, kill_process_group, spawn_as
 
 if TYPE_CHECKING:
     from .sessions import AgentSession
@@ -461,9 +461,10 @@ class WarmProcess:
     @classmethod
     def start(cls, request: AgentRequest) -> WarmProcess:
         launch = launch_of(request, sdk_options(request, stderr=lambda line: None))
+        argv, as_agent = spawn_as(launch.identity, list(launch.command))
         try:
             popen = subprocess.Popen(
-                launch.command,
+                argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -471,7 +472,7 @@ class WarmProcess:
                 env=launch.environment,
                 start_new_session=True,
                 umask=0o077,
-                **spawn_identity(launch.identity),
+                **as_agent,
             )
         except Exception as exc:
             raise AgentStartError(f"Claude Code could not be started: {exc}") from exc
@@ -642,8 +643,9 @@ def _clean_transport(request: AgentRequest, options: Any) -> Any:
                 if warm is not None:
                     process: Any = await warm.attach()
                 else:
+                    argv, as_agent = spawn_as(request.identity, list(launch.command))
                     process = await anyio.open_process(
-                        list(launch.command),
+                        argv,
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE if wants_stderr else None,
@@ -651,7 +653,7 @@ def _clean_transport(request: AgentRequest, options: Any) -> Any:
                         env=launch.environment,
                         start_new_session=True,
                         umask=0o077,
-                        **spawn_identity(request.identity),
+                        **as_agent,
                     )
             except Exception as exc:
                 raise AgentStartError(f"Claude Code could not be started: {exc}") from exc

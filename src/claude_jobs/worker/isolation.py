@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import pwd
 import signal
@@ -219,11 +220,29 @@ def agent_environment(
     return env
 
 
-def spawn_identity(identity: AgentIdentity) -> dict[str, Any]:
-    """`subprocess`/`anyio.open_process` arguments that start the CLI as the agent's user."""
+#: util-linux's setpriv (Debian's essential set; not needed on Lambda, where nobody is root).
+SETPRIV = "/usr/bin/setpriv"
+
+
+def spawn_as(identity: AgentIdentity, command: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """The argv and `subprocess`/`anyio.open_process` arguments that start `command` as the
+    agent's user.
+
+    As root, through `setpriv`, which sets the real, effective and saved uid and gid (a process
+    whose uids are all non-zero keeps no capability), drops the supplementary groups and execs
+    the command: Python can then vfork. When Python switches the user itself it must fork the
+    whole worker, ~14 ms with the GIL held for each job. Without setpriv, it does that."""
     if not identity.switches_user or os.geteuid() != 0:
-        return {}
-    return {"user": identity.uid, "group": identity.gid, "extra_groups": []}
+        return list(command), {}
+    if _has_setpriv():
+        switch = [SETPRIV, f"--reuid={identity.uid}", f"--regid={identity.gid}", "--clear-groups"]
+        return [*switch, "--", *command], {}
+    return list(command), {"user": identity.uid, "group": identity.gid, "extra_groups": []}
+
+
+@functools.cache
+def _has_setpriv() -> bool:
+    return os.access(SETPRIV, os.X_OK)
 
 
 def kill_process_group(pgid: int | None) -> None:
