@@ -184,7 +184,7 @@ class Stack:
         )
         self.recorder.add(Request("apigateway", f"{method} {path}"))
         started = time.perf_counter()
-        response: dict[str, Any] = module.lambda_handler(event, None)
+        response: dict[str, Any] = module.lambda_handler(event, _context(module_name(method)))
         self.recorder.invocation(
             "status" if method == "GET" else "submit", time.perf_counter() - started, API_MEMORY_MB
         )
@@ -223,7 +223,7 @@ class Stack:
         self.source.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
         for record in self.stream.poll():  # one invocation per record: no batching assumed
             started = time.perf_counter()
-            self.notifier.handler({"Records": [record]}, None)
+            self.notifier.handler({"Records": [record]}, _context("notifier"))
             self.recorder.invocation("notifier", time.perf_counter() - started, NOTIFIER_MEMORY_MB)
         self.api("GET", f"/v1/jobs/{job_id}")
         self.api("GET", "/v1/jobs", limit="20")
@@ -298,6 +298,19 @@ def status_latency(stack: Stack) -> tuple[float, float]:
             stack.api("GET", f"/v1/jobs/{job_id}")
             times[job_id].append(time.perf_counter() - started)
     return statistics.median(times[small]), statistics.median(times[big])
+
+
+def module_name(method: str) -> str:
+    return "status" if method == "GET" else "submit"
+
+
+def _context(function: str) -> Any:
+    """A Lambda context as the runtime passes it (the handlers' Powertools decorators read it)."""
+    from claude_jobs.definitions import FUNCTIONS
+    from claude_jobs_tools.local.runtime import LambdaContext
+
+    spec = FUNCTIONS[function]
+    return LambdaContext(spec.name, spec.memory_mb, spec.timeout_seconds)
 
 
 def run(args: argparse.Namespace) -> bool:
