@@ -155,6 +155,33 @@ class Stack:
         ticks = os.sysconf("SC_CLK_TCK")
         return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
 
+    def tree_cpu_ticks(self) -> int:
+        """CPU clock ticks of the dev process and of its live descendants (a warm CLI booting
+        between jobs is one)."""
+        total = 0
+        for pid in (self.process.pid, *_descendants(self.process.pid)):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+        return total
+
+    def settle(self, quiet_seconds: float = 0.25, limit_seconds: float = 5.0) -> None:
+        """Wait until the stack is idle (no CPU for `quiet_seconds`): what a job leaves running
+        once it is answered (its progress events, the next job's warm CLI booting) does not
+        land on the next measurement."""
+        began = time.monotonic()
+        last, quiet_since = -1, began
+        while time.monotonic() - began < limit_seconds:
+            ticks = self.tree_cpu_ticks()
+            now = time.monotonic()
+            if ticks != last:
+                last, quiet_since = ticks, now
+            elif now - quiet_since >= quiet_seconds:
+                return
+            time.sleep(0.05)
+
     def rss_kib(self) -> tuple[int, int, int]:
         """(the dev process's RSS, the summed RSS of its descendants — the jobs' CLIs and what
         they started —, how many of those are CLIs), in KiB."""
@@ -279,16 +306,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def one_job_rounds(
-    upstream: str, client: Any, rounds: int, direct: list[Run], stack: list[float]
+    upstream: str, stack: Stack, client: Any, rounds: int, direct: list[Run], jobs: list[float]
 ) -> None:
     """Rounds of a direct run and a job through the stack, alternating which goes first:
-    drifts of the machine's load hit both alike."""
+    drifts of the machine's load hit both alike. Each runs on an idle machine: the stack
+    settles after its job (a warm CLI boots between jobs, as it would between callers')."""
     for index in range(rounds):
+        stack.settle()
         if index % 2 == 0:
             direct.append(direct_run(upstream))
-            stack.append(stack_job(client))
+            jobs.append(stack_job(client))
         else:
-            stack.append(stack_job(client))
+            jobs.append(stack_job(client))
+            stack.settle()
             direct.append(direct_run(upstream))
 
 
@@ -517,6 +547,7 @@ class Figures:
     cold_direct: list[Run] = field(default_factory=list)
     cold_stack: list[float] = field(default_factory=list)
     warm_boot: WarmBoot | None = None
+    cold_drain: Drain | None = None
     drains: list[Drain] = field(default_factory=list)
     stack_cpu_per_job: float = 0.0
     polls: int = 0
@@ -596,6 +627,12 @@ def report(figures: Figures, durations: dict[str, float]) -> bool:
             f"  {d.jobs:>4} {d.wall:8.2f}s {d.floor:8.2f}s {d.ratio:6.2f}"
             f" {d.stack_cpu_per_job * 1000:11.0f} ms   target ≤ {DRAIN_RATIO}:"
             f" {'ok' if met else 'MISSED'}"
+        )
+    if figures.cold_drain is not None:
+        d = figures.cold_drain
+        print(
+            f"  {d.jobs:>4} {d.wall:8.2f}s {d.floor:8.2f}s {d.ratio:6.2f}"
+            f" {d.stack_cpu_per_job * 1000:11.0f} ms   (warm start off; informative)"
         )
     print(f"  (the issue's warm-pool peer: 20 jobs at {PEER_DRAIN_RATIO}x its floor, not rebuilt)")
 
@@ -686,10 +723,11 @@ def run(args: argparse.Namespace) -> bool:
             stack_job(client_a)
         stack_job(client_b)
         cpu_before = stack.cpu_seconds()
-        one_job_rounds(fake.url, client_a, rounds, figures.direct, figures.stack)
+        one_job_rounds(fake.url, stack, client_a, rounds, figures.direct, figures.stack)
         figures.stack_cpu_per_job = (stack.cpu_seconds() - cpu_before) / rounds
         direct_cpu = statistics.median(r.cpu for r in figures.direct)
         for jobs in DRAIN_SIZES:
+            stack.settle()
             figures.drains.append(drain(stack, [client_a, client_b], jobs, direct_cpu))
         figures.polls, figures.event_polls, figures.poll_wall = polls_of_cli_wait(stack)
         durations = handler_durations(stack, client_a)
@@ -703,7 +741,10 @@ def run(args: argparse.Namespace) -> bool:
     ):
         for _ in range(WORKERS):
             stack_job(client_a)
-        one_job_rounds(fake.url, client_a, rounds, figures.cold_direct, figures.cold_stack)
+        one_job_rounds(fake.url, stack, client_a, rounds, figures.cold_direct, figures.cold_stack)
+        stack.settle()
+        cold_cpu = statistics.median(r.cpu for r in figures.cold_direct)
+        figures.cold_drain = drain(stack, [client_a], DRAIN_SIZES[0], cold_cpu)
     figures.worker_rss_kib = worker_interpreter_rss_kib()
     ok = report(figures, durations)
     print(f"\n(bench took {time.perf_counter() - began:.0f} s)")
