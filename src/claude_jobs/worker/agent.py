@@ -427,6 +427,19 @@ class Launch:
     def environment(self) -> dict[str, str]:
         return dict(self.env)
 
+    def spawn(self) -> tuple[list[str], dict[str, Any]]:
+        """The argv and the `subprocess.Popen`/`anyio.open_process` arguments (but the pipes)
+        that start this CLI: exactly its environment, in a session of its own, umask 077, as
+        the agent's user."""
+        argv, as_agent = spawn_as(self.identity, list(self.command))
+        return argv, {
+            "cwd": self.cwd,
+            "env": self.environment,
+            "start_new_session": True,
+            "umask": 0o077,
+            **as_agent,
+        }
+
 
 def launch_of(request: AgentRequest, options: Any) -> Launch:
     """The CLI a run starts: the SDK's own command for `options`, and exactly the request's
@@ -461,18 +474,10 @@ class WarmProcess:
     @classmethod
     def start(cls, request: AgentRequest) -> WarmProcess:
         launch = launch_of(request, sdk_options(request, stderr=lambda line: None))
-        argv, as_agent = spawn_as(launch.identity, list(launch.command))
+        argv, spawn = launch.spawn()
         try:
             popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=launch.cwd,
-                env=launch.environment,
-                start_new_session=True,
-                umask=0o077,
-                **as_agent,
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **spawn
             )
         except Exception as exc:
             raise AgentStartError(f"Claude Code could not be started: {exc}") from exc
@@ -643,17 +648,13 @@ def _clean_transport(request: AgentRequest, options: Any) -> Any:
                 if warm is not None:
                     process: Any = await warm.attach()
                 else:
-                    argv, as_agent = spawn_as(request.identity, list(launch.command))
+                    argv, spawn = launch.spawn()
                     process = await anyio.open_process(
                         argv,
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE if wants_stderr else None,
-                        cwd=launch.cwd,
-                        env=launch.environment,
-                        start_new_session=True,
-                        umask=0o077,
-                        **as_agent,
+                        **spawn,
                     )
             except Exception as exc:
                 raise AgentStartError(f"Claude Code could not be started: {exc}") from exc
