@@ -132,6 +132,19 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` in this process's environment meanwhile (the benchmarks that run after this one
+    must not find an endpoint that is gone)."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def _report(title: str, medians: Medians, baseline: str, subjects: list[str]) -> bool:
     """Print medians and ratios; True when every subject's wall-time ratio meets the target."""
     print(f"\n{title}")
@@ -313,8 +326,7 @@ def run(args: argparse.Namespace) -> bool:
     from claude_jobs_tools.api_gateway_events import rest_event
     from claude_jobs_tools.provision import provision
 
-    with moto_server() as endpoint:
-        os.environ.update({**LAMBDA_ENV, "AWS_ENDPOINT_URL": endpoint})
+    with moto_server() as endpoint, _environment({**LAMBDA_ENV, "AWS_ENDPOINT_URL": endpoint}):
         settings = provision("bench").settings
         served = _child_env(
             {

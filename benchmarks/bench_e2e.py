@@ -120,24 +120,38 @@ def direct_run(upstream: str) -> Run:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
+        peak = _Peak(process.pid)
         out, _ = process.communicate(timeout=120)
         wall = time.perf_counter() - started
         cpu_after, _ = _children_cpu()
         if process.returncode != 0 or b'"is_error":false' not in out.replace(b" ", b""):
             raise RuntimeError(f"the direct CLI run failed: {out[:300]!r}")
-        return Run(wall, cpu_after - cpu_before, _peak_rss_of_last_child())
+        return Run(wall, cpu_after - cpu_before, peak.stop())
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
 
-_LAST_MAXRSS = [0]
+class _Peak:
+    """The high-water mark of a process's RSS (its VmHWM, sampled while it runs). Not
+    `ru_maxrss`: Linux keeps that across exec, so a child forked from a large parent reports
+    the parent's size."""
 
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._kib = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
 
-def _peak_rss_of_last_child() -> int:
-    """ru_maxrss of RUSAGE_CHILDREN only grows: good enough as "the CLI's peak" (KiB)."""
-    _, peak = _children_cpu()
-    _LAST_MAXRSS[0] = max(_LAST_MAXRSS[0], peak)
-    return peak
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self._kib = max(self._kib, _status_kib(self._pid, "VmHWM:"))
+            self._done.wait(0.01)
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self._kib
 
 
 # ------------------------------------------------------------------ the stack
@@ -192,9 +206,13 @@ class Stack:
 
 
 def _rss_kib(pid: int) -> int:
+    return _status_kib(pid, "VmRSS:")
+
+
+def _status_kib(pid: int | str, field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -520,10 +538,10 @@ def polls_of_cli_wait(stack: Stack) -> tuple[int, int, float]:
 
 
 WORKER_IMPORTS = (
-    "import resource\n"
     "import claude_jobs.worker.function, claude_jobs.worker.agent, claude_jobs.worker.proxy\n"
     "import claude_agent_sdk\n"
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    # VmHWM, not ru_maxrss (which Linux keeps across exec: the bench process's size)
+    "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))\n"
 )
 
 
