@@ -191,3 +191,21 @@ def test_a_warm_started_job_gets_what_a_cold_start_gives_it(warm_stack: WorkerSt
     grep = stack.fake.message_requests[2].tool_results()[0]
     assert not grep.get("is_error"), grep
     assert reported_cli_pid(stack, 3) == warm.process.pid
+
+
+def test_an_invocation_nearly_out_of_time_starts_no_warm_cli(warm_stack: WorkerStack) -> None:
+    from tests.worker.conftest import LambdaContext
+
+    stack = warm_stack
+    job = stack.submit("Hello.", allowed_tools=[])
+    stack.fake.script(Text("hello"))
+    # With plenty of time a job leaves a warm CLI behind
+    stack.deliver(job)
+    assert processor(stack)._warm is not None
+    processor(stack).discard_warm()
+    # But an invocation with a few seconds left (too few to run a job: it is retried) starts
+    # none: it must not time out waiting for a CLI to boot
+    late = stack.submit("Too late.", allowed_tools=[])
+    answer = stack.deliver(late, LambdaContext(remaining_ms=6_000))
+    assert len(answer["batchItemFailures"]) == 1
+    assert processor(stack)._warm is None

@@ -40,6 +40,8 @@ RETIRE_EXIT_CODE = 75
 
 #: Worker-process variables whose values are scrubbed from anything stored or logged.
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ANTHROPIC_API_KEY")
+#: Seconds an invocation keeps beyond the warm CLI's longest wait before it starts one.
+WARM_UP_SPARE_SECONDS = 5
 #: SQS's longest visibility timeout (12 h).
 MAX_VISIBILITY_SECONDS = 43_200
 
@@ -194,6 +196,15 @@ class WorkerFunction(ContainerHolder):
         if processed.action == "ran" and processed.status is not None:
             count(f"Jobs_{processed.status.value}")
 
+    def _time_to_warm_up(self, context: Any) -> bool:
+        """Whether the invocation has time left to start (and wait for) the next job's CLI:
+        an invocation that ran a job to its end must not time out for it."""
+        if context is None or not hasattr(context, "get_remaining_time_in_millis"):
+            return True
+        remaining = float(context.get_remaining_time_in_millis()) / 1000
+        needed = self.container.settings.warm_start_settle_seconds + WARM_UP_SPARE_SECONDS
+        return remaining > needed
+
     def _defer(self, record: SQSRecord) -> None:
         """Offer a job whose tenant runs its share again later: a new message with a delay
         (a fresh receive count: waiting is neither a fault nor a step towards the DLQ); this
@@ -299,7 +310,7 @@ class WorkerFunction(ContainerHolder):
             processor=BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False),
             context=context,
         )
-        if not retiring:
+        if not retiring and self._time_to_warm_up(context):
             # Warm start: the next job's CLI boots now. On Lambda the environment is frozen
             # once this returns, so the CLI is waited for (billed here, not to the next job).
             self.processor.warm_up(settle="AWS_LAMBDA_RUNTIME_API" in os.environ)
