@@ -103,7 +103,7 @@ def test_a_warm_cli_holds_nothing_of_the_last_job_and_runs_the_next(
     # And the next warm CLI is another process with another token
     after = warm_cli(stack)
     assert after.process.pid != warm.process.pid and after.token != warm.token
-    assert not Path(f"/proc/{warm.process.pid}").exists() or not warm.process.alive
+    assert not warm.process.alive  # the adopted CLI ended with its job
 
 
 def test_a_job_that_does_not_fit_stops_the_warm_cli_before_its_agent_runs(
