@@ -19,9 +19,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -225,6 +227,11 @@ def test_an_agent_answering_invocations_through_the_runtime_api_loses_no_job(
         jobs = [hostile, *victims]
         env = worker_env(task_root, image_site, moto_server, settings, fake.url)
         env["AWS_LAMBDA_RUNTIME_API"] = runtime_api.address
+        # (its own /tmp: the worker sweeps what appears in its scratch directories, and on
+        # this machine other tests write to the shared /tmp)
+        scratch = Path(tempfile.mkdtemp(prefix="cj-runtime-api-"))
+        os.chmod(scratch, 0o777)  # noqa: S103 - the runtime user writes here
+        env["SCRATCH_DIRS"] = env["TMPDIR"] = str(scratch)
         # And one execution environment behind the Runtime API, fed by the SQS event source,
         # and the reconciler on its schedule (here every 2 s, 10 s of grace)
         reconciler = ReconcilerFunction(
@@ -235,7 +242,7 @@ def test_an_agent_answering_invocations_through_the_runtime_api_loses_no_job(
         source = SqsEventSource(runtime_api, queue_url, queue_arn).start()
         try:
             # When the jobs run
-            deadline = time.monotonic() + 240
+            deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
                 stored = [container.job_repository.get(job.job_id) for job in jobs]
                 if all(s is not None and s.status.is_terminal for s in stored):
@@ -247,6 +254,7 @@ def test_an_agent_answering_invocations_through_the_runtime_api_loses_no_job(
         finally:
             source.stop()
             environments.stop()
+            shutil.rmtree(scratch, ignore_errors=True)
         # Then the agent really did what the Runtime API allows: it took its own invocation,
         # answered it, took another tenant's and answered it, took a third and failed it
         conversation = [r for r in fake.message_requests if ATTACK in first_prompt(r)]
@@ -279,7 +287,7 @@ def test_an_agent_answering_invocations_through_the_runtime_api_loses_no_job(
         # run once; the job whose message the agent deleted was re-driven
         for job in jobs:
             done = container.job_repository.get(job.job_id)
-            assert done is not None and done.status is JobStatus.SUCCEEDED, (done, report)
+            assert done is not None and done.status is JobStatus.SUCCEEDED, (done, diagnosis)
             assert done.attempts == 1, done
             runs = [
                 r
