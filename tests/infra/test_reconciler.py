@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from tests.infra.conftest import Synthesized
 pytestmark = pytest.mark.synth
 
 
-def _reconciler(synth: Synthesized) -> tuple[str, dict[str, Any]]:
+def _reconciler(synth: Synthesized) -> tuple[str, Mapping[str, Any]]:
     functions = synth.service.find_resources("AWS::Lambda::Function")
     (found,) = [(i, f) for i, f in functions.items() if i.startswith("ReconcilerFunction")]
     return found

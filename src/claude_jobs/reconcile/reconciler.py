@@ -9,8 +9,9 @@ it, a bug may delete it. Every run (a schedule, about once a minute):
   the worker or the last re-drive expects it to be received at the latest, else the job's
   creation) gets a new message, and its next due time backs off (x2 per re-drive, at most
   `max_backoff`), so a job that merely waits in a backlog gets a few duplicates, not a flood;
-- a **running** job whose lease ended more than `grace` seconds ago gets a new message: the
-  worker that held it is gone, and its message may be too.
+- a **running** job whose lease ended more than `grace` seconds ago (and that no re-drive has
+  sent a message for since) gets a new message: the worker that held it is gone, and its
+  message may be too.
 
 A re-driven message that finds its job already claimed, running under a live lease, or
 terminal is skipped by the worker's conditional claim: never a second agent run.
@@ -128,7 +129,9 @@ class Reconciler:
         if job.status == "queued":
             return now > max(job.created, job.message_due or 0) + self._grace
         if job.status == "running":
-            return job.lease_until is not None and now > job.lease_until + self._grace
+            if job.lease_until is None:
+                return False
+            return now > max(job.lease_until, job.message_due or 0) + self._grace
         return False
 
     def _redrive(self, job: UnfinishedJob, now: float) -> bool:
