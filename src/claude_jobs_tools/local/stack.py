@@ -192,6 +192,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 #: Run when their code is there: completion events and webhooks, S3 and EventBridge triggers.
 OPTIONAL_FUNCTIONS = frozenset({"notifier", "trigger", "webhook"})
+#: How often the local stack runs the reconciler (the deployment's schedule: rate(1 minute)).
+RECONCILE_EVERY_SECONDS = 60.0
 #: Every function of the definition table: the same handlers, memory and timeouts as in AWS.
 FUNCTIONS = {name: f for name, f in DEFINED_FUNCTIONS.items() if name not in OPTIONAL_FUNCTIONS}
 #: The local stack retries a failed webhook delivery after 1 s, 2 s, 4 s... (AWS: 30 s, 60 s...)
@@ -466,6 +468,20 @@ class LocalStack:
                 self.triggers_running = True
             except Exception as exc:
                 log.warning("triggers are off: %s", exc)
+        if "reconciler" in self.pools:
+            # The deployment's EventBridge schedule (docs/adr/0001-runtime-api.md): one run a
+            # minute, the first at start.
+            reconciler = self.pools["reconciler"]
+
+            def reconcile() -> int:
+                reconciler.invoke(
+                    {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+                )
+                return 0
+
+            self._sources.append(
+                PollingSource("reconciler", reconcile, idle_seconds=RECONCILE_EVERY_SECONDS)
+            )
         for source in self._sources:
             source.start()
 
