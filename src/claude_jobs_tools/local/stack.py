@@ -142,6 +142,8 @@ class StackConfig:
     #: The emulated worker invocation's length (`--invocation-seconds`): the worker's fake
     #: Lambda context and enforced timeout; its end-of-invocation margins scale with it.
     invocation_seconds: int = 900
+    #: How often the reconciler runs (the deployment's schedule: once a minute).
+    reconcile_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> StackConfig:
@@ -192,8 +194,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 #: Run when their code is there: completion events and webhooks, S3 and EventBridge triggers.
 OPTIONAL_FUNCTIONS = frozenset({"notifier", "trigger", "webhook"})
-#: How often the local stack runs the reconciler (the deployment's schedule: rate(1 minute)).
-RECONCILE_EVERY_SECONDS = 60.0
 #: Every function of the definition table: the same handlers, memory and timeouts as in AWS.
 FUNCTIONS = {name: f for name, f in DEFINED_FUNCTIONS.items() if name not in OPTIONAL_FUNCTIONS}
 #: The local stack retries a failed webhook delivery after 1 s, 2 s, 4 s... (AWS: 30 s, 60 s...)
@@ -480,7 +480,7 @@ class LocalStack:
                 return 0
 
             self._sources.append(
-                PollingSource("reconciler", reconcile, idle_seconds=RECONCILE_EVERY_SECONDS)
+                PollingSource("reconciler", reconcile, idle_seconds=self.config.reconcile_seconds)
             )
         for source in self._sources:
             source.start()
