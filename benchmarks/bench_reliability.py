@@ -81,6 +81,13 @@ class LedgerConfig:
     kill_rate: float = 0.02
     #: Share of jobs whose message is delivered a second time.
     duplicate_rate: float = 0.1
+    #: Share of jobs whose first worker invocation is answered before it runs, as an agent
+    #: holding the Lambda Runtime API answers another job's (issue 27): its message is
+    #: deleted, the reconciler re-drives the job.
+    swallow_rate: float = 0.03
+    #: The reconciler's schedule and grace here (a deployment: 60 s and 120 s).
+    reconcile_seconds: float = 5.0
+    reconcile_grace_seconds: int = 15
     #: Worker-pool restarts, spread over the submissions.
     restarts: int = 1
     submitters: int = 6
@@ -254,12 +261,16 @@ class Ledger:
                 "tenant_max_pending": max(100, config.jobs),
                 "retry_base_seconds": config.retry_base_seconds,
                 "tenant_defer_seconds": 1,
+                "reconcile_grace_seconds": config.reconcile_grace_seconds,
             },
+            reconcile_seconds=config.reconcile_seconds,
         )
         with FakeAnthropic(default=self.upstream, api_key=KEY) as fake:
             stack_config.anthropic_base_url = fake.url
             stack = ChaosStack(
-                stack_config, FaultPlan(rate=config.aws_fault_rate, seed=config.seed)
+                stack_config,
+                FaultPlan(rate=config.aws_fault_rate, seed=config.seed),
+                swallow_rate=config.swallow_rate,
             )
             stack.start()
             try:
@@ -551,6 +562,7 @@ class Ledger:
             "kills": stack.kills,
             "restarts": stack.restarts,
             "duplicates": self.duplicates_sent,
+            "swallowed": len(getattr(stack, "swallowed", [])),
         }
         report.facts = [
             ("jobs / tenants / workers", f"{config.jobs} / {config.tenants} / {config.workers}"),

@@ -104,6 +104,9 @@ class InfraConfig(BaseModel):
     tenant_max_running: Annotated[int, Field(ge=1, le=1000)] = 5
     #: Base wait before a job of a tenant at its share is offered again.
     tenant_defer_seconds: Annotated[int, Field(ge=1, le=60)] = 2
+    #: The reconciler (docs/adr/0001-runtime-api.md): a queued job whose message is this late,
+    #: or a running job whose lease ended this long ago, gets its message again.
+    reconcile_grace_seconds: Annotated[int, Field(ge=0, le=3600)] = 120
 
     # Files (the functions' Settings, same names; README "Files").
     #: The largest file one upload may declare (100 MiB).

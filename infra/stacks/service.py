@@ -11,7 +11,8 @@ Each function is granted exactly the actions its code calls, on exactly its reso
   with `model_provider=bedrock`, model invocation of the configured inference profiles;
 - trigger: the submit path, S3 inputs, the trigger dead-letter queue;
 - notifier: the event bus, the webhook queue (it reads jobs from the stream's images);
-- webhook: job reads and webhook outcome writes, the webhook signing key, its queue.
+- webhook: job reads and webhook outcome writes, the webhook signing key, its queue;
+- reconciler: a scan and bookkeeping updates of the jobs table, the jobs queue.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from infra.components.functions import (
 )
 from infra.components.monitoring import Monitoring
 from infra.components.nag import Ack, acknowledge
+from infra.components.reconciler import Reconciler
 from infra.config import InfraConfig
 from infra.stacks.stateful import StatefulStack
 
@@ -358,6 +360,20 @@ class ServiceStack(Stack):
                 "Notifier": stateful.queues.notifier_dlq,
                 "Webhook": stateful.queues.webhook_dlq,
             },
+            metrics_namespace=METRICS_NAMESPACE,
+            service_name=service_name,
+        )
+
+        values["RECONCILE_GRACE_SECONDS"] = str(config.reconcile_grace_seconds)
+        self.reconciler = Reconciler(
+            self,
+            "Reconciler",
+            values=values,
+            layer=layer,
+            log_retention_days=retention,
+            table=jobs,
+            queue=queue,
+            topic=self.monitoring.topic,
             metrics_namespace=METRICS_NAMESPACE,
             service_name=service_name,
         )

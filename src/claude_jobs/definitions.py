@@ -283,6 +283,19 @@ FUNCTIONS: dict[str, Function] = {
             ),
         ),
         Function(
+            "reconciler",
+            "Schedule -> re-drives jobs whose message vanished; re-counts tenants' slots",
+            memory_mb=512,
+            # One scan of the jobs table's unfinished jobs and usage counters a run.
+            timeout_seconds=60,
+            environment=(
+                *POWERTOOLS_ENV,
+                "JOBS_TABLE",
+                "JOBS_QUEUE_URL",
+                "RECONCILE_GRACE_SECONDS",
+            ),
+        ),
+        Function(
             "webhook",
             "Webhook queue -> signed deliveries, one attempt per message",
             memory_mb=512,

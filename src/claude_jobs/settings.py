@@ -154,6 +154,9 @@ class Settings(BaseModel):
     #: for each earlier receive (capped at 15 min), instead of the queue's long visibility
     #: timeout.
     retry_base_seconds: int = Field(30, alias="RETRY_BASE_SECONDS", ge=0, le=900)
+    #: The reconciler (docs/adr/0001-runtime-api.md): a queued job whose message was due, or a
+    #: running job whose lease ended, this long ago gets its message again.
+    reconcile_grace_seconds: int = Field(120, alias="RECONCILE_GRACE_SECONDS", ge=0, le=3600)
     #: Where the worker runs as root (a container, CI, the local stack) each job that runs at
     #: the same time gets its own unprivileged uid/gid from this range ("first-last"), so one
     #: job's agent cannot read another's files or processes. Empty: every job runs as

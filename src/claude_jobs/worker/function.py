@@ -18,6 +18,7 @@ import os
 import random
 import sys
 import threading
+import time
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -225,6 +226,8 @@ class WorkerFunction(ContainerHolder):
             MessageBody=json.dumps(body, separators=(",", ":")),
             DelaySeconds=delay,
         )
+        # The reconciler leaves the job alone until its message is due (docs/adr/0001).
+        self._expect_message(body, delay)
         count("JobsDeferred")
 
     def _next_segment(self, record: SQSRecord) -> None:
@@ -241,6 +244,7 @@ class WorkerFunction(ContainerHolder):
             )
         except Exception as exc:
             raise WorkerFault("the next segment's message could not be sent") from exc
+        self._expect_message(message, 0)
         count("JobSegments")
 
     def _come_back(self, record: SQSRecord, seconds: float) -> None:
@@ -268,6 +272,20 @@ class WorkerFunction(ContainerHolder):
             get_logger().warning("could not shorten the retry delay: %s", type(exc).__name__)
         else:
             get_logger().info("message retried in %s s", delay, extra={"receives": receives})
+            try:
+                self._expect_message(json.loads(record.body), delay)
+            except ValueError:  # not a job message: nothing to note
+                return
+
+    def _expect_message(self, body: Any, delay: float) -> None:
+        """Note on a queued job when its message is due (the reconciler waits until then)."""
+        job_id = body.get("job_id") if isinstance(body, dict) else None
+        if isinstance(job_id, str) and job_id:
+            from ..adapters.reconcile_table import expect_message
+
+            settings = self.container.settings
+            due = time.time() + delay
+            expect_message(self.container.client("dynamodb"), settings.jobs_table, job_id, due)
 
     def _delete(self, record: SQSRecord) -> None:
         try:

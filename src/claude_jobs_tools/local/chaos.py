@@ -16,6 +16,11 @@ What each fault emulates, and how faithfully:
   nothing: the job stays `running` under its lease and its message comes back after the
   visibility timeout, as after a crash on Lambda. Unlike a crash, `finally` clean-ups run
   (sandbox removal, token revocation), which changes nothing another worker can observe.
+- A swallowed invocation (issue 27): a worker invocation answered as a success before the
+  worker ran it, as an agent that took it from the Lambda Runtime API would answer it
+  (docs/adr/0001-runtime-api.md): the event source deletes its message and nobody runs the
+  job; the reconciler must re-drive it. `swallow_rate` is the chance for each job's first
+  invocation.
 - A restart: the pool stops receiving, invocations still running after a grace period are
   killed as above, idle execution environments are dropped (cold starts follow), and a new
   pool starts.
@@ -23,6 +28,8 @@ What each fault emulates, and how faithfully:
 
 from __future__ import annotations
 
+import json
+import random
 import sys
 import threading
 import time
@@ -75,9 +82,21 @@ def _in_agent_run(thread_id: int | None) -> bool:
 
 
 class ChaosStack(LocalStack):
-    def __init__(self, config: StackConfig | None = None, plan: FaultPlan | None = None):
+    def __init__(
+        self,
+        config: StackConfig | None = None,
+        plan: FaultPlan | None = None,
+        *,
+        swallow_rate: float = 0.0,
+    ):
         super().__init__(config)
         self._plan = plan or FaultPlan(rate=0.0)
+        self._swallow_rate = swallow_rate
+        self._swallow_rng = random.Random(self._plan.seed)  # noqa: S311 - a fault schedule
+        self._seen_jobs: set[str] = set()
+        self._swallow_lock = threading.Lock()
+        #: Jobs whose invocation was answered for them before the worker ran it.
+        self.swallowed: list[str] = []
         self.aws_faults: AwsFaultProxy | None = None
         self.emulator_url = ""
         self.kills = 0
@@ -104,7 +123,35 @@ class ChaosStack(LocalStack):
                 return answer
 
             pool.invoke = recorded  # type: ignore[method-assign]
+        worker = self.pools.get("worker")
+        if worker is not None and self._swallow_rate:
+            run = worker.invoke
+
+            def swallowing(event: dict[str, Any], **kwargs: Any) -> Any:
+                if self._swallowed(event):
+                    return {"batchItemFailures": []}  # a success: the message is deleted
+                return run(event, **kwargs)
+
+            worker.invoke = swallowing  # type: ignore[method-assign]
         super()._start_sources(settings, functions_dir)
+
+    def _swallowed(self, event: dict[str, Any]) -> bool:
+        """Whether this invocation (a job's first) is answered before the worker runs it."""
+        fresh = []
+        for record in event.get("Records", []):
+            try:
+                job_id = str(json.loads(record.get("body") or "{}").get("job_id") or "")
+            except (ValueError, AttributeError):
+                continue
+            if job_id:
+                fresh.append(job_id)
+        with self._swallow_lock:
+            fresh = [j for j in fresh if j not in self._seen_jobs]
+            self._seen_jobs.update(fresh)
+            if not fresh or self._swallow_rng.random() >= self._swallow_rate:
+                return False
+            self.swallowed.extend(fresh)
+        return True
 
     def _start_moto(self) -> None:
         super()._start_moto()

@@ -142,6 +142,8 @@ class StackConfig:
     #: The emulated worker invocation's length (`--invocation-seconds`): the worker's fake
     #: Lambda context and enforced timeout; its end-of-invocation margins scale with it.
     invocation_seconds: int = 900
+    #: How often the reconciler runs (the deployment's schedule: once a minute).
+    reconcile_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> StackConfig:
@@ -466,6 +468,20 @@ class LocalStack:
                 self.triggers_running = True
             except Exception as exc:
                 log.warning("triggers are off: %s", exc)
+        if "reconciler" in self.pools:
+            # The deployment's EventBridge schedule (docs/adr/0001-runtime-api.md): one run a
+            # minute, the first at start.
+            reconciler = self.pools["reconciler"]
+
+            def reconcile() -> int:
+                reconciler.invoke(
+                    {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+                )
+                return 0
+
+            self._sources.append(
+                PollingSource("reconciler", reconcile, idle_seconds=self.config.reconcile_seconds)
+            )
         for source in self._sources:
             source.start()
 

@@ -1,0 +1,118 @@
+"""The reconciler (docs/adr/0001-runtime-api.md): a function on a one-minute schedule that
+re-drives jobs whose message vanished and re-counts each tenant's slots, with its alarms.
+
+Least privilege: Scan and UpdateItem on the jobs table (no index, no other table), SendMessage
+on the jobs queue; nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from claude_jobs.definitions import FUNCTIONS
+from infra.components.functions import PythonFunction
+from infra.components.nag import Ack, acknowledge
+
+#: How often the reconciler runs.
+SCHEDULE = "rate(1 minute)"
+#: Its metrics (counted by claude_jobs.reconcile.reconciler).
+REDRIVEN_METRIC = "JobsRedriven"
+DRIFT_METRIC = "SlotDrift"
+
+
+class Reconciler(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        values: Mapping[str, str],
+        layer: lambda_.ILayerVersion,
+        log_retention_days: int,
+        table: dynamodb.ITable,
+        queue: sqs.IQueue,
+        topic: sns.ITopic,
+        metrics_namespace: str,
+        service_name: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.function = PythonFunction(
+            self,
+            "Function",
+            definition=FUNCTIONS["reconciler"],
+            values=values,
+            layer=layer,
+            log_retention_days=log_retention_days,
+            no_dlq_reason=(
+                "Invoked by a one-minute schedule: a failed run is simply the next run; nothing "
+                "is lost with its event."
+            ),
+        )
+        self.function.allow(["dynamodb:Scan", "dynamodb:UpdateItem"], [table.table_arn])
+        self.function.allow(["sqs:SendMessage"], [queue.queue_arn])
+        self.rule = events.Rule(
+            self,
+            "Schedule",
+            description="claude-jobs reconciler: re-drive lost job messages, re-count slots",
+            schedule=events.Schedule.expression(SCHEDULE),
+            targets=[targets.LambdaFunction(self.function.function, retry_attempts=0)],
+        )
+        acknowledge(
+            self.rule,
+            Ack(
+                "Serverless-EventBusDLQ",
+                "A one-minute schedule: an event that fails to reach the reconciler is replaced "
+                "by the next minute's; there is nothing to keep.",
+            ),
+        )
+        action = cw_actions.SnsAction(topic)
+
+        def metric(name: str) -> cw.Metric:
+            return cw.Metric(
+                namespace=metrics_namespace,
+                metric_name=name,
+                dimensions_map={"service": service_name},
+                period=Duration.minutes(5),
+                statistic="Sum",
+            )
+
+        self.alarms: dict[str, cw.Alarm] = {}
+        for alarm_id, name, description in (
+            (
+                "RedrivenAlarm",
+                REDRIVEN_METRIC,
+                "The reconciler re-sent job messages: messages vanished (an agent answering a "
+                "worker's invocation through the Runtime API, a lost message) or a backlog "
+                "outlasted RECONCILE_GRACE_SECONDS.",
+            ),
+            (
+                "SlotDriftAlarm",
+                DRIFT_METRIC,
+                "The reconciler repaired tenants' pending/running counters: they had drifted "
+                "from the jobs table.",
+            ),
+        ):
+            alarm = cw.Alarm(
+                self,
+                alarm_id,
+                alarm_description=description,
+                metric=metric(name),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.add_alarm_action(action)
+            alarm.add_ok_action(action)
+            self.alarms[alarm_id] = alarm

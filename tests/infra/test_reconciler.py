@@ -1,0 +1,74 @@
+"""The reconciler's function, schedule, permissions and alarms."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import Synthesized
+
+pytestmark = pytest.mark.synth
+
+
+def _reconciler(synth: Synthesized) -> tuple[str, Mapping[str, Any]]:
+    functions = synth.service.find_resources("AWS::Lambda::Function")
+    (found,) = [(i, f) for i, f in functions.items() if i.startswith("ReconcilerFunction")]
+    return found
+
+
+def test_the_reconciler_runs_every_minute(synth: Synthesized) -> None:
+    # Given the service stack
+    function_id, function = _reconciler(synth)
+    rules = synth.service.find_resources("AWS::Events::Rule")
+    # Then one rule runs the reconciler on a one-minute schedule
+    (rule,) = [
+        r["Properties"]
+        for r in rules.values()
+        if function_id in json.dumps(r["Properties"].get("Targets", []))
+    ]
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    # And it knows the table, the queue and its grace
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert {"JOBS_TABLE", "JOBS_QUEUE_URL", "RECONCILE_GRACE_SECONDS"} <= set(variables)
+    assert variables["RECONCILE_GRACE_SECONDS"] == "120"
+
+
+def test_the_reconciler_may_scan_and_update_jobs_and_send_to_the_jobs_queue_only(
+    synth: Synthesized,
+) -> None:
+    # Given the reconciler's role policy
+    policies = synth.service.find_resources("AWS::IAM::Policy")
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for i, p in policies.items()
+        if i.startswith("ReconcilerFunctionRole")
+    ]
+    actions: dict[str, str] = {}
+    for statement in policy:
+        for action in (
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        ):
+            actions[action] = json.dumps(statement["Resource"])
+    # Then, beside its logs and traces, it may scan and update the jobs table and send to the
+    # jobs queue: no reads of other tables, no deletes, no other queue
+    app = {a for a in actions if a.split(":")[0] in ("dynamodb", "sqs", "s3", "secretsmanager")}
+    assert app == {"dynamodb:Scan", "dynamodb:UpdateItem", "sqs:SendMessage"}
+    assert "JobsTable" in actions["dynamodb:Scan"] and "/index/" not in actions["dynamodb:Scan"]
+    assert "JobsQueue" in actions["sqs:SendMessage"] and "Dlq" not in actions["sqs:SendMessage"]
+
+
+@pytest.mark.parametrize(
+    ("alarm_id", "metric"), [("Redriven", "JobsRedriven"), ("SlotDrift", "SlotDrift")]
+)
+def test_the_reconciler_alarms_on_re_drives_and_drift(
+    synth: Synthesized, alarm_id: str, metric: str
+) -> None:
+    alarms = synth.service.find_resources("AWS::CloudWatch::Alarm")
+    (alarm,) = [
+        a["Properties"] for i, a in alarms.items() if i.startswith(f"Reconciler{alarm_id}Alarm")
+    ]
+    assert alarm["MetricName"] == metric and alarm["Threshold"] == 1
+    assert alarm["AlarmActions"] and alarm["OKActions"]

@@ -1,0 +1,202 @@
+"""The reconciler (docs/adr/0001-runtime-api.md) on the emulator, behind the fault front.
+
+Slots: a tenant's pending/running counters that drifted from its non-terminal jobs (an item
+removed behind the repository's back, a counter written wrong) are repaired, even when the
+reconciler's own AWS calls fail at random (each failed run is only retried by the next one),
+and a counter that a transition moves between two runs is never overwritten with a stale
+count. Re-drives: only the jobs whose message is overdue get one; a deferred job's message is
+due later, a running job under a live lease is left alone.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from claude_jobs.adapters.reconcile_table import DynamoReconcileStore, SqsJobWaker, expect_message
+from claude_jobs.models import JobRequest, JobStatus
+from claude_jobs.reconcile.reconciler import Outcome, Reconciler
+from claude_jobs.wiring import Container
+from claude_jobs_tools.local.aws_faults import AwsFaultProxy, FaultPlan
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, AwsFaultProxy]]:
+    """The emulator behind the fault front (faults off until a test turns them on)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    faults = AwsFaultProxy(
+        f"http://{host}:{port}",
+        FaultPlan(rate=0.3, seed=11, services=frozenset({"dynamodb", "sqs"})),
+    ).start()
+    for name, value in {
+        "AWS_ENDPOINT_URL": faults.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ClaudeJobs")
+    try:
+        yield f"http://{host}:{port}", faults
+    finally:
+        faults.close()
+        server.stop()
+
+
+def _stack() -> tuple[Container, Reconciler]:
+    from claude_jobs_tools.provision import provision
+
+    settings = provision(f"rec{uuid.uuid4().hex[:8]}", secret_value="unused").settings
+    container = Container(settings)
+    reconciler = Reconciler(
+        DynamoReconcileStore(container.client("dynamodb"), settings.jobs_table),
+        SqsJobWaker(container.client("sqs"), settings.jobs_queue_url),
+        clock=time.time,
+        grace_seconds=60,
+    )
+    return container, reconciler
+
+
+def _run_until(reconciler: Reconciler, done: Any, tries: int = 40) -> list[Outcome]:
+    """Runs as the schedule would: a run that a fault ends is followed by the next one."""
+    outcomes = []
+    for _ in range(tries):
+        try:
+            outcomes.append(reconciler.run())
+        except Exception as exc:  # the schedule runs it again a minute later
+            print("a reconciler run failed:", type(exc).__name__)
+            continue
+        if done():
+            break
+    return outcomes
+
+
+def test_drifted_slot_counters_are_repaired_through_aws_faults(
+    aws: tuple[str, AwsFaultProxy],
+) -> None:
+    emulator_url, faults = aws
+    container, reconciler = _stack()
+    jobs = container.job_repository
+    service = container.job_service
+    # Given tenant A with three jobs, one of them running, and tenant B with one
+    a_jobs = [service.submit("tenant-a", JobRequest(prompt=f"a{i}")).job for i in range(3)]
+    b_job = service.submit("tenant-b", JobRequest(prompt="b")).job
+    jobs.transition(a_jobs[0].job_id, JobStatus.RUNNING, set_fields={"lease_until": 2**40})
+    # And drift: one of A's queued items vanished behind the repository's back (its slot
+    # stayed taken), and B's counter says it runs two jobs
+    direct = boto3.client("dynamodb", endpoint_url=emulator_url, region_name="us-east-1")
+    table = container.settings.jobs_table
+    direct.delete_item(TableName=table, Key={"job_id": {"S": a_jobs[2].job_id}})
+    direct.update_item(
+        TableName=table,
+        Key={"job_id": {"S": "usage#tenant-b"}},
+        UpdateExpression="SET running = :two",
+        ExpressionAttributeValues={":two": {"N": "2"}},
+    )
+    assert (jobs.tenant_usage("tenant-a").pending, jobs.tenant_usage("tenant-b").running) == (3, 2)
+
+    def repaired() -> bool:
+        a, b = jobs.tenant_usage("tenant-a"), jobs.tenant_usage("tenant-b")
+        return (a.pending, a.running, b.pending, b.running) == (2, 1, 1, 0)
+
+    # When the reconciler runs on its schedule while a third of its AWS calls fail
+    faults.enabled = True
+    outcomes = _run_until(reconciler, repaired)
+    faults.enabled = False
+    # Then faults did hit it, and the counters are the jobs' counts again
+    assert sum(faults.stats()["injected"].values()) > 0
+    assert repaired(), [jobs.tenant_usage(t) for t in ("tenant-a", "tenant-b")]
+    assert {"tenant-a", "tenant-b"} <= {t for o in outcomes for t in o.repaired}
+    # And fair sharing counts from them: the next job of B is admitted, and ends to zero
+    jobs.transition(b_job.job_id, JobStatus.RUNNING, set_fields={"lease_until": 2**40})
+    jobs.transition(b_job.job_id, JobStatus.SUCCEEDED)
+    usage = jobs.tenant_usage("tenant-b")
+    assert (usage.pending, usage.running) == (0, 0)
+
+
+def test_a_counter_moved_between_runs_is_not_overwritten_with_a_stale_count(
+    aws: tuple[str, AwsFaultProxy],
+) -> None:
+    container, reconciler = _stack()
+    jobs = container.job_repository
+    # Given a tenant whose counter drifted (one slot too many) and a first run that saw it
+    job = container.job_service.submit("tenant-c", JobRequest(prompt="c")).job
+    direct = container.client("dynamodb")
+    direct.update_item(
+        TableName=container.settings.jobs_table,
+        Key={"job_id": {"S": "usage#tenant-c"}},
+        UpdateExpression="ADD pending :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )
+    first = reconciler.run()
+    assert first.drifting == ["tenant-c"] and first.repaired == []
+    # When a real transition moves the counter before the next run
+    jobs.transition(job.job_id, JobStatus.CANCELLED)
+    second = reconciler.run()
+    # Then that run repairs nothing on the old observation; it only notes the new drift
+    assert second.repaired == [] and second.drifting == ["tenant-c"]
+    assert jobs.tenant_usage("tenant-c").pending == 1
+    # And the run after repairs it to the truth: no job is pending
+    third = reconciler.run()
+    assert third.repaired == ["tenant-c"]
+    assert jobs.tenant_usage("tenant-c").pending == 0
+
+
+def _messages(container: Container) -> list[str]:
+    import json
+
+    sqs = container.client("sqs")
+    found: list[str] = []
+    while True:
+        got = sqs.receive_message(
+            QueueUrl=container.settings.jobs_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not got:
+            return found
+        for message in got:
+            found.append(json.loads(message["Body"])["job_id"])
+            sqs.delete_message(
+                QueueUrl=container.settings.jobs_queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+
+
+def test_only_overdue_jobs_are_re_driven_and_with_a_back_off(
+    aws: tuple[str, AwsFaultProxy],
+) -> None:
+    container, _ = _stack()
+    jobs = container.job_repository
+    service = container.job_service
+    # Given four jobs whose messages the queue no longer holds: one queued and overdue, one
+    # deferred (its message due in 10 minutes), one running under a live lease, one running
+    # whose lease ended long ago
+    lost, deferred, leased, abandoned = (
+        service.submit("tenant-d", JobRequest(prompt=f"d{i}")).job for i in range(4)
+    )
+    _messages(container)
+    settings = container.settings
+    now = time.time()
+    expect_message(container.client("dynamodb"), settings.jobs_table, deferred.job_id, now + 600)
+    jobs.transition(leased.job_id, JobStatus.RUNNING, set_fields={"lease_until": int(now) + 600})
+    jobs.transition(abandoned.job_id, JobStatus.RUNNING, set_fields={"lease_until": int(now) - 600})
+    later = Reconciler(
+        DynamoReconcileStore(container.client("dynamodb"), settings.jobs_table),
+        SqsJobWaker(container.client("sqs"), settings.jobs_queue_url),
+        clock=lambda: now + 120,
+        grace_seconds=60,
+    )
+    # When the reconciler runs
+    outcome = later.run()
+    # Then the lost and the abandoned jobs get a message, and no other
+    assert sorted(outcome.redriven) == sorted([lost.job_id, abandoned.job_id])
+    assert sorted(_messages(container)) == sorted([lost.job_id, abandoned.job_id])
+    # And a run right after sends nothing more (the re-driven message is due later)
+    assert later.run().redriven == [] and _messages(container) == []
