@@ -559,7 +559,11 @@ def test_in_a_warm_image_forged_frames_cannot_touch_another_session_of_the_tenan
     from claude_jobs_tools.provision import provision
     from tests.worker.test_hostile_sessions import FORGE
 
-    forge = shared_dir / "forge.py"
+    # (in a directory of its own that the runtime user cannot write: other tests' workers of
+    # that user clean what they may of /tmp)
+    holder = Path(tempfile.mkdtemp(prefix="cj-forge-", dir=shared_dir))
+    os.chmod(holder, 0o755)  # noqa: S103 - the agent runs the script
+    forge = holder / "forge.py"
     forge.write_text(FORGE)
     os.chmod(forge, 0o644)
     with FakeAnthropic(api_key=REAL_KEY) as fake:
@@ -589,7 +593,8 @@ def test_in_a_warm_image_forged_frames_cannot_touch_another_session_of_the_tenan
         # When one warm worker process runs both
         run = run_warm(python, task_root, env, [sqs_event(first), sqs_event(attack)])
         assert run.returncode == 0, run.stderr[-3000:]
-        assert run.stdout.count('ANSWER {"batchItemFailures": []}') == 2, run.stdout[-3000:]
+        notable = "\n".join(x for x in run.stdout.splitlines() if "ERROR" in x or "ANSWER" in x)
+        assert run.stdout.count('ANSWER {"batchItemFailures": []}') == 2, notable
         assert (run.stdout + run.stderr).count("warm start: the job runs in the CLI") == 1
         for job in (first, attack):
             done = container.job_repository.get(job.job_id)
@@ -601,8 +606,6 @@ def test_in_a_warm_image_forged_frames_cannot_touch_another_session_of_the_tenan
         assert reopened == [f"reopen {fd} refused 6" for fd in (0, 1, 2)], output
         # And what reached the worker anyway (pidfd_getfd, where the kernel allows it) was
         # dropped: the other session holds its own conversation only
-        if "getfd WROTE" in output:
-            assert "for other sessions were dropped" in run.stdout + run.stderr
         s3 = boto3.client("s3")
         bucket = provisioned.settings.results_bucket
         listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"sessions/tenant-f/{target}/")
@@ -612,3 +615,5 @@ def test_in_a_warm_image_forged_frames_cannot_touch_another_session_of_the_tenan
         ]
         assert any("SWORDFISH" in text for text in texts)
         assert not any("FORGED-7f3a" in text for text in texts), texts
+        if "getfd WROTE" in output:
+            assert "for other sessions were dropped" in run.stdout + run.stderr
