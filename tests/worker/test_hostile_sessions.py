@@ -25,6 +25,14 @@ pytestmark = pytest.mark.cli
 #: Bash of the agent: the path of its own transcript.
 OWN_TRANSCRIPT = 'f=$(ls "$CLAUDE_CONFIG_DIR"/projects/*/*.jsonl | head -1)'
 
+#: Bash of the agent: 1,000 transcript lines of 1 KB appended to its own transcript.
+GROW = (
+    f"{OWN_TRANSCRIPT}; /usr/bin/python3 -c 'import sys, uuid, json; "
+    'out = open(sys.argv[1], "a"); '
+    '[out.write(json.dumps(dict(type="system", uuid=str(uuid.uuid4()), pad="P" * 1000)) '
+    '+ chr(10)) for _ in range(1000)]\' "$f" && echo grown'
+)
+
 #: Run by the agent's Bash: `forge.py <session id>` writes a `transcript_mirror` frame naming
 #: that session into every descriptor of its CLI it can reopen through /proc, and into the
 #: CLI's stdout taken with pidfd_getfd (which the kernel allows a process of the CLI's uid
@@ -155,14 +163,8 @@ def test_a_transcript_grown_past_the_cap_ends_session_too_large_and_keeps_the_se
     session_id = stack.get(first).session_id
     assert stack.get(first).status is JobStatus.SUCCEEDED and session_id
     # When a continuation's agent appends 1 MB of transcript lines (over the 512 KiB cap)
-    grow = (
-        f"{OWN_TRANSCRIPT}; /usr/bin/python3 -c 'import sys, uuid, json; "
-        'out = open(sys.argv[1], "a"); '
-        '[out.write(json.dumps(dict(type="system", uuid=str(uuid.uuid4()), pad="P" * 1000)) '
-        '+ chr(10)) for _ in range(1000)]\' "$f" && echo grown'
-    )
     second = stack.submit("Grow.", allowed_tools=["Bash"], session_id=session_id)
-    stack.fake.script(ToolUse("Bash", {"command": grow}), Text("grew"))
+    stack.fake.script(ToolUse("Bash", {"command": GROW}), Text("grew"))
     stack.deliver(second)
     # Then it ends failed with session_too_large, a clear message naming the cap
     ended = stack.get(second)

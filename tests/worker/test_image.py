@@ -617,3 +617,56 @@ def test_in_a_warm_image_forged_frames_cannot_touch_another_session_of_the_tenan
         assert not any("FORGED-7f3a" in text for text in texts), texts
         if "getfd WROTE" in output:
             assert "for other sessions were dropped" in run.stdout + run.stderr
+
+
+@pytest.mark.cli
+def test_in_the_image_a_transcript_past_the_cap_ends_session_too_large_and_keeps_the_session(
+    task_root: Path, image_site: Path, moto_server: str, shared_dir: Path
+) -> None:
+    """One user for the worker and the agent: a continuation's agent grows its transcript
+    past SESSION_MAX_BYTES; the job ends `session_too_large`, and the next job still resumes
+    the session's earlier conversation."""
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    from claude_jobs_tools.provision import provision
+    from tests.worker.test_hostile_sessions import GROW
+
+    with FakeAnthropic(api_key=REAL_KEY) as fake:
+        provisioned = provision("grow", secret_value=REAL_KEY, anthropic_base_url=fake.url)
+        container = Container(provisioned.settings)
+        env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
+        env["SESSION_MAX_BYTES"] = str(512 * 1024)
+        scratch = shared_dir / "scratch"
+        scratch.mkdir(mode=0o777)
+        os.chmod(scratch, 0o777)  # noqa: S103 - the runtime user writes here
+        env["SCRATCH_DIRS"] = str(scratch)
+
+        def run_one(prompt: str, tools: list[str], session_id: str | None) -> Any:
+            job = container.job_service.submit(
+                "tenant-g",
+                JobRequest(prompt=prompt, allowed_tools=tools, session_id=session_id),
+            ).job
+            run = run_warm(python, task_root, env, [sqs_event(job)])
+            assert run.returncode == 0, run.stderr[-3000:]
+            done = container.job_repository.get(job.job_id)
+            assert done is not None
+            return done
+
+        # Given a session whose first job ran
+        fake.script(Text("I will remember PINEAPPLE."))
+        first = run_one("Remember the word PINEAPPLE.", [], None)
+        assert first.status is JobStatus.SUCCEEDED, first.error
+        # When a continuation's agent appends 1 MB of lines to its transcript
+        fake.script(ToolUse("Bash", {"command": GROW}), Text("grew"))
+        grown = run_one("Grow.", ["Bash"], first.session_id)
+        # Then it ends session_too_large
+        assert "grown" in str(fake.message_requests[-1].tool_results()[0]["content"])
+        assert grown.status is JobStatus.FAILED and grown.error is not None, grown
+        assert grown.error.code == "session_too_large", grown.error
+        # And the next job resumes the session's conversation
+        fake.script(Text("PINEAPPLE"))
+        third = run_one("Which word?", [], first.session_id)
+        assert third.status is JobStatus.SUCCEEDED, third.error
+        sent = json.dumps(fake.message_requests[-1].body["messages"])
+        assert "Remember the word PINEAPPLE." in sent and "PPPPPPPPPP" not in sent
