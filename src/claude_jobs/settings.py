@@ -132,6 +132,9 @@ class Settings(BaseModel):
     #: at most this many files and bytes; a larger one ends the job `workspace_too_large`.
     workspace_max_files: int = Field(20_000, alias="WORKSPACE_MAX_FILES", ge=1)
     workspace_max_bytes: int = Field(512 * 1024 * 1024, alias="WORKSPACE_MAX_BYTES", ge=1)
+    #: Sessions: a session's stored transcripts (its subagents' included) at most; loading a
+    #: larger one, or saving past it, ends the job `session_too_large` (worker/sessions.py).
+    session_max_bytes: int = Field(32 * 1024 * 1024, alias="SESSION_MAX_BYTES", ge=1024)
 
     # The worker.
     #: Where the worker runs as root (a container, CI), the agent runs as this user instead.

@@ -73,3 +73,23 @@ def test_a_tenant_view_is_scoped_and_deletes_only_its_session(provisioned: Provi
     S3SessionTranscripts(s3, _bucket(provisioned)).delete("tenant-a", "s")
     assert anyio.run(a.load, a.key("s")) is None
     assert anyio.run(b.load, b.key("s")) == [other]
+
+
+def test_a_sessions_stored_size_is_known_from_the_listing(provisioned: Provisioned) -> None:
+    """Given a session with a main and a subagent transcript, and another session, when its
+    stored size is asked for, then it is the bytes of its own objects, subagents' included."""
+    s3 = boto3.client("s3")
+    store: Any = S3SessionStore(s3, _bucket(provisioned))
+    main: Any = {"project_key": "t", "session_id": "s"}
+    sub: Any = {"project_key": "t", "session_id": "s", "subpath": "subagents/a"}
+    other: Any = {"project_key": "t", "session_id": "s2"}
+
+    async def scenario() -> int:
+        await store.append(main, [{"type": "x", "pad": "a" * 100}])
+        await store.append(sub, [{"type": "x", "pad": "b" * 50}])
+        await store.append(other, [{"type": "x", "pad": "c" * 1000}])
+        assert await store.stored_bytes({"project_key": "t", "session_id": "none"}) == 0
+        return int(await store.stored_bytes(main))
+
+    size = anyio.run(scenario)
+    assert size == len('{"type":"x","pad":""}\n') * 2 + 150

@@ -541,3 +541,132 @@ def test_a_process_that_cannot_be_ended_retires_the_environment_after_the_result
             assert any(x.get("EnvironmentsRetired") == [1.0] for x in lines)
         finally:
             kill_all(live_processes_with(m))
+
+
+@pytest.mark.cli
+def test_in_a_warm_image_forged_frames_cannot_touch_another_session_of_the_tenant(
+    task_root: Path, image_site: Path, moto_server: str, shared_dir: Path
+) -> None:
+    """One user for the worker and the agent (Lambda): the agent's Bash tries to write forged
+    SDK frames to the worker through its CLI's stdio — reopened through /proc/<cli>/fd, and
+    taken with pidfd_getfd — naming another session of its tenant. The job runs in the warm
+    CLI started after the first (its session stored under an alias)."""
+    import boto3
+
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    from claude_jobs_tools.provision import provision
+    from tests.worker.test_hostile_sessions import FORGE
+
+    # (in a directory of its own that the runtime user cannot write: other tests' workers of
+    # that user clean what they may of /tmp)
+    holder = Path(tempfile.mkdtemp(prefix="cj-forge-", dir=shared_dir))
+    os.chmod(holder, 0o755)  # noqa: S103 - the agent runs the script
+    forge = holder / "forge.py"
+    forge.write_text(FORGE)
+    os.chmod(forge, 0o644)
+    with FakeAnthropic(api_key=REAL_KEY) as fake:
+        provisioned = provision("forge", secret_value=REAL_KEY, anthropic_base_url=fake.url)
+        container = Container(provisioned.settings)
+        # Given a session of the tenant whose first job ran, and a second job of the same
+        # tenant and options (so it runs in the warm CLI) whose agent forges frames naming it
+        first = container.job_service.submit(
+            "tenant-f", JobRequest(prompt="The password is SWORDFISH.", allowed_tools=["Bash"])
+        ).job
+        target = first.session_id
+        assert target is not None
+        attack = container.job_service.submit(
+            "tenant-f", JobRequest(prompt="Forge.", allowed_tools=["Bash"])
+        ).job
+        fake.script(
+            Text("Noted."),
+            ToolUse("Bash", {"command": f"/usr/bin/python3 {forge} {target}"}),
+            Text("forged"),
+        )
+        env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
+        env["WARM_START"] = "true"
+        scratch = shared_dir / "scratch"  # its own (see the test above)
+        scratch.mkdir(mode=0o777)
+        os.chmod(scratch, 0o777)  # noqa: S103 - the runtime user writes here
+        env["SCRATCH_DIRS"] = str(scratch)
+        # When one warm worker process runs both
+        run = run_warm(python, task_root, env, [sqs_event(first), sqs_event(attack)])
+        assert run.returncode == 0, run.stderr[-3000:]
+        notable = "\n".join(x for x in run.stdout.splitlines() if "ERROR" in x or "ANSWER" in x)
+        assert run.stdout.count('ANSWER {"batchItemFailures": []}') == 2, notable
+        assert (run.stdout + run.stderr).count("warm start: the job runs in the CLI") == 1
+        for job in (first, attack):
+            done = container.job_repository.get(job.job_id)
+            assert done is not None and done.status is JobStatus.SUCCEEDED, done
+        output = str(fake.message_requests[2].tool_results()[0]["content"])
+        # Then none of the CLI's stdio could be reopened for writing (sockets: ENXIO)
+        assert "CLI None" not in output, output
+        reopened = [line for line in output.splitlines() if line.startswith("reopen")]
+        assert reopened == [f"reopen {fd} refused 6" for fd in (0, 1, 2)], output
+        # And what reached the worker anyway (pidfd_getfd, where the kernel allows it) was
+        # dropped: the other session holds its own conversation only
+        s3 = boto3.client("s3")
+        bucket = provisioned.settings.results_bucket
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"sessions/tenant-f/{target}/")
+        texts = [
+            s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().decode()
+            for o in listing.get("Contents", [])
+        ]
+        assert any("SWORDFISH" in text for text in texts)
+        assert not any("FORGED-7f3a" in text for text in texts), texts
+        if "getfd WROTE" in output:
+            assert "for other sessions were dropped" in run.stdout + run.stderr
+
+
+@pytest.mark.cli
+def test_in_the_image_a_transcript_past_the_cap_ends_session_too_large_and_keeps_the_session(
+    task_root: Path, image_site: Path, moto_server: str, shared_dir: Path
+) -> None:
+    """One user for the worker and the agent: a continuation's agent grows its transcript
+    past SESSION_MAX_BYTES; the job ends `session_too_large`, and the next job still resumes
+    the session's earlier conversation."""
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    from claude_jobs_tools.provision import provision
+    from tests.worker.test_hostile_sessions import GROW
+
+    with FakeAnthropic(api_key=REAL_KEY) as fake:
+        provisioned = provision("grow", secret_value=REAL_KEY, anthropic_base_url=fake.url)
+        container = Container(provisioned.settings)
+        env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
+        env["SESSION_MAX_BYTES"] = str(512 * 1024)
+        scratch = shared_dir / "scratch"
+        scratch.mkdir(mode=0o777)
+        os.chmod(scratch, 0o777)  # noqa: S103 - the runtime user writes here
+        env["SCRATCH_DIRS"] = str(scratch)
+
+        def run_one(prompt: str, tools: list[str], session_id: str | None) -> Any:
+            job = container.job_service.submit(
+                "tenant-g",
+                JobRequest(prompt=prompt, allowed_tools=tools, session_id=session_id),
+            ).job
+            run = run_warm(python, task_root, env, [sqs_event(job)])
+            assert run.returncode == 0, run.stderr[-3000:]
+            done = container.job_repository.get(job.job_id)
+            assert done is not None
+            return done
+
+        # Given a session whose first job ran
+        fake.script(Text("I will remember PINEAPPLE."))
+        first = run_one("Remember the word PINEAPPLE.", [], None)
+        assert first.status is JobStatus.SUCCEEDED, first.error
+        # When a continuation's agent appends 1 MB of lines to its transcript
+        fake.script(ToolUse("Bash", {"command": GROW}), Text("grew"))
+        grown = run_one("Grow.", ["Bash"], first.session_id)
+        # Then it ends session_too_large
+        assert "grown" in str(fake.message_requests[-1].tool_results()[0]["content"])
+        assert grown.status is JobStatus.FAILED and grown.error is not None, grown
+        assert grown.error.code == "session_too_large", grown.error
+        # And the next job resumes the session's conversation
+        fake.script(Text("PINEAPPLE"))
+        third = run_one("Which word?", [], first.session_id)
+        assert third.status is JobStatus.SUCCEEDED, third.error
+        sent = json.dumps(fake.message_requests[-1].body["messages"])
+        assert "Remember the word PINEAPPLE." in sent and "PPPPPPPPPP" not in sent

@@ -29,7 +29,7 @@ def test_a_job_continues_its_sessions_conversation(stack: WorkerStack) -> None:
     stack.fake.script(Text("I will remember PINEAPPLE."))
     stack.deliver(first)
     done = stack.get(first)
-    assert done.status is JobStatus.SUCCEEDED and done.session_id
+    assert done.status is JobStatus.SUCCEEDED and done.session_id, done.error
     keys = _transcript_keys(stack, stack.tenant, done.session_id)
     assert keys, "the transcript was not saved"
     body = boto3.client("s3").get_object(

@@ -178,6 +178,12 @@ class S3SessionStore:
                     entries.append(entry)  # type: ignore[arg-type]
         return entries or None
 
+    async def stored_bytes(self, key: SessionKey) -> int:
+        """The bytes stored for the session of `key`, its subagent transcripts included (from
+        the listing: nothing is read)."""
+        prefix = self._session_prefix(key["project_key"], key["session_id"])
+        return sum(int(obj.get("Size") or 0) for obj in await self._keys(prefix, direct=False))
+
     async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
         prefix = self._project_prefix(project_key)
         sessions: dict[str, int] = {}

@@ -13,6 +13,13 @@ environment allowlist, as the agent's identity, in a session of its own — inst
 `{**os.environ, **env}` spawn. Stopping (deadline passed, cancel requested) SIGKILLs the CLI's
 process group at once; what the agent detached from it is ended by the worker's sweep after the
 run (`containment.py`).
+
+The CLI's stdin, stdout and stderr are socketpairs, not pipes (`CliProcess`): the CLI runs as
+the agent's uid, and where that is the worker's own (Lambda) the agent's Bash could reopen a
+pipe through `/proc/<cli>/fd/N` and write frames to the worker (or commands to the CLI); a
+socket cannot be reopened that way (ENXIO). stdout and stderr carry one direction only. What
+the CLI says is still the agent's to shape (README "Security model"): nothing read from it is
+trusted beyond the job itself.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import subprocess
 import time
 from collections import deque
@@ -458,30 +466,58 @@ def launch_of(request: AgentRequest, options: Any) -> Launch:
     return Launch(tuple(command), tuple(sorted(env.items())), str(request.cwd), request.identity)
 
 
-class WarmProcess:
-    """A CLI started before its job is known (warm start, `warm.py`): it boots and then waits
-    for its stdin, where a job's run later writes the SDK's initialize request and the prompt.
+class CliProcess:
+    """A CLI started by the worker with socketpairs as its stdin, stdout and stderr (stdout
+    and stderr one direction each: the CLI cannot read from them),
+    which `attach()` hands to a run's event loop. A cold start spawns one for its run; a warm
+    start (`warm.py`) spawns one before its job is known: it boots and then waits for its stdin,
+    where the job's run later writes the SDK's initialize request and the prompt.
 
     It is started exactly as a run would start it (same session of its own, umask, identity,
-    allowlisted environment), and `attach()` hands its pipes to the run's event loop."""
+    allowlisted environment)."""
 
-    def __init__(self, launch: Launch, popen: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self, launch: Launch, popen: subprocess.Popen[bytes], ends: tuple[socket.socket, ...]
+    ) -> None:
         self.launch = launch
         self._popen = popen
+        #: The worker's ends of the CLI's stdin, stdout and stderr.
+        self._ends = ends
         self.pid = popen.pid
         self.started = time.monotonic()
 
     @classmethod
-    def start(cls, request: AgentRequest) -> WarmProcess:
-        launch = launch_of(request, sdk_options(request, stderr=lambda line: None))
+    def start(cls, request: AgentRequest) -> CliProcess:
+        return cls.spawn(launch_of(request, sdk_options(request, stderr=lambda line: None)))
+
+    @classmethod
+    def spawn(cls, launch: Launch) -> CliProcess:
         argv, spawn = launch.spawn()
+        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(3)]
+        ours = tuple(pair[0] for pair in pairs)
+        theirs = [pair[1] for pair in pairs]
         try:
+            # One direction each for stdout and stderr (the CLI writes, the worker reads).
+            # stdin stays two-way: asyncio's write transport takes an end that reads EOF for
+            # a closed peer, so what the CLI might write there only ends its own run.
+            for index in (1, 2):
+                theirs[index].shutdown(socket.SHUT_RD)
+                ours[index].shutdown(socket.SHUT_WR)
             popen = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **spawn
+                argv,
+                stdin=theirs[0].fileno(),
+                stdout=theirs[1].fileno(),
+                stderr=theirs[2].fileno(),
+                **spawn,
             )
         except Exception as exc:
+            for end in ours:
+                end.close()
             raise AgentStartError(f"Claude Code could not be started: {exc}") from exc
-        return cls(launch, popen)
+        finally:
+            for end in theirs:
+                end.close()
+        return cls(launch, popen, ours)
 
     @property
     def alive(self) -> bool:
@@ -523,24 +559,23 @@ class WarmProcess:
                 self._popen.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 log.warning("a warm CLI (pid %s) did not end after SIGKILL", self.pid)
-        for pipe in (self._popen.stdin, self._popen.stdout, self._popen.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+        for end in self._ends:
+            with contextlib.suppress(OSError):
+                end.close()
 
     async def attach(self) -> _AttachedProcess:
-        """The process, its pipes as anyio byte streams on the running event loop."""
+        """The process, its channels as anyio byte streams on the running event loop."""
         popen = self._popen
-        assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
+        stdin, stdout, stderr = self._ends
         loop = asyncio.get_running_loop()
         streams = []
-        for pipe in (popen.stdout, popen.stderr):
+        for end in (stdout, stderr):
             reader = asyncio.StreamReader(limit=2**20)
             protocol = asyncio.StreamReaderProtocol(reader)
-            read_end, _ = await loop.connect_read_pipe(lambda p=protocol: p, pipe)  # type: ignore[misc]
+            read_end, _ = await loop.connect_read_pipe(lambda p=protocol: p, end)  # type: ignore[misc]
             streams.append(_PipeReceiveStream(reader, read_end))
         write_end, flow = await loop.connect_write_pipe(
-            lambda: asyncio.streams.FlowControlMixin(loop=loop), popen.stdin
+            lambda: asyncio.streams.FlowControlMixin(loop=loop), stdin
         )
         writer = asyncio.StreamWriter(write_end, flow, None, loop)
         return _AttachedProcess(popen, _PipeSendStream(writer), streams[0], streams[1])
@@ -624,7 +659,6 @@ def _clean_transport(request: AgentRequest, options: Any) -> Any:
     is used instead of starting one (a warm start); one started for another launch is stopped
     and the CLI is started cold. It relies on the SDK transport's private attributes (pinned SDK
     version; `tests/worker` run it for real)."""
-    import anyio
     from anyio.streams.text import TextReceiveStream, TextSendStream
     from claude_agent_sdk._internal._task_compat import spawn_detached
     from claude_agent_sdk._internal.transport import subprocess_cli
@@ -638,24 +672,17 @@ def _clean_transport(request: AgentRequest, options: Any) -> Any:
         async def connect(self) -> None:
             if self._process:
                 return
-            wants_stderr = self._options.stderr is not None
             warm = request.warm
             if warm is not None and (warm.launch != launch or not warm.alive):
                 log.warning("job %s: the warm CLI does not fit; starting one", request.job_id)
                 warm.stop()
                 warm = None
             try:
-                if warm is not None:
-                    process: Any = await warm.attach()
-                else:
-                    argv, spawn = launch.spawn()
-                    process = await anyio.open_process(
-                        argv,
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE if wants_stderr else None,
-                        **spawn,
-                    )
+                # Socketpairs, not pipes, whether warm or cold (`CliProcess`).
+                started = warm if warm is not None else CliProcess.spawn(launch)
+                process: Any = await started.attach()
+            except AgentStartError:
+                raise
             except Exception as exc:
                 raise AgentStartError(f"Claude Code could not be started: {exc}") from exc
             self._process = process
@@ -664,7 +691,7 @@ def _clean_transport(request: AgentRequest, options: Any) -> Any:
             request.on_started(process.pid)
             if process.stdout:
                 self._stdout_stream = TextReceiveStream(process.stdout)
-            if process.stderr and (wants_stderr or warm is not None):
+            if process.stderr:  # always drained: a full buffer would stall the CLI
                 self._stderr_stream = TextReceiveStream(process.stderr)
                 self._stderr_task = spawn_detached(self._handle_stderr())
             if process.stdin:
@@ -672,3 +699,7 @@ def _clean_transport(request: AgentRequest, options: Any) -> Any:
             self._ready = True
 
     return CleanTransport(prompt=request.prompt, options=options)
+
+
+#: A CLI started before its job is known (warm start): a `CliProcess` (its former name).
+WarmProcess = CliProcess

@@ -59,6 +59,8 @@ class ArtifactLimits:
     bytes_setting: str = "ARTIFACTS_MAX_BYTES"
     max_depth: int = MAX_DEPTH
     max_entries: int = MAX_ENTRIES
+    #: The job's uid: a file or directory owned by anyone else is skipped (None: any owner).
+    owner: int | None = None
 
 
 @dataclass
@@ -190,6 +192,91 @@ def walk_tree(
     return collected.finish()
 
 
+class UnsafeEntryError(Exception):
+    """An entry the walk does not read (a link, a special file, a hard link, another user's,
+    or one that could not be opened); its message says which, for a note."""
+
+
+#: Flags of every open of an entry: never through a link, never blocking (a FIFO), never a tty.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+
+
+def open_entry(dir_fd: int, name: str, *, owner: int | None = None) -> tuple[int, os.stat_result]:
+    """Open `name` in the directory `dir_fd` without following a link; return the descriptor
+    and its `fstat` when it is a directory or a regular file with one link (owned by `owner`
+    when given), else raise UnsafeEntryError. The one rule every read of what an agent left
+    goes through: artifacts, the carried workspace and the session's transcript."""
+    # Classify without following or opening first (opening a socket fails, a device may act);
+    # then open without following and trust only fstat of what was opened.
+    try:
+        seen = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UnsafeEntryError(f"it could not be read ({exc.strerror})") from None
+    if stat.S_ISLNK(seen.st_mode):
+        raise UnsafeEntryError("a symbolic link")
+    if not (stat.S_ISDIR(seen.st_mode) or stat.S_ISREG(seen.st_mode)):
+        raise UnsafeEntryError(_kind(seen.st_mode))
+    try:
+        fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeEntryError("a symbolic link") from None
+        raise UnsafeEntryError(f"it could not be opened ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
+            raise UnsafeEntryError(_kind(info.st_mode))
+        if stat.S_ISREG(info.st_mode) and info.st_nlink != 1:
+            raise UnsafeEntryError("a hard link (a file with several names)")
+        if owner is not None and info.st_uid != owner:
+            raise UnsafeEntryError("not the job's (another user owns it)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def read_file(root: Path | str, relative: str, *, max_bytes: int, owner: int | None) -> bytes:
+    """The bytes of the regular file `root/relative`, opened component by component with
+    `open_entry` (no link followed anywhere below `root`, every directory and the file owned
+    by `owner`). FileNotFoundError when a component is missing; UnsafeEntryError when one is
+    not what it should be; FileTooLargeError past `max_bytes`."""
+    parts = [part for part in relative.split("/") if part]
+    if not parts or any(part in (".", "..") for part in parts):
+        raise ValueError(f"not a relative path: {relative!r}")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for depth, part in enumerate(parts):
+            child, info = open_entry(fd, part, owner=owner)
+            os.close(fd)
+            fd = child
+            last = depth == len(parts) - 1
+            if last != stat.S_ISREG(info.st_mode):
+                raise UnsafeEntryError("not a regular file" if last else "not a directory")
+        if info.st_size > max_bytes:
+            raise FileTooLargeError(info.st_size, max_bytes)
+        chunks: list[bytes] = []
+        left = max_bytes + 1  # one more: a file that grew since fstat is seen
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:
+            raise FileTooLargeError(len(data), max_bytes)
+        return data
+    finally:
+        os.close(fd)
+
+
+class FileTooLargeError(Exception):
+    def __init__(self, size: int, max_bytes: int) -> None:
+        super().__init__(f"{size} bytes, over {max_bytes}")
+        self.size = size
+        self.max_bytes = max_bytes
+
+
 class _Walk:
     def __init__(
         self,
@@ -235,30 +322,15 @@ class _Walk:
             self._entry(dir_fd, name, path, depth)
 
     def _entry(self, dir_fd: int, name: str, path: str, depth: int) -> None:
-        # Classify without following or opening first (opening a socket fails, a device may
-        # act); then open without following and trust only fstat of what was opened.
         try:
-            seen = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            fd, info = open_entry(dir_fd, name, owner=self.limits.owner)
+        except UnsafeEntryError as exc:
+            self.collected.note(f"{path}: skipped, {exc}")
+            return
         except OSError as exc:
             self.collected.note(f"{path}: skipped, it could not be read ({exc.strerror})")
             return
-        if stat.S_ISLNK(seen.st_mode):
-            self.collected.note(f"{path}: skipped, a symbolic link")
-            return
-        if not (stat.S_ISDIR(seen.st_mode) or stat.S_ISREG(seen.st_mode)):
-            self.collected.note(f"{path}: skipped, {_kind(seen.st_mode)}")
-            return
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
         try:
-            fd = os.open(name, flags, dir_fd=dir_fd)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                self.collected.note(f"{path}: skipped, a symbolic link")
-            else:
-                self.collected.note(f"{path}: skipped, it could not be opened ({exc.strerror})")
-            return
-        try:
-            info = os.fstat(fd)
             if stat.S_ISDIR(info.st_mode):
                 if depth + 1 >= self.limits.max_depth:
                     self.collected.note(
@@ -267,12 +339,6 @@ class _Walk:
                     self.collected.limited = True
                     return
                 self.walk(fd, path, depth + 1)
-                return
-            if not stat.S_ISREG(info.st_mode):
-                self.collected.note(f"{path}: skipped, {_kind(info.st_mode)}")
-                return
-            if info.st_nlink != 1:
-                self.collected.note(f"{path}: skipped, a hard link (a file with several names)")
                 return
             self._file(fd, path, info.st_size)
         finally:

@@ -106,7 +106,9 @@ class WorkerFunction(ContainerHolder):
         from .sessions import SessionKeeper
 
         sessions = (
-            SessionKeeper(S3SessionStore(s3, settings.results_bucket))
+            SessionKeeper(
+                S3SessionStore(s3, settings.results_bucket), max_bytes=settings.session_max_bytes
+            )
             if settings.results_bucket
             else None
         )

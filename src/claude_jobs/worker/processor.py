@@ -30,7 +30,9 @@ that reaches `max_attempts` records `failed` (`attempts_exhausted`) instead of r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -85,7 +87,7 @@ from .segments import (
     spent,
     turns_left,
 )
-from .sessions import SessionKeeper
+from .sessions import SESSION_TOO_LARGE, AgentSession, SessionKeeper, SessionTooLargeError
 from .warm import WarmCli, WarmProfile
 from .workspace import WorkspaceStore, WorkspaceTooLargeError
 from .workspace import limits as workspace_limits
@@ -443,6 +445,7 @@ class JobProcessor:
                 identity = held.enter_context(self._identities.lease())
                 sandbox = held.enter_context(Sandbox(job.job_id, identity, self._sandbox_dir))
                 scope = self._sweeper.scope(identity.uid)
+            prepared: list[AgentSession] = []  # the run's session, saved after the sweep
             try:
                 outcome = self._run_in(
                     job,
@@ -455,6 +458,7 @@ class JobProcessor:
                     planned_at,
                     on_message,
                     warm,
+                    prepared,
                 )
             finally:
                 # Before the sandbox goes: nothing of the job may run on (or write into it).
@@ -462,6 +466,12 @@ class JobProcessor:
                 if sweep.survivors:
                     leftovers.extend(sweep.survivors)
                     self._identities.quarantine(identity.uid)
+                # Sessions: what the mirror missed, read from the agent's transcript only now
+                # that nothing of the job runs (never raises).
+                if self._sessions is not None:
+                    for session in prepared:
+                        self._sessions.save(session)
+            outcome = _session_checked(outcome, prepared)
             if outcome.ending == "segment":
                 # Long jobs: the working directory goes on with the job (out/ included: its
                 # artifacts are collected when the job ends).
@@ -476,8 +486,10 @@ class JobProcessor:
         segment is retried from the session), a directory over a limit ends the job."""
         if self._workspaces is None:
             return outcome
-        bounds = workspace_limits(
-            self._settings.workspace_max_files, self._settings.workspace_max_bytes
+        settings = self._settings
+        bounds = dataclasses.replace(
+            workspace_limits(settings.workspace_max_files, settings.workspace_max_bytes),
+            owner=_owner_of(sandbox),
         )
         try:
             notes = save_workspace(
@@ -500,7 +512,9 @@ class JobProcessor:
         sink = self._artifacts
         assert sink is not None
         limits = ArtifactLimits(
-            self._settings.artifacts_max_count, self._settings.artifacts_max_bytes
+            self._settings.artifacts_max_count,
+            self._settings.artifacts_max_bytes,
+            owner=_owner_of(sandbox),
         )
         try:
             return collect_artifacts(
@@ -524,6 +538,7 @@ class JobProcessor:
         planned_at: float | None = None,
         on_message: Callable[[Any], None] = lambda message: None,
         warm: WarmCli | None = None,
+        prepared: list[AgentSession] | None = None,
     ) -> AgentOutcome:
         # Long jobs: the turns (and budget) earlier segments left.
         options = job.options
@@ -571,7 +586,12 @@ class JobProcessor:
         env = self._agent_env(sandbox, token, model)
         # Sessions: the job's conversation, materialised in its sandbox (a store failure is an
         # infrastructure fault, before the agent starts).
-        session = self._sessions.prepare(job, sandbox) if self._sessions is not None else None
+        try:
+            session = self._sessions.prepare(job, sandbox) if self._sessions is not None else None
+        except SessionTooLargeError as exc:  # terminal: a retry would find it as large
+            return AgentOutcome(
+                "failed", error=JobErrorInfo(code=SESSION_TOO_LARGE, message=str(exc)[:2000])
+            )
         if (
             warm is not None
             and warm.session_id is not None
@@ -605,11 +625,9 @@ class JobProcessor:
             on_message=on_message,
             warm=warm.process if warm is not None else None,
         )
-        try:
-            return self._runner.run(request)
-        finally:
-            if session is not None and self._sessions is not None:
-                self._sessions.save(session)  # what the mirror missed; never raises
+        if session is not None and prepared is not None:
+            prepared.append(session)  # saved after the sweep (`_run_agent`)
+        return self._runner.run(request)
 
     def _agent_env(self, sandbox: Sandbox, token: str, model: str) -> dict[str, str]:
         return agent_environment(
@@ -935,6 +953,30 @@ def _retire_reason(job: Job, leftovers: list[ProcessInfo]) -> str | None:
     return f"{len(leftovers)} process(es) of job {job.job_id} could not be ended: {described}"[
         :1000
     ]
+
+
+def _owner_of(sandbox: Sandbox) -> int:
+    """The uid that owns what the agent leaves: the job's, or the worker's own (one user)."""
+    uid = sandbox.owner_uid
+    return os.geteuid() if uid is None else uid
+
+
+def _session_checked(outcome: AgentOutcome, sessions: list[AgentSession]) -> AgentOutcome:
+    """A run whose session went over `SESSION_MAX_BYTES` ends `session_too_large` (what the
+    store holds stays under the cap: the session can be resumed from there)."""
+    problem = next((s.over_cap for s in sessions if s.over_cap), None)
+    if problem is None or outcome.ending in ("cancelled", "timed_out"):
+        return outcome
+    return AgentOutcome(
+        "failed",
+        text=outcome.text,
+        usage=outcome.usage,
+        error=JobErrorInfo(
+            code=SESSION_TOO_LARGE,
+            message=f"{problem}; the session holds the conversation up to its last save",
+        ),
+        permission_denials=outcome.permission_denials,
+    )
 
 
 def with_metered_usage(outcome: AgentOutcome, metered: Metered) -> AgentOutcome:

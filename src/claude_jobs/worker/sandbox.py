@@ -67,6 +67,11 @@ class Sandbox:
             self.give(directory)
         return self
 
+    @property
+    def owner_uid(self) -> int | None:
+        """The agent's uid (None: the worker's own user)."""
+        return self._identity.uid
+
     def give(self, path: Path) -> None:
         """Hand a file or directory to the agent's user (a no-op when it is the worker's)."""
         if self._identity.uid is not None and self._identity.gid is not None:

@@ -14,6 +14,18 @@ While the agent runs, the SDK mirrors each transcript line the CLI writes to the
 transcript file in the sandbox with what was loaded and mirrored, and appends whatever the
 mirror missed (a run stopped between two flushes): the session is complete up to the last line
 the CLI wrote.
+
+What comes from the sandbox is the agent's, and is read as such (README "Security model"):
+- The mirror's frames come from the CLI's stdout, which the agent may be able to write (its
+  own CLI runs as its uid): a frame is stored only when it names the job's own session (or the
+  warm CLI's id standing for it, `started_as`); any other is dropped and counted.
+- `save` runs after the job's sweep (nothing of the agent runs any more) and reads the
+  transcript with `artifacts.read_file`: no link followed anywhere below the sandbox's root,
+  every directory and the file owned by the job's uid, a regular file with one link.
+- A session's stored transcripts are at most `SESSION_MAX_BYTES`: a load finds the size first
+  and refuses a larger session before reading it; an append (the mirror's or `save`'s) that
+  would make it larger is refused. Either way the job ends `session_too_large`, and what the
+  store holds stays a session under the cap, which the next job can resume.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..adapters.session_store import TenantSessions, TranscriptStore
 from ..observability import deferred_logger
+from .artifacts import FileTooLargeError, UnsafeEntryError, read_file
 
 if TYPE_CHECKING:
     from claude_agent_sdk.types import SessionKey, SessionStoreEntry
@@ -38,6 +51,22 @@ log = deferred_logger()
 
 #: Seconds each store call may take while a session is materialised.
 LOAD_TIMEOUT_SECONDS = 60.0
+#: The error code of a job whose session is over `SESSION_MAX_BYTES` (docs/worker.md).
+SESSION_TOO_LARGE = "session_too_large"
+#: The default cap (settings `SESSION_MAX_BYTES`).
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+
+
+class SessionTooLargeError(Exception):
+    """The session's transcripts are (or would become) larger than `SESSION_MAX_BYTES`."""
+
+
+def entries_bytes(entries: list[Any]) -> int:
+    """The size of `entries` as the store keeps them (one compact JSON line each)."""
+    return sum(
+        len(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()) + 1
+        for entry in entries
+    )
 
 
 class RecordingSessions(TenantSessions):
@@ -46,16 +75,52 @@ class RecordingSessions(TenantSessions):
 
     `alias` (warm start): the CLI was started under a session id of its own before its job was
     known; what it writes under that id (keys and each entry's `sessionId`) is stored under the
-    job's session, exactly as if the CLI had been started with it."""
+    job's session, exactly as if the CLI had been started with it.
+
+    Only the job's own session is written: an append for any other session id (a frame the
+    agent forged on its CLI's stdout) is dropped and counted in `refused`. `max_bytes`: the
+    session's size cap; `stored_bytes` starts at what was loaded, and an append past the cap
+    raises SessionTooLargeError (and sets `too_large`)."""
 
     def __init__(
-        self, store: TranscriptStore, tenant_id: str, alias: tuple[str, str] | None = None
+        self,
+        store: TranscriptStore,
+        tenant_id: str,
+        alias: tuple[str, str] | None = None,
+        *,
+        session_id: str | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         super().__init__(store, tenant_id)
         self.appended: set[str] = set()
         self.alias = alias
+        self.own = {session_id, *(alias or ())} - {None}
+        self.max_bytes = max_bytes
+        self.stored_bytes = 0
+        self.refused = 0
+        self.too_large: str | None = None
+
+    def admit(self, size: int) -> None:
+        """Count `size` more bytes into the session, or raise SessionTooLargeError (and every
+        later append then: a session is never stored with a gap)."""
+        if self.too_large is not None:
+            raise SessionTooLargeError(self.too_large)
+        if self.max_bytes is not None and self.stored_bytes + size > self.max_bytes:
+            self.too_large = (
+                f"the session's transcript would exceed SESSION_MAX_BYTES ({self.max_bytes} "
+                f"bytes): {self.stored_bytes} stored, {size} more"
+            )
+            raise SessionTooLargeError(self.too_large)
+        self.stored_bytes += size
 
     async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        if key.get("session_id") not in self.own:
+            self.refused += 1
+            log.warning(
+                "dropped %s transcript entries for a session that is not the job's",
+                len(entries),
+            )
+            return
         if self.alias is not None and key.get("session_id") == self.alias[0]:
             started_as, session_id = self.alias
             key = {**key, "session_id": session_id}
@@ -65,6 +130,7 @@ class RecordingSessions(TenantSessions):
                 else entry
                 for entry in entries
             ]
+        self.admit(entries_bytes(entries))
         await super().append(key, entries)
         if not key.get("subpath"):
             self.appended.update(str(e["uuid"]) for e in entries if isinstance(e.get("uuid"), str))
@@ -84,21 +150,37 @@ class AgentSession:
     transcript: Path | None = None
     #: uuids of the entries that were loaded.
     loaded: set[str] = field(default_factory=set)
+    #: The sandbox's root and the job's uid: the transcript is read below that root, owned by
+    #: that uid (None: the worker's own), never through a link.
+    root: Path | None = None
+    owner: int | None = None
+    #: Why the session could not be saved whole: over `SESSION_MAX_BYTES` (the job then ends
+    #: `session_too_large`); None when it was.
+    too_large: str | None = None
+
+    @property
+    def over_cap(self) -> str | None:
+        """Why the session is over its cap (from `save` or the mirror), or None."""
+        return self.too_large or self.store.too_large
 
 
 class SessionKeeper:
-    def __init__(self, store: TranscriptStore) -> None:
+    def __init__(self, store: TranscriptStore, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._store = store
+        self.max_bytes = max_bytes
 
     def prepare(self, job: Job, sandbox: Sandbox) -> AgentSession | None:
         """Load the job's session into its sandbox. Store failures raise (an infrastructure
-        fault: the job is retried)."""
+        fault: the job is retried); a session over `max_bytes` raises SessionTooLargeError
+        before it is read."""
         if job.session_id is None:
             return None
         session = AgentSession(
             session_id=job.session_id,
             resume=False,
-            store=RecordingSessions(self._store, job.tenant_id),
+            store=self._recording(job.tenant_id, job.session_id),
+            root=sandbox.root,
+            owner=_owner(sandbox),
         )
         session.transcript = transcript_path(sandbox, job.session_id)
         entries = asyncio.run(self._materialise(session, sandbox))
@@ -110,12 +192,26 @@ class SessionKeeper:
         from claude_agent_sdk._internal.session_resume import _materialize_subkeys
 
         store = session.store
-        entries = (
-            await asyncio.wait_for(store.load(store.key(session.session_id)), LOAD_TIMEOUT_SECONDS)
-            or []
-        )
+        key = store.key(session.session_id)
+        sized = getattr(self._store, "stored_bytes", None)
+        if sized is not None:  # known before anything is read
+            size = await asyncio.wait_for(sized(key), LOAD_TIMEOUT_SECONDS)
+            if size > self.max_bytes:
+                raise SessionTooLargeError(
+                    f"the session's transcript is {size} bytes, over SESSION_MAX_BYTES "
+                    f"({self.max_bytes} bytes): it cannot be resumed"
+                )
+            store.stored_bytes = size
+        entries = await asyncio.wait_for(store.load(key), LOAD_TIMEOUT_SECONDS) or []
         if not entries:
             return []
+        loaded = entries_bytes(entries)
+        if loaded > self.max_bytes:
+            raise SessionTooLargeError(
+                f"the session's transcript is {loaded} bytes, over SESSION_MAX_BYTES "
+                f"({self.max_bytes} bytes): it cannot be resumed"
+            )
+        store.stored_bytes = max(store.stored_bytes, loaded)
         assert session.transcript is not None
         project_dir = session.transcript.parent
         project_dir.mkdir(parents=True, exist_ok=True)
@@ -140,9 +236,20 @@ class SessionKeeper:
             session_id=session_id,
             resume=False,
             store=RecordingSessions(
-                self._store, session.store.tenant_id, alias=(session_id, session.session_id)
+                self._store,
+                session.store.tenant_id,
+                alias=(session_id, session.session_id),
+                session_id=session.session_id,
+                max_bytes=self.max_bytes,
             ),
             transcript=transcript_path(sandbox, session_id),
+            root=sandbox.root,
+            owner=_owner(sandbox),
+        )
+
+    def _recording(self, tenant_id: str, session_id: str) -> RecordingSessions:
+        return RecordingSessions(
+            self._store, tenant_id, session_id=session_id, max_bytes=self.max_bytes
         )
 
     def unbound(self, session_id: str) -> AgentSession:
@@ -154,8 +261,10 @@ class SessionKeeper:
 
     def save(self, session: AgentSession) -> None:
         """Append to the store the transcript lines the CLI wrote that neither were loaded nor
-        reached it through the mirror. Never raises: a run's outcome is recorded whatever
-        happens here (the mirror has saved the session up to its last flush)."""
+        reached it through the mirror. Call it once nothing of the job runs (after its sweep):
+        the transcript is the agent's file. Never raises: a run's outcome is recorded whatever
+        happens here (the mirror has saved the session up to its last flush); a session over
+        its cap sets `session.too_large`."""
         try:
             missing = self._missing(session)
             if missing:
@@ -166,28 +275,53 @@ class SessionKeeper:
                     session.session_id,
                     len(missing),
                 )
+        except SessionTooLargeError as exc:
+            session.too_large = str(exc)
+            log.warning("session %s not saved: %s", session.session_id, exc)
         except Exception as exc:
             log.warning("session %s could not be saved: %s", session.session_id, type(exc).__name__)
+        if session.store.refused:
+            log.warning(
+                "session %s: %s transcript frame(s) for other sessions were dropped",
+                session.session_id,
+                session.store.refused,
+            )
 
     def _missing(self, session: AgentSession) -> list[Any]:
         path = session.transcript
-        if path is None or not path.is_file():
+        if path is None or session.root is None:
+            return []
+        try:
+            data = read_file(
+                session.root,
+                path.relative_to(session.root).as_posix(),
+                max_bytes=self.max_bytes,
+                owner=session.owner,
+            )
+        except FileNotFoundError:
+            return []
+        except FileTooLargeError as exc:
+            raise SessionTooLargeError(
+                f"the session's transcript file is over SESSION_MAX_BYTES ({self.max_bytes} "
+                f"bytes): {exc}"
+            ) from None
+        except UnsafeEntryError as exc:
+            log.warning("session %s: the transcript was not read: %s", session.session_id, exc)
             return []
         known = session.loaded | session.store.appended
         missing: list[Any] = []
-        with path.open(encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(entry, dict):
-                    continue
-                uuid = entry.get("uuid")
-                # Lines without a uuid (titles, tags) reach the store through the mirror only:
-                # nothing tells whether it has them already.
-                if isinstance(uuid, str) and uuid not in known:
-                    missing.append(entry)
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict):
+                continue
+            uuid = entry.get("uuid")
+            # Lines without a uuid (titles, tags) reach the store through the mirror only:
+            # nothing tells whether it has them already.
+            if isinstance(uuid, str) and uuid not in known:
+                missing.append(entry)
         return missing
 
 
@@ -205,6 +339,12 @@ class _NoStore:
 
     async def delete(self, key: Any) -> None:
         raise RuntimeError("no session store before the job is known")
+
+
+def _owner(sandbox: Sandbox) -> int:
+    """The uid the agent's files are owned by: the job's, or the worker's own (one user)."""
+    uid = sandbox.owner_uid
+    return os.geteuid() if uid is None else uid
 
 
 def transcript_path(sandbox: Sandbox, session_id: str) -> Path:
