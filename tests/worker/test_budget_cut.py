@@ -49,7 +49,8 @@ def cutting_attack(report: Path, *, bedrock: bool) -> str:
     """Bash for the agent: ATTEMPTS streamed calls with the job's token, each cut after 3 KB
     (`head` exits, curl dies of SIGPIPE and the connection closes); prints each status line."""
     if bedrock:
-        url = f'"$ANTHROPIC_BEDROCK_BASE_URL/model/{BEDROCK_MODELS["claude-sonnet-4-5"]}/invoke-with-response-stream"'
+        profile = BEDROCK_MODELS["claude-sonnet-4-5"]
+        url = f'"$ANTHROPIC_BEDROCK_BASE_URL/model/{profile}/invoke-with-response-stream"'
         auth, body = '-H "$ANTHROPIC_CUSTOM_HEADERS"', BEDROCK_BODY
     else:
         url, auth, body = (
@@ -158,3 +159,125 @@ def test_cutting_streams_short_does_not_dodge_the_meter_on_bedrock(
     # Then, as on the Messages API, the one essay it got was metered to its end
     assert answer == {"batchItemFailures": []}
     assert_the_cut_streams_were_metered(stack, essayist, report, job.job_id)
+
+
+# ------------------------------------------------------------------ the forwarding allowlist
+
+ALLOWED = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 5,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+#: name → (body changes, extra curl headers): each must be refused or stripped by the proxy.
+FORBIDDEN: dict[str, tuple[dict[str, object], str]] = {
+    "model": ({"model": "claude-opus-4-1"}, ""),
+    "speed": ({"speed": "fast"}, ""),
+    "geo": ({"inference_geo": "us"}, ""),
+    "tier": ({"service_tier": "priority"}, ""),
+    "container": ({"container": "container_shared_123"}, ""),
+    "mcp": ({"mcp_servers": [{"type": "url", "url": "https://x.test/mcp", "name": "x"}]}, ""),
+    "unknown": ({"future_option": True}, ""),
+    "file": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "document", "source": {"type": "file", "file_id": "file_x"}}
+                    ],
+                }
+            ]
+        },
+        "",
+    ),
+    "beta": ({}, '-H "anthropic-beta: files-api-2025-04-14"'),
+}
+SMUGGLED_HEADER = "anthropic-workspace-id"
+
+
+def allowlist_probes(report: Path) -> str:
+    lines = ["u=$ANTHROPIC_BASE_URL"]
+    for name, (changes, extra) in {"control": ({}, ""), **FORBIDDEN}.items():
+        body = json.dumps({**ALLOWED, **changes})
+        lines.append(
+            f"curl -s -o /dev/null -w '{name} %{{http_code}}\\n' -m 20 "
+            f'-H "x-api-key: $ANTHROPIC_API_KEY" -H "content-type: application/json" {extra} '
+            f"-H '{SMUGGLED_HEADER}: wrkspc_other' -d '{body}' \"$u/v1/messages\""
+        )
+    return "(" + "; ".join(lines) + f") > {report} 2>&1"
+
+
+def test_what_is_not_on_the_allowlist_never_reaches_the_upstream(
+    stack: WorkerStack, report: Path
+) -> None:
+    # Given a job whose agent calls the proxy with its token: once as the CLI would, then with
+    # another model, a price-changing or shared-state field, a Files API source, an unknown
+    # beta, each with a header that is not on the list
+    job = stack.submit(allowed_tools=["Bash"], prompt="Probe the proxy.")
+    stack.fake.script(ToolUse("Bash", {"command": allowlist_probes(report)}))
+    stack.fake.default = lambda request: (
+        Text("probed") if request.tool_results() else Text("ok", usage=Usage(12, 1))
+    )
+    # When it runs
+    stack.deliver(job)
+    # Then only the control call was forwarded; every forbidden one was a 400
+    codes = dict(line.split() for line in report.read_text().splitlines())
+    assert codes == {"control": "200", **dict.fromkeys(FORBIDDEN, "400")}, codes
+    # And nothing forbidden reached the upstream: no other model, field or beta, and the
+    # header not on the list was dropped (from the CLI's calls too)
+    seen = stack.fake.requests
+    assert len(seen) == 3  # the CLI's two calls and the control call
+    for request in seen:
+        assert request.body["model"] == "claude-sonnet-4-5"
+        assert not {"speed", "inference_geo", "service_tier", "container", "mcp_servers"} & set(
+            request.body
+        )
+        assert "files-api" not in request.headers.get("anthropic-beta", "")
+        assert SMUGGLED_HEADER not in request.headers
+        assert '"file"' not in request.raw.decode()
+    # And the CLI's own multi-turn job (a tool call, then an answer) went through the
+    # allowlist untouched and succeeded
+    done = stack.get(job)
+    assert done.status is JobStatus.SUCCEEDED and done.result is not None
+    assert done.result.text == "probed"
+    assert "claude-code-20250219" in seen[0].headers.get("anthropic-beta", "")
+
+
+def test_what_is_not_on_the_allowlist_never_reaches_bedrock(
+    bedrock_stack: WorkerStack, report: Path
+) -> None:
+    # Given a Bedrock job whose agent invokes its model with a price-changing field, an
+    # unknown beta in the body, and a Files API source
+    stack = bedrock_stack
+    job = stack.submit(allowed_tools=["Bash"], prompt="Probe the proxy.")
+    base = {k: v for k, v in ALLOWED.items() if k != "model"}
+    base["anthropic_version"] = "bedrock-2023-05-31"
+    probes = {
+        "control": base,
+        "speed": {**base, "speed": "fast"},
+        "beta": {**base, "anthropic_beta": ["files-api-2025-04-14"]},
+        "file": {**base, "messages": FORBIDDEN["file"][0]["messages"]},
+    }
+    url = f"$ANTHROPIC_BEDROCK_BASE_URL/model/{BEDROCK_MODELS['claude-sonnet-4-5']}/invoke"
+    command = "(" + "; ".join(
+        f"curl -s -o /dev/null -w '{name} %{{http_code}}\\n' -m 20 "
+        f'-H "$ANTHROPIC_CUSTOM_HEADERS" -H "content-type: application/json" '
+        f"-d '{json.dumps(body)}' \"{url}\""
+        for name, body in probes.items()
+    ) + f") > {report} 2>&1"  # fmt: skip
+    stack.fake.script(ToolUse("Bash", {"command": command}))
+    stack.fake.default = lambda request: (
+        Text("probed") if request.tool_results() else Text("ok", usage=Usage(12, 1))
+    )
+    # When it runs
+    stack.deliver(job)
+    # Then only the control invocation was forwarded, and the CLI's own job succeeded
+    codes = dict(line.split() for line in report.read_text().splitlines())
+    assert codes == {"control": "200", "speed": "400", "beta": "400", "file": "400"}, codes
+    seen = stack.fake.message_requests
+    assert len(seen) == 3
+    assert not any("speed" in r.body or '"file"' in r.raw.decode() for r in seen)
+    assert not any("files-api" in str(r.body.get("anthropic_beta")) for r in seen)
+    done = stack.get(job)
+    assert done.status is JobStatus.SUCCEEDED and done.result is not None
+    assert done.result.text == "probed"
