@@ -8,15 +8,35 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from claude_jobs.models import JobStatus
-from claude_jobs_tools.local.fake_anthropic import RecordedRequest, Reply, Text, ToolUse, Usage
-from tests.worker.conftest import BEDROCK_MODELS, WorkerStack
+from claude_jobs.models import JobRequest, JobStatus
+from claude_jobs.wiring import Container
+from claude_jobs_tools.local.fake_anthropic import (
+    FakeAnthropic,
+    RecordedRequest,
+    Reply,
+    Text,
+    ToolUse,
+    Usage,
+)
+from tests.worker.conftest import BEDROCK_MODELS, REAL_KEY, WorkerStack, sqs_event
+from tests.worker.test_image import (  # the image layout's fixtures and helpers
+    RUNTIME_USER,
+    image_site,
+    moto_server,
+    run_warm,
+    runtime_python,
+    task_root,
+    worker_env,
+)
+
+__all__ = ["image_site", "moto_server", "task_root"]  # fixtures, used by name
 
 pytestmark = pytest.mark.cli
 
@@ -281,3 +301,73 @@ def test_what_is_not_on_the_allowlist_never_reaches_bedrock(
     done = stack.get(job)
     assert done.status is JobStatus.SUCCEEDED and done.result is not None
     assert done.result.text == "probed"
+
+
+# ------------------------------------------------------------------ the image layout
+
+
+@pytest.fixture
+def shared_report() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="cj-image-cut-"))
+    os.chmod(directory, 0o777)  # noqa: S103 - the runtime user writes the report
+    yield directory / "report.txt"
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_in_the_image_layout_cutting_streams_short_does_not_dodge_the_meter(
+    task_root: Path, image_site: Path, moto_server: str, shared_report: Path
+) -> None:
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    from claude_jobs_tools.provision import provision
+
+    # Given the worker as its image runs it (one non-root user for worker and agent, a warm
+    # worker reused for the next job), a $0.50 job whose agent cuts twelve $0.90 essays short,
+    # then an ordinary job with a tool call
+    essayist = Essayist(cutting_attack(shared_report, bedrock=False))
+
+    def model(request: RecordedRequest) -> Reply:
+        if "Run the benchmark." in request.prompt_text() or ESSAY_PROMPT in request.prompt_text():
+            return essayist(request)
+        if request.tool_results():
+            return Text("listed")
+        return ToolUse("Bash", {"command": "echo fine"})
+
+    with FakeAnthropic(api_key=REAL_KEY, default=model) as fake:
+        provisioned = provision("imgcut", secret_value=REAL_KEY, anthropic_base_url=fake.url)
+        container = Container(provisioned.settings)
+        submit = container.job_service.submit
+        hostile = submit(
+            "tenant-img",
+            JobRequest(prompt="Run the benchmark.", allowed_tools=["Bash"], max_budget_usd=BUDGET),
+        ).job
+        ordinary = submit(
+            "tenant-img", JobRequest(prompt="List things.", allowed_tools=["Bash"])
+        ).job
+        env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
+        # When one warm worker process handles both, as the runtime user
+        run = run_warm(python, task_root, env, [sqs_event(hostile), sqs_event(ordinary, "m2")])
+        assert run.returncode == 0, run.stderr[-3000:]
+        # Then the hostile job got at most one call past its budget, and its record carries
+        # every token the model produced
+        essays = [r for r in fake.message_requests if ESSAY_PROMPT in r.prompt_text()]
+        codes = [line.split()[2] for line in shared_report.read_text().splitlines()]
+        answered = codes.count("200")
+        assert codes[:answered] == ["200"] * answered and 1 <= answered <= 2, codes
+        assert set(codes[answered:]) <= {"402", "429"}, codes
+        assert len(essays) == answered
+        assert all(r.body["max_tokens"] < ASKED for r in essays)
+        assert sum(essayist.essays[:-1]) * OUTPUT <= BUDGET
+        done = container.job_repository.get(hostile.job_id)
+        assert done is not None and done.usage is not None
+        assert done.status is JobStatus.FAILED
+        assert done.error is not None and done.error.code == "budget_exceeded"
+        produced = sum(essayist.essays) * OUTPUT
+        assert produced > BUDGET * 0.9
+        assert done.usage.total_cost_usd >= produced
+        assert done.usage.total_cost_usd <= BUDGET + 2048 * OUTPUT
+        # And the next job, in the same warm worker, went through the allowlist and succeeded
+        after = container.job_repository.get(ordinary.job_id)
+        assert after is not None and after.status is JobStatus.SUCCEEDED, after
+        assert after.result is not None and after.result.text == "listed"
