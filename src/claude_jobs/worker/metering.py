@@ -410,8 +410,9 @@ class JobMeter:
         """Hold a call's worst case against what is left of the budget, or say why not:
         "budget" (the settled cost has reached the limit) or "busy" (what is left is held by
         calls still open: it may come back when they settle). `max_tokens` is lowered to what
-        is left can pay after the input estimate, but not below `floor` (nor raised): so the
-        last call admitted may pass the limit by at most its input and `floor` tokens."""
+        is left can pay after the input estimate, but not below `floor` (nor raised). A call
+        that does not fit even so is admitted only when no other call is open: so at most one
+        call passes the limit, by at most its input misestimate and `floor` tokens."""
         with self._lock:
             t = self._totals
             if self._closed:
@@ -423,9 +424,9 @@ class JobMeter:
                     self._totals = replace(t, budget_refusals=t.budget_refusals + 1)
                     return "budget"
                 left = t.limit_usd - t.cost_usd - sum(c.outstanding_usd for c in self._open)
-                if left <= 0:
-                    return "busy"
                 per_token = max(output_usd_per_token, 1e-12)
+                if self._open and left < input_usd + min(max_tokens, floor) * per_token:
+                    return "busy"  # only a call alone may go past the limit
                 affordable = int(max(left - input_usd, 0.0) / per_token)
                 granted = min(max_tokens, max(affordable, floor))
             call = Call(self, input_usd + granted * max(output_usd_per_token, 0.0))
