@@ -3,7 +3,7 @@ with AWS; tests may implement them with fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -221,14 +221,27 @@ class KeyProxy(Protocol):
     @property
     def url(self) -> str: ...
 
-    def issue(self, job_id: str, *, limit_usd: float | None = None) -> str:
+    def issue(
+        self,
+        job_id: str,
+        *,
+        limit_usd: float | None = None,
+        models: Iterable[str] | None = None,
+    ) -> str:
         """A token for one job; its calls are refused once their metered cost reaches
-        `limit_usd`."""
+        `limit_usd`, and may name only `models` (the job's) and the deployment's models."""
         ...
 
-    def assign(self, token: str, job_id: str, *, limit_usd: float | None = None) -> None:
-        """Bind a token issued ahead of its job (warm start) to `job_id`, with a fresh meter
-        and the job's limit."""
+    def assign(
+        self,
+        token: str,
+        job_id: str,
+        *,
+        limit_usd: float | None = None,
+        models: Iterable[str] | None = None,
+    ) -> None:
+        """Bind a token issued ahead of its job (warm start) to `job_id`, with a fresh meter,
+        the job's limit and its models."""
         ...
 
     def revoke(self, token: str) -> object: ...

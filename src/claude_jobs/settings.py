@@ -88,6 +88,12 @@ class Settings(BaseModel):
     permitted_tools: Annotated[ToolNames, Field(alias="PERMITTED_TOOLS")] = DEFAULT_PERMITTED_TOOLS
     default_model: str = Field(DEFAULT_MODEL, alias="DEFAULT_MODEL")
     max_budget_usd_cap: float = Field(10.0, alias="MAX_BUDGET_USD_CAP", gt=0)
+    #: Models the key proxy forwards calls for besides each job's own (Anthropic provider):
+    #: the default model and the small models the CLI uses for background work.
+    extra_models: Annotated[ToolNames, Field(alias="PROXY_EXTRA_MODELS")] = (
+        "claude-haiku-4-5",
+        "claude-haiku-5-5",
+    )
     #: A job's `timeout_seconds` at most (its deadline, from its first start); jobs longer
     #: than one worker invocation run in segments.
     max_job_seconds: int = Field(14_400, alias="MAX_JOB_SECONDS", ge=10, le=7 * 24 * 3600)
@@ -208,6 +214,11 @@ class Settings(BaseModel):
     def bedrock_model_ids(self) -> frozenset[str]:
         """The ids the Bedrock proxy forwards: the inference profiles the names map to."""
         return frozenset(self.bedrock_models.values())
+
+    @property
+    def proxy_models(self) -> frozenset[str]:
+        """The models every job's calls may name (Anthropic provider); a job adds its own."""
+        return frozenset({self.default_model, *self.extra_models})
 
     def cli_model(self, name: str | None) -> str:
         """The model the CLI is started with for a job's `model` (or the default): on Bedrock,

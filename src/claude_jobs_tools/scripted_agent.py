@@ -8,7 +8,7 @@ as a run of the stated length would (the worker's cancel poll, every `cancel_pol
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from claude_jobs.models import JobErrorInfo
 from claude_jobs.worker.agent import CANCELLED, AgentOutcome, AgentRequest
@@ -52,10 +52,19 @@ class NullProxy:
     def url(self) -> str:
         return "http://127.0.0.1:9"
 
-    def issue(self, job_id: str, *, limit_usd: float | None = None) -> str:
+    def issue(
+        self, job_id: str, *, limit_usd: float | None = None, models: Iterable[str] | None = None
+    ) -> str:
         return "cj-job-" + secrets.token_urlsafe(8)
 
-    def assign(self, token: str, job_id: str, *, limit_usd: float | None = None) -> None:
+    def assign(
+        self,
+        token: str,
+        job_id: str,
+        *,
+        limit_usd: float | None = None,
+        models: Iterable[str] | None = None,
+    ) -> None:
         return None
 
     def revoke(self, token: str) -> object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 
 from claude_jobs.worker.metering import Metered
 
@@ -29,13 +30,22 @@ class FakeProxy:
     def url(self) -> str:
         return "http://127.0.0.1:9"
 
-    def issue(self, job_id: str, *, limit_usd: float | None = None) -> str:
+    def issue(
+        self, job_id: str, *, limit_usd: float | None = None, models: Iterable[str] | None = None
+    ) -> str:
         token = "cj-job-" + secrets.token_urlsafe(8)
         self.tokens[token] = job_id
         self.limits[token] = limit_usd
         return token
 
-    def assign(self, token: str, job_id: str, *, limit_usd: float | None = None) -> None:
+    def assign(
+        self,
+        token: str,
+        job_id: str,
+        *,
+        limit_usd: float | None = None,
+        models: Iterable[str] | None = None,
+    ) -> None:
         if token not in self.tokens:
             raise KeyError("the token is not live")
         self.tokens[token] = job_id

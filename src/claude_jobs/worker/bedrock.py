@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..settings import Settings
+from . import forwarding
 from .metering import UsageReader
 from .proxy import Forward, KeyInjectingProxy, Refusal, UpstreamAuthError
 
@@ -140,6 +141,22 @@ class BedrockDialect:
             ],
             body,
         )
+
+    def admit(
+        self,
+        incoming: Message,
+        forward: Forward,
+        payload: dict[str, Any],
+        job_models: frozenset[str] | None,
+    ) -> str:
+        """The body's allowlist (`forwarding`; the betas are the body's `anthropic_beta`);
+        the model is the path's, already one of the deployment's."""
+        forwarding.check_request(payload, bedrock=True)
+        betas = payload.get("anthropic_beta", [])
+        if not isinstance(betas, list) or not all(isinstance(b, str) for b in betas):
+            raise forwarding.Refused("anthropic_beta must be a list of strings")
+        forwarding.check_betas(betas)
+        return forward.model
 
     # ------------------------------------------------------------ signing
 

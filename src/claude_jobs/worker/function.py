@@ -81,7 +81,7 @@ class WorkerFunction(ContainerHolder):
         from .containment import ProcessSweeper
         from .isolation import resolve_identity, shared_pool
         from .progress import ProgressEvents
-        from .proxy import KeyInjectingProxy
+        from .proxy import AnthropicDialect, KeyInjectingProxy
         from .secrets import SecretKeyProvider
         from .segments import margins
         from .workspace import S3WorkspaceStore
@@ -100,7 +100,9 @@ class WorkerFunction(ContainerHolder):
                 settings.anthropic_secret_id,
                 settings.secret_max_age_seconds,
             )
-            proxy, key = KeyInjectingProxy(settings.anthropic_base_url, keys.get), keys.get
+            dialect = AnthropicDialect(keys.get, settings.proxy_models)
+            proxy = KeyInjectingProxy(settings.anthropic_base_url, dialect=dialect)
+            key = keys.get
         s3 = container.client("s3")
         from ..adapters.session_store import S3SessionStore
         from .sessions import SessionKeeper

@@ -15,7 +15,14 @@ events carry `{"bytes": base64(<one stream event's JSON>)}`. With `event_stream=
 takes its events from those frames; the usage fields are the same.
 
 `JobMeter` is one job's running total (tokens, cost, calls, calls in flight), shared by the
-proxy's request threads; every method is thread-safe.
+proxy's request threads; every method is thread-safe. Each forwarded call first reserves its
+worst case against what is left of the budget (`JobMeter.reserve`: the input estimate plus
+`max_tokens` at the output price, `max_tokens` lowered to what is left can pay, never below a
+floor); the reservation is held until the call settles on the usage the upstream reports
+(`Call.settle`). A caller that hangs up does not end the call: the proxy reads the answer on
+and meters it. A call still open when its job ends is cut off and charged, besides the usage
+already reported, the output its answer has shown since that report (`Call.shown_usd`: its
+content deltas' characters, `CHARS_PER_TOKEN` a token, at most its reservation).
 """
 
 from __future__ import annotations
@@ -51,6 +58,10 @@ _USAGE_FIELDS = (
 )
 
 Charge = Callable[[Tokens | None, Tokens], None]
+#: Characters of streamed content per output token, for an answer cut off before it reported
+#: its usage (an overestimate of tokens: English text runs about four characters a token).
+CHARS_PER_TOKEN = 3
+_DELTA_FIELDS = ("text", "partial_json", "thinking")
 
 
 class UsageReader:
@@ -64,6 +75,7 @@ class UsageReader:
         charge: Charge,
         content_encoding: str = "",
         event_stream: bool = False,
+        shown: Callable[[int], None] | None = None,
     ) -> None:
         self.streaming = streaming
         self._event_stream = event_stream
@@ -71,6 +83,7 @@ class UsageReader:
         self._finished = False
         self._model = model  # the request's model, until the answer names its own
         self._charge = charge
+        self._shown = shown  # told the characters of each content delta
         self._buffer = bytearray()
         self._skipping = False
         self._usage: Tokens | None = None
@@ -82,6 +95,11 @@ class UsageReader:
         self._unreadable = encoding not in ("", "identity", "gzip", "x-gzip", "deflate")
         if self._unreadable:
             log.warning("an answer in %r encoding cannot be metered", encoding)
+
+    def on_shown(self, shown: Callable[[int], None]) -> None:
+        """Tell `shown` the characters of every content delta (an estimate of output not yet
+        reported)."""
+        self._shown = shown
 
     def feed(self, data: bytes) -> None:
         if self._unreadable or not data:
@@ -137,8 +155,9 @@ class UsageReader:
             self._event(event)
 
     def _event(self, event: bytes) -> None:
-        if b"message_start" not in event and b"message_delta" not in event:
-            return  # content deltas, pings: no usage
+        usage = b"message_start" in event or b"message_delta" in event
+        if not usage and (self._shown is None or b"content_block_delta" not in event):
+            return  # pings, block starts and stops: no usage
         lines = event.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
         data = b"\n".join(
             line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")
@@ -197,7 +216,12 @@ class UsageReader:
         """One Messages API stream event (parsed JSON), from either framing."""
         if not isinstance(payload, dict):
             return
-        if payload.get("type") == "message_start":
+        if payload.get("type") == "content_block_delta":
+            delta = payload.get("delta")
+            if self._shown is not None and isinstance(delta, dict):
+                chars = sum(len(v) for k in _DELTA_FIELDS if isinstance(v := delta.get(k), str))
+                self._shown(chars)
+        elif payload.get("type") == "message_start":
             message = payload.get("message")
             if isinstance(message, dict) and isinstance(message.get("usage"), dict):
                 self._update(message["usage"], model=message.get("model"))
@@ -282,25 +306,160 @@ class Metered:
     calls: int = 0  # calls forwarded upstream
     budget_refusals: int = 0  # calls refused because the budget was spent
     limit_usd: float | None = None
+    #: What the calls still open would be charged if cut off now (their output shown so far,
+    #: beyond the usage they reported).
+    open_usd: float = 0.0
 
     @property
     def spent(self) -> bool:
         return self.limit_usd is not None and self.cost_usd >= self.limit_usd
 
+    @property
+    def charged_usd(self) -> float:
+        """The job's cost, calls still open included: the figure a job that ends now
+        records."""
+        return self.cost_usd + self.open_usd
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a call may produce: `max_tokens` (lowered from the request's when the budget
+    cannot pay for it), and the open call that holds its reservation."""
+
+    max_tokens: int
+    call: Call
+
+
+class Call:
+    """One forwarded call's share of its job's meter: what it reserved and what it has been
+    charged so far. Its reader charges through `charge`; `settle` ends it."""
+
+    def __init__(self, meter: JobMeter, reservation_usd: float) -> None:
+        self._meter = meter
+        self.reservation_usd = reservation_usd
+        self.charged_usd = 0.0
+        self.cut = False  # its job ended while it was open
+        self.output_usd_per_token = 0.0
+        self._shown_chars = 0  # content characters streamed since the last usage report
+        self.settled = False
+        self._cutters: list[Callable[[], None]] = []
+
+    @property
+    def outstanding_usd(self) -> float:
+        return max(self.reservation_usd - self.charged_usd, 0.0)
+
+    @property
+    def shown_usd(self) -> float:
+        """What the output streamed since the last usage report costs (estimated), at most
+        what is left of the reservation: what a call cut off now is charged besides."""
+        tokens = -(-self._shown_chars // CHARS_PER_TOKEN)
+        return min(tokens * self.output_usd_per_token, self.outstanding_usd)
+
+    def shown(self, chars: int) -> None:
+        with self._meter._lock:
+            self._shown_chars += chars
+
+    def on_cut(self, cutter: Callable[[], None]) -> None:
+        """Run `cutter` (e.g. close the upstream connection) if the job ends first."""
+        with self._meter._lock:
+            if not self.cut:
+                self._cutters.append(cutter)
+                return
+        cutter()
+
+    def charge(self, before: Tokens | None, after: Tokens) -> None:
+        self._meter._charge(self, before, after)
+
+    def settle(self) -> None:
+        """The call is over: its reservation is given back (what it was charged stays)."""
+        self._meter._settle(self)
+
 
 class JobMeter:
     """One job's running usage and cost, and its limit. Thread-safe."""
 
-    def __init__(self, job_id: str, limit_usd: float | None, max_in_flight: int) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        limit_usd: float | None,
+        max_in_flight: int,
+        models: frozenset[str] | None = None,
+    ) -> None:
         self.job_id = job_id
+        #: The models this job's calls may name, besides the deployment's (None: any).
+        self.models = models
         self._lock = threading.Lock()
         self._totals = Metered(limit_usd=limit_usd)
         self._in_flight = 0
         self._max_in_flight = max_in_flight
+        self._open: set[Call] = set()
+        self._closed = False
 
     def snapshot(self) -> Metered:
         with self._lock:
+            return self._snapshot()
+
+    def _snapshot(self) -> Metered:
+        if self._closed or not self._open:
             return self._totals
+        return replace(self._totals, open_usd=sum(c.shown_usd for c in self._open))
+
+    def reserve(
+        self, *, input_usd: float, output_usd_per_token: float, max_tokens: int, floor: int
+    ) -> Grant | str:
+        """Hold a call's worst case against what is left of the budget, or say why not:
+        "budget" (the settled cost has reached the limit) or "busy" (what is left is held by
+        calls still open: it may come back when they settle). `max_tokens` is lowered to what
+        is left can pay after the input estimate, but not below `floor` (nor raised). A call
+        that does not fit even so is admitted only when no other call is open: so at most one
+        call passes the limit, by at most its input misestimate and `floor` tokens."""
+        with self._lock:
+            t = self._totals
+            if self._closed:
+                return "budget"
+            if t.limit_usd is None:
+                granted = max_tokens
+            else:
+                if t.spent:
+                    self._totals = replace(t, budget_refusals=t.budget_refusals + 1)
+                    return "budget"
+                left = t.limit_usd - t.cost_usd - sum(c.outstanding_usd for c in self._open)
+                per_token = max(output_usd_per_token, 1e-12)
+                if self._open and left < input_usd + min(max_tokens, floor) * per_token:
+                    return "busy"  # only a call alone may go past the limit
+                affordable = int(max(left - input_usd, 0.0) / per_token)
+                granted = min(max_tokens, max(affordable, floor))
+            call = Call(self, input_usd + granted * max(output_usd_per_token, 0.0))
+            call.output_usd_per_token = max(output_usd_per_token, 0.0)
+            self._open.add(call)
+            return Grant(granted, call)
+
+    def close(self) -> Metered:
+        """The job has ended: every call still open is cut off and charged the output it has
+        shown beyond its last usage report; nothing is charged after this. Returns the final
+        figure."""
+        with self._lock:
+            open_calls, self._open = list(self._open), set()
+            extra = 0.0
+            cutters: list[Callable[[], None]] = []
+            for call in open_calls:
+                extra += call.shown_usd
+                call.cut = True
+                cutters += call._cutters
+            self._totals = replace(self._totals, cost_usd=self._totals.cost_usd + extra)
+            self._closed = True
+            final = self._totals
+        for cutter in cutters:
+            try:
+                cutter()
+            except Exception as exc:  # never fail the job's end over it
+                log.warning("an open call could not be cut off: %s", type(exc).__name__)
+        return final
+
+    def _settle(self, call: Call) -> None:
+        with self._lock:
+            call.settled = True
+            self._open.discard(call)
 
     def admit(self) -> str | None:
         """Let one call through, or say why not: "budget" (spent) or "busy" (too many calls
@@ -326,9 +485,18 @@ class JobMeter:
 
     def charge(self, before: Tokens | None, after: Tokens) -> None:
         """Add the growth of one call's usage from `before` to `after`."""
+        self._charge(None, before, after)
+
+    def _charge(self, call: Call | None, before: Tokens | None, after: Tokens) -> None:
         base = before or Tokens(model=after.model)
         delta_cost = cost_usd(after) - cost_usd(base)
         with self._lock:
+            if self._closed:
+                return  # the job's figure is final (its open calls counted at their worst)
+            if call is not None:
+                call.charged_usd += delta_cost
+                if after.output_tokens != base.output_tokens:
+                    call._shown_chars = 0  # the report covers what was shown
             t = self._totals
             self._totals = replace(
                 t,

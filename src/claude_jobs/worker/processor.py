@@ -339,11 +339,16 @@ class JobProcessor:
                 profile = WarmProfile.of(job)
                 self._next_profile = profile or self._next_profile
                 warm = self._take_warm(profile)
+                models = [self._settings.cli_model(job.options.model)]  # the job's own
                 if warm is not None:  # its token, bound to this job only now
                     token = warm.token
-                    self._proxy.assign(token, job.job_id, limit_usd=self._spending_limit(job))
+                    self._proxy.assign(
+                        token, job.job_id, limit_usd=self._spending_limit(job), models=models
+                    )
                 else:
-                    token = self._proxy.issue(job.job_id, limit_usd=self._spending_limit(job))
+                    token = self._proxy.issue(
+                        job.job_id, limit_usd=self._spending_limit(job), models=models
+                    )
                 scrubber = self._scrubber.with_secrets(key, token)
                 progress.use_secrets(key, token)
                 progress.use_meter(lambda: self._proxy.metered(token) if token else None)
@@ -982,9 +987,10 @@ def _session_checked(outcome: AgentOutcome, sessions: list[AgentSession]) -> Age
 def with_metered_usage(outcome: AgentOutcome, metered: Metered) -> AgentOutcome:
     """The outcome with the proxy's metered usage folded in.
 
-    Each token count and the cost is the higher of the CLI's figure and the meter's: the meter
-    sees every call (the agent's direct ones too, and those of a run stopped before the CLI
-    reported), while the CLI's figure may use prices of its own. Turns and duration stay the
+    The cost is the meter's figure: it sees every call (the agent's direct ones too, those of
+    a run stopped before the CLI reported, and the answers read on after their caller hung
+    up), and a call still open is counted at its reservation. Each token count is the higher
+    of the CLI's figure and the meter's. Turns and duration stay the
     CLI's. A run that failed on an upstream error after the proxy refused a call for its
     budget failed because its budget was spent."""
     usage = outcome.usage
@@ -998,7 +1004,8 @@ def with_metered_usage(outcome: AgentOutcome, metered: Metered) -> AgentOutcome:
             "cache_creation_input_tokens": max(
                 usage.cache_creation_input_tokens, metered.cache_creation_input_tokens
             ),
-            "total_cost_usd": max(usage.total_cost_usd, metered.cost_usd),
+            # The meter's figure (calls still open counted at their reservation).
+            "total_cost_usd": metered.charged_usd,
         }
     )
     if (

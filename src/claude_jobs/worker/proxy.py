@@ -48,9 +48,10 @@ import http.client
 import json
 import re
 import secrets
+import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,7 +59,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..observability import deferred_logger
-from .metering import MAX_JSON_BYTES, JobMeter, Metered, UsageReader
+from . import forwarding
+from .forwarding import Refused
+from .metering import MAX_JSON_BYTES, Call, JobMeter, Metered, UsageReader
 
 log = deferred_logger()  # Powertools' structured logger
 
@@ -157,13 +160,40 @@ class Dialect(Protocol):
         """What meters a successful answer of a metered request."""
         ...
 
+    def admit(
+        self,
+        incoming: Message,
+        forward: Forward,
+        payload: dict[str, Any],
+        job_models: frozenset[str] | None,
+    ) -> str:
+        """The model a request's call is priced at, once the request is on the forwarding
+        allowlist (`forwarding`); raises `forwarding.Refused` otherwise."""
+        ...
+
 
 class AnthropicDialect:
     """The Messages API: `POST /v1/messages` and `/v1/messages/count_tokens`, the key as
-    `x-api-key`, server-sent events."""
+    `x-api-key`, server-sent events. `models`: the deployment's models, which every job may
+    name besides its own (None: any model, for tests of the proxy alone)."""
 
-    def __init__(self, key: Callable[[], str]) -> None:
+    def __init__(self, key: Callable[[], str], models: Iterable[str] | None = None) -> None:
         self._key = key
+        self.models = frozenset(models) if models is not None else None
+
+    def admit(
+        self,
+        incoming: Message,
+        forward: Forward,
+        payload: dict[str, Any],
+        job_models: frozenset[str] | None,
+    ) -> str:
+        forwarding.check_request(payload)
+        forwarding.check_betas(
+            forwarding.header_betas(", ".join(incoming.get_all("anthropic-beta") or []))
+        )
+        allowed = None if self.models is None else self.models | (job_models or frozenset())
+        return forwarding.check_model(payload.get("model"), allowed)
 
     def presented_token(self, headers: Message) -> str | None:
         token = headers.get("x-api-key")
@@ -194,7 +224,7 @@ class AnthropicDialect:
         headers = {
             name: value
             for name, value in incoming.items()
-            if name.lower() not in _DROPPED_REQUEST_HEADERS
+            if name.lower() not in _DROPPED_REQUEST_HEADERS and forwarding.header_forwarded(name)
         }
         headers["x-api-key"] = key
         headers["host"] = host
@@ -209,7 +239,7 @@ class AnthropicDialect:
             streaming=(response.getheader("content-type") or "")
             .lower()
             .startswith("text/event-stream"),
-            model=_requested_model(body),
+            model=forward.model or _requested_model(body),
             charge=charge,
             content_encoding=response.getheader("content-encoding") or "",
         )
@@ -323,27 +353,50 @@ class KeyInjectingProxy:
 
     # ------------------------------------------------------------ tokens
 
-    def issue(self, job_id: str, *, limit_usd: float | None = None) -> str:
+    def issue(
+        self,
+        job_id: str,
+        *,
+        limit_usd: float | None = None,
+        models: Iterable[str] | None = None,
+    ) -> str:
         """A fresh token for one job, valid until revoked. Once the job's metered cost reaches
-        `limit_usd`, its calls are refused."""
+        `limit_usd`, its calls are refused. `models`: the job's own model(s), which its calls
+        may name besides the deployment's."""
         token = "cj-job-" + secrets.token_urlsafe(32)
         with self._lock:
-            self._tokens[token] = JobMeter(job_id, limit_usd, self._max_in_flight)
+            self._tokens[token] = self._meter(job_id, limit_usd, models)
         return token
 
-    def assign(self, token: str, job_id: str, *, limit_usd: float | None = None) -> None:
+    def assign(
+        self,
+        token: str,
+        job_id: str,
+        *,
+        limit_usd: float | None = None,
+        models: Iterable[str] | None = None,
+    ) -> None:
         """Bind a token issued ahead of its job (a warm start's, issued with a limit of 0: it
         could spend nothing meanwhile) to `job_id`, with a fresh meter and the job's limit."""
         with self._lock:
             if token not in self._tokens:
                 raise KeyError("the token is not live")
-            self._tokens[token] = JobMeter(job_id, limit_usd, self._max_in_flight)
+            previous = self._tokens[token]
+            self._tokens[token] = self._meter(job_id, limit_usd, models)
+        previous.close()
+
+    def _meter(
+        self, job_id: str, limit_usd: float | None, models: Iterable[str] | None
+    ) -> JobMeter:
+        job_models = frozenset(m for m in models or () if m)
+        return JobMeter(job_id, limit_usd, self._max_in_flight, job_models)
 
     def revoke(self, token: str) -> Metered | None:
-        """End a token; returns the job's final meter."""
+        """End a token; returns the job's final meter: its calls still open (an answer still
+        read after its caller went away) are charged their reservation and cut off."""
         with self._lock:
             meter = self._tokens.pop(token, None)
-        return meter.snapshot() if meter is not None else None
+        return meter.close() if meter is not None else None
 
     def metered(self, token: str) -> Metered | None:
         """The job's usage and cost metered so far (None for an unknown token)."""
@@ -501,15 +554,7 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                 return
             why_not = meter.admit()
             if why_not == "budget":
-                limit = meter.snapshot().limit_usd or 0.0
-                self._refuse(
-                    Refusal(
-                        402,
-                        "billing_error",
-                        f"this job's budget of ${limit:.4f} is spent (metered by the worker); "
-                        "no further Messages API calls are allowed",
-                    )
-                )
+                self._refuse(_budget_spent(meter))
                 return
             if why_not == "busy":
                 self._refuse(
@@ -530,11 +575,55 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                 except _BodyTooLarge:
                     self._refuse(_too_large(), drain=False)
                     return
-                self._forward(meter, forward, body)
+                self._admit(meter, forward, body)
             finally:
                 meter.release()
 
-        def _forward(self, meter: JobMeter, forward: Forward, body: bytes) -> None:
+        def _admit(self, meter: JobMeter, forward: Forward, body: bytes) -> None:
+            """The allowlist (`forwarding`), then the budget's share: a metered call reserves
+            its worst case, its `max_tokens` lowered to what the budget can pay for."""
+            try:
+                payload = forwarding.parse(body)
+                model = proxy.dialect.admit(self.headers, forward, payload, meter.models)
+                if not forward.metered:
+                    self._forward(meter, forward, body, None)
+                    return
+                requested = forwarding.requested_max_tokens(payload)
+            except Refused as exc:
+                self._refuse(Refusal(400, "invalid_request_error", str(exc)), drain=False)
+                return
+            estimate = forwarding.input_tokens_estimate(body, payload)
+            input_usd, per_token = forwarding.call_prices(model, estimate)
+            grant = meter.reserve(
+                input_usd=input_usd,
+                output_usd_per_token=per_token,
+                max_tokens=requested,
+                floor=forwarding.floor_tokens(payload),
+            )
+            if grant == "budget":
+                self._refuse(_budget_spent(meter), drain=False)
+                return
+            if isinstance(grant, str):
+                self._refuse(
+                    Refusal(
+                        429,
+                        "rate_limit_error",
+                        "what is left of this job's budget is held by its calls in progress",
+                        (("retry-after", "1"),),
+                    ),
+                    drain=False,
+                )
+                return
+            try:
+                body = forwarding.fit_max_tokens(body, payload, grant.max_tokens)
+                routed = Forward(forward.path, forward.query, forward.metered, model)
+                self._forward(meter, routed, body, grant.call)
+            finally:
+                grant.call.settle()
+
+        def _forward(
+            self, meter: JobMeter, forward: Forward, body: bytes, call: Call | None
+        ) -> None:
             query = forward.query
             target = proxy._upstream_prefix + forward.path + (f"?{query}" if query else "")
             try:
@@ -564,7 +653,12 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                 meter.forwarded()
                 reader = None
                 if forward.metered and 200 <= upstream.status < 300:
-                    reader = proxy.dialect.reader(forward, body, upstream, meter.charge)
+                    charge = call.charge if call is not None else meter.charge
+                    reader = proxy.dialect.reader(forward, body, upstream, charge)
+                    if reader is not None and call is not None:
+                        reader.on_shown(call.shown)
+                if call is not None:  # the job's end cuts an answer still being read
+                    call.on_cut(lambda: _cut(connection))
                 try:
                     self._relay(upstream, reader)
                 finally:
@@ -576,59 +670,76 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
         def _relay(self, upstream: http.client.HTTPResponse, reader: UsageReader | None) -> None:
             """Relay the answer as it comes. Each piece is fed to the meter before it is
             written, so the client never sees usage that is not charged yet; a plain JSON
-            answer (small: one message) is held back until it is complete and charged."""
+            answer (small: one message) is held back until it is complete and charged.
+
+            A metered answer is read to its end even when the client goes away: hanging up
+            does not stop the model (nor its bill), so the meter reads on until the upstream
+            ends it, or the job ends (then the call is charged its reservation and cut)."""
             length = upstream.getheader("content-length")
             chunked = length is None
-            self.send_response_only(upstream.status, upstream.reason)
-            for name, value in upstream.getheaders():
-                if name.lower() not in _DROPPED_RESPONSE_HEADERS:
-                    self.send_header(name, value)
-            if chunked:
-                self.send_header("transfer-encoding", "chunked")
-            else:
-                self.send_header("content-length", length or "0")
-            self.end_headers()
+            self._client_gone = False
+            with contextlib.suppress(OSError):
+                self.send_response_only(upstream.status, upstream.reason)
+                for name, value in upstream.getheaders():
+                    if name.lower() not in _DROPPED_RESPONSE_HEADERS:
+                        self.send_header(name, value)
+                if chunked:
+                    self.send_header("transfer-encoding", "chunked")
+                else:
+                    self.send_header("content-length", length or "0")
+                self._send(self.end_headers)
             held: bytearray | None = (
                 bytearray() if reader is not None and not reader.streaming else None
             )
-            try:
-                while True:
-                    try:
-                        data = upstream.read1(65536)
-                    except (OSError, http.client.HTTPException):
-                        # The upstream broke off mid-answer: end ours without the final chunk,
-                        # so the client sees a truncated stream rather than a complete one.
-                        if held:
-                            self._write(bytes(held), chunked)
-                        self.close_connection = True
-                        return
-                    if not data:
-                        break
-                    if reader is not None:
-                        reader.feed(data)  # a copy: what is relayed is `data`, unchanged
-                    if held is not None and len(held) + len(data) <= MAX_HELD_BYTES:
-                        held += data
-                        continue
+            while True:
+                if reader is None and self._client_gone:
+                    break  # nothing to meter: no reason to read on
+                try:
+                    data = upstream.read1(65536)
+                except (OSError, http.client.HTTPException):
+                    # The upstream broke off mid-answer (or the job's end cut it): end ours
+                    # without the final chunk, so the client sees a truncated stream.
                     if held:
                         self._write(bytes(held), chunked)
-                    held = None
-                    self._write(data, chunked)
+                    self.close_connection = True
+                    return
+                if not data:
+                    break
                 if reader is not None:
-                    reader.finish()
+                    reader.feed(data)  # a copy: what is relayed is `data`, unchanged
+                if held is not None and len(held) + len(data) <= MAX_HELD_BYTES:
+                    held += data
+                    continue
                 if held:
                     self._write(bytes(held), chunked)
-                if chunked:
-                    self.wfile.write(b"0\r\n\r\n")
-                    self.wfile.flush()
-            except (TimeoutError, BrokenPipeError, ConnectionResetError):
-                self.close_connection = True  # the CLI went away (stopped, or killed)
+                held = None
+                self._write(data, chunked)
+            if reader is not None:
+                reader.finish()
+            if held:
+                self._write(bytes(held), chunked)
+            if chunked:
+                self._send(lambda: self.wfile.write(b"0\r\n\r\n"))
+                self._send(self.wfile.flush)
+            if self._client_gone:
+                self.close_connection = True
+
+        def _send(self, write: Callable[[], Any]) -> None:
+            """Write to the client unless it has gone away (stopped, killed, or hung up)."""
+            if self._client_gone:
+                return
+            try:
+                write()
+            except (TimeoutError, OSError):
+                self._client_gone = True
+                self.close_connection = True
 
         def _write(self, data: bytes, chunked: bool) -> None:
             if chunked:
-                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self._send(lambda: self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n"))
             else:
-                self.wfile.write(data)
-            self.wfile.flush()
+                self._send(lambda: self.wfile.write(data))
+            self._send(self.wfile.flush)
 
         do_POST = _handle
         do_GET = _handle
@@ -639,6 +750,25 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
         do_OPTIONS = _handle
 
     return Handler
+
+
+def _budget_spent(meter: JobMeter) -> Refusal:
+    limit = meter.snapshot().limit_usd or 0.0
+    return Refusal(
+        402,
+        "billing_error",
+        f"this job's budget of ${limit:.4f} is spent (metered by the worker); "
+        "no further Messages API calls are allowed",
+    )
+
+
+def _cut(connection: http.client.HTTPConnection) -> None:
+    """End an upstream answer being read (its job has ended): the reading thread sees the
+    connection fail and settles."""
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _too_large() -> Refusal:

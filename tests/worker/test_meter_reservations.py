@@ -1,0 +1,177 @@
+"""The proxy's reservations on their own: a call's `max_tokens` is fitted to what is left of
+the budget, calls in flight each hold their worst case, and a call still open when its job
+ends is cut off and charged what its answer showed."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from claude_jobs.worker.proxy import AnthropicDialect, KeyInjectingProxy
+from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, Usage
+
+REAL_KEY = "sk-ant-test-reservations-key-0123456789"
+MODEL = "claude-sonnet-4-5"
+OUTPUT = 15e-6  # Sonnet 4.5, USD per output token
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic(api_key=REAL_KEY) as server:
+        yield server
+
+
+def _proxy(upstream: str) -> KeyInjectingProxy:
+    return KeyInjectingProxy(upstream, dialect=AnthropicDialect(lambda: REAL_KEY, [MODEL])).start()
+
+
+def _post(proxy: KeyInjectingProxy, token: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    parts = urlsplit(proxy.url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=20)
+    connection.request(
+        "POST",
+        "/v1/messages",
+        body=json.dumps(body).encode(),
+        headers={"x-api-key": token, "content-type": "application/json"},
+    )
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return response.status, data
+
+
+def _body(max_tokens: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": "hi"}],
+        **extra,
+    }
+
+
+def test_max_tokens_is_lowered_to_what_the_budget_can_pay_for(fake: FakeAnthropic) -> None:
+    # Given a job with $0.05 left and a request the CLI would send (32,000 tokens, thinking)
+    proxy = _proxy(fake.url)
+    try:
+        token = proxy.issue("job-fit", limit_usd=0.05)
+        thinking = {"type": "enabled", "budget_tokens": 31_999}
+        # When it calls
+        status, _ = _post(proxy, token, _body(32_000, thinking=thinking))
+        # Then the upstream was asked for what $0.05 pays, the thinking budget below it
+        assert status == 200
+        sent = fake.message_requests[-1].body
+        assert 2048 <= sent["max_tokens"] <= 0.05 / OUTPUT
+        assert 1024 <= sent["thinking"]["budget_tokens"] < sent["max_tokens"]
+        # And a request within the budget is forwarded byte for byte
+        status, _ = _post(proxy, token, _body(100))
+        assert fake.message_requests[-1].raw == json.dumps(_body(100)).encode()
+    finally:
+        proxy.close()
+
+
+def test_calls_in_flight_each_hold_their_worst_case(fake: FakeAnthropic) -> None:
+    # Given a $0.05 job whose first call (worth all of it) is still being answered
+    proxy = _proxy(fake.url)
+    try:
+        token = proxy.issue("job-parallel", limit_usd=0.05)
+        fake.script(Text("slow", usage=Usage(12, 3), delay=1.5))
+        first: list[int] = []
+        thread = threading.Thread(target=lambda: first.append(_post(proxy, token, _body(8000))[0]))
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not fake.message_requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # When another call comes meanwhile
+        status, data = _post(proxy, token, _body(8000))
+        # Then it is told to wait (what is left is held), and never reaches the upstream
+        assert status == 429 and b"rate_limit_error" in data
+        assert len(fake.message_requests) == 1
+        thread.join(10)
+        assert first == [200]
+        # And once the first has settled (it cost little), calls go through again
+        status, _ = _post(proxy, token, _body(8000))
+        assert status == 200 and len(fake.message_requests) == 2
+    finally:
+        proxy.close()
+
+
+class _Stalling:
+    """An upstream that starts a streamed answer, shows `chars` characters of text, then
+    stalls (as a model still generating) until its connection is closed."""
+
+    def __init__(self, chars: int) -> None:
+        self.chars = chars
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.closed = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        connection, _ = self.sock.accept()
+        connection.recv(65536)
+
+        def event(data: dict[str, Any]) -> bytes:
+            payload = f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
+            return f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
+
+        start = {
+            "type": "message_start",
+            "message": {"model": MODEL, "usage": {"input_tokens": 1000, "output_tokens": 1}},
+        }
+        answer = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n" + event(start)
+        )
+        for _ in range(self.chars // 300):
+            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta"}}
+            delta["delta"]["text"] = "x" * 300  # type: ignore[index]
+            answer += event(delta)
+        connection.sendall(answer)
+        while connection.recv(1024):  # until the proxy cuts it
+            pass
+        self.closed.set()
+        connection.close()
+
+
+def test_a_call_open_when_its_job_ends_is_cut_and_charged_what_it_showed() -> None:
+    # Given a call whose caller hung up after the first bytes, its answer still being read
+    upstream = _Stalling(chars=30_000)
+    proxy = _proxy(upstream.url)
+    try:
+        token = proxy.issue("job-cut", limit_usd=5.0)
+        parts = urlsplit(proxy.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as client:
+            body = json.dumps(_body(32_000, stream=True)).encode()
+            client.sendall(
+                b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                + f"x-api-key: {token}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            client.recv(1024)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            metered = proxy.metered(token)
+            if metered is not None and metered.open_usd >= 10_000 * OUTPUT:
+                break
+            time.sleep(0.05)
+        # When its job ends
+        final = proxy.revoke(token)
+        # Then the call is charged its input and the output it showed (30,000 characters:
+        # at least 10,000 tokens), and the upstream answer is cut off
+        assert final is not None
+        assert final.cost_usd >= 1000 * 3e-6 + 10_000 * OUTPUT
+        assert final.cost_usd <= 1000 * 3e-6 + 32_000 * OUTPUT  # never past its reservation
+        assert upstream.closed.wait(5)
+    finally:
+        proxy.close()
