@@ -149,8 +149,8 @@ def lines(path: Path) -> list[int]:
     [
         # 15 s invocations (a turn-boundary window of ~12 s): two ~4.5 s steps a segment
         (5, 4.2, 15, 3, 4),
-        # 10 s invocations (~8 s): one a segment (a second would run into the hard stop)
-        (10, 4.2, 10, 6, 11),
+        # 12 s invocations (~9.6 s): one a segment (a second would run into the hard stop)
+        (10, 4.2, 12, 6, 11),
     ],
     ids=["5-steps", "10-steps"],
 )
