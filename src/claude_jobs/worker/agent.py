@@ -69,8 +69,11 @@ _SUBTYPE_CODES = {
 
 #: Seconds the run gets to wind down after its CLI was killed.
 _STOP_GRACE_SECONDS = 10
-#: Seconds a segment paused at a turn boundary gets to end by itself before it is stopped.
+#: Seconds a segment paused at a turn boundary gets, at least, to end by itself (write its
+#: transcript's last entries and report) before it is stopped; it gets until its hard stop.
 _PAUSE_GRACE_SECONDS = 0.2
+#: A segment's next tool call is expected to take up to this many times its longest so far.
+_TOOL_TIME_FACTOR = 1.25
 
 
 class AgentStartError(RuntimeError):
@@ -123,9 +126,11 @@ def sdk_options(
     request: AgentRequest,
     stderr: Callable[[str], None] | None = None,
     pre_tool_use: Any | None = None,
+    post_tool_use: Any | None = None,
 ) -> Any:
     """The ClaudeAgentOptions for a job (built here so tests can read them). `pre_tool_use`:
-    a PreToolUse hook callback (a segment's turn-boundary stop)."""
+    a PreToolUse hook callback (a segment's turn-boundary stop); `post_tool_use`: a callback
+    for PostToolUse and PostToolUseFailure (how long the segment's tool calls take)."""
     from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
 
     options = request.options
@@ -145,8 +150,14 @@ def sdk_options(
     if request.session is not None:
         key = "resume" if request.session.resume else "session_id"
         session = {key: request.session.session_id, "session_store": request.session.store}
+    hooks: dict[str, Any] = {}
     if pre_tool_use is not None:
-        session["hooks"] = {"PreToolUse": [HookMatcher(matcher=None, hooks=[pre_tool_use])]}
+        hooks["PreToolUse"] = [HookMatcher(matcher=None, hooks=[pre_tool_use])]
+    if post_tool_use is not None:
+        for event in ("PostToolUse", "PostToolUseFailure"):
+            hooks[event] = [HookMatcher(matcher=None, hooks=[post_tool_use])]
+    if hooks:
+        session["hooks"] = hooks
     return ClaudeAgentOptions(
         **session,
         cli_path=request.cli,
@@ -198,6 +209,9 @@ class _Run:
         #: A segment's turn-boundary stop happened (the hook refused the next tool call).
         self.yielded = False
         self.paused = asyncio.Event()
+        #: Long jobs: when each running tool call started, and the longest one so far.
+        self.tool_started: dict[str, float] = {}
+        self.longest_tool = 0.0
 
     async def execute(self) -> AgentOutcome:
         consume = asyncio.create_task(self._consume())
@@ -211,9 +225,12 @@ class _Run:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if paused in done and consume not in done:
-                # A segment paused at a turn boundary (its next tool refused): the CLI gets a
-                # moment to write its transcript and end; no tool can start meanwhile.
-                done, _ = await asyncio.wait({consume}, timeout=_PAUSE_GRACE_SECONDS)
+                # A segment paused at a turn boundary (its next tool refused): the CLI ends by
+                # itself once it has written its transcript's last entries (the refused call's
+                # result) and reported, which flushes the mirror. It gets until the hard stop
+                # for that (no tool can start meanwhile); stopping it sooner could cut them off.
+                grace = max(self.request.deadline_seconds - self._elapsed(), _PAUSE_GRACE_SECONDS)
+                done, _ = await asyncio.wait({consume}, timeout=grace)
                 if consume not in done:
                     ending = "segment"
             if consume not in done:
@@ -238,11 +255,22 @@ class _Run:
             ending = "segment"
         return self._outcome(ending)
 
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started
+
     async def _pre_tool_use(self, data: Any, tool_use_id: str | None, context: Any) -> Any:
         """A segment's turn boundary: once its time is up, the next tool call does not run and
-        the agent stops (every earlier tool's result is in the transcript by now)."""
+        the agent stops (every earlier tool's result is in the transcript by now). Nor does a
+        call that would still be running at the hard stop, judging by the longest call this
+        segment has made: it would be cut off half-way and done again by the next segment."""
         after = self.request.yield_after_seconds
-        if after is None or time.monotonic() - self.started < after:
+        elapsed = self._elapsed()
+        expected = self.longest_tool * _TOOL_TIME_FACTOR
+        if after is None or (
+            elapsed < after and elapsed + expected < self.request.deadline_seconds
+        ):
+            if after is not None and tool_use_id:
+                self.tool_started[tool_use_id] = time.monotonic()
             return {}
         self.yielded = True
         self.paused.set()
@@ -256,6 +284,13 @@ class _Run:
                 "permissionDecisionReason": "paused; the job resumes in its next segment",
             },
         }
+
+    async def _post_tool_use(self, data: Any, tool_use_id: str | None, context: Any) -> Any:
+        """A tool call ended (or failed): how long it took."""
+        began = self.tool_started.pop(tool_use_id or "", None)
+        if began is not None:
+            self.longest_tool = max(self.longest_tool, time.monotonic() - began)
+        return {}
 
     def _pid(self) -> int | None:
         return getattr(self.transport, "pid", None)
@@ -276,12 +311,12 @@ class _Run:
     async def _consume(self) -> None:
         from claude_agent_sdk import AssistantMessage, ResultMessage, query
 
+        segment = self.request.yield_after_seconds is not None
         options = sdk_options(
             self.request,
             stderr=self.stderr.append,
-            pre_tool_use=(
-                self._pre_tool_use if self.request.yield_after_seconds is not None else None
-            ),
+            pre_tool_use=self._pre_tool_use if segment else None,
+            post_tool_use=self._post_tool_use if segment else None,
         )
         self.transport = _clean_transport(self.request, options)
         try:

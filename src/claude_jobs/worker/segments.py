@@ -20,7 +20,9 @@ worker's timeout, or the local stack's `--invocation-seconds`), at most L/5 in a
   time to save, record and re-queue;
 - `boundary` = min(60, L/10): from this long before the hard stop, the agent is stopped at the
   next turn boundary (before its next tool call runs: every tool that ran has its result in
-  the transcript, and no tool is cut off half-way).
+  the transcript). Earlier too, before a call that would still run at the hard stop judging by
+  the segment's longest call so far (x1.25): it would be cut off half-way. A call that runs
+  into the hard stop anyway is killed; the CLI records it as interrupted on resume.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from ..models import Job, Usage
 #: The prompt of a segment that resumes a job's own conversation (the next invocation).
 CONTINUE_PROMPT = (
     "(The run was paused between two steps and has now resumed. Continue the task from where "
-    "you stopped; do not repeat steps that are already done.)"
+    "you stopped; do not repeat steps that are already done. A tool call whose result says it "
+    "was interrupted or paused did not finish: do it again if it is still needed.)"
 )
 
 

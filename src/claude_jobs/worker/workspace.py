@@ -18,6 +18,7 @@ job's documents otherwise).
 from __future__ import annotations
 
 import os
+import stat
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -36,6 +37,10 @@ WORKSPACE_MAX_DEPTH = 64
 
 class WorkspaceTooLargeError(Exception):
     """The working directory is over a limit: it cannot be carried to the next segment."""
+
+
+class WorkspaceArchiveError(ValueError):
+    """A stored archive holds something `pack` never writes (it was tampered with)."""
 
 
 class WorkspaceStore(Protocol):
@@ -92,12 +97,62 @@ def pack(work_dir: Path, bounds: ArtifactLimits, into: IO[bytes]) -> list[str]:
 
 def unpack(source: IO[bytes], work_dir: Path, give: Callable[[Path], None]) -> None:
     """Unpack an archive made by `pack` into the (empty) `work_dir`, handing every directory and
-    file to the agent's user with `give`."""
+    file to the agent's user with `give`. Only directories and regular files under plain
+    relative names are taken; anything else raises WorkspaceArchiveError."""
     with tarfile.open(fileobj=source, mode="r:gz") as archive:
-        archive.extractall(work_dir, filter="data")
+        for member in archive:
+            parts = _member_parts(member.name)
+            if member.isdir():
+                _make_dirs(work_dir, parts)
+            elif member.isreg():
+                parent = _make_dirs(work_dir, parts[:-1])
+                body = archive.extractfile(member)
+                assert body is not None  # a regular file's
+                _write_new(parent / parts[-1], body, member.size)
+            else:
+                raise WorkspaceArchiveError(f"{member.name!r}: not a directory or regular file")
     for root, directories, files in os.walk(work_dir, followlinks=False):
         for name in (*directories, *files):
             give(Path(root) / name)
+
+
+def _member_parts(name: str) -> list[str]:
+    """A member's name as path parts: relative, no `.`/`..`/empty part, no NUL."""
+    trimmed = name[:-1] if name.endswith("/") else name
+    parts = trimmed.split("/")
+    if not trimmed or "\x00" in trimmed or any(part in ("", ".", "..") for part in parts):
+        raise WorkspaceArchiveError(f"{name!r}: not a plain relative name")
+    return parts
+
+
+def _make_dirs(work_dir: Path, parts: list[str]) -> Path:
+    """`work_dir/parts…`, each level made (0o700) or found to be a real directory (no link)."""
+    path = work_dir
+    for part in parts:
+        path = path / part
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise WorkspaceArchiveError(f"{path.name!r}: not a directory") from None
+    return path
+
+
+def _write_new(path: Path, body: IO[bytes], size: int) -> None:
+    """Create `path` (never an existing file or link) with `size` bytes of `body`."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise WorkspaceArchiveError(f"{path.name!r}: named twice") from None
+    with os.fdopen(fd, "wb") as out:
+        left = size
+        while left > 0:
+            chunk = body.read(min(left, 1024 * 1024))
+            if not chunk:
+                raise WorkspaceArchiveError(f"{path.name!r}: truncated")
+            out.write(chunk)
+            left -= len(chunk)
 
 
 def save(

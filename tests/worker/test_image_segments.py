@@ -1,0 +1,144 @@
+"""Long jobs in the image layout (tests/worker/test_image.py): one warm worker process as the
+runtime user, the code directory read-only, only the built artifact on the path, handling a
+long job's segments one after another as Lambda invocations of a few seconds each. The model
+counts the finished steps it can see (test_segment_context.py): a segment that resumed without
+an earlier step's result would make it run that step again."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from claude_jobs.models import JobRequest, JobStatus
+from claude_jobs.resources import JOBS_QUEUE
+from claude_jobs.wiring import Container
+from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
+from tests.worker.conftest import REAL_KEY, sqs_event
+from tests.worker.test_image import (  # noqa: F401  # fixtures
+    RUNTIME_USER,
+    as_runtime_user,
+    image_site,
+    moto_server,
+    runtime_python,
+    shared_dir,
+    task_root,
+    worker_env,
+)
+from tests.worker.test_segment_context import counting_model, finished_steps, lines, tool_calls
+
+pytestmark = [pytest.mark.cli, pytest.mark.timeout(900)]
+
+#: The handler as the Lambda runtime runs it, for each event (one JSON a line) in a row, each
+#: invocation `WORKER_INVOCATION_SECONDS` long (its context counts down from there).
+SEGMENT_HARNESS = """
+import json, os, sys, time
+sys.path.insert(0, os.environ["LAMBDA_TASK_ROOT"])
+import handler
+# The SDK imported before the first invocation, as Lambda's INIT phase would if the handler
+# imported it: a cold import (seconds under load here) is not a segment's time to run in.
+import claude_agent_sdk._internal.sessions
+
+class Context:
+    aws_request_id = "image-segments"
+    function_name = "claude-jobs-worker"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:claude-jobs-worker"
+    def __init__(self):
+        self.end = time.monotonic() + float(os.environ["WORKER_INVOCATION_SECONDS"])
+    def get_remaining_time_in_millis(self):
+        return int(max(self.end - time.monotonic(), 0) * 1000)
+
+for line in sys.stdin:
+    answer = handler.lambda_handler(json.loads(line), Context())
+    print("ANSWER", json.dumps(answer), flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("steps", "seconds", "invocation", "at_least", "at_most"),
+    [(5, 4.2, 15, 3, 6), (10, 4.2, 15, 6, 11)],
+    ids=["5-steps", "10-steps"],
+)
+def test_a_long_job_keeps_every_finished_step_in_the_image_layout(
+    task_root: Path,  # noqa: F811
+    image_site: Path,  # noqa: F811
+    moto_server: str,  # noqa: F811
+    shared_dir: Path,  # noqa: F811
+    steps: int,
+    seconds: float,
+    invocation: int,
+    at_least: int,
+    at_most: int,
+) -> None:
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    from claude_jobs_tools.provision import provision
+
+    # Given a model that asks for the next step until it sees every step finished
+    with FakeAnthropic(
+        api_key=REAL_KEY, default=counting_model(shared_dir, steps, seconds)
+    ) as fake:
+        provisioned = provision(
+            f"imgseg{steps}", secret_value=REAL_KEY, anthropic_base_url=fake.url
+        )
+        container = Container(provisioned.settings)
+        job = container.job_service.submit(
+            "tenant-long",
+            JobRequest(
+                prompt="Do the steps.",
+                allowed_tools=["Bash"],
+                timeout_seconds=600,
+                max_turns=3 * steps,
+            ),
+        ).job
+        env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
+        env["WORKER_INVOCATION_SECONDS"] = str(invocation)
+        # (its scratch directory its own: other tests' workers of the same user may run at the
+        # same time on this machine and clear what appears in /tmp, as never in one Lambda)
+        scratch = shared_dir / "scratch"
+        scratch.mkdir(mode=0o777, exist_ok=True)
+        scratch.chmod(0o777)
+        env["SCRATCH_DIRS"] = str(scratch)
+        # (and its sandboxes out of /tmp, which those workers clear of what is theirs: the
+        # same user's)
+        sandboxes = shared_dir / "sandboxes"
+        sandboxes.mkdir(exist_ok=True)
+        sandboxes.chmod(0o1777)
+        env["TMPDIR"] = str(sandboxes)
+        event = sqs_event(job)
+        event["Records"][0]["eventSourceARN"] = provisioned.queue_arns[JOBS_QUEUE.logical_id]
+        # When one warm worker process, as the runtime user, gets the job's message again
+        # and again (each a short invocation) — the worker re-queues it at each segment's end
+        run = subprocess.run(
+            [python, "-S", "-c", SEGMENT_HARNESS],
+            input="".join(json.dumps(event) + "\n" for _ in range(at_most + 3)),
+            **as_runtime_user(),
+            cwd=task_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        # Then it succeeded, each step run exactly once, over several segments but not many
+        # more than the work needs
+        done = container.job_repository.get(job.job_id)
+        assert done is not None
+        assert done.status is JobStatus.SUCCEEDED, (done.error, lines(shared_dir / "runs"))
+        assert done.result is not None and done.result.text == f"all {steps} steps done"
+        assert lines(shared_dir / "runs") == list(range(1, steps + 1))
+        assert lines(shared_dir / "effects") == list(range(1, steps + 1))
+        assert at_least <= done.segments <= at_most
+        assert done.attempts == 1
+        # And the conversation only grew, the last request holding every step's result
+        requests = fake.message_requests
+        for earlier, later in itertools.pairwise(requests):
+            assert tool_calls(later)[: len(tool_calls(earlier))] == tool_calls(earlier)
+        assert finished_steps(requests[-1]) == set(range(1, steps + 1))
