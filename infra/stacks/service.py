@@ -11,7 +11,9 @@ Each function is granted exactly the actions its code calls, on exactly its reso
   with `model_provider=bedrock`, model invocation of the configured inference profiles;
 - trigger: the submit path, S3 inputs, the trigger dead-letter queue;
 - notifier: the event bus, the webhook queue (it reads jobs from the stream's images);
-- webhook: job reads and webhook outcome writes, the webhook signing key, its queue.
+- webhook: job reads and webhook outcome writes, the webhook signing key, its queue;
+- lost_jobs: job reads and the counted `worker_lost` transition, its queue (the jobs DLQ);
+- expired_jobs: the release marker and the tenant counter's write (the stream's images).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from infra.components.functions import (
 )
 from infra.components.monitoring import Monitoring
 from infra.components.nag import Ack, acknowledge
+from infra.components.slots import SlotRecovery
 from infra.config import InfraConfig
 from infra.stacks.stateful import StatefulStack
 
@@ -334,6 +337,46 @@ class ServiceStack(Stack):
             self, "WebhookDeliveries", function=self.webhook.function, queue=webhook_queue
         )
 
+        # ---------------------------------------------------------------- slots come back
+        self.lost_jobs = PythonFunction(
+            self,
+            "LostJobs",
+            definition=FUNCTIONS["lost_jobs"],
+            values=values,
+            layer=layer,
+            log_retention_days=retention,
+            no_dlq_reason=(
+                "Invoked by the SQS event source of the jobs dead-letter queue only: a message "
+                "it cannot settle stays in that queue (retention 14 days) and is tried again."
+            ),
+        )
+        # The counted transition: a read, then one transaction of two updates (the job, the
+        # tenant's counter).
+        self.lost_jobs.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
+        self.expired_jobs = PythonFunction(
+            self,
+            "ExpiredJobs",
+            definition=FUNCTIONS["expired_jobs"],
+            values=values,
+            layer=layer,
+            log_retention_days=retention,
+            no_dlq_reason=(
+                "Invoked by the stream event source only: failed batches are described in the "
+                "notifier dead-letter queue, the event source's on-failure destination."
+            ),
+        )
+        # One transaction: the release marker (a conditional put) and the counter's update.
+        self.expired_jobs.allow(["dynamodb:PutItem", "dynamodb:UpdateItem"], [jobs.table_arn])
+        SlotRecovery(
+            self,
+            "SlotRecovery",
+            lost_jobs=self.lost_jobs.function,
+            expired_jobs=self.expired_jobs.function,
+            jobs_dlq=stateful.queues.dlq,
+            table=jobs,
+            stream_failures=stateful.queues.notifier_dlq,
+        )
+
         acknowledge_notifications_handler(self)
 
         # ---------------------------------------------------------------- operations
@@ -350,6 +393,8 @@ class ServiceStack(Stack):
                 "trigger": self.trigger.function,
                 "notifier": self.notifier.function,
                 "webhook": self.webhook.function,
+                "lost_jobs": self.lost_jobs.function,
+                "expired_jobs": self.expired_jobs.function,
             },
             queue=queue,
             dlq=stateful.queues.dlq,

@@ -282,6 +282,23 @@ FUNCTIONS: dict[str, Function] = {
                 "WEBHOOK_QUEUE_URL",
             ),
         ),
+        # Slots always come back (issue 20): jobs that ended without a worker's terminal
+        # write give their tenant's pending and running slots back.
+        Function(
+            "lost_jobs",
+            "Jobs dead-letter queue -> such jobs end failed (worker_lost), slots freed",
+            memory_mb=256,
+            # A batch of a few messages, each two or three table calls.
+            timeout_seconds=30,
+            environment=(*POWERTOOLS_ENV, "JOBS_TABLE"),
+        ),
+        Function(
+            "expired_jobs",
+            "Jobs table stream (REMOVE: TTL) -> a queued or running job's slots freed",
+            memory_mb=256,
+            timeout_seconds=30,
+            environment=(*POWERTOOLS_ENV, "JOBS_TABLE"),
+        ),
         Function(
             "webhook",
             "Webhook queue -> signed deliveries, one attempt per message",
