@@ -1,10 +1,10 @@
 """Slots always come back (issue 20): the two event sources that give a tenant's pending and
 running slots back for jobs that ended without a worker's terminal write.
 
-- the jobs dead-letter queue → `lost_jobs` (partial batch responses): such a job ends `failed`
+- the jobs dead-letter queue → `lostjobs` (partial batch responses): such a job ends `failed`
   with `worker_lost`;
 - the jobs table's stream, REMOVE records only (a filter: other records never invoke it) →
-  `expired_jobs`: a queued or running job's item removed by TTL frees its slots. Its failures
+  `expiry`: a queued or running job's item removed by TTL frees its slots. Its failures
   are described in the notifier dead-letter queue, the stream's on-failure destination.
 
 Each function's grants (its PythonFunction's `allow`) are made by the service stack: the jobs
@@ -22,6 +22,7 @@ from constructs import Construct
 
 from claude_jobs.resources import LOST_JOBS_BATCH_SIZE, SLOTS_STREAM
 from infra.components.functions import EventSourceQueueDestination
+from infra.components.nag import Ack, acknowledge
 
 
 class SlotRecovery(Construct):
@@ -41,6 +42,15 @@ class SlotRecovery(Construct):
             SqsEventSource(
                 jobs_dlq, batch_size=LOST_JOBS_BATCH_SIZE, report_batch_item_failures=True
             )
+        )
+        acknowledge(
+            lost_jobs,
+            Ack(
+                "Serverless-LambdaEventSourceMappingDestination",
+                "An on-failure destination applies to stream and Kafka sources; this SQS source "
+                "is itself the jobs dead-letter queue: a message it cannot settle stays there "
+                "(14 days) and is tried again.",
+            ),
         )
         expired_jobs.add_event_source(
             DynamoEventSource(

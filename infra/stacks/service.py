@@ -5,7 +5,8 @@ this stack gives each function this deployment's values and its permissions.
 
 Each function is granted exactly the actions its code calls, on exactly its resources:
 - submit: the job repository's create/claim/cancel/dispatch-failure writes, the jobs queue;
-- status: reads of jobs and the tenant index, results objects (to presign download URLs);
+- status: reads of jobs and the tenant index, results objects (to presign download URLs), the
+  page token key;
 - authorizer: key lookups;
 - worker: job reads and transitions, results writes, S3 inputs, and the Anthropic key — or,
   with `model_provider=bedrock`, model invocation of the configured inference profiles;
@@ -131,6 +132,7 @@ class ServiceStack(Stack):
             "TRIGGER_DLQ_URL": trigger_dlq.queue_url,
             **_provider_environment(config, stateful),
             "WEBHOOK_SECRET_ID": stateful.webhook_key.secret.secret_arn,
+            "PAGE_TOKEN_SECRET_ID": stateful.page_token_key.secret.secret_arn,
             "TENANT_MAX_PENDING": str(config.tenant_max_pending),
             "TENANT_MAX_RUNNING": str(config.tenant_max_running),
             "TENANT_DEFER_SECONDS": str(config.tenant_defer_seconds),
@@ -189,6 +191,10 @@ class ServiceStack(Stack):
         self.status.allow(["dynamodb:Query"], [events.table_arn])
         # Presigned download URLs are signed with this role: it must be able to read them.
         self.status.allow(["s3:GetObject"], [results_objects, documents])
+        # The generated key of list page tokens (read once per execution environment).
+        self.status.allow(
+            ["secretsmanager:GetSecretValue"], [stateful.page_token_key.secret.secret_arn]
+        )
         acknowledge(
             self.status.role,
             Ack("AwsSolutions-IAM5", RESULTS_OBJECTS_REASON, [RESULTS_OBJECTS]),
@@ -340,8 +346,8 @@ class ServiceStack(Stack):
         # ---------------------------------------------------------------- slots come back
         self.lost_jobs = PythonFunction(
             self,
-            "LostJobs",
-            definition=FUNCTIONS["lost_jobs"],
+            "Lostjobs",
+            definition=FUNCTIONS["lostjobs"],
             values=values,
             layer=layer,
             log_retention_days=retention,
@@ -355,8 +361,8 @@ class ServiceStack(Stack):
         self.lost_jobs.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
         self.expired_jobs = PythonFunction(
             self,
-            "ExpiredJobs",
-            definition=FUNCTIONS["expired_jobs"],
+            "Expiry",
+            definition=FUNCTIONS["expiry"],
             values=values,
             layer=layer,
             log_retention_days=retention,
@@ -393,8 +399,8 @@ class ServiceStack(Stack):
                 "trigger": self.trigger.function,
                 "notifier": self.notifier.function,
                 "webhook": self.webhook.function,
-                "lost_jobs": self.lost_jobs.function,
-                "expired_jobs": self.expired_jobs.function,
+                "lostjobs": self.lost_jobs.function,
+                "expiry": self.expired_jobs.function,
             },
             queue=queue,
             dlq=stateful.queues.dlq,

@@ -132,7 +132,7 @@ def test_a_dead_lettered_job_ends_worker_lost_and_frees_its_slots(
     records = dead_letter_all(stack)
     assert {json.loads(r["body"])["job_id"] for r in records} == {queued, running}
     # When the lost-jobs function handles them
-    failed = deliver(LostJobsFunction(container), records, "lost_jobs")
+    failed = deliver(LostJobsFunction(container), records, "lostjobs")
     # Then both jobs ended failed with worker_lost, and the tenant's slots came back
     assert failed == set()
     for job_id in (queued, running):
@@ -143,7 +143,7 @@ def test_a_dead_lettered_job_ends_worker_lost_and_frees_its_slots(
     assert usage(container) == TenantUsage(pending=0, running=0)
     # And the same messages seen again change nothing (a terminal job is never changed)
     versions = [container.job_repository.get(j).version for j in (queued, running)]  # type: ignore[union-attr]
-    assert deliver(LostJobsFunction(container), records, "lost_jobs") == set()
+    assert deliver(LostJobsFunction(container), records, "lostjobs") == set()
     assert usage(container) == TenantUsage(pending=0, running=0)
     assert [container.job_repository.get(j).version for j in (queued, running)] == versions  # type: ignore[union-attr]
 
@@ -157,7 +157,7 @@ def test_a_terminal_job_is_never_changed_by_its_dead_lettered_message(
     records = dead_letter_all(stack)
     before = container.job_repository.get(job_id)
     # When the lost-jobs function handles the message
-    assert deliver(LostJobsFunction(container), records, "lost_jobs") == set()
+    assert deliver(LostJobsFunction(container), records, "lostjobs") == set()
     # Then the job is as it was, and the slots were counted back once only (by the cancel)
     assert container.job_repository.get(job_id) == before
     assert usage(container) == TenantUsage(pending=0, running=0)
@@ -172,7 +172,7 @@ def test_a_job_under_a_live_lease_is_looked_at_again_when_the_lease_ends(
     claim(container, job_id, lease_seconds=600)
     records = dead_letter_all(stack)
     # When the lost-jobs function handles it
-    failed = deliver(LostJobsFunction(container), records, "lost_jobs")
+    failed = deliver(LostJobsFunction(container), records, "lostjobs")
     # Then the job is left to its worker, and the message stays for a later look
     assert failed == {records[0]["messageId"]}
     job = container.job_repository.get(job_id)
@@ -206,18 +206,18 @@ def test_a_pending_job_removed_by_ttl_frees_its_slots_once(
         _expire(container, job_id)
     records = _removals(reader)
     assert len(records) == 3
-    assert deliver(ExpiredJobsFunction(container), records, "expired_jobs") == set()
+    assert deliver(ExpiredJobsFunction(container), records, "expiry") == set()
     # Then the pending and running slots came back
     assert usage(container) == TenantUsage(pending=0, running=0)
     # And the same records delivered again (streams are at-least-once) free nothing more
-    assert deliver(ExpiredJobsFunction(container), records, "expired_jobs") == set()
+    assert deliver(ExpiredJobsFunction(container), records, "expiry") == set()
     assert usage(container) == TenantUsage(pending=0, running=0)
     # And the release markers' own removal later frees nothing either
     table = container.settings.jobs_table
     for item in boto3.client("dynamodb").scan(TableName=table)["Items"]:
         if item["job_id"]["S"].startswith("released#"):
             _expire(container, item["job_id"]["S"])
-    assert deliver(ExpiredJobsFunction(container), _removals(reader), "expired_jobs") == set()
+    assert deliver(ExpiredJobsFunction(container), _removals(reader), "expiry") == set()
     assert usage(container) == TenantUsage(pending=0, running=0)
 
 
@@ -291,7 +291,7 @@ def test_with_aws_faults_a_dead_lettered_job_frees_its_slots_exactly_once(
     # those after they were applied), retried until each settles
     faults.enabled = True
     invocations = _until_settled(
-        LostJobsFunction(_fragile(provisioned.settings)), records, "lost_jobs"
+        LostJobsFunction(_fragile(provisioned.settings)), records, "lostjobs"
     )
     faults.enabled = False
     # Then faults were met on the way, each job ended worker_lost once, and the slots are
@@ -324,7 +324,7 @@ def test_with_aws_faults_removed_jobs_free_their_slots_exactly_once(
     # fail, retried until each settles
     faults.enabled = True
     invocations = _until_settled(
-        ExpiredJobsFunction(_fragile(provisioned.settings)), records, "expired_jobs"
+        ExpiredJobsFunction(_fragile(provisioned.settings)), records, "expiry"
     )
     faults.enabled = False
     # Then faults were met, and the slots are back exactly

@@ -1,9 +1,9 @@
 """The two Lambda functions that give slots back (see :mod:`claude_jobs.slots.service`).
 
-- `lost_jobs`: the jobs dead-letter queue (SQS, partial batch responses). A message whose job
+- `lostjobs`: the jobs dead-letter queue (SQS, partial batch responses). A message whose job
   is ended or skipped is deleted; one whose job runs under a live lease comes back when the
   lease ends (its visibility set to then); an AWS fault leaves it for the next receive.
-- `expired_jobs`: the jobs table's stream, REMOVE records only (the event source's filter;
+- `expiry`: the jobs table's stream, REMOVE records only (the event source's filter;
   the function checks again), with partial batch responses like the notifier's.
 """
 

@@ -34,7 +34,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,7 @@ from .isolation import (
     make_non_dumpable,
 )
 from .metering import Metered
+from .process_watch import ProcessWatch
 from .progress import NoProgress, ProgressEvents
 from .sandbox import Sandbox
 from .scrub import Scrubber
@@ -605,8 +606,19 @@ class JobProcessor:
             on_message=on_message,
             warm=warm.process if warm is not None else None,
         )
+        # Fork chains (issue 20): zombies reaped and processes counted while the agent runs.
+        watch = ProcessWatch(
+            self._sweeper,
+            scope,
+            self._settings.agent_max_processes,
+            self._settings.process_watch_seconds,
+        )
         try:
-            return self._runner.run(request)
+            with watch:
+                outcome = self._runner.run(replace(request, should_stop=_or(watch, request)))
+            if watch.tripped:
+                return AgentOutcome("failed", usage=outcome.usage, error=watch.error())
+            return outcome
         finally:
             if session is not None and self._sessions is not None:
                 self._sessions.save(session)  # what the mirror missed; never raises
@@ -994,3 +1006,9 @@ def _size(job: Job, outcome: AgentOutcome) -> int:
 
 def _at(epoch_seconds: float) -> datetime:
     return datetime.fromtimestamp(epoch_seconds, UTC)
+
+
+def _or(watch: ProcessWatch, request: Any) -> Callable[[], bool]:
+    """The run's stop condition: a tripped process watch, or the job's own (cancel…)."""
+    should_stop: Callable[[], bool] = request.should_stop
+    return lambda: watch.tripped or should_stop()

@@ -268,7 +268,7 @@ def expired_jobs_source(
         invoke,
         SLOTS_STREAM,
         sqs_destination(sqs, dlq_url),
-        function_name="expired_jobs",
+        function_name="expiry",
     )
     return source.poll_once
 

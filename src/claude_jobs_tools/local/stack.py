@@ -198,7 +198,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 #: Run when their code is there: completion events and webhooks, S3 and EventBridge triggers.
 OPTIONAL_FUNCTIONS = frozenset(
-    {"notifier", "trigger", "webhook", "lost_jobs", "expired_jobs"}  # slots: issue 20
+    {"notifier", "trigger", "webhook", "lostjobs", "expiry"}  # slots: issue 20
 )
 #: Every function of the definition table: the same handlers, memory and timeouts as in AWS.
 FUNCTIONS = {name: f for name, f in DEFINED_FUNCTIONS.items() if name not in OPTIONAL_FUNCTIONS}
@@ -403,9 +403,9 @@ class LocalStack:
                 name="webhooks",
             )
             self._webhook_consumer.start()
-        if "lost_jobs" in self.pools:  # the jobs dead-letter queue's event source
+        if "lostjobs" in self.pools:  # the jobs dead-letter queue's event source
             self._lost_jobs_consumer = QueueConsumer(
-                self.pools["lost_jobs"],
+                self.pools["lostjobs"],
                 provisioned.queue_urls[JOBS_DLQ.logical_id],
                 provisioned.queue_arns[JOBS_DLQ.logical_id],
                 count=1,
@@ -463,7 +463,7 @@ class LocalStack:
                 self.notifier_running = True
             except Exception as exc:
                 log.warning("the notifier is off: %s", exc)
-        if "expired_jobs" in self.pools:  # REMOVE records of the stream (TTL) → slots back
+        if "expiry" in self.pools:  # REMOVE records of the stream (TTL) → slots back
             try:
                 from .sources import expired_jobs_source
 
@@ -471,7 +471,7 @@ class LocalStack:
                     PollingSource(
                         "expired-jobs",
                         expired_jobs_source(
-                            settings, self.pools["expired_jobs"].invoke, self.config.prefix
+                            settings, self.pools["expiry"].invoke, self.config.prefix
                         ),
                         idle_seconds=2.0,
                     )
