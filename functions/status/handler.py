@@ -9,5 +9,7 @@ with init_phase():
     from claude_jobs.api.app import ApiFunction
 
     function = ApiFunction("status")
+    # GET /v1/jobs signs its page tokens: no generated secret, no start (on Lambda).
+    function.require_page_token_secret()
 
 lambda_handler = function.handler

@@ -77,3 +77,30 @@ class WebhookSigningSecret(Construct):
                 "deliberate, announced operator action, not a scheduled one.",
             ),
         )
+
+
+class PageTokenSecret(Construct):
+    """The key that signs `GET /v1/jobs` page tokens (issue 20): without it the MAC's key is
+    public and a cursor could be forged. CloudFormation generates the value; it is never in a
+    template. Only the status function reads it."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, name: str) -> None:
+        super().__init__(scope, construct_id)
+        self.secret = secretsmanager.Secret(
+            self,
+            "Resource",
+            secret_name=name,
+            description="Key of claude-jobs list page tokens",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self,
+            Ack(
+                "AwsSolutions-SMG4",
+                "Rotating it only ends the page tokens in flight (callers list again from the "
+                "start); an operator puts a new value when needed, no schedule is required.",
+            ),
+        )

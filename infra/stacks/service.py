@@ -5,7 +5,8 @@ this stack gives each function this deployment's values and its permissions.
 
 Each function is granted exactly the actions its code calls, on exactly its resources:
 - submit: the job repository's create/claim/cancel/dispatch-failure writes, the jobs queue;
-- status: reads of jobs and the tenant index, results objects (to presign download URLs);
+- status: reads of jobs and the tenant index, results objects (to presign download URLs), the
+  page token key;
 - authorizer: key lookups;
 - worker: job reads and transitions, results writes, S3 inputs, and the Anthropic key — or,
   with `model_provider=bedrock`, model invocation of the configured inference profiles;
@@ -13,6 +14,8 @@ Each function is granted exactly the actions its code calls, on exactly its reso
 - notifier: the event bus, the webhook queue (it reads jobs from the stream's images);
 - webhook: job reads and webhook outcome writes, the webhook signing key, its queue;
 - reconciler: a scan and bookkeeping updates of the jobs table, the jobs queue.
+- lost_jobs: job reads and the counted `worker_lost` transition, its queue (the jobs DLQ);
+- expired_jobs: the release marker and the tenant counter's write (the stream's images).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from infra.components.functions import (
 from infra.components.monitoring import Monitoring
 from infra.components.nag import Ack, acknowledge
 from infra.components.reconciler import Reconciler
+from infra.components.slots import SlotRecovery
 from infra.config import InfraConfig
 from infra.stacks.stateful import StatefulStack
 
@@ -130,6 +134,7 @@ class ServiceStack(Stack):
             "TRIGGER_DLQ_URL": trigger_dlq.queue_url,
             **_provider_environment(config, stateful),
             "WEBHOOK_SECRET_ID": stateful.webhook_key.secret.secret_arn,
+            "PAGE_TOKEN_SECRET_ID": stateful.page_token_key.secret.secret_arn,
             "TENANT_MAX_PENDING": str(config.tenant_max_pending),
             "TENANT_MAX_RUNNING": str(config.tenant_max_running),
             "TENANT_DEFER_SECONDS": str(config.tenant_defer_seconds),
@@ -188,6 +193,10 @@ class ServiceStack(Stack):
         self.status.allow(["dynamodb:Query"], [events.table_arn])
         # Presigned download URLs are signed with this role: it must be able to read them.
         self.status.allow(["s3:GetObject"], [results_objects, documents])
+        # The generated key of list page tokens (read once per execution environment).
+        self.status.allow(
+            ["secretsmanager:GetSecretValue"], [stateful.page_token_key.secret.secret_arn]
+        )
         acknowledge(
             self.status.role,
             Ack("AwsSolutions-IAM5", RESULTS_OBJECTS_REASON, [RESULTS_OBJECTS]),
@@ -336,6 +345,46 @@ class ServiceStack(Stack):
             self, "WebhookDeliveries", function=self.webhook.function, queue=webhook_queue
         )
 
+        # ---------------------------------------------------------------- slots come back
+        self.lost_jobs = PythonFunction(
+            self,
+            "Lostjobs",
+            definition=FUNCTIONS["lostjobs"],
+            values=values,
+            layer=layer,
+            log_retention_days=retention,
+            no_dlq_reason=(
+                "Invoked by the SQS event source of the jobs dead-letter queue only: a message "
+                "it cannot settle stays in that queue (retention 14 days) and is tried again."
+            ),
+        )
+        # The counted transition: a read, then one transaction of two updates (the job, the
+        # tenant's counter).
+        self.lost_jobs.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [jobs.table_arn])
+        self.expired_jobs = PythonFunction(
+            self,
+            "Expiry",
+            definition=FUNCTIONS["expiry"],
+            values=values,
+            layer=layer,
+            log_retention_days=retention,
+            no_dlq_reason=(
+                "Invoked by the stream event source only: failed batches are described in the "
+                "notifier dead-letter queue, the event source's on-failure destination."
+            ),
+        )
+        # One transaction: the release marker (a conditional put) and the counter's update.
+        self.expired_jobs.allow(["dynamodb:PutItem", "dynamodb:UpdateItem"], [jobs.table_arn])
+        SlotRecovery(
+            self,
+            "SlotRecovery",
+            lost_jobs=self.lost_jobs.function,
+            expired_jobs=self.expired_jobs.function,
+            jobs_dlq=stateful.queues.dlq,
+            table=jobs,
+            stream_failures=stateful.queues.notifier_dlq,
+        )
+
         acknowledge_notifications_handler(self)
 
         # ---------------------------------------------------------------- operations
@@ -352,6 +401,8 @@ class ServiceStack(Stack):
                 "trigger": self.trigger.function,
                 "notifier": self.notifier.function,
                 "webhook": self.webhook.function,
+                "lostjobs": self.lost_jobs.function,
+                "expiry": self.expired_jobs.function,
             },
             queue=queue,
             dlq=stateful.queues.dlq,

@@ -8,7 +8,7 @@ from aws_cdk import Stack
 from constructs import Construct
 
 from infra.components.messaging import JobQueues
-from infra.components.secret import AnthropicKeySecret, WebhookSigningSecret
+from infra.components.secret import AnthropicKeySecret, PageTokenSecret, WebhookSigningSecret
 from infra.components.storage import JobsData
 from infra.config import InfraConfig
 
@@ -35,4 +35,7 @@ class StatefulStack(Stack):
         )
         self.webhook_key = WebhookSigningSecret(
             self, "WebhookSigningKey", name=f"{config.prefix}/webhook-signing-key"
+        )
+        self.page_token_key = PageTokenSecret(
+            self, "PageTokenKey", name=f"{config.prefix}/page-token-key"
         )

@@ -223,7 +223,14 @@ FUNCTIONS: dict[str, Function] = {
             memory_mb=512,
             # Long polls wait up to 20 s; API Gateway gives up at 29 s.
             timeout_seconds=28,
-            environment=(*POWERTOOLS_ENV, "JOBS_TABLE", "EVENTS_TABLE", "RESULTS_BUCKET"),
+            environment=(
+                *POWERTOOLS_ENV,
+                "JOBS_TABLE",
+                "EVENTS_TABLE",
+                "RESULTS_BUCKET",
+                # The generated key of GET /v1/jobs page tokens (issue 20).
+                "PAGE_TOKEN_SECRET_ID",
+            ),
         ),
         Function(
             "worker",
@@ -281,6 +288,23 @@ FUNCTIONS: dict[str, Function] = {
                 "EVENT_BUS_NAME",
                 "WEBHOOK_QUEUE_URL",
             ),
+        ),
+        # Slots always come back (issue 20): jobs that ended without a worker's terminal
+        # write give their tenant's pending and running slots back.
+        Function(
+            "lostjobs",
+            "Jobs dead-letter queue -> such jobs end failed (worker_lost), slots freed",
+            memory_mb=256,
+            # A batch of a few messages, each two or three table calls.
+            timeout_seconds=30,
+            environment=(*POWERTOOLS_ENV, "JOBS_TABLE"),
+        ),
+        Function(
+            "expiry",
+            "Jobs table stream (REMOVE: TTL) -> a queued or running job's slots freed",
+            memory_mb=256,
+            timeout_seconds=30,
+            environment=(*POWERTOOLS_ENV, "JOBS_TABLE"),
         ),
         Function(
             "reconciler",

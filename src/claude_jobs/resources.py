@@ -230,3 +230,16 @@ NOTIFIER_STREAM = StreamSource(
     retry_attempts=5,
     max_record_age_seconds=24 * 3600,
 )
+
+#: The jobs table's stream → the expired-jobs function (REMOVE records only: TTL deletions),
+#: which gives a removed queued or running job's slots back (issue 20).
+#: The jobs dead-letter queue → the lost-jobs function, a few messages a batch (each two or
+#: three table calls).
+LOST_JOBS_BATCH_SIZE = 5
+
+SLOTS_STREAM = StreamSource(
+    batch_size=10,
+    bisect_batch_on_error=True,
+    retry_attempts=5,
+    max_record_age_seconds=24 * 3600,
+)

@@ -113,6 +113,10 @@ class Settings(BaseModel):
     #: jobs (the tenant is checked server-side), so the MAC guards integrity; set a random
     #: value to make tokens unforgeable as well.
     page_token_secret: str = Field("", alias="PAGE_TOKEN_SECRET", max_length=256)
+    #: The Secrets Manager secret holding that key (a generated value: the CDK app and the
+    #: local stack make one), read when the job service is built; PAGE_TOKEN_SECRET, when
+    #: set, wins. The status function refuses to start on Lambda without either (issue 20).
+    page_token_secret_id: str = Field("", alias="PAGE_TOKEN_SECRET_ID")
 
     # Fair sharing between tenants (README "Fair sharing").
     #: A tenant's pending (queued + running) jobs at most: one more submission is refused
@@ -173,6 +177,15 @@ class Settings(BaseModel):
     agent_uid_range: str = Field(
         "61000-61999", alias="AGENT_UID_RANGE", pattern=r"^(\d{4,9}-\d{4,9})?$"
     )
+    #: Fork chains (issue 20): a job's agent may have at most this many live processes (its
+    #: CLI included); more ends the job `too_many_processes`. As root (a uid per job) the
+    #: kernel also holds the job's uid to RLIMIT_NPROC = this + AGENT_THREAD_ALLOWANCE (the
+    #: kernel counts threads, and the CLI has a few dozen).
+    agent_max_processes: int = Field(256, alias="AGENT_MAX_PROCESSES", ge=8, le=32_768)
+    agent_thread_allowance: int = Field(256, alias="AGENT_THREAD_ALLOWANCE", ge=0, le=32_768)
+    #: How often the worker reaps the zombies re-parented to it and counts the job's processes
+    #: while the agent runs.
+    process_watch_seconds: float = Field(0.25, alias="PROCESS_WATCH_SECONDS", gt=0, le=10)
     #: Directories every process may write to, cleared after each job of what it left there
     #: outside its sandbox (comma-separated). As root: entries of the job's uid; as one user
     #: with the agent: entries that appeared during the job, on Lambda only (where the worker is

@@ -92,14 +92,25 @@ class Container:
         from .adapters.session_store import S3SessionTranscripts
         from .job_service import JobService
 
+        settings = self.settings
+        if settings.page_token_secret_id and not settings.page_token_secret:
+            settings = settings.model_copy(update={"page_token_secret": self.page_token_secret})
         return JobService(
             self.job_repository,
             SqsJobQueue(self.lazy_client("sqs"), self.settings.jobs_queue_url),
-            self.settings,
+            settings,
             documents=self.job_documents,
             events=self.event_store,
             transcripts=S3SessionTranscripts(self.lazy_client("s3"), self.settings.results_bucket),
         )
+
+    @cached_property
+    def page_token_secret(self) -> str:
+        """The key of list page tokens: PAGE_TOKEN_SECRET, or the value of the secret
+        PAGE_TOKEN_SECRET_ID names. Empty → :class:`~.page_tokens.PageTokenSecretError`."""
+        from .page_tokens import resolve_page_token_secret
+
+        return resolve_page_token_secret(self.settings, lambda: self.client("secretsmanager"))
 
     # -- files (issue 13)
     @cached_property

@@ -147,6 +147,10 @@ def provision(
     webhook_secret_name = f"{prefix}/webhook-signing-key"
     secrets.create_secret(Name=webhook_secret_name, SecretString=_random_signing_key())
 
+    # The key of GET /v1/jobs page tokens: generated, as the CDK app's is (issue 20).
+    page_token_secret_name = f"{prefix}/page-token-key"
+    secrets.create_secret(Name=page_token_secret_name, SecretString=_random_signing_key())
+
     values: dict[str, Any] = {
         "jobs_table": TABLES[0].name(prefix),
         "keys_table": TABLES[1].name(prefix),
@@ -157,6 +161,7 @@ def provision(
         "trigger_dlq_url": urls[TRIGGER_DLQ.logical_id],
         "webhook_secret_id": webhook_secret_name,
         "webhook_queue_url": urls[WEBHOOK_QUEUE.logical_id],
+        "page_token_secret_id": page_token_secret_name,
         **settings_overrides,
     }
     return Provisioned(settings=Settings(**values), queue_urls=urls, queue_arns=arns)

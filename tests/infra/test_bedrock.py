@@ -37,10 +37,12 @@ def _worker_permissions(synth: Synthesized) -> set[tuple[str, str]]:
 
 def test_no_anthropic_secret_is_created_or_granted(bedrock_synth: Synthesized) -> None:
     # Given the app synthesized with model_provider=bedrock
-    # Then the only secret is the webhook signing key, and no role may read another secret
+    # Then the only secrets are the generated keys (webhook signatures, page tokens), and no
+    # role may read another secret
     secrets = bedrock_synth.stateful.find_resources("AWS::SecretsManager::Secret")
-    assert [s["Properties"]["Name"] for s in secrets.values()] == [
-        "claude-jobs-prod/webhook-signing-key"
+    assert sorted(s["Properties"]["Name"] for s in secrets.values()) == [
+        "claude-jobs-prod/page-token-key",
+        "claude-jobs-prod/webhook-signing-key",
     ]
     assert not {a for a, _ in _worker_permissions(bedrock_synth) if a.startswith("secretsmanager")}
     # And the worker is told its provider and models, and nothing of a key

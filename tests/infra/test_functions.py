@@ -120,7 +120,7 @@ def test_environments_are_valid_settings_and_minimal(synth: Synthesized) -> None
     powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
     expected_resources = {
         "Submit": {"JOBS_TABLE", "JOBS_QUEUE_URL", "RESULTS_BUCKET"},
-        "Status": {"JOBS_TABLE", "RESULTS_BUCKET"},
+        "Status": {"JOBS_TABLE", "RESULTS_BUCKET", "PAGE_TOKEN_SECRET_ID"},
         "Authorizer": {"KEYS_TABLE"},
         "Worker": {"JOBS_TABLE", "RESULTS_BUCKET", "ANTHROPIC_SECRET_ID", "ANTHROPIC_BASE_URL"},
         "Trigger": {
@@ -133,11 +133,13 @@ def test_environments_are_valid_settings_and_minimal(synth: Synthesized) -> None
         "Notifier": {"JOBS_TABLE", "RESULTS_BUCKET", "EVENT_BUS_NAME", "WEBHOOK_QUEUE_URL"},
         "Webhook": {"JOBS_TABLE", "WEBHOOK_SECRET_ID", "WEBHOOK_QUEUE_URL"},
         "Reconciler": {"JOBS_TABLE", "JOBS_QUEUE_URL"},
+        "Lostjobs": {"JOBS_TABLE"},
+        "Expiry": {"JOBS_TABLE"},
     }
     resource_vars = {
         "JOBS_TABLE", "KEYS_TABLE", "JOBS_QUEUE_URL", "RESULTS_BUCKET", "ANTHROPIC_SECRET_ID",
         "ANTHROPIC_BASE_URL", "EVENT_BUS_NAME", "INBOX_BUCKET", "TRIGGER_DLQ_URL",
-        "WEBHOOK_SECRET_ID", "WEBHOOK_QUEUE_URL",
+        "WEBHOOK_SECRET_ID", "WEBHOOK_QUEUE_URL", "PAGE_TOKEN_SECRET_ID",
     }  # fmt: skip
     for name, fn in _functions(synth).items():
         env = fn["Properties"]["Environment"]["Variables"]

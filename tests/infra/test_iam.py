@@ -40,6 +40,14 @@ def _ids(synth: Synthesized) -> dict[str, str]:
             "AWS::SecretsManager::Secret",
             {"Name": "claude-jobs-prod/webhook-signing-key"},
         )[0],
+        "page_token_secret": find_one(
+            stateful,
+            "AWS::SecretsManager::Secret",
+            {"Name": "claude-jobs-prod/page-token-key"},
+        )[0],
+        "jobs_dlq": find_one(
+            stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-jobs-dlq"}
+        )[0],
         "trigger_dlq": find_one(
             stateful, "AWS::SQS::Queue", {"QueueName": "claude-jobs-prod-trigger-dlq"}
         )[0],
@@ -123,6 +131,36 @@ def test_status_reads_jobs_its_index_and_results(synth: Synthesized) -> None:
         ("dynamodb:Query", f"{ids['events']}.Arn"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/results/*"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
+        # The generated key of list page tokens (issue 20).
+        ("secretsmanager:GetSecretValue", ids["page_token_secret"]),
+    }
+
+
+def test_the_lost_jobs_function_consumes_the_jobs_dlq_and_ends_jobs(synth: Synthesized) -> None:
+    ids = _ids(synth)
+    dlq = f"{ids['jobs_dlq']}.Arn"
+    assert _permissions(synth, "Lostjobs") == _baseline(synth, "Lostjobs") | {
+        ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
+        ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
+        ("sqs:ReceiveMessage", dlq),
+        ("sqs:DeleteMessage", dlq),
+        ("sqs:ChangeMessageVisibility", dlq),
+        ("sqs:GetQueueAttributes", dlq),
+        ("sqs:GetQueueUrl", dlq),
+    }
+
+
+def test_the_expiry_function_reads_the_stream_and_frees_slots(synth: Synthesized) -> None:
+    ids = _ids(synth)
+    stream = f"{ids['jobs']}.StreamArn"
+    assert _permissions(synth, "Expiry") == _baseline(synth, "Expiry") | {
+        ("dynamodb:PutItem", f"{ids['jobs']}.Arn"),
+        ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
+        ("dynamodb:ListStreams", "*"),
+        ("dynamodb:DescribeStream", stream),
+        ("dynamodb:GetRecords", stream),
+        ("dynamodb:GetShardIterator", stream),
+        ("sqs:SendMessage", f"{ids['notifier_dlq']}.Arn"),
     }
 
 
@@ -231,7 +269,11 @@ def test_only_the_worker_can_read_the_anthropic_key(synth: Synthesized) -> None:
                 if any(a.startswith("secretsmanager:") for a in actions):
                     assert actions == ["secretsmanager:GetSecretValue"], policy_id
                     readers[policy_id.split("Role")[0]] = resolve(statement["Resource"], outputs)
-    assert readers == {"Worker": ids["secret"], "Webhook": ids["webhook_secret"]}
+    assert readers == {
+        "Worker": ids["secret"],
+        "Webhook": ids["webhook_secret"],
+        "Status": ids["page_token_secret"],
+    }
 
 
 def test_roles_carry_no_managed_policies_but_the_api_gateway_logging_role(
@@ -253,7 +295,10 @@ def test_an_imported_secret_is_granted_by_name(custom_synth: Synthesized) -> Non
         s["Properties"]["Name"]
         for s in custom_synth.stateful.find_resources("AWS::SecretsManager::Secret").values()
     ]
-    assert names == ["claude-jobs-dev/webhook-signing-key"]
+    assert sorted(names) == [
+        "claude-jobs-dev/page-token-key",
+        "claude-jobs-dev/webhook-signing-key",
+    ]
     role_id, _ = (
         next(
             f["Properties"]["Role"]["Fn::GetAtt"][0]

@@ -56,7 +56,7 @@ def test_function_assets_hold_exactly_their_handler_directory(synth: Synthesized
         tuple(sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()))
         for d in handler_dirs
     }
-    assert len(handler_dirs) == len(packaging.zip_functions()) == 6
+    assert len(handler_dirs) == len(packaging.zip_functions()) == 9
     assert found == expected
 
 

@@ -37,6 +37,12 @@ class ApiFunction(ContainerHolder):
         problems.register(self.app)
         self._instrumented = instrumented(self._handle)
 
+    def require_page_token_secret(self) -> None:
+        """On Lambda, at init: the page token secret must resolve (PageTokenSecretError)."""
+        from ..page_tokens import require_on_lambda
+
+        require_on_lambda(lambda: self.container.page_token_secret)
+
     def _job_service(self) -> JobService:
         return self.container.job_service
 

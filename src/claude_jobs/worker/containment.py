@@ -256,6 +256,18 @@ class ProcessSweeper:
                 _signal(info.pid, signal.SIGKILL)
             time.sleep(0.01)
 
+    def tend(self, scope: JobScope) -> int:
+        """While the job runs (issue 20): reap its zombies re-parented to the worker (a fork
+        chain leaves one per generation, which would fill the pid table before the sweep) and
+        return how many of its processes are alive. The CLI's own exit status is left to the
+        SDK's event loop."""
+        with self._lock:
+            others = set(self._running_clis) - {scope.cli_pid}
+        table = process_table()
+        members = scope.members(table, self._worker, others)
+        self._reap(table[pid] for pid in members if pid != scope.cli_pid)
+        return sum(1 for pid in members if table[pid].alive)
+
     def _scratch_entries(self) -> list[str]:
         entries: list[str] = []
         for directory in self._scratch_dirs:

@@ -121,7 +121,11 @@ class WorkerFunction(ContainerHolder):
             proxy,
             key,
             settings,
-            shared_pool(resolve_identity(settings.agent_user), settings.agent_uid_range),
+            shared_pool(
+                resolve_identity(settings.agent_user),
+                settings.agent_uid_range,
+                settings.agent_max_processes + settings.agent_thread_allowance,
+            ),
             inputs=lambda job, directory: materialize_inputs(
                 s3, job.inputs, directory, max_bytes=settings.inputs_max_bytes
             ),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import os
 import pwd
@@ -59,6 +60,8 @@ class AgentIdentity:
     uid: int | None = None
     gid: int | None = None
     name: str = ""
+    #: RLIMIT_NPROC of the agent's processes when it runs as a uid of its own (issue 20).
+    max_tasks: int | None = None
 
     @property
     def switches_user(self) -> bool:
@@ -97,7 +100,9 @@ class IdentityPool:
         uid_range: str = "",
         *,
         in_use: Callable[[], set[int]] = uids_in_use,
+        max_tasks: int | None = None,
     ) -> None:
+        self._max_tasks = max_tasks
         self._base = base
         self._in_use = in_use
         self._lock = threading.Lock()
@@ -114,7 +119,10 @@ class IdentityPool:
     @contextlib.contextmanager
     def lease(self) -> Iterator[AgentIdentity]:
         if not self._ranged:
-            yield self._base
+            base = self._base
+            if base.switches_user and self._max_tasks is not None:
+                base = dataclasses.replace(base, max_tasks=self._max_tasks)
+            yield base
             return
         with self._lock:
             taken = self._in_use()
@@ -123,7 +131,7 @@ class IdentityPool:
                 raise IsolationError("no uid of AGENT_UID_RANGE is free of processes")
             self._free.remove(uid)
         try:
-            yield AgentIdentity(uid=uid, gid=uid, name=f"uid {uid}")
+            yield AgentIdentity(uid=uid, gid=uid, name=f"uid {uid}", max_tasks=self._max_tasks)
         finally:
             with self._lock:
                 if uid not in self._quarantined:
@@ -143,13 +151,16 @@ _POOLS: dict[tuple[AgentIdentity, str], IdentityPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def shared_pool(base: AgentIdentity, uid_range: str = "") -> IdentityPool:
+def shared_pool(
+    base: AgentIdentity, uid_range: str = "", max_tasks: int | None = None
+) -> IdentityPool:
     """The process's one pool for `base` and `uid_range`. Every worker environment of a process
     (the local stack runs several at once) leases from it, so two jobs never hold one uid."""
     with _POOLS_LOCK:
         pool = _POOLS.get((base, uid_range))
         if pool is None:
-            pool = _POOLS[(base, uid_range)] = IdentityPool(base, uid_range)
+            pool = _POOLS[(base, uid_range)] = IdentityPool(base, uid_range, max_tasks=max_tasks)
+        pool._max_tasks = max_tasks  # the latest settings' (a pool is shared, its uids kept)
         return pool
 
 
@@ -222,6 +233,8 @@ def agent_environment(
 
 #: util-linux's setpriv (Debian's essential set; not needed on Lambda, where nobody is root).
 SETPRIV = "/usr/bin/setpriv"
+#: util-linux's prlimit: runs a command with the given resource limits.
+PRLIMIT = "/usr/bin/prlimit"
 
 
 def spawn_as(identity: AgentIdentity, command: list[str]) -> tuple[list[str], dict[str, Any]]:
@@ -234,10 +247,18 @@ def spawn_as(identity: AgentIdentity, command: list[str]) -> tuple[list[str], di
     whole worker, ~14 ms with the GIL held for each job. Without setpriv, it does that."""
     if not identity.switches_user or os.geteuid() != 0:
         return list(command), {}
+    # Fork chains (issue 20): the job's uid may hold this many tasks at most (the kernel
+    # refuses a fork past it: EAGAIN), set before the user switch and inherited by the CLI.
+    limit = (
+        [PRLIMIT, f"--nproc={identity.max_tasks}:{identity.max_tasks}", "--"]
+        if identity.max_tasks is not None and os.access(PRLIMIT, os.X_OK)
+        else []
+    )
     if _has_setpriv():
         switch = [SETPRIV, f"--reuid={identity.uid}", f"--regid={identity.gid}", "--clear-groups"]
-        return [*switch, "--", *command], {}
-    return list(command), {"user": identity.uid, "group": identity.gid, "extra_groups": []}
+        return [*limit, *switch, "--", *command], {}
+    as_agent: dict[str, Any] = {"user": identity.uid, "group": identity.gid, "extra_groups": []}
+    return [*limit, *command], as_agent
 
 
 @functools.cache

@@ -36,7 +36,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,7 @@ from .isolation import (
     make_non_dumpable,
 )
 from .metering import Metered
+from .process_watch import ProcessWatch
 from .progress import NoProgress, ProgressEvents
 from .sandbox import Sandbox
 from .scrub import Scrubber
@@ -632,7 +633,18 @@ class JobProcessor:
         )
         if session is not None and prepared is not None:
             prepared.append(session)  # saved after the sweep (`_run_agent`)
-        return self._runner.run(request)
+        # Fork chains (issue 20): zombies reaped and processes counted while the agent runs.
+        watch = ProcessWatch(
+            self._sweeper,
+            scope,
+            self._settings.agent_max_processes,
+            self._settings.process_watch_seconds,
+        )
+        with watch:
+            outcome = self._runner.run(replace(request, should_stop=_or(watch, request)))
+        if watch.tripped:
+            return AgentOutcome("failed", usage=outcome.usage, error=watch.error())
+        return outcome
 
     def _agent_env(self, sandbox: Sandbox, token: str, model: str) -> dict[str, str]:
         return agent_environment(
@@ -1043,3 +1055,9 @@ def _size(job: Job, outcome: AgentOutcome) -> int:
 
 def _at(epoch_seconds: float) -> datetime:
     return datetime.fromtimestamp(epoch_seconds, UTC)
+
+
+def _or(watch: ProcessWatch, request: Any) -> Callable[[], bool]:
+    """The run's stop condition: a tripped process watch, or the job's own (cancel…)."""
+    should_stop: Callable[[], bool] = request.should_stop
+    return lambda: watch.tripped or should_stop()

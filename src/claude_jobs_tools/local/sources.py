@@ -248,6 +248,44 @@ def notifier_source(
     return source.poll_once
 
 
+def expired_jobs_source(
+    settings: Any, invoke: Callable[[dict[str, Any]], Any], prefix: str
+) -> Callable[[], int]:
+    """The jobs table's stream → the expired-jobs function (issue 20), REMOVE records only as
+    the CDK app's event source filter passes them, with its settings and the notifier
+    dead-letter queue as the on-failure destination. Its own reader: its own position."""
+    import boto3
+
+    from claude_jobs.resources import NOTIFIER_DLQ, SLOTS_STREAM
+
+    from .table_stream import StreamReader
+
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq_url = sqs.get_queue_url(QueueName=NOTIFIER_DLQ.name(prefix))["QueueUrl"]
+    reader = StreamReader(boto3.client("dynamodb", region_name=REGION), settings.jobs_table)
+    source = StreamEventSource(
+        _Removals(reader),
+        invoke,
+        SLOTS_STREAM,
+        sqs_destination(sqs, dlq_url),
+        function_name="expiry",
+    )
+    return source.poll_once
+
+
+class _Removals:
+    """A stream reader passing REMOVE records only (the event source mapping's filter)."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+
+    def poll(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [r for r in self._reader.poll(limit) if r.get("eventName") == "REMOVE"]
+
+    def shard_of(self, record: dict[str, Any]) -> str:
+        return str(self._reader.shard_of(record))
+
+
 def relay_to_function(
     sqs: Any,
     queue_url: str,

@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from claude_jobs.definitions import FUNCTIONS as DEFINED_FUNCTIONS
-from claude_jobs.resources import JOBS_QUEUE, WEBHOOK_BATCH_SIZE, WEBHOOK_QUEUE
+from claude_jobs.resources import (
+    JOBS_DLQ,
+    JOBS_QUEUE,
+    LOST_JOBS_BATCH_SIZE,
+    WEBHOOK_BATCH_SIZE,
+    WEBHOOK_QUEUE,
+)
 from claude_jobs.settings import PUBLIC_ANTHROPIC_URL, Settings
 
 from .runtime import REGION, FunctionPool, default_functions_dir
@@ -193,7 +199,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 #: Run when their code is there: completion events and webhooks, S3 and EventBridge triggers.
-OPTIONAL_FUNCTIONS = frozenset({"notifier", "trigger", "webhook"})
+OPTIONAL_FUNCTIONS = frozenset(
+    {"notifier", "trigger", "webhook", "lostjobs", "expiry"}  # slots: issue 20
+)
 #: Every function of the definition table: the same handlers, memory and timeouts as in AWS.
 FUNCTIONS = {name: f for name, f in DEFINED_FUNCTIONS.items() if name not in OPTIONAL_FUNCTIONS}
 #: The local stack retries a failed webhook delivery after 1 s, 2 s, 4 s... (AWS: 30 s, 60 s...)
@@ -250,6 +258,7 @@ class LocalStack:
         self._server_thread: threading.Thread | None = None
         self._consumer: QueueConsumer | None = None
         self._webhook_consumer: QueueConsumer | None = None
+        self._lost_jobs_consumer: QueueConsumer | None = None
         self._sources: list[PollingSource] = []
         #: What the optional functions serve, for the banner (empty when not running).
         self.notifier_running = False
@@ -396,6 +405,16 @@ class LocalStack:
                 name="webhooks",
             )
             self._webhook_consumer.start()
+        if "lostjobs" in self.pools:  # the jobs dead-letter queue's event source
+            self._lost_jobs_consumer = QueueConsumer(
+                self.pools["lostjobs"],
+                provisioned.queue_urls[JOBS_DLQ.logical_id],
+                provisioned.queue_arns[JOBS_DLQ.logical_id],
+                count=1,
+                batch_size=LOST_JOBS_BATCH_SIZE,
+                name="lost-jobs",
+            )
+            self._lost_jobs_consumer.start()
         self._start_sources(provisioned.settings, functions_dir)
 
     def _bedrock(self) -> dict[str, Any]:
@@ -446,6 +465,21 @@ class LocalStack:
                 self.notifier_running = True
             except Exception as exc:
                 log.warning("the notifier is off: %s", exc)
+        if "expiry" in self.pools:  # REMOVE records of the stream (TTL) → slots back
+            try:
+                from .sources import expired_jobs_source
+
+                self._sources.append(
+                    PollingSource(
+                        "expired-jobs",
+                        expired_jobs_source(
+                            settings, self.pools["expiry"].invoke, self.config.prefix
+                        ),
+                        idle_seconds=2.0,
+                    )
+                )
+            except Exception as exc:
+                log.warning("freeing the slots of expired jobs is off: %s", exc)
         if "trigger" in self.pools:
             try:
                 from claude_jobs.triggers.config import load_config
@@ -553,6 +587,9 @@ class LocalStack:
         if self._webhook_consumer is not None:
             self._webhook_consumer.stop(grace_seconds=0)
             self._webhook_consumer = None
+        if self._lost_jobs_consumer is not None:
+            self._lost_jobs_consumer.stop(grace_seconds=0)
+            self._lost_jobs_consumer = None
         for pool in self.pools.values():
             pool.drop_idle()  # the workers' warm CLIs end with their environments
         if self._fake is not None:

@@ -1,0 +1,113 @@
+"""Page tokens are signed with a generated secret in every deployment (issue 20).
+
+With an empty secret the MAC's key is public (derived from the empty string: anyone who reads
+the code can make it), so a caller could write any cursor into a `next_token`. The stack here is
+provisioned as every deployment is (a generated secret in Secrets Manager, named by
+PAGE_TOKEN_SECRET_ID); the status function signs with it, and refuses to start on Lambda
+without one."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import importlib.util
+import json
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from claude_jobs.page_tokens import PageTokenSecretError
+from claude_jobs_tools.local.stack import settings_env
+from claude_jobs_tools.provision import Provisioned
+
+from .conftest import Api
+from .test_status import submitted
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def signed_with_public_key(payload: bytes) -> str:
+    """A token an attacker can make: the MAC keyed as the code keys it with an empty secret."""
+    key = hashlib.sha256(b"claude-jobs page token\x00").digest()
+    return _b64(payload) + "." + _b64(hmac.new(key, payload, hashlib.sha256).digest()[:16])
+
+
+def test_a_token_signed_with_the_public_empty_key_is_refused(api: Api) -> None:
+    # Given a tenant with several jobs, and a genuine token of its listing
+    for _ in range(3):
+        submitted(api)
+    genuine = api.list_jobs(limit="1").json["next_token"]
+    payload = _unb64(genuine.split(".")[0])
+    cursor = json.loads(payload)["c"]
+    # When the caller sends the same cursor (and one of its own making) signed with the key an
+    # empty secret gives
+    forged_same = signed_with_public_key(payload)
+    forged_own = signed_with_public_key(
+        json.dumps({"t": "tenant-a", "c": cursor}, separators=(",", ":")).encode()
+    )
+    # Then both are refused as tokens this API did not return, and the genuine one still works
+    for forged in (forged_same, forged_own):
+        problem = api.list_jobs(limit="1", next_token=forged).is_problem(422)
+        assert problem["errors"][0]["loc"] == ["query", "next_token"]
+    assert api.list_jobs(limit="1", next_token=genuine).status == 200
+
+
+def _load_status_handler() -> object:
+    path = ROOT / "functions" / "status" / "handler.py"
+    spec = importlib.util.spec_from_file_location(f"_status_{uuid.uuid4().hex}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def on_lambda(provisioned: Provisioned, monkeypatch: pytest.MonkeyPatch) -> Provisioned:
+    """The status function's environment as Lambda gives it, from the provisioned stack."""
+    for name, value in settings_env(provisioned.settings).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "claude-jobs-status")
+    return provisioned
+
+
+def test_on_lambda_the_status_function_starts_with_the_generated_secret(
+    on_lambda: Provisioned,
+) -> None:
+    # Given the deployment's environment with PAGE_TOKEN_SECRET_ID naming a generated secret
+    # When Lambda imports the status function
+    module = _load_status_handler()
+    # Then it started, with that secret's value as its key
+    container = module.function.container  # type: ignore[attr-defined]
+    value = boto3.client("secretsmanager").get_secret_value(
+        SecretId=on_lambda.settings.page_token_secret_id
+    )["SecretString"]
+    assert len(value) >= 32 and container.page_token_secret == value
+
+
+@pytest.mark.parametrize("secret", [None, "   "])
+def test_on_lambda_the_status_function_refuses_to_start_without_a_secret(
+    on_lambda: Provisioned, monkeypatch: pytest.MonkeyPatch, secret: str | None
+) -> None:
+    # Given a deployment that gives it no secret, or an empty one
+    if secret is None:
+        monkeypatch.delenv("PAGE_TOKEN_SECRET_ID")
+    else:
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId=on_lambda.settings.page_token_secret_id, SecretString=secret
+        )
+    monkeypatch.delenv("PAGE_TOKEN_SECRET", raising=False)
+    # When Lambda imports the status function
+    # Then it fails at startup with a clear error naming what to set
+    with pytest.raises(PageTokenSecretError, match=r"PAGE_TOKEN_SECRET_ID|empty"):
+        _load_status_handler()
