@@ -285,7 +285,7 @@ def test_a_long_poll_sees_a_job_cancelled_while_queued_through_its_status_reads(
 
     world = World(tmp_path, sleep=sleep)
     counting = CountingEvents(world.events)
-    world.service._events = counting  # type: ignore[assignment]
+    world.service._events = counting
     job = world.submit()
     # When it waits
     page = world.page(job, after=1, wait=20)
