@@ -212,10 +212,13 @@ class FunctionPool:
         self.retired = 0
         self.timed_out = 0
 
-    def warm_up(self) -> None:
-        """Load one environment now: a broken handler fails the stack's start, not a request."""
-        with self.environment():
-            pass
+    def warm_up(self, count: int = 1) -> None:
+        """Load `count` environments now: a broken handler fails the stack's start, not a
+        request, and the consumers that start next find their environments loaded."""
+        loaded = [load_handler(self.spec, self._functions_dir) for _ in range(count)]
+        with self._lock:
+            self.cold_starts += len(loaded)
+            self._idle.extend(loaded)
 
     def drop_idle(self) -> int:
         """Forget the idle execution environments (the next invocations start cold), as a
