@@ -10,9 +10,8 @@
 - one job: the paired overhead of a job through the stack over a direct `claude -p`.
 - reads per waiting minute: an in-process stack (the same `LocalStack`), two callers each
   waiting a full minute for a job whose model call is held longer, one following its events
-  and one long-polling its status; every DynamoDB read the API functions make is counted per
-  job (botocore's client call, attributed by the job id in the request), and the status
-  function's seconds per waiting minute.
+  and one long-polling its status; every DynamoDB read the status function makes while it
+  serves a caller is counted (botocore's client call), and its seconds per waiting minute.
 - cost: what 1,000 callers waiting a minute cost on AWS, before (the fixed 50/100 ms
   schedule) and after (these measured figures), by `cost_model.waiting_cost_per_thousand`.
 """
@@ -20,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import contextvars
 import os
 import statistics
 import tempfile
@@ -162,13 +162,10 @@ class _ReadCounter:
         counter = self
 
         def counted(client: Any, operation: str, params: dict[str, Any]) -> Any:
-            if operation in counter.READS and not threading.current_thread().name.startswith(
-                ("worker", "webhooks")
-            ):
-                job = _job_of(params)
-                if job:
-                    with counter._lock:
-                        counter.reads[job] += 1
+            job = _WAITED_ON.get()
+            if operation in counter.READS and job:
+                with counter._lock:
+                    counter.reads[job] += 1
             return counter._original(client, operation, params)
 
         setattr(BaseClient, "_make_api_call", counted)  # noqa: B010
@@ -180,13 +177,10 @@ class _ReadCounter:
         setattr(BaseClient, "_make_api_call", self._original)  # noqa: B010
 
 
-def _job_of(params: dict[str, Any]) -> str:
-    key = params.get("Key") or {}
-    if "job_id" in key:
-        return str(key["job_id"].get("S", ""))
-    values = params.get("ExpressionAttributeValues") or {}
-    found = values.get(":j") or {}
-    return str(found.get("S", ""))
+#: The job a status function invocation is serving (set around it; the local runtime runs the
+#: handler in a copy of the caller's context): reads elsewhere (the worker's cancel polls, the
+#: authorizer) are not a waiting caller's.
+_WAITED_ON: contextvars.ContextVar[str] = contextvars.ContextVar("waited_on", default="")
 
 
 def waiting_minute() -> WaitingMinute:
@@ -209,9 +203,11 @@ def waiting_minute() -> WaitingMinute:
             return original_invoke(pool, event, **kwargs)
         job = (event.get("pathParameters") or {}).get("job_id", "")
         began = time.perf_counter()
+        token = _WAITED_ON.set(job)
         try:
             return original_invoke(pool, event, **kwargs)
         finally:
+            _WAITED_ON.reset(token)
             seconds[job] += time.perf_counter() - began
             requests[job] += 1
 
