@@ -221,6 +221,8 @@ def waiting_minute() -> WaitingMinute:
                 anthropic_api_key=e2e.API_KEY,
                 anthropic_base_url=fake.url,
                 dev_keys=f"waiter:{key}",
+                # both held jobs run at once (fair sharing would hold one back, deferred)
+                settings_overrides={"tenant_max_running": 2},
             )
         ).start()
         setattr(FunctionPool, "invoke", timed)  # noqa: B010
