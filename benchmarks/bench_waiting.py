@@ -233,7 +233,7 @@ def waiting_minute() -> WaitingMinute:
 
                 def long_poll() -> None:
                     end = time.monotonic() + WAIT_MINUTE
-                    while (left := end - time.monotonic()) > 0.5:
+                    while (left := end - time.monotonic()) >= 1:
                         job = client.get(status_job, wait=min(20, int(left)))
                         if job["status"] not in ("queued", "running"):
                             early.append(f"status job {job['status']}")
@@ -242,7 +242,7 @@ def waiting_minute() -> WaitingMinute:
                 def follow() -> None:
                     end = time.monotonic() + WAIT_MINUTE
                     cursor = None
-                    while (left := end - time.monotonic()) > 0.5:
+                    while (left := end - time.monotonic()) >= 1:
                         page = client.events(events_job, after=cursor, wait=min(20, int(left)))
                         cursor = page["next_cursor"]
                         if page["done"]:
