@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from benchmarks import aws_prices as price
 from claude_jobs.definitions import FUNCTIONS
 from claude_jobs.job_service import long_poll_reads
+from claude_jobs.long_poll import reads_per_waiting_minute
 
 GB = 1024**3
 #: As the capacity ledger states it (benchmarks/bench_capacity.py).
@@ -103,6 +104,54 @@ def long_poll_read_cost_per_minute() -> float:
     return 0.5 * long_poll_reads(60) * price.DYNAMODB_PER_MILLION_RRU / 1e6
 
 
+#: Before issue 26 the long-poll read the job's control attributes every 50 ms for its first
+#: 3 s and every 100 ms after (630 a minute, restarted by every request: 3 x 60 + 3 x 170), plus
+#: two full reads a request.
+BEFORE_READS_PER_WAITING_MINUTE = 3 * (60 + 170) + 3 * 2
+
+
+@dataclass(frozen=True)
+class WaitingMinuteCost:
+    """What one caller waiting a minute makes the service do."""
+
+    reads: float  # DynamoDB read requests (each priced at 1 read unit: an upper bound)
+    function_seconds: float  # the status function held by its long-polls
+    requests: int  # API Gateway requests (= status function and authorizer invocations)
+
+
+def waiting_cost_per_thousand(minute: WaitingMinuteCost) -> dict[str, float]:
+    """USD of 1,000 callers each waiting one minute, by line."""
+    gb_s = _gb_s("status", minute.function_seconds)
+    lines = {
+        "Lambda status (GB-s)": gb_s * price.LAMBDA_ARM_PER_GB_SECOND,
+        "API Gateway": minute.requests * price.API_GATEWAY_REST_PER_MILLION / 1e6,
+        "Lambda requests": 2 * minute.requests * price.LAMBDA_PER_MILLION_REQUESTS / 1e6,
+        "DynamoDB reads": minute.reads * price.DYNAMODB_PER_MILLION_RRU / 1e6,
+        "CloudWatch Logs": 2
+        * minute.requests
+        * LOG_BYTES_PER_INVOCATION
+        / GB
+        * price.CLOUDWATCH_LOGS_PER_GB_INGESTED,
+    }
+    return {name: value * 1000 for name, value in lines.items()}
+
+
+def render_waiting(before: WaitingMinuteCost, after: WaitingMinuteCost) -> str:
+    old, new = waiting_cost_per_thousand(before), waiting_cost_per_thousand(after)
+    rows = [
+        f"AWS cost of 1,000 callers each waiting one minute ({price.SOURCE})",
+        f"  {'':<22} {'before':>10} {'after':>10}",
+        f"  {'reads / caller-minute':<22} {before.reads:10.0f} {after.reads:10.0f}",
+        f"  {'function-s / minute':<22} {before.function_seconds:10.1f}"
+        f" {after.function_seconds:10.1f}",
+        f"  {'requests / minute':<22} {before.requests:10d} {after.requests:10d}",
+    ]
+    for name in sorted(old, key=lambda n: -old[n]):
+        rows.append(f"  {name:<22} ${old[name]:9.5f} ${new[name]:9.5f}")
+    rows.append(f"  {'total':<22} ${sum(old.values()):9.5f} ${sum(new.values()):9.5f}")
+    return "\n".join(rows)
+
+
 def render(lines: dict[str, float], measured: Measured | None = None) -> str:
     rows = [f"AWS cost per 1,000 one-call jobs ({price.SOURCE}; model tokens excluded)"]
     if measured is not None:
@@ -118,7 +167,8 @@ def render(lines: dict[str, float], measured: Measured | None = None) -> str:
         rows.append(f"  {name:<{width}}  ${value:9.5f}")
     rows.append(f"  {'total':<{width}}  ${sum(lines.values()):9.5f}")
     rows.append(
-        f"  long-poll reads: {long_poll_reads(60)} per waiting minute,"
+        f"  long-poll reads: {reads_per_waiting_minute():.0f} per waiting minute (events:"
+        f" {reads_per_waiting_minute(events=True):.0f}),"
         f" ${long_poll_read_cost_per_minute() * 1e6:.2f} per million caller-minutes"
     )
     return "\n".join(rows)

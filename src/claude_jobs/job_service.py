@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import long_poll
 from .clock import epoch, utcnow
 from .documents import ARTIFACTS_PREFIX, PROMPTS, RESULT_TEXT, VIEWED, JobDocuments
 from .errors import (
@@ -58,7 +59,7 @@ from .ports import (
 )
 from .settings import Settings
 
-MAX_WAIT_SECONDS = 20
+MAX_WAIT_SECONDS = long_poll.MAX_WAIT_SECONDS
 MAX_PAGE_SIZE = 100
 #: Progress events per answer of `GET /v1/jobs/{id}/events` at most.
 EVENTS_PAGE_SIZE = 200
@@ -74,31 +75,16 @@ SESSION_TRIES = 3
 _REFUSED = "\x00refused"
 
 
-#: The `?wait=` long-poll's pauses between reads: every 50 ms for the first seconds of a wait
-#: (a short job is likely to end then, and its caller waits for it), then every 100 ms. See
-#: `JobService.wait`.
-LONG_POLL_QUICK_SECONDS = 3.0
-LONG_POLL_QUICK_PAUSE = 0.05
-LONG_POLL_STEADY_PAUSE = 0.1
-
-
-def long_poll_pauses() -> Iterator[float]:
-    """The pauses of one long-poll, in order, without end (the caller stops at its deadline)."""
-    for _ in range(round(LONG_POLL_QUICK_SECONDS / LONG_POLL_QUICK_PAUSE)):
-        yield LONG_POLL_QUICK_PAUSE
-    while True:
-        yield LONG_POLL_STEADY_PAUSE
+def long_poll_pauses(quiet_seconds: float = 0.0) -> Iterator[float]:
+    """The pauses of one long-poll of a job quiet for `quiet_seconds`, in order, without end
+    (the caller stops at its deadline); the schedule is `long_poll.py`'s."""
+    return long_poll.pauses(quiet_seconds)
 
 
 def long_poll_reads(seconds: float) -> int:
-    """How many control reads a long-poll of a job that stays unfinished makes in `seconds`
-    (the two full reads at its ends not counted)."""
-    waited = 0.0
-    for reads, pause in enumerate(long_poll_pauses()):
-        waited += pause
-        if waited > seconds + 1e-9:
-            return reads
-    raise AssertionError("unreachable")
+    """How many control reads a long-poll of a job that changed as it began and stays
+    unfinished makes in `seconds` (the two full reads at its ends not counted)."""
+    return long_poll.reads_in(seconds)
 
 
 def webhook_url_problem(url: str, *, allow_loopback: bool) -> str | None:
@@ -460,26 +446,33 @@ class JobService:
 
         One strongly consistent read of the whole job (it checks the tenant), then cheap polls
         of its control attributes — an eventually consistent read of three attributes, as the
-        worker's cancel poll — every 50 ms for the first 3 s, then every 100 ms
-        (`long_poll_pauses`): a job that ends while its caller waits is noticed within 100 ms,
-        a short one within 50 ms. The answer is read again in full, strongly consistent, once a
-        poll sees the job terminal or the wait is up. A stale poll only delays the answer by
-        one step (a terminal job never changes again). Cost per waiting minute:
-        `long_poll_reads(60)` eventually consistent reads of 0.5 read unit each (job items are
-        under 4 KiB)."""
+        worker's cancel poll — whose pauses grow with how long the job has been quiet
+        (`long_poll.py`): a job that started a moment ago is read every 50 ms, one quiet for
+        8 s and more every 2.5 s, and a status change the poll sees starts the ramp again.
+        The answer is read again in full, strongly consistent, once a poll sees the job
+        terminal or the wait is up. A stale poll only delays the answer by one step (a
+        terminal job never changes again). Cost per waiting minute:
+        `long_poll.reads_per_waiting_minute()` reads (≤ 60)."""
         deadline = time.monotonic() + min(max(seconds, 0), MAX_WAIT_SECONDS)
         job = self.get(tenant_id, job_id)
         if job.status.is_terminal:
             return job
-        for pause in long_poll_pauses():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
+        status, quiet = job.status, self._quiet_seconds(job)
+        while (left := deadline - time.monotonic()) > 0:
+            pause = long_poll.pause_for(quiet)
             self._sleep(min(pause, left))
+            quiet += pause
             control = self._repo.control(job_id)
             if control is None or control.status.is_terminal:
                 break
+            if control.status is not status:
+                status, quiet = control.status, 0.0  # a change: the next one may come soon
         return self.get(tenant_id, job_id)
+
+    def _quiet_seconds(self, job: Job) -> float:
+        """How long the job has not changed, as its timestamps tell (its creation or start)."""
+        changed = max(t for t in (job.created_at, job.started_at) if t is not None)
+        return max((self._clock() - changed).total_seconds(), 0.0)
 
     # ------------------------------------------------------------ progress events
 
@@ -499,18 +492,40 @@ class JobService:
             return self.wait_for_events(tenant_id, job_id, after, wait)
         return self._events_page(tenant_id, job_id, after)
 
-    def wait_for_events(
-        self, tenant_id: str, job_id: str, after: int, seconds: float, poll: float = 0.5
-    ) -> EventPage:
-        """The long poll of the events route: its schedule lives here alone."""
+    def wait_for_events(self, tenant_id: str, job_id: str, after: int, seconds: float) -> EventPage:
+        """The long poll of the events route: its schedule lives here alone.
+
+        The first look reads the job and its events (`_events_page`). While it finds nothing
+        newer and the job is not done, the poll probes the events table for one event after
+        `after` and, every `long_poll.STATUS_EVERY`-th step, the job's control attributes (a
+        job can end with no newer event: cancelled while queued, a run no worker ended), with
+        the pauses of `long_poll.py` (they grow with how long the job has been quiet). Once a
+        probe finds something, the answer is a full look again; a wait that ends with nothing
+        found answers the first look (nothing newer, not done)."""
         deadline = time.monotonic() + min(max(seconds, 0), MAX_WAIT_SECONDS)
-        page = self._events_page(tenant_id, job_id, after)
-        while not page.items and not page.done and time.monotonic() < deadline:
-            self._sleep(min(poll, max(deadline - time.monotonic(), 0)))
-            page = self._events_page(tenant_id, job_id, after)
+        job = self.get(tenant_id, job_id)
+        page = self._events_page(tenant_id, job_id, after, job)
+        if page.items or page.done:
+            return page
+        status, quiet, step = job.status, self._quiet_seconds(job), 0
+        while (left := deadline - time.monotonic()) > 0:
+            pause = long_poll.pause_for(quiet)
+            self._sleep(min(pause, left))
+            quiet += pause
+            step += 1
+            if self._events is not None and self._events.read(job_id, after, 1):
+                return self._events_page(tenant_id, job_id, after)
+            if self._events is None or step % long_poll.STATUS_EVERY == 0:
+                control = self._repo.control(job_id)
+                if control is None or control.status.is_terminal:
+                    return self._events_page(tenant_id, job_id, after)
+                if control.status is not status:
+                    status, quiet = control.status, 0.0
         return page
 
-    def _events_page(self, tenant_id: str, job_id: str, after: int) -> EventPage:
+    def _events_page(
+        self, tenant_id: str, job_id: str, after: int, job: Job | None = None
+    ) -> EventPage:
         """One look: the job first (tenant check; terminal?), then its stored events.
 
         The worker stores a run's events before the job's terminal write, so events read after
@@ -518,7 +533,7 @@ class JobService:
         cancelled while queued, one failed without a run, a worker that died) are shown as
         the status events the worker would have written: `queued` at seq 1 while nothing is
         stored, the terminal status after the last stored event when that is not it."""
-        job = self.get(tenant_id, job_id)
+        job = job or self.get(tenant_id, job_id)
         stored = self._events.read(job_id, after, EVENTS_PAGE_SIZE + 1) if self._events else []
         if len(stored) > EVENTS_PAGE_SIZE:
             items = stored[:EVENTS_PAGE_SIZE]

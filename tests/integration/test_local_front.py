@@ -360,6 +360,43 @@ def test_the_consumer_deletes_successes_and_redrives_failures_to_the_dlq(
     assert {"messageId", "receiptHandle", "md5OfBody", "awsRegion"} <= record.keys()
 
 
+def test_a_message_whose_function_raised_comes_back_soon_not_after_the_visibility_timeout(
+    moto_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "records.jsonl"
+    log.touch()
+    monkeypatch.setenv("FRONT_TEST_LOG", str(log))
+    (tmp_path / "worker").mkdir()
+    (tmp_path / "worker" / "handler.py").write_text(textwrap.dedent(WORKER))
+    # Given a queue with a 5-minute visibility timeout and a message that makes the function
+    # raise (as a worker that fails to start does)
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="raised", Attributes={"VisibilityTimeout": "300"})[
+        "QueueUrl"
+    ]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"action": "raise"}))
+    consumer = QueueConsumer(
+        FunctionPool(FUNCTIONS["worker"], tmp_path), queue, queue_arn, count=1, poll_seconds=1
+    )
+    # When the consumer runs
+    started = time.monotonic()
+    consumer.start()
+    try:
+        # Then the message is received again within seconds, as a Lambda retry would be
+        wait_for(lambda: len(log.read_text().splitlines()) >= 2, timeout=15)
+    finally:
+        assert consumer.stop(grace_seconds=5) == 0
+    assert time.monotonic() - started < 15
+    counts = [
+        json.loads(line)["attributes"]["ApproximateReceiveCount"]
+        for line in log.read_text().splitlines()[:2]
+    ]
+    assert counts == ["1", "2"]
+
+
 def test_the_stream_reader_keeps_reading_after_a_failed_transaction(moto_server: str) -> None:
     from botocore.exceptions import ClientError
 

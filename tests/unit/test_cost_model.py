@@ -38,3 +38,25 @@ def test_long_poll_reads_are_priced_as_eventually_consistent_reads() -> None:
     short = cost_per_thousand(Measured(1.0, 0.02, 0.02, 0.02, wait_seconds=1.0))
     long = cost_per_thousand(Measured(1.0, 0.02, 0.02, 0.02, wait_seconds=10.0))
     assert long["DynamoDB reads"] > short["DynamoDB reads"]
+
+
+def test_a_waiting_minute_is_priced_from_its_reads_function_seconds_and_requests() -> None:
+    from benchmarks.cost_model import WaitingMinuteCost, waiting_cost_per_thousand
+
+    # Given a caller-minute of 60 reads, 60 s of the status function and 3 requests
+    lines = waiting_cost_per_thousand(WaitingMinuteCost(reads=60, function_seconds=60, requests=3))
+    # Then 1,000 of them cost 60,000 read units, 60,000 s of the status function at its
+    # memory, and 3,000 API requests
+    status_gb = FUNCTIONS["status"].memory_mb / 1024
+    assert lines["DynamoDB reads"] == pytest.approx(
+        60_000 * aws_prices.DYNAMODB_PER_MILLION_RRU / 1e6
+    )
+    assert lines["Lambda status (GB-s)"] == pytest.approx(
+        60_000 * status_gb * aws_prices.LAMBDA_ARM_PER_GB_SECOND
+    )
+    assert lines["API Gateway"] == pytest.approx(
+        3_000 * aws_prices.API_GATEWAY_REST_PER_MILLION / 1e6
+    )
+    # and fewer reads cost less, all else equal
+    fewer = waiting_cost_per_thousand(WaitingMinuteCost(reads=6, function_seconds=60, requests=3))
+    assert fewer["DynamoDB reads"] < lines["DynamoDB reads"]

@@ -250,3 +250,76 @@ def test_a_long_poll_of_a_job_with_nothing_new_ends_empty(tmp_path: Path) -> Non
     # Then the answer is empty and not done, after polling meanwhile
     assert page.items == [] and page.done is False and page.next_cursor == "1"
     assert len(calls) >= 2
+
+
+class CountingEvents:
+    """The in-memory event store, counting reads (a recording fake)."""
+
+    def __init__(self, inner: InMemoryEventStore) -> None:
+        self._inner = inner
+        self.reads = 0
+
+    def read(self, job_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+        self.reads += 1
+        return self._inner.read(job_id, after, limit)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_long_poll_sees_a_job_cancelled_while_queued_through_its_status_reads(
+    tmp_path: Path,
+) -> None:
+    # Given a reader long-polling a queued job after its `queued` event, the job cancelled
+    # during the first pause (no worker writes an event for it), and an events table that
+    # counts its reads
+    from claude_jobs import long_poll
+
+    pauses: list[float] = []
+    world: World
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            world.service.cancel("acme", job.job_id)
+
+    world = World(tmp_path, sleep=sleep)
+    counting = CountingEvents(world.events)
+    world.service._events = counting
+    job = world.submit()
+    # When it waits
+    page = world.page(job, after=1, wait=20)
+    # Then the answer is the cancellation, seen at the first status read (every
+    # STATUS_EVERY-th step; the steps between probe the events table only)
+    assert kinds(page) == [(2, "status", "cancelled")]
+    assert page.done is True
+    assert len(pauses) == long_poll.STATUS_EVERY
+    # one read for the first look, one probe a step, then the full look's reads
+    assert counting.reads >= 1 + long_poll.STATUS_EVERY
+    assert counting.reads <= 1 + long_poll.STATUS_EVERY + 2
+
+
+def test_a_long_poll_answers_on_the_step_after_an_event_is_stored(tmp_path: Path) -> None:
+    # Given a reader long-polling a job that has been queued for a minute, run by the worker
+    # during the poll's second pause
+    from datetime import timedelta
+
+    from claude_jobs import long_poll
+
+    pauses: list[float] = []
+    world: World
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            world.run(job, agent_using_bash)
+
+    world = World(tmp_path, sleep=sleep)
+    job = world.submit()
+    world.service._clock = lambda: job.created_at + timedelta(seconds=60)
+    # When it waits after `queued`
+    page = world.page(job, after=1, wait=20)
+    # Then it answered after that pause with the new events, polling slowly meanwhile (the
+    # job had been quiet for a minute)
+    assert page.items and page.items[0].seq == 2 and page.done is True
+    assert pauses == [long_poll.MAX_PAUSE] * 2

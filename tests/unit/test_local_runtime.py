@@ -3,6 +3,9 @@ table's limits (the context's memory and remaining time, the timeout enforced)."
 
 from __future__ import annotations
 
+import importlib
+import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +23,9 @@ from claude_jobs_tools.local.runtime import (
 from claude_jobs_tools.local.stack import FUNCTIONS, OPTIONAL_FUNCTIONS
 
 HANDLER = """
+import importlib
+import sys
+import threading
 import time
 
 class Function:
@@ -144,3 +150,74 @@ def test_a_killed_invocation_ends_uncaught_and_its_environment_is_dropped(
     assert pool.drop_idle() == 1
     pool.invoke({})
     assert pool.cold_starts == 3
+
+
+SIBLING_HANDLER = """
+import sys
+
+PATH_WHILE_LOADING = list(sys.path)
+import fn_sibling
+
+def lambda_handler(event, context):
+    return {"sibling": fn_sibling.VALUE, "path": PATH_WHILE_LOADING}
+"""
+
+
+def test_a_function_imports_from_its_directory_without_changing_sys_path(
+    tmp_path: Path,
+) -> None:
+    # Given a function whose handler imports a module that sits next to it, and records
+    # sys.path while it loads
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "handler.py").write_text(SIBLING_HANDLER)
+    (tmp_path / "fn" / "fn_sibling.py").write_text("VALUE = 'next to the handler'\n")
+    pool = FunctionPool(replace(DEFINED["status"], name="fn"), tmp_path)
+    path_before = list(sys.path)
+    # When it is invoked (loaded cold)
+    answer = pool.invoke({})
+    # Then its sibling module was importable while it loaded
+    assert answer["sibling"] == "next to the handler"
+    # and sys.path, which other threads import through, never changed (a list another thread
+    # removes an entry from under an import skips the entry after it: site-packages)
+    assert answer["path"] == path_before == sys.path
+    # and afterwards the sibling is neither loaded nor importable by anyone else
+    assert "fn_sibling" not in sys.modules
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("fn_sibling")
+
+
+def test_functions_load_while_other_threads_import(tmp_path: Path) -> None:
+    # Given a thread that keeps importing a package from site-packages afresh
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "handler.py").write_text(SIBLING_HANDLER)
+    (tmp_path / "fn" / "fn_sibling.py").write_text("VALUE = 1\n")
+    spec = replace(DEFINED["status"], name="fn")
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def importer() -> None:
+        while not stop.is_set():
+            for name in [m for m in list(sys.modules) if m.startswith("idna")]:
+                sys.modules.pop(name, None)
+            try:
+                importlib.import_module("idna")
+            except BaseException as exc:
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=importer)]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads interleave at almost every bytecode
+    for thread in threads:
+        thread.start()
+    try:
+        # When functions load cold environments meanwhile, many times
+        for _ in range(200):
+            FunctionPool(spec, tmp_path).invoke({})
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        sys.setswitchinterval(switch)
+    # Then no import elsewhere failed
+    assert failures == []

@@ -15,6 +15,8 @@ environment is not used again.
 from __future__ import annotations
 
 import contextvars
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import itertools
 import logging
@@ -109,6 +111,38 @@ def _retire() -> None:
     raise EnvironmentRetired("the function retired its execution environment")
 
 
+class _FunctionCode(importlib.abc.MetaPathFinder):
+    """Finds top-level modules in the directory of the function the current thread is loading
+    (as Lambda puts the function's directory first on sys.path), and nothing for any other
+    thread. Installed once, first on sys.meta_path, when this module is imported."""
+
+    def __init__(self) -> None:
+        self._loading = threading.local()
+
+    @contextmanager
+    def importable(self, code_dir: Path) -> Iterator[None]:
+        previous = getattr(self._loading, "code_dir", None)
+        self._loading.code_dir = str(code_dir)
+        try:
+            yield
+        finally:
+            self._loading.code_dir = previous
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        code_dir = getattr(self._loading, "code_dir", None)
+        if code_dir is None or path is not None:
+            return None
+        return importlib.machinery.PathFinder.find_spec(fullname, [code_dir])
+
+
+_FUNCTION_CODE = _FunctionCode()
+# Inserting (never removing) is safe while other threads import: a finder list that grows
+# under a reader makes it look at an entry twice, never skip one.
+sys.meta_path.insert(0, _FUNCTION_CODE)
+
+
 def load_handler(spec: Function, functions_dir: Path) -> Handler:
     """A fresh instance of the function's handler module (one execution environment)."""
     code_dir = functions_dir / spec.name
@@ -121,18 +155,20 @@ def load_handler(spec: Function, functions_dir: Path) -> Handler:
         raise FunctionNotFoundError(f"cannot load {path}")
     module = importlib.util.module_from_spec(module_spec)
     # As in Lambda, the function's own directory is importable while its code loads; modules
-    # imported from it are dropped afterwards so two functions' `app.py` never collide.
+    # imported from it are dropped afterwards so two functions' `app.py` never collide. It is
+    # importable for this thread only (`_FunctionCode`): sys.path is never changed, so an
+    # import in another thread meanwhile cannot miss site-packages (a list another thread
+    # removes an entry from skips the entry after it).
     before = set(sys.modules)
-    sys.path.insert(0, str(code_dir))
     try:
-        sys.modules[name] = module
-        module_spec.loader.exec_module(module)
+        with _FUNCTION_CODE.importable(code_dir):
+            sys.modules[name] = module
+            module_spec.loader.exec_module(module)
     finally:
-        sys.path.remove(str(code_dir))
         for added in set(sys.modules) - before - {name}:
-            origin = getattr(sys.modules[added], "__file__", None) or ""
+            origin = getattr(sys.modules.get(added), "__file__", None) or ""
             if origin.startswith(str(code_dir)):
-                del sys.modules[added]
+                sys.modules.pop(added, None)
     handler = getattr(module, spec.handler_attr, None)
     if not callable(handler):
         raise FunctionNotFoundError(f"{path} has no callable {spec.handler_attr}")
@@ -176,10 +212,13 @@ class FunctionPool:
         self.retired = 0
         self.timed_out = 0
 
-    def warm_up(self) -> None:
-        """Load one environment now: a broken handler fails the stack's start, not a request."""
-        with self.environment():
-            pass
+    def warm_up(self, count: int = 1) -> None:
+        """Load `count` environments now: a broken handler fails the stack's start, not a
+        request, and the consumers that start next find their environments loaded."""
+        loaded = [load_handler(self.spec, self._functions_dir) for _ in range(count)]
+        with self._lock:
+            self.cold_starts += len(loaded)
+            self._idle.extend(loaded)
 
     def drop_idle(self) -> int:
         """Forget the idle execution environments (the next invocations start cold), as a

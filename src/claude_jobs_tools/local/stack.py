@@ -362,8 +362,10 @@ class LocalStack:
             )
             for key, spec in FUNCTIONS.items()
         }
-        for pool in self.pools.values():
-            pool.warm_up()  # a handler that cannot load fails here, not on a request
+        for key, pool in self.pools.items():
+            # A handler that cannot load fails here, not on a request; each worker thread
+            # finds its environment loaded (none loads while the others run a job).
+            pool.warm_up(config.workers if key == "worker" else 1)
         for key in sorted(OPTIONAL_FUNCTIONS):
             spec = DEFINED_FUNCTIONS[key]
             if (functions_dir / spec.name / f"{spec.handler_module}.py").is_file():

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 #: request in 20 s, not one a second (each costs the emulator's CPU, which jobs need). A message
 #: sent meanwhile is answered at once. Stopping does not wait for a receive (see `stop`).
 POLL_SECONDS = 20
+#: When the function raises, its messages come back this soon (not after the queue's
+#: visibility timeout: a worker that failed to start must not stall its job for minutes). Each
+#: return still counts as a receive towards the queue's redrive to the DLQ.
+RAISED_RETRY_SECONDS = 1
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
@@ -171,6 +175,19 @@ class QueueConsumer:
                 with self._lock:
                     self._working.discard(name)
 
+    def _give_back(self, sqs: Any, records: list[dict[str, Any]]) -> None:
+        """Make messages visible again in RAISED_RETRY_SECONDS (best effort: otherwise they come
+        back after the visibility timeout)."""
+        for record in records:
+            try:
+                sqs.change_message_visibility(
+                    QueueUrl=self._queue_url,
+                    ReceiptHandle=record["receiptHandle"],
+                    VisibilityTimeout=RAISED_RETRY_SECONDS,
+                )
+            except Exception as exc:
+                log.warning("giving message %s back failed: %s", record["messageId"], exc)
+
     def _process(self, sqs: Any, messages: list[dict[str, Any]], name: str) -> None:
         records = [sqs_record(message, self._queue_arn) for message in messages]
         message_ids = {record["messageId"] for record in records}
@@ -188,6 +205,7 @@ class QueueConsumer:
                 return
             except Exception:
                 log.exception("%s: the %s raised; messages %s go back", name, self._name, batch)
+                self._give_back(sqs, records)
                 return
             failed = failed_ids(answer, message_ids)
             if failed is None:

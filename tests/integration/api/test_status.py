@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from claude_jobs import long_poll
 from claude_jobs.job_service import JobService, long_poll_reads
 from claude_jobs.models import JobStatus
 from claude_jobs.wiring import Container
@@ -156,11 +158,22 @@ class ReadCountingRepository:
         return getattr(self._inner, name)
 
 
-def test_long_poll_notices_the_end_within_a_tenth_of_a_second_with_control_reads(
+def _service_at(container: Container, repo: Any, job_id: str, quiet: float, sleep: Any) -> None:
+    """The status function's service reading through `repo`, with a clock that says the job
+    has been quiet for `quiet` seconds (and not a moment longer) when the wait begins."""
+    job = container.job_repository.get(job_id)
+    assert job is not None
+    now = (job.started_at or job.created_at) + timedelta(seconds=quiet)
+    container.job_service = JobService(
+        repo, container.job_service._queue, container.settings, clock=lambda: now, sleep=sleep
+    )
+
+
+def test_long_poll_of_a_job_that_just_changed_reads_fast_then_backs_off(
     api: Api, container: Container
 ) -> None:
-    # Given a queued job that a worker finishes after the long-poll's eighth pause, and a status
-    # service that reads through a counting repository and sleeps without waiting
+    # Given a job submitted a moment ago that a worker finishes after the long-poll's eighth
+    # pause, and a status service that reads through a counting repository
     job_id = submitted(api)
     repo = ReadCountingRepository(container.job_repository)
     pauses: list[float] = []
@@ -170,33 +183,81 @@ def test_long_poll_notices_the_end_within_a_tenth_of_a_second_with_control_reads
         if len(pauses) == 8:
             finish(api, job_id, "seen quickly")
 
-    container.job_service = JobService(
-        repo,
-        container.job_service._queue,
-        container.settings,
-        sleep=sleep,
-    )
+    _service_at(container, repo, job_id, 0.0, sleep)
     # When the owner long-polls for up to 20 s
     answer = api.get_job(job_id, query={"wait": "20"})
     # Then the answer is the finished job, read in full after the poll that saw it end
     assert answer.json["status"] == "succeeded"
     assert answer.json["result"]["text"] == "seen quickly"
-    # and no pause was longer than 100 ms, the first ones shorter (a job about to end is seen
-    # sooner), each pause followed by one cheap control read, the job read in full only twice
+    # and the first pauses were 50 ms (a job about to end is seen soon), then longer, each
+    # pause followed by one cheap control read, the job read in full only twice
     assert len(pauses) == 8
-    assert max(pauses) <= 0.1 and pauses[0] < 0.1 and pauses == sorted(pauses)
+    assert pauses[:4] == [long_poll.MIN_PAUSE] * 4
+    assert pauses == sorted(pauses) and pauses[-1] > pauses[0]
+    assert sum(pauses) < 0.7
     assert repo.control_reads == 8
     assert repo.full_reads == 2
 
 
+def test_long_poll_of_a_job_quiet_for_a_minute_reads_it_every_few_seconds(
+    api: Api, container: Container
+) -> None:
+    # Given a job queued a minute ago (its caller asks again after a 20 s wait), finished by a
+    # worker during the poll's third pause
+    job_id = submitted(api)
+    repo = ReadCountingRepository(container.job_repository)
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            finish(api, job_id)
+
+    _service_at(container, repo, job_id, 60.0, sleep)
+    # When the owner long-polls again
+    answer = api.get_job(job_id, query={"wait": "20"})
+    # Then every pause was the longest one: the ramp is not paid again by a new request
+    assert answer.json["status"] == "succeeded"
+    assert pauses == [long_poll.MAX_PAUSE] * 3
+    assert repo.control_reads == 3
+
+
+def test_long_poll_reads_fast_again_once_it_sees_the_job_start(
+    api: Api, container: Container
+) -> None:
+    # Given a job queued for a minute that a worker starts during the poll's first pause and
+    # finishes during its fourth
+    job_id = submitted(api)
+    pauses: list[float] = []
+    repo = container.job_repository
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            repo.transition(job_id, JobStatus.RUNNING, add_attempts=1)
+        if len(pauses) == 4:
+            repo.transition(
+                job_id, JobStatus.SUCCEEDED, set_fields={"result": {"text": "x", "is_error": False}}
+            )
+
+    _service_at(container, repo, job_id, 60.0, sleep)
+    # When its owner long-polls
+    answer = api.get_job(job_id, query={"wait": "20"})
+    # Then the poll slowed for the quiet job, and went fast again after seeing it start
+    assert answer.json["status"] == "succeeded"
+    assert pauses[0] == long_poll.MAX_PAUSE
+    assert pauses[1:] == [long_poll.MIN_PAUSE] * 3
+
+
 def test_long_poll_reads_per_waiting_minute_are_bounded() -> None:
-    # Given the long-poll's schedule, When a caller waits a minute for a job that does not end,
-    # Then it reads about ten times a second (what docs/api.md prices), twenty in its first
-    # seconds, never more
-    reads = long_poll_reads(60)
-    assert 600 <= reads <= 650
+    # Given the long-poll's schedule, When a caller waits a minute for a job that does not end
+    # (asking again with ?wait=20 each time), Then it reads at most 60 times in that minute,
+    # on either route, and about ten times in the first second (short jobs end then)
+    assert long_poll.reads_per_waiting_minute() <= 60
+    assert long_poll.reads_per_waiting_minute(events=True) <= 60
+    assert long_poll_reads(60) <= 60
     assert long_poll_reads(0) == 0
-    assert long_poll_reads(1) <= 20
+    assert 8 <= long_poll_reads(1) <= 20
 
 
 def test_long_poll_of_a_job_that_stays_queued_answers_it_queued(api: Api) -> None:
