@@ -54,7 +54,7 @@ def defer_package_init(name: str, provides: Mapping[str, str] | None = None) -> 
     lock = threading.RLock()
     sources = dict(provides or {})
 
-    def __getattr__(attr: str) -> Any:  # noqa: N807 - a module's PEP 562 hook
+    def __getattr__(attr: str) -> Any:  # a module's PEP 562 hook
         with lock:
             namespace = vars(package)
             if attr in namespace:  # another thread completed it meanwhile
