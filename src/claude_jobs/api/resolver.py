@@ -2,13 +2,14 @@
 
 `aws_lambda_powertools.event_handler`'s `__init__` imports every resolver Powertools has
 (AppSync and with it all of asyncio, AppSync events, Bedrock agents, VPC Lattice, the HTTP
-resolver, ...), and `aws_lambda_powertools.utilities.data_classes`' imports the event classes of
-every AWS event source. An API function uses one resolver and the API Gateway event; from source
-(the layer ships no bytecode) the rest was about a fifth of what a function imports beyond boto3
-(issue 28). Both packages are registered here with their `__init__` not run yet
-(:func:`defer_package_init`); whatever asks either package for a name it does not hold then runs
-its `__init__` in full, so `from aws_lambda_powertools.event_handler import AppSyncResolver`
-still works anywhere in the process.
+resolver, ...), its `openapi` package's `__init__` imports the OpenAPI merge tool, and
+`aws_lambda_powertools.utilities.data_classes`' the event classes of every AWS event source. An
+API function uses one resolver and the API Gateway event; from source (the layer ships no
+bytecode) the rest was about a fifth of what a function imported beyond boto3 (issue 28). These
+packages are registered here with their `__init__` not run yet (:func:`defer_package_init`);
+whatever asks such a package for a name it does not hold then runs its `__init__` in full, so
+`from aws_lambda_powertools.event_handler import AppSyncResolver` still works anywhere in the
+process.
 
 The API's modules import Powertools' resolver and `Response` from here or from
 `aws_lambda_powertools.event_handler.api_gateway`, never from the package itself.
@@ -87,6 +88,8 @@ def _is_submodule(package: str, attr: str) -> bool:
 
 
 defer_package_init("aws_lambda_powertools.event_handler")
+# Its `__init__` imports the OpenAPI merge tool (and `ast`); the resolver uses other modules.
+defer_package_init("aws_lambda_powertools.event_handler.openapi")
 defer_package_init("aws_lambda_powertools.utilities.data_classes", _API_GATEWAY_EVENTS)
 
 from aws_lambda_powertools.event_handler.api_gateway import (  # noqa: E402
