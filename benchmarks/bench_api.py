@@ -12,6 +12,10 @@ Then the same with one request answered, against a local moto server:
 - `baseline+call`: the above plus one `GetItem`;
 - `submit+request` / `status+request`: import the handler and answer one real-shaped event.
 
+From source (issue 28; `from_source`, also `python -m benchmarks.bench_api` alone): the import
+and the first answer again, with no bytecode read or written in any process (the layer ships
+sources only), 9 rounds after 2 warm-ups, the baseline with its collector on.
+
 AWS calls: the real handlers answer real-shaped events against the moto server while botocore's
 `before-call` hook counts every API call their clients make.
 """
