@@ -12,6 +12,10 @@ Then the same with one request answered, against a local moto server:
 - `baseline+call`: the above plus one `GetItem`;
 - `submit+request` / `status+request`: import the handler and answer one real-shaped event.
 
+From source (issue 28; `from_source`, also `python -m benchmarks.bench_api` alone): the import
+and the first answer again, with no bytecode read or written in any process (the layer ships
+sources only), 9 rounds after 2 warm-ups, the baseline with its collector on.
+
 AWS calls: the real handlers answer real-shaped events against the moto server while botocore's
 `before-call` hook counts every API call their clients make.
 """
@@ -41,6 +45,9 @@ DESCRIPTION = "API functions: cold start vs boto3 + one client, AWS calls per re
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.25
 DEFAULT_ROUNDS = 7
+#: The source-only measure (issue 28): 9 rounds after 2 warm-ups, medians.
+SOURCE_ROUNDS = 9
+SOURCE_WARMUPS = 2
 
 #: What every child process gets, as Lambda would set it.
 LAMBDA_ENV = {
@@ -83,16 +90,24 @@ def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**keep, **LAMBDA_ENV, "PYTHONPYCACHEPREFIX": str(PYCACHE), **(extra or {})}
 
 
-def _time(code: str, env: dict[str, str]) -> tuple[float, float]:
+def _time(code: str, env: dict[str, str], source_only: bool = False) -> tuple[float, float]:
     """(wall, CPU) seconds of one fresh process running `code`. CPU time (user + system) is
-    much less disturbed than wall time when other work shares the machine."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-c", code], env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT
-    )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    much less disturbed than wall time when other work shares the machine.
+
+    `source_only`: every module is compiled from its source, as from the layer (which ships no
+    bytecode, on read-only storage): bytecode is neither written nor read from any cache (an
+    empty `PYTHONPYCACHEPREFIX` of its own for this one process; the `__pycache__` directories
+    beside the sources are not consulted while a prefix is set)."""
+    with tempfile.TemporaryDirectory(prefix="claude-jobs-bench-nopyc-") as empty:
+        if source_only:
+            env = {**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": empty}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT
+        )
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
 
@@ -100,18 +115,27 @@ def _time(code: str, env: dict[str, str]) -> tuple[float, float]:
 Medians = dict[str, tuple[float, float]]
 
 
-def measure(variants: dict[str, tuple[str, dict[str, str]]], rounds: int) -> Medians:
+def measure(
+    variants: dict[str, tuple[str, dict[str, str]]],
+    rounds: int,
+    *,
+    source_only: bool = False,
+    warmups: int = 1,
+) -> Medians:
     """Median (wall, CPU) time of each variant; each round runs every variant once, in a
-    shuffled order, so that load drifts and ordering hit all variants alike."""
-    for code, env in variants.values():  # write the .pyc files, warm the OS page cache
-        _time(code, env)
+    shuffled order, so that load drifts and ordering hit all variants alike. The warm-up
+    rounds (not counted) write the .pyc files (unless `source_only`) and warm the OS page
+    cache."""
+    for _ in range(warmups):
+        for code, env in variants.values():
+            _time(code, env, source_only)
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     order = list(variants)
     shuffler = random.Random(1)  # noqa: S311 - an order, not a secret
     for _ in range(rounds):
         shuffler.shuffle(order)
         for name in order:
-            samples[name].append(_time(*variants[name]))
+            samples[name].append(_time(*variants[name], source_only))
     return {
         name: (statistics.median(w for w, _ in times), statistics.median(c for _, c in times))
         for name, times in samples.items()
@@ -277,9 +301,87 @@ def count_calls(settings: Any) -> bool:
     return ok
 
 
+def _served_env(endpoint: str, settings: Any) -> dict[str, str]:
+    return _child_env(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "JOBS_TABLE": settings.jobs_table,
+            "KEYS_TABLE": settings.keys_table,
+            "EVENTS_TABLE": settings.events_table,
+            "JOBS_QUEUE_URL": settings.jobs_queue_url,
+            "RESULTS_BUCKET": settings.results_bucket,
+        }
+    )
+
+
+def _first_answer_variants(settings: Any, served: dict[str, str]) -> dict[str, tuple[str, Any]]:
+    """Fresh processes that answer one request (and the baseline's one GetItem)."""
+    from claude_jobs_tools.api_gateway_events import rest_event
+
+    context = {"tenant_id": "bench", "key_id": "bench"}
+    submit_event = rest_event("POST", "/v1/jobs", body='{"prompt":"hi"}', authorizer=context)
+    status_event = rest_event(
+        "GET", "/v1/jobs/00000000-0000-4000-8000-000000000000", authorizer=context
+    )
+    return {
+        "baseline+call": (BASELINE_CALL.format(table=settings.jobs_table), served),
+        "submit+request": (
+            HANDLER_REQUEST.format(folder=FOLDERS["submit"], event=json.dumps(submit_event)),
+            served,
+        ),
+        "status+request": (
+            HANDLER_REQUEST.format(folder=FOLDERS["status"], event=json.dumps(status_event)),
+            served,
+        ),
+    }
+
+
+FOLDERS = {name: str(ROOT / "functions" / name) for name in ("submit", "status")}
+FIRST_ANSWER_TITLE = "Cold start to the first answer (moto server on loopback; what a caller feels)"
+SOURCE_TITLE = "from source, as the layer ships it: no bytecode read or written, collector on"
+
+
+def from_source(
+    rounds: int | None, settings: Any = None, served: dict[str, str] | None = None
+) -> bool:
+    """Issue 28's measure: every module compiled from source in every process (the layer ships
+    no bytecode), the baseline with its garbage collector on, 9 rounds after 2 warm-ups; the
+    import alone, then (given a provisioned emulator) to the first answer. True when every
+    wall-time ratio meets the target."""
+    env = _child_env()
+    rounds = rounds or SOURCE_ROUNDS
+    print(f"\n{rounds} rounds after {SOURCE_WARMUPS} warm-ups, {SOURCE_TITLE}")
+    imports = measure(
+        {
+            "baseline": (BASELINE, env),
+            "submit": (IMPORT_HANDLER.format(folder=FOLDERS["submit"]), env),
+            "status": (IMPORT_HANDLER.format(folder=FOLDERS["status"]), env),
+        },
+        rounds,
+        source_only=True,
+        warmups=SOURCE_WARMUPS,
+    )
+    ok = _report("Cold start from source: import only", imports, "baseline", ["submit", "status"])
+    if settings is None or served is None:
+        return ok
+    first = measure(
+        _first_answer_variants(settings, served),
+        rounds,
+        source_only=True,
+        warmups=SOURCE_WARMUPS,
+    )
+    first_ok = _report(
+        FIRST_ANSWER_TITLE.replace("Cold start", "Cold start from source"),
+        first,
+        "baseline+call",
+        ["submit+request", "status+request"],
+    )
+    return ok and first_ok
+
+
 def run(args: argparse.Namespace) -> bool:
     rounds = args.rounds or DEFAULT_ROUNDS
-    folder = {name: str(ROOT / "functions" / name) for name in ("submit", "status")}
+    folder = FOLDERS
     env = _child_env()
     started = time.perf_counter()
     print(f"{rounds} rounds, medians of fresh processes ({sys.executable})")
@@ -293,7 +395,9 @@ def run(args: argparse.Namespace) -> bool:
         },
         rounds,
     )
-    ok = _report("Cold start: import only", imports, "baseline", ["submit", "status"])
+    ok = _report(
+        "Cold start: import only (bytecode precompiled)", imports, "baseline", ["submit", "status"]
+    )
     naive_wall, naive_cpu = imports["naive submit"]
     print(
         f"  {'naive submit':<16} {naive_wall * 1000:11.0f} ms"
@@ -323,46 +427,43 @@ def run(args: argparse.Namespace) -> bool:
     for name, (wall, cpu) in parts.items():
         print(f"  {name:<16} {wall * 1000:11.0f} ms {'':6}   {cpu * 1000:10.0f} ms")
 
-    from claude_jobs_tools.api_gateway_events import rest_event
     from claude_jobs_tools.provision import provision
 
     with moto_server() as endpoint, _environment({**LAMBDA_ENV, "AWS_ENDPOINT_URL": endpoint}):
         settings = provision("bench").settings
-        served = _child_env(
-            {
-                "AWS_ENDPOINT_URL": endpoint,
-                "JOBS_TABLE": settings.jobs_table,
-                "KEYS_TABLE": settings.keys_table,
-                "EVENTS_TABLE": settings.events_table,
-                "JOBS_QUEUE_URL": settings.jobs_queue_url,
-                "RESULTS_BUCKET": settings.results_bucket,
-            }
-        )
-        context = {"tenant_id": "bench", "key_id": "bench"}
-        submit_event = rest_event("POST", "/v1/jobs", body='{"prompt":"hi"}', authorizer=context)
-        status_event = rest_event(
-            "GET", "/v1/jobs/00000000-0000-4000-8000-000000000000", authorizer=context
-        )
-        first = measure(
-            {
-                "baseline+call": (BASELINE_CALL.format(table=settings.jobs_table), served),
-                "submit+request": (
-                    HANDLER_REQUEST.format(folder=folder["submit"], event=json.dumps(submit_event)),
-                    served,
-                ),
-                "status+request": (
-                    HANDLER_REQUEST.format(folder=folder["status"], event=json.dumps(status_event)),
-                    served,
-                ),
-            },
-            rounds,
-        )
+        served = _served_env(endpoint, settings)
+        first = measure(_first_answer_variants(settings, served), rounds)
         first_ok = _report(
-            "Cold start to the first answer (moto server on loopback; what a caller feels)",
+            FIRST_ANSWER_TITLE + ", bytecode precompiled",
             first,
             "baseline+call",
             ["submit+request", "status+request"],
         )
-        ok = count_calls(settings) and first_ok and ok
+        source_ok = from_source(args.rounds, settings, served)
+        ok = count_calls(settings) and first_ok and source_ok and ok
     print(f"\n(bench took {time.perf_counter() - started:.0f} s)")
     return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.bench_api`: only the from-source measure (issue 28), import and
+    first answer; exit status 0 when both functions meet the target."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_api", description=main.__doc__
+    )
+    parser.add_argument("--rounds", type=int, default=None, help=f"default {SOURCE_ROUNDS}")
+    parser.add_argument("--import-only", action="store_true", help="no first-answer table")
+    args = parser.parse_args(argv)
+    print(f"({sys.executable})")
+    if args.import_only:
+        return 0 if from_source(args.rounds) else 1
+    from claude_jobs_tools.provision import provision
+
+    with moto_server() as endpoint, _environment({**LAMBDA_ENV, "AWS_ENDPOINT_URL": endpoint}):
+        settings = provision("bench").settings
+        ok = from_source(args.rounds, settings, _served_env(endpoint, settings))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,6 +16,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .adapters.events_table import DynamoEventStore
     from .adapters.jobs_table import DynamoJobRepository
+    from .adapters.session_store import S3SessionTranscripts
     from .documents import JobDocuments
     from .job_service import JobService
     from .keys import ApiKeyService
@@ -89,7 +90,6 @@ class Container:
     @cached_property
     def job_service(self) -> JobService:
         from .adapters.queue import SqsJobQueue
-        from .adapters.session_store import S3SessionTranscripts
         from .job_service import JobService
 
         settings = self.settings
@@ -101,7 +101,9 @@ class Container:
             settings,
             documents=self.job_documents,
             events=self.event_store,
-            transcripts=S3SessionTranscripts(self.lazy_client("s3"), self.settings.results_bucket),
+            # Only a session's deletion uses them: their module (and asyncio, which it imports
+            # for the worker's store) loads then, not with every function's first request.
+            transcripts=_LazyClient(lambda: self.session_transcripts),
         )
 
     @cached_property
@@ -111,6 +113,12 @@ class Container:
         from .page_tokens import resolve_page_token_secret
 
         return resolve_page_token_secret(self.settings, lambda: self.client("secretsmanager"))
+
+    @cached_property
+    def session_transcripts(self) -> S3SessionTranscripts:
+        from .adapters.session_store import S3SessionTranscripts
+
+        return S3SessionTranscripts(self.lazy_client("s3"), self.settings.results_bucket)
 
     # -- files (issue 13)
     @cached_property

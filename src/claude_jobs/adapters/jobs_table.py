@@ -14,7 +14,6 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
-from pydantic import TypeAdapter
 
 from ..clock import epoch, iso
 from ..errors import (
@@ -34,6 +33,7 @@ from .dynamo import from_item, serialize, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from pydantic import TypeAdapter
 
 TENANT_INDEX = JOBS_TABLE.indexes[0].name
 _IDEM_PREFIX = "idem#"
@@ -168,6 +168,9 @@ _FIXED_FIELDS = frozenset({"job_id", "tenant_id", "version"})
 
 @cache
 def _field_type(name: str) -> TypeAdapter[Any]:
+    # Imported here: only updates use it, and the API functions' cold start skips the module.
+    from pydantic import TypeAdapter
+
     annotation: Any = Job.model_fields[name].annotation
     return TypeAdapter(annotation)
 

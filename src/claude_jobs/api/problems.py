@@ -161,7 +161,7 @@ def render(
 
 
 def response(prob: Problem, request_id: str, instance: str | None = None) -> Response[str]:
-    from aws_lambda_powertools.event_handler import Response
+    from aws_lambda_powertools.event_handler.api_gateway import Response
 
     status, headers, body = render(prob, request_id, instance)
     return Response(

@@ -43,7 +43,7 @@ Operation = Callable[..., "Response[str]"]
 def json_response(
     status: int, body: BaseModel | Mapping[str, object], headers: Mapping[str, str] | None = None
 ) -> Response[str]:
-    from aws_lambda_powertools.event_handler import Response
+    from aws_lambda_powertools.event_handler.api_gateway import Response
 
     if isinstance(body, BaseModel):
         text = body.model_dump_json(exclude_none=True)
@@ -124,7 +124,7 @@ def _operations(
         return json_response(200, page, {"Cache-Control": "no-store"})
 
     def get_job(job_id: str) -> Response[str]:
-        from aws_lambda_powertools.event_handler import Response
+        from aws_lambda_powertools.event_handler.api_gateway import Response
 
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
@@ -157,7 +157,7 @@ def _operations(
         return json_response(200, view, {"Cache-Control": "no-store"})
 
     def delete_session(session_id: str) -> Response[str]:
-        from aws_lambda_powertools.event_handler import Response
+        from aws_lambda_powertools.event_handler.api_gateway import Response
 
         event = app.current_event.raw_event
         services().delete_session(http.tenant_id(event), http.session_id(session_id))
