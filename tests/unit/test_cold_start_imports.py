@@ -13,21 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from claude_jobs.api.resolver import defer_package_init
-
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Loaded by no API function's import: the other Powertools resolvers (AppSync brings all of
-#: asyncio), the data classes of other event sources, uploads and session transcripts (loaded
-#: by the requests that use them).
+#: Loaded by no API function's import: uploads and session transcripts (loaded by the requests
+#: that use them). (Powertools' `event_handler` package imports all its resolvers, asyncio
+#: included; registering it without running its `__init__` was tried and dropped: a later
+#: import of a Powertools submodule that imports its own package then fails as circular.)
 ABSENT = (
-    "asyncio",
-    "aws_lambda_powertools.event_handler.appsync",
-    "aws_lambda_powertools.event_handler.bedrock_agent",
-    "aws_lambda_powertools.event_handler.events_appsync",
-    "aws_lambda_powertools.event_handler.http_resolver",
-    "aws_lambda_powertools.utilities.data_classes.sqs_event",
-    "aws_lambda_powertools.utilities.data_classes.kafka_event",
     "claude_jobs.uploads",
     "claude_jobs.adapters.uploads",
     "claude_jobs.adapters.session_store",
@@ -73,65 +65,3 @@ def test_the_handler_import_leaves_out_what_no_request_needs(function: str) -> N
     # Then nothing heavy that no ordinary request needs is loaded, and the rest is
     assert sorted(m for m in ABSENT if m in loaded) == []
     assert sorted(m for m in PRESENT if m not in loaded) == []
-
-
-def test_the_rest_of_powertools_event_handler_still_imports_after_the_handler() -> None:
-    # Given a process that imported a handler (the package's __init__ deferred)
-    # When other code asks the package for names only its __init__ defines
-    loaded = _modules_after(
-        "status",
-        after=(
-            "from aws_lambda_powertools.event_handler import AppSyncResolver, Response\n"
-            "from aws_lambda_powertools.utilities.data_classes import SQSEvent\n"
-            "from aws_lambda_powertools.event_handler.api_gateway import Response as R\n"
-            "assert Response is R and AppSyncResolver.__name__ == 'AppSyncResolver'\n"
-            "assert SQSEvent.__name__ == 'SQSEvent'\n"
-        ),
-    )
-    # Then the packages' __init__ ran: what a plain import gives
-    assert {"asyncio", "aws_lambda_powertools.event_handler.appsync"} <= loaded
-
-
-def test_a_deferred_package_runs_its_init_once_for_an_unknown_name(tmp_path: Path) -> None:
-    # Given a package whose __init__ counts its runs, deferred
-    package = tmp_path / "deferred_pkg_probe"
-    package.mkdir()
-    (package / "__init__.py").write_text(
-        "import builtins\n"
-        "builtins.deferred_runs = getattr(builtins, 'deferred_runs', 0) + 1\n"
-        "from .sub import VALUE as FROM_INIT\n"
-    )
-    (package / "sub.py").write_text("VALUE = 7\n")
-    (package / "other.py").write_text("OTHER = 8\n")
-    code = (
-        "import builtins, sys\n"
-        f"sys.path.insert(0, {str(tmp_path)!r})\n"
-        "from claude_jobs.api.resolver import defer_package_init\n"
-        "defer_package_init('deferred_pkg_probe', {'OTHER': 'other'})\n"
-        "from deferred_pkg_probe.sub import VALUE\n"
-        "from deferred_pkg_probe import OTHER, sub\n"
-        "assert (VALUE, OTHER, sub.VALUE) == (7, 8, 7)\n"
-        "assert getattr(builtins, 'deferred_runs', 0) == 0, 'init ran for a submodule'\n"
-        "from deferred_pkg_probe import FROM_INIT\n"
-        "import deferred_pkg_probe\n"
-        "assert FROM_INIT == 7 and deferred_pkg_probe.FROM_INIT == 7\n"
-        "try:\n"
-        "    deferred_pkg_probe.missing\n"
-        "except AttributeError:\n"
-        "    pass\n"
-        "else:\n"
-        "    raise AssertionError('a missing name was found')\n"
-        "print(builtins.deferred_runs)\n"
-    )
-    # When submodules and names are asked for, then a name only the __init__ defines
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    # Then the __init__ ran exactly once, on that name
-    assert done.stdout.strip() == "1"
-
-
-def test_deferring_an_imported_package_changes_nothing() -> None:
-    before = sys.modules["json"]
-    defer_package_init("json")
-    assert sys.modules["json"] is before

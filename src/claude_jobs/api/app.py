@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING, Any
 # (and the services on them) wait for the first request (see `Container`), and so do the
 # modules of what only some requests use: uploads (`POST /v1/uploads`, a submit with
 # `inputs`) and session transcripts (`DELETE /v1/sessions/{id}`).
-# Powertools' resolver comes without the package's other resolvers (`.resolver`; issue 28).
 import boto3  # noqa: F401
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from ..adapters import events_table, jobs_table, queue, results  # noqa: F401
 from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
 from . import http, problems
-from .resolver import APIGatewayRestResolver
 from .routes import register
 
 if TYPE_CHECKING:
