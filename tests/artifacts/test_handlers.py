@@ -251,11 +251,70 @@ def test_the_webhook_function_records_the_sample_delivery(
     assert (stored.webhook.last_error or "").startswith("refused: cannot resolve the host")
 
 
+def test_the_slot_keepers_and_the_reconciler_serve_their_events(
+    artifacts: Artifacts, deployment: Deployment, tmp_path: Path
+) -> None:
+    # Given two queued jobs of the sample's tenant, submitted through the submit artifact
+    submitted = invoke(
+        artifacts,
+        deployment,
+        "submit",
+        [submit_event("artifact-lost"), submit_event("artifact-expired")],
+        tmp_path,
+    )
+    answered_cleanly(submitted)
+    lost_id, expired_id = (http(a)[1]["job_id"] for a in submitted.answers)
+    settings = deployment.provisioned.settings
+    with deployment.environment():
+        before = Container(settings).job_repository.tenant_usage(SAMPLE_TENANT)
+    # When the first job's message reaches the lost-jobs function from the dead-letter queue
+    dead_letter = load_event("sqs_job.json")
+    dead_letter["Records"][0]["body"] = json.dumps({"job_id": lost_id, "tenant_id": SAMPLE_TENANT})
+    lost = invoke(artifacts, deployment, "lostjobs", [dead_letter], tmp_path)
+    # And the second job's item is removed (TTL) and its REMOVE record reaches expiry
+    raw = deployment.client("dynamodb").get_item(
+        TableName=settings.jobs_table, Key={"job_id": {"S": expired_id}}
+    )["Item"]
+    deployment.client("dynamodb").delete_item(
+        TableName=settings.jobs_table, Key={"job_id": {"S": expired_id}}
+    )
+    removed = load_event("dynamodb_stream_job_started.json")
+    record = removed["Records"][0]
+    record["eventName"] = "REMOVE"
+    record["dynamodb"] = {
+        **{k: v for k, v in record["dynamodb"].items() if k not in {"NewImage", "OldImage"}},
+        "Keys": {"job_id": {"S": expired_id}},
+        "OldImage": raw,
+    }
+    expiry = invoke(artifacts, deployment, "expiry", [removed], tmp_path)
+    # And the reconciler runs on its schedule
+    reconciled = invoke(
+        artifacts, deployment, "reconciler", [load_event("eventbridge_scheduled.json")], tmp_path
+    )
+    # Then each answers cleanly from what ships: the lost job failed worker_lost, both jobs'
+    # slots came back, and the reconciler reported its run
+    for run in (lost, expiry, reconciled):
+        answered_cleanly(run)
+    assert lost.answers[0]["answer"] == {"batchItemFailures": []}
+    assert expiry.answers[0]["answer"] == {"batchItemFailures": []}
+    assert set(reconciled.answers[0]["answer"]) == {"redriven", "repaired", "drifting"}
+    with deployment.environment():
+        container = Container(settings)
+        job = container.job_repository.get(lost_id)
+        after = container.job_repository.tenant_usage(SAMPLE_TENANT)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert job.error is not None and job.error.code == "worker_lost"
+    assert after.pending == before.pending - 2
+
+
 def test_every_zip_function_is_run_here() -> None:
     # Given the zip functions the CDK app deploys, Then the tests above run each of them
     assert packaging.zip_functions() == [
         "authorizer",
+        "expiry",
+        "lostjobs",
         "notifier",
+        "reconciler",
         "status",
         "submit",
         "trigger",
