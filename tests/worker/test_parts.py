@@ -97,10 +97,17 @@ def proxy(upstream: Upstream) -> Iterator[KeyInjectingProxy]:
     server.close()
 
 
+#: A Messages call the forwarding allowlist lets through as it is.
+MESSAGES_BODY = (
+    b'{"model":"claude-sonnet-4-5","max_tokens":1024,'
+    b'"messages":[{"role":"user","content":"hi"}],"stream":true}'
+)
+
+
 def _post(proxy: KeyInjectingProxy, path: str, headers: dict[str, str]) -> Any:
     parts = urlsplit(proxy.url)
     connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
-    connection.request("POST", path, body=b'{"stream":true}', headers=headers)
+    connection.request("POST", path, body=MESSAGES_BODY, headers=headers)
     return connection.getresponse()
 
 
@@ -110,7 +117,11 @@ def test_the_proxy_swaps_the_job_token_for_the_key_and_streams_the_answer_unchan
     # Given a job token
     token = proxy.issue("job-1")
     # When the CLI posts a streaming Messages call with it
-    response = _post(proxy, "/v1/messages?beta=true", {"x-api-key": token, "x-extra": "kept"})
+    response = _post(
+        proxy,
+        "/v1/messages?beta=true",
+        {"x-api-key": token, "anthropic-version": "2023-06-01", "x-extra": "dropped"},
+    )
     first = response.read1(len(SSE_EVENTS[0]))
     upstream.first_read.set()
     rest = response.read()
@@ -125,8 +136,9 @@ def test_the_proxy_swaps_the_job_token_for_the_key_and_streams_the_answer_unchan
     assert call["path"] == "/gateway/v1/messages?beta=true"
     headers = {k.lower(): v for k, v in call["headers"].items()}
     assert headers["x-api-key"] == REAL_KEY
-    assert token not in str(call["headers"]) and headers["x-extra"] == "kept"
-    assert call["body"] == b'{"stream":true}'
+    assert token not in str(call["headers"]) and headers["anthropic-version"] == "2023-06-01"
+    assert "x-extra" not in headers  # not on the forwarding allowlist
+    assert call["body"] == MESSAGES_BODY
 
 
 def test_the_proxy_refuses_unknown_or_revoked_tokens_and_other_paths(

@@ -149,8 +149,9 @@ def lines(path: Path) -> list[int]:
     [
         # 15 s invocations (a turn-boundary window of ~12 s): two ~4.5 s steps a segment
         (5, 4.2, 15, 3, 4),
-        # 12 s invocations (~9.6 s): one a segment (a second would run into the hard stop)
-        (10, 4.2, 12, 6, 11),
+        # 12 s invocations (~9.6 s): one ~5.5 s step a segment (a second would run into the
+        # hard stop; with ~4.2 s steps two fit on a quiet machine, one under load)
+        (10, 5.5, 12, 6, 12),
     ],
     ids=["5-steps", "10-steps"],
 )

@@ -660,17 +660,25 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                 if call is not None:  # the job's end cuts an answer still being read
                     call.on_cut(lambda: _cut(connection))
                 try:
-                    self._relay(upstream, reader)
+                    self._relay(upstream, reader, call.settle if call is not None else None)
                 finally:
                     if reader is not None:
                         reader.finish()  # no-op if the relay finished it
             finally:
                 connection.close()
 
-        def _relay(self, upstream: http.client.HTTPResponse, reader: UsageReader | None) -> None:
+        def _relay(
+            self,
+            upstream: http.client.HTTPResponse,
+            reader: UsageReader | None,
+            settled: Callable[[], None] | None = None,
+        ) -> None:
             """Relay the answer as it comes. Each piece is fed to the meter before it is
             written, so the client never sees usage that is not charged yet; a plain JSON
             answer (small: one message) is held back until it is complete and charged.
+            `settled` is called once the whole answer is read and charged, before its last
+            bytes go out: a client's next call, made as soon as it has this answer, finds
+            this call's reservation given back.
 
             A metered answer is read to its end even when the client goes away: hanging up
             does not stop the model (nor its bill), so the meter reads on until the upstream
@@ -716,6 +724,8 @@ def _handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                 self._write(data, chunked)
             if reader is not None:
                 reader.finish()
+            if settled is not None:
+                settled()
             if held:
                 self._write(bytes(held), chunked)
             if chunked:
