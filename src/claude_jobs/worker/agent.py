@@ -1,34 +1,15 @@
 """One agent run: the bundled Claude Code CLI through claude-agent-sdk, bounded by a deadline
 and stoppable on request.
 
-The CLI runs with `permission_mode="dontAsk"` (anything not pre-approved is denied), no setting
-sources, a strict and empty MCP configuration, and `tools` limited to the base names of the
-job's `allowed_tools`: a tool the job does not allow does not exist for the model, and a call
-to it anyway is answered "No such tool available". A permission rule such as
-`Bash(git status:*)` offers the tool but approves only matching calls; `dontAsk` denies the
-rest.
-
-The worker's transport starts the bundled CLI itself — exec'd directly, with exactly the job's
-environment allowlist, as the agent's identity, in a session of its own — instead of the SDK's
-`{**os.environ, **env}` spawn. Stopping (deadline passed, cancel requested) SIGKILLs the CLI's
-process group at once; what the agent detached from it is ended by the worker's sweep after the
-run (`containment.py`).
-
-The CLI's stdin, stdout and stderr are socketpairs, not pipes (`CliProcess`): the CLI runs as
-the agent's uid, and where that is the worker's own (Lambda) the agent's Bash could reopen a
-pipe through `/proc/<cli>/fd/N` and write frames to the worker (or commands to the CLI); a
-socket cannot be reopened that way (ENXIO). stdout and stderr carry one direction only. What
-the CLI says is still the agent's to shape (README "Security model"): nothing read from it is
-trusted beyond the job itself.
+The run's SDK options and the CLI they launch are built in `agent_options.py`; the CLI is
+started (cold, or adopted warm) and handed to the SDK's transport in `cli_process.py`. A run
+ends when its CLI reports a result, its deadline passes, a stop is requested, or (a segment)
+it pauses at a turn boundary; stopping SIGKILLs the CLI's process group at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import socket
-import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,13 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from anyio import ClosedResourceError, EndOfStream
-from anyio.abc import ByteReceiveStream, ByteSendStream
-from anyio.lowlevel import checkpoint
-
-from ..models import JobErrorInfo, JobOptions, Usage, tool_base_name
+from ..models import JobErrorInfo, JobOptions, Usage
 from ..observability import deferred_logger
-from .isolation import AgentIdentity, kill_process_group, spawn_as
+from .agent_options import Launch as Launch
+from .agent_options import launch_of as launch_of
+from .agent_options import sdk_options as sdk_options
+from .cli_process import AgentStartError as AgentStartError
+from .cli_process import CliProcess as CliProcess
+from .cli_process import WarmProcess as WarmProcess
+from .cli_process import open_transport
+from .isolation import AgentIdentity, kill_process_group
 
 if TYPE_CHECKING:
     from .sessions import AgentSession
@@ -74,10 +58,6 @@ _STOP_GRACE_SECONDS = 10
 _PAUSE_GRACE_SECONDS = 0.2
 #: A segment's next tool call is expected to take up to this many times its longest so far.
 _TOOL_TIME_FACTOR = 1.25
-
-
-class AgentStartError(RuntimeError):
-    """The CLI could not be started at all (an infrastructure fault: the job is retried)."""
 
 
 @dataclass(frozen=True)
@@ -120,66 +100,6 @@ class AgentOutcome:
     @property
     def is_error(self) -> bool:
         return self.ending != "succeeded"
-
-
-def sdk_options(
-    request: AgentRequest,
-    stderr: Callable[[str], None] | None = None,
-    pre_tool_use: Any | None = None,
-    post_tool_use: Any | None = None,
-) -> Any:
-    """The ClaudeAgentOptions for a job (built here so tests can read them). `pre_tool_use`:
-    a PreToolUse hook callback (a segment's turn-boundary stop); `post_tool_use`: a callback
-    for PostToolUse and PostToolUseFailure (how long the segment's tool calls take)."""
-    from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
-
-    options = request.options
-    tools: list[str] = []
-    for tool in options.allowed_tools:
-        base = tool_base_name(tool)
-        if base not in tools:
-            tools.append(base)
-    system_prompt: Any = (
-        request.system_prompt
-        if request.system_prompt
-        else {"type": "preset", "preset": "claude_code"}
-    )
-    # Sessions: resume the transcript materialised in the sandbox, or start one under the
-    # session's id; the SDK mirrors what the CLI writes to the (tenant-scoped) store.
-    session: dict[str, Any] = {}
-    if request.session is not None:
-        key = "resume" if request.session.resume else "session_id"
-        session = {key: request.session.session_id, "session_store": request.session.store}
-    hooks: dict[str, Any] = {}
-    if pre_tool_use is not None:
-        hooks["PreToolUse"] = [HookMatcher(matcher=None, hooks=[pre_tool_use])]
-    if post_tool_use is not None:
-        for event in ("PostToolUse", "PostToolUseFailure"):
-            hooks[event] = [HookMatcher(matcher=None, hooks=[post_tool_use])]
-    if hooks:
-        session["hooks"] = hooks
-    return ClaudeAgentOptions(
-        **session,
-        cli_path=request.cli,
-        cwd=request.cwd,
-        env=request.env,
-        permission_mode="dontAsk",
-        setting_sources=[],
-        strict_mcp_config=True,
-        mcp_servers={},
-        tools=tools,
-        allowed_tools=list(options.allowed_tools),
-        max_turns=options.max_turns,
-        max_budget_usd=options.max_budget_usd,
-        model=request.model,
-        system_prompt=system_prompt,
-        output_format=(
-            {"type": "json_schema", "schema": options.output_schema}
-            if options.output_schema is not None
-            else None
-        ),
-        stderr=stderr,
-    )
 
 
 class AgentRunner:
@@ -318,7 +238,7 @@ class _Run:
             pre_tool_use=self._pre_tool_use if segment else None,
             post_tool_use=self._post_tool_use if segment else None,
         )
-        self.transport = _clean_transport(self.request, options)
+        self.transport = open_transport(self.request, options)
         try:
             async for message in query(
                 prompt=self.request.prompt, options=options, transport=self.transport
@@ -456,285 +376,5 @@ def validation_problem(value: Any, schema: dict[str, Any]) -> str | None:
     return f"structured output does not match output_schema at {where}: {error.message}"[:2000]
 
 
-@dataclass(frozen=True)
-class Launch:
-    """Everything that starts a CLI: its argv, its whole environment, where and as whom. Two
-    runs with equal launches start the same CLI (the prompt goes to its stdin later)."""
-
-    command: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    cwd: str
-    identity: AgentIdentity
-
-    @property
-    def environment(self) -> dict[str, str]:
-        return dict(self.env)
-
-    def spawn(self) -> tuple[list[str], dict[str, Any]]:
-        """The argv and the `subprocess.Popen`/`anyio.open_process` arguments (but the pipes)
-        that start this CLI: exactly its environment, in a session of its own, umask 077, as
-        the agent's user."""
-        argv, as_agent = spawn_as(self.identity, list(self.command))
-        return argv, {
-            "cwd": self.cwd,
-            "env": self.environment,
-            "start_new_session": True,
-            "umask": 0o077,
-            **as_agent,
-        }
-
-
-def launch_of(request: AgentRequest, options: Any) -> Launch:
-    """The CLI a run starts: the SDK's own command for `options`, and exactly the request's
-    environment plus the variables the SDK always sets."""
-    from claude_agent_sdk import __version__ as sdk_version
-    from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
-
-    command = SubprocessCLITransport(prompt="", options=options)._build_command()
-    env = {
-        **request.env,
-        "CLAUDE_CODE_ENTRYPOINT": "sdk-py",
-        "CLAUDE_AGENT_SDK_VERSION": sdk_version,
-        "CLAUDE_CODE_SDK_READS_SESSION_STATE": "1",
-        "PWD": str(request.cwd),
-    }
-    return Launch(tuple(command), tuple(sorted(env.items())), str(request.cwd), request.identity)
-
-
-class CliProcess:
-    """A CLI started by the worker with socketpairs as its stdin, stdout and stderr (stdout
-    and stderr one direction each: the CLI cannot read from them),
-    which `attach()` hands to a run's event loop. A cold start spawns one for its run; a warm
-    start (`warm.py`) spawns one before its job is known: it boots and then waits for its stdin,
-    where the job's run later writes the SDK's initialize request and the prompt.
-
-    It is started exactly as a run would start it (same session of its own, umask, identity,
-    allowlisted environment)."""
-
-    def __init__(
-        self, launch: Launch, popen: subprocess.Popen[bytes], ends: tuple[socket.socket, ...]
-    ) -> None:
-        self.launch = launch
-        self._popen = popen
-        #: The worker's ends of the CLI's stdin, stdout and stderr.
-        self._ends = ends
-        self.pid = popen.pid
-        self.started = time.monotonic()
-
-    @classmethod
-    def start(cls, request: AgentRequest) -> CliProcess:
-        return cls.spawn(launch_of(request, sdk_options(request, stderr=lambda line: None)))
-
-    @classmethod
-    def spawn(cls, launch: Launch) -> CliProcess:
-        argv, spawn = launch.spawn()
-        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(3)]
-        ours = tuple(pair[0] for pair in pairs)
-        theirs = [pair[1] for pair in pairs]
-        try:
-            # One direction each for stdout and stderr (the CLI writes, the worker reads).
-            # stdin stays two-way: asyncio's write transport takes an end that reads EOF for
-            # a closed peer, so what the CLI might write there only ends its own run.
-            for index in (1, 2):
-                theirs[index].shutdown(socket.SHUT_RD)
-                ours[index].shutdown(socket.SHUT_WR)
-            popen = subprocess.Popen(
-                argv,
-                stdin=theirs[0].fileno(),
-                stdout=theirs[1].fileno(),
-                stderr=theirs[2].fileno(),
-                **spawn,
-            )
-        except Exception as exc:
-            for end in ours:
-                end.close()
-            raise AgentStartError(f"Claude Code could not be started: {exc}") from exc
-        finally:
-            for end in theirs:
-                end.close()
-        return cls(launch, popen, ours)
-
-    @property
-    def alive(self) -> bool:
-        return self._popen.poll() is None
-
-    def cpu_ticks(self) -> int | None:
-        """The CLI's CPU time so far, in clock ticks (None once it has ended)."""
-        try:
-            with open(f"/proc/{self.pid}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            return None
-        return int(fields[11]) + int(fields[12])
-
-    def settle(self, max_seconds: float, *, quiet_seconds: float = 0.06) -> float:
-        """Wait until the CLI has booted — its CPU time stops growing — or `max_seconds` pass;
-        returns the seconds waited. On Lambda the environment is frozen when the handler
-        returns, so a CLI still booting then would boot during the next job instead."""
-        began = time.monotonic()
-        last: int | None = None
-        quiet_since = began
-        while time.monotonic() - began < max_seconds and self.alive:
-            ticks = self.cpu_ticks()
-            now = time.monotonic()
-            if ticks is None:
-                break
-            if ticks != last:
-                last, quiet_since = ticks, now
-            elif ticks > 0 and now - quiet_since >= quiet_seconds:
-                break
-            time.sleep(0.02)
-        return time.monotonic() - began
-
-    def stop(self) -> None:
-        """SIGKILL the CLI's process group and reap the CLI."""
-        if self._popen.poll() is None:
-            kill_process_group(self.pid)
-            try:
-                self._popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                log.warning("a warm CLI (pid %s) did not end after SIGKILL", self.pid)
-        for end in self._ends:
-            with contextlib.suppress(OSError):
-                end.close()
-
-    async def attach(self) -> _AttachedProcess:
-        """The process, its channels as anyio byte streams on the running event loop."""
-        popen = self._popen
-        stdin, stdout, stderr = self._ends
-        loop = asyncio.get_running_loop()
-        streams = []
-        for end in (stdout, stderr):
-            reader = asyncio.StreamReader(limit=2**20)
-            protocol = asyncio.StreamReaderProtocol(reader)
-            read_end, _ = await loop.connect_read_pipe(lambda p=protocol: p, end)  # type: ignore[misc]
-            streams.append(_PipeReceiveStream(reader, read_end))
-        write_end, flow = await loop.connect_write_pipe(
-            lambda: asyncio.streams.FlowControlMixin(loop=loop), stdin
-        )
-        writer = asyncio.StreamWriter(write_end, flow, None, loop)
-        return _AttachedProcess(popen, _PipeSendStream(writer), streams[0], streams[1])
-
-
-class _PipeReceiveStream(ByteReceiveStream):
-    def __init__(self, reader: asyncio.StreamReader, transport: asyncio.BaseTransport) -> None:
-        self._reader = reader
-        self._transport = transport
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        data = await self._reader.read(max_bytes)
-        if not data:
-            raise EndOfStream
-        return data
-
-    async def aclose(self) -> None:
-        self._transport.close()
-        await checkpoint()
-
-
-class _PipeSendStream(ByteSendStream):
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-
-    async def send(self, item: bytes) -> None:
-        if self._writer.is_closing():
-            raise ClosedResourceError
-        self._writer.write(item)
-        await self._writer.drain()
-
-    async def aclose(self) -> None:
-        self._writer.close()
-        await checkpoint()
-
-
-class _AttachedProcess:
-    """What the SDK's transport uses of a process (anyio's `Process` surface), for a CLI that
-    was started before the run's event loop existed."""
-
-    def __init__(
-        self,
-        popen: subprocess.Popen[bytes],
-        stdin: ByteSendStream,
-        stdout: ByteReceiveStream,
-        stderr: ByteReceiveStream,
-    ) -> None:
-        self._popen = popen
-        self.pid = popen.pid
-        self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
-
-    @property
-    def returncode(self) -> int | None:
-        return self._popen.poll()
-
-    async def wait(self) -> int:
-        while (code := self._popen.poll()) is None:
-            await asyncio.sleep(0.01)
-        return code
-
-    def send_signal(self, number: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self._popen.send_signal(number)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-
-def _clean_transport(request: AgentRequest, options: Any) -> Any:
-    """The SDK's subprocess transport, but spawning the CLI with only the job's environment.
-
-    The SDK's own `connect()` merges `os.environ` into the CLI's environment and cannot drop an
-    inherited variable; this one execs the CLI with the allowlist alone (plus the variables the
-    SDK always sets), as the agent's user and in a new session, and remembers its pid (= its
-    process group). With `request.warm`, a CLI started ahead of the job for exactly this launch
-    is used instead of starting one (a warm start); one started for another launch is stopped
-    and the CLI is started cold. It relies on the SDK transport's private attributes (pinned SDK
-    version; `tests/worker` run it for real)."""
-    from anyio.streams.text import TextReceiveStream, TextSendStream
-    from claude_agent_sdk._internal._task_compat import spawn_detached
-    from claude_agent_sdk._internal.transport import subprocess_cli
-    from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
-
-    launch = launch_of(request, options)
-
-    class CleanTransport(SubprocessCLITransport):
-        pid: int | None = None
-
-        async def connect(self) -> None:
-            if self._process:
-                return
-            warm = request.warm
-            if warm is not None and (warm.launch != launch or not warm.alive):
-                log.warning("job %s: the warm CLI does not fit; starting one", request.job_id)
-                warm.stop()
-                warm = None
-            try:
-                # Socketpairs, not pipes, whether warm or cold (`CliProcess`).
-                started = warm if warm is not None else CliProcess.spawn(launch)
-                process: Any = await started.attach()
-            except AgentStartError:
-                raise
-            except Exception as exc:
-                raise AgentStartError(f"Claude Code could not be started: {exc}") from exc
-            self._process = process
-            subprocess_cli._ACTIVE_CHILDREN.add(process)
-            self.pid = process.pid
-            request.on_started(process.pid)
-            if process.stdout:
-                self._stdout_stream = TextReceiveStream(process.stdout)
-            if process.stderr:  # always drained: a full buffer would stall the CLI
-                self._stderr_stream = TextReceiveStream(process.stderr)
-                self._stderr_task = spawn_detached(self._handle_stderr())
-            if process.stdin:
-                self._stdin_stream = TextSendStream(process.stdin)
-            self._ready = True
-
-    return CleanTransport(prompt=request.prompt, options=options)
-
-
-#: A CLI started before its job is known (warm start): a `CliProcess` (its former name).
-WarmProcess = CliProcess
+#: The former name of `cli_process.open_transport`.
+_clean_transport = open_transport

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from ..adapters.session_store import TenantSessions, TranscriptStore
 from ..observability import deferred_logger
 from .artifacts import FileTooLargeError, UnsafeEntryError, read_file
+from .sdk_seam import materialize_subagent_transcripts
 
 if TYPE_CHECKING:
     from claude_agent_sdk.types import SessionKey, SessionStoreEntry
@@ -189,8 +190,6 @@ class SessionKeeper:
         return session
 
     async def _materialise(self, session: AgentSession, sandbox: Sandbox) -> list[Any]:
-        from claude_agent_sdk._internal.session_resume import _materialize_subkeys
-
         store = session.store
         key = store.key(session.session_id)
         sized = getattr(self._store, "stored_bytes", None)
@@ -216,8 +215,8 @@ class SessionKeeper:
         project_dir = session.transcript.parent
         project_dir.mkdir(parents=True, exist_ok=True)
         _write_jsonl(session.transcript, entries)
-        await _materialize_subkeys(
-            store,  # type: ignore[arg-type]
+        await materialize_subagent_transcripts(
+            store,
             sandbox.config_dir,
             project_dir,
             store.tenant_id,
@@ -349,7 +348,7 @@ def _owner(sandbox: Sandbox) -> int:
 
 def transcript_path(sandbox: Sandbox, session_id: str) -> Path:
     """Where the CLI keeps the session's transcript for a run in `sandbox`."""
-    from claude_agent_sdk._internal.sessions import project_key_for_directory
+    from claude_agent_sdk import project_key_for_directory
 
     return (
         sandbox.config_dir
