@@ -29,6 +29,8 @@ from .cli_process import open_transport
 from .isolation import AgentIdentity, kill_process_group
 
 if TYPE_CHECKING:
+    from claude_agent_sdk import Transport
+
     from .sessions import AgentSession
 
 log = deferred_logger()  # Powertools' structured logger
@@ -125,7 +127,7 @@ class _Run:
         self.stderr: deque[str] = deque(maxlen=20)
         self.assistant_usage: dict[str, dict[str, Any]] = {}
         self.started = time.monotonic()
-        self.transport: Any | None = None
+        self.transport: Transport | None = None
         #: A segment's turn-boundary stop happened (the hook refused the next tool call).
         self.yielded = False
         self.paused = asyncio.Event()
