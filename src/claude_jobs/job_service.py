@@ -56,6 +56,7 @@ from .ports import (
     JobRepository,
     SessionClaim,
     SessionTranscripts,
+    Transition,
 )
 from .settings import Settings
 
@@ -657,15 +658,19 @@ class JobService:
         try:
             if job.status is JobStatus.QUEUED:
                 cancelled = self._repo.transition(
-                    job_id,
-                    JobStatus.CANCELLED,
-                    allowed_from=[JobStatus.QUEUED],
-                    set_fields={
-                        "finished_at": self._clock(),
-                        "documents": {k: v for k, v in job.documents.items() if k not in PROMPTS},
-                    },
-                    remove_fields=list(PROMPTS),
-                    expected_version=job.version,
+                    Transition(
+                        job_id=job_id,
+                        from_=[JobStatus.QUEUED],
+                        to=JobStatus.CANCELLED,
+                        set_fields={
+                            "finished_at": self._clock(),
+                            "documents": {
+                                k: v for k, v in job.documents.items() if k not in PROMPTS
+                            },
+                        },
+                        remove_fields=list(PROMPTS),
+                        expected_version=job.version,
+                    )
                 )
                 self._documents.discard_prompts(job)
                 return cancelled

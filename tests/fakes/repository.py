@@ -26,8 +26,9 @@ from claude_jobs.ports import (
     JobPage,
     SessionClaim,
     TenantUsage,
+    Transition,
 )
-from claude_jobs.state import slot_changes, sources_for
+from claude_jobs.state import slot_changes
 
 _FIXED_FIELDS = frozenset({"job_id", "tenant_id", "version"})
 
@@ -180,31 +181,19 @@ class InMemoryJobRepository:
 
     # ------------------------------------------------------------ writes
 
-    def transition(
-        self,
-        job_id: str,
-        target: JobStatus,
-        *,
-        set_fields: Mapping[str, Any] | None = None,
-        remove_fields: Sequence[str] = (),
-        add_attempts: int = 0,
-        allowed_from: Sequence[JobStatus] | None = None,
-        expected_version: int | None = None,
-        expected_attempts: int | None = None,
-        running_share: int | None = None,
-    ) -> Job:
-        sources = [s for s in sources_for(target) if allowed_from is None or s in allowed_from]
+    def transition(self, change: Transition) -> Job:
+        sources = change.sources()
         if not sources:
-            raise TransitionConflictError(f"no status may become {target}")
+            raise TransitionConflictError(f"no status may become {change.to}")
         return self._write(
-            job_id,
-            {**(set_fields or {}), "status": target},
-            remove_fields,
-            add_attempts,
+            change.job_id,
+            change.fields(),
+            change.remove_fields,
+            change.add_attempts,
             sources,
-            expected_version,
-            expected_attempts,
-            running_share,
+            change.expected_version,
+            change.expected_attempts,
+            change.running_share,
         )
 
     def update(
@@ -268,13 +257,15 @@ class InMemoryJobRepository:
         self, job_id: str, claim: IdempotencyClaim | None, message: str, at: datetime
     ) -> None:
         self.transition(
-            job_id,
-            JobStatus.FAILED,
-            allowed_from=[JobStatus.QUEUED],
-            set_fields={
-                "error": JobErrorInfo(code="dispatch_failed", message=message),
-                "finished_at": at,
-            },
+            Transition(
+                job_id=job_id,
+                from_=[JobStatus.QUEUED],
+                to=JobStatus.FAILED,
+                set_fields={
+                    "error": JobErrorInfo(code="dispatch_failed", message=message),
+                    "finished_at": at,
+                },
+            )
         )
         if claim is not None:
             with self._lock:

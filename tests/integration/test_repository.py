@@ -20,6 +20,7 @@ from claude_jobs.errors import (
 )
 from claude_jobs.job_service import JobService, _encode_token
 from claude_jobs.models import Job, JobRequest, JobStatus
+from claude_jobs.ports import Transition
 from claude_jobs.resources import TENANT_SHARDS
 from claude_jobs_tools.provision import Provisioned
 
@@ -99,17 +100,17 @@ def test_dispatch_failure_fails_the_job_and_frees_the_key(
 
 def test_transitions_are_conditional(service: JobService, repo: DynamoJobRepository) -> None:
     job = service.submit("t1", JobRequest(prompt="a")).job
-    running = repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1)
+    running = repo.transition(Transition(job_id=job.job_id, to=JobStatus.RUNNING, add_attempts=1))
     assert running.status is JobStatus.RUNNING and running.attempts == 1
-    done = repo.transition(job.job_id, JobStatus.SUCCEEDED)
+    done = repo.transition(Transition(job_id=job.job_id, to=JobStatus.SUCCEEDED))
     assert done.version == running.version + 1
     with pytest.raises(TransitionConflictError) as conflict:
-        repo.transition(job.job_id, JobStatus.FAILED)
+        repo.transition(Transition(job_id=job.job_id, to=JobStatus.FAILED))
     current = conflict.value.current
     assert isinstance(current, Job)
     assert current.status is JobStatus.SUCCEEDED
     with pytest.raises(JobNotFoundError):
-        repo.transition("nope", JobStatus.RUNNING)
+        repo.transition(Transition(job_id="nope", to=JobStatus.RUNNING))
 
 
 def test_cancel_and_tenant_isolation(service: JobService) -> None:

@@ -26,9 +26,16 @@ from ..errors import (
     TransitionConflictError,
 )
 from ..models import Job, JobStatus, SessionRecord
-from ..ports import IdempotencyClaim, JobControl, JobPage, SessionClaim, TenantUsage
+from ..ports import (
+    IdempotencyClaim,
+    JobControl,
+    JobPage,
+    SessionClaim,
+    TenantUsage,
+    Transition,
+)
 from ..resources import JOBS_TABLE, TENANT_SHARDS
-from ..state import slot_changes, sources_for
+from ..state import slot_changes
 from .dynamo import from_item, serialize, to_item
 
 if TYPE_CHECKING:
@@ -509,42 +516,20 @@ class DynamoJobRepository:
 
     # ------------------------------------------------------------ writes
 
-    def transition(
-        self,
-        job_id: str,
-        target: JobStatus,
-        *,
-        set_fields: Mapping[str, Any] | None = None,
-        remove_fields: Sequence[str] = (),
-        add_attempts: int = 0,
-        allowed_from: Sequence[JobStatus] | None = None,
-        expected_version: int | None = None,
-        expected_attempts: int | None = None,
-        running_share: int | None = None,
-    ) -> Job:
-        sources = [s for s in sources_for(target) if allowed_from is None or s in allowed_from]
+    def transition(self, change: Transition) -> Job:
+        sources = change.sources()
         if not sources:
-            raise TransitionConflictError(f"no status may become {target}")
-        if any(slot_changes(source, target) != (0, 0) for source in sources):
-            return self._counted_write(
-                job_id,
-                target,
-                set_fields={**(set_fields or {}), "status": target},
-                remove_fields=remove_fields,
-                add_attempts=add_attempts,
-                statuses=sources,
-                expected_version=expected_version,
-                expected_attempts=expected_attempts,
-                running_share=running_share,
-            )
+            raise TransitionConflictError(f"no status may become {change.to}")
+        if any(slot_changes(source, change.to) != (0, 0) for source in sources):
+            return self._counted_write(change, sources)
         return self._write(
-            job_id,
-            set_fields={**(set_fields or {}), "status": target},
-            remove_fields=remove_fields,
-            add_attempts=add_attempts,
+            change.job_id,
+            set_fields=change.fields(),
+            remove_fields=change.remove_fields,
+            add_attempts=change.add_attempts,
             statuses=sources,
-            expected_version=expected_version,
-            expected_attempts=expected_attempts,
+            expected_version=change.expected_version,
+            expected_attempts=change.expected_attempts,
         )
 
     def update(
@@ -603,25 +588,16 @@ class DynamoJobRepository:
             ) from None
         return item_to_job(response["Attributes"])
 
-    def _counted_write(
-        self,
-        job_id: str,
-        target: JobStatus,
-        *,
-        set_fields: Mapping[str, Any],
-        remove_fields: Sequence[str],
-        add_attempts: int,
-        statuses: Sequence[JobStatus],
-        expected_version: int | None,
-        expected_attempts: int | None,
-        running_share: int | None,
-    ) -> Job:
+    def _counted_write(self, change: Transition, statuses: Sequence[JobStatus]) -> Job:
         """A transition that changes its tenant's counts: one transaction of the job's write
         (conditional on the version just read, so the counts move from the status the job was
         really in) and the counter's, the running share checked there. Exactly once: if the
         job's write does not happen, neither does the count's."""
+        job_id, target = change.job_id, change.to
+        expected_version, expected_attempts = change.expected_version, change.expected_attempts
+        running_share = change.running_share
         attributes, expression, names, values = _update_parts(
-            set_fields, remove_fields, add_attempts
+            change.fields(), change.remove_fields, change.add_attempts
         )
         current: Job | None = None
         for _ in range(TRANSACTION_TRIES):
@@ -666,7 +642,7 @@ class DynamoJobRepository:
                 else:
                     written[name] = value
             written["version"] = serialize(current.version + 1)
-            written["attempts"] = serialize(current.attempts + add_attempts)
+            written["attempts"] = serialize(current.attempts + change.add_attempts)
             return item_to_job(written)
         raise TransitionConflictError(f"job {job_id} kept changing", current=current)
 
