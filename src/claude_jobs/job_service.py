@@ -55,6 +55,7 @@ from .ports import (
     JobQueue,
     JobRepository,
     SessionClaim,
+    SessionRepository,
     SessionTranscripts,
     Transition,
 )
@@ -153,12 +154,14 @@ class JobService:
         documents: JobDocuments | None = None,
         events: EventStore | None = None,
         transcripts: SessionTranscripts | None = None,
+        sessions: SessionRepository | None = None,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_job_id,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._transcripts = transcripts
         self._repo = repo
+        self._given_sessions = sessions
         self._queue = queue
         self._settings = settings
         self._documents = documents or JobDocuments(None)
@@ -166,6 +169,11 @@ class JobService:
         self._clock = clock
         self._new_id = new_id
         self._sleep = sleep
+
+    @property
+    def _sessions(self) -> SessionRepository:
+        """The session repository given, else the job repository's (its creates take them)."""
+        return self._given_sessions if self._given_sessions is not None else self._repo.sessions
 
     # ------------------------------------------------------------ submit
 
@@ -381,7 +389,7 @@ class JobService:
         )
 
     def _session(self, tenant_id: str, session_id: str) -> SessionRecord:
-        record = self._repo.get_session(session_id)
+        record = self._sessions.get(session_id)
         if record is None or record.tenant_id != tenant_id or record.deleted:
             # Another tenant's session is indistinguishable from a missing one.
             raise SessionNotFoundError(f"No session {session_id}.")
@@ -412,7 +420,7 @@ class JobService:
     def delete_session(self, tenant_id: str, session_id: str) -> None:
         """Delete a session that no job is queued or running in: it is marked deleted (from
         then on it is unknown), its transcripts are removed, then its item."""
-        record = self._repo.get_session(session_id)
+        record = self._sessions.get(session_id)
         if record is not None and record.tenant_id == tenant_id and record.deleted:
             self._remove_session(tenant_id, session_id)  # finish an interrupted delete
             return
@@ -420,7 +428,7 @@ class JobService:
             record = self._session(tenant_id, session_id)
             self._check_idle(record)
             try:
-                self._repo.mark_session_deleted(session_id, tenant_id, record.active_job)
+                self._sessions.mark_deleted(session_id, tenant_id, record.active_job)
                 break
             except SessionConflictError:
                 continue
@@ -431,7 +439,7 @@ class JobService:
     def _remove_session(self, tenant_id: str, session_id: str) -> None:
         if self._transcripts is not None:
             self._transcripts.delete(tenant_id, session_id)
-        self._repo.remove_session(session_id)
+        self._sessions.remove(session_id)
 
     # ------------------------------------------------------------ read
 

@@ -123,17 +123,9 @@ class JobRepository(Protocol):
         is counted), else SessionConflictError when the session's condition does not hold,
         else TenantLimitError when the tenant already has `max_pending` pending jobs."""
 
-    def get_session(self, session_id: str) -> SessionRecord | None:
-        """A session as stored (strongly consistent), whatever its tenant; None if unknown."""
-
-    def mark_session_deleted(
-        self, session_id: str, tenant_id: str, expected_active: str | None
-    ) -> None:
-        """Mark the session deleted (it can no longer be read or continued) under the same
-        condition as a continuation's; SessionConflictError when it does not hold."""
-
-    def remove_session(self, session_id: str) -> None:
-        """Remove a session's item (after its transcripts are gone)."""
+    @property
+    def sessions(self) -> SessionRepository:
+        """The sessions that `create` takes (stored with the jobs)."""
 
     def tenant_usage(self, tenant_id: str) -> TenantUsage: ...
 
@@ -174,6 +166,21 @@ class JobRepository(Protocol):
     ) -> None:
         """Mark a queued job failed because it could not be queued, and free its idempotency
         key so that the caller's retry creates a fresh job."""
+
+
+class SessionRepository(Protocol):
+    """Sessions (conversations) as stored. A job takes its session in its own create
+    (`JobRepository.create` with a `SessionClaim`); the rest is here."""
+
+    def get(self, session_id: str) -> SessionRecord | None:
+        """A session as stored (strongly consistent), whatever its tenant; None if unknown."""
+
+    def mark_deleted(self, session_id: str, tenant_id: str, expected_active: str | None) -> None:
+        """Mark the session deleted (it can no longer be read or continued) under the same
+        condition as a continuation's; SessionConflictError when it does not hold."""
+
+    def remove(self, session_id: str) -> None:
+        """Remove a session's item (after its transcripts are gone)."""
 
 
 class EventStore(Protocol):
