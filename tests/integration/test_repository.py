@@ -18,10 +18,11 @@ from claude_jobs.errors import (
     RequestValidationError,
     TransitionConflictError,
 )
-from claude_jobs.job_service import JobService, _encode_token
+from claude_jobs.job_service import JobService
 from claude_jobs.models import Job, JobRequest, JobStatus
 from claude_jobs.ports import Transition
 from claude_jobs.resources import TENANT_SHARDS
+from claude_jobs.service.cursors import encode_token
 from claude_jobs_tools.provision import Provisioned
 
 
@@ -192,11 +193,11 @@ def test_a_token_for_a_position_the_listing_never_returned_is_a_422(
     service: JobService, cursor: dict[str, object]
 ) -> None:
     # Given a well-signed token for the right tenant whose positions were never returned
-    token = _encode_token(cursor, "t1", "")
+    token = encode_token(cursor, "t1", "")
     # Then listing with it is a validation error, never a DynamoDB error
     with pytest.raises(RequestValidationError):
         service.list("t1", limit=5, next_token=token)
     # And another tenant's token is refused too
-    mine = _encode_token({"p": ["", "", "", ""]}, "t2", "")
+    mine = encode_token({"p": ["", "", "", ""]}, "t2", "")
     with pytest.raises(RequestValidationError):
         service.list("t1", limit=5, next_token=mine)

@@ -127,7 +127,7 @@ def test_long_poll_answers_as_soon_as_the_job_is_terminal(api: Api, container: C
 
     container.job_service = JobService(
         container.job_repository,
-        container.job_service._queue,
+        container.job_service.context.queue,
         container.settings,
         sleep=sleep,
     )
@@ -168,7 +168,11 @@ def _service_at(container: Container, repo: Any, job_id: str, quiet: float, slee
     assert job is not None
     now = (job.started_at or job.created_at) + timedelta(seconds=quiet)
     container.job_service = JobService(
-        repo, container.job_service._queue, container.settings, clock=lambda: now, sleep=sleep
+        repo,
+        container.job_service.context.queue,
+        container.settings,
+        clock=lambda: now,
+        sleep=sleep,
     )
 
 

@@ -254,7 +254,7 @@ def test_throttled_storage_is_429_with_retry_after(provisioned: Provisioned) -> 
     container = Container(provisioned.settings)
     container.job_service = JobService(
         ThrottledRepository(),  # type: ignore[arg-type]
-        container.job_service._queue,
+        container.job_service.context.queue,
         provisioned.settings,
     )
     answer = Api(container).submit_job(PROMPT)
