@@ -4,7 +4,7 @@ with AWS; tests may implement them with fakes."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -87,7 +87,7 @@ class Transition:
     job_id: str
     to: JobStatus
     from_: Sequence[JobStatus] | None = None
-    set_fields: Mapping[str, Any] = field(default_factory=dict)
+    set_fields: Mapping[str, Any] | None = None
     remove_fields: Sequence[str] = ()
     add_attempts: int = 0
     expected_version: int | None = None
@@ -100,7 +100,7 @@ class Transition:
 
     def fields(self) -> dict[str, Any]:
         """The fields written: `set_fields` and the status."""
-        return {**self.set_fields, "status": self.to}
+        return {**(self.set_fields or {}), "status": self.to}
 
 
 class JobRepository(Protocol):
