@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .models import Job, JobStatus, SessionRecord
+from .state import sources_for
 
 if TYPE_CHECKING:
     from .worker.agent import AgentOutcome, AgentRequest
@@ -73,6 +74,35 @@ class TenantUsage:
     running: int = 0
 
 
+@dataclass(frozen=True)
+class Transition:
+    """A conditional move of job `job_id` to status `to` (`JobRepository.transition`).
+
+    `from_` narrows the statuses the state machine allows `to` from (None: all of them).
+    `set_fields` maps names of `Job` fields to domain values (a None value removes the field,
+    as does naming it in `remove_fields`); `add_attempts` counts claims. `expected_version` /
+    `expected_attempts`: the job's values the write requires, when given. `running_share`: a
+    claim of a queued job succeeds only while the tenant runs fewer jobs than that."""
+
+    job_id: str
+    to: JobStatus
+    from_: Sequence[JobStatus] | None = None
+    set_fields: Mapping[str, Any] | None = None
+    remove_fields: Sequence[str] = ()
+    add_attempts: int = 0
+    expected_version: int | None = None
+    expected_attempts: int | None = None
+    running_share: int | None = None
+
+    def sources(self) -> list[JobStatus]:
+        """The statuses the job may be in for the write to happen."""
+        return [s for s in sources_for(self.to) if self.from_ is None or s in self.from_]
+
+    def fields(self) -> dict[str, Any]:
+        """The fields written: `set_fields` and the status."""
+        return {**(self.set_fields or {}), "status": self.to}
+
+
 class JobRepository(Protocol):
     """Keeps each tenant's `TenantUsage` exact: a job counts as pending from `create` until
     the write that makes it terminal, and as running from its claim until the write that
@@ -93,17 +123,9 @@ class JobRepository(Protocol):
         is counted), else SessionConflictError when the session's condition does not hold,
         else TenantLimitError when the tenant already has `max_pending` pending jobs."""
 
-    def get_session(self, session_id: str) -> SessionRecord | None:
-        """A session as stored (strongly consistent), whatever its tenant; None if unknown."""
-
-    def mark_session_deleted(
-        self, session_id: str, tenant_id: str, expected_active: str | None
-    ) -> None:
-        """Mark the session deleted (it can no longer be read or continued) under the same
-        condition as a continuation's; SessionConflictError when it does not hold."""
-
-    def remove_session(self, session_id: str) -> None:
-        """Remove a session's item (after its transcripts are gone)."""
+    @property
+    def sessions(self) -> SessionRepository:
+        """The sessions that `create` takes (stored with the jobs)."""
 
     def tenant_usage(self, tenant_id: str) -> TenantUsage: ...
 
@@ -118,28 +140,13 @@ class JobRepository(Protocol):
         self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None
     ) -> JobPage: ...
 
-    def transition(
-        self,
-        job_id: str,
-        target: JobStatus,
-        *,
-        set_fields: Mapping[str, Any] | None = None,
-        remove_fields: Sequence[str] = (),
-        add_attempts: int = 0,
-        allowed_from: Sequence[JobStatus] | None = None,
-        expected_version: int | None = None,
-        expected_attempts: int | None = None,
-        running_share: int | None = None,
-    ) -> Job:
-        """Conditionally move a job to `target` and return it as written.
+    def transition(self, change: Transition) -> Job:
+        """Conditionally make `change` and return the job as written.
 
-        `set_fields` maps names of `Job` fields to domain values (a None value removes the
-        field, as does naming it in `remove_fields`); `add_attempts` counts claims.
-
-        The write succeeds only if the job's status is one the state machine allows `target`
-        from (narrowed by `allowed_from`), and its `version` / `attempts` are the expected ones
-        when given. Every write bumps `version`. Raises JobNotFoundError, or
-        TransitionConflictError (with the current job) when a condition does not hold.
+        The write succeeds only if the job's status is one of `change.sources()` and its
+        `version` / `attempts` are the expected ones when given. Every write bumps `version`.
+        Raises JobNotFoundError, or TransitionConflictError (with the current job) when a
+        condition does not hold.
 
         The tenant's usage changes with the job (`state.slot_changes`). A claim of a queued job
         with `running_share` succeeds only while the tenant runs fewer jobs than that; else
@@ -159,6 +166,21 @@ class JobRepository(Protocol):
     ) -> None:
         """Mark a queued job failed because it could not be queued, and free its idempotency
         key so that the caller's retry creates a fresh job."""
+
+
+class SessionRepository(Protocol):
+    """Sessions (conversations) as stored. A job takes its session in its own create
+    (`JobRepository.create` with a `SessionClaim`); the rest is here."""
+
+    def get(self, session_id: str) -> SessionRecord | None:
+        """A session as stored (strongly consistent), whatever its tenant; None if unknown."""
+
+    def mark_deleted(self, session_id: str, tenant_id: str, expected_active: str | None) -> None:
+        """Mark the session deleted (it can no longer be read or continued) under the same
+        condition as a continuation's; SessionConflictError when it does not hold."""
+
+    def remove(self, session_id: str) -> None:
+        """Remove a session's item (after its transcripts are gone)."""
 
 
 class EventStore(Protocol):

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .adapters.events_table import DynamoEventStore
     from .adapters.jobs_table import DynamoJobRepository
     from .adapters.session_store import S3SessionTranscripts
+    from .adapters.sessions_table import DynamoSessionRepository
     from .documents import JobDocuments
     from .job_service import JobService
     from .keys import ApiKeyService
@@ -60,6 +61,11 @@ class Container:
         )
 
     @cached_property
+    def session_repository(self) -> DynamoSessionRepository:
+        """Sessions: items of the jobs table, the ones the job repository's creates take."""
+        return self.job_repository.sessions
+
+    @cached_property
     def event_store(self) -> DynamoEventStore:
         """Jobs' progress events (the worker writes, the status function reads)."""
         from .adapters.events_table import DynamoEventStore
@@ -101,6 +107,7 @@ class Container:
             settings,
             documents=self.job_documents,
             events=self.event_store,
+            sessions=self.session_repository,
             # Only a session's deletion uses them: their module (and asyncio, which it imports
             # for the worker's store) loads then, not with every function's first request.
             transcripts=_LazyClient(lambda: self.session_transcripts),

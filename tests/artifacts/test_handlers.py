@@ -17,6 +17,7 @@ import pytest
 
 from claude_jobs.keys import hash_key
 from claude_jobs.models import JobRequest, JobStatus
+from claude_jobs.ports import Transition
 from claude_jobs.wiring import Container
 from infra import packaging
 from tests.artifacts.artifacts import (
@@ -234,8 +235,8 @@ def test_the_webhook_function_records_the_sample_delivery(
         container = Container(deployment.provisioned.settings)
         request = JobRequest(prompt="hi", webhook_url="https://hooks.example.com/claude-jobs")
         job = container.job_service.submit(SAMPLE_TENANT, request).job
-        container.job_repository.transition(job.job_id, JobStatus.RUNNING)
-        container.job_repository.transition(job.job_id, JobStatus.SUCCEEDED)
+        container.job_repository.transition(Transition(job_id=job.job_id, to=JobStatus.RUNNING))
+        container.job_repository.transition(Transition(job_id=job.job_id, to=JobStatus.SUCCEEDED))
     event = load_event("sqs_webhook.json")
     message = json.loads(event["Records"][0]["body"])
     event["Records"][0]["body"] = json.dumps({**message, "job_id": job.job_id})

@@ -18,7 +18,7 @@ from claude_jobs.errors import (
     TransitionConflictError,
 )
 from claude_jobs.models import Job, JobErrorInfo, JobOptions, JobResult, JobStatus
-from claude_jobs.ports import IdempotencyClaim, JobControl, JobRepository, TenantUsage
+from claude_jobs.ports import IdempotencyClaim, JobControl, JobRepository, TenantUsage, Transition
 from tests.fakes import InMemoryJobRepository
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -71,18 +71,22 @@ def test_a_transition_bumps_the_version_and_writes_domain_values(repo: JobReposi
     repo.create(job)
     # When it is claimed and finished with domain values
     running = repo.transition(
-        job.job_id,
-        JobStatus.RUNNING,
-        add_attempts=1,
-        set_fields={"started_at": T0, "lease_until": 123},
-        expected_version=job.version,
+        Transition(
+            job_id=job.job_id,
+            to=JobStatus.RUNNING,
+            add_attempts=1,
+            set_fields={"started_at": T0, "lease_until": 123},
+            expected_version=job.version,
+        )
     )
     done = repo.transition(
-        job.job_id,
-        JobStatus.SUCCEEDED,
-        set_fields={"result": JobResult(text="ok"), "lease_until": None},
-        remove_fields=["prompt"],
-        expected_attempts=1,
+        Transition(
+            job_id=job.job_id,
+            to=JobStatus.SUCCEEDED,
+            set_fields={"result": JobResult(text="ok"), "lease_until": None},
+            remove_fields=["prompt"],
+            expected_attempts=1,
+        )
     )
     # Then each write is what the next read sees
     assert (running.status, running.attempts, running.version) == (JobStatus.RUNNING, 1, 2)
@@ -97,7 +101,7 @@ def test_a_transition_bumps_the_version_and_writes_domain_values(repo: JobReposi
     [
         {"expected_version": 7},
         {"expected_attempts": 2},
-        {"allowed_from": [JobStatus.RUNNING]},
+        {"from_": [JobStatus.RUNNING]},
     ],
 )
 def test_a_write_whose_expectation_fails_changes_nothing(
@@ -105,8 +109,9 @@ def test_a_write_whose_expectation_fails_changes_nothing(
 ) -> None:
     job = new_job()
     repo.create(job)
+    change = Transition(job_id=job.job_id, to=JobStatus.RUNNING, add_attempts=1, **guard)  # type: ignore[arg-type]
     with pytest.raises(TransitionConflictError) as conflict:
-        repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1, **guard)  # type: ignore[arg-type]
+        repo.transition(change)
     assert conflict.value.current == job
     assert repo.get(job.job_id) == job
 
@@ -114,16 +119,16 @@ def test_a_write_whose_expectation_fails_changes_nothing(
 def test_a_terminal_job_never_changes_again(repo: JobRepository) -> None:
     job = new_job()
     repo.create(job)
-    cancelled = repo.transition(job.job_id, JobStatus.CANCELLED)
+    cancelled = repo.transition(Transition(job_id=job.job_id, to=JobStatus.CANCELLED))
     for target in JobStatus:
         with pytest.raises(TransitionConflictError):
-            repo.transition(job.job_id, target)
+            repo.transition(Transition(job_id=job.job_id, to=target))
     assert repo.get(job.job_id) == cancelled
 
 
 def test_an_unknown_job_is_not_found(repo: JobRepository) -> None:
     with pytest.raises(JobNotFoundError):
-        repo.transition("job-none", JobStatus.RUNNING)
+        repo.transition(Transition(job_id="job-none", to=JobStatus.RUNNING))
     with pytest.raises(JobNotFoundError):
         repo.update(
             "job-none", set_fields={"cancel_requested": True}, expected_status=[JobStatus.QUEUED]
@@ -193,7 +198,7 @@ def test_the_listing_is_one_tenants_newest_first_in_pages(repo: JobRepository) -
 def test_control_reads_what_a_running_worker_watches(repo: JobRepository) -> None:
     job = new_job()
     repo.create(job)
-    repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1)
+    repo.transition(Transition(job_id=job.job_id, to=JobStatus.RUNNING, add_attempts=1))
     repo.update(
         job.job_id, set_fields={"cancel_requested": True}, expected_status=[JobStatus.RUNNING]
     )
@@ -213,21 +218,33 @@ def test_a_tenants_pending_count_follows_its_jobs_to_every_end(repo: JobReposito
     assert repo.tenant_usage("other") == TenantUsage()
     # When they are claimed, released, re-claimed and ended every way a job ends
     for job in jobs[:3]:
-        repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1, running_share=3)
+        repo.transition(
+            Transition(job_id=job.job_id, to=JobStatus.RUNNING, add_attempts=1, running_share=3)
+        )
     assert repo.tenant_usage("acme") == TenantUsage(pending=5, running=3)
-    repo.transition(jobs[0].job_id, JobStatus.QUEUED)  # released after a fault
-    repo.transition(jobs[0].job_id, JobStatus.RUNNING, add_attempts=1)
-    repo.transition(jobs[1].job_id, JobStatus.RUNNING)  # re-claimed: still one running
+    repo.transition(
+        Transition(job_id=jobs[0].job_id, to=JobStatus.QUEUED)
+    )  # released after a fault
+    repo.transition(Transition(job_id=jobs[0].job_id, to=JobStatus.RUNNING, add_attempts=1))
+    repo.transition(
+        Transition(job_id=jobs[1].job_id, to=JobStatus.RUNNING)
+    )  # re-claimed: still one running
     assert repo.tenant_usage("acme") == TenantUsage(pending=5, running=3)
-    repo.transition(jobs[0].job_id, JobStatus.SUCCEEDED)  # the worker's finish
-    repo.transition(jobs[1].job_id, JobStatus.FAILED)  # attempts exhausted while running
-    repo.transition(jobs[2].job_id, JobStatus.TIMED_OUT)
-    repo.transition(jobs[3].job_id, JobStatus.CANCELLED, allowed_from=[JobStatus.QUEUED])
+    repo.transition(
+        Transition(job_id=jobs[0].job_id, to=JobStatus.SUCCEEDED)
+    )  # the worker's finish
+    repo.transition(
+        Transition(job_id=jobs[1].job_id, to=JobStatus.FAILED)
+    )  # attempts exhausted while running
+    repo.transition(Transition(job_id=jobs[2].job_id, to=JobStatus.TIMED_OUT))
+    repo.transition(
+        Transition(job_id=jobs[3].job_id, from_=[JobStatus.QUEUED], to=JobStatus.CANCELLED)
+    )
     repo.fail_dispatch(jobs[4].job_id, None, "queue down", T0)
     # Then nothing is counted any more, and a terminal job's refused write changes nothing
     assert repo.tenant_usage("acme") == TenantUsage(pending=0, running=0)
     with pytest.raises(TransitionConflictError):
-        repo.transition(jobs[0].job_id, JobStatus.FAILED)
+        repo.transition(Transition(job_id=jobs[0].job_id, to=JobStatus.FAILED))
     assert repo.tenant_usage("acme") == TenantUsage(pending=0, running=0)
 
 
@@ -246,7 +263,7 @@ def test_a_tenant_at_its_pending_cap_cannot_create_another_job(repo: JobReposito
     assert repo.tenant_usage("acme") == TenantUsage(pending=2, running=0)
     repo.create(new_job(0, tenant="other"), max_pending=2)
     # And once a job ends there is room again
-    repo.transition(new_job(0).job_id, JobStatus.CANCELLED)
+    repo.transition(Transition(job_id=new_job(0).job_id, to=JobStatus.CANCELLED))
     repo.create(new_job(2), max_pending=2)
     assert repo.tenant_usage("acme") == TenantUsage(pending=2, running=0)
 
@@ -256,18 +273,26 @@ def test_a_claim_beyond_the_running_share_writes_nothing(repo: JobRepository) ->
     first, second = new_job(0), new_job(1)
     repo.create(first)
     repo.create(second)
-    repo.transition(first.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+    repo.transition(
+        Transition(job_id=first.job_id, to=JobStatus.RUNNING, add_attempts=1, running_share=1)
+    )
     # When the second is claimed with a share of one
     with pytest.raises(TenantAtShareError):
-        repo.transition(second.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+        repo.transition(
+            Transition(job_id=second.job_id, to=JobStatus.RUNNING, add_attempts=1, running_share=1)
+        )
     # Then it is unchanged (no attempt, same version) and another tenant's claim goes through
     assert repo.get(second.job_id) == second
     other = new_job(0, tenant="other")
     repo.create(other)
-    repo.transition(other.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+    repo.transition(
+        Transition(job_id=other.job_id, to=JobStatus.RUNNING, add_attempts=1, running_share=1)
+    )
     # And once the first ends, the second may run
-    repo.transition(first.job_id, JobStatus.SUCCEEDED)
-    claimed = repo.transition(second.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+    repo.transition(Transition(job_id=first.job_id, to=JobStatus.SUCCEEDED))
+    claimed = repo.transition(
+        Transition(job_id=second.job_id, to=JobStatus.RUNNING, add_attempts=1, running_share=1)
+    )
     assert claimed.status is JobStatus.RUNNING and claimed.attempts == 1
     assert claimed.version == second.version + 1
     assert repo.tenant_usage("acme") == TenantUsage(pending=1, running=1)

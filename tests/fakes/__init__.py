@@ -11,6 +11,7 @@ from .proxy import FakeProxy
 from .queue import InMemoryQueue
 from .repository import InMemoryJobRepository
 from .results import InMemoryDocumentStore
+from .sessions import InMemorySessionRepository
 
 __all__ = [
     "FakeProxy",
@@ -19,6 +20,7 @@ __all__ = [
     "InMemoryEventStore",
     "InMemoryJobRepository",
     "InMemoryQueue",
+    "InMemorySessionRepository",
     "RaiseFault",
     "ScriptedRunner",
     "WaitForStop",

@@ -13,12 +13,11 @@ from claude_jobs.errors import (
     IdempotencyReplayError,
     InvalidCursorError,
     JobNotFoundError,
-    SessionConflictError,
     TenantAtShareError,
     TenantLimitError,
     TransitionConflictError,
 )
-from claude_jobs.models import Job, JobErrorInfo, JobStatus, SessionRecord
+from claude_jobs.models import Job, JobErrorInfo, JobStatus
 from claude_jobs.ports import (
     IdempotencyClaim,
     IdempotencyRecord,
@@ -26,8 +25,11 @@ from claude_jobs.ports import (
     JobPage,
     SessionClaim,
     TenantUsage,
+    Transition,
 )
-from claude_jobs.state import slot_changes, sources_for
+from claude_jobs.state import slot_changes
+
+from .sessions import InMemorySessionRepository
 
 _FIXED_FIELDS = frozenset({"job_id", "tenant_id", "version"})
 
@@ -46,8 +48,9 @@ class InMemoryJobRepository:
         self._jobs: dict[str, Job] = {}
         self._claims: dict[tuple[str, str], IdempotencyRecord] = {}
         self._usage: dict[str, TenantUsage] = {}
-        self._sessions: dict[str, SessionRecord] = {}
         self._lock = threading.Lock()
+        #: The sessions `create` takes, under the same lock.
+        self.sessions = InMemorySessionRepository(self._lock)
         #: Every write that changed a job, in order: (job_id, status written).
         self.writes: list[tuple[str, JobStatus]] = []
 
@@ -69,12 +72,12 @@ class InMemoryJobRepository:
                 if held is not None and held.expires_at >= epoch(job.created_at):
                     raise IdempotencyReplayError(held.job_id, held.body_hash)
             if session is not None:
-                self._check_session(session)
+                self.sessions.check(session)
             usage = self._usage.get(job.tenant_id, TenantUsage())
             if max_pending is not None and usage.pending >= max_pending:
                 raise TenantLimitError(f"{usage.pending} jobs pending (at most {max_pending})")
             if session is not None:
-                self._take_session(session)
+                self.sessions.take(session)
             self._usage[job.tenant_id] = TenantUsage(usage.pending + 1, usage.running)
             if claim is not None:
                 self._claims[(claim.tenant_id, claim.key)] = IdempotencyRecord(
@@ -82,64 +85,6 @@ class InMemoryJobRepository:
                 )
             self._jobs[job.job_id] = job.model_copy(deep=True)
             self.writes.append((job.job_id, job.status))
-
-    # ------------------------------------------------------------ sessions
-
-    def _session_holds(
-        self, session_id: str, tenant_id: str, expected_active: str | None
-    ) -> SessionRecord:
-        record = self._sessions.get(session_id)
-        if (
-            record is None
-            or record.tenant_id != tenant_id
-            or record.deleted
-            or record.active_job not in (None, expected_active)
-        ):
-            raise SessionConflictError(f"session {session_id}")
-        return record
-
-    def _check_session(self, session: SessionClaim) -> None:
-        if session.new:
-            if session.session_id in self._sessions:
-                raise SessionConflictError(f"session {session.session_id} exists")
-        else:
-            self._session_holds(session.session_id, session.tenant_id, session.expected_active)
-
-    def _take_session(self, session: SessionClaim) -> None:
-        if session.new:
-            self._sessions[session.session_id] = SessionRecord(
-                session_id=session.session_id,
-                tenant_id=session.tenant_id,
-                created_at=session.at,
-                updated_at=session.at,
-                job_ids=[session.job_id],
-                active_job=session.job_id,
-            )
-            return
-        record = self._sessions[session.session_id]
-        self._sessions[session.session_id] = record.model_copy(
-            update={
-                "active_job": session.job_id,
-                "updated_at": session.at,
-                "job_ids": [*record.job_ids, session.job_id],
-            }
-        )
-
-    def get_session(self, session_id: str) -> SessionRecord | None:
-        with self._lock:
-            record = self._sessions.get(session_id)
-            return record.model_copy(deep=True) if record is not None else None
-
-    def mark_session_deleted(
-        self, session_id: str, tenant_id: str, expected_active: str | None
-    ) -> None:
-        with self._lock:
-            record = self._session_holds(session_id, tenant_id, expected_active)
-            self._sessions[session_id] = record.model_copy(update={"deleted": True})
-
-    def remove_session(self, session_id: str) -> None:
-        with self._lock:
-            self._sessions.pop(session_id, None)
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -180,31 +125,19 @@ class InMemoryJobRepository:
 
     # ------------------------------------------------------------ writes
 
-    def transition(
-        self,
-        job_id: str,
-        target: JobStatus,
-        *,
-        set_fields: Mapping[str, Any] | None = None,
-        remove_fields: Sequence[str] = (),
-        add_attempts: int = 0,
-        allowed_from: Sequence[JobStatus] | None = None,
-        expected_version: int | None = None,
-        expected_attempts: int | None = None,
-        running_share: int | None = None,
-    ) -> Job:
-        sources = [s for s in sources_for(target) if allowed_from is None or s in allowed_from]
+    def transition(self, change: Transition) -> Job:
+        sources = change.sources()
         if not sources:
-            raise TransitionConflictError(f"no status may become {target}")
+            raise TransitionConflictError(f"no status may become {change.to}")
         return self._write(
-            job_id,
-            {**(set_fields or {}), "status": target},
-            remove_fields,
-            add_attempts,
+            change.job_id,
+            change.fields(),
+            change.remove_fields,
+            change.add_attempts,
             sources,
-            expected_version,
-            expected_attempts,
-            running_share,
+            change.expected_version,
+            change.expected_attempts,
+            change.running_share,
         )
 
     def update(
@@ -268,13 +201,15 @@ class InMemoryJobRepository:
         self, job_id: str, claim: IdempotencyClaim | None, message: str, at: datetime
     ) -> None:
         self.transition(
-            job_id,
-            JobStatus.FAILED,
-            allowed_from=[JobStatus.QUEUED],
-            set_fields={
-                "error": JobErrorInfo(code="dispatch_failed", message=message),
-                "finished_at": at,
-            },
+            Transition(
+                job_id=job_id,
+                from_=[JobStatus.QUEUED],
+                to=JobStatus.FAILED,
+                set_fields={
+                    "error": JobErrorInfo(code="dispatch_failed", message=message),
+                    "finished_at": at,
+                },
+            )
         )
         if claim is not None:
             with self._lock:

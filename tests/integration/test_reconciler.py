@@ -20,6 +20,7 @@ import pytest
 
 from claude_jobs.adapters.reconcile_table import DynamoReconcileStore, SqsJobWaker, expect_message
 from claude_jobs.models import JobRequest, JobStatus
+from claude_jobs.ports import Transition
 from claude_jobs.reconcile.reconciler import Outcome, Reconciler
 from claude_jobs.wiring import Container
 from claude_jobs_tools.local.aws_faults import AwsFaultProxy, FaultPlan
@@ -90,7 +91,9 @@ def test_drifted_slot_counters_are_repaired_through_aws_faults(
     # Given tenant A with three jobs, one of them running, and tenant B with one
     a_jobs = [service.submit("tenant-a", JobRequest(prompt=f"a{i}")).job for i in range(3)]
     b_job = service.submit("tenant-b", JobRequest(prompt="b")).job
-    jobs.transition(a_jobs[0].job_id, JobStatus.RUNNING, set_fields={"lease_until": 2**40})
+    jobs.transition(
+        Transition(job_id=a_jobs[0].job_id, to=JobStatus.RUNNING, set_fields={"lease_until": 2**40})
+    )
     # And drift: one of A's queued items vanished behind the repository's back (its slot
     # stayed taken), and B's counter says it runs two jobs
     direct = boto3.client("dynamodb", endpoint_url=emulator_url, region_name="us-east-1")
@@ -117,8 +120,10 @@ def test_drifted_slot_counters_are_repaired_through_aws_faults(
     assert repaired(), [jobs.tenant_usage(t) for t in ("tenant-a", "tenant-b")]
     assert {"tenant-a", "tenant-b"} <= {t for o in outcomes for t in o.repaired}
     # And fair sharing counts from them: the next job of B is admitted, and ends to zero
-    jobs.transition(b_job.job_id, JobStatus.RUNNING, set_fields={"lease_until": 2**40})
-    jobs.transition(b_job.job_id, JobStatus.SUCCEEDED)
+    jobs.transition(
+        Transition(job_id=b_job.job_id, to=JobStatus.RUNNING, set_fields={"lease_until": 2**40})
+    )
+    jobs.transition(Transition(job_id=b_job.job_id, to=JobStatus.SUCCEEDED))
     usage = jobs.tenant_usage("tenant-b")
     assert (usage.pending, usage.running) == (0, 0)
 
@@ -140,7 +145,7 @@ def test_a_counter_moved_between_runs_is_not_overwritten_with_a_stale_count(
     first = reconciler.run()
     assert first.drifting == ["tenant-c"] and first.repaired == []
     # When a real transition moves the counter before the next run
-    jobs.transition(job.job_id, JobStatus.CANCELLED)
+    jobs.transition(Transition(job_id=job.job_id, to=JobStatus.CANCELLED))
     second = reconciler.run()
     # Then that run repairs nothing on the old observation; it only notes the new drift
     assert second.repaired == [] and second.drifting == ["tenant-c"]
@@ -185,8 +190,18 @@ def test_only_overdue_jobs_are_re_driven_and_with_a_back_off(
     settings = container.settings
     now = time.time()
     expect_message(container.client("dynamodb"), settings.jobs_table, deferred.job_id, now + 600)
-    jobs.transition(leased.job_id, JobStatus.RUNNING, set_fields={"lease_until": int(now) + 600})
-    jobs.transition(abandoned.job_id, JobStatus.RUNNING, set_fields={"lease_until": int(now) - 600})
+    jobs.transition(
+        Transition(
+            job_id=leased.job_id, to=JobStatus.RUNNING, set_fields={"lease_until": int(now) + 600}
+        )
+    )
+    jobs.transition(
+        Transition(
+            job_id=abandoned.job_id,
+            to=JobStatus.RUNNING,
+            set_fields={"lease_until": int(now) - 600},
+        )
+    )
     later = Reconciler(
         DynamoReconcileStore(container.client("dynamodb"), settings.jobs_table),
         SqsJobWaker(container.client("sqs"), settings.jobs_queue_url),

@@ -18,9 +18,11 @@ from claude_jobs.errors import (
     RequestValidationError,
     TransitionConflictError,
 )
-from claude_jobs.job_service import JobService, _encode_token
+from claude_jobs.job_service import JobService
 from claude_jobs.models import Job, JobRequest, JobStatus
+from claude_jobs.ports import Transition
 from claude_jobs.resources import TENANT_SHARDS
+from claude_jobs.service.cursors import encode_token
 from claude_jobs_tools.provision import Provisioned
 
 
@@ -99,17 +101,17 @@ def test_dispatch_failure_fails_the_job_and_frees_the_key(
 
 def test_transitions_are_conditional(service: JobService, repo: DynamoJobRepository) -> None:
     job = service.submit("t1", JobRequest(prompt="a")).job
-    running = repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1)
+    running = repo.transition(Transition(job_id=job.job_id, to=JobStatus.RUNNING, add_attempts=1))
     assert running.status is JobStatus.RUNNING and running.attempts == 1
-    done = repo.transition(job.job_id, JobStatus.SUCCEEDED)
+    done = repo.transition(Transition(job_id=job.job_id, to=JobStatus.SUCCEEDED))
     assert done.version == running.version + 1
     with pytest.raises(TransitionConflictError) as conflict:
-        repo.transition(job.job_id, JobStatus.FAILED)
+        repo.transition(Transition(job_id=job.job_id, to=JobStatus.FAILED))
     current = conflict.value.current
     assert isinstance(current, Job)
     assert current.status is JobStatus.SUCCEEDED
     with pytest.raises(JobNotFoundError):
-        repo.transition("nope", JobStatus.RUNNING)
+        repo.transition(Transition(job_id="nope", to=JobStatus.RUNNING))
 
 
 def test_cancel_and_tenant_isolation(service: JobService) -> None:
@@ -191,11 +193,11 @@ def test_a_token_for_a_position_the_listing_never_returned_is_a_422(
     service: JobService, cursor: dict[str, object]
 ) -> None:
     # Given a well-signed token for the right tenant whose positions were never returned
-    token = _encode_token(cursor, "t1", "")
+    token = encode_token(cursor, "t1", "")
     # Then listing with it is a validation error, never a DynamoDB error
     with pytest.raises(RequestValidationError):
         service.list("t1", limit=5, next_token=token)
     # And another tenant's token is refused too
-    mine = _encode_token({"p": ["", "", "", ""]}, "t2", "")
+    mine = encode_token({"p": ["", "", "", ""]}, "t2", "")
     with pytest.raises(RequestValidationError):
         service.list("t1", limit=5, next_token=mine)

@@ -18,7 +18,7 @@ from claude_jobs.errors import (
 )
 from claude_jobs.job_service import JobService
 from claude_jobs.models import JobRequest, JobStatus
-from claude_jobs.ports import JobRepository, SessionClaim
+from claude_jobs.ports import JobRepository, SessionClaim, Transition
 from claude_jobs.settings import Settings
 from tests.fakes.queue import InMemoryQueue
 from tests.fakes.repository import InMemoryJobRepository
@@ -99,7 +99,7 @@ def test_a_session_with_a_job_queued_or_running_is_busy(
     assert sid
     with pytest.raises(SessionBusyError):
         submit(service, session_id=sid)
-    repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1)
+    repo.transition(Transition(job_id=job.job_id, to=JobStatus.RUNNING, add_attempts=1))
     with pytest.raises(SessionBusyError):
         submit(service, session_id=sid)
     assert service.get_session("t1", sid).job_ids == [job.job_id]

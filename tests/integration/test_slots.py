@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 
 from claude_jobs.models import JobRequest, JobStatus
-from claude_jobs.ports import TenantUsage
+from claude_jobs.ports import TenantUsage, Transition
 from claude_jobs.resources import JOBS_DLQ, JOBS_QUEUE
 from claude_jobs.slots.function import ExpiredJobsFunction, LostJobsFunction
 from claude_jobs.slots.service import WORKER_LOST
@@ -61,11 +61,13 @@ def claim(container: Container, job_id: str, lease_seconds: float) -> None:
     """A worker's claim: queued → running, with a lease until now + `lease_seconds`."""
     now = datetime.now(UTC)
     container.job_repository.transition(
-        job_id,
-        JobStatus.RUNNING,
-        set_fields={"started_at": now, "lease_until": int(now.timestamp() + lease_seconds)},
-        add_attempts=1,
-        allowed_from=[JobStatus.QUEUED],
+        Transition(
+            job_id=job_id,
+            from_=[JobStatus.QUEUED],
+            to=JobStatus.RUNNING,
+            set_fields={"started_at": now, "lease_until": int(now.timestamp() + lease_seconds)},
+            add_attempts=1,
+        )
     )
 
 

@@ -23,6 +23,7 @@ from claude_jobs.notify.webhooks import (
     tenant_secret,
     verify_signature,
 )
+from claude_jobs.ports import Transition
 from claude_jobs.resources import WEBHOOK_DLQ, WEBHOOK_QUEUE
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
@@ -161,12 +162,14 @@ class World:
 
     def run(self, job: Job, status: JobStatus = JobStatus.SUCCEEDED, **fields: Any) -> Job:
         repo = self.container.job_repository
-        repo.transition(job.job_id, JobStatus.RUNNING, add_attempts=1)
+        repo.transition(Transition(job_id=job.job_id, to=JobStatus.RUNNING, add_attempts=1))
         return repo.transition(
-            job.job_id,
-            status,
-            set_fields={"finished_at": "2026-11-22T12:00:09+00:00", **fields},
-            remove_fields=["prompt"],
+            Transition(
+                job_id=job.job_id,
+                to=status,
+                set_fields={"finished_at": "2026-11-22T12:00:09+00:00", **fields},
+                remove_fields=["prompt"],
+            )
         )
 
     def deliver_stream(self) -> dict[str, Any]:

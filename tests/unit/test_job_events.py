@@ -285,7 +285,7 @@ def test_a_long_poll_sees_a_job_cancelled_while_queued_through_its_status_reads(
 
     world = World(tmp_path, sleep=sleep)
     counting = CountingEvents(world.events)
-    world.service._events = counting
+    world.service.context.events = counting
     job = world.submit()
     # When it waits
     page = world.page(job, after=1, wait=20)
@@ -316,7 +316,7 @@ def test_a_long_poll_answers_on_the_step_after_an_event_is_stored(tmp_path: Path
 
     world = World(tmp_path, sleep=sleep)
     job = world.submit()
-    world.service._clock = lambda: job.created_at + timedelta(seconds=60)
+    world.service.context.clock = lambda: job.created_at + timedelta(seconds=60)
     # When it waits after `queued`
     page = world.page(job, after=1, wait=20)
     # Then it answered after that pause with the new events, polling slowly meanwhile (the

@@ -13,7 +13,7 @@ from claude_jobs.documents import JobDocuments
 from claude_jobs.errors import TenantLimitError
 from claude_jobs.job_service import JobService
 from claude_jobs.models import Job, JobRequest, JobStatus
-from claude_jobs.ports import TenantUsage
+from claude_jobs.ports import TenantUsage, Transition
 from claude_jobs.settings import Settings
 from claude_jobs.worker.agent import AgentOutcome, AgentRequest, AgentStartError
 from claude_jobs.worker.isolation import AgentIdentity, IdentityPool
@@ -79,10 +79,12 @@ class World:
     def left_running(self, job: Job, *, attempts: int, lease_from_now: float) -> Job:
         """As a worker that claimed the job and died would leave it."""
         return self.repo.transition(
-            job.job_id,
-            JobStatus.RUNNING,
-            add_attempts=attempts,
-            set_fields={"lease_until": int(self.clock.now + lease_from_now)},
+            Transition(
+                job_id=job.job_id,
+                to=JobStatus.RUNNING,
+                add_attempts=attempts,
+                set_fields={"lease_until": int(self.clock.now + lease_from_now)},
+            )
         )
 
 
@@ -361,7 +363,9 @@ def test_a_job_of_a_tenant_at_its_running_share_waits_unchanged(world: World) ->
     running = world.submit("first")
     queued = world.submit("second")
     processor, runner = world.processor(WaitForStop())
-    world.repo.transition(running.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+    world.repo.transition(
+        Transition(job_id=running.job_id, to=JobStatus.RUNNING, add_attempts=1, running_share=1)
+    )
     # When the queued job's message is processed
     processed = processor.process(queued.job_id, remaining_seconds=900)
     # Then it is deferred: no agent run, no attempt, the job exactly as it was
@@ -375,7 +379,9 @@ def test_one_tenants_backlog_does_not_starve_another_tenants_job(world: World) -
     # ahead of tenant beta's single job in the queue, with a running share of one
     world = shared_world(world, 1)
     long_one = world.submit("long")
-    world.repo.transition(long_one.job_id, JobStatus.RUNNING, add_attempts=1, running_share=1)
+    world.repo.transition(
+        Transition(job_id=long_one.job_id, to=JobStatus.RUNNING, add_attempts=1, running_share=1)
+    )
     backlog = [world.submit(f"acme {i}") for i in range(5)]
     beta = world.service.submit("beta", JobRequest(prompt="beta's job")).job
     processor, runner = world.processor(*[Finish(text="done") for _ in range(6)])
@@ -394,7 +400,7 @@ def test_one_tenants_backlog_does_not_starve_another_tenants_job(world: World) -
     assert all(world.job(j).status is JobStatus.QUEUED for j in backlog)
     assert all(world.job(j).attempts == 0 for j in backlog)
     # And once acme's long job ends, its backlog drains, each job run once
-    world.repo.transition(long_one.job_id, JobStatus.SUCCEEDED)
+    world.repo.transition(Transition(job_id=long_one.job_id, to=JobStatus.SUCCEEDED))
     rounds = 0
     while queue and rounds < 100:
         rounds += 1

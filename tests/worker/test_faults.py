@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from claude_jobs.models import JobStatus
+from claude_jobs.ports import Transition
 from claude_jobs_tools.local.fake_anthropic import Text
 from tests.worker.conftest import LambdaContext, WorkerStack, sqs_event
 
@@ -77,10 +78,12 @@ def test_a_job_whose_worker_died_on_its_last_attempt_fails_without_a_run(
     job = stack.submit()
     cap = stack.provisioned.settings.max_attempts
     stack.repo.transition(
-        job.job_id,
-        JobStatus.RUNNING,
-        set_fields={"lease_until": int(time.time()) - 5},
-        add_attempts=cap,
+        Transition(
+            job_id=job.job_id,
+            to=JobStatus.RUNNING,
+            set_fields={"lease_until": int(time.time()) - 5},
+            add_attempts=cap,
+        )
     )
     # When its message comes back
     answer = stack.deliver(job)
@@ -99,10 +102,12 @@ def test_a_job_whose_worker_died_is_taken_over_once_its_lease_expired(
     # Given a job left running by a worker that died, its lease expired
     job = stack.submit()
     stack.repo.transition(
-        job.job_id,
-        JobStatus.RUNNING,
-        set_fields={"lease_until": int(time.time()) - 5},
-        add_attempts=1,
+        Transition(
+            job_id=job.job_id,
+            to=JobStatus.RUNNING,
+            set_fields={"lease_until": int(time.time()) - 5},
+            add_attempts=1,
+        )
     )
     stack.fake.script(Text("second time lucky"))
     # When its message comes back
@@ -135,10 +140,12 @@ def test_a_cancel_requested_before_a_worker_took_over_ends_the_job_without_a_run
     # Given a job left running (lease expired) whose cancel was requested meanwhile
     job = stack.submit()
     stack.repo.transition(
-        job.job_id,
-        JobStatus.RUNNING,
-        set_fields={"lease_until": int(time.time()) - 5, "cancel_requested": True},
-        add_attempts=1,
+        Transition(
+            job_id=job.job_id,
+            to=JobStatus.RUNNING,
+            set_fields={"lease_until": int(time.time()) - 5, "cancel_requested": True},
+            add_attempts=1,
+        )
     )
     # When its message comes back
     stack.deliver(job)
@@ -155,10 +162,12 @@ def test_a_message_for_a_job_another_worker_holds_comes_back_when_the_lease_ends
     # delivered to this worker too (SQS delivers at least once)
     job = stack.submit()
     stack.repo.transition(
-        job.job_id,
-        JobStatus.RUNNING,
-        set_fields={"lease_until": int(time.time()) + 3},
-        add_attempts=1,
+        Transition(
+            job_id=job.job_id,
+            to=JobStatus.RUNNING,
+            set_fields={"lease_until": int(time.time()) + 3},
+            add_attempts=1,
+        )
     )
     sqs = boto3.client("sqs")
     url = stack.provisioned.settings.jobs_queue_url

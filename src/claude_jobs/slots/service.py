@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from ..errors import JobNotFoundError, TransitionConflictError
 from ..models import Job, JobStatus
 from ..observability import count, get_logger
+from ..ports import Transition
 from ..state import slot_changes
 
 WORKER_LOST = "worker_lost"
@@ -36,15 +37,7 @@ class LostJobs(Protocol):
 
     def get(self, job_id: str) -> Job | None: ...
 
-    def transition(
-        self,
-        job_id: str,
-        target: JobStatus,
-        *,
-        set_fields: Mapping[str, Any] | None = None,
-        allowed_from: list[JobStatus] | None = None,
-        expected_version: int | None = None,
-    ) -> Job: ...
+    def transition(self, change: Transition) -> Job: ...
 
 
 class SlotReleases(Protocol):
@@ -91,15 +84,17 @@ class SlotKeeper:
             return Outcome(job_id, "later", retry_in=(job.lease_until or 0) - now + 1)
         try:
             ended = self._jobs.transition(
-                job_id,
-                JobStatus.FAILED,
-                set_fields={
-                    "error": {"code": WORKER_LOST, "message": WORKER_LOST_MESSAGE},
-                    "finished_at": datetime.fromtimestamp(now, UTC),
-                    "lease_until": None,
-                },
-                allowed_from=[job.status],
-                expected_version=job.version,
+                Transition(
+                    job_id=job_id,
+                    from_=[job.status],
+                    to=JobStatus.FAILED,
+                    set_fields={
+                        "error": {"code": WORKER_LOST, "message": WORKER_LOST_MESSAGE},
+                        "finished_at": datetime.fromtimestamp(now, UTC),
+                        "lease_until": None,
+                    },
+                    expected_version=job.version,
+                )
             )
         except JobNotFoundError:
             return Outcome(job_id, "skipped", reason="no such job")

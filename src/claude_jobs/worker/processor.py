@@ -52,7 +52,7 @@ from ..documents import (
 from ..errors import JobNotFoundError, TenantAtShareError, TransitionConflictError
 from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobResult, JobStatus, Usage
 from ..observability import deferred_logger
-from ..ports import AgentRunner, JobRepository, KeyProxy
+from ..ports import AgentRunner, JobRepository, KeyProxy, Transition
 from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
 from ..settings import Settings
 from .agent import (
@@ -269,15 +269,17 @@ class JobProcessor:
         if job.started_at is None or not job.continuing:
             fields["started_at"] = _at(now)
         return self._repo.transition(
-            job.job_id,
-            JobStatus.RUNNING,
-            allowed_from=[job.status],
-            set_fields=fields,
-            # A re-queued segment's claim is not an attempt: attempts count faults only.
-            add_attempts=0 if job.continuing else 1,
-            remove_fields=["error"],
-            expected_version=job.version,
-            running_share=self._settings.tenant_max_running,
+            Transition(
+                job_id=job.job_id,
+                from_=[job.status],
+                to=JobStatus.RUNNING,
+                set_fields=fields,
+                # A re-queued segment's claim is not an attempt: attempts count faults only.
+                add_attempts=0 if job.continuing else 1,
+                remove_fields=["error"],
+                expected_version=job.version,
+                running_share=self._settings.tenant_max_running,
+            )
         )
 
     def _exhaust_unclaimed(self, job: Job) -> Processed:
@@ -288,17 +290,19 @@ class JobProcessor:
         )
         try:
             ended = self._repo.transition(
-                job.job_id,
-                JobStatus.FAILED,
-                allowed_from=[job.status],
-                set_fields={
-                    "finished_at": _at(self._clock()),
-                    "error": error,
-                    "lease_until": None,
-                    "documents": _without_prompts(job),
-                },
-                remove_fields=PROMPTS,
-                expected_version=job.version,
+                Transition(
+                    job_id=job.job_id,
+                    from_=[job.status],
+                    to=JobStatus.FAILED,
+                    set_fields={
+                        "finished_at": _at(self._clock()),
+                        "error": error,
+                        "lease_until": None,
+                        "documents": _without_prompts(job),
+                    },
+                    remove_fields=PROMPTS,
+                    expected_version=job.version,
+                )
             )
         except TransitionConflictError:
             return Processed(job.job_id, "skipped:conflict")
@@ -409,11 +413,13 @@ class JobProcessor:
         seen by the next segment's claim: a cancelled job is not queued)."""
         try:
             requeued = self._repo.transition(
-                job.job_id,
-                JobStatus.QUEUED,
-                allowed_from=[JobStatus.RUNNING],
-                set_fields={"usage": outcome.usage, "continuing": True, "lease_until": None},
-                expected_attempts=job.attempts,
+                Transition(
+                    job_id=job.job_id,
+                    from_=[JobStatus.RUNNING],
+                    to=JobStatus.QUEUED,
+                    set_fields={"usage": outcome.usage, "continuing": True, "lease_until": None},
+                    expected_attempts=job.attempts,
+                )
             )
         except TransitionConflictError as conflict:
             current = conflict.current if isinstance(conflict.current, Job) else None
@@ -813,18 +819,20 @@ class JobProcessor:
         )
         try:
             ended = self._repo.transition(
-                job.job_id,
-                JobStatus.FAILED,
-                allowed_from=[JobStatus.RUNNING],
-                set_fields={
-                    "finished_at": _at(self._clock()),
-                    "usage": outcome.usage,
-                    "error": error,
-                    "lease_until": None,
-                    "documents": _without_prompts(job),
-                },
-                remove_fields=[*PROMPTS, "result"],
-                expected_attempts=job.attempts,
+                Transition(
+                    job_id=job.job_id,
+                    from_=[JobStatus.RUNNING],
+                    to=JobStatus.FAILED,
+                    set_fields={
+                        "finished_at": _at(self._clock()),
+                        "usage": outcome.usage,
+                        "error": error,
+                        "lease_until": None,
+                        "documents": _without_prompts(job),
+                    },
+                    remove_fields=[*PROMPTS, "result"],
+                    expected_attempts=job.attempts,
+                )
             )
         except TransitionConflictError as conflict:
             current = conflict.current if isinstance(conflict.current, Job) else None
@@ -855,12 +863,14 @@ class JobProcessor:
         fields.update(self._artifact_fields(job, collected, documents))
         try:
             ended = self._repo.transition(
-                job.job_id,
-                status,
-                allowed_from=[JobStatus.RUNNING],
-                set_fields=fields,
-                remove_fields=PROMPTS,
-                expected_attempts=job.attempts,
+                Transition(
+                    job_id=job.job_id,
+                    from_=[JobStatus.RUNNING],
+                    to=status,
+                    set_fields=fields,
+                    remove_fields=PROMPTS,
+                    expected_attempts=job.attempts,
+                )
             )
         except TransitionConflictError as conflict:
             current = conflict.current if isinstance(conflict.current, Job) else None
@@ -926,31 +936,35 @@ class JobProcessor:
         try:
             if job.attempts >= self._settings.max_attempts:
                 self._repo.transition(
-                    job.job_id,
-                    JobStatus.FAILED,
-                    allowed_from=[JobStatus.RUNNING],
-                    set_fields={
-                        "finished_at": _at(self._clock()),
-                        "error": JobErrorInfo(
-                            code=ATTEMPTS_EXHAUSTED,
-                            message=f"failed {job.attempts} times; last: {reason}",
-                        ),
-                        "lease_until": None,
-                        "documents": _without_prompts(job),
-                    },
-                    remove_fields=PROMPTS,
-                    expected_attempts=job.attempts,
+                    Transition(
+                        job_id=job.job_id,
+                        from_=[JobStatus.RUNNING],
+                        to=JobStatus.FAILED,
+                        set_fields={
+                            "finished_at": _at(self._clock()),
+                            "error": JobErrorInfo(
+                                code=ATTEMPTS_EXHAUSTED,
+                                message=f"failed {job.attempts} times; last: {reason}",
+                            ),
+                            "lease_until": None,
+                            "documents": _without_prompts(job),
+                        },
+                        remove_fields=PROMPTS,
+                        expected_attempts=job.attempts,
+                    )
                 )
                 self._documents.discard_prompts(job)
                 log.warning("job %s failed: %s", job.job_id, ATTEMPTS_EXHAUSTED)
                 return True
             else:
                 self._repo.transition(
-                    job.job_id,
-                    JobStatus.QUEUED,
-                    allowed_from=[JobStatus.RUNNING],
-                    set_fields={"lease_until": None},
-                    expected_attempts=job.attempts,
+                    Transition(
+                        job_id=job.job_id,
+                        from_=[JobStatus.RUNNING],
+                        to=JobStatus.QUEUED,
+                        set_fields={"lease_until": None},
+                        expected_attempts=job.attempts,
+                    )
                 )
         except (TransitionConflictError, JobNotFoundError):
             return True  # it moved on: nothing to give back, nothing to retry

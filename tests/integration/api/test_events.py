@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from claude_jobs.models import JobStatus
+from claude_jobs.ports import Transition
 
 from .conftest import OTHER_TENANT, Api
 from .test_status import finish, submitted
@@ -139,7 +140,7 @@ def test_over_1000_events_are_bounded_and_paged_through_with_cursors(api: Api) -
 
     job_id = submitted(api)
     repo = api.container.job_repository
-    job = repo.transition(job_id, JobStatus.RUNNING, add_attempts=1)
+    job = repo.transition(Transition(job_id=job_id, to=JobStatus.RUNNING, add_attempts=1))
     progress = ProgressRecorder(
         api.container.event_store, job, Scrubber(), flush_seconds=3600
     ).open()

@@ -10,6 +10,7 @@ import pytest
 from claude_jobs import long_poll
 from claude_jobs.job_service import JobService, long_poll_reads
 from claude_jobs.models import JobStatus
+from claude_jobs.ports import Transition
 from claude_jobs.wiring import Container
 from tests.events import load_event
 
@@ -27,15 +28,17 @@ def submitted(api: Api, tenant: str = TENANT, **body: Any) -> str:
 
 def finish(api: Api, job_id: str, text: str = "done") -> None:
     repo = api.container.job_repository
-    repo.transition(job_id, JobStatus.RUNNING, add_attempts=1)
+    repo.transition(Transition(job_id=job_id, to=JobStatus.RUNNING, add_attempts=1))
     repo.transition(
-        job_id,
-        JobStatus.SUCCEEDED,
-        set_fields={
-            "result": {"text": text, "is_error": False},
-            "usage": {"input_tokens": 10, "output_tokens": 5, "total_cost_usd": 0.01},
-            "finished_at": "2026-11-22T12:00:05+00:00",
-        },
+        Transition(
+            job_id=job_id,
+            to=JobStatus.SUCCEEDED,
+            set_fields={
+                "result": {"text": text, "is_error": False},
+                "usage": {"input_tokens": 10, "output_tokens": 5, "total_cost_usd": 0.01},
+                "finished_at": "2026-11-22T12:00:05+00:00",
+            },
+        )
     )
 
 
@@ -124,7 +127,7 @@ def test_long_poll_answers_as_soon_as_the_job_is_terminal(api: Api, container: C
 
     container.job_service = JobService(
         container.job_repository,
-        container.job_service._queue,
+        container.job_service.context.queue,
         container.settings,
         sleep=sleep,
     )
@@ -165,7 +168,11 @@ def _service_at(container: Container, repo: Any, job_id: str, quiet: float, slee
     assert job is not None
     now = (job.started_at or job.created_at) + timedelta(seconds=quiet)
     container.job_service = JobService(
-        repo, container.job_service._queue, container.settings, clock=lambda: now, sleep=sleep
+        repo,
+        container.job_service.context.queue,
+        container.settings,
+        clock=lambda: now,
+        sleep=sleep,
     )
 
 
@@ -234,10 +241,14 @@ def test_long_poll_reads_fast_again_once_it_sees_the_job_start(
     def sleep(seconds: float) -> None:
         pauses.append(seconds)
         if len(pauses) == 1:
-            repo.transition(job_id, JobStatus.RUNNING, add_attempts=1)
+            repo.transition(Transition(job_id=job_id, to=JobStatus.RUNNING, add_attempts=1))
         if len(pauses) == 4:
             repo.transition(
-                job_id, JobStatus.SUCCEEDED, set_fields={"result": {"text": "x", "is_error": False}}
+                Transition(
+                    job_id=job_id,
+                    to=JobStatus.SUCCEEDED,
+                    set_fields={"result": {"text": "x", "is_error": False}},
+                )
             )
 
     _service_at(container, repo, job_id, 60.0, sleep)

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from claude_jobs.job_service import JobService
 from claude_jobs.models import JobStatus
+from claude_jobs.ports import Transition
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
 from claude_jobs_tools.provision import Provisioned
@@ -253,7 +254,7 @@ def test_throttled_storage_is_429_with_retry_after(provisioned: Provisioned) -> 
     container = Container(provisioned.settings)
     container.job_service = JobService(
         ThrottledRepository(),  # type: ignore[arg-type]
-        container.job_service._queue,
+        container.job_service.context.queue,
         provisioned.settings,
     )
     answer = Api(container).submit_job(PROMPT)
@@ -285,7 +286,7 @@ def test_cancel_a_queued_job_answers_202_cancelled(api: Api) -> None:
 
 def test_cancel_a_running_job_asks_it_to_stop(api: Api) -> None:
     job_id = api.submit_job(PROMPT).json["job_id"]
-    api.container.job_repository.transition(job_id, JobStatus.RUNNING)
+    api.container.job_repository.transition(Transition(job_id=job_id, to=JobStatus.RUNNING))
     answer = api.cancel_job(job_id)
     assert answer.status == 202
     assert answer.json["status"] == "running"

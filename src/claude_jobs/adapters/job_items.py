@@ -1,0 +1,171 @@
+"""Job items of the jobs table: their keys, their attributes, and job writes as expressions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from ..clock import epoch, iso
+from ..errors import InvalidCursorError
+from ..models import Job
+from ..resources import JOBS_TABLE, TENANT_SHARDS
+from .dynamo import from_item, serialize
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+TENANT_INDEX = JOBS_TABLE.indexes[0].name
+IDEM_PREFIX = "idem#"
+#: A tenant's usage counter (`pending`, `running`): the same table, so that it changes in one
+#: transaction with the job. No GSI attributes, no TTL: never listed, never expires.
+USAGE_PREFIX = "usage#"
+#: A conversation (`session#<id>`): its tenant, jobs and the job that holds it. No status (the
+#: notifier ignores it), no GSI attributes (never listed); it expires with its transcripts.
+SESSION_PREFIX = "session#"
+#: Items of the table that are not jobs: a job read never returns them.
+INTERNAL_PREFIXES = (IDEM_PREFIX, USAGE_PREFIX, SESSION_PREFIX)
+
+
+def idempotency_item_id(tenant_id: str, key: str) -> str:
+    digest = hashlib.sha256(f"{tenant_id}\x00{key}".encode()).hexdigest()
+    return f"{IDEM_PREFIX}{digest}"
+
+
+def attribute(value: Any) -> dict[str, Any]:
+    """A field's plain (JSON-mode) value as an attribute value. Structured values — the
+    options with their output schema, metadata, the result with its structured output, usage,
+    errors — are stored as JSON text, never as DynamoDB maps and numbers: any valid JSON
+    round-trips exactly (an empty property name, 1e300, 50 digits, 64 levels), which DynamoDB's
+    own types cannot hold."""
+    if isinstance(value, dict | list):
+        return {"S": json.dumps(value, ensure_ascii=False, separators=(",", ":"))}
+    return serialize(value)
+
+
+def shard_key(tenant_id: str, shard: int) -> str:
+    return f"{tenant_id}#{shard}"
+
+
+def tenant_shard(tenant_id: str, job_id: str) -> str:
+    """The index partition of a job: its tenant and a shard from a hash of its id."""
+    digest = hashlib.sha256(job_id.encode()).digest()
+    return shard_key(tenant_id, int.from_bytes(digest[:4], "big") % TENANT_SHARDS)
+
+
+_CREATED_KEY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#[A-Za-z0-9_-]{1,128}$")
+
+
+def cursor_positions(cursor: Mapping[str, Any] | None) -> list[str | None]:
+    """Each shard's position from a cursor this repository returned; InvalidCursorError for
+    anything else (a forged token must not reach DynamoDB as a 5xx)."""
+    if cursor is None:
+        return [""] * TENANT_SHARDS
+    found = cursor.get("p") if set(cursor) == {"p"} else None
+    if not isinstance(found, list) or len(found) != TENANT_SHARDS:
+        raise InvalidCursorError("not a position in this listing")
+    for position in found:
+        if position is None or position == "":
+            continue
+        if not isinstance(position, str) or not _CREATED_KEY.match(position):
+            raise InvalidCursorError("not a position in this listing")
+    if all(p is None for p in found):
+        raise InvalidCursorError("not a position in this listing")
+    return list(found)
+
+
+def job_to_item(job: Job, retention_days: int) -> dict[str, Any]:
+    data = job.model_dump(mode="json", exclude_none=True)
+    item = {name: attribute(value) for name, value in data.items()}
+    item["tenant_shard"] = serialize(tenant_shard(job.tenant_id, job.job_id))
+    item["created_key"] = serialize(f"{iso(job.created_at)}#{job.job_id}")
+    item["expires_at"] = serialize(epoch(job.created_at + timedelta(days=retention_days)))
+    return item
+
+
+#: Job fields that hold structured values: JSON text in the item (maps in items written
+#: before documents were opaque, which still read).
+_STRUCTURED_FIELDS = frozenset(
+    name
+    for name, info in Job.model_fields.items()
+    if name not in ("job_id", "tenant_id", "status", "prompt", "system_prompt", "source")
+    and info.annotation not in (int, str, bool, int | None, str | None)
+    and "datetime" not in str(info.annotation)
+)
+
+
+def item_to_job(item: Mapping[str, Any]) -> Job:
+    data: dict[str, Any] = {}
+    for name, value in item.items():
+        if name in _STRUCTURED_FIELDS and "S" in value:
+            data[name] = json.loads(value["S"])
+        else:
+            data.update(from_item({name: value}))
+    return Job.model_validate(data)
+
+
+#: Fields no write may set: the keys, and what the repository itself maintains.
+_FIXED_FIELDS = frozenset({"job_id", "tenant_id", "version"})
+
+
+@cache
+def _field_type(name: str) -> TypeAdapter[Any]:
+    # Imported here: only updates use it, and the API functions' cold start skips the module.
+    from pydantic import TypeAdapter
+
+    annotation: Any = Job.model_fields[name].annotation
+    return TypeAdapter(annotation)
+
+
+def update_parts(
+    set_fields: Mapping[str, Any], remove_fields: Sequence[str], add_attempts: int
+) -> tuple[dict[str, dict[str, Any] | None], str, dict[str, str], dict[str, Any]]:
+    """A job write as (attribute values, update expression, names, values): the only place
+    job writes become DynamoDB expressions. Every write bumps `version`."""
+    names: dict[str, str] = {"#version": "version"}
+    values: dict[str, Any] = {":one": {"N": "1"}, ":zero": {"N": "0"}}
+    sets = ["#version = if_not_exists(#version, :zero) + :one"]
+    removes: list[str] = []
+    attributes = field_attributes(set_fields)
+    for field in remove_fields:
+        check_field(field)
+        attributes.setdefault(field, None)
+    for i, (name, value) in enumerate(attributes.items()):
+        names[f"#f{i}"] = name
+        if value is None:  # a None value removes the attribute
+            removes.append(f"#f{i}")
+        else:
+            values[f":f{i}"] = value
+            sets.append(f"#f{i} = :f{i}")
+    if add_attempts:
+        names["#attempts"] = "attempts"
+        values[":add"] = serialize(add_attempts)
+        sets.append("#attempts = if_not_exists(#attempts, :zero) + :add")
+    expression = "SET " + ", ".join(sets)
+    if removes:
+        expression += " REMOVE " + ", ".join(removes)
+    return attributes, expression, names, values
+
+
+def check_field(name: str) -> None:
+    if name not in Job.model_fields or name in _FIXED_FIELDS:
+        raise ValueError(f"{name!r} is not a job field a write may change")
+
+
+def field_attributes(fields: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
+    """Job fields (domain values, checked against the model's types) as attribute values;
+    None for a field to remove."""
+    attributes: dict[str, dict[str, Any] | None] = {}
+    for name, value in fields.items():
+        check_field(name)
+        if value is None:
+            attributes[name] = None
+            continue
+        adapter = _field_type(name)
+        plain = adapter.dump_python(adapter.validate_python(value), mode="json", exclude_none=True)
+        attributes[name] = attribute(plain)
+    return attributes
