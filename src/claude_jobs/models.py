@@ -121,18 +121,7 @@ class JobRequest(JobOptions):
         return url
 
     def options(self) -> JobOptions:
-        return JobOptions.model_validate(
-            self.model_dump(
-                exclude={
-                    "prompt",
-                    "system_prompt",
-                    "metadata",
-                    "webhook_url",
-                    "session_id",
-                    "inputs",
-                }
-            )
-        )
+        return JobOptions.model_validate(self.model_dump(include=set(JobOptions.model_fields)))
 
 
 class InputObject(BaseModel):
