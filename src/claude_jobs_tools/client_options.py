@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import textwrap
 import types
@@ -22,8 +24,7 @@ Generated from `claude_jobs.job_options.JobOptions` by `make client-options`: do
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+{imports}
 
 
 class JobOptions(TypedDict, total=False):
@@ -37,6 +38,8 @@ def render_type(annotation: Any) -> str:
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
         return render_type(args[0])
+    if origin is typing.Literal:
+        return "Literal[" + ", ".join(json.dumps(arg) for arg in args) + "]"
     if origin in (types.UnionType, typing.Union):
         return " | ".join(render_type(arg) for arg in args)
     if origin is list:
@@ -52,13 +55,34 @@ def render_type(annotation: Any) -> str:
     raise TypeError(f"no client type for {annotation!r}")
 
 
+def _imports(types_used: str) -> str:
+    """The import lines the rendered types need (and no more: ruff checks the file)."""
+    used = {name for name in _IMPORTABLE if re.search(rf"\b{name}\b", types_used)}
+    lines = []
+    for module in ("collections.abc", "typing"):
+        names = sorted(n for n in used | {"TypedDict"} if _IMPORTABLE.get(n) == module)
+        if names:
+            lines.append(f"from {module} import {', '.join(names)}")
+    return "\n".join(lines)
+
+
+_IMPORTABLE = {
+    "Mapping": "collections.abc",
+    "Sequence": "collections.abc",
+    "Any": "typing",
+    "Literal": "typing",
+    "TypedDict": "typing",
+}
+
+
 def render() -> str:
-    lines = [_HEADER]
+    lines, types_used = [], []
     for name, option in run_options():
         info = JobOptions.model_fields[name]
         rendered = render_type(info.annotation)
         if "None" not in rendered.split(" | "):
             rendered += " | None"
+        types_used.append(rendered)
         about = info.description or option.help
         if about:
             lines.extend(
@@ -68,7 +92,8 @@ def render() -> str:
     lines.extend(["", "", "#: The options' names, in the API's order.", "OPTION_NAMES = ("])
     lines.extend(f'    "{name}",' for name in JobOptions.model_fields)
     lines.append(")\n")
-    return "\n".join(lines)
+    body = "\n".join(lines)
+    return _HEADER.format(imports=_imports(" ".join(types_used))) + "\n" + body
 
 
 def main() -> None:

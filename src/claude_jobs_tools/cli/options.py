@@ -33,6 +33,8 @@ def value_type(annotation: Any) -> Any:
         if len(kinds) != 1:
             raise TypeError(f"no CLI flag for {annotation!r}")
         return kinds[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return type(typing.get_args(annotation)[0])
     return typing.get_origin(annotation) or annotation
 
 
