@@ -9,12 +9,9 @@
         done = api.wait(job["job_id"])      # long-polls with ?wait=20
         print(done["status"], done["result"]["text"])
 
-Answers are the API's JSON bodies as plain dicts (the shapes of the API's OpenAPI document,
-`openapi.json`), so a field the server adds never breaks the client. Every 4xx/5xx raises
-:class:`ApiError`, which carries the RFC 9457 problem.
-
-It needs only httpx and installs on its own (`clients/python`); `submit`'s job options are typed
-by :class:`JobOptions`, generated from the service's definition (`make client-options`).
+Answers are the API's JSON bodies as plain dicts (the shapes of `openapi.json`), so a field the
+server adds never breaks the client. Every 4xx/5xx raises :class:`ApiError`, which carries the
+RFC 9457 problem. It needs only httpx and installs on its own (`clients/python`).
 """
 
 from __future__ import annotations
@@ -256,12 +253,11 @@ class Client(_Files):
         inputs: Sequence[str] | None = None,
         **options: Unpack[JobOptions],
     ) -> Job:
-        """`POST /v1/jobs`. `options` are the job's run options (:class:`JobOptions`: tools,
-        turns, timeout, budget, model, output schema); left as None they take the API's
-        defaults. Returns the 202 body `{job_id, status, created_at, links}`. `session_id` (an
-        earlier job's) continues that conversation: ApiError 404 `session_not_found`, or 409
-        `session_busy` while a job of the session is queued or running. `inputs` are upload
-        ids (:meth:`upload`)."""
+        """`POST /v1/jobs`. `options`: the job's run options (:class:`JobOptions`, generated
+        by `make client-options`); None or left out: the API's defaults. Returns the 202 body
+        `{job_id, status, created_at, links}`. `session_id` (an earlier job's) continues that
+        conversation: ApiError 404 `session_not_found`, or 409 `session_busy` while a job of
+        the session is queued or running. `inputs` are upload ids (:meth:`upload`)."""
         unknown = sorted(set(options) - set(OPTION_NAMES))
         if unknown:
             raise TypeError(f"submit() got unknown job options: {', '.join(unknown)}")
