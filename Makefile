@@ -12,7 +12,7 @@ export CLAUDE_AGENT_SDK_SKIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lock dev lint typecheck test bench bench-capacity bench-reliability fuzz openapi synth layer-lock worker-lock deploy clean
+.PHONY: venv lock dev lint typecheck test bench bench-capacity bench-reliability fuzz openapi client-options synth layer-lock worker-lock deploy clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,11 @@ fuzz: venv
 
 openapi: venv
 	$(BIN)/python -m claude_jobs_tools.openapi > openapi.json
+
+# The client's typed job options, generated from claude_jobs.job_options (the client installs
+# without claude_jobs: clients/python).
+client-options: venv
+	$(BIN)/python -m claude_jobs_tools.client_options
 
 # The CDK CLI (npm aws-cdk) is installed into infra/node_modules from the committed lockfile.
 # No AWS account is needed to synthesize: instance-metadata lookups and CLI telemetry are off.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,32 +16,27 @@ from pydantic import (
 )
 
 from .filenames import FILENAME_PATTERN, MAX_FILENAME_CHARS
+from .job_options import MAX_DOCUMENT_DEPTH as MAX_DOCUMENT_DEPTH
+from .job_options import MAX_TIMEOUT_SECONDS as MAX_TIMEOUT_SECONDS
+from .job_options import JobOptions as JobOptions
+from .job_options import json_depth as json_depth
+from .job_options import tool_base_name as tool_base_name
+from .job_status import TERMINAL_STATUSES as TERMINAL_STATUSES
+from .job_status import JobStatus as JobStatus
+from .progress_events import EVENT_TEXT_BYTES as EVENT_TEXT_BYTES
+from .progress_events import EVENT_TOOL_INPUT_CHARS as EVENT_TOOL_INPUT_CHARS
+from .progress_events import MAX_EVENTS_PER_JOB as MAX_EVENTS_PER_JOB
+from .progress_events import EventPage as EventPage
+from .progress_events import ProgressEvent as ProgressEvent
+from .progress_events import StatusEvent as StatusEvent
+from .progress_events import TextEvent as TextEvent
+from .progress_events import ToolResultEvent as ToolResultEvent
+from .progress_events import ToolUseEvent as ToolUseEvent
+from .progress_events import UsageEvent as UsageEvent
 
 MAX_BODY_BYTES = 256 * 1024
 INLINE_RESULT_BYTES = 256 * 1024
-#: No deployment lets a job run longer than this (its `max_job_seconds` is at most this).
-MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
-#: Free-form JSON documents (an output schema, a structured result) nest at most this deep.
-MAX_DOCUMENT_DEPTH = 64
 
-
-def json_depth(value: Any) -> int:
-    """Levels of objects and arrays in a JSON value (a scalar: 0)."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
-_TOOL_RE = re.compile(
-    r"^(?P<name>[A-Za-z][A-Za-z0-9_]*(?:__[A-Za-z0-9_-]+)*)(?:\((?P<rule>[^()]*)\))?$"
-)
-_MODEL_RE = r"^[A-Za-z0-9][A-Za-z0-9._:@\[\]/-]{0,127}$"
 #: Session ids are UUIDs (the CLI's own session ids), lower case.
 SESSION_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
@@ -86,90 +80,6 @@ UPLOAD_ID_PATTERN = r"^upl_[a-z0-9]{26}$"
 UploadId = Annotated[str, StringConstraints(pattern=UPLOAD_ID_PATTERN)]
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED}
-)
-
-
-def tool_base_name(tool: str) -> str:
-    """`Bash(git status:*)` → `Bash`: the tool a permission rule applies to."""
-    match = _TOOL_RE.match(tool)
-    return match.group("name") if match else tool
-
-
-class JobOptions(BaseModel):
-    """Everything about a job's run except the prompt texts and metadata."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    allowed_tools: list[str] = Field(
-        default_factory=lambda: ["Read", "Glob", "Grep"],
-        max_length=64,
-        description="Tools the agent may use; `[]` = none. Each must be in the deployment's "
-        "permitted set. A permission rule such as `Bash(git status:*)` is accepted when its "
-        "tool is permitted.",
-    )
-    max_turns: int = Field(25, ge=1, le=100)
-    timeout_seconds: int = Field(
-        300,
-        ge=10,
-        le=MAX_TIMEOUT_SECONDS,
-        description="The job's deadline, from its first start: at most the deployment's "
-        "`max_job_seconds` (default 14,400). A job longer than one worker invocation runs in "
-        "segments (see `segments`).",
-    )
-    max_budget_usd: float | None = Field(None, gt=0, description="≤ the deployment's cap")
-    model: Annotated[str, StringConstraints(pattern=_MODEL_RE)] | None = Field(
-        None, description="Defaults to the deployment's model"
-    )
-    output_schema: dict[str, Any] | None = Field(
-        None,
-        description="A JSON Schema object; the result then carries `structured`. Any valid "
-        f"JSON within the body's size, nested at most {MAX_DOCUMENT_DEPTH} levels; it is kept "
-        "and returned exactly as sent.",
-        json_schema_extra={"x-max-depth": MAX_DOCUMENT_DEPTH},
-    )
-
-    @field_validator("allowed_tools")
-    @classmethod
-    def _tool_names(cls, tools: list[str]) -> list[str]:
-        for tool in tools:
-            if not _TOOL_RE.fullmatch(tool) or len(tool) > 256:
-                raise ValueError(f"{tool!r} is not a tool name")
-        if len(set(tools)) != len(tools):
-            raise ValueError("tool names must be unique")
-        return tools
-
-    @field_validator("output_schema")
-    @classmethod
-    def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        if schema is None:
-            return None
-        if json_depth(schema) > MAX_DOCUMENT_DEPTH:
-            raise ValueError(f"nests deeper than {MAX_DOCUMENT_DEPTH} levels")
-        # Imported here: only requests that carry a schema pay for jsonschema.
-        from jsonschema import exceptions, validators
-
-        try:
-            validators.validator_for(schema).check_schema(schema)
-        except exceptions.SchemaError as exc:
-            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
-        return schema
-
-
 class JobRequest(JobOptions):
     """Body of `POST /v1/jobs`. Unknown fields are rejected."""
 
@@ -211,18 +121,7 @@ class JobRequest(JobOptions):
         return url
 
     def options(self) -> JobOptions:
-        return JobOptions.model_validate(
-            self.model_dump(
-                exclude={
-                    "prompt",
-                    "system_prompt",
-                    "metadata",
-                    "webhook_url",
-                    "session_id",
-                    "inputs",
-                }
-            )
-        )
+        return JobOptions.model_validate(self.model_dump(include=set(JobOptions.model_fields)))
 
 
 class InputObject(BaseModel):
@@ -485,77 +384,6 @@ class SessionView(BaseModel):
 class JobList(BaseModel):
     items: list[JobView]
     next_token: str | None = None
-
-
-# ---------------------------------------------------------------- progress events
-
-#: At most this many events are kept per job (the worker stops storing beyond it).
-MAX_EVENTS_PER_JOB = 1000
-#: A `text` event's text is cut to this many UTF-8 bytes (`truncated` says so).
-EVENT_TEXT_BYTES = 2048
-#: A `tool_use` event's input (compact JSON) is cut to this many characters.
-EVENT_TOOL_INPUT_CHARS = 512
-
-
-class _Event(BaseModel):
-    seq: int = Field(ge=1, description="Strictly increasing within the job")
-    at: datetime
-
-
-class StatusEvent(_Event):
-    """The job moved to `status` (`segment`: the worker invocation it runs in, when known)."""
-
-    type: Literal["status"] = "status"
-    status: JobStatus
-    segment: int | None = None
-
-
-class TextEvent(_Event):
-    """Text the agent wrote (at most 2 KiB; `truncated` when it was longer)."""
-
-    type: Literal["text"] = "text"
-    text: str
-    truncated: bool = False
-
-
-class ToolUseEvent(_Event):
-    """The agent called `tool`; `input` is its input as compact JSON, at most 512 chars."""
-
-    type: Literal["tool_use"] = "tool_use"
-    tool: str
-    input: str
-
-
-class ToolResultEvent(_Event):
-    type: Literal["tool_result"] = "tool_result"
-    tool: str
-    is_error: bool = False
-
-
-class UsageEvent(_Event):
-    """The job's usage so far (cumulative)."""
-
-    type: Literal["usage"] = "usage"
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_cost_usd: float = 0.0
-
-
-ProgressEvent = Annotated[
-    StatusEvent | TextEvent | ToolUseEvent | ToolResultEvent | UsageEvent,
-    Field(discriminator="type"),
-]
-
-
-class EventPage(BaseModel):
-    """Body of `GET /v1/jobs/{job_id}/events`."""
-
-    items: list[ProgressEvent]
-    #: Pass as `after` to get only newer events (currently the decimal `seq` of the last
-    #: event seen; treat it as opaque).
-    next_cursor: str
-    #: The job is terminal and every event has been returned: nothing more will come.
-    done: bool
 
 
 class ProblemFieldError(BaseModel):

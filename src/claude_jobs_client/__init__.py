@@ -9,9 +9,9 @@
         done = api.wait(job["job_id"])      # long-polls with ?wait=20
         print(done["status"], done["result"]["text"])
 
-Answers are the API's JSON bodies as plain dicts (the shapes of DESIGN.md's contract), so a
-field the server adds never breaks the client. Every 4xx/5xx raises :class:`ApiError`, which
-carries the RFC 9457 problem.
+Answers are the API's JSON bodies as plain dicts (the shapes of `openapi.json`), so a field the
+server adds never breaks the client. Every 4xx/5xx raises :class:`ApiError`, which carries the
+RFC 9457 problem. It needs only httpx and installs on its own (`clients/python`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
-from claude_jobs import __version__
+from ._options import OPTION_NAMES
+from ._options import JobOptions as JobOptions
+
+__version__ = "0.1.0"
 
 URL_ENV = "CLAUDE_JOBS_URL"
 API_KEY_ENV = "CLAUDE_JOBS_API_KEY"
@@ -243,31 +246,25 @@ class Client(_Files):
         self,
         prompt: str,
         *,
-        allowed_tools: Sequence[str] | None = None,
-        max_turns: int | None = None,
-        timeout_seconds: int | None = None,
         system_prompt: str | None = None,
-        max_budget_usd: float | None = None,
-        model: str | None = None,
-        output_schema: Mapping[str, Any] | None = None,
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         session_id: str | None = None,
         inputs: Sequence[str] | None = None,
+        **options: Unpack[JobOptions],
     ) -> Job:
-        """`POST /v1/jobs`. Options left as None take the API's defaults. Returns the 202 body
+        """`POST /v1/jobs`. `options`: the job's run options (:class:`JobOptions`, generated
+        by `make client-options`); None or left out: the API's defaults. Returns the 202 body
         `{job_id, status, created_at, links}`. `session_id` (an earlier job's) continues that
         conversation: ApiError 404 `session_not_found`, or 409 `session_busy` while a job of
         the session is queued or running. `inputs` are upload ids (:meth:`upload`)."""
+        unknown = sorted(set(options) - set(OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"submit() got unknown job options: {', '.join(unknown)}")
         body: dict[str, Any] = {"prompt": prompt}
         optional: dict[str, Any] = {
-            "allowed_tools": list(allowed_tools) if allowed_tools is not None else None,
-            "max_turns": max_turns,
-            "timeout_seconds": timeout_seconds,
+            **{name: _json_value(options.get(name)) for name in OPTION_NAMES},
             "system_prompt": system_prompt,
-            "max_budget_usd": max_budget_usd,
-            "model": model,
-            "output_schema": dict(output_schema) if output_schema is not None else None,
             "metadata": dict(metadata) if metadata is not None else None,
             "session_id": session_id,
             "inputs": list(inputs) if inputs else None,
@@ -476,6 +473,15 @@ def _download(url: str, target: Any, size: int, timeout: float) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def _json_value(value: Any) -> Any:
+    """An option's value as JSON: a mapping as an object, a sequence as an array."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return list(value)
+    return value
 
 
 def _segment(job_id: str) -> str:

@@ -32,7 +32,13 @@ def job(**fields: Any) -> Job:
 
 def test_a_job_with_options_only_is_a_profile_and_one_with_its_own_data_is_not() -> None:
     profile = WarmProfile.of(job())
-    assert profile == WarmProfile(("Bash",), 5, None, None, True)
+    values = (
+        ("allowed_tools", ("Bash",)),
+        ("max_turns", 5),
+        ("max_budget_usd", None),
+        ("model", None),
+    )
+    assert profile == WarmProfile(values, True)
     assert profile is not None and profile.options() == JobOptions(
         allowed_tools=["Bash"], max_turns=5
     )
@@ -45,7 +51,7 @@ def test_a_job_with_options_only_is_a_profile_and_one_with_its_own_data_is_not()
     assert WarmProfile.of(job(options=JobOptions(output_schema=schema))) is None
     assert WarmProfile.of(job(segments=2)) is None
     assert WarmProfile.of(job(usage=Usage())) is None
-    assert WarmProfile.of(job(session_id=None)) == WarmProfile(("Bash",), 5, None, None, False)
+    assert WarmProfile.of(job(session_id=None)) == WarmProfile(values, False)
     assert WarmProfile.default() == WarmProfile.from_options(JobOptions(), session=True)
 
 

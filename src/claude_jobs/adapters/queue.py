@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
+from ..job_message import JobMessage
 from ..models import Job
 
 if TYPE_CHECKING:
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def job_message(job: Job) -> str:
-    return json.dumps({"job_id": job.job_id, "tenant_id": job.tenant_id}, separators=(",", ":"))
+    return JobMessage(job_id=job.job_id, tenant_id=job.tenant_id).body()
 
 
 class SqsJobQueue:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from ..clock import epoch
+from ..job_message import JobMessage
 from ..observability import get_logger
 from ..reconcile.reconciler import Slots, Snapshot, UnfinishedJob
 from .dynamo import from_item, serialize
@@ -177,5 +178,5 @@ class SqsJobWaker:
         self._url = queue_url
 
     def wake(self, job_id: str, tenant_id: str) -> None:
-        body = json.dumps({"job_id": job_id, "tenant_id": tenant_id}, separators=(",", ":"))
+        body = JobMessage(job_id=job_id, tenant_id=tenant_id).body()
         self._client.send_message(QueueUrl=self._url, MessageBody=body)

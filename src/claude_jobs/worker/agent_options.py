@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..models import tool_base_name
+from ..job_options import sdk_arguments
 from .isolation import AgentIdentity, spawn_as
 from .sdk_seam import cli_command, sdk_environment
 
@@ -34,12 +34,6 @@ def sdk_options(
     for PostToolUse and PostToolUseFailure (how long the segment's tool calls take)."""
     from claude_agent_sdk import ClaudeAgentOptions, HookMatcher
 
-    options = request.options
-    tools: list[str] = []
-    for tool in options.allowed_tools:
-        base = tool_base_name(tool)
-        if base not in tools:
-            tools.append(base)
     system_prompt: Any = (
         request.system_prompt
         if request.system_prompt
@@ -68,17 +62,9 @@ def sdk_options(
         setting_sources=[],
         strict_mcp_config=True,
         mcp_servers={},
-        tools=tools,
-        allowed_tools=list(options.allowed_tools),
-        max_turns=options.max_turns,
-        max_budget_usd=options.max_budget_usd,
+        **sdk_arguments(request.options),
         model=request.model,
         system_prompt=system_prompt,
-        output_format=(
-            {"type": "json_schema", "schema": options.output_schema}
-            if options.output_schema is not None
-            else None
-        ),
         stderr=stderr,
     )
 

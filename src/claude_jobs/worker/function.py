@@ -13,7 +13,6 @@ execution environment: on Lambda the process exits, so the next invocation gets 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
@@ -29,7 +28,9 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
 
+from ..job_message import JobMessage
 from ..observability import count, get_logger, instrumented
 from ..resources import WORKER_TIMEOUT_SECONDS
 from ..wiring import Container, ContainerHolder
@@ -220,22 +221,19 @@ class WorkerFunction(ContainerHolder):
         one is then deleted as processed. The delay grows with each wait, up to 12 times
         TENANT_DEFER_SECONDS, jittered so that a backlog spreads out."""
         try:
-            body = json.loads(record.body)
-            waits = int(body.get("deferrals", 0))
-        except (ValueError, TypeError, AttributeError):
-            body, waits = None, 0
-        if not isinstance(body, dict):
-            raise WorkerFault("a deferred message is not a job message")
-        body["deferrals"] = waits + 1
+            message = JobMessage.model_validate_json(record.body)
+        except ValidationError:
+            raise WorkerFault("a deferred message is not a job message") from None
+        waits = message.deferrals
         base = self.container.settings.tenant_defer_seconds * (1 + min(waits, 11))
         delay = min(900, max(1, round(base * random.uniform(0.75, 1.25))))  # noqa: S311
         self.container.client("sqs").send_message(
             QueueUrl=self._queue_url(record.event_source_arn),
-            MessageBody=json.dumps(body, separators=(",", ":")),
+            MessageBody=message.model_copy(update={"deferrals": waits + 1}).body(),
             DelaySeconds=delay,
         )
         # The reconciler leaves the job alone until its message is due (docs/adr/0001).
-        self._expect_message(body, delay)
+        self._expect_message(message.job_id, delay)
         count("JobsDeferred")
 
     def _next_segment(self, record: SQSRecord) -> None:
@@ -244,15 +242,15 @@ class WorkerFunction(ContainerHolder):
         duplicate finds it running or done and is skipped). When it cannot be sent this
         message is retried instead (WorkerFault), and its redelivery claims the job."""
         try:
-            body = json.loads(record.body)
-            message = {"job_id": str(body["job_id"]), "tenant_id": body.get("tenant_id")}
+            received = JobMessage.model_validate_json(record.body)
+            message = JobMessage(job_id=received.job_id, tenant_id=received.tenant_id)
             self.container.client("sqs").send_message(
                 QueueUrl=self._queue_url(record.event_source_arn),
-                MessageBody=json.dumps(message, separators=(",", ":")),
+                MessageBody=message.body(),
             )
         except Exception as exc:
             raise WorkerFault("the next segment's message could not be sent") from exc
-        self._expect_message(message, 0)
+        self._expect_message(message.job_id, 0)
         count("JobSegments")
 
     def _come_back(self, record: SQSRecord, seconds: float) -> None:
@@ -281,14 +279,13 @@ class WorkerFunction(ContainerHolder):
         else:
             get_logger().info("message retried in %s s", delay, extra={"receives": receives})
             try:
-                self._expect_message(json.loads(record.body), delay)
-            except ValueError:  # not a job message: nothing to note
+                self._expect_message(JobMessage.model_validate_json(record.body).job_id, delay)
+            except ValidationError:  # not a job message: nothing to note
                 return
 
-    def _expect_message(self, body: Any, delay: float) -> None:
+    def _expect_message(self, job_id: str, delay: float) -> None:
         """Note on a queued job when its message is due (the reconciler waits until then)."""
-        job_id = body.get("job_id") if isinstance(body, dict) else None
-        if isinstance(job_id, str) and job_id:
+        if job_id:
             from ..adapters.reconcile_table import expect_message
 
             settings = self.container.settings

@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..documents import (
     ARTIFACTS_PREFIX,
     OUTPUT_SCHEMA,
@@ -50,6 +52,7 @@ from ..documents import (
     JobDocuments,
 )
 from ..errors import JobNotFoundError, TenantAtShareError, TransitionConflictError
+from ..job_message import JobMessage
 from ..models import INLINE_RESULT_BYTES, Job, JobErrorInfo, JobResult, JobStatus, Usage
 from ..observability import deferred_logger
 from ..ports import AgentRunner, JobRepository, KeyProxy, Transition
@@ -194,9 +197,8 @@ class JobProcessor:
 
     def process_message(self, body: str, remaining_seconds: float) -> Processed:
         try:
-            message = json.loads(body)
-            job_id = str(message["job_id"])
-        except (ValueError, KeyError, TypeError):
+            job_id = JobMessage.model_validate_json(body).job_id
+        except ValidationError:
             log.error("dropping a malformed jobs-queue message")
             return Processed(None, "malformed")
         return self.process(job_id, remaining_seconds)

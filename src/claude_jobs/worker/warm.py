@@ -30,22 +30,26 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..models import Job, JobOptions
+from ..job_options import JobOptions, default_of, warm_fields
+from ..models import Job
 from .agent import WarmProcess
 from .containment import JobScope
 from .isolation import AgentIdentity
 from .sandbox import Sandbox
 
 
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
 @dataclass(frozen=True)
 class WarmProfile:
-    """The options a warm CLI is started with: configuration only, never a job's data."""
+    """The options a warm CLI is started with: configuration only, never a job's data. Its
+    `values` are the job options marked `warm="profile"` (job_options.py), in field order."""
 
-    allowed_tools: tuple[str, ...]
-    max_turns: int
-    max_budget_usd: float | None
-    model: str | None
+    values: tuple[tuple[str, Any], ...]
     #: The job starts a session (every job since sessions exist): the CLI is started under a
     #: fresh session id of its own, and the job's fresh session is stored as if it were its
     #: (`SessionKeeper.started_as`). A job that resumes its session gets a cold start.
@@ -58,22 +62,18 @@ class WarmProfile:
 
     @classmethod
     def from_options(cls, options: JobOptions, *, session: bool) -> WarmProfile:
-        return cls(
-            tuple(options.allowed_tools),
-            options.max_turns,
-            options.max_budget_usd,
-            options.model,
-            session,
-        )
+        values = tuple((name, _frozen(getattr(options, name))) for name in warm_fields())
+        return cls(values, session)
 
     @classmethod
     def of(cls, job: Job) -> WarmProfile | None:
         """The profile `job`'s CLI is started with, or None when that CLI carries the job's own
-        data or state on its command line (then it is neither warm-started nor a model). A
-        session to resume is known only once it is loaded: its CLI does not match then."""
+        data or state on its command line (then it is neither warm-started nor a model): a
+        system prompt, an option marked `warm="cold"` that is set, a later segment. A session
+        to resume is known only once it is loaded: its CLI does not match then."""
         if (
             job.system_prompt
-            or job.options.output_schema is not None
+            or any(getattr(job.options, name) != default_of(name) for name in warm_fields("cold"))
             or job.segments > 1
             or job.usage is not None
         ):
@@ -81,11 +81,8 @@ class WarmProfile:
         return cls.from_options(job.options, session=job.session_id is not None)
 
     def options(self) -> JobOptions:
-        return JobOptions(
-            allowed_tools=list(self.allowed_tools),
-            max_turns=self.max_turns,
-            max_budget_usd=self.max_budget_usd,
-            model=self.model,
+        return JobOptions.model_validate(
+            {name: list(v) if isinstance(v, tuple) else v for name, v in self.values}
         )
 
 

@@ -28,12 +28,13 @@ What each fault emulates, and how faithfully:
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import threading
 import time
 from typing import Any
+
+from claude_jobs.job_message import JobMessage
 
 from .aws_faults import AwsFaultProxy, FaultPlan
 from .runtime import kill_invocation
@@ -140,8 +141,8 @@ class ChaosStack(LocalStack):
         fresh = []
         for record in event.get("Records", []):
             try:
-                job_id = str(json.loads(record.get("body") or "{}").get("job_id") or "")
-            except (ValueError, AttributeError):
+                job_id = JobMessage.model_validate_json(record.get("body") or "{}").job_id
+            except (ValueError, AttributeError):  # not a job message
                 continue
             if job_id:
                 fresh.append(job_id)
