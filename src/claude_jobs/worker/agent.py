@@ -32,25 +32,21 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 from anyio import ClosedResourceError, EndOfStream
 from anyio.abc import ByteReceiveStream, ByteSendStream
 from anyio.lowlevel import checkpoint
 
-from ..models import JobErrorInfo, JobOptions, Usage, tool_base_name
+from ..models import JobErrorInfo, Usage, tool_base_name
 from ..observability import deferred_logger
 from .isolation import AgentIdentity, kill_process_group, spawn_as
-
-if TYPE_CHECKING:
-    from .sessions import AgentSession
+from .ports import AgentOutcome as AgentOutcome
+from .ports import AgentRequest as AgentRequest
+from .ports import Ending as Ending
 
 log = deferred_logger()  # Powertools' structured logger
-
-#: "segment": stopped before the invocation's end, to be resumed by the next (segments.py).
-Ending = Literal["succeeded", "failed", "timed_out", "cancelled", "segment"]
 
 #: Error codes a job can end with (documented in docs/worker.md).
 TIMED_OUT = "timed_out"
@@ -78,48 +74,6 @@ _TOOL_TIME_FACTOR = 1.25
 
 class AgentStartError(RuntimeError):
     """The CLI could not be started at all (an infrastructure fault: the job is retried)."""
-
-
-@dataclass(frozen=True)
-class AgentRequest:
-    job_id: str
-    prompt: str
-    system_prompt: str | None
-    options: JobOptions
-    model: str
-    cli: Path  # the bundled Claude Code CLI
-    cwd: Path
-    env: dict[str, str]  # the CLI's whole environment, but for the SDK's own variables
-    deadline_seconds: float
-    identity: AgentIdentity = field(default_factory=AgentIdentity)
-    should_stop: Callable[[], bool] = lambda: False
-    on_started: Callable[[int], None] = lambda pid: None  # the CLI's pid, once it runs
-    #: Every claude-agent-sdk message, as it arrives (progress events: `progress.py`). Called
-    #: on the run's event loop: it must be quick and must not raise.
-    on_message: Callable[[Any], None] = lambda message: None
-    #: The conversation the run continues or starts (sessions.py); None: no session.
-    session: AgentSession | None = None
-    #: Long jobs (segments.py): when set, this run is a segment — from this many seconds on
-    #: the agent is stopped at its next turn boundary (before its next tool call runs), and
-    #: reaching `deadline_seconds` ends the segment rather than timing the job out.
-    yield_after_seconds: float | None = None
-    #: Warm start (warm.py): the CLI started ahead of this run; used when its launch is this
-    #: run's, else stopped.
-    warm: WarmProcess | None = None
-
-
-@dataclass
-class AgentOutcome:
-    ending: Ending
-    text: str | None = None
-    structured: Any | None = None
-    usage: Usage = field(default_factory=Usage)
-    error: JobErrorInfo | None = None
-    permission_denials: list[str] = field(default_factory=list)
-
-    @property
-    def is_error(self) -> bool:
-        return self.ending != "succeeded"
 
 
 def sdk_options(
