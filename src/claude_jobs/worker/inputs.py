@@ -1,7 +1,8 @@
 """Put a job's input objects (from an S3 trigger, or uploads) into its workspace, for Read
 and Grep.
 
-File names come from the object key's last segment, reduced to a safe character set, so a key
+File names come from the object key's last segment, reduced to a safe character set
+(`triggers.inputs.safe_filename`: the trigger names the file in the prompt too), so a key
 such as `../../etc/passwd` or `a/.bashrc` can only ever name a plain file directly inside the
 workspace. Files are created exclusively (no following a planted symlink) and the download is
 capped in bytes whatever the object claims its size to be.
@@ -10,7 +11,6 @@ capped in bytes whatever the object claims its size to be.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from ..errors import ClaudeJobsError
 from ..models import InputObject
+from ..triggers.inputs import safe_filename
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 DEFAULT_MAX_INPUT_BYTES = 100 * 1024 * 1024
-MAX_NAME_CHARS = 120
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1024 * 1024
 
 
@@ -37,19 +36,6 @@ class InputUnavailableError(ClaudeJobsError):
     """An input object of the job could not be placed in its workspace."""
 
     code = "input_unavailable"
-
-
-def safe_filename(key: str) -> str:
-    """The workspace file name for an object key: its last segment, safe characters only."""
-    name = key.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE.sub("_", name).lstrip(".-_")
-    if len(name) > MAX_NAME_CHARS:
-        stem, dot, ext = name.rpartition(".")
-        ext = ext[:16] if dot else ""
-        name = (stem if dot else name)[: MAX_NAME_CHARS - len(ext) - 1].rstrip(".") + (
-            "." + ext if ext else ""
-        )
-    return name or "input"
 
 
 def _unique(directory: Path, name: str, taken: set[str]) -> str:
