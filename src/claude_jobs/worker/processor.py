@@ -55,6 +55,9 @@ log = deferred_logger()  # Powertools' structured logger
 
 
 class JobProcessor:
+    """The flow of one jobs-queue message (above); its steps are in `claims`, `run`,
+    `recording` and `warm_pool`, its dependencies in one `WorkerPorts`."""
+
     def __init__(self, ports: WorkerPorts) -> None:
         self.ports = ports
         self._scrubber = Scrubber(ports.known_secrets)
