@@ -194,6 +194,7 @@ class Stack:
     def run_job(self, kind: Kind) -> str:
         from claude_jobs.worker.agent import AgentOutcome
         from claude_jobs.worker.isolation import AgentIdentity, IdentityPool
+        from claude_jobs.worker.ports import WorkerPorts
         from claude_jobs.worker.processor import JobProcessor
         from claude_jobs_tools.scripted_agent import NullProxy, ScriptedAgent
 
@@ -205,17 +206,18 @@ class Stack:
             "succeeded", text=kind.text, structured=kind.structured
         )
         polls = int(AGENT_SECONDS / self.settings.cancel_poll_seconds)
-        processor = JobProcessor(
-            self.container.job_repository,
-            self.container.job_documents,
-            ScriptedAgent(answer, polls=polls),
-            NullProxy(),
-            lambda: "sk-ant-bench",
-            self.settings,
-            IdentityPool(AgentIdentity()),
+        ports = WorkerPorts(
+            jobs=self.container.job_repository,
+            documents=self.container.job_documents,
+            runner=ScriptedAgent(answer, polls=polls),
+            proxy=NullProxy(),
+            key=lambda: "sk-ant-bench",
+            settings=self.settings,
+            identities=IdentityPool(AgentIdentity()),
             sandbox_dir=self.sandbox,
             min_run_seconds=1,
         )
+        processor = JobProcessor(ports)
         started = time.perf_counter()
         processed = processor.process_message(message["Body"], 900)
         self.recorder.invocation("worker", time.perf_counter() - started, self.worker_memory_mb)

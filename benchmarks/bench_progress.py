@@ -121,23 +121,25 @@ def run_job(
     """One job through the worker; its (worker AWS calls, events stored, event write units)."""
     from claude_jobs.models import JobRequest
     from claude_jobs.worker.isolation import AgentIdentity, IdentityPool
+    from claude_jobs.worker.ports import WorkerPorts
     from claude_jobs.worker.processor import JobProcessor
     from claude_jobs.worker.progress import NoProgress, ProgressEvents
     from claude_jobs_tools.scripted_agent import NullProxy, ScriptedAgent
 
     job = container.job_service.submit(TENANT, JobRequest(prompt="Work.")).job
-    processor = JobProcessor(
-        container.job_repository,
-        container.job_documents,
-        ScriptedAgent(agent(turns, gap)),
-        NullProxy(),
-        lambda: "sk-ant-bench-key-0123456789",
-        container.settings,
-        IdentityPool(AgentIdentity()),
+    ports = WorkerPorts(
+        jobs=container.job_repository,
+        documents=container.job_documents,
+        runner=ScriptedAgent(agent(turns, gap)),
+        proxy=NullProxy(),
+        key=lambda: "sk-ant-bench-key-0123456789",
+        settings=container.settings,
+        identities=IdentityPool(AgentIdentity()),
         progress=ProgressEvents(container.event_store) if progress else NoProgress(),
         sandbox_dir=sandbox,
         min_run_seconds=1,
     )
+    processor = JobProcessor(ports)
     calls.reset()
     processed = processor.process(job.job_id, 900)
     assert processed.action == "ran", processed

@@ -3,17 +3,13 @@ with AWS; tests may implement them with fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .models import Job, JobStatus, SessionRecord
 from .state import sources_for
-
-if TYPE_CHECKING:
-    from .worker.agent import AgentOutcome, AgentRequest
-    from .worker.metering import Metered
 
 
 @dataclass(frozen=True)
@@ -221,56 +217,6 @@ class DocumentStore(Protocol):
     def delete(self, keys: Sequence[str]) -> None: ...
 
     def download_url(self, key: str) -> str: ...
-
-
-class AgentRunner(Protocol):
-    """Runs one agent request to its end (the real one: the bundled CLI through the SDK)."""
-
-    def run(self, request: AgentRequest) -> AgentOutcome: ...
-
-
-class KeyProxy(Protocol):
-    """The worker's loopback endpoint that holds the real key: the agent gets a per-job token
-    for it, never the key."""
-
-    def start(self) -> Any: ...
-
-    def close(self) -> None: ...
-
-    @property
-    def alive(self) -> bool: ...
-
-    @property
-    def url(self) -> str: ...
-
-    def issue(
-        self,
-        job_id: str,
-        *,
-        limit_usd: float | None = None,
-        models: Iterable[str] | None = None,
-    ) -> str:
-        """A token for one job; its calls are refused once their metered cost reaches
-        `limit_usd`, and may name only `models` (the job's) and the deployment's models."""
-        ...
-
-    def assign(
-        self,
-        token: str,
-        job_id: str,
-        *,
-        limit_usd: float | None = None,
-        models: Iterable[str] | None = None,
-    ) -> None:
-        """Bind a token issued ahead of its job (warm start) to `job_id`, with a fresh meter,
-        the job's limit and its models."""
-        ...
-
-    def revoke(self, token: str) -> object: ...
-
-    def metered(self, token: str) -> Metered | None:
-        """The job's usage and cost as metered so far."""
-        ...
 
 
 class Clock(Protocol):

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from claude_jobs.models import JobErrorInfo, Usage
-from claude_jobs.worker.agent import CANCELLED, AgentOutcome, AgentRequest
+from claude_jobs.worker.agent import CANCELLED
+from claude_jobs.worker.ports import AgentOutcome, AgentRequest
 
 
 @dataclass

@@ -17,11 +17,9 @@ from claude_jobs.job_service import JobService
 from claude_jobs.models import EventPage, Job, JobRequest, JobStatus
 from claude_jobs.settings import Settings
 from claude_jobs.worker.agent import AgentOutcome, AgentRequest, AgentStartError
-from claude_jobs.worker.isolation import AgentIdentity, IdentityPool
 from claude_jobs.worker.processor import JobProcessor, WorkerFault
 from claude_jobs.worker.progress import ProgressEvents
 from tests.fakes import (
-    FakeProxy,
     Finish,
     InMemoryDocumentStore,
     InMemoryEventStore,
@@ -32,6 +30,7 @@ from tests.fakes import (
     WaitForStop,
 )
 from tests.fakes.agent import Step
+from tests.fakes.worker import worker_ports
 
 KEY = "sk-ant-api03-" + "r" * 40
 
@@ -56,16 +55,15 @@ class World:
 
     def run(self, job: Job, *steps: Step) -> None:
         processor = JobProcessor(
-            self.repo,
-            JobDocuments(InMemoryDocumentStore()),
-            ScriptedRunner(*steps),
-            FakeProxy(),
-            lambda: KEY,
-            self.settings,
-            IdentityPool(AgentIdentity()),
-            progress=ProgressEvents(self.events, flush_seconds=3600),
-            sandbox_dir=str(self.sandbox),
-            min_run_seconds=1,
+            worker_ports(
+                self.repo,
+                JobDocuments(InMemoryDocumentStore()),
+                runner=ScriptedRunner(*steps),
+                key=lambda: KEY,
+                settings=self.settings,
+                progress=ProgressEvents(self.events, flush_seconds=3600),
+                sandbox_dir=str(self.sandbox),
+            )
         )
         processor.process(job.job_id, 900)
 

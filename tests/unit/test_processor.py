@@ -16,7 +16,6 @@ from claude_jobs.models import Job, JobRequest, JobStatus
 from claude_jobs.ports import TenantUsage, Transition
 from claude_jobs.settings import Settings
 from claude_jobs.worker.agent import AgentOutcome, AgentRequest, AgentStartError
-from claude_jobs.worker.isolation import AgentIdentity, IdentityPool
 from claude_jobs.worker.processor import JobProcessor, WorkerFault
 from tests.fakes import (
     FakeProxy,
@@ -29,6 +28,7 @@ from tests.fakes import (
     WaitForStop,
 )
 from tests.fakes.agent import Step
+from tests.fakes.worker import worker_ports
 
 NOW = 1_800_000_000.0
 MAX_ATTEMPTS = 3
@@ -58,16 +58,15 @@ class World:
     def processor(self, *steps: Step) -> tuple[JobProcessor, ScriptedRunner]:
         runner = ScriptedRunner(*steps)
         processor = JobProcessor(
-            self.repo,
-            JobDocuments(self.store),
-            runner,
-            self.proxy,
-            lambda: "sk-ant-real-key",
-            self.settings,
-            IdentityPool(AgentIdentity()),
-            sandbox_dir=str(self.sandbox_dir),
-            min_run_seconds=1,
-            clock=self.clock,
+            worker_ports(
+                self.repo,
+                JobDocuments(self.store),
+                runner=runner,
+                proxy=self.proxy,
+                settings=self.settings,
+                sandbox_dir=str(self.sandbox_dir),
+                clock=self.clock,
+            )
         )
         return processor, runner
 

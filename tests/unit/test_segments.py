@@ -14,11 +14,9 @@ from claude_jobs.documents import JobDocuments
 from claude_jobs.job_service import JobService
 from claude_jobs.models import Job, JobRequest, JobStatus, Usage
 from claude_jobs.settings import Settings
-from claude_jobs.worker.isolation import AgentIdentity, IdentityPool
 from claude_jobs.worker.processor import JobProcessor
 from claude_jobs.worker.segments import CONTINUE_PROMPT, margins, plan
 from tests.fakes import (
-    FakeProxy,
     Finish,
     InMemoryDocumentStore,
     InMemoryJobRepository,
@@ -26,6 +24,7 @@ from tests.fakes import (
     ScriptedRunner,
 )
 from tests.fakes.agent import Step
+from tests.fakes.worker import worker_ports
 
 NOW = 1_800_000_000.0
 #: Lambda time left at each delivery: less than the job's timeout, so each run is a segment.
@@ -60,17 +59,15 @@ class World:
     def processor(self, *steps: Step) -> tuple[JobProcessor, ScriptedRunner]:
         runner = ScriptedRunner(*steps)
         processor = JobProcessor(
-            self.repo,
-            JobDocuments(self.store),
-            runner,
-            FakeProxy(),
-            lambda: "sk-ant-real-key",
-            self.settings,
-            IdentityPool(AgentIdentity()),
-            sandbox_dir=str(self.tmp_path),
-            min_run_seconds=1,
-            clock=lambda: self.now,
-            sessions=NoTranscripts(),  # type: ignore[arg-type]
+            worker_ports(
+                self.repo,
+                JobDocuments(self.store),
+                runner=runner,
+                settings=self.settings,
+                sandbox_dir=str(self.tmp_path),
+                clock=lambda: self.now,
+                sessions=NoTranscripts(),
+            )
         )
         return processor, runner
 
@@ -185,7 +182,7 @@ def test_turns_and_budget_hold_across_segments(world: World) -> None:
 
     spender = world.submit(max_budget_usd=0.25)
     processor, runner = world.processor(segment(cost=0.25), Finish())
-    proxy: Any = processor._proxy
+    proxy: Any = processor.ports.proxy
     processor.process(spender.job_id, remaining_seconds=SHORT)
     processor.process(spender.job_id, remaining_seconds=900)
     first, second = list(proxy.limits.values())

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from claude_jobs.worker.workspace import (
-    MemoryWorkspaceStore,
     WorkspaceArchiveError,
     WorkspaceTooLargeError,
     limits,
@@ -22,6 +21,7 @@ from claude_jobs.worker.workspace import (
     save,
     unpack,
 )
+from tests.fakes.workspace import MemoryWorkspaceStore
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUNDS = limits(max_files=100, max_bytes=1_000_000)
@@ -149,9 +149,15 @@ def test_no_stored_workspace_restores_nothing(tmp_path: Path) -> None:
 _CARRY = """
 import sys, tarfile
 from pathlib import Path
-from claude_jobs.worker.workspace import MemoryWorkspaceStore, limits, restore, save
+from claude_jobs.worker.workspace import limits, restore, save
+class Store(dict):
+    def save(self, tenant_id, job_id, body, size):
+        self[tenant_id, job_id] = body.read(size)
+    def load(self, tenant_id, job_id, into):
+        into.write(self[tenant_id, job_id])
+        return True
 source, target = Path(sys.argv[1]), Path(sys.argv[2])
-store = MemoryWorkspaceStore()
+store = Store()
 save(store, "t", "j", source, limits(max_files=10, max_bytes=10_000))
 assert restore(store, "t", "j", target, lambda path: None)
 print(hasattr(tarfile, "data_filter"), (target / "d" / "f.txt").read_text())

@@ -149,7 +149,7 @@ def _worker_stack(
     yield WorkerStack(provisioned, container, function, fake)
     if "processor" in function.__dict__:
         function.shutdown()
-        function.processor._proxy.close()
+        function.processor.ports.proxy.close()
 
 
 @pytest.fixture
@@ -213,7 +213,7 @@ def bedrock_stack(
     function = WorkerFunction(container, min_run_seconds=1)
     yield WorkerStack(provisioned, container, function, fake_bedrock)
     if "processor" in function.__dict__:
-        function.processor._proxy.close()
+        function.processor.ports.proxy.close()
 
 
 def sandboxes_of(job: Job) -> list[Path]:

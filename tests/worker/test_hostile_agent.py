@@ -268,7 +268,7 @@ def test_when_a_process_cannot_be_ended_the_result_is_recorded_then_the_environm
         # When it runs the job
         answer = function.handler(sqs_event(job), LambdaContext())
     finally:
-        function.processor._proxy.close()
+        function.processor.ports.proxy.close()
     # Then it retired exactly once, after the job's result was recorded
     assert answer == {"batchItemFailures": []}
     assert states == [JobStatus.SUCCEEDED]

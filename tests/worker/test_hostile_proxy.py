@@ -4,6 +4,7 @@ budget, and what it spent is on the job's record — even when the job is stoppe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from claude_jobs.models import JobStatus
+from claude_jobs.worker.processor import JobProcessor
 from claude_jobs_tools.local.fake_anthropic import Text, ToolUse, Usage
 from tests.worker.conftest import WorkerStack
 
@@ -145,7 +147,8 @@ def test_the_deployment_cap_bounds_a_job_without_a_budget(
 ) -> None:
     # Given a deployment whose cap is $0.02 and a job with no budget of its own
     settings = stack.container.settings.model_copy(update={"max_budget_usd_cap": 0.02})
-    monkeypatch.setattr(stack.function.processor, "_settings", settings)
+    ports = dataclasses.replace(stack.function.processor.ports, settings=settings)
+    monkeypatch.setattr(stack.function, "processor", JobProcessor(ports))
     job = stack.submit(allowed_tools=["Read"])
     expensive = Usage(input_tokens=10_000)  # $0.03: past the cap in one call
     stack.fake.script(ToolUse("Read", {"file_path": "/etc/hostname"}, usage=expensive))

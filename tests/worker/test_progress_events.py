@@ -116,4 +116,4 @@ def test_events_past_the_bound_are_dropped_and_the_ending_is_kept(stack: WorkerS
         assert [e["type"] for e in events[-2:]] == ["usage", "status"]
         assert events[-1]["status"] == "succeeded"
     finally:
-        small.processor._proxy.close()
+        small.processor.ports.proxy.close()

@@ -136,7 +136,7 @@ def run_segments(
             ):
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     finally:
-        worker.processor._proxy.close()
+        worker.processor.ports.proxy.close()
     return invocations
 
 

@@ -91,7 +91,7 @@ def test_a_long_job_runs_in_segments_and_each_tool_runs_once(
                 assert json.loads(message["Body"])["job_id"] == job.job_id
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     finally:
-        worker.processor._proxy.close()
+        worker.processor.ports.proxy.close()
     # Then it succeeded after more than one invocation, each step's effect exactly once
     done = stack.get(job)
     assert done.status is JobStatus.SUCCEEDED, done.error

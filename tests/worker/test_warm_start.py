@@ -34,7 +34,7 @@ def processor(stack: WorkerStack) -> JobProcessor:
 
 
 def warm_cli(stack: WorkerStack) -> WarmCli:
-    warm = processor(stack)._warm
+    warm = processor(stack).warm_pool.current
     assert warm is not None, "no warm CLI was started"
     return warm
 
@@ -84,7 +84,7 @@ def test_a_warm_cli_holds_nothing_of_the_last_job_and_runs_the_next(
     assert all(secret not in p.read_text(errors="replace") for p in files)
     assert not (warm.sandbox.work_dir / "note.txt").exists()
     # And its token may spend nothing before a job adopts it
-    meter = processor(stack)._proxy.meter_for(warm.token)  # type: ignore[attr-defined]
+    meter = processor(stack).ports.proxy.meter_for(warm.token)  # type: ignore[attr-defined]
     assert meter is not None and meter.job_id == "" and meter.admit() == "budget"
 
     # When a second job with the same options arrives
@@ -161,13 +161,13 @@ def test_shutdown_ends_the_warm_cli_and_its_sandbox(warm_stack: WorkerStack) -> 
     stack.function.shutdown()
     assert not warm.process.alive
     assert not root.exists()
-    assert processor(stack)._warm is None
-    assert processor(stack)._proxy.meter_for(warm.token) is None  # type: ignore[attr-defined]
+    assert processor(stack).warm_pool.current is None
+    assert processor(stack).ports.proxy.meter_for(warm.token) is None  # type: ignore[attr-defined]
 
 
 def test_without_warm_start_no_cli_is_left_between_jobs(stack: WorkerStack) -> None:
     stack.deliver(stack.submit("Hello.", allowed_tools=[]))
-    assert processor(stack)._warm is None
+    assert processor(stack).warm_pool.current is None
     assert os.environ.get("WARM_START") is None
 
 
@@ -201,11 +201,11 @@ def test_an_invocation_nearly_out_of_time_starts_no_warm_cli(warm_stack: WorkerS
     stack.fake.script(Text("hello"))
     # With plenty of time a job leaves a warm CLI behind
     stack.deliver(job)
-    assert processor(stack)._warm is not None
-    processor(stack).discard_warm()
+    assert processor(stack).warm_pool.current is not None
+    processor(stack).warm_pool.discard()
     # But an invocation with a few seconds left (too few to run a job: it is retried) starts
     # none: it must not time out waiting for a CLI to boot
     late = stack.submit("Too late.", allowed_tools=[])
     answer = stack.deliver(late, LambdaContext(remaining_ms=6_000))
     assert len(answer["batchItemFailures"]) == 1
-    assert processor(stack)._warm is None
+    assert processor(stack).warm_pool.current is None

@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from ..models import JobErrorInfo, JobOptions, Usage
+from ..models import JobErrorInfo, Usage
 from ..observability import deferred_logger
 from .agent_options import Launch as Launch
 from .agent_options import launch_of as launch_of
@@ -26,17 +23,16 @@ from .cli_process import AgentStartError as AgentStartError
 from .cli_process import CliProcess as CliProcess
 from .cli_process import WarmProcess as WarmProcess
 from .cli_process import open_transport
-from .isolation import AgentIdentity, kill_process_group
+from .isolation import kill_process_group
+from .ports import AgentOutcome as AgentOutcome
+from .ports import AgentRequest as AgentRequest
+from .ports import Ending as Ending
 
 if TYPE_CHECKING:
     from claude_agent_sdk import Transport
 
-    from .sessions import AgentSession
 
 log = deferred_logger()  # Powertools' structured logger
-
-#: "segment": stopped before the invocation's end, to be resumed by the next (segments.py).
-Ending = Literal["succeeded", "failed", "timed_out", "cancelled", "segment"]
 
 #: Error codes a job can end with (documented in docs/worker.md).
 TIMED_OUT = "timed_out"
@@ -60,48 +56,6 @@ _STOP_GRACE_SECONDS = 10
 _PAUSE_GRACE_SECONDS = 0.2
 #: A segment's next tool call is expected to take up to this many times its longest so far.
 _TOOL_TIME_FACTOR = 1.25
-
-
-@dataclass(frozen=True)
-class AgentRequest:
-    job_id: str
-    prompt: str
-    system_prompt: str | None
-    options: JobOptions
-    model: str
-    cli: Path  # the bundled Claude Code CLI
-    cwd: Path
-    env: dict[str, str]  # the CLI's whole environment, but for the SDK's own variables
-    deadline_seconds: float
-    identity: AgentIdentity = field(default_factory=AgentIdentity)
-    should_stop: Callable[[], bool] = lambda: False
-    on_started: Callable[[int], None] = lambda pid: None  # the CLI's pid, once it runs
-    #: Every claude-agent-sdk message, as it arrives (progress events: `progress.py`). Called
-    #: on the run's event loop: it must be quick and must not raise.
-    on_message: Callable[[Any], None] = lambda message: None
-    #: The conversation the run continues or starts (sessions.py); None: no session.
-    session: AgentSession | None = None
-    #: Long jobs (segments.py): when set, this run is a segment — from this many seconds on
-    #: the agent is stopped at its next turn boundary (before its next tool call runs), and
-    #: reaching `deadline_seconds` ends the segment rather than timing the job out.
-    yield_after_seconds: float | None = None
-    #: Warm start (warm.py): the CLI started ahead of this run; used when its launch is this
-    #: run's, else stopped.
-    warm: WarmProcess | None = None
-
-
-@dataclass
-class AgentOutcome:
-    ending: Ending
-    text: str | None = None
-    structured: Any | None = None
-    usage: Usage = field(default_factory=Usage)
-    error: JobErrorInfo | None = None
-    permission_denials: list[str] = field(default_factory=list)
-
-    @property
-    def is_error(self) -> bool:
-        return self.ending != "succeeded"
 
 
 class AgentRunner:

@@ -22,12 +22,10 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any
 
 from ..models import Artifact
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+from .ports import ArtifactSink as ArtifactSink
 
 OUT_DIR = "out"
 #: The job's `documents` entry naming its artifacts' key prefix.
@@ -40,14 +38,6 @@ MAX_DEPTH = 16
 MAX_NOTES = 20
 #: Directory entries looked at, at most (a hostile agent may create millions).
 MAX_ENTRIES = 10_000
-
-
-class ArtifactSink(Protocol):
-    """Stores a job's artifacts: each at `prefix(tenant, job) + path`."""
-
-    def prefix(self, tenant_id: str, job_id: str) -> str: ...
-
-    def put(self, tenant_id: str, job_id: str, path: str, body: IO[bytes], size: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -383,26 +373,3 @@ def _kind(mode: int) -> str:
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
     return "not a regular file"
-
-
-class S3ArtifactSink:
-    """Artifacts in the results bucket, beside the job's other documents:
-    `tenant/<tenant>/jobs/<job>/artifacts/out/…`."""
-
-    def __init__(self, client: S3Client, bucket: str) -> None:
-        self._client = client
-        self._bucket = bucket
-
-    def prefix(self, tenant_id: str, job_id: str) -> str:
-        from ..adapters.results import document_key
-
-        return document_key(tenant_id, job_id, ARTIFACTS_PREFIX_NAME)
-
-    def put(self, tenant_id: str, job_id: str, path: str, body: IO[bytes], size: int) -> None:
-        self._client.put_object(
-            Bucket=self._bucket,
-            Key=artifact_key(self.prefix(tenant_id, job_id), path),
-            Body=body,
-            ContentLength=size,
-            ContentType="application/octet-stream",
-        )

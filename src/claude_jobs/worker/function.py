@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
@@ -35,7 +36,9 @@ from ..observability import count, get_logger, instrumented
 from ..resources import WORKER_TIMEOUT_SECONDS
 from ..wiring import Container, ContainerHolder
 from .isolation import make_non_dumpable
-from .processor import JobProcessor, WorkerFault
+from .ports import WorkerPorts
+from .processed import Action, Handling, WorkerFault
+from .processor import JobProcessor
 
 #: The worker's exit status when it retires its execution environment.
 RETIRE_EXIT_CODE = 75
@@ -60,7 +63,7 @@ class WorkerFunction(ContainerHolder):
         container: Container | None = None,
         *,
         retire: Callable[[], None] | None = None,
-        **processor_args: Any,
+        **overrides: Any,
     ) -> None:
         super().__init__(container)
         # First thing: from now on no process of the same user (the agent's) may read this
@@ -69,23 +72,30 @@ class WorkerFunction(ContainerHolder):
         #: Ends this execution environment (Lambda: the process exits; the local stack's runtime
         #: replaces it with its own way of dropping an environment).
         self.retire = retire or exit_environment
-        self._processor_args = processor_args
+        #: `WorkerPorts` fields that replace the deployment's (tests, the local stack).
+        self._overrides = overrides
         self._lock = threading.RLock()
         self._queue_urls: dict[str, str] = {}
         self._instrumented = instrumented(self._handle, traced=True)
 
     @cached_property
     def processor(self) -> JobProcessor:
-        from ..triggers.inputs import materialize_inputs
+        return JobProcessor(self.ports())
+
+    def ports(self) -> WorkerPorts:
+        """The processor's ports on AWS (with this function's overrides)."""
+        from ..adapters.artifact_sink import S3ArtifactSink
+        from ..adapters.secrets import SecretKeyProvider
+        from ..adapters.session_store import S3SessionStore
+        from ..adapters.workspace_store import S3WorkspaceStore
         from .agent import AgentRunner
-        from .artifacts import S3ArtifactSink
         from .containment import ProcessSweeper
+        from .inputs import materialize_inputs
         from .isolation import resolve_identity, shared_pool
         from .progress import ProgressEvents
         from .proxy import AnthropicDialect, KeyInjectingProxy
-        from .secrets import SecretKeyProvider
         from .segments import margins
-        from .workspace import S3WorkspaceStore
+        from .sessions import SessionKeeper
 
         container = self.container
         settings = container.settings
@@ -105,24 +115,15 @@ class WorkerFunction(ContainerHolder):
             proxy = KeyInjectingProxy(settings.anthropic_base_url, dialect=dialect)
             key = keys.get
         s3 = container.client("s3")
-        from ..adapters.session_store import S3SessionStore
-        from .sessions import SessionKeeper
-
-        sessions = (
-            SessionKeeper(
-                S3SessionStore(s3, settings.results_bucket), max_bytes=settings.session_max_bytes
-            )
-            if settings.results_bucket
-            else None
-        )
-        return JobProcessor(
-            container.job_repository,
-            container.job_documents,
-            AgentRunner(poll_seconds=settings.cancel_poll_seconds),
-            proxy,
-            key,
-            settings,
-            shared_pool(
+        bucket = settings.results_bucket
+        ports = WorkerPorts(
+            jobs=container.job_repository,
+            documents=container.job_documents,
+            runner=AgentRunner(poll_seconds=settings.cancel_poll_seconds),
+            proxy=proxy,
+            key=key,
+            settings=settings,
+            identities=shared_pool(
                 resolve_identity(settings.agent_user),
                 settings.agent_uid_range,
                 settings.agent_max_processes + settings.agent_thread_allowance,
@@ -131,33 +132,29 @@ class WorkerFunction(ContainerHolder):
                 s3, job.inputs, directory, max_bytes=settings.inputs_max_bytes
             ),
             # Files: what the agent leaves under out/ goes beside the job's documents.
-            artifacts=S3ArtifactSink(s3, settings.results_bucket)
-            if settings.results_bucket
-            else None,
+            artifacts=S3ArtifactSink(s3, bucket) if bucket else None,
             known_secrets=[os.environ.get(name, "") for name in SECRET_VARIABLES],
-            sessions=sessions,
-            # Long jobs: the working directory goes on with the job, beside its documents.
-            workspaces=S3WorkspaceStore(s3, settings.results_bucket)
-            if settings.results_bucket
+            sessions=SessionKeeper(S3SessionStore(s3, bucket), max_bytes=settings.session_max_bytes)
+            if bucket
             else None,
-            **{
-                "progress": ProgressEvents(container.event_store),
-                # Long jobs: margins scaled to the invocation's length (segments.py).
-                "margin_seconds": margins(settings.worker_invocation_seconds).record,
-                "boundary_seconds": margins(settings.worker_invocation_seconds).boundary,
-                # On Lambda the worker is alone in its execution environment.
-                "sweeper": ProcessSweeper(
-                    scratch_dirs=tuple(d for d in settings.scratch_dirs.split(",") if d),
-                    alone="AWS_LAMBDA_RUNTIME_API" in os.environ,
-                ),
-                **self._processor_args,
-            },
+            # Long jobs: the working directory goes on with the job, beside its documents.
+            workspaces=S3WorkspaceStore(s3, bucket) if bucket else None,
+            progress=ProgressEvents(container.event_store),
+            # Long jobs: margins scaled to the invocation's length (segments.py).
+            margin_seconds=margins(settings.worker_invocation_seconds).record,
+            boundary_seconds=margins(settings.worker_invocation_seconds).boundary,
+            # On Lambda the worker is alone in its execution environment.
+            sweeper=ProcessSweeper(
+                scratch_dirs=tuple(d for d in settings.scratch_dirs.split(",") if d),
+                alone="AWS_LAMBDA_RUNTIME_API" in os.environ,
+            ),
         )
+        return replace(ports, **self._overrides)
 
     def shutdown(self) -> None:
         """The execution environment ends (the local stack drops it): stop the warm CLI."""
         if "processor" in self.__dict__:
-            self.processor.discard_warm()
+            self.processor.warm_pool.discard()
 
     def _record(
         self, record: SQSRecord, lambda_context: Any = None, retiring: list[str] | None = None
@@ -179,14 +176,15 @@ class WorkerFunction(ContainerHolder):
         except Exception:
             self._retry_later(record)
             raise
-        if processed.retry_in is not None:
+        handling = processed.handling
+        if handling is Handling.COME_BACK:
             # Another worker holds the job: offered again when its lease ends (not deleted:
             # this may be the only message left if that worker dies).
-            self._come_back(record, processed.retry_in)
+            self._come_back(record, processed.retry_in or 0.0)
             raise LeaseHeldError(f"job {processed.job_id} is held by another worker's lease")
-        if processed.action == "deferred":
+        if handling is Handling.DEFER:
             self._defer(record)  # raises if it cannot: the message is then retried as is
-        if processed.action == "segmented":
+        if handling is Handling.NEXT_SEGMENT:
             try:
                 self._next_segment(record)
             except WorkerFault:  # this message comes back instead, and claims the job
@@ -203,7 +201,7 @@ class WorkerFunction(ContainerHolder):
                 "status": processed.status.value if processed.status else None,
             },
         )
-        if processed.action == "ran" and processed.status is not None:
+        if processed.action is Action.RAN and processed.status is not None:
             count(f"Jobs_{processed.status.value}")
 
     def _time_to_warm_up(self, context: Any) -> bool:
@@ -336,7 +334,7 @@ class WorkerFunction(ContainerHolder):
         if not retiring and self._time_to_warm_up(context):
             # Warm start: the next job's CLI boots now. On Lambda the environment is frozen
             # once this returns, so the CLI is waited for (billed here, not to the next job).
-            self.processor.warm_up(settle="AWS_LAMBDA_RUNTIME_API" in os.environ)
+            self.processor.warm_pool.warm_up(settle="AWS_LAMBDA_RUNTIME_API" in os.environ)
         if retiring:
             get_logger().error(
                 "retiring this execution environment: %s",

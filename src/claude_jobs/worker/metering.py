@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from .ports import Metered as Metered
 from .pricing import Tokens, cost_usd
 from .usage_reader import MAX_EVENT_BYTES as MAX_EVENT_BYTES
 from .usage_reader import MAX_JSON_BYTES as MAX_JSON_BYTES
@@ -34,33 +35,6 @@ CHARS_PER_TOKEN = 3
 
 
 # ------------------------------------------------------------------ the job's meter
-
-
-@dataclass(frozen=True)
-class Metered:
-    """A job's metered usage so far."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cost_usd: float = 0.0
-    calls: int = 0  # calls forwarded upstream
-    budget_refusals: int = 0  # calls refused because the budget was spent
-    limit_usd: float | None = None
-    #: What the calls still open would be charged if cut off now (their output shown so far,
-    #: beyond the usage they reported).
-    open_usd: float = 0.0
-
-    @property
-    def spent(self) -> bool:
-        return self.limit_usd is not None and self.cost_usd >= self.limit_usd
-
-    @property
-    def charged_usd(self) -> float:
-        """The job's cost, calls still open included: the figure a job that ends now
-        records."""
-        return self.cost_usd + self.open_usd
 
 
 @dataclass(frozen=True)

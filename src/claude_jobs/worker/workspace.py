@@ -23,12 +23,10 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO
 
 from .artifacts import ArtifactLimits, walk_tree
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+from .ports import WorkspaceStore as WorkspaceStore
 
 WORKSPACE_NAME = "workspace.tar.gz"
 #: Directory levels of the working directory that are carried.
@@ -41,15 +39,6 @@ class WorkspaceTooLargeError(Exception):
 
 class WorkspaceArchiveError(ValueError):
     """A stored archive holds something `pack` never writes (it was tampered with)."""
-
-
-class WorkspaceStore(Protocol):
-    def save(self, tenant_id: str, job_id: str, body: IO[bytes], size: int) -> None: ...
-
-    def load(self, tenant_id: str, job_id: str, into: IO[bytes]) -> bool:
-        """Copy the stored archive into `into`; False when none is stored."""
-
-    def delete(self, tenant_id: str, job_id: str) -> None: ...
 
 
 def limits(max_files: int, max_bytes: int) -> ArtifactLimits:
@@ -177,58 +166,3 @@ def restore(
         spool.seek(0)
         unpack(spool, work_dir, give)
     return True
-
-
-class S3WorkspaceStore:
-    """The archive in the results bucket, beside the job's other documents."""
-
-    def __init__(self, client: S3Client, bucket: str) -> None:
-        self._client = client
-        self._bucket = bucket
-
-    def _key(self, tenant_id: str, job_id: str) -> str:
-        from ..adapters.results import document_key
-
-        return document_key(tenant_id, job_id, WORKSPACE_NAME)
-
-    def save(self, tenant_id: str, job_id: str, body: IO[bytes], size: int) -> None:
-        self._client.put_object(
-            Bucket=self._bucket,
-            Key=self._key(tenant_id, job_id),
-            Body=body,
-            ContentLength=size,
-            ContentType="application/gzip",
-        )
-
-    def load(self, tenant_id: str, job_id: str, into: IO[bytes]) -> bool:
-        try:
-            answer = self._client.get_object(Bucket=self._bucket, Key=self._key(tenant_id, job_id))
-        except self._client.exceptions.NoSuchKey:
-            return False
-        body = answer["Body"]
-        for chunk in iter(lambda: body.read(1024 * 1024), b""):
-            into.write(chunk)
-        return True
-
-    def delete(self, tenant_id: str, job_id: str) -> None:
-        self._client.delete_object(Bucket=self._bucket, Key=self._key(tenant_id, job_id))
-
-
-class MemoryWorkspaceStore:
-    """Archives in memory (tests, and a worker without a bucket)."""
-
-    def __init__(self) -> None:
-        self.archives: dict[tuple[str, str], bytes] = {}
-
-    def save(self, tenant_id: str, job_id: str, body: IO[bytes], size: int) -> None:
-        self.archives[(tenant_id, job_id)] = body.read(size)
-
-    def load(self, tenant_id: str, job_id: str, into: IO[bytes]) -> bool:
-        data = self.archives.get((tenant_id, job_id))
-        if data is None:
-            return False
-        into.write(data)
-        return True
-
-    def delete(self, tenant_id: str, job_id: str) -> None:
-        self.archives.pop((tenant_id, job_id), None)

@@ -45,7 +45,7 @@ __all__ = ["ChaosStack", "running_invocation"]
 #: The frame of the worker that holds a claimed job while its agent runs.
 _RUN_FRAME = "_run_claimed"
 #: The frame of the worker while the job's agent runs.
-_AGENT_FRAME = "_run_agent"
+_AGENT_FRAME = "run_agent"
 
 
 def running_invocation(job_id: str) -> int | None:
@@ -71,7 +71,7 @@ def _invocation_threads() -> list[threading.Thread]:
 
 def _in_agent_run(thread_id: int | None) -> bool:
     """Whether the thread is, at this instant, running a job's agent (the worker's
-    `_run_agent`): where a kill is what a crash does to a job. Elsewhere an exception raised
+    `run.run_agent`): where a kill is what a crash does to a job. Elsewhere an exception raised
     into this process could leave state shared with the rest of the stack half changed (a lock
     held, a module half imported), which a real crash, ending the whole process, never does."""
     frame: Any = sys._current_frames().get(thread_id or -1)

@@ -11,9 +11,9 @@ from claude_jobs.adapters.dynamo import item_size
 from claude_jobs.models import INLINE_RESULT_BYTES, JobStatus
 from claude_jobs.settings import Settings
 from claude_jobs.wiring import Container
-from claude_jobs.worker.isolation import AgentIdentity, IdentityPool
 from claude_jobs.worker.processor import JobProcessor
-from tests.fakes import FakeProxy, Finish, ScriptedRunner
+from tests.fakes import Finish, ScriptedRunner
+from tests.fakes.worker import worker_ports
 
 from .conftest import TENANT, Api
 
@@ -34,17 +34,15 @@ def bucket_keys(settings: Settings) -> list[str]:
 
 
 def run_worker(container: Container, job_id: str, runner: ScriptedRunner, tmp: Path) -> None:
-    processor = JobProcessor(
+    ports = worker_ports(
         container.job_repository,
         container.job_documents,
-        runner,
-        FakeProxy(),
-        lambda: "sk-ant-key",
-        container.settings,
-        IdentityPool(AgentIdentity()),
+        runner=runner,
+        key=lambda: "sk-ant-key",
+        settings=container.settings,
         sandbox_dir=str(tmp),
-        min_run_seconds=1,
     )
+    processor = JobProcessor(ports)
     processor.process(job_id, remaining_seconds=900)
 
 
