@@ -72,7 +72,7 @@ def test_a_distribution_missing_from_the_layer_is_reported(tmp_path: Path) -> No
     # When the layer's modules are checked against it
     missing = missing_distributions(layer_files(), layer_provides(requirements), root=REPO_ROOT)
     # Then the request model's schema check is reported: it would fail with an ImportError
-    assert missing == {"src/claude_jobs/models.py": ["jsonschema (jsonschema)"]}
+    assert missing == {"src/claude_jobs/job_options.py": ["jsonschema (jsonschema)"]}
 
 
 def test_a_worker_module_in_the_layer_would_be_reported() -> None:
