@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 #: Variables that would change the stack's mode (a real key, a deployed API, AWS credentials).
 STACK_PREFIXES = ("ANTHROPIC_", "CLAUDE_JOBS_", "AWS_")
 READY_SECONDS = 90.0
@@ -69,6 +67,8 @@ class DevProcess:
 
     def ready(self) -> bool:
         """Ready as the contract says: /v1/health answers 200 and the banner is out."""
+        import httpx  # here: free_port and clean_env stay cheap to import
+
         try:
             healthy = httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200
         except httpx.TransportError:
