@@ -69,6 +69,10 @@ SERIAL = (
     "worker/test_image.py",
     "worker/test_image_segments.py",
 )
+#: Fixtures of the worker image's layout (tests/worker/test_image.py): one non-root runtime
+#: user for worker and agent, whose processes a finished job's cleanup ends, so two such tests
+#: at once would end each other's. A test that uses one runs alone, wherever it is.
+SERIAL_FIXTURES = frozenset({"task_root", "image_site", "runtime_python"})
 #: One xdist worker each (`--dist loadgroup`): a session fixture expensive to build twice.
 GROUPS = {"infra/": "synth", "artifacts/": "artifacts"}
 
@@ -78,7 +82,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         where = item.path.relative_to(TESTS).as_posix() if item.path.is_relative_to(TESTS) else ""
         if where.split("/", 1)[0] in SOCKETLESS:
             item.add_marker(pytest.mark.socketless)
-        if where.startswith(SERIAL):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if where.startswith(SERIAL) or fixtures & SERIAL_FIXTURES:
             item.add_marker(pytest.mark.serial)
         for prefix, group in GROUPS.items():
             if where.startswith(prefix):
