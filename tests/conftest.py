@@ -62,8 +62,8 @@ def provisioned(aws: None):  # type: ignore[no-untyped-def]
 TESTS = Path(__file__).parent
 #: Pure tests (`make unit`): any bind or connect of an IP socket fails them.
 SOCKETLESS = ("unit", "contract")
-#: Run alone, after the parallel run (`make test`): what starts the whole stack, what lays out
-#: the worker image (root, fixed uids and paths), and what measures or pins a port.
+#: Run alone, after the parallel run (`make test`): what starts whole stacks (each with its
+#: workers and CLIs, and the reliability ledger's measurements) and the worker image's layout.
 SERIAL = (
     "e2e/",
     "worker/test_image.py",
