@@ -12,7 +12,7 @@ export CLAUDE_AGENT_SDK_SKIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lock dev lint typecheck test bench bench-capacity bench-reliability fuzz openapi client-options synth layer-lock worker-lock deploy clean
+.PHONY: venv lock dev hooks lint typecheck unit test bench bench-capacity bench-reliability fuzz openapi client-options synth layer-lock worker-lock deploy clean
 
 venv: $(STAMP)
 
@@ -37,8 +37,28 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The pure tests (tests/unit, tests/contract): no socket, no CLI, no stack; IP sockets are
+# blocked for them (tests/conftest.py). The inner loop: well under a minute.
+UNIT_TESTS := tests/unit tests/contract
+unit: venv
+	$(BIN)/pytest -q $(UNIT_TESTS) $(PYTEST_ARGS)
+
+# Everything: first in parallel on TEST_WORKERS pytest-xdist workers (0: in this process) what
+# may share the machine, then alone what is marked `serial` (tests/conftest.py: the e2e stack,
+# the worker image's layout). Both parts run; the first failure's status is the target's.
+# Exit status 5 (no test selected, e.g. a PYTEST_ARGS path without serial tests) is no failure.
+TEST_WORKERS ?= 2
 test: lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	@status=0; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial" $(PYTEST_ARGS) \
+		|| { code=$$?; [ $$code -eq 5 ] || status=$$code; }; \
+	$(BIN)/pytest -m serial $(PYTEST_ARGS) \
+		|| { code=$$?; [ $$code -eq 5 ] || [ $$status -ne 0 ] || status=$$code; }; \
+	exit $$status
+
+# Ruff on every commit (.pre-commit-config.yaml; it runs this virtualenv's ruff, offline).
+hooks: venv
+	$(BIN)/pre-commit install
 
 bench: venv
 	$(BIN)/python -m benchmarks

@@ -35,8 +35,6 @@ import re
 import resource
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +48,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from claude_jobs_tools.dev_process import (
+    STACK_PREFIXES,
+    DevProcess,
+    clean_env,
+    executable,
+    start_dev,
+)
 
 DESCRIPTION = "end to end: direct CLI vs the local stack, drain vs CPU floor, polls, memory, cost"
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +75,7 @@ CORES = os.cpu_count() or 1
 WORKERS = CORES * 2
 API_KEY = f"sk-ant-bench-{secrets.token_hex(8)}"
 TENANTS = {"bench-a": "bench-key-a-0123456789", "bench-b": "bench-key-b-0123456789"}
-CLAUDE_JOBS = str(Path(sys.executable).with_name("claude-jobs"))
+CLAUDE_JOBS = executable("claude-jobs")
 
 
 def answer(request: Any) -> Any:
@@ -157,11 +163,8 @@ class _Peak:
 # ------------------------------------------------------------------ the stack
 
 
-@dataclass
-class Stack:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
+class Stack(DevProcess):
+    """`claude-jobs dev` (dev_process.DevProcess) with what the benchmarks read of it."""
 
     def cpu_seconds(self) -> float:
         """CPU of the dev process and of every child it has reaped (the CLIs)."""
@@ -246,61 +249,25 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def local_stack(upstream: str, workdir: Path, *, warm_start: bool = True) -> Iterator[Stack]:
-    import httpx
-
-    port = _free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ANTHROPIC_", "CLAUDE_JOBS_", "AWS_", "TENANT_"))
-    }
-    env.update(
-        {
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-            "ANTHROPIC_API_KEY": API_KEY,
-            "ANTHROPIC_BASE_URL": upstream,
-            "CLAUDE_JOBS_DEV_KEYS": ",".join(f"{t}:{k}" for t, k in TENANTS.items()),
-            # Fair sharing would hold back the second half of one tenant's burst: a drain
-            # measures the machine, so each tenant may use every worker and queue them all.
-            "TENANT_MAX_RUNNING": str(WORKERS),
-            "TENANT_MAX_PENDING": "1000",
-            "WARM_START": "true" if warm_start else "false",
-        }
+    env = clean_env(
+        drop=(*STACK_PREFIXES, "TENANT_"),
+        ANTHROPIC_API_KEY=API_KEY,
+        ANTHROPIC_BASE_URL=upstream,
+        CLAUDE_JOBS_DEV_KEYS=",".join(f"{t}:{k}" for t, k in TENANTS.items()),
+        # Fair sharing would hold back the second half of one tenant's burst: a drain
+        # measures the machine, so each tenant may use every worker and queue them all.
+        TENANT_MAX_RUNNING=str(WORKERS),
+        TENANT_MAX_PENDING="1000",
+        WARM_START="true" if warm_start else "false",
     )
-    log = workdir / "dev.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [CLAUDE_JOBS, "dev", "--port", str(port), "--workers", str(WORKERS)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=workdir,
-        )
-    stack = Stack(process, f"http://127.0.0.1:{port}", log)
+    dev = start_dev(workdir, env, workers=WORKERS, ready_seconds=120)
+    stack = Stack(dev.process, dev.url, dev.log)
     try:
-        deadline = time.monotonic() + 120
-        while "ready: " not in log.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the stack did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        httpx.get(f"{stack.url}/v1/health", timeout=5).raise_for_status()
         yield stack
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stack.stop(timeout=30)
 
 
 def stack_job(client: Any, prompt: str = "Say hello") -> float:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.support.network import sockets_blocked
 
 # Never let a test reach a real AWS account, whatever the machine has configured.
 os.environ.update(
@@ -52,3 +55,45 @@ def provisioned(aws: None):  # type: ignore[no-untyped-def]
     from claude_jobs_tools.provision import provision
 
     return provision("test", secret_value="sk-ant-test-not-a-real-key")
+
+
+# ---------------------------------------------------------------- how each test may run
+
+TESTS = Path(__file__).parent
+#: Pure tests (`make unit`): any bind or connect of an IP socket fails them.
+SOCKETLESS = ("unit", "contract")
+#: Run alone, after the parallel run (`make test`): what starts whole stacks (each with its
+#: workers and CLIs, and the reliability ledger's measurements) and the worker image's layout.
+SERIAL = (
+    "e2e/",
+    "worker/test_image.py",
+    "worker/test_image_segments.py",
+)
+#: Fixtures of the worker image's layout (tests/worker/test_image.py): one non-root runtime
+#: user for worker and agent, whose processes a finished job's cleanup ends, so two such tests
+#: at once would end each other's. A test that uses one runs alone, wherever it is.
+SERIAL_FIXTURES = frozenset({"task_root", "image_site", "runtime_python"})
+#: One xdist worker each (`--dist loadgroup`): a session fixture expensive to build twice.
+GROUPS = {"infra/": "synth", "artifacts/": "artifacts"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.path.relative_to(TESTS).as_posix() if item.path.is_relative_to(TESTS) else ""
+        if where.split("/", 1)[0] in SOCKETLESS:
+            item.add_marker(pytest.mark.socketless)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if where.startswith(SERIAL) or fixtures & SERIAL_FIXTURES:
+            item.add_marker(pytest.mark.serial)
+        for prefix, group in GROUPS.items():
+            if where.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(autouse=True)
+def _sockets_blocked_when_socketless(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("socketless") is None:
+        yield
+        return
+    with sockets_blocked():
+        yield

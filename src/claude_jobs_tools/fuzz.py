@@ -18,17 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from claude_jobs_tools.dev_process import clean_env, executable, start_dev
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = ROOT / "openapi.json"
@@ -42,68 +39,26 @@ FUZZ_TENANT = "fuzz"
 KNOWN_DATA_LAYER_CASES = ROOT / "src" / "claude_jobs_tools" / "fuzz_hooks.py"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _executable(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
-
-
 @contextmanager
 def local_stack(workers: int = 1) -> Iterator[tuple[str, str]]:
     """`claude-jobs dev` on a free port with one fuzzing key: (base URL, key)."""
     key = f"fuzz-{secrets.token_urlsafe(24)}"
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ANTHROPIC_", "CLAUDE_JOBS_", "AWS_"))
-    }
-    env["CLAUDE_JOBS_DEV_KEYS"] = f"{FUZZ_TENANT}:{key}"
-    url = f"http://127.0.0.1:{port}"
+    env = clean_env(CLAUDE_JOBS_DEV_KEYS=f"{FUZZ_TENANT}:{key}")
     with tempfile.TemporaryDirectory(prefix="claude-jobs-fuzz-") as tmp:
-        log = Path(tmp) / "dev.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [_executable("claude-jobs"), "dev", "--port", str(port), "--workers",
-                 str(workers), "--quiet"],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=tmp,
-            )  # fmt: skip
+        dev = start_dev(
+            Path(tmp), env, workers=workers, args=("--quiet",), ready_seconds=READY_SECONDS
+        )
         try:
-            deadline = time.monotonic() + READY_SECONDS
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"claude-jobs dev exited:\n{log.read_text()}")
-                try:
-                    if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the stack was not ready in time:\n{log.read_text()}")
-                time.sleep(0.3)
-            yield url, key
+            yield dev.url, key
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            dev.stop(timeout=30)
 
 
 def schemathesis_command(
     url: str, api_key: str, max_time: int, *, seed: int | None = None, report_dir: Path | None
 ) -> list[str]:
     command = [
-        _executable("st"),
+        executable("st"),
         "run",
         str(OPENAPI),
         "--url",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -17,9 +18,10 @@ from claude_jobs.errors import (
     TenantLimitError,
     TransitionConflictError,
 )
-from claude_jobs.models import Job, JobErrorInfo, JobOptions, JobResult, JobStatus
+from claude_jobs.models import Job, JobErrorInfo, JobResult, JobStatus
 from claude_jobs.ports import IdempotencyClaim, JobControl, JobRepository, TenantUsage, Transition
 from tests.fakes import InMemoryJobRepository
+from tests.support.jobs import make_job
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -39,18 +41,10 @@ def repo(request: pytest.FixtureRequest) -> Iterator[JobRepository]:
         yield DynamoJobRepository(boto3.client("dynamodb"), settings.jobs_table)
 
 
-def new_job(n: int = 0, tenant: str = "acme", **fields: object) -> Job:
-    return Job.model_validate(
-        {
-            "job_id": f"job-{tenant}-{n:04d}",
-            "tenant_id": tenant,
-            "status": JobStatus.QUEUED,
-            "created_at": T0 + timedelta(seconds=n),
-            "prompt": "hello",
-            "options": JobOptions(),
-            "version": 1,
-            **fields,
-        }
+def new_job(n: int = 0, tenant: str = "acme", **fields: Any) -> Job:
+    fields = {"prompt": "hello", "version": 1, **fields}
+    return make_job(
+        f"job-{tenant}-{n:04d}", tenant=tenant, created_at=T0 + timedelta(seconds=n), **fields
     )
 
 

@@ -14,22 +14,17 @@ Tests use unique markers, so they can count the model calls their own jobs made.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from claude_jobs_client import Client
+from claude_jobs_tools import dev_process
+from claude_jobs_tools.dev_process import DevProcess as DevProcess
+from claude_jobs_tools.dev_process import clean_env
 from claude_jobs_tools.local.fake_anthropic import (
     ApiError,
     FakeAnthropic,
@@ -47,7 +42,7 @@ TENANTS = {
     # The tenant functions/trigger/triggers.json gives the jobs its triggers start.
     "default": "test-key-default-0123456789",
 }
-CLAUDE_JOBS = str(Path(sys.executable).with_name("claude-jobs"))
+CLAUDE_JOBS = dev_process.executable("claude-jobs")
 READY_SECONDS = 90
 SLOW_SECONDS = 60.0
 
@@ -81,84 +76,15 @@ def answer(request: RecordedRequest) -> Reply:
     return Text(f"echo {name}", delay=SLOW_SECONDS if kind == "slow" else 0.0)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def base_env(**extra: str) -> dict[str, str]:
     """The caller's environment without anything that would change the stack's mode."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ANTHROPIC_", "CLAUDE_JOBS_", "AWS_"))
-        or k == "CLAUDE_JOBS_FUNCTIONS_DIR"
-    }
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-@dataclass
-class DevProcess:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def exports(self) -> dict[str, str]:
-        """The variables the banner's `export A=B C=D` lines tell a second shell to set."""
-        found: dict[str, str] = {}
-        for line in self.output().splitlines():
-            words = line.split()
-            if words[:1] == ["export"]:
-                found.update(w.partition("=")[::2] for w in words[1:] if "=" in w)
-        return found
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return int(self.process.returncode)
+    return clean_env(keep=("CLAUDE_JOBS_FUNCTIONS_DIR",), **extra)
 
 
 def start_dev(
     tmp: Path, env: dict[str, str], workers: int = 2, args: tuple[str, ...] = ()
 ) -> DevProcess:
-    port = free_port()
-    log = tmp / f"dev-{port}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [CLAUDE_JOBS, "dev", "--port", str(port), "--workers", str(workers), *args],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=tmp,
-        )
-    dev = DevProcess(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + READY_SECONDS
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"claude-jobs dev exited {process.returncode}:\n{dev.output()}")
-        # Ready as the contract says: /v1/health answers (and the banner is out).
-        try:
-            healthy = httpx.get(f"{dev.url}/v1/health", timeout=2).status_code == 200
-        except httpx.TransportError:
-            healthy = False
-        if healthy and "ready: " in dev.output():
-            return dev
-        if time.monotonic() > deadline:
-            dev.stop()
-            raise AssertionError(f"the stack was not ready in time:\n{dev.output()}")
-        time.sleep(0.2)
+    return dev_process.start_dev(tmp, env, workers=workers, args=args, ready_seconds=READY_SECONDS)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 
 from claude_jobs_client import ApiError, Client
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
+from tests.support.servers import http_server
 
 from .conftest import (
     ANTHROPIC_KEY,
@@ -324,16 +325,14 @@ def test_a_finished_job_calls_its_webhook(stack: DevProcess, alpha: Client) -> N
         def log_message(self, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with http_server(Receiver) as server:
         # When a job with a webhook_url finishes
         response = httpx.post(
             f"{stack.url}/v1/jobs",
             json={
                 "prompt": marker()[0],
                 "allowed_tools": [],
-                "webhook_url": f"http://127.0.0.1:{server.server_port}/hook",
+                "webhook_url": f"{server.url}/hook",
             },
             headers=auth(TENANTS["alpha"]),
         )
@@ -344,8 +343,6 @@ def test_a_finished_job_calls_its_webhook(stack: DevProcess, alpha: Client) -> N
         while not received:
             assert time.monotonic() < deadline, "no webhook arrived"
             time.sleep(0.2)
-    finally:
-        server.shutdown()
     # Then the notifier (on the jobs table's stream) queued a signed completion, which the
     # webhook function posted to it, once
     headers, body = received[0]

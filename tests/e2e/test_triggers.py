@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import pytest
 
 from claude_jobs.notify.webhooks import verify_signature
 from claude_jobs_client import Client
+from tests.support.servers import http_server
 
 from .conftest import CLAUDE_JOBS, TENANTS, DevProcess, base_env
 
@@ -180,13 +180,11 @@ class FlakyReceiver:
             def log_message(self, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/claude-jobs"
+        self.server = http_server(Handler).start()
+        self.url = f"{self.server.url}/hooks/claude-jobs"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def test_a_webhook_is_signed_for_its_tenant_and_retried_until_the_receiver_takes_it(

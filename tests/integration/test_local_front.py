@@ -26,6 +26,7 @@ from claude_jobs.definitions import FUNCTIONS, ROUTES
 from claude_jobs_tools.local.front import ApiGatewayFront, policy_allows, serve
 from claude_jobs_tools.local.runtime import FunctionPool
 from claude_jobs_tools.local.workers import QueueConsumer, failed_ids
+from tests.support.servers import serving
 
 AUTHORIZER = """
 import json, os
@@ -90,12 +91,8 @@ def front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str
         name: FunctionPool(FUNCTIONS[name], functions)
         for name in ("authorizer", "submit", "status")
     }
-    server = serve(ApiGatewayFront(pools), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", log
-    server.shutdown()
-    thread.join()
+    with serving(serve(ApiGatewayFront(pools), "127.0.0.1", 0)) as server:
+        yield server.url, log
 
 
 def calls(log: Path) -> list[dict[str, Any]]:

@@ -5,10 +5,9 @@ HTTP receiver on 127.0.0.1, and the notifier function fed from the table's real 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import boto3
@@ -31,6 +30,7 @@ from claude_jobs_tools.local.table_stream import StreamReader
 from claude_jobs_tools.local.workers import failed_ids, sqs_record
 from claude_jobs_tools.provision import Provisioned, provision
 from tests.lambda_context import lambda_context
+from tests.support.servers import http_server
 
 BUS = "test-bus"
 
@@ -125,13 +125,9 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/claude-jobs"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with http_server(Handler) as server:
+        state.url = f"{server.url}/hooks/claude-jobs"
+        yield state
 
 
 def master_key(settings: Settings) -> str:

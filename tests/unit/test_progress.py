@@ -4,12 +4,11 @@ continues the sequence; a failing store never fails the run."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from claude_agent_sdk import AssistantMessage, TextBlock, ToolResultBlock, ToolUseBlock, UserMessage
 
-from claude_jobs.models import EventPage, Job, JobOptions, JobStatus, Usage
+from claude_jobs.models import EventPage, Job, JobStatus, Usage
 from claude_jobs.worker.metering import Metered
 from claude_jobs.worker.progress import (
     FLUSH_EVENTS,
@@ -19,20 +18,14 @@ from claude_jobs.worker.progress import (
 )
 from claude_jobs.worker.scrub import REDACTED, Scrubber
 from tests.fakes import InMemoryEventStore
+from tests.support.jobs import make_job
 
 FAKE_KEY = "sk-ant-api03-" + "k" * 40
 TOKEN = "cj-job-tokentokentoken"
 
 
 def running_job(attempts: int = 1) -> Job:
-    return Job(
-        job_id="job-1",
-        tenant_id="acme",
-        status=JobStatus.RUNNING,
-        created_at=datetime(2026, 11, 30, tzinfo=UTC),
-        attempts=attempts,
-        options=JobOptions(),
-    )
+    return make_job(status=JobStatus.RUNNING, attempts=attempts)
 
 
 def recorder(store: InMemoryEventStore, job: Job | None = None, **options: Any) -> ProgressRecorder:

@@ -20,20 +20,20 @@ from benchmarks.bench_reliability import (
     percentile,
     render,
 )
-from claude_jobs.models import Job, JobOptions, JobResult, JobStatus
+from claude_jobs.models import Job, JobResult, JobStatus
+from tests.support.jobs import make_job
 
 T0 = 1_800_000_000.0
 
 
 def job(index: int, status: JobStatus = JobStatus.SUCCEEDED, answer: str | None = None) -> Job:
-    return Job(
-        job_id=f"job-{index}",
-        tenant_id=f"ledger-{'abc'[index % 3]}",
+    return make_job(
+        f"job-{index}",
+        tenant=f"ledger-{'abc'[index % 3]}",
         status=status,
         created_at=datetime.fromtimestamp(T0, UTC),
         finished_at=datetime.fromtimestamp(T0 + 10, UTC) if status.is_terminal else None,
         attempts=1,
-        options=JobOptions(),
         result=JobResult(text=answer if answer is not None else f"done {index}")
         if status is JobStatus.SUCCEEDED
         else None,

@@ -25,6 +25,7 @@ from tests.fakes import (
 )
 from tests.fakes.agent import Step
 from tests.fakes.worker import worker_ports
+from tests.support.jobs import make_job
 
 NOW = 1_800_000_000.0
 #: Lambda time left at each delivery: less than the job's timeout, so each run is a segment.
@@ -194,12 +195,8 @@ def test_plan_without_a_session_runs_one_invocation() -> None:
     its deadline and the invocation's end."""
     from claude_jobs.models import JobOptions
 
-    job = Job(
-        job_id="j",
-        tenant_id="t",
-        status=JobStatus.QUEUED,
-        created_at=datetime.now(UTC),
-        options=JobOptions(timeout_seconds=600),
+    job = make_job(
+        "j", tenant="t", created_at=datetime.now(UTC), options=JobOptions(timeout_seconds=600)
     )
     run = plan(job, datetime.now(UTC), 100, margins(900), segmentable=False)
     assert run.yield_after is None and run.run_seconds == 70

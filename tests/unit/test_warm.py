@@ -5,7 +5,6 @@ warm CLI. The real CLI runs in `tests/worker/test_warm_start.py`."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,18 @@ from claude_jobs.worker.agent import AgentRequest, launch_of, sdk_options
 from claude_jobs.worker.sessions import RecordingSessions
 from claude_jobs.worker.warm import WarmProfile
 from claude_jobs_tools.local.runtime import shut_down
+from tests.support.jobs import make_job
 
 
 def job(**fields: Any) -> Job:
     values: dict[str, Any] = {
-        "job_id": "j-1",
-        "tenant_id": "acme",
         "status": JobStatus.RUNNING,
-        "created_at": datetime.now(UTC),
         "options": JobOptions(allowed_tools=["Bash"], max_turns=5),
         "session_id": "s-1",
         "segments": 1,
         **fields,
     }
-    return Job(**values)
+    return make_job("j-1", **values)
 
 
 def test_a_job_with_options_only_is_a_profile_and_one_with_its_own_data_is_not() -> None:

@@ -6,7 +6,7 @@ import http.client
 import os
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +23,8 @@ from claude_jobs.worker.isolation import (
 from claude_jobs.worker.proxy import KeyInjectingProxy
 from claude_jobs.worker.sandbox import Sandbox
 from claude_jobs.worker.scrub import Scrubber
+from tests.support.network import socket_port
+from tests.support.servers import http_server
 
 REAL_KEY = "sk-ant-test-proxy-real-key-123456"
 SSE_EVENTS = [
@@ -73,14 +75,11 @@ class Upstream:
                     self.end_headers()
                     self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/gateway"
+        self.server = http_server(Handler).start()
+        self.url = f"{self.server.url}/gateway"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.fixture
@@ -173,20 +172,6 @@ def test_the_proxy_answers_502_when_the_upstream_is_unreachable() -> None:
         assert b'"api_error"' in response.read()
     finally:
         proxy.close()
-
-
-class socket_port:
-    """A free local port (bound, then released)."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        return int(self._socket.getsockname()[1])
-
-    def __exit__(self, *exc: object) -> None:
-        self._socket.close()
 
 
 #: A stand-in for the CLI: records the environment it was exec'd with and who it runs as.

@@ -9,7 +9,6 @@ covered by tests/e2e against the local stack.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 
 from claude_jobs_client import ApiError, Client, WaitTimeoutError
 from claude_jobs_tools.cli.main import app
+from tests.support.servers import serving
 
 KEY = "test-key-0123456789abcdef"
 
@@ -147,12 +147,8 @@ class StandInApi:
 @pytest.fixture
 def api() -> Iterator[tuple[StandInApi, str]]:
     stand_in = StandInApi()
-    server = make_server("127.0.0.1", 0, stand_in, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield stand_in, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
+    with serving(make_server("127.0.0.1", 0, stand_in, threaded=True)) as server:
+        yield stand_in, server.url
 
 
 def run_cli(url: str, *args: str, key: str = KEY) -> Any:
