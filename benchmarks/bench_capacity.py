@@ -196,7 +196,7 @@ class Stack:
         from claude_jobs.worker.isolation import AgentIdentity, IdentityPool
         from claude_jobs.worker.ports import WorkerPorts
         from claude_jobs.worker.processor import JobProcessor
-        from claude_jobs_tools.scripted_agent import NullProxy, ScriptedAgent
+        from claude_jobs_tools.scripted_agent import FakeProxy, PollThenAnswer, ScriptedRunner
 
         self.recorder.tag = kind.name
         job_id = str(json.loads(self.api("POST", "/v1/jobs", kind.body)["body"])["job_id"])
@@ -209,8 +209,8 @@ class Stack:
         ports = WorkerPorts(
             jobs=self.container.job_repository,
             documents=self.container.job_documents,
-            runner=ScriptedAgent(answer, polls=polls),
-            proxy=NullProxy(),
+            runner=ScriptedRunner(PollThenAnswer(answer, polls=polls)),
+            proxy=FakeProxy().start(),
             key=lambda: "sk-ant-bench",
             settings=self.settings,
             identities=IdentityPool(AgentIdentity()),

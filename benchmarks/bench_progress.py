@@ -124,14 +124,14 @@ def run_job(
     from claude_jobs.worker.ports import WorkerPorts
     from claude_jobs.worker.processor import JobProcessor
     from claude_jobs.worker.progress import NoProgress, ProgressEvents
-    from claude_jobs_tools.scripted_agent import NullProxy, ScriptedAgent
+    from claude_jobs_tools.scripted_agent import FakeProxy, PollThenAnswer, ScriptedRunner
 
     job = container.job_service.submit(TENANT, JobRequest(prompt="Work.")).job
     ports = WorkerPorts(
         jobs=container.job_repository,
         documents=container.job_documents,
-        runner=ScriptedAgent(agent(turns, gap)),
-        proxy=NullProxy(),
+        runner=ScriptedRunner(PollThenAnswer(agent(turns, gap))),
+        proxy=FakeProxy().start(),
         key=lambda: "sk-ant-bench-key-0123456789",
         settings=container.settings,
         identities=IdentityPool(AgentIdentity()),

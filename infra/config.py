@@ -92,12 +92,12 @@ class InfraConfig(BaseModel):
     worker_reserved_concurrency: Annotated[int | None, Field(ge=1, le=1000)] = 10
     #: Maximum concurrency of the SQS event source (2 to 1000).
     worker_max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 10
-    #: Warm start (README "Warm start"): each worker environment starts the next job's CLI
+    #: Warm start (docs/jobs.md, "Warm start"): each worker environment starts the next job's CLI
     #: once a job is recorded (its boot is billed to that invocation; the CLI's memory stays
     #: held between jobs). Off: every job starts its CLI cold.
     warm_start: bool = True
 
-    # Fair sharing between tenants (the functions' Settings, same names; README "Fair sharing").
+    # Fair sharing between tenants (the functions' Settings; docs/jobs.md, "Fair sharing").
     #: A tenant's pending (queued + running) jobs at most; more → 429 tenant_limit.
     tenant_max_pending: Annotated[int, Field(ge=1, le=100_000)] = 100
     #: A tenant's running share; below worker_max_concurrency so no tenant holds every worker.
@@ -108,7 +108,7 @@ class InfraConfig(BaseModel):
     #: or a running job whose lease ended this long ago, gets its message again.
     reconcile_grace_seconds: Annotated[int, Field(ge=0, le=3600)] = 120
 
-    # Files (the functions' Settings, same names; README "Files").
+    # Files (the functions' Settings, same names; docs/jobs.md, "Files").
     #: The largest file one upload may declare (100 MiB).
     upload_max_bytes: Annotated[int, Field(ge=1, le=5 * 1024**3)] = 100 * 1024 * 1024
     #: A job's inputs together at most; they land in the worker's /tmp.

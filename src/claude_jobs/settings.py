@@ -118,7 +118,7 @@ class Settings(BaseModel):
     #: set, wins. The status function refuses to start on Lambda without either (issue 20).
     page_token_secret_id: str = Field("", alias="PAGE_TOKEN_SECRET_ID")
 
-    # Fair sharing between tenants (README "Fair sharing").
+    # Fair sharing between tenants (docs/jobs.md, "Fair sharing").
     #: A tenant's pending (queued + running) jobs at most: one more submission is refused
     #: with 429 `tenant_limit`.
     tenant_max_pending: int = Field(100, alias="TENANT_MAX_PENDING", ge=1)
@@ -130,7 +130,7 @@ class Settings(BaseModel):
     #: (growing with each wait, up to 12 times this; jittered).
     tenant_defer_seconds: int = Field(2, alias="TENANT_DEFER_SECONDS", ge=1, le=60)
 
-    # Files (README "Files"): uploads in, artifacts out.
+    # Files (docs/jobs.md, "Files"): uploads in, artifacts out.
     #: The largest file one upload may declare (`POST /v1/uploads` `size_bytes`).
     upload_max_bytes: int = Field(100 * 1024 * 1024, alias="UPLOAD_MAX_BYTES", ge=1)
     #: A job's inputs together at most (uploads; an S3 trigger's objects too).

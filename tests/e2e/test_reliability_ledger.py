@@ -5,7 +5,7 @@ Messages API) while faults are injected; every check of the ledger must pass: no
 left non-terminal, no model call for a job after it ended, one completion event per job, each
 answer its own job's. Each test takes one family of faults, at rates far above the full run's;
 the full run (`make bench-reliability`) mixes them all, with a restart of the workers, and its
-open findings are in the README ("Reliability ledger").
+open findings are in docs/benchmarks.md ("Reliability ledger").
 """
 
 from __future__ import annotations

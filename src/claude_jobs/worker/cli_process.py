@@ -10,7 +10,7 @@ The CLI's stdin, stdout and stderr are socketpairs, not pipes (`CliProcess`): th
 the agent's uid, and where that is the worker's own (Lambda) the agent's Bash could reopen a
 pipe through `/proc/<cli>/fd/N` and write frames to the worker (or commands to the CLI); a
 socket cannot be reopened that way (ENXIO). stdout and stderr carry one direction only. What
-the CLI says is still the agent's to shape (README "Security model"): nothing read from it is
+the CLI says is still the agent's to shape (docs/security.md): nothing read from it is
 trusted beyond the job itself.
 """
 

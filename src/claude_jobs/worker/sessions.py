@@ -15,7 +15,7 @@ transcript file in the sandbox with what was loaded and mirrored, and appends wh
 mirror missed (a run stopped between two flushes): the session is complete up to the last line
 the CLI wrote.
 
-What comes from the sandbox is the agent's, and is read as such (README "Security model"):
+What comes from the sandbox is the agent's, and is read as such (docs/security.md):
 - The mirror's frames come from the CLI's stdout, which the agent may be able to write (its
   own CLI runs as its uid): a frame is stored only when it names the job's own session (or the
   warm CLI's id standing for it, `started_as`); any other is dropped and counted.

@@ -130,7 +130,7 @@ class StackConfig:
         )
 
 
-#: Fair sharing settings the local stack takes from its environment (README "Fair sharing").
+#: Fair sharing settings the local stack takes from its environment (docs/jobs.md, "Fair sharing").
 FAIR_SHARING_SETTINGS = ("tenant_max_pending", "tenant_max_running", "tenant_defer_seconds")
 
 
