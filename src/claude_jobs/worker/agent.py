@@ -19,6 +19,7 @@ from ..observability import deferred_logger
 from .agent_options import Launch as Launch
 from .agent_options import launch_of as launch_of
 from .agent_options import sdk_options as sdk_options
+from .approvals import ApprovalGate, deferred_from_result
 from .cli_process import AgentStartError as AgentStartError
 from .cli_process import CliProcess as CliProcess
 from .cli_process import WarmProcess as WarmProcess
@@ -88,6 +89,10 @@ class _Run:
         #: Long jobs: when each running tool call started, and the longest one so far.
         self.tool_started: dict[str, float] = {}
         self.longest_tool = 0.0
+        #: Approvals: defers a call matching the request's rules.
+        self.gate = (
+            ApprovalGate(request.approvals, request.approved_calls) if request.approvals else None
+        )
 
     async def execute(self) -> AgentOutcome:
         consume = asyncio.create_task(self._consume())
@@ -135,7 +140,8 @@ class _Run:
         return time.monotonic() - self.started
 
     async def _pre_tool_use(self, data: Any, tool_use_id: str | None, context: Any) -> Any:
-        """A segment's turn boundary: once its time is up, the next tool call does not run and
+        """Approvals: a call matching a rule is deferred (`approvals.py`). A segment's turn
+        boundary: once its time is up, the next tool call does not run and
         the agent stops (every earlier tool's result is in the transcript by now). Nor does a
         call that would still be running at the hard stop, judging by the longest call this
         segment has made: it would be cut off half-way and done again by the next segment."""
@@ -145,6 +151,9 @@ class _Run:
         if after is None or (
             elapsed < after and elapsed + expected < self.request.deadline_seconds
         ):
+            answer = self.gate.check(data, tool_use_id) if self.gate is not None else None
+            if answer is not None:
+                return answer
             if after is not None and tool_use_id:
                 self.tool_started[tool_use_id] = time.monotonic()
             return {}
@@ -191,7 +200,7 @@ class _Run:
         options = sdk_options(
             self.request,
             stderr=self.stderr.append,
-            pre_tool_use=self._pre_tool_use if segment else None,
+            pre_tool_use=self._pre_tool_use if segment or self.gate is not None else None,
             post_tool_use=self._post_tool_use if segment else None,
         )
         self.transport = open_transport(self.request, options)
@@ -275,6 +284,9 @@ class _Run:
             for d in (result.permission_denials or [])
         ]
         text = result.result
+        deferred = deferred_from_result(result, self.gate)
+        if deferred is not None:
+            return AgentOutcome("deferred", usage=usage, deferred=deferred)
         if result.subtype == "success" and not result.is_error:
             return self._success(text, result.structured_output, usage, denials)
         code = _SUBTYPE_CODES.get(result.subtype)

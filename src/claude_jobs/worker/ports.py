@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..models import Job
     from ..ports import JobRepository
     from ..settings import Settings
+    from .approvals import DeferredCall
     from .cli_process import WarmProcess
     from .containment import ProcessSweeper
     from .isolation import IdentityPool
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 MIN_RUN_SECONDS = 5.0
 
 #: "segment": stopped before the invocation's end, to be resumed by the next (segments.py).
-Ending = Literal["succeeded", "failed", "timed_out", "cancelled", "segment"]
+#: "deferred": stopped before a call that waits for approval (approvals.py).
+Ending = Literal["succeeded", "failed", "timed_out", "cancelled", "segment", "deferred"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ class AgentRequest:
     #: Warm start (warm.py): the CLI started ahead of this run; used when its launch is this
     #: run's, else stopped.
     warm: WarmProcess | None = None
+    #: Approval rules (`allowed_tools` syntax): a matching call is deferred before it runs and
+    #: the run ends "deferred" (approvals.py).
+    approvals: tuple[str, ...] = ()
+    #: Ids of deferred calls a person allowed: they run when the session resumes.
+    approved_calls: tuple[str, ...] = ()
 
 
 @dataclass
@@ -69,6 +76,8 @@ class AgentOutcome:
     usage: Usage = field(default_factory=Usage)
     error: JobErrorInfo | None = None
     permission_denials: list[str] = field(default_factory=list)
+    #: The call that waits for approval (ending "deferred").
+    deferred: DeferredCall | None = None
 
     @property
     def is_error(self) -> bool:
