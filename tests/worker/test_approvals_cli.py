@@ -60,6 +60,7 @@ class Agent:
         resume: bool,
         approvals: tuple[str, ...],
         approved: tuple[str, ...] = (),
+        yield_after_seconds: float | None = None,
     ) -> AgentOutcome:
         session = AgentSession(
             session_id=self.session_id,
@@ -90,6 +91,7 @@ class Agent:
             session=session,
             approvals=approvals,
             approved_calls=approved,
+            yield_after_seconds=yield_after_seconds,
         )
         return AgentRunner(poll_seconds=0.5).run(request)
 
@@ -185,3 +187,16 @@ def test_a_call_no_rule_matches_runs(agent: Agent) -> None:
     assert outcome.ending == "succeeded", outcome.error
     assert outcome.deferred is None
     assert agent.marker.exists()
+
+
+def test_a_segment_defers_a_matching_call_too(agent: Agent) -> None:
+    # A segment's own PreToolUse hook (its turn-boundary stop) consults the gate as well.
+    agent.fake.script(
+        ToolUse("Bash", {"command": "touch marker.txt"}, id="toolu_marker"), Text("done")
+    )
+    outcome = agent.run(
+        "Make the marker.", resume=False, approvals=("Bash",), yield_after_seconds=100
+    )
+    assert outcome.ending == "deferred", outcome.error
+    assert outcome.deferred is not None and outcome.deferred.rule == "Bash"
+    assert not agent.marker.exists()
