@@ -14,7 +14,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from .approval_models import (
+    DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+    MAX_APPROVAL_RULES,
+    MAX_APPROVAL_TIMEOUT_SECONDS,
+    MIN_APPROVAL_TIMEOUT_SECONDS,
+)
 
 #: No deployment lets a job run longer than this (its `max_job_seconds` is at most this).
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -171,6 +185,42 @@ class JobOptions(BaseModel):
         json_schema_extra={"x-max-depth": MAX_DOCUMENT_DEPTH},
     )
 
+    approvals: Annotated[
+        list[str],
+        RunOption(
+            sdk=Excluded("the worker's PreToolUse gate (worker/approvals.py) applies them"),
+            warm=Excluded("not on the CLI's command line: the gate is a hook of the run"),
+            flag="--approve-rule",
+            help="A permission rule whose calls wait for a person's decision (repeat the "
+            "option), e.g. 'Bash(git push:*)'; its tool must be allowed.",
+            example=["Read(secrets/**)"],
+        ),
+    ] = Field(
+        default_factory=list,
+        max_length=MAX_APPROVAL_RULES,
+        description="Permission rules (the `allowed_tools` syntax, e.g. `Bash(git push:*)`) "
+        "whose matching calls wait for a person's decision: the job becomes "
+        "`awaiting_approval` and resumes once answered. Each rule's tool must be allowed.",
+    )
+    approval_timeout_seconds: Annotated[
+        int,
+        RunOption(
+            sdk=Excluded("the approval's expiry, swept outside the run"),
+            warm=Excluded("not on the CLI's command line"),
+            flag="--approval-timeout",
+            help="Seconds a call may wait for a decision before the job ends failed "
+            "(approval_expired); default 86,400, at most 7 days.",
+            example=3600,
+        ),
+    ] = Field(
+        DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+        ge=MIN_APPROVAL_TIMEOUT_SECONDS,
+        le=MAX_APPROVAL_TIMEOUT_SECONDS,
+        description="How long a call may wait for a decision; unanswered by then, the job "
+        "ends `failed` with `error.code = approval_expired`. Waiting does not count against "
+        "`timeout_seconds`.",
+    )
+
     @field_validator("allowed_tools")
     @classmethod
     def _tool_names(cls, tools: list[str]) -> list[str]:
@@ -180,6 +230,27 @@ class JobOptions(BaseModel):
         if len(set(tools)) != len(tools):
             raise ValueError("tool names must be unique")
         return tools
+
+    @field_validator("approvals")
+    @classmethod
+    def _approval_rules(cls, rules: list[str]) -> list[str]:
+        for rule in rules:
+            if not _TOOL_RE.fullmatch(rule) or len(rule) > 256:
+                raise ValueError(f"{rule!r} is not a permission rule")
+        if len(set(rules)) != len(rules):
+            raise ValueError("approval rules must be unique")
+        return rules
+
+    @model_validator(mode="after")
+    def _approved_tools_allowed(self) -> JobOptions:
+        allowed = {tool_base_name(tool) for tool in self.allowed_tools}
+        for rule in self.approvals:
+            if tool_base_name(rule) not in allowed:
+                raise ValueError(
+                    f"approval rule {rule!r}: its tool {tool_base_name(rule)!r} is not in "
+                    "allowed_tools"
+                )
+        return self
 
     @field_validator("output_schema")
     @classmethod

@@ -8,6 +8,9 @@ from enum import StrEnum
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    #: Stopped before a tool call that waits for a person's decision (approvals); not
+    #: terminal, and holds no worker: the job is an item and a stored session until answered.
+    AWAITING_APPROVAL = "awaiting_approval"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from .approval_models import ApprovalDecision, PendingApproval, PendingApprovalView
 from .filenames import FILENAME_PATTERN, MAX_FILENAME_CHARS
 from .job_options import MAX_DOCUMENT_DEPTH as MAX_DOCUMENT_DEPTH
 from .job_options import MAX_TIMEOUT_SECONDS as MAX_TIMEOUT_SECONDS
@@ -307,6 +308,11 @@ class Job(BaseModel):
     segments: int = 0
     deadline_at: datetime | None = None
     continuing: bool = False
+    #: Approvals: the call that waits (while `awaiting_approval`), the decision the worker is
+    #: to carry out next (until it has), and how many times the job's calls have waited.
+    pending_approval: PendingApproval | None = None
+    approval_decision: ApprovalDecision | None = None
+    approval_waits: int = 0
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
 
 
@@ -369,6 +375,11 @@ class JobView(BaseModel):
     inputs: list[InputView] | None = None
     artifacts: list[ArtifactView] | None = None
     artifact_notes: list[str] | None = None
+    pending_approval: PendingApprovalView | None = Field(
+        None,
+        description="While `awaiting_approval`: the call that waits for a decision "
+        "(`POST /v1/jobs/{job_id}/approvals/{approval_id}`)",
+    )
     links: JobLinks
 
 

@@ -4,6 +4,9 @@
     queued → cancelled | failed            (cancel; dispatch failure or poison message)
     running → running                      (re-claim after the previous lease expired)
     running → queued                       (release after an infrastructure fault, for retry)
+    running → awaiting_approval            (a call waits for a person: no worker is held)
+    awaiting_approval → queued             (decided: the job resumes its session)
+    awaiting_approval → cancelled | failed (cancel; unanswered by its approval timeout)
 
 Every transition is a DynamoDB conditional write on the current status (the repository does
 it); a terminal job never changes again.
@@ -18,7 +21,18 @@ S = JobStatus
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.QUEUED: frozenset({S.RUNNING, S.CANCELLED, S.FAILED}),
-    S.RUNNING: frozenset({S.RUNNING, S.QUEUED, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
+    S.RUNNING: frozenset(
+        {
+            S.RUNNING,
+            S.QUEUED,
+            S.AWAITING_APPROVAL,
+            S.SUCCEEDED,
+            S.FAILED,
+            S.TIMED_OUT,
+            S.CANCELLED,
+        }
+    ),
+    S.AWAITING_APPROVAL: frozenset({S.QUEUED, S.CANCELLED, S.FAILED}),
     **{terminal: frozenset() for terminal in TERMINAL_STATUSES},
 }
 
@@ -35,8 +49,9 @@ def sources_for(target: JobStatus) -> tuple[JobStatus, ...]:
 def slot_changes(source: JobStatus, target: JobStatus) -> tuple[int, int]:
     """How a transition changes its tenant's counts of (pending, running) jobs.
 
-    Pending (queued or running) drops when a job becomes terminal; running rises when a queued
-    job is claimed and drops when a running job is released or ends. A re-claim
+    Pending (queued, running or awaiting approval) drops when a job becomes terminal; running
+    rises when a queued job is claimed and drops when a running job is released, ends or waits
+    for approval. A re-claim
     (running → running) changes neither. Jobs are counted once, when created (pending + 1)."""
     pending = -1 if not source.is_terminal and target.is_terminal else 0
     running = 0

@@ -28,6 +28,13 @@ class JobOptions(TypedDict, total=False):
     #: A JSON Schema object; the result then carries `structured`. Any valid JSON within the
     #: body's size, nested at most 64 levels; it is kept and returned exactly as sent.
     output_schema: Mapping[str, Any] | None
+    #: Permission rules (the `allowed_tools` syntax, e.g. `Bash(git push:*)`) whose matching
+    #: calls wait for a person's decision: the job becomes `awaiting_approval` and resumes once
+    #: answered. Each rule's tool must be allowed.
+    approvals: Sequence[str] | None
+    #: How long a call may wait for a decision; unanswered by then, the job ends `failed` with
+    #: `error.code = approval_expired`. Waiting does not count against `timeout_seconds`.
+    approval_timeout_seconds: int | None
 
 
 #: The options' names, in the API's order.
@@ -38,4 +45,6 @@ OPTION_NAMES = (
     "max_budget_usd",
     "model",
     "output_schema",
+    "approvals",
+    "approval_timeout_seconds",
 )

@@ -46,6 +46,18 @@ def test_a_queued_job_cannot_finish_without_running(target: JobStatus) -> None:
 
 def test_sources_are_the_write_conditions() -> None:
     assert set(sources_for(S.RUNNING)) == {S.QUEUED, S.RUNNING}
-    assert set(sources_for(S.CANCELLED)) == {S.QUEUED, S.RUNNING}
+    assert set(sources_for(S.CANCELLED)) == {S.QUEUED, S.RUNNING, S.AWAITING_APPROVAL}
+    assert set(sources_for(S.AWAITING_APPROVAL)) == {S.RUNNING}
     assert set(sources_for(S.SUCCEEDED)) == {S.RUNNING}
-    assert sources_for(S.QUEUED) == (S.RUNNING,)
+    assert sources_for(S.QUEUED) == (S.RUNNING, S.AWAITING_APPROVAL)
+
+
+def test_a_job_waiting_for_approval_is_pending_but_not_running() -> None:
+    from claude_jobs.state import slot_changes
+
+    assert slot_changes(S.RUNNING, S.AWAITING_APPROVAL) == (0, -1)
+    assert slot_changes(S.AWAITING_APPROVAL, S.QUEUED) == (0, 0)
+    assert slot_changes(S.AWAITING_APPROVAL, S.CANCELLED) == (-1, 0)
+    assert slot_changes(S.AWAITING_APPROVAL, S.FAILED) == (-1, 0)
+    assert not can_transition(S.AWAITING_APPROVAL, S.RUNNING)
+    assert not can_transition(S.QUEUED, S.AWAITING_APPROVAL)

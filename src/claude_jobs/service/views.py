@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from ..approval_models import PendingApprovalView
 from ..documents import ARTIFACTS_PREFIX, RESULT_TEXT, VIEWED, JobDocuments
-from ..models import ArtifactView, InputView, Job, JobLinks, JobView, ResultView
+from ..models import ArtifactView, InputView, Job, JobLinks, JobStatus, JobView, ResultView
 from .context import ServiceContext
 
 
@@ -53,6 +54,11 @@ def render(documents: JobDocuments, job: Job) -> JobView:
         webhook=job.webhook,
         session_id=job.session_id,
         segments=job.segments,
+        pending_approval=(
+            PendingApprovalView.of(job.pending_approval)
+            if job.pending_approval is not None and job.status is JobStatus.AWAITING_APPROVAL
+            else None
+        ),
         **_files_view(documents, job),
         links=JobLinks(self=job_path(job.job_id)),
     )
