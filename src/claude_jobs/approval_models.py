@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 86_400
 MAX_APPROVAL_TIMEOUT_SECONDS = 7 * 86_400
 #: The fewest seconds a job may give a person to decide.
-MIN_APPROVAL_TIMEOUT_SECONDS = 60
+MIN_APPROVAL_TIMEOUT_SECONDS = 10
 #: A job's calls may wait for a decision at most this many times.
 MAX_APPROVAL_WAITS = 50
 #: The most approval rules a job may name.
