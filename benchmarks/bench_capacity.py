@@ -192,6 +192,7 @@ class Stack:
         return response
 
     def run_job(self, kind: Kind) -> str:
+        from claude_jobs.job_message import JobMessage
         from claude_jobs.worker.agent import AgentOutcome
         from claude_jobs.worker.isolation import AgentIdentity, IdentityPool
         from claude_jobs.worker.ports import WorkerPorts
@@ -219,7 +220,7 @@ class Stack:
         )
         processor = JobProcessor(ports)
         started = time.perf_counter()
-        processed = processor.process_message(message["Body"], 900)
+        processed = processor.process_message(JobMessage.model_validate_json(message["Body"]), 900)
         self.recorder.invocation("worker", time.perf_counter() - started, self.worker_memory_mb)
         assert processed.action == "ran", processed
         self.source.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])

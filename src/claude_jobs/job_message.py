@@ -4,9 +4,9 @@ worker (a deferral, a long job's next segment), read by the worker."""
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from pydantic import BaseModel, ConfigDict, Field, Json
+from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError, create_model
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
@@ -26,14 +26,27 @@ class JobMessage(BaseModel):
         return self.model_dump_json(exclude_defaults=True)
 
 
-@cache
-def job_record_model() -> type[SqsRecordModel]:
-    """A Powertools parser model of an SQS record carrying a :class:`JobMessage` (`body`).
-    Built on first use: the parser's models take ~70 ms to import, which the API's functions,
-    writers of this message, need not pay."""
-    from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+if TYPE_CHECKING:  # for type checkers; built at run time by `job_record_model()`
 
     class JobMessageRecord(SqsRecordModel):
         body: Json[JobMessage]
 
-    return JobMessageRecord
+
+@cache
+def job_record_model() -> type[JobMessageRecord]:
+    """A Powertools parser model of an SQS record carrying a :class:`JobMessage` (`body`).
+    Built on first use: the parser's models take tens of ms to import, which the API's
+    functions, writers of this message, and the worker's cold start need not pay."""
+    from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+
+    model = create_model("JobMessageRecord", __base__=SqsRecordModel, body=(Json[JobMessage], ...))
+    return cast("type[JobMessageRecord]", model)
+
+
+def malformed_fields(error: ValidationError) -> str:
+    """Where a record failed the model, e.g. `attributes.SentTimestamp: missing` (no input
+    values: a hostile record's content stays out of the logs)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in detail['loc']) or 'record'}: {detail['type']}"
+        for detail in error.errors(include_url=False, include_input=False)[:10]
+    )

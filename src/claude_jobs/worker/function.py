@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -31,14 +31,17 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
-from ..job_message import JobMessage
+from ..job_message import JobMessage, job_record_model, malformed_fields
 from ..observability import count, get_logger, instrumented
 from ..resources import WORKER_TIMEOUT_SECONDS
 from ..wiring import Container, ContainerHolder
 from .isolation import make_non_dumpable
 from .ports import WorkerPorts
-from .processed import Action, Handling, WorkerFault
+from .processed import Action, Handling, Processed, WorkerFault
 from .processor import JobProcessor
+
+if TYPE_CHECKING:
+    from ..job_message import JobMessageRecord
 
 #: The worker's exit status when it retires its execution environment.
 RETIRE_EXIT_CODE = 75
@@ -157,8 +160,12 @@ class WorkerFunction(ContainerHolder):
             self.processor.warm_pool.discard()
 
     def _record(
-        self, record: SQSRecord, lambda_context: Any = None, retiring: list[str] | None = None
+        self, raw: SQSRecord, lambda_context: Any = None, retiring: list[str] | None = None
     ) -> None:
+        record = parse_record(raw)
+        if record is None:  # dropped: deleted as processed, never retried
+            self._log_processed(Processed(None, Action.MALFORMED))
+            return
         remaining = (
             lambda_context.get_remaining_time_in_millis() / 1000
             if lambda_context is not None
@@ -193,6 +200,10 @@ class WorkerFunction(ContainerHolder):
         if processed.retire and retiring is not None:
             retiring.append(processed.retire)
             self._delete(record)  # done: it must not come back when the environment ends
+        self._log_processed(processed)
+
+    @staticmethod
+    def _log_processed(processed: Processed) -> None:
         get_logger().info(
             "message processed",
             extra={
@@ -213,20 +224,17 @@ class WorkerFunction(ContainerHolder):
         needed = self.container.settings.warm_start_settle_seconds + WARM_UP_SPARE_SECONDS
         return remaining > needed
 
-    def _defer(self, record: SQSRecord) -> None:
+    def _defer(self, record: JobMessageRecord) -> None:
         """Offer a job whose tenant runs its share again later: a new message with a delay
         (a fresh receive count: waiting is neither a fault nor a step towards the DLQ); this
         one is then deleted as processed. The delay grows with each wait, up to 12 times
         TENANT_DEFER_SECONDS, jittered so that a backlog spreads out."""
-        try:
-            message = JobMessage.model_validate_json(record.body)
-        except ValidationError:
-            raise WorkerFault("a deferred message is not a job message") from None
+        message = record.body
         waits = message.deferrals
         base = self.container.settings.tenant_defer_seconds * (1 + min(waits, 11))
         delay = min(900, max(1, round(base * random.uniform(0.75, 1.25))))  # noqa: S311
         self.container.client("sqs").send_message(
-            QueueUrl=self._queue_url(record.event_source_arn),
+            QueueUrl=self._queue_url(record.eventSourceARN),
             MessageBody=message.model_copy(update={"deferrals": waits + 1}).body(),
             DelaySeconds=delay,
         )
@@ -234,16 +242,16 @@ class WorkerFunction(ContainerHolder):
         self._expect_message(message.job_id, delay)
         count("JobsDeferred")
 
-    def _next_segment(self, record: SQSRecord) -> None:
+    def _next_segment(self, record: JobMessageRecord) -> None:
         """Send the message of a long job's next segment (the job is queued again, not
         running: whichever message is received first claims it, by a conditional write; a
         duplicate finds it running or done and is skipped). When it cannot be sent this
         message is retried instead (WorkerFault), and its redelivery claims the job."""
         try:
-            received = JobMessage.model_validate_json(record.body)
+            received = record.body
             message = JobMessage(job_id=received.job_id, tenant_id=received.tenant_id)
             self.container.client("sqs").send_message(
-                QueueUrl=self._queue_url(record.event_source_arn),
+                QueueUrl=self._queue_url(record.eventSourceARN),
                 MessageBody=message.body(),
             )
         except Exception as exc:
@@ -251,35 +259,33 @@ class WorkerFunction(ContainerHolder):
         self._expect_message(message.job_id, 0)
         count("JobSegments")
 
-    def _come_back(self, record: SQSRecord, seconds: float) -> None:
+    def _come_back(self, record: JobMessageRecord, seconds: float) -> None:
         try:
             self.container.client("sqs").change_message_visibility(
-                QueueUrl=self._queue_url(record.event_source_arn),
-                ReceiptHandle=record.receipt_handle,
+                QueueUrl=self._queue_url(record.eventSourceARN),
+                ReceiptHandle=record.receiptHandle,
                 VisibilityTimeout=min(int(seconds) + 1, MAX_VISIBILITY_SECONDS),
             )
         except Exception as exc:  # the queue's own visibility timeout still brings it back
             get_logger().warning("could not set the message's return: %s", type(exc).__name__)
 
-    def _retry_later(self, record: SQSRecord) -> None:
+    def _retry_later(self, record: JobMessageRecord) -> None:
         """Make the failed message visible again after a backoff: the base, then twice, four
         times... as long for each earlier receive."""
-        receives = int(record.attributes.approximate_receive_count or 1)
+        count_text = record.attributes.ApproximateReceiveCount
+        receives = max(int(count_text), 1) if count_text.isdigit() else 1
         delay = min(self.container.settings.retry_base_seconds * 2 ** (receives - 1), 900)
         try:
             self.container.client("sqs").change_message_visibility(
-                QueueUrl=self._queue_url(record.event_source_arn),
-                ReceiptHandle=record.receipt_handle,
+                QueueUrl=self._queue_url(record.eventSourceARN),
+                ReceiptHandle=record.receiptHandle,
                 VisibilityTimeout=delay,
             )
         except Exception as exc:  # the queue's own visibility timeout still brings it back
             get_logger().warning("could not shorten the retry delay: %s", type(exc).__name__)
         else:
             get_logger().info("message retried in %s s", delay, extra={"receives": receives})
-            try:
-                self._expect_message(JobMessage.model_validate_json(record.body).job_id, delay)
-            except ValidationError:  # not a job message: nothing to note
-                return
+            self._expect_message(record.body.job_id, delay)
 
     def _expect_message(self, job_id: str, delay: float) -> None:
         """Note on a queued job when its message is due (the reconciler waits until then)."""
@@ -290,11 +296,11 @@ class WorkerFunction(ContainerHolder):
             due = time.time() + delay
             expect_message(self.container.client("dynamodb"), settings.jobs_table, job_id, due)
 
-    def _delete(self, record: SQSRecord) -> None:
+    def _delete(self, record: JobMessageRecord) -> None:
         try:
             self.container.client("sqs").delete_message(
-                QueueUrl=self._queue_url(record.event_source_arn),
-                ReceiptHandle=record.receipt_handle,
+                QueueUrl=self._queue_url(record.eventSourceARN),
+                ReceiptHandle=record.receiptHandle,
             )
         except Exception as exc:  # it comes back; the job is terminal, so it is only skipped
             get_logger().warning("could not delete the message: %s", type(exc).__name__)
@@ -343,6 +349,22 @@ class WorkerFunction(ContainerHolder):
             )
             count("EnvironmentsRetired")
         return dict(response)
+
+
+def parse_record(record: SQSRecord) -> JobMessageRecord | None:
+    """The record parsed by Powertools' SQS parser model, its body a JobMessage; None (logged)
+    when it is not one: bad JSON, no job_id, SQS fields missing, not a record at all."""
+    try:
+        return job_record_model().model_validate(record.raw_event)
+    except ValidationError as error:
+        raw = record.raw_event
+        message_id = raw.get("messageId") if isinstance(raw, dict) else None
+        get_logger().error(
+            "dropping a malformed jobs-queue message (%s)",
+            malformed_fields(error),
+            extra={"message_id": message_id if isinstance(message_id, str) else None},
+        )
+        return None
 
 
 def exit_environment() -> None:

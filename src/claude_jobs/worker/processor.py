@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import time
 
-from pydantic import ValidationError
-
 from ..documents import OUTPUT_SCHEMA, PROMPT, SYSTEM_PROMPT
 from ..errors import TenantAtShareError, TransitionConflictError
 from ..job_message import JobMessage
@@ -68,13 +66,10 @@ class JobProcessor:
         #: Long jobs: end-of-invocation margins (segments.py).
         self._margins = Margins(record=ports.margin_seconds, boundary=ports.boundary_seconds)
 
-    def process_message(self, body: str, remaining_seconds: float) -> Processed:
-        try:
-            job_id = JobMessage.model_validate_json(body).job_id
-        except ValidationError:
-            log.error("dropping a malformed jobs-queue message")
-            return Processed(None, Action.MALFORMED)
-        return self.process(job_id, remaining_seconds)
+    def process_message(self, message: JobMessage, remaining_seconds: float) -> Processed:
+        """One jobs-queue message, already parsed (a malformed one is dropped before: the
+        worker function's parser)."""
+        return self.process(message.job_id, remaining_seconds)
 
     def process(self, job_id: str, remaining_seconds: float) -> Processed:
         ports = self.ports
