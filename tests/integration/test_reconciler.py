@@ -372,3 +372,24 @@ def test_a_decision_racing_the_sweep_wins(aws: tuple[str, AwsFaultProxy]) -> Non
     assert stored is not None and stored.status is JobStatus.QUEUED and stored.error is None
     assert stored.prompt is not None or stored.documents
     assert jobs.tenant_usage("tenant-x").pending == 1
+
+
+def test_the_scheduled_function_expires_a_due_approval(aws: tuple[str, AwsFaultProxy]) -> None:
+    from claude_jobs.approval_models import APPROVAL_EXPIRED
+    from claude_jobs.reconcile.function import ReconcilerFunction
+    from tests.lambda_context import lambda_context
+
+    container, _ = _stack()
+    # Given a job whose approval expired a few seconds ago
+    job_id = _waiting(container, "tenant-f", "apr_1", -5)
+    # When the schedule invokes the reconciler function
+    function = ReconcilerFunction(Container(container.settings))
+    answer = function.handler(
+        {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}},
+        lambda_context("reconciler"),
+    )
+    # Then it reports the job expired, and the job is failed / approval_expired
+    assert answer["expired"] == [job_id] and answer["redriven"] == []
+    job = container.job_repository.get(job_id)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert job.error is not None and job.error.code == APPROVAL_EXPIRED
