@@ -131,7 +131,8 @@ class JobEvents(Construct):
 
 
 class StreamNotifier(Construct):
-    """The jobs table's stream → the notifier: completion events and webhooks."""
+    """The jobs table's stream → the notifier: completion events, `job.awaiting_approval`
+    events and webhooks."""
 
     def __init__(
         self,
@@ -154,6 +155,11 @@ class StreamNotifier(Construct):
                 report_batch_item_failures=True,
                 on_failure=EventSourceQueueDestination(dead_letter_queue),
             )
+        )
+        # A job waiting for approval is told once per approval: the notifier claims the
+        # notice with a conditional update of the job's item (claude_jobs.notify.approval_notices).
+        notifier.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:UpdateItem"], resources=[table.table_arn])
         )
 
 

@@ -1,8 +1,11 @@
 """The reconciler (docs/adr/0001-runtime-api.md): a function on a one-minute schedule that
-re-drives jobs whose message vanished and re-counts each tenant's slots, with its alarms.
+re-drives jobs whose message vanished, re-counts each tenant's slots and ends jobs whose
+approval expired, with its alarms.
 
-Least privilege: Scan and UpdateItem on the jobs table (no index, no other table), SendMessage
-on the jobs queue; nothing else.
+Least privilege: Scan, GetItem and UpdateItem on the jobs table (no index, no other table; an
+expiry reads the job and writes it and its tenant's counter in one transaction of updates),
+SendMessage on the jobs queue, DeleteObject on the documents prefix (an expired job's stored
+prompts); nothing else.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from claude_jobs.definitions import FUNCTIONS
-from infra.components.functions import PythonFunction
+from infra.components.functions import (
+    DOCUMENTS_OBJECTS,
+    DOCUMENTS_OBJECTS_REASON,
+    PythonFunction,
+)
 from infra.components.nag import Ack, acknowledge
 
 #: How often the reconciler runs.
@@ -29,6 +36,7 @@ SCHEDULE = "rate(1 minute)"
 #: Its metrics (counted by claude_jobs.reconcile.reconciler).
 REDRIVEN_METRIC = "JobsRedriven"
 DRIFT_METRIC = "SlotDrift"
+EXPIRED_METRIC = "ApprovalsExpired"
 
 
 class Reconciler(Construct):
@@ -42,6 +50,7 @@ class Reconciler(Construct):
         log_retention_days: int,
         table: dynamodb.ITable,
         queue: sqs.IQueue,
+        documents: str,
         topic: sns.ITopic,
         metrics_namespace: str,
         service_name: str,
@@ -59,12 +68,21 @@ class Reconciler(Construct):
                 "is lost with its event."
             ),
         )
-        self.function.allow(["dynamodb:Scan", "dynamodb:UpdateItem"], [table.table_arn])
+        self.function.allow(
+            ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"], [table.table_arn]
+        )
         self.function.allow(["sqs:SendMessage"], [queue.queue_arn])
+        # An expired approval's job: its prompts kept in the documents store are deleted.
+        self.function.allow(["s3:DeleteObject"], [documents])
+        acknowledge(
+            self.function.role,
+            Ack("AwsSolutions-IAM5", DOCUMENTS_OBJECTS_REASON, [DOCUMENTS_OBJECTS]),
+        )
         self.rule = events.Rule(
             self,
             "Schedule",
-            description="claude-jobs reconciler: re-drive lost job messages, re-count slots",
+            description="claude-jobs reconciler: re-drive lost job messages, re-count slots, "
+            "expire approvals",
             schedule=events.Schedule.expression(SCHEDULE),
             targets=[targets.LambdaFunction(self.function.function, retry_attempts=0)],
         )
@@ -87,6 +105,8 @@ class Reconciler(Construct):
                 statistic="Sum",
             )
 
+        #: Approvals nobody answered in time (expected, so no alarm: a dashboard figure).
+        self.expired_metric = metric(EXPIRED_METRIC)
         self.alarms: dict[str, cw.Alarm] = {}
         for alarm_id, name, description in (
             (

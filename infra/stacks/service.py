@@ -424,6 +424,7 @@ class ServiceStack(Stack):
             log_retention_days=retention,
             table=jobs,
             queue=queue,
+            documents=documents,
             topic=self.monitoring.topic,
             metrics_namespace=METRICS_NAMESPACE,
             service_name=service_name,

@@ -308,7 +308,8 @@ FUNCTIONS: dict[str, Function] = {
         ),
         Function(
             "reconciler",
-            "Schedule -> re-drives jobs whose message vanished; re-counts tenants' slots",
+            "Schedule -> re-drives jobs whose message vanished; re-counts tenants' slots; "
+            "expires approvals",
             memory_mb=512,
             # One scan of the jobs table's unfinished jobs and usage counters a run.
             timeout_seconds=60,
@@ -316,6 +317,7 @@ FUNCTIONS: dict[str, Function] = {
                 *POWERTOOLS_ENV,
                 "JOBS_TABLE",
                 "JOBS_QUEUE_URL",
+                "RESULTS_BUCKET",
                 "RECONCILE_GRACE_SECONDS",
             ),
         ),

@@ -133,3 +133,33 @@ def test_notifier_reads_the_stream_with_partial_failures(synth: Synthesized) -> 
     assert mapping["BatchSize"] == NOTIFIER_STREAM.batch_size
     assert mapping["MaximumRecordAgeInSeconds"] == NOTIFIER_STREAM.max_record_age_seconds
     assert "NotifierDlq" in json.dumps(mapping["DestinationConfig"]["OnFailure"]["Destination"])
+
+
+def test_the_notifier_may_only_update_the_jobs_table_to_claim_approval_notices(
+    synth: Synthesized,
+) -> None:
+    # Given the notifier's role policy
+    statements = [
+        s
+        for i, p in synth.service.find_resources("AWS::IAM::Policy").items()
+        if i.startswith("NotifierRole")
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    writes = [
+        s
+        for s in statements
+        if any(
+            a.startswith("dynamodb:")
+            and "Stream" not in a
+            and a != "dynamodb:GetRecords"
+            and a != "dynamodb:GetShardIterator"
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        )
+    ]
+    # Then its one table write is UpdateItem on the jobs table itself (no index, no other
+    # table, no puts or deletes): the conditional claim of a waiting job's notice
+    (write,) = writes
+    assert write["Action"] == "dynamodb:UpdateItem"
+    assert "JobsTable" in json.dumps(write["Resource"]) and "index" not in json.dumps(
+        write["Resource"]
+    )

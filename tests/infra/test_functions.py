@@ -132,7 +132,7 @@ def test_environments_are_valid_settings_and_minimal(synth: Synthesized) -> None
         },
         "Notifier": {"JOBS_TABLE", "RESULTS_BUCKET", "EVENT_BUS_NAME", "WEBHOOK_QUEUE_URL"},
         "Webhook": {"JOBS_TABLE", "WEBHOOK_SECRET_ID", "WEBHOOK_QUEUE_URL"},
-        "Reconciler": {"JOBS_TABLE", "JOBS_QUEUE_URL"},
+        "Reconciler": {"JOBS_TABLE", "JOBS_QUEUE_URL", "RESULTS_BUCKET"},
         "Lostjobs": {"JOBS_TABLE"},
         "Expiry": {"JOBS_TABLE"},
     }

@@ -227,6 +227,8 @@ def test_notifier_reads_the_stream_and_publishes(synth: Synthesized) -> None:
     assert _permissions(synth, "Notifier") == _baseline(synth, "Notifier") | {
         ("events:PutEvents", f"{bus_id}.Arn"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/tenant/*"),
+        # approvals: the notice of a waiting job, claimed once per approval id
+        ("dynamodb:UpdateItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:ListStreams", "*"),
         ("dynamodb:DescribeStream", stream),
         ("dynamodb:GetRecords", stream),

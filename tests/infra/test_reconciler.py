@@ -30,13 +30,15 @@ def test_the_reconciler_runs_every_minute(synth: Synthesized) -> None:
         if function_id in json.dumps(r["Properties"].get("Targets", []))
     ]
     assert rule["ScheduleExpression"] == "rate(1 minute)"
-    # And it knows the table, the queue and its grace
+    # And it knows the table, the queue, the documents' bucket and its grace
     variables = function["Properties"]["Environment"]["Variables"]
-    assert {"JOBS_TABLE", "JOBS_QUEUE_URL", "RECONCILE_GRACE_SECONDS"} <= set(variables)
+    assert {"JOBS_TABLE", "JOBS_QUEUE_URL", "RESULTS_BUCKET", "RECONCILE_GRACE_SECONDS"} <= set(
+        variables
+    )
     assert variables["RECONCILE_GRACE_SECONDS"] == "120"
 
 
-def test_the_reconciler_may_scan_and_update_jobs_and_send_to_the_jobs_queue_only(
+def test_the_reconciler_may_read_and_update_jobs_send_to_the_jobs_queue_and_drop_prompts(
     synth: Synthesized,
 ) -> None:
     # Given the reconciler's role policy
@@ -52,12 +54,23 @@ def test_the_reconciler_may_scan_and_update_jobs_and_send_to_the_jobs_queue_only
             [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
         ):
             actions[action] = json.dumps(statement["Resource"])
-    # Then, beside its logs and traces, it may scan and update the jobs table and send to the
-    # jobs queue: no reads of other tables, no deletes, no other queue
+    # Then, beside its logs and traces, it may scan, read and update the jobs table (an expired
+    # approval: the job and its tenant's counter, in a transaction of updates), send to the
+    # jobs queue and delete the documents an expired job leaves: no other table, index or
+    # queue, no reads of the bucket, no puts
     app = {a for a in actions if a.split(":")[0] in ("dynamodb", "sqs", "s3", "secretsmanager")}
-    assert app == {"dynamodb:Scan", "dynamodb:UpdateItem", "sqs:SendMessage"}
-    assert "JobsTable" in actions["dynamodb:Scan"] and "/index/" not in actions["dynamodb:Scan"]
+    assert app == {
+        "dynamodb:Scan",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "sqs:SendMessage",
+        "s3:DeleteObject",
+    }
+    for action in ("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"):
+        assert "JobsTable" in actions[action] and "/index/" not in actions[action]
     assert "JobsQueue" in actions["sqs:SendMessage"] and "Dlq" not in actions["sqs:SendMessage"]
+    assert "ResultsBucket" in actions["s3:DeleteObject"]
+    assert "/tenant/*" in actions["s3:DeleteObject"]
 
 
 @pytest.mark.parametrize(

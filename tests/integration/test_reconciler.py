@@ -215,3 +215,181 @@ def test_only_overdue_jobs_are_re_driven_and_with_a_back_off(
     assert sorted(_messages(container)) == sorted([lost.job_id, abandoned.job_id])
     # And a run right after sends nothing more (the re-driven message is due later)
     assert later.run().redriven == [] and _messages(container) == []
+
+
+# ---------------------------------------------------------------- approvals
+
+
+def _waiting(container: Container, tenant: str, approval_id: str, expires_in: float) -> str:
+    """A job whose call waits for a person, written as the worker writes it (running →
+    awaiting_approval: pending approval set, lease cleared; no message left)."""
+    from datetime import timedelta
+
+    from claude_jobs.approval_models import PendingApproval
+    from claude_jobs.clock import utcnow
+
+    jobs = container.job_repository
+    request = JobRequest.model_validate(
+        {"prompt": "p" * 90_000, "allowed_tools": ["Bash"], "approvals": ["Bash(git push:*)"]}
+    )
+    job = container.job_service.submit(tenant, request).job
+    jobs.transition(
+        Transition(
+            job_id=job.job_id,
+            to=JobStatus.RUNNING,
+            add_attempts=1,
+            set_fields={"lease_until": int(time.time()) + 600},
+        )
+    )
+    now = utcnow()
+    pending = PendingApproval(
+        approval_id=approval_id,
+        tool_use_id="toolu_01",
+        tool="Bash",
+        input='{"command":"git push origin main"}',
+        rule="Bash(git push:*)",
+        requested_at=now,
+        expires_at=now + timedelta(seconds=expires_in),
+    )
+    jobs.transition(
+        Transition(
+            job_id=job.job_id,
+            to=JobStatus.AWAITING_APPROVAL,
+            from_=[JobStatus.RUNNING],
+            set_fields={"pending_approval": pending, "continuing": True, "approval_waits": 1},
+            remove_fields=["lease_until"],
+        )
+    )
+    return job.job_id
+
+
+def _sweeper(container: Container, at: float) -> Reconciler:
+    from datetime import UTC, datetime
+
+    from claude_jobs.reconcile.expiry import ApprovalExpiry
+
+    settings = container.settings
+    return Reconciler(
+        DynamoReconcileStore(container.client("dynamodb"), settings.jobs_table),
+        SqsJobWaker(container.client("sqs"), settings.jobs_queue_url),
+        clock=lambda: at,
+        grace_seconds=60,
+        expirer=ApprovalExpiry(
+            container.job_repository,
+            container.job_documents,
+            clock=lambda: datetime.fromtimestamp(at, UTC),
+        ),
+    )
+
+
+def test_a_due_approval_is_swept_to_failed_and_a_waiting_job_is_never_re_driven(
+    aws: tuple[str, AwsFaultProxy],
+) -> None:
+    from claude_jobs.approval_models import APPROVAL_EXPIRED
+
+    container, _ = _stack()
+    jobs = container.job_repository
+    # Given two waiting jobs of one tenant (one due in 10 s, one in a day) and a running one
+    due = _waiting(container, "tenant-w", "apr_due", 10)
+    later = _waiting(container, "tenant-w", "apr_later", 86_400)
+    running = container.job_service.submit("tenant-w", JobRequest(prompt="r")).job
+    jobs.transition(
+        Transition(job_id=running.job_id, to=JobStatus.RUNNING, set_fields={"lease_until": 2**40})
+    )
+    _messages(container)
+    usage = jobs.tenant_usage("tenant-w")
+    assert (usage.pending, usage.running) == (3, 1)
+    documents = container.job_documents
+    stored_prompts = dict(jobs.get(due).documents)  # type: ignore[union-attr]
+    assert stored_prompts
+    # When the sweep runs now: nothing is due, nothing is re-driven, the counters agree
+    now = time.time()
+    first = _sweeper(container, now + 1).run()
+    second = _sweeper(container, now + 2).run()
+    assert first.expired == second.expired == [] and first.redriven == second.redriven == []
+    assert first.drifting == second.drifting == [] and second.repaired == []
+    assert _messages(container) == []
+    # And when it runs two hours later (long past any grace for a message)
+    outcome = _sweeper(container, now + 7200).run()
+    # Then the due one expired — only it — and no waiting job got a message
+    assert outcome.expired == [due] and outcome.redriven == [] and _messages(container) == []
+    failed = jobs.get(due)
+    assert failed is not None and failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error.code == APPROVAL_EXPIRED
+    assert failed.pending_approval is None and failed.prompt is None and failed.finished_at
+    assert failed.documents == {}
+    # And its stored prompt is deleted from the documents store
+    with pytest.raises(Exception, match="NoSuchKey"):
+        documents._store.get(next(iter(stored_prompts.values())))  # type: ignore[union-attr]
+    assert jobs.get(later).status is JobStatus.AWAITING_APPROVAL  # type: ignore[union-attr]
+    # And the tenant's counters: two pending (one waiting), one running — and they stay
+    usage = jobs.tenant_usage("tenant-w")
+    assert (usage.pending, usage.running) == (2, 1)
+    after = _sweeper(container, now + 7201).run()
+    assert after.drifting == [] and after.repaired == [] and after.expired == []
+
+
+def test_a_decision_racing_the_sweep_wins(aws: tuple[str, AwsFaultProxy]) -> None:
+    from claude_jobs.reconcile.expiry import ApprovalExpiry
+
+    container, _ = _stack()
+    jobs = container.job_repository
+    job_id = _waiting(container, "tenant-x", "apr_1", 10)
+    at = time.time() + 60
+
+    class Deciding:
+        """The repository, with a decision landing between the sweep's read and write."""
+
+        def __init__(self) -> None:
+            self.get = self._get
+
+        def _get(self, job_id: str) -> Any:
+            read = jobs.get(job_id)
+            jobs.transition(
+                Transition(
+                    job_id=job_id,
+                    to=JobStatus.QUEUED,
+                    from_=[JobStatus.AWAITING_APPROVAL],
+                    set_fields={"pending_approval": None},
+                )
+            )
+            return read
+
+        def transition(self, change: Transition) -> Any:
+            return jobs.transition(change)
+
+    from datetime import UTC, datetime
+
+    expiry = ApprovalExpiry(
+        Deciding(),  # type: ignore[arg-type]
+        container.job_documents,
+        clock=lambda: datetime.fromtimestamp(at, UTC),
+    )
+    # When the sweep reads the due job and the decision's write lands before the sweep's
+    assert expiry.expire(job_id, "apr_1") is None
+    # Then the job is queued (the decision stands) and still counts as pending
+    stored = jobs.get(job_id)
+    assert stored is not None and stored.status is JobStatus.QUEUED and stored.error is None
+    assert stored.prompt is not None or stored.documents
+    assert jobs.tenant_usage("tenant-x").pending == 1
+
+
+def test_the_scheduled_function_expires_a_due_approval(aws: tuple[str, AwsFaultProxy]) -> None:
+    from claude_jobs.approval_models import APPROVAL_EXPIRED
+    from claude_jobs.reconcile.function import ReconcilerFunction
+    from tests.lambda_context import lambda_context
+
+    container, _ = _stack()
+    # Given a job whose approval expired a few seconds ago
+    job_id = _waiting(container, "tenant-f", "apr_1", -5)
+    # When the schedule invokes the reconciler function
+    function = ReconcilerFunction(Container(container.settings))
+    answer = function.handler(
+        {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}},
+        lambda_context("reconciler"),
+    )
+    # Then it reports the job expired, and the job is failed / approval_expired
+    assert answer["expired"] == [job_id] and answer["redriven"] == []
+    job = container.job_repository.get(job_id)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert job.error is not None and job.error.code == APPROVAL_EXPIRED

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from ..clock import epoch
 from ..job_message import JobMessage
 from ..observability import get_logger
-from ..reconcile.reconciler import Slots, Snapshot, UnfinishedJob
+from ..reconcile.reconciler import AWAITING_APPROVAL, Slots, Snapshot, UnfinishedJob
 from .dynamo import from_item, serialize
 
 if TYPE_CHECKING:
@@ -43,6 +43,14 @@ def _epoch(value: Any) -> float:
     return float(epoch(datetime.fromisoformat(str(value))))
 
 
+def _pending_approval(raw: Any) -> tuple[str | None, float | None]:
+    """(approval_id, expires_at as epoch seconds) of a job's `pending_approval` (JSON text)."""
+    if not raw:
+        return None, None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return str(value["approval_id"]), _epoch(value["expires_at"])
+
+
 class DynamoReconcileStore:
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self._client = client
@@ -53,14 +61,16 @@ class DynamoReconcileStore:
         slots: dict[str, Slots] = {}
         arguments: dict[str, Any] = {
             "TableName": self._table,
-            "FilterExpression": "begins_with(job_id, :usage) OR #s IN (:queued, :running)",
+            "FilterExpression": "begins_with(job_id, :usage) "
+            "OR #s IN (:queued, :running, :awaiting)",
             "ProjectionExpression": "job_id, tenant_id, #s, created_at, lease_until, "
-            "message_due, redrives, pending, running, drift",
+            "message_due, redrives, pending, running, drift, pending_approval",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {
                 ":usage": serialize(_USAGE_PREFIX),
                 ":queued": serialize("queued"),
                 ":running": serialize("running"),
+                ":awaiting": serialize(AWAITING_APPROVAL),
             },
             "ConsistentRead": True,
         }
@@ -81,6 +91,7 @@ class DynamoReconcileStore:
                 elif "tenant_id" in item and "created_at" in item:
                     lease = item.get("lease_until")
                     due = item.get("message_due")
+                    approval_id, expires = _pending_approval(item.get("pending_approval"))
                     jobs.append(
                         UnfinishedJob(
                             job_id,
@@ -90,6 +101,8 @@ class DynamoReconcileStore:
                             float(lease) if lease is not None else None,
                             float(due) if due is not None else None,
                             int(item.get("redrives", 0)),
+                            approval_id,
+                            expires,
                         )
                     )
             if "LastEvaluatedKey" not in page:

@@ -1,8 +1,10 @@
-"""The completion event a finished job publishes on the EventBridge bus.
+"""The events a job publishes on the EventBridge bus (the completion bus).
 
-Source `claude-jobs`; detail-type `Job Succeeded | Job Failed | Job Timed Out | Job Cancelled`.
-The detail carries ids, status, times, usage, metadata, the error and where the result is. It
-never carries a secret, nor the prompt; the result text only when it is small.
+Source `claude-jobs`; detail-type `Job Succeeded | Job Failed | Job Timed Out | Job Cancelled`
+when it ends: the detail carries ids, status, times, usage, metadata, the error and where the
+result is. Detail-type `job.awaiting_approval` when a call of it waits for a person (once per
+approval id): ids, status, metadata and the pending approval's view. Neither ever carries a
+secret, nor the prompt; the result text only when it is small.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..approval_models import PendingApprovalView
 from ..models import Job, JobStatus
 
 if TYPE_CHECKING:
@@ -22,6 +25,8 @@ DETAIL_TYPES: dict[JobStatus, str] = {
     JobStatus.TIMED_OUT: "Job Timed Out",
     JobStatus.CANCELLED: "Job Cancelled",
 }
+#: The event (and webhook type) of a job whose call waits for a person.
+AWAITING_APPROVAL_TYPE = "job.awaiting_approval"
 #: Artifacts named in an event at most (the rest are counted in `artifacts_omitted`).
 EVENT_ARTIFACTS = 100
 #: A result text (or structured output) at most this large, as UTF-8 JSON, rides in the event.
@@ -88,6 +93,30 @@ def job_summary(job: Job, results_bucket: str = "") -> dict[str, Any]:
             else {}
         ),
         "links": {"self": f"/v1/jobs/{job.job_id}"},
+    }
+
+
+def approval_summary(job: Job) -> dict[str, Any]:
+    """What a job waiting for a decision tells the world: the event's detail and the
+    webhook's body (the pending approval as the job view shows it: no `tool_use_id`)."""
+    if job.pending_approval is None:
+        raise ValueError(f"job {job.job_id} waits on no approval")
+    pending = PendingApprovalView.of(job.pending_approval).model_dump(mode="json")
+    return {
+        "job_id": job.job_id,
+        "tenant_id": job.tenant_id,
+        "status": job.status.value,
+        "source": job.source,
+        "created_at": job.created_at.isoformat(),
+        "session_id": job.session_id,
+        "metadata": dict(job.metadata),
+        "pending_approval": pending,
+        "approval_waits": job.approval_waits,
+        "usage": job.usage.model_dump(mode="json") if job.usage else None,
+        "links": {
+            "self": f"/v1/jobs/{job.job_id}",
+            "decide": f"/v1/jobs/{job.job_id}/approvals/{pending['approval_id']}",
+        },
     }
 
 

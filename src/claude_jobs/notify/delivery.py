@@ -11,6 +11,11 @@ times... as long); after the queue's `maxReceiveCount` receives the job's delive
 
 Deliveries are at least once: a message sent twice (the stream is at least once too) is
 skipped once the job's webhook is delivered; receivers de-duplicate on the job id header.
+
+A `job.awaiting_approval` delivery (a message with `approval_id`) goes through the same
+attempts and backoff, signed the same way; its outcome is recorded on the approval's notice
+(:mod:`claude_jobs.notify.approval_notices`), not on the job's `webhook`, which stays the
+terminal delivery's. A notice replaced by a later wait's ends the older delivery (skipped).
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from ..models import TERMINAL_STATUSES, WebhookDelivery
 from ..observability import get_logger
 from ..ports import JobRepository
 from ..resources import WEBHOOK_MAX_ATTEMPTS
-from .webhooks import WebhookSender, tenant_secret
+from .approval_notices import ApprovalNotice, ApprovalNotices
+from .webhooks import Attempt, WebhookSender, tenant_secret
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -46,6 +52,8 @@ class WebhookMessage(BaseModel):
     url: str
     event_type: str
     body: str
+    #: A `job.awaiting_approval` delivery: the approval it tells of.
+    approval_id: str | None = None
 
 
 class DeliveryQueue(Protocol):
@@ -85,7 +93,9 @@ class WebhookDeliverer:
         retry_base_seconds: int = 30,
         max_attempts: int = WEBHOOK_MAX_ATTEMPTS,
         clock: Callable[[], datetime] = utcnow,
+        notices: ApprovalNotices | None = None,
     ) -> None:
+        self._notices = notices
         self._repo = repo
         self._sender = sender
         self._master_key = master_key
@@ -100,17 +110,11 @@ class WebhookDeliverer:
         if job is None or hook is None or hook.url != message.url:
             get_logger().warning("webhook for a job that is gone", extra={"job_id": message.job_id})
             return DeliveryOutcome("skipped")
+        if message.approval_id is not None:
+            return self._deliver_notice(message, receives, job.tenant_id)
         if hook.status == "delivered":  # a second message for a delivery already made
             return DeliveryOutcome("skipped", hook.attempts)
-        # The tenant is the stored job's: a message cannot choose whose secret signs it.
-        secret = tenant_secret(self._master_key(), job.tenant_id)
-        attempt = self._sender.attempt(
-            message.url,
-            message.body.encode(),
-            secret,
-            event_type=message.event_type,
-            job_id=job.job_id,
-        )
+        attempt = self._attempt(message, job.tenant_id)
         attempts = hook.attempts + (0 if attempt.refused else 1)
         if attempt.delivered:
             outcome = DeliveryOutcome("delivered", attempts)
@@ -141,6 +145,55 @@ class WebhookDeliverer:
             outcome.action,
             attempts,
             extra={"job_id": job.job_id, "last_error": attempt.error, "retry_in": outcome.retry_in},
+        )
+        return outcome
+
+    def _attempt(self, message: WebhookMessage, tenant_id: str) -> Attempt:
+        # The tenant is the stored job's: a message cannot choose whose secret signs it.
+        secret = tenant_secret(self._master_key(), tenant_id)
+        return self._sender.attempt(
+            message.url,
+            message.body.encode(),
+            secret,
+            event_type=message.event_type,
+            job_id=message.job_id,
+        )
+
+    def _deliver_notice(
+        self, message: WebhookMessage, receives: int, tenant_id: str
+    ) -> DeliveryOutcome:
+        """A `job.awaiting_approval` delivery, recorded on the approval's notice."""
+        assert message.approval_id is not None
+        notice = self._notices.get(message.job_id) if self._notices is not None else None
+        if notice is None or notice.approval_id != message.approval_id:
+            get_logger().info("approval webhook superseded", extra={"job_id": message.job_id})
+            return DeliveryOutcome("skipped")
+        if notice.webhook == "delivered":
+            return DeliveryOutcome("skipped", notice.attempts)
+        attempt = self._attempt(message, tenant_id)
+        attempts = notice.attempts + (0 if attempt.refused else 1)
+        if attempt.delivered:
+            outcome = DeliveryOutcome("delivered", attempts)
+            state = ApprovalNotice(
+                notice.approval_id, "delivered", attempts, delivered_at=self._clock().isoformat()
+            )
+        elif attempt.refused or receives >= self._max_attempts:
+            outcome = DeliveryOutcome(
+                "failed", attempts, attempt.error, dead_letter=not attempt.refused
+            )
+            state = ApprovalNotice(notice.approval_id, "failed", attempts, attempt.error)
+        else:
+            delay = min(self._retry_base * 2 ** (max(receives, 1) - 1), MAX_RETRY_SECONDS)
+            outcome = DeliveryOutcome("retry", attempts, attempt.error, retry_in=delay)
+            state = ApprovalNotice(notice.approval_id, "pending", attempts, attempt.error)
+        assert self._notices is not None
+        if not self._notices.record(message.job_id, state):
+            get_logger().warning("approval webhook not recorded", extra={"job_id": message.job_id})
+        get_logger().info(
+            "approval webhook %s after %d attempt(s)",
+            outcome.action,
+            attempts,
+            extra={"job_id": message.job_id, "last_error": attempt.error},
         )
         return outcome
 

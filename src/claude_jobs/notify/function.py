@@ -1,5 +1,5 @@
-"""The notifier Lambda function: the jobs table's stream → completion events, and webhook
-deliveries onto the webhook queue.
+"""The notifier Lambda function: the jobs table's stream → completion events (and
+`job.awaiting_approval` events), and webhook deliveries onto the webhook queue.
 
 Powertools' batch processor reports partial failures: a record whose event could not be
 published (or whose delivery could not be queued) is retried, with the records after it,
@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from ..observability import instrumented
 from ..wiring import Container, ContainerHolder
+from .approval_notices import DynamoApprovalNotices
 from .completion_events import EventBridgePublisher
 from .delivery import SqsDeliveryQueue
 from .processor import Notifier
@@ -43,6 +44,7 @@ class NotifierFunction(ContainerHolder):
             SqsDeliveryQueue(container.client("sqs"), settings.webhook_queue_url),
             results_bucket=settings.results_bucket,
             documents=container.job_documents,
+            notices=DynamoApprovalNotices(container.client("dynamodb"), settings.jobs_table),
         )
 
     def _record(self, record: DynamoDBRecord) -> None:

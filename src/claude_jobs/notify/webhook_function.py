@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from ..observability import count, get_logger, instrumented
 from ..wiring import Container, ContainerHolder
+from .approval_notices import DynamoApprovalNotices
 from .delivery import MAX_RETRY_SECONDS, WebhookDeliverer, WebhookMessage
 from .webhooks import WebhookSender
 
@@ -67,6 +68,7 @@ class WebhookFunction(ContainerHolder):
             sender,
             self.master_key,
             retry_base_seconds=settings.webhook_retry_base_seconds,
+            notices=DynamoApprovalNotices(self.container.client("dynamodb"), settings.jobs_table),
         )
 
     def _record(self, record: SQSRecord) -> None:

@@ -1,4 +1,5 @@
-"""The reconciler Lambda function: an EventBridge schedule → one reconciler run."""
+"""The reconciler Lambda function: an EventBridge schedule → one reconciler run (re-drives,
+slot recounts, expired approvals)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from ..adapters.reconcile_table import DynamoReconcileStore, SqsJobWaker
 from ..observability import instrumented
 from ..wiring import Container, ContainerHolder
+from .expiry import ApprovalExpiry
 from .reconciler import Reconciler
 
 
@@ -28,6 +30,7 @@ class ReconcilerFunction(ContainerHolder):
             SqsJobWaker(container.client("sqs"), settings.jobs_queue_url),
             clock=time.time,
             grace_seconds=settings.reconcile_grace_seconds,
+            expirer=ApprovalExpiry(container.job_repository, container.job_documents),
         )
 
     def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -39,4 +42,5 @@ class ReconcilerFunction(ContainerHolder):
             "redriven": outcome.redriven,
             "repaired": outcome.repaired,
             "drifting": outcome.drifting,
+            "expired": outcome.expired,
         }

@@ -16,12 +16,18 @@ it, a bug may delete it. Every run (a schedule, about once a minute):
 A re-driven message that finds its job already claimed, running under a live lease, or
 terminal is skipped by the worker's conditional claim: never a second agent run.
 
-- each tenant's `pending`/`running` counters are compared with its non-terminal jobs; a
+- an **awaiting_approval** job is never re-driven (it has no message on purpose: no worker
+  waits for it); once its `pending_approval.expires_at` has passed it ends `failed` /
+  `approval_expired` (:mod:`claude_jobs.reconcile.expiry`, a conditional write: a decision
+  that lands first wins);
+- each tenant's `pending`/`running` counters are compared with its non-terminal jobs (a job awaiting
+  approval is pending, not running); a
   difference seen in two runs in a row, with the counter unchanged in between, is repaired
   (a conditional write on the values read): a transition that lands between the scan and the
   read changes the counter and defers the repair to a later run.
 
-Counts `JobsRedriven` and `SlotDrift` (tenants repaired); the infrastructure alarms on them.
+Counts `JobsRedriven`, `SlotDrift` (tenants repaired) and `ApprovalsExpired`; the
+infrastructure alarms on the first two.
 """
 
 from __future__ import annotations
@@ -32,18 +38,23 @@ from typing import Protocol
 
 from ..observability import count, get_logger
 
+AWAITING_APPROVAL = "awaiting_approval"
+
 
 @dataclass(frozen=True)
 class UnfinishedJob:
-    """What the reconciler reads of a queued or running job."""
+    """What the reconciler reads of a queued, running or awaiting_approval job."""
 
     job_id: str
     tenant_id: str
-    status: str  # "queued" | "running"
+    status: str  # "queued" | "running" | "awaiting_approval"
     created: float  # epoch seconds
     lease_until: float | None = None
     message_due: float | None = None
     redrives: int = 0
+    #: awaiting_approval: the call that waits, and when it expires (epoch seconds).
+    approval_id: str | None = None
+    approval_expires: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,7 @@ class Snapshot:
 
 class ReconcileStore(Protocol):
     def snapshot(self) -> Snapshot:
-        """Every queued or running job and every tenant's counters (one scan)."""
+        """Every queued, running or awaiting_approval job and every tenant's counters (one scan)."""
 
     def redriven(self, job: UnfinishedJob, next_due: float) -> bool:
         """Note a re-drive (conditional on the job's status being unchanged): False when the
@@ -85,11 +96,18 @@ class JobWaker(Protocol):
         """Send the job's message again."""
 
 
+class ApprovalExpirer(Protocol):
+    def expire(self, job_id: str, approval_id: str) -> object | None:
+        """End the job `failed` / `approval_expired` if it still waits on `approval_id` and
+        that is due; None when it does not (decided, cancelled, not due)."""
+
+
 @dataclass
 class Outcome:
     redriven: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     drifting: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
 
 
 class Reconciler:
@@ -101,9 +119,11 @@ class Reconciler:
         clock: Callable[[], float],
         grace_seconds: float,
         max_backoff_seconds: float = 900,
+        expirer: ApprovalExpirer | None = None,
     ) -> None:
         self._store = store
         self._waker = waker
+        self._expirer = expirer
         self._clock = clock
         self._grace = grace_seconds
         self._max_backoff = max_backoff_seconds
@@ -113,17 +133,31 @@ class Reconciler:
         outcome = Outcome()
         now = self._clock()
         for job in snapshot.jobs:
-            if self._stale(job, now) and self._redrive(job, now):
+            if job.status == AWAITING_APPROVAL:
+                if self._expire(job, now):
+                    outcome.expired.append(job.job_id)
+            elif self._stale(job, now) and self._redrive(job, now):
                 outcome.redriven.append(job.job_id)
         self._recount(snapshot, outcome)
         log = get_logger()
+        if outcome.expired:
+            log.info("expired %d approvals", len(outcome.expired), extra={"jobs": outcome.expired})
         if outcome.redriven:
             log.warning("re-drove %d jobs", len(outcome.redriven), extra={"jobs": outcome.redriven})
         if outcome.repaired:
             log.warning("repaired slot counters", extra={"tenants": outcome.repaired})
         count("JobsRedriven", len(outcome.redriven))
         count("SlotDrift", len(outcome.repaired))
+        count("ApprovalsExpired", len(outcome.expired))
         return outcome
+
+    def _expire(self, job: UnfinishedJob, now: float) -> bool:
+        """A waiting job is never re-driven; it only ends once its approval is due."""
+        if self._expirer is None or job.approval_id is None or job.approval_expires is None:
+            return False
+        if now < job.approval_expires:
+            return False
+        return self._expirer.expire(job.job_id, job.approval_id) is not None
 
     def _stale(self, job: UnfinishedJob, now: float) -> bool:
         if job.status == "queued":

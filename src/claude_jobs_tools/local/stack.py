@@ -56,6 +56,7 @@ from .stack_config import (
     fair_sharing_settings,
     own_uid_block,
     parse_dev_keys,
+    reconcile_interval,
     settings_env,
 )
 
@@ -156,6 +157,7 @@ class LocalStack:
         if config.workers < 1:
             raise StackError("--workers must be at least 1")
         dev_keys = parse_dev_keys(config.dev_keys) if config.dev_keys else None
+        reconcile_interval(config)  # a bad CLAUDE_JOBS_RECONCILE_SECONDS stops the start here
 
         self._start_moto()
         self._point_environment_at_moto()
@@ -358,8 +360,8 @@ class LocalStack:
             except Exception as exc:
                 log.warning("triggers are off: %s", exc)
         if "reconciler" in self.pools:
-            # The deployment's EventBridge schedule (docs/adr/0001-runtime-api.md): one run a
-            # minute, the first at start.
+            # The deployment's EventBridge schedule (docs/adr/0001-runtime-api.md), the first
+            # run at start: every `reconcile_interval` seconds (approvals expire on it).
             reconciler = self.pools["reconciler"]
 
             def reconcile() -> int:
@@ -369,7 +371,7 @@ class LocalStack:
                 return 0
 
             self._sources.append(
-                PollingSource("reconciler", reconcile, idle_seconds=self.config.reconcile_seconds)
+                PollingSource("reconciler", reconcile, idle_seconds=reconcile_interval(self.config))
             )
         for source in self._sources:
             source.start()

@@ -22,6 +22,11 @@ DEV_KEYS_ENV = "CLAUDE_JOBS_DEV_KEYS"
 BEDROCK_ENDPOINT_ENV = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"
 #: Where the functions' code is, when not in the checkout this package is installed from.
 FUNCTIONS_DIR_ENV = "CLAUDE_JOBS_FUNCTIONS_DIR"
+#: Seconds between two runs of the local reconciler (re-drives, slot recounts, approval expiry).
+RECONCILE_SECONDS_ENV = "CLAUDE_JOBS_RECONCILE_SECONDS"
+#: The local default: frequent enough that an approval given 10 s (the least a job may give)
+#: expires within ~20 s; a deployment runs it once a minute (infra/components/reconciler.py).
+LOCAL_RECONCILE_SECONDS = 5.0
 DEFAULT_TENANT = "local"
 #: Sent upstream when no real key is configured (the offline model accepts anything).
 PLACEHOLDER_KEY = "sk-ant-local-placeholder-not-a-key"
@@ -114,8 +119,11 @@ class StackConfig:
     #: The emulated worker invocation's length (`--invocation-seconds`): the worker's fake
     #: Lambda context and enforced timeout; its end-of-invocation margins scale with it.
     invocation_seconds: int = 900
-    #: How often the reconciler runs (the deployment's schedule: once a minute).
-    reconcile_seconds: float = 60.0
+    #: How often the reconciler runs (CLAUDE_JOBS_RECONCILE_SECONDS; a deployment's schedule
+    #: is once a minute): re-drives wait out their grace whatever it is, approval expiry not.
+    reconcile_seconds: float = LOCAL_RECONCILE_SECONDS
+    #: CLAUDE_JOBS_RECONCILE_SECONDS as given: when set, it is the interval (checked at start).
+    reconcile_env: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> StackConfig:
@@ -126,8 +134,24 @@ class StackConfig:
             dev_keys=env.get(DEV_KEYS_ENV) or None,
             bedrock_endpoint_url=env.get(BEDROCK_ENDPOINT_ENV) or None,
             functions_dir=Path(env[FUNCTIONS_DIR_ENV]) if env.get(FUNCTIONS_DIR_ENV) else None,
+            reconcile_env=env.get(RECONCILE_SECONDS_ENV) or None,
             **values,
         )
+
+
+def reconcile_interval(config: StackConfig) -> float:
+    """The local reconciler's interval: CLAUDE_JOBS_RECONCILE_SECONDS (0.5 to 3600 s) when set,
+    else `config.reconcile_seconds`; StackError for anything else."""
+    raw = (config.reconcile_env or "").strip()
+    if not raw:
+        return config.reconcile_seconds
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.5 <= value <= 3600:
+        raise StackError(f"{RECONCILE_SECONDS_ENV}={raw!r}: expected seconds, 0.5 to 3600")
+    return value
 
 
 #: Fair sharing settings the local stack takes from its environment (docs/jobs.md, "Fair sharing").
