@@ -155,6 +155,7 @@ class ServiceStack(Stack):
         uploads_ack = Ack("AwsSolutions-IAM5", UPLOADS_OBJECTS_REASON, [UPLOADS_OBJECTS])
         inbox_objects = inbox.arn_for_objects("*")
         tenant_index = f"{jobs.table_arn}/index/{resources.JOBS_TABLE.indexes[0].name}"
+        approval_index = f"{jobs.table_arn}/index/{resources.JOBS_TABLE.indexes[1].name}"
         retention = config.log_retention_days
 
         # ---------------------------------------------------------------- API functions
@@ -189,6 +190,8 @@ class ServiceStack(Stack):
         # A list page reads the index's keys, then the small job items by key.
         self.status.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem"], [jobs.table_arn])
         self.status.allow(["dynamodb:Query"], [tenant_index])
+        # GET /v1/approvals: the sparse index of the tenant's jobs awaiting a decision.
+        self.status.allow(["dynamodb:Query"], [approval_index])
         # Progress events: a Query of one job's batches.
         self.status.allow(["dynamodb:Query"], [events.table_arn])
         # Presigned download URLs are signed with this role: it must be able to read them.

@@ -150,6 +150,23 @@ ROUTES: tuple[Route, ...] = (
         "cancelJob",
         "Cancel a job (queued: at once; running: within seconds)",
     ),
+    # Approvals (issue 23): a person's decision on a job's pending call.
+    Route(
+        "POST",
+        f"{_JOB_ID}/approvals/{{approval_id}}",
+        "submit",
+        "decideApproval",
+        "Decide a job's pending approval: allow or deny the call (the job is queued again)",
+        json_body=True,
+    ),
+    Route(
+        "GET",
+        "/v1/approvals",
+        "status",
+        "listApprovals",
+        "List own pending approvals, oldest first",
+        parameters=(Parameter("limit", "query"), Parameter("next_token", "query")),
+    ),
     Route(
         "GET",
         _SESSION_ID,

@@ -10,11 +10,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from .approval_models import ApprovalList, DecisionRequest
 from .clock import utcnow
 from .documents import JobDocuments
 from .errors import FieldError
 from .models import EventPage, InputObject, Job, JobList, JobRequest, JobView, SessionView
 from .ports import EventStore, JobQueue, JobRepository, SessionRepository, SessionTranscripts
+from .service import approvals as _approvals
 from .service import cancel as _cancel
 from .service import events as _events
 from .service import limits as _limits
@@ -144,10 +146,30 @@ class JobService:
         """The long poll of the events route (`service.events.wait_for_events`)."""
         return _events.wait_for_events(self.context, tenant_id, job_id, after, seconds)
 
+    # ------------------------------------------------------------ approvals
+
+    def parse_decision(self, body: Any) -> DecisionRequest:
+        """A decision body; RequestValidationError listing every problem."""
+        return _approvals.parse_decision(body)
+
+    def decide(
+        self, tenant_id: str, job_id: str, approval_id: str, request: DecisionRequest
+    ) -> Job:
+        """Record a decision on the job's pending approval and queue the job again
+        (`service.approvals.decide`)."""
+        return _approvals.decide(self.context, tenant_id, job_id, approval_id, request)
+
+    def approvals(
+        self, tenant_id: str, limit: int = 20, next_token: str | None = None
+    ) -> ApprovalList:
+        """The tenant's pending approvals, oldest first."""
+        return _approvals.list_approvals(self.context, tenant_id, limit, next_token)
+
     # ------------------------------------------------------------ cancel
 
     def cancel(self, tenant_id: str, job_id: str) -> Job:
-        """Cancel a queued job at once; ask a running one to stop (the worker watches).
+        """Cancel a queued job, or one awaiting a decision, at once; ask a running one to stop
+        (the worker watches).
 
         A job already terminal is returned unchanged."""
         return _cancel.cancel(self.context, tenant_id, job_id)

@@ -78,7 +78,9 @@ class Transition:
     `set_fields` maps names of `Job` fields to domain values (a None value removes the field,
     as does naming it in `remove_fields`); `add_attempts` counts claims. `expected_version` /
     `expected_attempts`: the job's values the write requires, when given. `running_share`: a
-    claim of a queued job succeeds only while the tenant runs fewer jobs than that."""
+    claim of a queued job succeeds only while the tenant runs fewer jobs than that.
+    `message_due`: the reconciler's note that the job's message is due by then (a job queued
+    again: it leaves the job alone until then, and re-drives it after)."""
 
     job_id: str
     to: JobStatus
@@ -89,6 +91,7 @@ class Transition:
     expected_version: int | None = None
     expected_attempts: int | None = None
     running_share: int | None = None
+    message_due: datetime | None = None
 
     def sources(self) -> list[JobStatus]:
         """The statuses the job may be in for the write to happen."""
@@ -135,6 +138,13 @@ class JobRepository(Protocol):
     def list_for_tenant(
         self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None
     ) -> JobPage: ...
+
+    def list_awaiting_approval(
+        self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None
+    ) -> JobPage:
+        """The tenant's jobs that wait for a decision (`awaiting_approval`), oldest request
+        first: at most `limit`, and a cursor when there may be more (InvalidCursorError for a
+        cursor this repository did not return). Possibly a moment stale."""
 
     def transition(self, change: Transition) -> Job:
         """Conditionally make `change` and return the job as written.

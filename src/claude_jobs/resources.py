@@ -92,6 +92,14 @@ JOBS_TABLE = Table(
             sort_key=Attribute("created_key"),  # "<created_at ISO>#<job_id>": newest first
             projection="KEYS_ONLY",
         ),
+        # Sparse: only jobs awaiting a decision have its keys (their tenant, and
+        # "<requested_at ISO>#<job_id>"), so `GET /v1/approvals` reads no other job.
+        Index(
+            name="by_approval",
+            partition_key=Attribute("approval_tenant"),
+            sort_key=Attribute("approval_key"),
+            projection="KEYS_ONLY",
+        ),
     ),
 )
 #: Index partitions per tenant (changing it needs a backfill of `tenant_shard`).

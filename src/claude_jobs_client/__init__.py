@@ -9,6 +9,9 @@
         done = api.wait(job["job_id"])      # long-polls with ?wait=20
         print(done["status"], done["result"]["text"])
 
+        for item in api.approvals()["items"]:  # calls waiting for a person (approvals)
+            api.approve(item["job_id"], item["pending_approval"]["approval_id"])
+
 Answers are the API's JSON bodies as plain dicts (the shapes of `openapi.json`), so a field the
 server adds never breaks the client. Every 4xx/5xx raises :class:`ApiError`, which carries the
 RFC 9457 problem. It needs only httpx and installs on its own (`clients/python`).
@@ -16,7 +19,6 @@ RFC 9457 problem. It needs only httpx and installs on its own (`clients/python`)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,6 +26,23 @@ from typing import Any, Unpack
 
 import httpx
 
+# Names imported `as` themselves are re-exported: the package is the client's one import.
+from ._approvals import Decision as Decision
+from ._approvals import _Approvals
+from ._core import AWAITING_APPROVAL as AWAITING_APPROVAL
+from ._core import MAX_WAIT_SECONDS as MAX_WAIT_SECONDS
+from ._core import TERMINAL as TERMINAL
+from ._core import ApiConnectionError as ApiConnectionError
+from ._core import ApiError as ApiError
+from ._core import Event as Event
+from ._core import Job as Job
+from ._core import Page as Page
+from ._core import WaitTimeoutError as WaitTimeoutError
+from ._core import _json_value, _problem_from, _retry_after, _segment
+from ._core import is_terminal as is_terminal
+from ._core import is_waiting as is_waiting
+from ._files import _artifact_target as _artifact_target
+from ._files import _Files
 from ._options import OPTION_NAMES
 from ._options import JobOptions as JobOptions
 
@@ -33,139 +52,11 @@ URL_ENV = "CLAUDE_JOBS_URL"
 API_KEY_ENV = "CLAUDE_JOBS_API_KEY"
 DEFAULT_URL = "http://127.0.0.1:8000"
 
-TERMINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
-#: The longest `?wait=` the API honours.
-MAX_WAIT_SECONDS = 20
 #: How many times a throttled (429) request is retried, honouring `Retry-After`.
 THROTTLE_RETRIES = 4
 
-Job = dict[str, Any]
-#: A progress event (`{seq, at, type, …}`) and a page of them (`{items, next_cursor, done}`).
-Event = dict[str, Any]
-Page = dict[str, Any]
 
-
-class ApiError(Exception):
-    """The API answered 4xx/5xx. `problem` is its RFC 9457 body (or one built from the answer
-    when the body was not a problem)."""
-
-    def __init__(self, status: int, problem: Mapping[str, Any], headers: Mapping[str, str]):
-        self.status = status
-        self.problem = dict(problem)
-        self.headers = dict(headers)
-        self.title = str(problem.get("title") or f"HTTP {status}")
-        self.detail = str(problem.get("detail") or "")
-        self.request_id = problem.get("request_id")
-        super().__init__(f"{status} {self.title}" + (f": {self.detail}" if self.detail else ""))
-
-    @property
-    def errors(self) -> list[dict[str, Any]]:
-        """Per-field validation errors (`[{loc, msg}]`) of a 422."""
-        return list(self.problem.get("errors") or [])
-
-
-class ApiConnectionError(Exception):
-    """The API could not be reached (refused, reset, timed out)."""
-
-
-class WaitTimeoutError(Exception):
-    """`wait` gave up before the job finished. `job` is the last state seen."""
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        super().__init__(f"job {job.get('job_id')} is still {job.get('status')}")
-
-
-def is_terminal(job: Mapping[str, Any]) -> bool:
-    return job.get("status") in TERMINAL
-
-
-def _problem_from(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and "title" in body:
-        return body
-    problem: dict[str, Any] = {
-        "type": "about:blank",
-        "title": response.reason_phrase or f"HTTP {response.status_code}",
-        "status": response.status_code,
-        "detail": response.text[:500] if body is None else str(body)[:500],
-    }
-    return problem
-
-
-class _Files:
-    """Files (issue 13): uploads in, artifacts out. Mixed into :class:`Client`."""
-
-    _timeout: float
-    #: The client's `_request` (the API's answers, errors raised as ApiError).
-    _request: Callable[..., httpx.Response]
-
-    def create_upload(self, filename: str, size_bytes: int) -> dict[str, Any]:
-        """`POST /v1/uploads`: `{upload_id, upload_url, method, headers, expires_at, …}`."""
-        body = {"filename": filename, "size_bytes": size_bytes}
-        upload: dict[str, Any] = self._request("POST", "/v1/uploads", json=body).json()
-        return upload
-
-    def upload(self, path: str | os.PathLike[str], *, filename: str | None = None) -> str:
-        """Upload a local file for later jobs (create the upload, then PUT its bytes to the
-        presigned URL); return its upload id. `filename` is its name in a job's working
-        directory (default: the file's own name)."""
-        from pathlib import Path
-
-        source = Path(path)
-        size = source.stat().st_size
-        upload = self.create_upload(filename or source.name, size)
-        with source.open("rb") as body:
-            self._put(upload, body)
-        return str(upload["upload_id"])
-
-    def upload_bytes(self, data: bytes, filename: str) -> str:
-        """Upload `data` as a file named `filename`; return its upload id."""
-        upload = self.create_upload(filename, len(data))
-        self._put(upload, data)
-        return str(upload["upload_id"])
-
-    def _put(self, upload: Mapping[str, Any], body: Any) -> None:
-        try:
-            # A presigned URL carries its own authorization: send no API key with it, and
-            # exactly the headers it was signed with.
-            response = httpx.request(
-                upload.get("method", "PUT"),
-                upload["upload_url"],
-                content=body,
-                headers=dict(upload.get("headers") or {}),
-                timeout=max(self._timeout, 300.0),
-            )
-        except httpx.TransportError as exc:
-            raise ApiConnectionError(f"cannot upload: {exc}") from exc
-        if response.status_code >= 400:
-            raise ApiError(response.status_code, _problem_from(response), response.headers)
-
-    def download_artifacts(
-        self, job: Mapping[str, Any], directory: str | os.PathLike[str]
-    ) -> list[str]:
-        """Download a finished job's artifacts into `directory` (each `out/a/b.txt` as
-        `directory/a/b.txt`); return the paths written. Paths are checked: nothing is written
-        outside `directory` nor through a link in it; an unsafe path raises ValueError."""
-        from pathlib import Path
-
-        root = Path(directory)
-        root.mkdir(parents=True, exist_ok=True)
-        written: list[str] = []
-        for artifact in job.get("artifacts") or []:
-            target = _artifact_target(root, str(artifact.get("path", "")))
-            url = artifact.get("download_url")
-            if not url:
-                raise ValueError(f"{artifact.get('path')}: no download_url (is the job terminal?)")
-            _download(url, target, int(artifact.get("size_bytes", -1)), self._timeout)
-            written.append(str(target))
-        return written
-
-
-class Client(_Files):
+class Client(_Files, _Approvals):
     """One connection pool to one deployment, authenticated with one API key."""
 
     def __init__(
@@ -276,7 +167,7 @@ class Client(_Files):
 
     def get(self, job_id: str, *, wait: float | None = None) -> Job:
         """`GET /v1/jobs/{job_id}`; with `wait` (0-20 s) the API answers as soon as the job is
-        terminal or `wait` seconds pass."""
+        terminal or starts waiting for a decision, or `wait` seconds pass."""
         job: Job = self._get_response(job_id, wait).json()
         return job
 
@@ -297,24 +188,33 @@ class Client(_Files):
         *,
         timeout: float | None = None,
         on_update: Callable[[Job], None] | None = None,
+        until_waiting: bool = False,
     ) -> Job:
         """Long-poll until the job is terminal; return it. Raises :class:`WaitTimeoutError`
         after `timeout` seconds (None: no limit). `on_update` sees every answer.
+
+        A job that waits for a person's decision (`awaiting_approval`, see
+        `pending_approval`) is not finished: it is waited on like a running one (its
+        `on_update` sees it), unless `until_waiting`, which returns it then.
 
         Each request asks for the longest wait (`?wait=20`), so a job of under 20 s costs one
         status request. An unfinished answer that came back well before the wait asked for
         (a front that cuts long-polls short) is followed by a pause of its `Retry-After`
         rather than an immediate new request."""
         deadline = None if timeout is None else self._clock() + timeout
+        # A long poll answers when a job starts waiting, not while it waits: with
+        # `until_waiting` the first look does not wait, so a job waiting already comes back.
+        first = until_waiting
         while True:
             asked_at = self._clock()
             remaining = MAX_WAIT_SECONDS if deadline is None else deadline - asked_at
-            asked = max(0, min(MAX_WAIT_SECONDS, remaining))
+            asked = 0 if first else max(0, min(MAX_WAIT_SECONDS, remaining))
+            first = False
             response = self._get_response(job_id, asked)
             job: Job = response.json()
             if on_update is not None:
                 on_update(job)
-            if is_terminal(job):
+            if is_terminal(job) or (until_waiting and is_waiting(job)):
                 return job
             if deadline is not None and self._clock() >= deadline:
                 raise WaitTimeoutError(job)
@@ -390,8 +290,8 @@ class Client(_Files):
                 return
 
     def cancel(self, job_id: str) -> Job:
-        """`POST /v1/jobs/{job_id}/cancel`: a queued job is cancelled at once, a running one
-        within seconds. Returns the API's answer."""
+        """`POST /v1/jobs/{job_id}/cancel`: a queued job (or one waiting for a decision) is
+        cancelled at once, a running one within seconds. Returns the API's answer."""
         job: Job = self._request("POST", f"/v1/jobs/{_segment(job_id)}/cancel").json()
         return job
 
@@ -423,76 +323,3 @@ class Client(_Files):
         if response.status_code >= 400:
             raise ApiError(response.status_code, _problem_from(response), response.headers)
         return response.text
-
-
-def _artifact_target(root: Any, path: str) -> Any:
-    """Where an artifact's `out/…` path goes under `root`, refusing anything that could leave
-    it: absolute paths, empty, `.` or `..` parts, backslashes, NUL, and links on the way."""
-    parts = path.split("/")
-    if parts[:1] == ["out"]:
-        parts = parts[1:]
-    if not parts or any(p in ("", ".", "..") or "\\" in p or "\x00" in p for p in parts):
-        raise ValueError(f"refusing the unsafe artifact path {path!r}")
-    target = root
-    for part in parts[:-1]:
-        target = target / part
-        if target.is_symlink():
-            raise ValueError(f"refusing to write {path!r} through the link {target}")
-        target.mkdir(exist_ok=True)
-    target = target / parts[-1]
-    if target.is_symlink() or target.is_dir():
-        raise ValueError(f"refusing to overwrite {target} (a link or a directory)")
-    return target
-
-
-def _download(url: str, target: Any, size: int, timeout: float) -> None:
-    import tempfile
-
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".download-")
-    try:
-        received = 0
-        with os.fdopen(fd, "wb") as sink:
-            try:
-                with httpx.stream("GET", url, timeout=max(timeout, 300.0)) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        raise ApiError(
-                            response.status_code, _problem_from(response), response.headers
-                        )
-                    for chunk in response.iter_bytes():
-                        received += len(chunk)
-                        sink.write(chunk)
-            except httpx.TransportError as exc:
-                raise ApiConnectionError(f"cannot download {target.name}: {exc}") from exc
-        if size >= 0 and received != size:
-            raise ApiConnectionError(
-                f"{target.name}: received {received} bytes, the job lists {size}"
-            )
-        os.replace(temporary, target)  # replaces a name, never follows a link
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
-def _json_value(value: Any) -> Any:
-    """An option's value as JSON: a mapping as an object, a sequence as an array."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return list(value)
-    return value
-
-
-def _segment(job_id: str) -> str:
-    """A job id as one path segment: it can never reach another route."""
-    from urllib.parse import quote
-
-    return quote(job_id, safe="")
-
-
-def _retry_after(response: httpx.Response, default: float) -> float:
-    try:
-        return min(max(float(response.headers.get("Retry-After", default)), 0.0), 30.0)
-    except ValueError:
-        return default

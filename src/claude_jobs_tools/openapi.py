@@ -21,6 +21,7 @@ from pydantic.json_schema import models_json_schema
 from claude_jobs import __version__
 from claude_jobs.api.problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 from claude_jobs.api.routes import POLL_AFTER_SECONDS
+from claude_jobs.approval_models import ApprovalList, DecisionRequest
 from claude_jobs.definitions import ROUTES, Route
 from claude_jobs.job_service import (
     EVENTS_PAGE_SIZE,
@@ -95,6 +96,7 @@ _COMMON_ERRORS = {
 #: Each parameter a route reads, by name: its schema (and description).
 _PARAMETERS: dict[str, dict[str, Any]] = {
     "job_id": {"schema": _STR},
+    "approval_id": {"schema": _STR, "description": "The job's `pending_approval.approval_id`"},
     "session_id": {"schema": _STR, "description": "A job's `session_id`"},
     "Idempotency-Key": {
         "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}
@@ -106,8 +108,8 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
         "schema": _STR,
     },
     "wait": {
-        "description": "Seconds to wait (long poll): for a terminal status (a job), for a "
-        "newer event or a terminal status (its events)",
+        "description": "Seconds to wait (long poll): for a terminal status or "
+        "`awaiting_approval` (a job), for a newer event or a terminal status (its events)",
         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
     },
     "If-None-Match": {"schema": _STR},
@@ -237,6 +239,41 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             "404": _problem("No such job (or another tenant's)"),
         },
     },
+    "decideApproval": {
+        "description": (
+            "Decides the call the job waits on (`pending_approval`): `allow` runs it, `deny` "
+            "never does (the agent sees a tool error carrying `message`). An "
+            "`AskUserQuestion` call is allowed with `answers`. The job is queued again and "
+            "resumes its session; the time it waited does not count against "
+            "`timeout_seconds`."
+        ),
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(DecisionRequest)}},
+        },
+        "responses": {
+            "200": _json(JobView, "The job, queued again", ETag=_ETAG),
+            **_COMMON_ERRORS,
+            "404": _problem("No such job (or another tenant's)"),
+            "409": _problem(
+                "`approval_conflict`: the job waits for no decision (already decided, "
+                "cancelled, ended), or `approval_id` is not its pending approval, or it expired"
+            ),
+            "413": _problem("Body over 256 KiB"),
+            "422": _problem(
+                "Invalid body; `errors` lists each field (`answers` only for an "
+                "`AskUserQuestion` call, which needs them to be allowed)"
+            ),
+        },
+    },
+    "listApprovals": {
+        "description": "The tenant's jobs that wait for a decision, oldest request first.",
+        "responses": {
+            "200": _json(ApprovalList, "A page of pending approvals"),
+            **_COMMON_ERRORS,
+            "422": _problem("Invalid limit or next_token"),
+        },
+    },
     "getSession": {
         "responses": {
             "200": _json(SessionView, "The session and its jobs, oldest first"),
@@ -355,6 +392,8 @@ def document() -> dict[str, Any]:
             (JobList, "serialization"),
             (EventPage, "serialization"),
             (SessionView, "serialization"),
+            (DecisionRequest, "validation"),
+            (ApprovalList, "serialization"),
             (Problem, "serialization"),
         ],
         ref_template=REF,

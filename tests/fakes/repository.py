@@ -53,6 +53,8 @@ class InMemoryJobRepository:
         self.sessions = InMemorySessionRepository(self._lock)
         #: Every write that changed a job, in order: (job_id, status written).
         self.writes: list[tuple[str, JobStatus]] = []
+        #: The reconciler's note of when a job's message is due (`Transition.message_due`).
+        self.message_due: dict[str, datetime] = {}
 
     # ------------------------------------------------------------ create / read
 
@@ -123,13 +125,40 @@ class InMemoryJobRepository:
             cursor={"after": _position(last)} if last is not None else None,
         )
 
+    def list_awaiting_approval(
+        self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None
+    ) -> JobPage:
+        def key(job: Job) -> str:
+            assert job.pending_approval is not None
+            return f"{iso(job.pending_approval.requested_at)}#{job.job_id}"
+
+        with self._lock:
+            jobs = sorted(
+                (
+                    j
+                    for j in self._jobs.values()
+                    if j.tenant_id == tenant_id
+                    and j.status is JobStatus.AWAITING_APPROVAL
+                    and j.pending_approval is not None
+                ),
+                key=key,
+            )
+        if cursor is not None:
+            after = cursor.get("a")
+            if set(cursor) != {"a"} or not isinstance(after, str) or "#" not in after:
+                raise InvalidCursorError("not a position in this listing")
+            jobs = [j for j in jobs if key(j) > after]
+        page = [j.model_copy(deep=True) for j in jobs[:limit]]
+        more = len(jobs) > limit
+        return JobPage(jobs=page, cursor={"a": key(page[-1])} if more else None)
+
     # ------------------------------------------------------------ writes
 
     def transition(self, change: Transition) -> Job:
         sources = change.sources()
         if not sources:
             raise TransitionConflictError(f"no status may become {change.to}")
-        return self._write(
+        written = self._write(
             change.job_id,
             change.fields(),
             change.remove_fields,
@@ -139,6 +168,10 @@ class InMemoryJobRepository:
             change.expected_attempts,
             change.running_share,
         )
+        if change.message_due is not None:
+            with self._lock:
+                self.message_due[change.job_id] = change.message_due
+        return written
 
     def update(
         self,

@@ -192,3 +192,18 @@ def test_gateway_problems_look_like_the_functions_problems(synth: Synthesized) -
     assert {k: gateway[k] for k in ("type", "title", "status")} == {
         k: function[k] for k in ("type", "title", "status")
     }
+
+
+def test_the_approval_routes_reach_submit_and_status(synth: Synthesized) -> None:
+    """Approvals (issue 23): the decision is a write (the submit function: UpdateItem on the
+    jobs table, SendMessage on the queue); the list is a read (the status function)."""
+    served = {}
+    for method in synth.service.find_resources("AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        if props["OperationName"] in ("decideApproval", "listApprovals"):
+            uri = json.dumps(props["Integration"]["Uri"])
+            target = re.search(r'"([A-Z][a-z]+)Function[0-9A-F]+"', uri)
+            assert target is not None
+            served[props["OperationName"]] = (props["HttpMethod"], target.group(1))
+            assert props["AuthorizationType"] == "CUSTOM"
+    assert served == {"decideApproval": ("POST", "Submit"), "listApprovals": ("GET", "Status")}

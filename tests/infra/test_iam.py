@@ -127,6 +127,8 @@ def test_status_reads_jobs_its_index_and_results(synth: Synthesized) -> None:
         ("dynamodb:GetItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:BatchGetItem", f"{ids['jobs']}.Arn"),
         ("dynamodb:Query", f"{ids['jobs']}.Arn/index/by_tenant_shard"),
+        # GET /v1/approvals: the sparse index of waiting jobs (and nothing else new)
+        ("dynamodb:Query", f"{ids['jobs']}.Arn/index/by_approval"),
         # Progress events: a Query of one job's batches.
         ("dynamodb:Query", f"{ids['events']}.Arn"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/results/*"),

@@ -10,9 +10,12 @@ from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from ..approval_models import PendingApproval
 from ..clock import epoch, iso
 from ..errors import InvalidCursorError
+from ..job_status import JobStatus
 from ..models import Job
+from ..ports import Transition
 from ..resources import JOBS_TABLE, TENANT_SHARDS
 from .dynamo import from_item, serialize
 
@@ -20,6 +23,11 @@ if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
 TENANT_INDEX = JOBS_TABLE.indexes[0].name
+APPROVAL_INDEX = JOBS_TABLE.indexes[1].name
+#: The keys of `APPROVAL_INDEX`, a sparse index: only a job awaiting a decision has them
+#: (its tenant, and "<requested_at ISO>#<job_id>": oldest request first).
+APPROVAL_TENANT = JOBS_TABLE.indexes[1].partition_key.name
+APPROVAL_KEY = "approval_key"
 IDEM_PREFIX = "idem#"
 #: A tenant's usage counter (`pending`, `running`): the same table, so that it changes in one
 #: transaction with the job. No GSI attributes, no TTL: never listed, never expires.
@@ -122,14 +130,20 @@ def _field_type(name: str) -> TypeAdapter[Any]:
 
 
 def update_parts(
-    set_fields: Mapping[str, Any], remove_fields: Sequence[str], add_attempts: int
+    set_fields: Mapping[str, Any],
+    remove_fields: Sequence[str],
+    add_attempts: int,
+    change: Transition | None = None,
 ) -> tuple[dict[str, dict[str, Any] | None], str, dict[str, str], dict[str, Any]]:
     """A job write as (attribute values, update expression, names, values): the only place
-    job writes become DynamoDB expressions. Every write bumps `version`."""
+    job writes become DynamoDB expressions. Every write bumps `version`; a transition
+    (`change`) also writes the bookkeeping outside the Job model (`bookkeeping`)."""
     names: dict[str, str] = {"#version": "version"}
     values: dict[str, Any] = {":one": {"N": "1"}, ":zero": {"N": "0"}}
     sets = ["#version = if_not_exists(#version, :zero) + :one"]
     removes: list[str] = []
+    if change is not None:
+        sets, removes = bookkeeping(change, sets, names, values)
     attributes = field_attributes(set_fields)
     for field in remove_fields:
         check_field(field)
@@ -149,6 +163,40 @@ def update_parts(
     if removes:
         expression += " REMOVE " + ", ".join(removes)
     return attributes, expression, names, values
+
+
+def bookkeeping(
+    change: Transition, sets: list[str], names: dict[str, str], values: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """The attributes outside the Job model a transition writes, as (sets, removes) added to
+    the write's own: the approval index's keys (set when the job becomes `awaiting_approval`
+    with its pending approval, removed by any other status) and `message_due`."""
+    removes: list[str] = []
+    names.update({"#b_tenant": APPROVAL_TENANT, "#b_key": APPROVAL_KEY})
+    pending = (change.set_fields or {}).get("pending_approval")
+    if change.to is JobStatus.AWAITING_APPROVAL and pending is not None:
+        requested = PendingApproval.model_validate(pending).requested_at
+        names["#b_tenant_id"] = "tenant_id"
+        values[":b_key"] = serialize(f"{iso(requested)}#{change.job_id}")
+        sets = [*sets, "#b_tenant = #b_tenant_id", "#b_key = :b_key"]
+    else:
+        removes += ["#b_tenant", "#b_key"]
+    if change.message_due is not None:
+        names["#b_due"] = "message_due"
+        values[":b_due"] = serialize(epoch(change.message_due))
+        sets = [*sets, "#b_due = :b_due"]
+    return sets, removes
+
+
+def approval_positions(cursor: Mapping[str, Any] | None) -> str | None:
+    """The approval key after which a page of waiting jobs starts (None: from the oldest);
+    InvalidCursorError for a cursor `list_awaiting_approval` did not return."""
+    if cursor is None:
+        return None
+    after = cursor.get("a") if set(cursor) == {"a"} else None
+    if not isinstance(after, str) or not _CREATED_KEY.match(after):
+        raise InvalidCursorError("not a position in this listing")
+    return after
 
 
 def check_field(name: str) -> None:

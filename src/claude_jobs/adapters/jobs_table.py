@@ -23,7 +23,16 @@ from ..models import Job, JobStatus
 from ..ports import IdempotencyClaim, JobControl, JobPage, SessionClaim, TenantUsage, Transition
 from ..state import slot_changes
 from .dynamo import from_item, serialize, to_item
-from .job_items import IDEM_PREFIX, INTERNAL_PREFIXES, attribute, cursor_positions, update_parts
+from .job_items import (
+    APPROVAL_INDEX,
+    APPROVAL_TENANT,
+    IDEM_PREFIX,
+    INTERNAL_PREFIXES,
+    approval_positions,
+    attribute,
+    cursor_positions,
+    update_parts,
+)
 
 # Names imported `as` themselves are re-exported: this module was their home.
 from .job_items import TENANT_INDEX as TENANT_INDEX
@@ -195,6 +204,36 @@ class DynamoJobRepository:
         done = all(p is None for p in after)
         return JobPage(jobs=jobs, cursor=None if done else {"p": after})
 
+    def list_awaiting_approval(
+        self, tenant_id: str, limit: int, cursor: Mapping[str, Any] | None = None
+    ) -> JobPage:
+        """One Query of the sparse approval index (oldest request first), then the jobs by
+        key; a job that moved on since the index was written is left out."""
+        after = approval_positions(cursor)
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": APPROVAL_INDEX,
+            "KeyConditionExpression": "#t = :t",
+            "ExpressionAttributeNames": {"#t": APPROVAL_TENANT},
+            "ExpressionAttributeValues": {":t": {"S": tenant_id}},
+            "ScanIndexForward": True,
+            "Limit": limit,
+        }
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {
+                "job_id": {"S": after.split("#", 1)[1]},
+                APPROVAL_TENANT: {"S": tenant_id},
+                "approval_key": {"S": after},
+            }
+        response = self._client.query(**kwargs)
+        keys = [item["approval_key"]["S"] for item in response.get("Items", [])]
+        jobs = self._get_many([key.split("#", 1)[1] for key in keys])
+        waiting = [
+            j for j in jobs if j.status is JobStatus.AWAITING_APPROVAL and j.tenant_id == tenant_id
+        ]
+        more = "LastEvaluatedKey" in response and keys
+        return JobPage(jobs=waiting, cursor={"a": keys[-1]} if more else None)
+
     def _get_many(self, job_ids: list[str]) -> list[Job]:
         """Jobs by id in the given order (eventually consistent: a listing may lag a write by
         a moment, as the index itself does)."""
@@ -227,6 +266,7 @@ class DynamoJobRepository:
             statuses=sources,
             expected_version=change.expected_version,
             expected_attempts=change.expected_attempts,
+            change=change,
         )
 
     def update(
@@ -248,9 +288,10 @@ class DynamoJobRepository:
         add_attempts: int = 0,
         expected_version: int | None = None,
         expected_attempts: int | None = None,
+        change: Transition | None = None,
     ) -> Job:
         """One conditional UpdateItem (a job write that changes no tenant counts)."""
-        _, expression, names, values = update_parts(set_fields, remove_fields, add_attempts)
+        _, expression, names, values = update_parts(set_fields, remove_fields, add_attempts, change)
         names["#status"] = "status"
         status_values = {f":st{i}": {"S": s.value} for i, s in enumerate(statuses)}
         values.update(status_values)
@@ -294,7 +335,7 @@ class DynamoJobRepository:
         expected_version, expected_attempts = change.expected_version, change.expected_attempts
         running_share = change.running_share
         attributes, expression, names, values = update_parts(
-            change.fields(), change.remove_fields, change.add_attempts
+            change.fields(), change.remove_fields, change.add_attempts, change
         )
         current: Job | None = None
         for _ in range(TRANSACTION_TRIES):

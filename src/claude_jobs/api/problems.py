@@ -27,6 +27,7 @@ from ..errors import (
     TransitionConflictError,
     UnauthorizedError,
 )
+from ..service.approvals import ApprovalConflictError
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -83,6 +84,7 @@ _STATUS: dict[type[ClaudeJobsError], tuple[int, str]] = {
     IdempotencyConflictError: (409, "Conflict"),
     IdempotencyReplayError: (409, "Conflict"),
     TransitionConflictError: (409, "Conflict"),
+    ApprovalConflictError: (409, "Conflict"),
     PayloadTooLargeError: (413, "Content Too Large"),
     RequestValidationError: (422, "Unprocessable Content"),
     TenantLimitError: (429, "Too Many Requests"),

@@ -113,6 +113,22 @@ def _operations(
         job = service.cancel(tenant, http.job_id(job_id))
         return json_response(202, service.view(job), {"ETag": etag(job)})
 
+    def decide_approval(job_id: str, approval_id: str) -> Response[str]:
+        event = app.current_event.raw_event
+        tenant = http.tenant_id(event)
+        service = services()
+        decision = service.parse_decision(http.json_body(event))
+        job = service.decide(tenant, http.job_id(job_id), approval_id, decision)
+        count("ApprovalsDecided")
+        return json_response(200, service.view(job), {"ETag": etag(job)})
+
+    def list_approvals() -> Response[str]:
+        event = app.current_event.raw_event
+        tenant = http.tenant_id(event)
+        limit = http.query_int(event, "limit", 1, MAX_PAGE_SIZE, default=20)
+        page = services().approvals(tenant, limit, http.query(event, "next_token"))
+        return json_response(200, page, {"Cache-Control": "no-store"})
+
     def health() -> Response[str]:
         return json_response(200, {"status": "ok"}, {"Cache-Control": "no-store"})
 
@@ -170,6 +186,8 @@ def _operations(
         "createUpload": create_upload,
         "listJobEvents": list_job_events,
         "cancelJob": cancel_job,
+        "decideApproval": decide_approval,
+        "listApprovals": list_approvals,
         "health": health,
         "listJobs": list_jobs,
         "getJob": get_job,

@@ -11,22 +11,24 @@ from .queries import get
 
 
 def cancel(ctx: ServiceContext, tenant_id: str, job_id: str) -> Job:
-    """Cancel a queued job at once; ask a running one to stop (the worker watches).
+    """Cancel a queued job, or one awaiting a decision, at once; ask a running one to stop
+    (the worker watches).
 
     A job already terminal is returned unchanged."""
     job = get(ctx, tenant_id, job_id)
     try:
-        if job.status is JobStatus.QUEUED:
+        if job.status in (JobStatus.QUEUED, JobStatus.AWAITING_APPROVAL):
+            # Nothing runs either: it ends now (a decision racing it finds another version).
             cancelled = ctx.repo.transition(
                 Transition(
                     job_id=job_id,
-                    from_=[JobStatus.QUEUED],
+                    from_=[job.status],
                     to=JobStatus.CANCELLED,
                     set_fields={
                         "finished_at": ctx.clock(),
                         "documents": {k: v for k, v in job.documents.items() if k not in PROMPTS},
                     },
-                    remove_fields=list(PROMPTS),
+                    remove_fields=[*PROMPTS, "pending_approval"],
                     expected_version=job.version,
                 )
             )

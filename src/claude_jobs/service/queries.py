@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from .. import long_poll
 from ..documents import RESULT_TEXT, VIEWED
 from ..errors import FieldError, InvalidCursorError, JobNotFoundError, RequestValidationError
-from ..models import Job, JobList
+from ..models import Job, JobList, JobStatus
 from .context import ServiceContext
 from .cursors import decode_token, encode_token, token_error
 from .views import render
@@ -38,7 +38,8 @@ def get(ctx: ServiceContext, tenant_id: str, job_id: str) -> Job:
 
 
 def wait(ctx: ServiceContext, tenant_id: str, job_id: str, seconds: float) -> Job:
-    """The job as soon as it is terminal, or as it is after `seconds` (the `?wait=` long-poll).
+    """The job as soon as it is terminal or becomes `awaiting_approval`, or as it is after
+    `seconds` (the `?wait=` long-poll).
 
     One strongly consistent read of the whole job (it checks the tenant), then cheap polls
     of its control attributes — an eventually consistent read of three attributes, as the
@@ -61,6 +62,8 @@ def wait(ctx: ServiceContext, tenant_id: str, job_id: str, seconds: float) -> Jo
         control = ctx.repo.control(job_id)
         if control is None or control.status.is_terminal:
             break
+        if control.status is JobStatus.AWAITING_APPROVAL and status is not control.status:
+            break  # it now waits for a person: the caller has something to do
         if control.status is not status:
             status, quiet = control.status, 0.0  # a change: the next one may come soon
     return get(ctx, tenant_id, job_id)

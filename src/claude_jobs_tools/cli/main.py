@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import dev, jobs, keys, trigger, webhooks
+from . import approvals, dev, jobs, keys, trigger, webhooks
 
 app = typer.Typer(
     name="claude-jobs",
@@ -17,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(jobs.app)  # submit, status, wait, list, cancel
+app.add_typer(approvals.app)  # approvals, approve
 app.add_typer(dev.app)  # dev
 app.add_typer(jobs.sessions_app, name="sessions")  # sessions show|delete
 app.add_typer(keys.app, name="keys")

@@ -12,7 +12,15 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from claude_jobs_client import ApiError, Client, Event, Job, WaitTimeoutError, is_terminal
+from claude_jobs_client import (
+    ApiError,
+    Client,
+    Event,
+    Job,
+    WaitTimeoutError,
+    is_terminal,
+    is_waiting,
+)
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -26,6 +34,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 STATUS_STYLE = {
     "queued": "yellow",
     "running": "cyan",
+    "awaiting_approval": "bold yellow",
     "succeeded": "green",
     "failed": "red",
     "timed_out": "red",
@@ -145,6 +154,48 @@ def event_text(event: Event, *, full: bool = False) -> Text | None:
     return None
 
 
+def waiting_lines(job: Job) -> list[Text]:
+    """What a job waiting for a decision waits on, and the commands that answer it."""
+    pending = job.get("pending_approval") or {}
+    job_id = str(job.get("job_id"))
+    tool = str(pending.get("tool", "?"))
+    lines = [
+        Text.assemble(("waiting for approval: ", "bold yellow"), (tool, "bold")),
+        Text(f"  input:   {pending.get('input', '')}"),
+    ]
+    if pending.get("rule"):
+        lines.append(Text(f"  rule:    {pending['rule']}"))
+    lines.append(Text(f"  expires: {pending.get('expires_at', '?')}"))
+    if tool == "AskUserQuestion":
+        lines.append(Text(f"  answer:  claude-jobs approve {job_id} --answer 'QUESTION=ANSWER'"))
+    else:
+        lines.append(Text(f"  allow:   claude-jobs approve {job_id}"))
+    lines.append(Text(f"  deny:    claude-jobs approve {job_id} --deny --message '…'"))
+    return lines
+
+
+class WaitingNotice:
+    """Shows each approval a job waits on once (the job may wait again later)."""
+
+    def __init__(self, show: Any) -> None:
+        self._show = show
+        self._shown: set[str] = set()
+
+    def __call__(self, job: Job) -> None:
+        pending = job.get("pending_approval") or {}
+        approval_id = str(pending.get("approval_id", ""))
+        if is_waiting(job) and approval_id and approval_id not in self._shown:
+            self._shown.add(approval_id)
+            for line in waiting_lines(job):
+                self._show(line)
+
+
+def _starts_waiting(event: Event) -> bool:
+    return event.get("type") == "approval_requested" or (
+        event.get("type") == "status" and event.get("status") == "awaiting_approval"
+    )
+
+
 def follow_events(
     client: Client,
     job_id: str,
@@ -152,8 +203,12 @@ def follow_events(
     show: Any,
     live_status: LiveStatus | None,
 ) -> None:
-    """Show the job's progress events as they come, until it is done."""
+    """Show the job's progress events as they come, until it is done; when it starts waiting
+    for a decision, what it waits on and how to answer (it keeps following)."""
+    notice = WaitingNotice(show)
     for event in client.iter_events(job_id, follow=True, timeout=timeout):
+        if _starts_waiting(event):
+            notice(client.get(job_id))
         if live_status is not None:
             if event.get("type") == "status":
                 live_status.status = str(event.get("status"))
@@ -184,7 +239,7 @@ def wait_with_progress(client: Client, job_id: str, timeout: float | None, quiet
 
     try:
         if quiet:
-            return client.wait(job_id, timeout=timeout)
+            return client.wait(job_id, timeout=timeout, on_update=WaitingNotice(plain))
         try:
             if err.is_terminal:
                 with Live(live_status, console=err, refresh_per_second=8, transient=True) as live:
@@ -195,7 +250,7 @@ def wait_with_progress(client: Client, job_id: str, timeout: float | None, quiet
             if exc.status != 404:
                 raise
             # A deployment without progress events (or no such job: the wait says so).
-            return client.wait(job_id, timeout=left())
+            return client.wait(job_id, timeout=left(), on_update=WaitingNotice(plain))
         # Done: every event shown. The job's answer carries the result.
         return client.wait(job_id, timeout=left())
     except WaitTimeoutError:
@@ -256,6 +311,9 @@ def print_job(client: Client, job: Job) -> None:
     if error:
         table.add_row("error", Text(f"{error.get('code')}: {error.get('message')}", style="red"))
     out.print(table)
+    if is_waiting(job):
+        for line in waiting_lines(job):
+            out.print(line)
     if is_terminal(job) and job.get("result"):
         text = client.download_result(job)
         if text is not None:

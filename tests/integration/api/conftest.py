@@ -164,6 +164,19 @@ class Api:
         event = with_job_id(load_event("apigw_cancel_job.json"), job_id)
         return self.call(self.submit, as_tenant(event, tenant))
 
+    def decide(
+        self, job_id: str, approval_id: str, body: Any, tenant: str | None = TENANT
+    ) -> Answer:
+        event = with_body(load_event("apigw_decide_approval.json"), body)
+        event["path"] = f"/v1/jobs/{job_id}/approvals/{approval_id}"
+        event["requestContext"]["path"] = f"/prod{event['path']}"
+        event["pathParameters"] = {"job_id": job_id, "approval_id": approval_id}
+        return self.call(self.submit, as_tenant(event, tenant))
+
+    def list_approvals(self, tenant: str | None = TENANT, **query: str) -> Answer:
+        event = with_query(load_event("apigw_list_approvals.json"), **query)
+        return self.call(self.status, as_tenant(event, tenant))
+
 
 @pytest.fixture
 def container(provisioned: Provisioned) -> Container:
