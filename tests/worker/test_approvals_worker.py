@@ -19,13 +19,21 @@ import pytest
 
 from claude_jobs.approval_models import (
     APPROVAL_LIMIT,
+    ASK_USER_QUESTION,
     MAX_APPROVAL_WAITS,
     ApprovalDecision,
 )
 from claude_jobs.models import Job, JobStatus
 from claude_jobs.ports import Transition
-from claude_jobs_tools.local.fake_anthropic import RecordedRequest, Reply, Text, ToolUse
-from tests.worker.conftest import WorkerStack, sandboxes_of
+from claude_jobs.settings import DEFAULT_PERMITTED_TOOLS
+from claude_jobs_tools.local.fake_anthropic import (
+    FakeAnthropic,
+    RecordedRequest,
+    Reply,
+    Text,
+    ToolUse,
+)
+from tests.worker.conftest import WorkerStack, _worker_stack, sandboxes_of
 
 pytestmark = pytest.mark.cli
 
@@ -302,7 +310,17 @@ def test_a_second_matching_call_waits_again(stack: WorkerStack, shared_dir: Path
     assert first.exists() and not second.exists()
 
 
-def test_an_ask_user_question_is_answered(stack: WorkerStack) -> None:
+@pytest.fixture
+def ask_stack(
+    aws: None, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[WorkerStack]:
+    """`stack`, in a deployment that permits `AskUserQuestion`."""
+    tools = (*DEFAULT_PERMITTED_TOOLS, ASK_USER_QUESTION)
+    yield from _worker_stack("wq", fake, monkeypatch, permitted_tools=tools)
+
+
+def test_an_ask_user_question_is_answered(ask_stack: WorkerStack) -> None:
+    stack = ask_stack
     question = "Which colour should the button be?"
     asked = {
         "questions": [
