@@ -33,7 +33,13 @@ from claude_jobs_tools.local.fake_anthropic import (
     Text,
     ToolUse,
 )
-from tests.worker.conftest import WorkerStack, _worker_stack, sandboxes_of
+from tests.worker.conftest import LambdaContext, WorkerStack, _worker_stack, sandboxes_of
+from tests.worker.test_segments_cli import (
+    INVOCATION_SECONDS,
+    _event,
+    short_invocations,
+    steps_done,
+)
 
 pytestmark = pytest.mark.cli
 
@@ -355,3 +361,70 @@ def test_an_ask_user_question_is_answered(ask_stack: WorkerStack) -> None:
     (result,) = results_for(stack.fake.message_requests[-1], "toolu_ask")
     assert not result.get("is_error")
     assert question in result_text(result) and "Blue" in result_text(result)
+
+
+def test_a_denial_is_not_run_by_a_warm_start(warm_stack: WorkerStack, shared_dir: Path) -> None:
+    stack = warm_stack
+    marker = shared_dir / "marker"
+    # Given a worker that has run a job and started the CLI for the next one
+    stack.fake.script(Text("warming"))
+    first = stack.submit("Say hi.", allowed_tools=["Bash"])
+    assert stack.deliver(first, message_id="first") == {"batchItemFailures": []}
+    assert stack.function.processor.warm_pool.current is not None
+    # And a job (with the same options) whose call waits, then is denied
+    stack.fake.default = marker_model(marker)
+    job = submit(stack)
+    defer(stack, job)
+    assert stack.function.processor.warm_pool.current is not None  # started for the next
+    decide(stack, job, "deny", DENIAL)
+    # When its message comes again (twice: a redelivery too)
+    assert stack.deliver(job, message_id="decided") == {"batchItemFailures": []}
+    assert stack.deliver(job, message_id="redelivered") == {"batchItemFailures": []}
+    # Then the call never ran, and the model saw the denial
+    done = stack.get(job)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert not marker.exists()
+    (result,) = results_for(stack.fake.message_requests[-1], "toolu_marker")
+    assert result["is_error"] and result_text(result) == DENIAL
+
+
+def test_a_denial_is_not_run_across_segments(stack: WorkerStack, shared_dir: Path) -> None:
+    # Given a job whose model asks for the marker, then does steps of ~2 s each
+    marker, effects = shared_dir / "marker", shared_dir / "effects"
+    effects.touch()
+    os.chmod(effects, 0o666)  # noqa: S103  # each run's agent may be another uid
+    steps = 8
+
+    def model(request: RecordedRequest) -> Reply:
+        if not results_for(request, "toolu_marker"):
+            return ToolUse("Bash", {"command": f"touch {marker}"}, id="toolu_marker")
+        step = max(steps_done(request), default=0) + 1
+        if step > steps:
+            return Text(f"all {steps} steps done")
+        return ToolUse(
+            "Bash", {"command": f"sleep 2; echo {step} >> {effects}; echo STEP-OK-{step}"}
+        )
+
+    stack.fake.default = model
+    job = submit(stack, timeout_seconds=300)
+    worker = short_invocations(stack)
+    try:
+        # When it runs in invocations of 15 s, denied when it waits
+        runs = 0
+        while stack.get(job).status is JobStatus.QUEUED and runs < 8:
+            answer = worker.handler(_event(stack, job), LambdaContext(INVOCATION_SECONDS * 1000))
+            runs += 1
+            assert answer == {"batchItemFailures": []}
+            if stack.get(job).status is JobStatus.AWAITING_APPROVAL:
+                decide(stack, job, "deny", DENIAL)
+    finally:
+        worker.processor.ports.proxy.close()
+    # Then it went on over more than one segment after the denial and never ran the call
+    done = stack.get(job)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert done.segments >= 3, "the denied job resumed, then spanned another segment"
+    assert not marker.exists()
+    assert effects.read_text().split() == [str(n) for n in range(1, steps + 1)]
+    for request in stack.fake.message_requests[1:]:
+        (result,) = results_for(request, "toolu_marker")
+        assert result["is_error"] and result_text(result) == DENIAL
