@@ -61,8 +61,21 @@ class UsageEvent(_Event):
     total_cost_usd: float = 0.0
 
 
+class ApprovalRequestedEvent(_Event):
+    """A call waits for a person's decision (the job is `awaiting_approval`): the pending
+    approval's id, tool, input (JSON, at most 2 KiB), the rule it matched (None: a question,
+    `AskUserQuestion`) and when it expires."""
+
+    type: Literal["approval_requested"] = "approval_requested"
+    approval_id: str
+    tool: str
+    input: str
+    rule: str | None = None
+    expires_at: datetime
+
+
 ProgressEvent = Annotated[
-    StatusEvent | TextEvent | ToolUseEvent | ToolResultEvent | UsageEvent,
+    StatusEvent | TextEvent | ToolUseEvent | ToolResultEvent | UsageEvent | ApprovalRequestedEvent,
     Field(discriminator="type"),
 ]
 

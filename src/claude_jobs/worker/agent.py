@@ -86,12 +86,21 @@ class _Run:
         #: A segment's turn-boundary stop happened (the hook refused the next tool call).
         self.yielded = False
         self.paused = asyncio.Event()
+        #: The CLI reported its result (or the run ended).
+        self.reported = asyncio.Event()
         #: Long jobs: when each running tool call started, and the longest one so far.
         self.tool_started: dict[str, float] = {}
         self.longest_tool = 0.0
         #: Approvals: defers a call matching the request's rules.
         self.gate = (
-            ApprovalGate(request.approvals, request.approved_calls) if request.approvals else None
+            ApprovalGate(
+                request.approvals,
+                request.approved_calls,
+                denied=dict(request.denied_calls),
+                ask_questions=request.ask_questions,
+            )
+            if request.approvals or request.ask_questions or request.denied_calls
+            else None
         )
 
     async def execute(self) -> AgentOutcome:
@@ -205,18 +214,30 @@ class _Run:
         )
         self.transport = open_transport(self.request, options)
         try:
-            async for message in query(
-                prompt=self.request.prompt, options=options, transport=self.transport
-            ):
+            # Approvals: a resumed run that only carries out an allowed deferred call sends no
+            # prompt (a queued one would make CLI 2.1.330 answer a deferral "Tool result
+            # missing" instead of stopping; waiting.Settlement).
+            prompt: Any = self._no_prompt() if self.request.no_prompt else self.request.prompt
+            async for message in query(prompt=prompt, options=options, transport=self.transport):
                 self.request.on_message(message)
                 if isinstance(message, ResultMessage):
                     self.result = message
+                    self.reported.set()
                 elif isinstance(message, AssistantMessage) and message.usage:
                     key = message.message_id or str(len(self.assistant_usage))
                     self.assistant_usage[key] = dict(message.usage)
         except Exception as exc:
             if self.result is None:  # an error result is followed by a ResultError: expected
                 self.failure = exc
+        finally:
+            self.reported.set()
+
+    async def _no_prompt(self) -> Any:
+        """A prompt stream that sends nothing but keeps the CLI's stdin open until it has
+        reported (its hooks are answered over stdin)."""
+        await self.reported.wait()
+        return
+        yield
 
     # ------------------------------------------------------------ outcome
 

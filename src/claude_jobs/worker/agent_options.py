@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..job_options import sdk_arguments
+from ..approval_models import ASK_USER_QUESTION
+from ..job_options import sdk_arguments, tool_base_name
 from .isolation import AgentIdentity, spawn_as
 from .sdk_seam import cli_command, sdk_environment
 
@@ -53,6 +54,11 @@ def sdk_options(
             hooks[event] = [HookMatcher(matcher=None, hooks=[post_tool_use])]
     if hooks:
         session["hooks"] = hooks
+    # Approvals: the CLI (2.1.330) offers `AskUserQuestion` only with a permission prompt
+    # tool; the question is then deferred by the PreToolUse gate (approvals.py). In
+    # `dontAsk` mode nothing is asked over that channel.
+    if any(tool_base_name(tool) == ASK_USER_QUESTION for tool in request.options.allowed_tools):
+        session["permission_prompt_tool_name"] = "stdio"
     return ClaudeAgentOptions(
         **session,
         cli_path=request.cli,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..approval_models import ASK_USER_QUESTION
 from ..job_options import tool_base_name
 
 #: The most of a call's input shown with its approval.
@@ -114,36 +115,59 @@ def matching_rule(rules: Iterable[str], tool: str, tool_input: dict[str, Any]) -
 
 
 class ApprovalGate:
-    """The PreToolUse hook of a run with approval rules: defers the first matching call."""
+    """The PreToolUse hook of a run with approval rules: defers the first matching call (and
+    every `AskUserQuestion` call when `ask_questions`); answers `deny` for a call a person
+    denied (`denied`: id → message), should the resumed CLI emit it again."""
 
-    def __init__(self, rules: Sequence[str], approved: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        rules: Sequence[str],
+        approved: Iterable[str] = (),
+        *,
+        denied: Mapping[str, str] | None = None,
+        ask_questions: bool = False,
+    ) -> None:
         self.rules = tuple(rules)
         #: Ids of calls a person allowed: they run.
         self.approved = frozenset(approved)
+        self.denied = dict(denied or {})
+        self.ask_questions = ask_questions
         self.deferred: DeferredCall | None = None
 
     def check(self, data: Any, tool_use_id: str | None) -> dict[str, Any] | None:
-        """The hook's answer for a call: `defer` when it matches a rule, else None."""
+        """The hook's answer for a call: `deny` for a denied one, `defer` when it matches a
+        rule (or is a question), else None."""
         if not isinstance(data, dict):
             return None
         tool = str(data.get("tool_name", ""))
         tool_input = data.get("tool_input")
         tool_input = tool_input if isinstance(tool_input, dict) else {}
         call_id = tool_use_id or str(data.get("tool_use_id", ""))
+        if call_id in self.denied:
+            return _answer("deny", self.denied[call_id])
+        if call_id in self.approved:
+            return None
+        if self.ask_questions and tool == ASK_USER_QUESTION:
+            self.deferred = DeferredCall(call_id, tool, display_input(tool_input), None)
+            return _answer("defer", "waits for the caller's answer")
         rule = matching_rule(self.rules, tool, tool_input)
-        if rule is None or call_id in self.approved:
+        if rule is None:
             return None
         self.deferred = DeferredCall(call_id, tool, display_input(tool_input), rule)
-        return {
-            "hookSpecificOutput": {
-                "hookEventName": "PreToolUse",
-                "permissionDecision": "defer",
-                "permissionDecisionReason": f"waits for approval ({rule})",
-            }
-        }
+        return _answer("defer", f"waits for approval ({rule})")
 
     async def pre_tool_use(self, data: Any, tool_use_id: str | None, context: Any) -> Any:
         return self.check(data, tool_use_id) or {}
+
+
+def _answer(decision: str, reason: str) -> dict[str, Any]:
+    return {
+        "hookSpecificOutput": {
+            "hookEventName": "PreToolUse",
+            "permissionDecision": decision,
+            "permissionDecisionReason": reason,
+        }
+    }
 
 
 def deferred_from_result(result: Any, gate: ApprovalGate | None = None) -> DeferredCall | None:
@@ -185,6 +209,42 @@ def _calls(entry: dict[str, Any], tool_use_id: str) -> bool:
     )
 
 
+def result_entry(
+    call: dict[str, Any],
+    tool_use_id: str,
+    content: str,
+    *,
+    is_error: bool,
+    now: datetime | None = None,
+    new_uuid: str | None = None,
+) -> dict[str, Any]:
+    """A user entry carrying the `tool_result` of `call`'s `tool_use_id` (its parent: `call`,
+    the assistant entry that made it), in the CLI's transcript format."""
+    stamp = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    entry: dict[str, Any] = {
+        "parentUuid": call.get("uuid"),
+        "isSidechain": False,
+        "type": "user",
+        "message": {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": tool_use_id,
+                    "content": content,
+                    "is_error": is_error,
+                }
+            ],
+        },
+        "uuid": new_uuid or str(uuid.uuid4()),
+        "timestamp": stamp,
+    }
+    for key in ("userType", "entrypoint", "cwd", "sessionId", "version", "gitBranch"):
+        if key in call:
+            entry[key] = call[key]
+    return entry
+
+
 def deny_entries(
     entries: Sequence[dict[str, Any]],
     tool_use_id: str,
@@ -203,29 +263,117 @@ def deny_entries(
     if call is None:
         raise ValueError(f"the transcript has no assistant entry calling {tool_use_id}")
     kept = [dict(e) for e in entries if not _is_deferral_of(e, tool_use_id)]
-    stamp = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    denial: dict[str, Any] = {
-        "parentUuid": call.get("uuid"),
-        "isSidechain": False,
-        "type": "user",
-        "message": {
-            "role": "user",
-            "content": [
-                {
-                    "type": "tool_result",
-                    "tool_use_id": tool_use_id,
-                    "content": message,
-                    "is_error": True,
-                }
-            ],
-        },
-        "uuid": new_uuid or str(uuid.uuid4()),
-        "timestamp": stamp,
-    }
-    for key in ("userType", "entrypoint", "cwd", "sessionId", "version", "gitBranch"):
-        if key in call:
-            denial[key] = call[key]
+    denial = result_entry(call, tool_use_id, message, is_error=True, now=now, new_uuid=new_uuid)
     return [*kept, denial]
+
+
+# ------------------------------------------------------------ decisions on a resumed session
+
+#: What the model sees for a deferred call nobody decided on (it was made by a job that ended
+#: before a decision, and the session is continued by another job).
+UNDECIDED_DENIAL = "This call was not approved: the job that made it ended before a decision."
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A transcript with every deferred call settled (`settle_entries`)."""
+
+    entries: list[dict[str, Any]]
+    #: The tool-result entries appended (to be stored before the CLI resumes).
+    added: list[dict[str, Any]]
+    #: The deferrals left waiting (undecided calls of the job itself): (id, tool, input).
+    waiting: list[tuple[str, str, dict[str, Any]]]
+    #: Whether the transcript changed (an attachment dropped, a result added).
+    changed: bool
+    #: Ids of the allowed calls the resumed CLI is to run (their deferrals kept).
+    runs: list[str]
+
+
+def _is_deferral(entry: dict[str, Any]) -> bool:
+    attachment = entry.get("attachment")
+    return (
+        entry.get("type") == "attachment"
+        and isinstance(attachment, dict)
+        and attachment.get("type") == DEFERRED_ATTACHMENT
+    )
+
+
+def answered_calls(entries: Iterable[dict[str, Any]]) -> set[str]:
+    """Ids of the calls whose `tool_result` the transcript holds."""
+    found: set[str] = set()
+    for entry in entries:
+        message = entry.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if entry.get("type") != "user" or not isinstance(content, list):
+            continue
+        found.update(
+            str(b.get("tool_use_id"))
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "tool_result"
+        )
+    return found
+
+
+def settle_entries(
+    entries: Sequence[dict[str, Any]],
+    decided: Mapping[str, tuple[str, bool] | None],
+    *,
+    own: bool,
+    now: datetime | None = None,
+) -> Settled:
+    """The transcript ready for a resume: no deferred call may run unless a person allowed it.
+
+    For each `hook_deferred_tool` attachment (the entry that makes a resumed CLI run the call):
+    a call the transcript already answers → the attachment dropped (idempotent: a decision
+    carried out before, or an allowed call that ran); `decided[id]` None → allowed, kept;
+    `decided[id]` = (content, is_error) → dropped and that tool result appended (a denial, or
+    a question's answers); undecided and `own` (the job's own call, its wait not recorded) →
+    kept and reported `waiting`; undecided otherwise → dropped and denied (`UNDECIDED_DENIAL`)."""
+    answered = answered_calls(entries)
+    kept: list[dict[str, Any]] = []
+    added: list[dict[str, Any]] = []
+    waiting: list[tuple[str, str, dict[str, Any]]] = []
+    settled: set[str] = set()
+    runs: list[str] = []
+    for entry in entries:
+        if not _is_deferral(entry):
+            kept.append(entry)
+            continue
+        attachment = entry["attachment"]
+        call_id = str(attachment.get("toolUseID"))
+        if call_id in answered or call_id in settled:
+            continue  # done before (or a second attachment of the call): nothing to run
+        if call_id in decided and decided[call_id] is None:
+            kept.append(entry)  # allowed: the resumed CLI runs it
+            runs.append(call_id)
+            continue
+        if call_id not in decided and own:
+            kept.append(entry)
+            tool_input = attachment.get("toolInput")
+            waiting.append(
+                (
+                    call_id,
+                    str(attachment.get("toolName", "")),
+                    tool_input if isinstance(tool_input, dict) else {},
+                )
+            )
+            continue
+        settled.add(call_id)
+        content, is_error = decided.get(call_id) or (UNDECIDED_DENIAL, True)
+        call = next((e for e in reversed(entries) if _calls(e, call_id)), None)
+        if call is None:  # no call to answer: nothing would run it either
+            continue
+        added.append(result_entry(call, call_id, content, is_error=is_error, now=now))
+    changed = bool(added) or len(kept) != len(entries)
+    return Settled([*kept, *added], added, waiting, changed, runs)
+
+
+def answers_text(answers: Mapping[str, str], message: str | None = None) -> str:
+    """The tool result of an `AskUserQuestion` call the caller answered."""
+    lines = ", ".join(f'"{q}"="{a}"' for q, a in answers.items())
+    text = f"User has answered your questions: {lines}. You can now continue with the user's "
+    text += "answers in mind."
+    return f"{text}\n{message}" if message else text
 
 
 def read_transcript(path: Path) -> list[dict[str, Any]]:

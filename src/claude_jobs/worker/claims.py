@@ -28,6 +28,8 @@ def skip_reason(ports: WorkerPorts, job: Job | None) -> str:
         return "unknown"
     if job.status.is_terminal:
         return "terminal"
+    if job.status is JobStatus.AWAITING_APPROVAL:
+        return "awaiting"
     if job.status is JobStatus.RUNNING and (job.lease_until or 0) > ports.clock():
         return "leased"
     return ""

@@ -66,6 +66,12 @@ class AgentRequest:
     approvals: tuple[str, ...] = ()
     #: Ids of deferred calls a person allowed: they run when the session resumes.
     approved_calls: tuple[str, ...] = ()
+    #: Deferred calls a person denied (id, message): answered `deny` should the CLI emit them.
+    denied_calls: tuple[tuple[str, str], ...] = ()
+    #: Every `AskUserQuestion` call is deferred (a question for the caller).
+    ask_questions: bool = False
+    #: Send no prompt: the resumed CLI runs the allowed deferred call and goes on from there.
+    no_prompt: bool = False
 
 
 @dataclass

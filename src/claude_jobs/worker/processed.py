@@ -30,6 +30,10 @@ class Action(enum.StrEnum):
     DEFERRED = "deferred"
     #: A long job re-queued at its segment's end.
     SEGMENTED = "segmented"
+    #: A call of the job waits for a person's decision: the job is `awaiting_approval`.
+    AWAITING = "awaiting"
+    #: The job waits for a decision: nothing to run (the decision queues it again).
+    SKIPPED_AWAITING = "skipped:awaiting"
 
 
 class Handling(enum.Enum):
@@ -54,6 +58,8 @@ HANDLING: dict[Action, Handling] = {
     Action.MALFORMED: Handling.DELETE,
     Action.DEFERRED: Handling.DEFER,
     Action.SEGMENTED: Handling.NEXT_SEGMENT,
+    Action.AWAITING: Handling.DELETE,
+    Action.SKIPPED_AWAITING: Handling.DELETE,
 }
 
 

@@ -46,6 +46,7 @@ from .recording import at, record, scrubbed, with_metered_usage
 from .run import drop_workspace, retire_reason, run_agent, spending_limit
 from .scrub import Scrubber
 from .segments import Margins, add_usage, plan
+from .waiting import await_approval, pending_of
 from .warm import WarmCli, WarmProfile
 from .warm_pool import WarmPool
 
@@ -193,9 +194,13 @@ class JobProcessor:
         if outcome.ending == "segment":
             progress.close()  # not the job's end: the next segment goes on with its events
             return requeue(ports, job, outcome, retire)
+        if outcome.ending == "deferred" and outcome.deferred is not None:
+            # Approvals (waiting.py): the job waits for a person, holding nothing.
+            pending = pending_of(ports, job, outcome.deferred, self._scrubber)
+            return await_approval(ports, job, outcome, pending, progress, retire)
         # The agent has run: from here on nothing may give the job back for another run.
         progress.finish(outcome.ending, outcome.usage)
         status = record(ports, self._scrubber, job, outcome, retire, collected)
-        if job.segments > 1:
+        if job.segments > 1 or job.approval_waits:
             drop_workspace(ports, job)
         return Processed(job.job_id, Action.RAN, status, retire=retire)

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ..approval_models import PendingApproval
 from ..errors import EventSeqConflictError
 from ..models import (
     EVENT_TEXT_BYTES,
@@ -164,6 +165,24 @@ class ProgressRecorder:
         """The final usage and the terminal status, all written before this returns."""
         self.usage(usage.input_tokens, usage.output_tokens, usage.total_cost_usd, force=True)
         self.status(JobStatus(ending))
+        self.close()
+
+    def awaiting(self, pending: PendingApproval, usage: Usage) -> None:
+        """A call waits for a decision: the usage so far, `approval_requested` and the
+        status `awaiting_approval`, all written before this returns."""
+        self.usage(usage.input_tokens, usage.output_tokens, usage.total_cost_usd, force=True)
+        self._add(
+            {
+                "type": "approval_requested",
+                "approval_id": pending.approval_id,
+                "tool": pending.tool,
+                "input": self._scrubber.text(pending.input),
+                "rule": pending.rule,
+                "expires_at": _iso(pending.expires_at),
+            },
+            reserved=True,
+        )
+        self.status(JobStatus.AWAITING_APPROVAL)
         self.close()
 
     def close(self) -> None:
@@ -404,5 +423,7 @@ class NoRecorder:
     def message(self, message: Any) -> None: ...
 
     def finish(self, ending: str, usage: Usage) -> None: ...
+
+    def awaiting(self, pending: PendingApproval, usage: Usage) -> None: ...
 
     def close(self) -> None: ...

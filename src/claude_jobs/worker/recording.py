@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -226,6 +227,8 @@ def scrubbed(outcome: AgentOutcome, scrubber: Scrubber) -> AgentOutcome:
         outcome.text = scrubber.text(outcome.text)
     if outcome.structured is not None:
         outcome.structured = scrubber.value(outcome.structured)
+    if outcome.deferred is not None:
+        outcome.deferred = replace(outcome.deferred, input=scrubber.text(outcome.deferred.input))
     if outcome.error is not None:
         outcome.error = JobErrorInfo(
             code=outcome.error.code, message=scrubber.text(outcome.error.message)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from ..approval_models import MAX_APPROVAL_WAITS
 from ..models import Job, JobErrorInfo, Usage
 from ..observability import deferred_logger
 from .agent import MAX_TURNS
@@ -26,6 +27,7 @@ from .process_watch import ProcessWatch
 from .sandbox import Sandbox
 from .segments import CONTINUE_PROMPT, resumes_own_run, spent, turns_left
 from .sessions import SESSION_TOO_LARGE, AgentSession, SessionTooLargeError
+from .waiting import gate_of, over_limit, settle_session
 from .warm import WarmCli
 from .workspace import WorkspaceTooLargeError
 from .workspace import limits as workspace_limits
@@ -100,9 +102,11 @@ def run_agent(
                 for session in prepared:
                     ports.sessions.save(session)
         outcome = session_checked(outcome, prepared)
-        if outcome.ending == "segment":
-            # Long jobs: the working directory goes on with the job (out/ included: its
-            # artifacts are collected when the job ends).
+        if outcome.ending == "deferred" and job.approval_waits >= MAX_APPROVAL_WAITS:
+            outcome = over_limit(job, outcome)  # approvals: the job has used its waits
+        if outcome.ending in ("segment", "deferred"):
+            # Long jobs, approvals: the working directory goes on with the job (out/
+            # included: its artifacts are collected when the job ends).
             return carry_workspace(ports, job, sandbox, outcome)
         # Files: what the agent left under out/, now that nothing of it runs.
         if ports.artifacts is not None and collected is not None:
@@ -187,7 +191,18 @@ def run_in(
         and sessions is not None
     ):  # a fresh session, run by the CLI started under an id of its own
         session = sessions.started_as(session, warm.session_id, sandbox)
+    # Approvals: the job's decision carried out on the transcript before the CLI resumes it;
+    # a deferral of its own that still waits (its wait was not recorded) is recorded now.
+    try:
+        settled = settle_session(job, session)
+    except SessionTooLargeError as exc:
+        return AgentOutcome(
+            "failed", error=JobErrorInfo(code=SESSION_TOO_LARGE, message=str(exc)[:2000])
+        )
+    if settled.waiting is not None:
+        return AgentOutcome("deferred", usage=Usage(), deferred=settled.waiting)
     resuming = session is not None and session.resume and resumes_own_run(job)
+    prompt = CONTINUE_PROMPT if resuming else (job.prompt or "")
     if planned_at is not None and yield_after is not None:
         # A segment's stops are points in the invocation: what preparing the run took
         # (a cold start, the session's load) comes off them.
@@ -198,7 +213,8 @@ def run_in(
         session=session,
         yield_after_seconds=yield_after,
         job_id=job.job_id,
-        prompt=CONTINUE_PROMPT if resuming else (job.prompt or ""),
+        prompt=prompt,
+        no_prompt=settled.runs_call,
         system_prompt=job.system_prompt,
         options=options,
         model=model,
@@ -211,6 +227,7 @@ def run_in(
         on_started=lambda pid: ports.sweeper.started(scope, pid),
         on_message=on_message,
         warm=warm.process if warm is not None else None,
+        **gate_of(job),
     )
     if session is not None and prepared is not None:
         prepared.append(session)  # saved after the sweep (`run_agent`)

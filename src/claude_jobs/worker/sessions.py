@@ -358,6 +358,11 @@ def transcript_path(sandbox: Sandbox, session_id: str) -> Path:
     )
 
 
+def write_transcript(path: Path, entries: list[Any]) -> None:
+    """Write a materialised transcript in place (its owner and mode kept)."""
+    _write_jsonl(path, entries)
+
+
 def _write_jsonl(path: Path, entries: list[Any]) -> None:
     with path.open("w", encoding="utf-8") as out:
         for entry in entries:
