@@ -33,3 +33,14 @@ SECRETS_MANAGER_PER_10K_CALLS = 0.05
 
 #: Size unit of a billed SQS request and EventBridge event.
 BILLING_CHUNK_BYTES = 64 * 1024
+# Fargate Linux/ARM (Graviton), per hour: https://aws.amazon.com/fargate/pricing/ (not re-read
+# with the figures above: as listed for us-east-1 in 2024-2025).
+FARGATE_ARM_PER_VCPU_HOUR = 0.03238
+FARGATE_ARM_PER_GB_HOUR = 0.00356
+
+#: Hours in a billing month, as AWS prorates per-GB-month storage.
+HOURS_PER_MONTH = 730
+#: DynamoDB's per-item storage overhead (bytes) on top of the item's size.
+DYNAMODB_ITEM_OVERHEAD_BYTES = 100
+#: A strongly consistent read (a Scan with ConsistentRead) costs 1 read unit per 4 KB read.
+DYNAMODB_READ_UNIT_BYTES = 4096

@@ -15,6 +15,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from claude_jobs.reconcile.reconciler import APPROVALS_EXPIRED_METRIC
 from infra.config import InfraConfig
 
 #: Job outcome counts the worker emits (Powertools EMF, dimension `service`).
@@ -178,7 +179,12 @@ class Monitoring(Construct):
                 [
                     cw.GraphWidget(title="Jobs queue depth", left=[queue_depth, dlq_depth]),
                     cw.GraphWidget(title="Oldest queued job (s)", left=[oldest]),
-                    cw.GraphWidget(title="Job outcomes per hour", left=list(finished.values())),
+                    cw.GraphWidget(
+                        title="Job outcomes per hour",
+                        # Approvals nobody answered in time (their jobs end failed): expected, so a
+                        # figure, not an alarm.
+                        left=[*finished.values(), job_metric(APPROVALS_EXPIRED_METRIC)],
+                    ),
                 ],
                 [
                     cw.GraphWidget(

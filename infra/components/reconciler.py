@@ -36,7 +36,6 @@ SCHEDULE = "rate(1 minute)"
 #: Its metrics (counted by claude_jobs.reconcile.reconciler).
 REDRIVEN_METRIC = "JobsRedriven"
 DRIFT_METRIC = "SlotDrift"
-EXPIRED_METRIC = "ApprovalsExpired"
 
 
 class Reconciler(Construct):
@@ -105,8 +104,6 @@ class Reconciler(Construct):
                 statistic="Sum",
             )
 
-        #: Approvals nobody answered in time (expected, so no alarm: a dashboard figure).
-        self.expired_metric = metric(EXPIRED_METRIC)
         self.alarms: dict[str, cw.Alarm] = {}
         for alarm_id, name, description in (
             (

@@ -85,3 +85,11 @@ def test_the_reconciler_alarms_on_re_drives_and_drift(
     ]
     assert alarm["MetricName"] == metric and alarm["Threshold"] == 1
     assert alarm["AlarmActions"] and alarm["OKActions"]
+
+
+def test_the_dashboard_shows_the_approvals_the_reconciler_expired(synth: Synthesized) -> None:
+    from claude_jobs.reconcile.reconciler import APPROVALS_EXPIRED_METRIC
+
+    (dashboard,) = synth.service.find_resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    assert APPROVALS_EXPIRED_METRIC == "ApprovalsExpired" and APPROVALS_EXPIRED_METRIC in body

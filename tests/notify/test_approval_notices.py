@@ -206,3 +206,28 @@ def test_a_fault_while_publishing_gives_the_notice_back_for_the_retry(
     assert told is not None and told.detail_type == AWAITING_APPROVAL_TYPE
     assert notifier.process(image.get("OldImage"), image["NewImage"]) is None
     assert len(subscriber.received()) == 1
+
+
+def test_a_failing_receiver_gets_the_approval_webhook_again_and_it_is_recorded(
+    world: World, receiver: Receiver
+) -> None:
+    from claude_jobs.notify.approval_notices import DynamoApprovalNotices
+
+    # Given a receiver that fails the first POST
+    receiver.secret = world.tenant_secret("acme")
+    receiver.fail_first = 1
+    job = submit(world, webhook_url=receiver.url)
+    wait(world, job, "apr_1")
+    # When the stream and the webhook queue are processed
+    world.deliver_stream()
+    world.deliver_webhooks()
+    # Then the delivery was retried until the receiver took it, each POST signed afresh
+    assert [p["verified"] for p in receiver.posts] == [True, True]
+    notice = DynamoApprovalNotices(
+        world.container.client("dynamodb"), world.settings.jobs_table
+    ).get(job.job_id)
+    assert notice is not None and notice.approval_id == "apr_1"
+    assert notice.webhook == "delivered" and notice.attempts == 2 and notice.delivered_at
+    # And the job's own (terminal) webhook is untouched
+    webhook = world.job(job.job_id).webhook
+    assert webhook is not None and webhook.status == "pending" and webhook.attempts == 0

@@ -47,8 +47,12 @@ def _pending_approval(raw: Any) -> tuple[str | None, float | None]:
     """(approval_id, expires_at as epoch seconds) of a job's `pending_approval` (JSON text)."""
     if not raw:
         return None, None
-    value = json.loads(raw) if isinstance(raw, str) else raw
-    return str(value["approval_id"]), _epoch(value["expires_at"])
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+        return str(value["approval_id"]), _epoch(value["expires_at"])
+    except (ValueError, KeyError, TypeError):  # unreadable: left alone, never a failed run
+        get_logger().error("a job's pending approval is unreadable")
+        return None, None
 
 
 class DynamoReconcileStore:
@@ -57,6 +61,7 @@ class DynamoReconcileStore:
         self._table = table_name
 
     def snapshot(self) -> Snapshot:
+        """Every queued, running or awaiting_approval job and every tenant's counters."""
         jobs: list[UnfinishedJob] = []
         slots: dict[str, Slots] = {}
         arguments: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""Signed webhooks: a POST of the job summary when a job ends.
+"""Signed webhooks: a POST of the job summary when a job ends (and of the pending approval
+when a call of it waits for a person, `job.awaiting_approval`).
 
 Each attempt has a total deadline (`deadline_post`); the webhook function makes one attempt
 per queue message and the queue brings failed ones back after a backoff

@@ -39,6 +39,8 @@ from typing import Protocol
 from ..observability import count, get_logger
 
 AWAITING_APPROVAL = "awaiting_approval"
+#: Approvals a run ended (their jobs failed / approval_expired): the operations dashboard's.
+APPROVALS_EXPIRED_METRIC = "ApprovalsExpired"
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ class Reconciler:
             log.warning("repaired slot counters", extra={"tenants": outcome.repaired})
         count("JobsRedriven", len(outcome.redriven))
         count("SlotDrift", len(outcome.repaired))
-        count("ApprovalsExpired", len(outcome.expired))
+        count(APPROVALS_EXPIRED_METRIC, len(outcome.expired))
         return outcome
 
     def _expire(self, job: UnfinishedJob, now: float) -> bool:
