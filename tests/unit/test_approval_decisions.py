@@ -157,7 +157,7 @@ def test_a_cancel_losing_a_race_with_a_decision_still_cancels(
             service.decide("acme", job.job_id, approval_id, ALLOW)
         return read
 
-    repo.get = read_then_decide  # type: ignore[method-assign,assignment]
+    repo.get = read_then_decide  # type: ignore[method-assign]
     cancelled = service.cancel("acme", job.job_id)
     # Then the cancel acts on where the job is now (queued) and ends it
     assert cancelled.status is JobStatus.CANCELLED
