@@ -138,3 +138,43 @@ def test_the_list_pages_oldest_first_with_tokens(service: JobService) -> None:
     assert second.next_token is None
     with pytest.raises(RequestValidationError):
         service.approvals("other", next_token=first.next_token)
+
+
+def test_a_cancel_losing_a_race_with_a_decision_still_cancels(
+    service: JobService, repo: InMemoryJobRepository
+) -> None:
+    # Given a waiting job that is decided between the cancel's read and its write
+    job = waiting(service)
+    assert job.pending_approval is not None
+    approval_id = job.pending_approval.approval_id
+    original = repo.get
+    raced = {"done": False}
+
+    def read_then_decide(job_id: str) -> Job | None:
+        read = original(job_id)
+        if not raced["done"]:
+            raced["done"] = True
+            service.decide("acme", job.job_id, approval_id, ALLOW)
+        return read
+
+    repo.get = read_then_decide  # type: ignore[method-assign]
+    cancelled = service.cancel("acme", job.job_id)
+    # Then the cancel acts on where the job is now (queued) and ends it
+    assert cancelled.status is JobStatus.CANCELLED
+    assert repo.tenant_usage("acme").pending == 0
+
+
+def test_both_routes_are_documented_with_their_problems() -> None:
+    from claude_jobs_tools.openapi import document
+
+    paths = document()["paths"]
+    decide = paths["/v1/jobs/{job_id}/approvals/{approval_id}"]["post"]
+    assert decide["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/DecisionRequest"
+    )
+    assert {"200", "401", "404", "409", "422", "429"} <= set(decide["responses"])
+    listing = paths["/v1/approvals"]["get"]
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ApprovalList"
+    )
+    assert {p["name"] for p in listing["parameters"]} == {"limit", "next_token"}

@@ -243,3 +243,19 @@ def test_status_shows_the_pending_approval(api: Api, client: Client, url: str) -
     assert shown.exit_code == 0, shown.output
     assert "awaiting_approval" in shown.output
     assert f"allow:   claude-jobs approve {job_id}" in shown.output
+
+
+def test_cli_submit_takes_approval_rules_and_timeout(api: Api, url: str) -> None:
+    # Given rules on an allowed tool: the job carries them
+    args = ["submit", "Push it.", "--tools", "Bash", "--tools", "Read"]
+    rules = ["--approve-rule", "Bash(git push:*)", "--approve-rule", "Bash(rm:*)"]
+    done = cli(url, *args, *rules, "--approval-timeout", "600", "--quiet")
+    assert done.exit_code == 0, done.output
+    (job,) = api.container.job_repository.list_for_tenant(TENANT, 10).jobs
+    assert job.job_id in done.output
+    assert job.options.approvals == ["Bash(git push:*)", "Bash(rm:*)"]
+    assert job.options.approval_timeout_seconds == 600
+    # And a rule on a tool the job does not allow is refused, saying why
+    refused = cli(url, "submit", "x", "--tools", "Read", "--approve-rule", "Write")
+    assert refused.exit_code == 2
+    assert "approval rule 'Write'" in refused.output
