@@ -116,7 +116,7 @@ def _decision(decision: str, **fields: Any) -> ApprovalDecision:
         approval_id="apr_1",
         tool_use_id=CALL,
         tool="Bash",
-        decision=decision,  # type: ignore[arg-type]
+        decision=decision,
         decided_at=datetime.now(UTC),
         **fields,
     )

@@ -114,7 +114,7 @@ def decide(
         approval_id=pending.approval_id,
         tool_use_id=pending.tool_use_id,
         tool=pending.tool,
-        decision=decision,  # type: ignore[arg-type]
+        decision=decision,
         message=message,
         answers=answers,
         decided_at=datetime.now(UTC),
