@@ -114,7 +114,7 @@ def decide(
         approval_id=pending.approval_id,
         tool_use_id=pending.tool_use_id,
         tool=pending.tool,
-        decision=decision,  # type: ignore[arg-type]
+        decision=decision,
         message=message,
         answers=answers,
         decided_at=datetime.now(UTC),
@@ -428,3 +428,37 @@ def test_a_denial_is_not_run_across_segments(stack: WorkerStack, shared_dir: Pat
     for request in stack.fake.message_requests[1:]:
         (result,) = results_for(request, "toolu_marker")
         assert result["is_error"] and result_text(result) == DENIAL
+
+
+def test_a_wait_that_was_not_recorded_is_recorded_by_the_retry_without_a_run(
+    stack: WorkerStack, shared_dir: Path
+) -> None:
+    # Given a job whose call was deferred, but whose worker died before recording the wait
+    # (the job running under an expired lease, its session saved with the deferral)
+    marker = shared_dir / "marker"
+    stack.fake.default = marker_model(marker)
+    job = submit(stack)
+    first = defer(stack, job).pending_approval
+    assert first is not None
+    stack.repo.update(
+        job.job_id,
+        set_fields={
+            "status": JobStatus.RUNNING,
+            "lease_until": 1,
+            "pending_approval": None,
+            "approval_waits": 0,
+            "usage": None,
+        },
+        expected_status=[JobStatus.AWAITING_APPROVAL],
+    )
+    calls = len(stack.fake.message_requests)
+    # When the message comes again
+    assert stack.deliver(job, message_id="retry") == {"batchItemFailures": []}
+    # Then the job waits for the same call, the model not called and the call not run
+    waiting = stack.get(job)
+    assert waiting.status is JobStatus.AWAITING_APPROVAL
+    assert waiting.pending_approval is not None
+    assert waiting.pending_approval.tool_use_id == first.tool_use_id
+    assert waiting.pending_approval.rule == RULE
+    assert len(stack.fake.message_requests) == calls
+    assert not marker.exists()
