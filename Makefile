@@ -44,15 +44,17 @@ unit: venv
 	$(BIN)/pytest -q $(UNIT_TESTS) $(PYTEST_ARGS)
 
 # Everything: first in parallel on TEST_WORKERS pytest-xdist workers (0: in this process) what
-# may share the machine, then alone what is marked `serial` (tests/conftest.py: the e2e stack,
-# the worker image's layout). Both parts run; the first failure's status is the target's.
+# may share the machine, then what is marked `serial` (tests/conftest.py: the e2e stacks, the
+# worker image's layout), by itself, on TEST_WORKERS workers again, grouped so that no two of
+# the image's tests overlap and the e2e session stack starts once. Both parts run; the first
+# failure's status is the target's.
 # Exit status 5 (no test selected, e.g. a PYTEST_ARGS path without serial tests) is no failure.
 TEST_WORKERS ?= 2
 test: lint typecheck
 	@status=0; \
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial" $(PYTEST_ARGS) \
 		|| { code=$$?; [ $$code -eq 5 ] || status=$$code; }; \
-	$(BIN)/pytest -m serial $(PYTEST_ARGS) \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m serial $(PYTEST_ARGS) \
 		|| { code=$$?; [ $$code -eq 5 ] || [ $$status -ne 0 ] || status=$$code; }; \
 	exit $$status
 

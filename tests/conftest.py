@@ -62,8 +62,9 @@ def provisioned(aws: None):  # type: ignore[no-untyped-def]
 TESTS = Path(__file__).parent
 #: Pure tests (`make unit`): any bind or connect of an IP socket fails them.
 SOCKETLESS = ("unit", "contract")
-#: Run alone, after the parallel run (`make test`): what starts whole stacks (each with its
-#: workers and CLIs, and the reliability ledger's measurements) and the worker image's layout.
+#: Run after the parallel run (`make test`), on their own workers: what starts whole stacks
+#: (each with its workers and CLIs, and the reliability ledger's measurements) and the worker
+#: image's layout. Among themselves they run on TEST_WORKERS workers (`serial_group_of`).
 SERIAL = (
     "e2e/",
     "worker/test_image.py",
@@ -85,9 +86,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = set(getattr(item, "fixturenames", ()))
         if where.startswith(SERIAL) or fixtures & SERIAL_FIXTURES:
             item.add_marker(pytest.mark.serial)
+            serial_group = serial_group_of(where, fixtures)
+            if serial_group:
+                item.add_marker(pytest.mark.xdist_group(serial_group))
         for prefix, group in GROUPS.items():
             if where.startswith(prefix):
                 item.add_marker(pytest.mark.xdist_group(group))
+
+
+def serial_group_of(where: str, fixtures: set[str]) -> str | None:
+    """The xdist worker a serial test shares (`--dist loadgroup`), or None (it may run beside
+    any): the image layout's tests one at a time (one runtime user: each one's cleanup ends
+    that user's processes); an e2e module's tests together (its stack starts once)."""
+    if fixtures & SERIAL_FIXTURES:
+        return "runtime-user"
+    if where.startswith("e2e/"):
+        # The session stack's tests together; any other module's own stack started once.
+        return "e2e-stack" if "stack" in fixtures else f"e2e:{where.split('::', 1)[0]}"
+    return None
 
 
 @pytest.fixture(autouse=True)

@@ -35,8 +35,9 @@ if TYPE_CHECKING:  # for type checkers; built at run time by `job_record_model()
 @cache
 def job_record_model() -> type[JobMessageRecord]:
     """A Powertools parser model of an SQS record carrying a :class:`JobMessage` (`body`).
-    Built on first use: the parser's models take tens of ms to import, which the API's
-    functions, writers of this message, and the worker's cold start need not pay."""
+    Built on first use (~1 ms): the parser's models take tens of ms to import, which the API's
+    functions, writers of this message, need not pay. (The worker loads them at init anyway:
+    Powertools' batch utility imports them once pydantic is loaded.)"""
     from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 
     model = create_model("JobMessageRecord", __base__=SqsRecordModel, body=(Json[JobMessage], ...))
