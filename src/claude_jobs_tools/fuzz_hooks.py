@@ -13,7 +13,8 @@ from schemathesis.hooks import HookContext
 
 @schemathesis.hook
 def filter_failure(context: HookContext, failure: Any, case: Any, response: Any) -> bool:
-    """GET /v1/jobs?next_token=<made up>: a 422 is the contract, not a rejected valid request.
+    """GET /v1/jobs (or /v1/approvals)?next_token=<made up>: a 422 is the contract, not a
+    rejected valid request.
 
     `next_token` is an opaque cursor that only the API mints (it names the tenant's last key,
     so a page cannot be forged); no schema can describe which strings it minted. Only this
@@ -21,7 +22,7 @@ def filter_failure(context: HookContext, failure: Any, case: Any, response: Any)
     and so does a 422 for any other reason."""
     return not (
         failure.code == "ST202"
-        and case.operation.label == "GET /v1/jobs"
+        and case.operation.label in ("GET /v1/jobs", "GET /v1/approvals")
         and (case.query or {}).get("next_token")
         and response.status_code == 422
         and '"loc":["query","next_token"]' in response.text.replace(" ", "")
@@ -67,6 +68,22 @@ def files_filter_failure(context: HookContext, failure: Any, case: Any, response
             for e in errors
         )
     return True
+
+
+@schemathesis.hook("filter_failure")
+def approvals_filter_failure(context: HookContext, failure: Any, case: Any, response: Any) -> bool:
+    """Approvals (issue 23): POST /v1/jobs whose `approvals` name a rule for a tool that is not
+    in its `allowed_tools`: a 422 by the contract ("the tool must be allowed too"), a rule
+    across two fields that no schema can state. Only when every error is that one; a server
+    error or a schema mismatch on such a request still counts."""
+    if (
+        failure.code != "ST202"
+        or response.status_code != 422
+        or case.operation.label != "POST /v1/jobs"
+    ):
+        return True
+    errors = _errors(response)
+    return not errors or not all("is not in allowed_tools" in str(e.get("msg", "")) for e in errors)
 
 
 #: Header parameters of the document and their length bounds (`openapi.json`).

@@ -353,6 +353,10 @@ def _state_deployment_bounds(request: dict[str, Any]) -> None:
         "pattern": rf"^(?:{names})(?:\([^()]*\))?$",
     }
     tools["uniqueItems"] = True
+    # Approvals: rules in the same syntax (each rule's tool must also be in `allowed_tools`,
+    # which no schema can say).
+    request["approvals"]["items"] = dict(tools["items"])
+    request["approvals"]["uniqueItems"] = True
     tools["description"] += (
         f" This document states a default deployment's set: {', '.join(settings.permitted_tools)}."
     )
