@@ -63,6 +63,12 @@ def test_a_denied_call_never_runs_in_the_image_layout(
         env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
         env["WARM_START"] = "1"
         env["WORKER_INVOCATION_SECONDS"] = "120"
+        # (its scratch and sandbox directories its own, out of /tmp: other tests' workers of
+        # the same user may run at the same time and clear what is theirs there)
+        scratch = shared_dir / "scratch"
+        scratch.mkdir(mode=0o777, exist_ok=True)
+        scratch.chmod(0o777)
+        env["SCRATCH_DIRS"] = str(scratch)
         sandboxes = shared_dir / "sandboxes"
         sandboxes.mkdir(exist_ok=True)
         sandboxes.chmod(0o1777)
@@ -82,11 +88,14 @@ def test_a_denied_call_never_runs_in_the_image_layout(
         )
         assert worker.stdin is not None and worker.stdout is not None
 
+        output: list[str] = []  # the worker's log (stdout)
+
         def invoke() -> dict[str, object]:
             assert worker.stdin is not None and worker.stdout is not None
             worker.stdin.write(json.dumps(event) + "\n")
             worker.stdin.flush()
             for line in worker.stdout:
+                output.append(line)
                 if line.startswith("ANSWER "):
                     answer: dict[str, object] = json.loads(line.removeprefix("ANSWER "))
                     return answer
@@ -94,7 +103,7 @@ def test_a_denied_call_never_runs_in_the_image_layout(
 
         try:
             # When the job's message comes: its call waits
-            assert invoke() == {"batchItemFailures": []}
+            assert invoke() == {"batchItemFailures": []}, "".join(output)[-6000:]
             waiting = repo.get(job.job_id)
             assert waiting is not None and waiting.status is JobStatus.AWAITING_APPROVAL
             pending = waiting.pending_approval
@@ -119,8 +128,8 @@ def test_a_denied_call_never_runs_in_the_image_layout(
                     remove_fields=["pending_approval"],
                 )
             )
-            assert invoke() == {"batchItemFailures": []}, log.read_text()[-5000:]
-            assert invoke() == {"batchItemFailures": []}, log.read_text()[-5000:]
+            assert invoke() == {"batchItemFailures": []}, "".join(output)[-6000:]
+            assert invoke() == {"batchItemFailures": []}, "".join(output)[-6000:]
         finally:
             worker.stdin.close()
             worker.wait(timeout=60)
