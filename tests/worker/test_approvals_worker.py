@@ -462,3 +462,34 @@ def test_a_wait_that_was_not_recorded_is_recorded_by_the_retry_without_a_run(
     assert waiting.pending_approval.rule == RULE
     assert len(stack.fake.message_requests) == calls
     assert not marker.exists()
+
+
+def test_a_call_nobody_decided_on_never_runs_when_another_job_continues_the_session(
+    stack: WorkerStack, shared_dir: Path
+) -> None:
+    # Given a job whose call waited and that ended without a decision (as expiry ends it)
+    marker = shared_dir / "marker"
+    stack.fake.default = marker_model(marker)
+    job = submit(stack)
+    defer(stack, job)
+    stack.repo.transition(
+        Transition(
+            job_id=job.job_id,
+            to=JobStatus.FAILED,
+            from_=[JobStatus.AWAITING_APPROVAL],
+            set_fields={"error": {"code": "approval_expired", "message": "expired"}},
+        )
+    )
+    # When a new job continues its session
+    calls = len(stack.fake.message_requests)
+    follow = stack.submit("Go on.", allowed_tools=["Bash"], session_id=job.session_id)
+    assert stack.deliver(follow, message_id="follow") == {"batchItemFailures": []}
+    # Then the old call did not run: the model saw it refused, and the new job went on
+    done = stack.get(follow)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert not marker.exists()
+    later = stack.fake.message_requests[calls:]
+    assert later
+    for request in later:
+        (result,) = results_for(request, "toolu_marker")
+        assert result["is_error"] and "not approved" in result_text(result)

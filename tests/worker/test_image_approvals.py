@@ -1,7 +1,8 @@
 """Approvals in the image layout (tests/worker/test_image.py): one warm worker process as the
 runtime user (worker and agent one non-root user, warm start on, the code directory read-only,
-only the built artifact on the path) handles a job whose call waits, is denied, and whose
-message then comes twice: the call never runs, the model sees the denial."""
+only the built artifact on the path) handles a job whose call waits, is decided, and whose
+message then comes twice: a denied call never runs and the model sees the denial; an allowed
+one runs once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -36,11 +38,13 @@ from tests.worker.test_image_segments import SEGMENT_HARNESS
 pytestmark = [pytest.mark.cli, pytest.mark.timeout(600)]
 
 
-def test_a_denied_call_never_runs_in_the_image_layout(
+@pytest.mark.parametrize("decision", ["deny", "allow"])
+def test_a_decision_is_carried_out_once_in_the_image_layout(
     task_root: Path,  # noqa: F811
     image_site: Path,  # noqa: F811
     moto_server: str,  # noqa: F811
     shared_dir: Path,  # noqa: F811
+    decision: Literal["deny", "allow"],
 ) -> None:
     python = runtime_python()
     if python is None:
@@ -49,7 +53,9 @@ def test_a_denied_call_never_runs_in_the_image_layout(
 
     marker = shared_dir / "marker"
     with FakeAnthropic(api_key=REAL_KEY, default=marker_model(marker)) as fake:
-        provisioned = provision("imgapr", secret_value=REAL_KEY, anthropic_base_url=fake.url)
+        provisioned = provision(
+            f"imgapr{decision}", secret_value=REAL_KEY, anthropic_base_url=fake.url
+        )
         container = Container(provisioned.settings)
         repo = container.job_repository
         job = container.job_service.submit(
@@ -63,6 +69,12 @@ def test_a_denied_call_never_runs_in_the_image_layout(
         env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
         env["WARM_START"] = "1"
         env["WORKER_INVOCATION_SECONDS"] = "120"
+        # (its scratch and sandbox directories its own, out of /tmp: other tests' workers of
+        # the same user may run at the same time and clear what is theirs there)
+        scratch = shared_dir / "scratch"
+        scratch.mkdir(mode=0o777, exist_ok=True)
+        scratch.chmod(0o777)
+        env["SCRATCH_DIRS"] = str(scratch)
         sandboxes = shared_dir / "sandboxes"
         sandboxes.mkdir(exist_ok=True)
         sandboxes.chmod(0o1777)
@@ -82,11 +94,14 @@ def test_a_denied_call_never_runs_in_the_image_layout(
         )
         assert worker.stdin is not None and worker.stdout is not None
 
+        output: list[str] = []  # the worker's log (stdout)
+
         def invoke() -> dict[str, object]:
             assert worker.stdin is not None and worker.stdout is not None
             worker.stdin.write(json.dumps(event) + "\n")
             worker.stdin.flush()
             for line in worker.stdout:
+                output.append(line)
                 if line.startswith("ANSWER "):
                     answer: dict[str, object] = json.loads(line.removeprefix("ANSWER "))
                     return answer
@@ -94,7 +109,7 @@ def test_a_denied_call_never_runs_in_the_image_layout(
 
         try:
             # When the job's message comes: its call waits
-            assert invoke() == {"batchItemFailures": []}
+            assert invoke() == {"batchItemFailures": []}, "".join(output)[-6000:]
             waiting = repo.get(job.job_id)
             assert waiting is not None and waiting.status is JobStatus.AWAITING_APPROVAL
             pending = waiting.pending_approval
@@ -110,8 +125,8 @@ def test_a_denied_call_never_runs_in_the_image_layout(
                             approval_id=pending.approval_id,
                             tool_use_id=pending.tool_use_id,
                             tool=pending.tool,
-                            decision="deny",
-                            message=DENIAL,
+                            decision=decision,
+                            message=DENIAL if decision == "deny" else None,
                             decided_at=datetime.now(UTC),
                         ),
                         "continuing": True,
@@ -119,16 +134,20 @@ def test_a_denied_call_never_runs_in_the_image_layout(
                     remove_fields=["pending_approval"],
                 )
             )
-            assert invoke() == {"batchItemFailures": []}, log.read_text()[-5000:]
-            assert invoke() == {"batchItemFailures": []}, log.read_text()[-5000:]
+            assert invoke() == {"batchItemFailures": []}, "".join(output)[-6000:]
+            assert invoke() == {"batchItemFailures": []}, "".join(output)[-6000:]
         finally:
             worker.stdin.close()
             worker.wait(timeout=60)
-        # Then the job went on and succeeded; the call never ran; the model saw the denial
+        # Then the job went on and succeeded: a denied call never ran and the model saw the
+        # denial; an allowed one ran, once
         done = repo.get(job.job_id)
         assert done is not None
         assert done.status is JobStatus.SUCCEEDED, done.error
-        assert not marker.exists()
         (result,) = results_for(fake.message_requests[-1], "toolu_marker")
-        assert result["is_error"] and result_text(result) == DENIAL
+        if decision == "deny":
+            assert not marker.exists()
+            assert result["is_error"] and result_text(result) == DENIAL
+        else:
+            assert marker.exists() and not result["is_error"]
         assert done.usage is not None and done.usage.num_turns >= 2

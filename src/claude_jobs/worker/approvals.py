@@ -7,13 +7,15 @@ carried out on the session's transcript.
 - `ApprovalGate.pre_tool_use` is the PreToolUse hook: it answers `defer` for a matching call
   and remembers it (`DeferredCall`); the CLI then stops before the call executes and reports
   `stop_reason` `tool_deferred` (`deferred_from_result`).
-- Allow: resume the session with the call's id approved (`ApprovalGate(approved=…)`). The
-  resumed CLI (2.1.330) runs the deferred call, re-emitting it through PreToolUse or not (both
-  seen; the hook may not be registered yet): a gate that deferred it again would have the CLI
+- Allow: resume the session with the call's id approved (`ApprovalGate(approved=…)`), sending
+  no prompt (waiting.py). The resumed CLI (2.1.330) runs the deferred call, re-emitting it
+  through PreToolUse or not (both seen): a gate that deferred it again would have the CLI
   answer it "Tool result missing" instead of running it.
-- Deny: `deny_in_transcript` first (drops the `hook_deferred_tool` attachment and appends the
-  call's error `tool_result`), then resume with an empty prompt: nothing is left to run.
-- Never resume a deferred session before a decision: the call may run unasked.
+- Deny (or a question's answers): `settle_entries` drops the call's `hook_deferred_tool`
+  attachment and appends its `tool_result` (error: the denial); the gate also answers `deny`
+  should the CLI emit the call again. Settling again finds the call answered: idempotent.
+- Never resume a deferred session before a decision: the call may run unasked. A deferral
+  nobody decided on is denied when another job continues the session.
 """
 
 from __future__ import annotations
