@@ -26,6 +26,8 @@ from claude_jobs.approval_models import (
 from claude_jobs.models import Job, JobStatus
 from claude_jobs.ports import Transition
 from claude_jobs.settings import DEFAULT_PERMITTED_TOOLS
+from claude_jobs.worker.segments import CONTINUE_PROMPT
+from claude_jobs.worker.waiting import DENIED_PROMPT
 from claude_jobs_tools.local.fake_anthropic import (
     FakeAnthropic,
     RecordedRequest,
@@ -218,6 +220,10 @@ def test_deny_never_runs_the_call_and_the_model_sees_the_message(
     after = stack.fake.message_requests[1]
     (result,) = results_for(after, "toolu_marker")
     assert result["is_error"] and result_text(result) == DENIAL
+    # and was told to go on without it (not the segments' "do an interrupted call again")
+    conversation = json.dumps((after.body or {}).get("messages"), ensure_ascii=False)
+    assert DENIED_PROMPT in conversation
+    assert CONTINUE_PROMPT not in conversation
     assert done.result is not None and DENIAL in (done.result.text or "")
 
 

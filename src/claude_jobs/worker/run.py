@@ -202,7 +202,7 @@ def run_in(
     if settled.waiting is not None:
         return AgentOutcome("deferred", usage=Usage(), deferred=settled.waiting)
     resuming = session is not None and session.resume and resumes_own_run(job)
-    prompt = CONTINUE_PROMPT if resuming else (job.prompt or "")
+    prompt = (settled.resume_prompt or CONTINUE_PROMPT) if resuming else (job.prompt or "")
     if planned_at is not None and yield_after is not None:
         # A segment's stops are points in the invocation: what preparing the run took
         # (a cold start, the session's load) comes off them.

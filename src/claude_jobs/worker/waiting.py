@@ -93,6 +93,22 @@ class Settlement:
     #: one, even empty, CLI 2.1.330 runs the call, then answers a next deferral "Tool result
     #: missing" and goes on with the prompt instead of stopping).
     runs_call: bool = False
+    #: The prompt a resumed run sends after a decision written into the transcript (a denial,
+    #: a question's answers) instead of the segments' `CONTINUE_PROMPT`, which asks the agent
+    #: to do an interrupted call again.
+    resume_prompt: str | None = None
+
+
+#: Sent after a denial: the call's error result says why; the agent goes on without it.
+DENIED_PROMPT = (
+    "(A person denied your last tool call; its result carries their message. Do not run that "
+    "call again: continue the task without it, or explain what you could not do.)"
+)
+#: Sent after a question is answered: the answers are the call's result.
+ANSWERED_PROMPT = (
+    "(The person answered your questions; the answers are your last tool call's result. "
+    "Continue the task with them in mind.)"
+)
 
 
 def settle_session(job: Job, session: AgentSession | None) -> Settlement:
@@ -115,7 +131,13 @@ def settle_session(job: Job, session: AgentSession | None) -> Settlement:
         session.loaded.update(str(e["uuid"]) for e in settled.added)
         log.info("job %s: %s deferred call(s) settled", job.job_id, len(settled.added))
     if not settled.waiting:
-        return Settlement(runs_call=bool(settled.runs))
+        # Only when the decision was written now: a later segment (or a retry that finds it
+        # written) continues as segments do.
+        result = decided.get(decision.tool_use_id) if decision is not None else None
+        prompt = None
+        if result is not None and settled.added:
+            prompt = DENIED_PROMPT if result[1] else ANSWERED_PROMPT
+        return Settlement(runs_call=bool(settled.runs), resume_prompt=prompt)
     call_id, tool, tool_input = settled.waiting[-1]
     rule = (
         None
