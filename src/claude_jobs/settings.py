@@ -17,6 +17,8 @@ DEFAULT_PERMITTED_TOOLS: tuple[str, ...] = (
     "Write",
     "Bash",
     "TodoWrite",
+    # Approvals: the agent's questions wait for the caller's answers (a job that allows it).
+    "AskUserQuestion",
 )
 DEFAULT_ALLOWED_TOOLS: tuple[str, ...] = ("Read", "Glob", "Grep")
 DEFAULT_MODEL = "claude-sonnet-4-5"

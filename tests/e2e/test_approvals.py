@@ -19,7 +19,13 @@ import httpx
 import pytest
 
 from claude_jobs_client import Client
-from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, RecordedRequest, Reply, Text
+from claude_jobs_tools.local.fake_anthropic import (
+    FakeAnthropic,
+    RecordedRequest,
+    Reply,
+    Text,
+    ToolUse,
+)
 
 from .conftest import (
     ANTHROPIC_KEY,
@@ -38,6 +44,22 @@ SWEEP_SECONDS = 2
 WAITING = 4
 
 
+QUESTION = "Which colour should the button be?"
+QUESTIONS = {
+    "questions": [
+        {
+            "question": QUESTION,
+            "header": "Colour",
+            "multiSelect": False,
+            "options": [
+                {"label": "Red", "description": "a red button"},
+                {"label": "Blue", "description": "a blue button"},
+            ],
+        }
+    ]
+}
+
+
 def answer_after_decisions(request: RecordedRequest) -> Reply:
     """conftest's marker model, except that a `[[bash:X]]` job answers with its call's result
     wherever it is in the conversation: after a denial the resumed run adds a prompt of its
@@ -49,7 +71,9 @@ def answer_after_decisions(request: RecordedRequest) -> Reply:
         for block in message["content"]
         if isinstance(block, dict) and block.get("type") == "tool_result"
     ]
-    if "[[bash:" in request.prompt_text() and results:
+    if "[[ask:" in request.prompt_text() and not results:
+        return ToolUse("AskUserQuestion", QUESTIONS)
+    if ("[[bash:" in request.prompt_text() or "[[ask:" in request.prompt_text()) and results:
         return Text("\n".join(_text(block.get("content")) for block in results))
     return answer(request)
 
@@ -211,3 +235,24 @@ def test_an_unanswered_approval_expires(approval_stack: DevProcess) -> None:
         ended = _until(alpha, job_id, "failed", timeout=10 + 6 * SWEEP_SECONDS + 30)
         assert ended["error"]["code"] == "approval_expired", ended
         assert ended.get("pending_approval") is None
+
+
+def test_the_agents_question_is_answered_through_the_api(approval_stack: DevProcess) -> None:
+    with Client(approval_stack.url, TENANTS["alpha"], timeout=60) as alpha:
+        # Given a job that allows the agent to ask, and an agent that asks
+        job = alpha.submit(
+            f"ask me [[ask:{uuid.uuid4().hex[:8]}]]", allowed_tools=["AskUserQuestion"]
+        )
+        waiting = _until(alpha, str(job["job_id"]), "awaiting_approval")
+        pending = waiting["pending_approval"]
+        assert pending["tool"] == "AskUserQuestion" and pending.get("rule") is None
+        assert QUESTION in pending["input"]
+        # When the caller answers it
+        decided = alpha.decide(
+            str(job["job_id"]), pending["approval_id"], "allow", answers={QUESTION: "Blue"}
+        )
+        assert decided["status"] == "queued"
+        # Then the agent goes on with the answer
+        done = alpha.wait(str(job["job_id"]), timeout=120)
+        assert done["status"] == "succeeded", done
+        assert QUESTION in done["result"]["text"] and "Blue" in done["result"]["text"]
