@@ -298,7 +298,7 @@ def test_the_slot_keepers_and_the_reconciler_serve_their_events(
         answered_cleanly(run)
     assert lost.answers[0]["answer"] == {"batchItemFailures": []}
     assert expiry.answers[0]["answer"] == {"batchItemFailures": []}
-    assert set(reconciled.answers[0]["answer"]) == {"redriven", "repaired", "drifting"}
+    assert set(reconciled.answers[0]["answer"]) == {"redriven", "repaired", "drifting", "expired"}
     with deployment.environment():
         container = Container(settings)
         job = container.job_repository.get(lost_id)

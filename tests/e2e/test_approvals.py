@@ -10,6 +10,8 @@ allow (the call runs), deny (it never does; the agent sees the message), cancel,
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from claude_jobs_tools.local.fake_anthropic import (
 from .conftest import (
     ANTHROPIC_KEY,
     BASH_COMMANDS,
+    CLAUDE_JOBS,
     TENANTS,
     DevProcess,
     answer,
@@ -256,3 +259,68 @@ def test_the_agents_question_is_answered_through_the_api(approval_stack: DevProc
         done = alpha.wait(str(job["job_id"]), timeout=120)
         assert done["status"] == "succeeded", done
         assert QUESTION in done["result"]["text"] and "Blue" in done["result"]["text"]
+
+
+def test_the_cli_shows_what_waits_and_answers_it(approval_stack: DevProcess) -> None:
+    env = base_env(CLAUDE_JOBS_URL=approval_stack.url, CLAUDE_JOBS_API_KEY=TENANTS["alpha"])
+    marker = f"apr-cli-{uuid.uuid4().hex[:8]}"
+    BASH_COMMANDS[marker] = f"echo {marker}-ran-$((6*7))"
+    # Given `claude-jobs submit --wait` on a job whose call waits for approval
+    waiting = subprocess.Popen(
+        [
+            CLAUDE_JOBS,
+            "submit",
+            f"run it [[bash:{marker}]]",
+            "--tools",
+            "Bash",
+            "--approve-rule",
+            "Bash",
+            "--wait",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # When `claude-jobs approvals` lists it and `claude-jobs approve` allows it
+        deadline = time.monotonic() + 120
+        job_id = None
+        while job_id is None:
+            assert time.monotonic() < deadline, "the job never waited"
+            listed = subprocess.run(
+                [CLAUDE_JOBS, "approvals", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert listed.returncode == 0, listed.stderr
+            job_id = next(
+                (
+                    item["job_id"]
+                    for item in json.loads(listed.stdout)["items"]
+                    if marker in item["pending_approval"]["input"]
+                ),
+                None,
+            )
+            if job_id is None:
+                time.sleep(1)
+        approved = subprocess.run(
+            [CLAUDE_JOBS, "approve", job_id],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert approved.returncode == 0, approved.stderr
+        # Then the waiting `submit --wait` showed the call and how to answer, and ends with
+        # the job's answer
+        stdout, stderr = waiting.communicate(timeout=120)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 0, stderr
+    shown = stdout + stderr
+    assert "claude-jobs approve" in shown and "Bash" in shown, shown
+    assert f"{marker}-ran-42" in stdout, shown
