@@ -225,40 +225,19 @@ def _waiting(container: Container, tenant: str, approval_id: str, expires_in: fl
     awaiting_approval: pending approval set, lease cleared; no message left)."""
     from datetime import timedelta
 
-    from claude_jobs.approval_models import PendingApproval
-    from claude_jobs.clock import utcnow
+    from tests.support.approvals import make_wait
 
     jobs = container.job_repository
     request = JobRequest.model_validate(
         {"prompt": "p" * 90_000, "allowed_tools": ["Bash"], "approvals": ["Bash(git push:*)"]}
     )
     job = container.job_service.submit(tenant, request).job
-    jobs.transition(
-        Transition(
-            job_id=job.job_id,
-            to=JobStatus.RUNNING,
-            add_attempts=1,
-            set_fields={"lease_until": int(time.time()) + 600},
-        )
-    )
-    now = utcnow()
-    pending = PendingApproval(
+    make_wait(
+        jobs,
+        job.job_id,
         approval_id=approval_id,
-        tool_use_id="toolu_01",
-        tool="Bash",
-        input='{"command":"git push origin main"}',
-        rule="Bash(git push:*)",
-        requested_at=now,
-        expires_at=now + timedelta(seconds=expires_in),
-    )
-    jobs.transition(
-        Transition(
-            job_id=job.job_id,
-            to=JobStatus.AWAITING_APPROVAL,
-            from_=[JobStatus.RUNNING],
-            set_fields={"pending_approval": pending, "continuing": True, "approval_waits": 1},
-            remove_fields=["lease_until"],
-        )
+        waited=timedelta(0),
+        expires_in=timedelta(seconds=expires_in),
     )
     return job.job_id
 

@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from claude_jobs.approval_models import PendingApproval
-from claude_jobs.clock import utcnow
 from claude_jobs.models import Job, JobStatus
 from claude_jobs.notify.approval_notices import DynamoApprovalNotices
 from claude_jobs.notify.completion_events import AWAITING_APPROVAL_TYPE, EventBridgePublisher
@@ -19,39 +17,19 @@ from claude_jobs.notify.delivery import SqsDeliveryQueue
 from claude_jobs.notify.processor import Notifier
 from claude_jobs.ports import Transition
 from tests.lambda_context import lambda_context
+from tests.support.approvals import make_wait
 
 from .conftest import BUS, Receiver, Subscriber, World
 
 
 def wait(world: World, job: Job, approval_id: str) -> Job:
     """running → awaiting_approval as the worker writes it (from queued: claim first)."""
-    repo = world.container.job_repository
-    repo.transition(
-        Transition(
-            job_id=job.job_id,
-            to=JobStatus.RUNNING,
-            add_attempts=1,
-            set_fields={"lease_until": 2**40},
-        )
-    )
-    now = utcnow()
-    pending = PendingApproval(
+    return make_wait(
+        world.container.job_repository,
+        job.job_id,
         approval_id=approval_id,
         tool_use_id="toolu_secret_id",
-        tool="Bash",
-        input='{"command":"git push origin main"}',
-        rule="Bash(git push:*)",
-        requested_at=now,
-        expires_at=now + timedelta(hours=1),
-    )
-    return repo.transition(
-        Transition(
-            job_id=job.job_id,
-            to=JobStatus.AWAITING_APPROVAL,
-            from_=[JobStatus.RUNNING],
-            set_fields={"pending_approval": pending, "continuing": True, "approval_waits": 1},
-            remove_fields=["lease_until"],
-        )
+        waited=timedelta(0),
     )
 
 

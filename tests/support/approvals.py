@@ -16,6 +16,7 @@ def make_wait(
     *,
     tool: str = "Bash",
     approval_id: str | None = None,
+    tool_use_id: str = "toolu_01ABC",
     waited: timedelta = timedelta(minutes=30),
     expires_in: timedelta = timedelta(hours=1),
     deadline_left: timedelta = timedelta(minutes=4),
@@ -43,7 +44,7 @@ def make_wait(
     )
     pending = PendingApproval(
         approval_id=approval_id or f"apr-{job_id[:8]}",
-        tool_use_id="toolu_01ABC",
+        tool_use_id=tool_use_id,
         tool=tool,
         input='{"command": "git push origin main"}' if tool != "AskUserQuestion" else "{}",
         rule="Bash(git push:*)" if tool == "Bash" else None,
@@ -55,7 +56,12 @@ def make_wait(
             job_id=job_id,
             to=JobStatus.AWAITING_APPROVAL,
             from_=[JobStatus.RUNNING],
-            set_fields={"pending_approval": pending, "lease_until": None},
+            set_fields={
+                "pending_approval": pending,
+                "lease_until": None,
+                "continuing": True,
+                "approval_waits": running.approval_waits + 1,
+            },
             expected_attempts=running.attempts,
         )
     )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from claude_jobs.approval_models import APPROVAL_EXPIRED, PendingApproval
+from claude_jobs.approval_models import APPROVAL_EXPIRED
 from claude_jobs.documents import JobDocuments
 from claude_jobs.job_service import JobService
 from claude_jobs.models import Job, JobRequest, JobStatus
@@ -18,30 +18,20 @@ from claude_jobs.reconcile.expiry import ApprovalExpiry
 from claude_jobs.reconcile.reconciler import Reconciler, Slots, Snapshot, UnfinishedJob
 from claude_jobs.settings import Settings
 from tests.fakes import InMemoryDocumentStore, InMemoryJobRepository, InMemoryQueue
+from tests.support.approvals import make_wait
 
 T0 = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
 
 def wait_for_approval(repo: InMemoryJobRepository, job: Job, approval_id: str, seconds: int) -> Job:
     """As the worker leaves a job whose call waits: running → awaiting_approval."""
-    repo.transition(Transition(job_id=job.job_id, to=JobStatus.RUNNING, add_attempts=1))
-    pending = PendingApproval(
+    return make_wait(
+        repo,
+        job.job_id,
         approval_id=approval_id,
-        tool_use_id="toolu_01",
-        tool="Bash",
-        input='{"command":"git push"}',
-        rule="Bash(git push:*)",
-        requested_at=T0,
-        expires_at=T0 + timedelta(seconds=seconds),
-    )
-    return repo.transition(
-        Transition(
-            job_id=job.job_id,
-            to=JobStatus.AWAITING_APPROVAL,
-            from_=[JobStatus.RUNNING],
-            set_fields={"pending_approval": pending, "continuing": True, "approval_waits": 1},
-            remove_fields=["lease_until"],
-        )
+        now=T0,
+        waited=timedelta(0),
+        expires_in=timedelta(seconds=seconds),
     )
 
 
