@@ -68,5 +68,5 @@ def test_unusable_names_are_refused(vault: Vault, tenant: str, name: str) -> Non
 
 @pytest.mark.parametrize("value", ["", "a\nb", "x" * 8193])
 def test_a_value_must_fit_a_header(vault: Vault, value: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="vault value"):
         vault.put("acme", "kb", value)
