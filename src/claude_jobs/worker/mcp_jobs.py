@@ -9,13 +9,15 @@ infrastructure fault: the job is retried.
 
 from __future__ import annotations
 
-from ..mcp_models import MCP_CREDENTIAL_MISSING, server_tools
+from ..mcp_models import MCP_CREDENTIAL_MISSING, server_tools, url_allowed
 from ..models import Job, JobErrorInfo
 from .mcp_broker import BrokeredServer
 from .ports import WorkerPorts
 
 #: A job names MCP servers but this worker has no broker or vault.
 MCP_UNAVAILABLE = "mcp_unavailable"
+#: A job's server is no longer on the deployment's allowlist (narrowed since the submit).
+MCP_SERVER_NOT_ALLOWED = "mcp_server_not_allowed"
 
 
 def open_servers(ports: WorkerPorts, job: Job, token: str) -> list[str] | JobErrorInfo:
@@ -30,6 +32,13 @@ def open_servers(ports: WorkerPorts, job: Job, token: str) -> list[str] | JobErr
         )
     brokered: list[BrokeredServer] = []
     values: list[str] = []
+    for server in servers:
+        if not url_allowed(server.url, ports.settings.mcp_allowed_urls):
+            return JobErrorInfo(
+                code=MCP_SERVER_NOT_ALLOWED,
+                message=f"MCP server {server.name!r}: its URL is no longer on the "
+                "deployment's MCP allowlist",
+            )
     for server in servers:
         value = None
         if server.credential is not None:
