@@ -68,32 +68,32 @@ class JobServers:
         self.servers = dict(servers)
         self._max = max_in_flight
         self._lock = threading.Lock()
-        self._open: set[http.client.HTTPConnection] = set()
+        #: The upstream sockets of its requests in flight (the socket, not the connection:
+        #: http.client drops a connection's socket once an answer says it will close).
+        self._open: set[socket.socket] = set()
         self.closed = False
         self.forwarded = 0
 
-    def admit(self, connection: http.client.HTTPConnection) -> bool:
+    def admit(self, upstream: socket.socket) -> bool:
         with self._lock:
             if self.closed or len(self._open) >= self._max:
                 return False
-            self._open.add(connection)
+            self._open.add(upstream)
             self.forwarded += 1
             return True
 
-    def release(self, connection: http.client.HTTPConnection) -> None:
+    def release(self, upstream: socket.socket) -> None:
         with self._lock:
-            self._open.discard(connection)
+            self._open.discard(upstream)
 
     def close(self) -> None:
         """The job has ended: its requests in flight are cut."""
         with self._lock:
             self.closed = True
             cut = list(self._open)
-        for connection in cut:
-            sock = connection.sock
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        for sock in cut:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class McpBroker:

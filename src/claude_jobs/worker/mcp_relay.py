@@ -125,7 +125,20 @@ def handler_for(broker: McpBroker) -> type[BaseHTTPRequestHandler]:
             self, job: JobServers, server: BrokeredServer, body: bytes, method: str | None
         ) -> None:
             connection, target, host = broker.connection(server.url)
-            if not job.admit(connection):
+            try:
+                connection.connect()
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                log.warning("MCP server %s unreachable: %s", server.name, type(exc).__name__)
+                self._answer(
+                    502,
+                    {"error": f"the MCP server is unreachable ({type(exc).__name__})"},
+                    drain=False,
+                )
+                return
+            upstream_socket = connection.sock
+            if not job.admit(upstream_socket):
+                connection.close()
                 self._answer(429, {"error": "too many MCP calls of this job at once"}, drain=False)
                 return
             try:
@@ -152,9 +165,9 @@ def handler_for(broker: McpBroker) -> type[BaseHTTPRequestHandler]:
                 if method in _FILTERED_METHODS and 200 <= upstream.status < 300:
                     self._relay_filtered(upstream, server.tools)
                 else:
-                    self._relay(upstream)
+                    self._relay(upstream, job)
             finally:
-                job.release(connection)
+                job.release(upstream_socket)
                 connection.close()
 
         def _start(self, upstream: http.client.HTTPResponse, length: int | None) -> None:
@@ -193,8 +206,10 @@ def handler_for(broker: McpBroker) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(kept)
                 self.wfile.flush()
 
-        def _relay(self, upstream: http.client.HTTPResponse) -> None:
-            """The answer as it comes (server-sent events chunk by chunk), cut at the cap."""
+        def _relay(self, upstream: http.client.HTTPResponse, job: JobServers) -> None:
+            """The answer as it comes (server-sent events chunk by chunk), cut at the cap, or
+            when the job ends (its end shuts the upstream connection: the client sees the
+            answer broken off, never a complete one)."""
             length = upstream.getheader("content-length")
             known = int(length) if length and length.isdigit() else None
             if known is not None and known > broker.max_answer_bytes:
@@ -215,6 +230,9 @@ def handler_for(broker: McpBroker) -> type[BaseHTTPRequestHandler]:
                     self.close_connection = True  # cut (the job ended) or broken off
                     return
                 if not data:
+                    if job.closed:
+                        self.close_connection = True
+                        return
                     break
                 sent += len(data)
                 if sent > broker.max_answer_bytes:
