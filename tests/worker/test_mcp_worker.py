@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 
 from claude_jobs.adapters.vault import SecretsManagerVault
+from claude_jobs.approval_models import ApprovalDecision
 from claude_jobs.models import JobStatus
+from claude_jobs.ports import Transition
 from claude_jobs_tools.local.demo_mcp import DemoMcpServer
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.support import mcp_probe
@@ -173,3 +176,51 @@ def test_another_tenants_job_never_gets_the_first_tenants_credential(
     assert mcp_server.requests(), "the bare job's CLI reached the server through the broker"
     assert {s.authorization for s in mcp_server.requests()} == {None}
     assert not any(s.accepted for s in mcp_server.requests())
+
+
+def test_an_approval_rule_holds_an_mcp_call_before_it_reaches_the_server(
+    mcp_stack: WorkerStack, mcp_server: DemoMcpServer
+) -> None:
+    # Given a job whose approvals name its MCP tool, and whose model calls it
+    stack = mcp_stack
+    job = stack.submit(
+        "Look q1 up.",
+        mcp_servers=[kb(mcp_server)],
+        allowed_tools=["mcp__kb__lookup"],
+        approvals=["mcp__kb__lookup"],
+    )
+    stack.fake.script(ToolUse("mcp__kb__lookup", {"query": "q1"}), Text("found it"))
+    # When it runs
+    assert stack.deliver(job) == {"batchItemFailures": []}
+    # Then it waits for a person with the call shown, which never reached the server
+    waiting = stack.get(job)
+    assert waiting.status is JobStatus.AWAITING_APPROVAL
+    assert waiting.pending_approval is not None
+    assert waiting.pending_approval.tool == "mcp__kb__lookup"
+    assert waiting.pending_approval.rule == "mcp__kb__lookup"
+    assert mcp_server.tool_calls() == []
+    # And once a person allows it, the resumed run makes the call with the credential
+    pending = waiting.pending_approval
+    stack.repo.transition(
+        Transition(
+            job_id=job.job_id,
+            to=JobStatus.QUEUED,
+            from_=[JobStatus.AWAITING_APPROVAL],
+            set_fields={
+                "approval_decision": ApprovalDecision(
+                    approval_id=pending.approval_id,
+                    tool_use_id=pending.tool_use_id,
+                    tool=pending.tool,
+                    decision="allow",
+                    decided_at=datetime.now(UTC),
+                ),
+                "continuing": True,
+            },
+            remove_fields=["pending_approval"],
+        )
+    )
+    assert stack.deliver(job) == {"batchItemFailures": []}
+    done = stack.get(job)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    (call,) = mcp_server.tool_calls()
+    assert call.tool == "lookup" and call.authorization == f"Bearer {CREDENTIAL}"
