@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", required=True, help="the bearer token the server accepts")
     args = parser.parse_args(argv)
     with DemoMcpServer({args.token: "demo"}, port=args.port) as server:
-        print(f"demo MCP server on {server.url} (needs Authorization: Bearer <token>)")
+        print(f"demo MCP server on {server.url} (needs Authorization: Bearer <token>)", flush=True)
         try:
             while True:
                 time.sleep(3600)
