@@ -21,8 +21,13 @@ import pytest
 
 from claude_jobs_client import Client
 from claude_jobs_tools.local.demo_mcp import DemoMcpServer
-from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, RecordedRequest, Reply, Text
-from claude_jobs_tools.local.fake_anthropic import ToolUse as ToolUse
+from claude_jobs_tools.local.fake_anthropic import (
+    FakeAnthropic,
+    RecordedRequest,
+    Reply,
+    Text,
+    ToolUse,
+)
 from tests.support import mcp_probe
 
 from .conftest import (
