@@ -42,7 +42,7 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 #: The largest answer relayed; a longer one is cut there.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 #: Seconds a server may stay silent (connect, or between two reads of an answer).
-UPSTREAM_TIMEOUT_SECONDS = 120
+UPSTREAM_TIMEOUT_SECONDS = 300
 #: Requests of one job forwarded at the same time.
 MAX_CALLS_IN_FLIGHT = 8
 #: The path prefix of the broker's endpoints: `/mcp/<name>`.
