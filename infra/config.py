@@ -58,6 +58,8 @@ class InfraConfig(BaseModel):
 
     # What jobs may do (the functions' Settings).
     permitted_tools: ToolNames = DEFAULT_PERMITTED_TOOLS
+    #: MCP servers: the URL prefixes a job's `mcp_servers` may use (none: no MCP server).
+    mcp_allowed_urls: ToolNames = ()
     default_model: str = DEFAULT_MODEL
     max_budget_usd_cap: Annotated[float, Field(gt=0, le=1000)] = 10.0
     job_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
@@ -138,6 +140,17 @@ class InfraConfig(BaseModel):
             raise ValueError(f"must be one of {LOG_RETENTION_DAYS}")
         return value
 
+    @field_validator("mcp_allowed_urls")
+    @classmethod
+    def _mcp_prefixes(cls, prefixes: tuple[str, ...]) -> tuple[str, ...]:
+        from claude_jobs.mcp_models import url_problem
+
+        for prefix in prefixes:
+            problem = url_problem(prefix)
+            if problem:
+                raise ValueError(f"MCP allowlist prefix {prefix!r}: {problem}")
+        return prefixes
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -179,6 +192,11 @@ class InfraConfig(BaseModel):
     def prefix(self) -> str:
         """Prefix of every physical name: `<app>-<stage>`."""
         return f"{self.app_name}-{self.stage}"
+
+    @property
+    def vault_prefix(self) -> str:
+        """The tenants' vaults: entry NAME of tenant T is the secret `<this>T/NAME`."""
+        return f"{self.prefix}/vault/"
 
     @property
     def secret_name(self) -> str:

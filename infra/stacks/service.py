@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import ArnFormat, CfnOutput, Stack
 from aws_cdk import aws_iam as iam
 from cdk_nag import RegexAppliesTo
 from constructs import Construct
@@ -72,6 +72,13 @@ INBOX_OBJECTS_REASON = (
     "Objects of the inbox bucket: inputs of S3-triggered jobs, keys not known in advance."
 )
 
+#: MCP servers: the tenants' vault entries, secrets named `<app>-<stage>/vault/<tenant>/<name>`.
+VAULT_SECRETS = RegexAppliesTo(regex=r"/^Resource::arn:.*:secretsmanager:.*\/vault\/\*$/")
+VAULT_SECRETS_REASON = (
+    "The tenants' vault entries (MCP servers' credentials), secrets under "
+    "<app>-<stage>/vault/ only: tenants and entry names are not known at deploy time, so the "
+    "name prefix is the narrowest resource. The worker reads the entries of a job's own tenant."
+)
 
 #: Session transcripts under the sessions/ prefix of the results bucket.
 SESSIONS_OBJECTS = RegexAppliesTo(regex=r"/^Resource::.*ResultsBucket[^/]*\/sessions\/\*$/")
@@ -143,6 +150,8 @@ class ServiceStack(Stack):
             "ARTIFACTS_MAX_COUNT": str(config.artifacts_max_count),
             "ARTIFACTS_MAX_BYTES": str(config.artifacts_max_bytes),
             "WARM_START": "true" if config.warm_start else "false",
+            "MCP_ALLOWED_URLS": ",".join(config.mcp_allowed_urls),
+            "VAULT_SECRET_PREFIX": config.vault_prefix,
         }
         layer = SharedLayer(self, "SharedLayer").layer
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
@@ -260,12 +269,21 @@ class ServiceStack(Stack):
             BedrockModels(
                 self, "BedrockModels", models=config.bedrock_models, regions=config.bedrock_regions
             ).grant_invoke(self.worker.role)
+        # MCP servers: the tenants' vault entries (read for a job's own tenant), nothing else.
+        vault_secrets = Stack.of(self).format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{config.vault_prefix}*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.worker.allow(["secretsmanager:GetSecretValue"], [vault_secrets])
         acknowledge(
             self.worker.role,
             documents_ack,
             sessions_ack,
             uploads_ack,
             Ack("AwsSolutions-IAM5", INBOX_OBJECTS_REASON, [INBOX_OBJECTS]),
+            Ack("AwsSolutions-IAM5", VAULT_SECRETS_REASON, [VAULT_SECRETS]),
         )
 
         # ---------------------------------------------------------------- triggers, events

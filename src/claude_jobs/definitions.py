@@ -199,6 +199,9 @@ JOB_POLICY_ENV = (
     "TENANT_MAX_PENDING",
     "TENANT_MAX_RUNNING",
     "TENANT_DEFER_SECONDS",
+    # MCP servers: the URL prefixes a job's servers may use (checked at submit and in the
+    # worker).
+    "MCP_ALLOWED_URLS",
 )
 #: Files (issue 13): the upload cap and the job's input cap (submit), and the artifact caps.
 FILES_ENV = ("UPLOAD_MAX_BYTES", "INPUTS_MAX_BYTES", "ARTIFACTS_MAX_COUNT", "ARTIFACTS_MAX_BYTES")
@@ -265,6 +268,8 @@ FUNCTIONS: dict[str, Function] = {
                 "RESULTS_BUCKET",
                 # Warm start: the next job's CLI is started once a job is recorded.
                 "WARM_START",
+                # MCP servers: where the tenants' vault entries are (read for a job's tenant).
+                "VAULT_SECRET_PREFIX",
             ),
             optional_environment=(
                 # The invocation's length when it is not the function's timeout (the local

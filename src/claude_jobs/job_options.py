@@ -29,6 +29,7 @@ from .approval_models import (
     MAX_APPROVAL_TIMEOUT_SECONDS,
     MIN_APPROVAL_TIMEOUT_SECONDS,
 )
+from .mcp_models import MAX_MCP_SERVERS, McpServer, check_mcp, is_mcp_tool
 
 #: No deployment lets a job run longer than this (its `max_job_seconds` is at most this).
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -91,8 +92,11 @@ class RunOption:
 
 def _tools(tools: list[str]) -> dict[str, Any]:
     # `tools` offers each permitted base tool once; `allowed_tools` keeps the rules.
+    # MCP servers' tools are not the CLI's own: their servers offer them (worker/mcp_broker.py).
     bases: list[str] = []
     for tool in tools:
+        if is_mcp_tool(tool):
+            continue
         base = tool_base_name(tool)
         if base not in bases:
             bases.append(base)
@@ -221,6 +225,29 @@ class JobOptions(BaseModel):
         "`timeout_seconds`.",
     )
 
+    mcp_servers: Annotated[
+        list[McpServer],
+        RunOption(
+            sdk=Excluded(
+                "the worker's loopback broker configures each server (worker/mcp_broker.py); "
+                "the CLI gets only the broker's URL"
+            ),
+            warm="cold",
+            flag="--mcp-server",
+            help='A remote MCP server as JSON (repeat the option): \'{"name": "kb", "url": '
+            '"https://…", "credential": "VAULT_ENTRY"}\'; allow its tools as mcp__kb__TOOL.',
+            example=[{"name": "kb", "url": "https://mcp.example.com/kb", "credential": "kb"}],
+        ),
+    ] = Field(
+        default_factory=list,
+        max_length=MAX_MCP_SERVERS,
+        description="Remote MCP servers (streamable HTTP) for the job. Each URL must start "
+        "with one of the deployment's `MCP_ALLOWED_URLS` prefixes (otherwise 422 naming the "
+        "server); `credential` names an entry of the tenant's vault, sent to the server as a "
+        "bearer token by the worker, never seen by the agent. A job gets exactly the tools it "
+        "names as `mcp__<name>__<tool>` in `allowed_tools` (and `approvals` may name them).",
+    )
+
     @field_validator("allowed_tools")
     @classmethod
     def _tool_names(cls, tools: list[str]) -> list[str]:
@@ -240,6 +267,11 @@ class JobOptions(BaseModel):
         if len(set(rules)) != len(rules):
             raise ValueError("approval rules must be unique")
         return rules
+
+    @model_validator(mode="after")
+    def _mcp_tools_of_servers(self) -> JobOptions:
+        check_mcp(self.mcp_servers, self.allowed_tools)
+        return self
 
     @model_validator(mode="after")
     def _approved_tools_allowed(self) -> JobOptions:

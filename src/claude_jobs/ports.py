@@ -231,3 +231,21 @@ class DocumentStore(Protocol):
 
 class Clock(Protocol):
     def __call__(self) -> datetime: ...
+
+
+class Vault(Protocol):
+    """The tenants' vaults (MCP servers' credentials): named values per tenant, write-only
+    from outside. Only the worker reads a value (`get`), for its own tenant's job; nothing
+    returns one to a caller, logs it or stores it elsewhere."""
+
+    def put(self, tenant_id: str, name: str, value: str) -> None:
+        """Store (or replace) the tenant's entry `name`."""
+
+    def names(self, tenant_id: str) -> list[str]:
+        """The tenant's entries' names, sorted (never their values)."""
+
+    def delete(self, tenant_id: str, name: str) -> bool:
+        """Delete the tenant's entry; False when there was none."""
+
+    def get(self, tenant_id: str, name: str) -> str | None:
+        """The entry's value (None: no such entry); raises on an infrastructure fault."""

@@ -89,6 +89,11 @@ class Settings(BaseModel):
 
     permitted_tools: Annotated[ToolNames, Field(alias="PERMITTED_TOOLS")] = DEFAULT_PERMITTED_TOOLS
     default_model: str = Field(DEFAULT_MODEL, alias="DEFAULT_MODEL")
+    #: MCP servers: the URL prefixes a job's `mcp_servers` may use (comma-separated); none:
+    #: no job may name an MCP server.
+    mcp_allowed_urls: Annotated[ToolNames, Field(alias="MCP_ALLOWED_URLS")] = ()
+    #: The tenants' vaults: entry NAME of tenant T is the secret `<prefix>T/NAME`.
+    vault_secret_prefix: str = Field("claude-jobs/vault/", alias="VAULT_SECRET_PREFIX")
     max_budget_usd_cap: float = Field(10.0, alias="MAX_BUDGET_USD_CAP", gt=0)
     #: Models the key proxy forwards calls for besides each job's own (Anthropic provider):
     #: the default model and the small models the CLI uses for background work.

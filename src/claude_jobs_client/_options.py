@@ -35,6 +35,12 @@ class JobOptions(TypedDict, total=False):
     #: How long a call may wait for a decision; unanswered by then, the job ends `failed` with
     #: `error.code = approval_expired`. Waiting does not count against `timeout_seconds`.
     approval_timeout_seconds: int | None
+    #: Remote MCP servers (streamable HTTP) for the job. Each URL must start with one of the
+    #: deployment's `MCP_ALLOWED_URLS` prefixes (otherwise 422 naming the server); `credential`
+    #: names an entry of the tenant's vault, sent to the server as a bearer token by the worker,
+    #: never seen by the agent. A job gets exactly the tools it names as `mcp__<name>__<tool>`
+    #: in `allowed_tools` (and `approvals` may name them).
+    mcp_servers: Sequence[Mapping[str, Any]] | None
 
 
 #: The options' names, in the API's order.
@@ -47,4 +53,5 @@ OPTION_NAMES = (
     "output_schema",
     "approvals",
     "approval_timeout_seconds",
+    "mcp_servers",
 )

@@ -13,6 +13,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from claude_jobs.job_options import JobOptions, run_options
 
 TARGET = Path(__file__).resolve().parents[1] / "claude_jobs_client" / "_options.py"
@@ -50,6 +52,8 @@ def render_type(annotation: Any) -> str:
         return "Any"
     if annotation is type(None):
         return "None"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "Mapping[str, Any]"  # a JSON object (the API validates it)
     if isinstance(annotation, type) and annotation.__module__ == "builtins":
         return annotation.__name__
     raise TypeError(f"no client type for {annotation!r}")

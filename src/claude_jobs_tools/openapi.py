@@ -342,8 +342,8 @@ def paths() -> dict[str, dict[str, Any]]:
 
 def _state_deployment_bounds(request: dict[str, Any]) -> None:
     """What the API enforces per deployment, as a default deployment enforces it: the tools it
-    permits (a permission rule in parentheses may follow a tool's name), its longest job
-    (`max_job_seconds`) and its budget cap."""
+    permits (a permission rule in parentheses may follow a tool's name), its MCP servers (none),
+    its longest job (`max_job_seconds`) and its budget cap."""
     settings = Settings()
     names = "|".join(re.escape(tool) for tool in sorted(settings.permitted_tools))
     tools = request["allowed_tools"]
@@ -360,6 +360,13 @@ def _state_deployment_bounds(request: dict[str, Any]) -> None:
     tools["description"] += (
         f" This document states a default deployment's set: {', '.join(settings.permitted_tools)}."
     )
+    # MCP servers: a default deployment allows none (its MCP_ALLOWED_URLS is empty).
+    if not settings.mcp_allowed_urls:
+        servers = request["mcp_servers"]
+        servers["maxItems"] = 0
+        servers["description"] += (
+            " This document states a default deployment's bound: no allowlist, so no server."
+        )
     timeout = request["timeout_seconds"]
     timeout["maximum"] = settings.max_job_seconds
     timeout["description"] += (

@@ -162,6 +162,7 @@ def provision(
         "webhook_secret_id": webhook_secret_name,
         "webhook_queue_url": urls[WEBHOOK_QUEUE.logical_id],
         "page_token_secret_id": page_token_secret_name,
+        "vault_secret_prefix": f"{prefix}/vault/",
         **settings_overrides,
     }
     return Provisioned(settings=Settings(**values), queue_urls=urls, queue_arns=arns)

@@ -13,6 +13,7 @@ from aws_cdk.assertions import Annotations, Match
 from infra.config import InfraConfig
 from tests.infra.conftest import Synthesized
 from tests.infra.helpers import resolve, role_permissions
+from tests.infra.test_iam import VAULT_SECRETS
 
 pytestmark = pytest.mark.synth
 
@@ -44,7 +45,10 @@ def test_no_anthropic_secret_is_created_or_granted(bedrock_synth: Synthesized) -
         "claude-jobs-prod/page-token-key",
         "claude-jobs-prod/webhook-signing-key",
     ]
-    assert not {a for a, _ in _worker_permissions(bedrock_synth) if a.startswith("secretsmanager")}
+    # (but the tenants' vault entries, for MCP servers: tests/infra/test_iam.py)
+    assert {
+        (a, r) for a, r in _worker_permissions(bedrock_synth) if a.startswith("secretsmanager")
+    } == {("secretsmanager:GetSecretValue", VAULT_SECRETS)}
     # And the worker is told its provider and models, and nothing of a key
     env = _worker(bedrock_synth)["Properties"]["Environment"]["Variables"]
     assert env["MODEL_PROVIDER"] == "bedrock"

@@ -84,3 +84,17 @@ def test_worker_defaults_are_sized_from_the_measured_peak() -> None:
     config = InfraConfig()
     assert config.worker_memory_mb >= 2 * WORKER_MEASURED_PEAK_RSS_MB
     assert config.worker_ephemeral_storage_mb >= 100 * WORKER_MEASURED_PEAK_TMP_MB
+
+
+def test_the_mcp_allowlist_is_url_prefixes() -> None:
+    # Given the allowlist as a context value (comma-separated), it becomes the prefixes
+    config = InfraConfig.model_validate(
+        {"mcp_allowed_urls": "https://mcp.example.com/kb, https://tools.example.org/"}
+    )
+    assert config.mcp_allowed_urls == ("https://mcp.example.com/kb", "https://tools.example.org/")
+    assert config.vault_prefix == "claude-jobs-prod/vault/"
+    # And a prefix that is not an http(s) URL (or carries a user) is refused
+    for bad in ("ftp://mcp.example.com/", "https://user:pw@mcp.example.com/", "kb"):
+        with pytest.raises(ValidationError, match="MCP allowlist"):
+            InfraConfig.model_validate({"mcp_allowed_urls": bad})
+    assert InfraConfig().mcp_allowed_urls == ()

@@ -11,6 +11,11 @@ from tests.infra.helpers import find_one, resolve, role_permissions
 
 pytestmark = pytest.mark.synth
 
+#: The tenants' vault entries (MCP servers' credentials): the worker's only other secrets.
+VAULT_SECRETS = (
+    "arn:AWS::Partition:secretsmanager:AWS::Region:AWS::AccountId:secret:claude-jobs-prod/vault/*"
+)
+
 
 def _ids(synth: Synthesized) -> dict[str, str]:
     """Logical ids of the stateful resources, found by what they are."""
@@ -195,6 +200,8 @@ def test_worker_consumes_the_queue_and_reads_the_secret(synth: Synthesized) -> N
         ("s3:GetObjectVersion", f"{ids['inbox']}.Arn/*"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/uploads/*"),
         ("secretsmanager:GetSecretValue", ids["secret"]),
+        # MCP servers: the tenants' vault entries, by their name prefix only
+        ("secretsmanager:GetSecretValue", VAULT_SECRETS),
         ("sqs:ReceiveMessage", queue),
         ("sqs:DeleteMessage", queue),
         ("sqs:ChangeMessageVisibility", queue),
@@ -272,11 +279,14 @@ def test_only_the_worker_can_read_the_anthropic_key(synth: Synthesized) -> None:
                 assert not any(a.endswith(":*") or a == "*" for a in actions), policy_id
                 if any(a.startswith("secretsmanager:") for a in actions):
                     assert actions == ["secretsmanager:GetSecretValue"], policy_id
-                    readers[policy_id.split("Role")[0]] = resolve(statement["Resource"], outputs)
+                    resource = statement["Resource"]
+                    resources = resource if isinstance(resource, list) else [resource]
+                    readers[policy_id.split("Role")[0]] = {resolve(r, outputs) for r in resources}
     assert readers == {
-        "Worker": ids["secret"],
-        "Webhook": ids["webhook_secret"],
-        "Status": ids["page_token_secret"],
+        # (and the tenants' vault entries: MCP servers' credentials)
+        "Worker": {ids["secret"], VAULT_SECRETS},
+        "Webhook": {ids["webhook_secret"]},
+        "Status": {ids["page_token_secret"]},
     }
 
 
@@ -320,8 +330,22 @@ def test_an_imported_secret_is_granted_by_name(custom_synth: Synthesized) -> Non
         if s["Action"] == "secretsmanager:GetSecretValue"
     ]
     assert len(statements) == 1
-    arn = statements[0]["Resource"]["Fn::Join"][1]
-    assert arn[-1].endswith(":secret:shared/anthropic-key-??????")
+    # (and the vault: MCP servers' credentials)
+    ends = sorted(r["Fn::Join"][1][-1] for r in statements[0]["Resource"])
+    assert ends == [":secret:claude-jobs-dev/vault/*", ":secret:shared/anthropic-key-??????"]
     _, worker = find_one(custom_synth.service, "AWS::Lambda::Function", {"PackageType": "Image"})
     env = worker["Properties"]["Environment"]["Variables"]
     assert env["ANTHROPIC_SECRET_ID"] == "shared/anthropic-key"
+
+
+def test_only_the_worker_may_read_the_tenants_vaults(synth: Synthesized) -> None:
+    """Given every role's policies, the vault's name prefix is granted to the worker alone,
+    for reading only (the operator's `claude-jobs vault` writes with its own credentials)."""
+    readers = []
+    for policy in synth.service.find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if "/vault/" in str(statement["Resource"]):
+                readers.append((statement["Action"], policy["Properties"]["Roles"]))
+    ((action, roles),) = readers
+    assert action == "secretsmanager:GetSecretValue"
+    assert len(roles) == 1 and "Worker" in str(roles[0])

@@ -81,7 +81,10 @@ def test_options_leave_out_the_texts() -> None:
 )
 def test_permission_rules_apply_to_their_tool(tool: str, base: str) -> None:
     assert tool_base_name(tool) == base
-    assert JobRequest(prompt="hi", allowed_tools=[tool]).allowed_tools == [tool]
+    # (an MCP server's tool needs its server among the job's: tests/unit/test_mcp_options.py)
+    servers = [{"name": "srv", "url": "https://mcp.example.com/"}] if "__" in tool else []
+    request = JobRequest(prompt="hi", allowed_tools=[tool], mcp_servers=servers)
+    assert request.allowed_tools == [tool]
 
 
 def test_terminal_statuses() -> None:

@@ -124,6 +124,8 @@ def test_the_client_sends_an_option(name: str) -> None:
 
 
 def _as_flag_value(value: Any) -> str:
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        return json.dumps(value)  # a list of objects: JSON
     if isinstance(value, list):
         return ",".join(value)
     if isinstance(value, dict):

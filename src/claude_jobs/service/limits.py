@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import FieldError, RequestValidationError
+from ..mcp_models import is_mcp_tool, url_allowed
 from ..models import JobRequest, tool_base_name
 from ..settings import Settings
 
@@ -59,6 +60,8 @@ def limit_errors(settings: Settings, body: Mapping[str, Any]) -> list[FieldError
     permitted = set(settings.permitted_tools)
     tools = body.get("allowed_tools")
     for i, tool in enumerate(tools if isinstance(tools, list) else []):
+        if isinstance(tool, str) and is_mcp_tool(tool):
+            continue  # an MCP server's tool: the model checks it names one of the job's servers
         if isinstance(tool, str) and tool_base_name(tool) not in permitted:
             errors.append(
                 FieldError(
@@ -66,6 +69,7 @@ def limit_errors(settings: Settings, body: Mapping[str, Any]) -> list[FieldError
                     f"{tool!r} is not permitted here; permitted: " + ", ".join(sorted(permitted)),
                 )
             )
+    errors += _mcp_url_errors(settings, body.get("mcp_servers"))
     cap = settings.max_budget_usd_cap
     budget = body.get("max_budget_usd")
     if isinstance(budget, int | float) and not isinstance(budget, bool) and budget > cap:
@@ -86,6 +90,26 @@ def limit_errors(settings: Settings, body: Mapping[str, Any]) -> list[FieldError
         problem = webhook_url_problem(webhook, allow_loopback=settings.allow_loopback_webhooks)
         if problem:
             errors.append(FieldError(("body", "webhook_url"), problem))
+    return errors
+
+
+def _mcp_url_errors(settings: Settings, servers: Any) -> list[FieldError]:
+    """MCP servers: each URL must start with one of the deployment's `MCP_ALLOWED_URLS`."""
+    errors = []
+    allowed = settings.mcp_allowed_urls
+    for i, server in enumerate(servers if isinstance(servers, list) else []):
+        if not isinstance(server, Mapping) or not isinstance(server.get("url"), str):
+            continue
+        if not url_allowed(server["url"], allowed):
+            name = server.get("name")
+            named = f"MCP server {name!r}" if isinstance(name, str) else "this MCP server"
+            errors.append(
+                FieldError(
+                    ("body", "mcp_servers", i, "url"),
+                    f"{named}: its URL is not on the deployment's MCP allowlist "
+                    "(MCP_ALLOWED_URLS)" + ("" if allowed else "; no MCP server is allowed here"),
+                )
+            )
     return errors
 
 

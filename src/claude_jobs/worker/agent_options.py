@@ -2,7 +2,8 @@
 launch (argv, environment, working directory, identity).
 
 The CLI runs with `permission_mode="dontAsk"` (anything not pre-approved is denied), no setting
-sources, a strict and empty MCP configuration, and `tools` limited to the base names of the
+sources, a strict MCP configuration (empty, or the job's servers at the worker's loopback
+broker: `mcp_broker.py`), and `tools` limited to the base names of the
 job's `allowed_tools`: a tool the job does not allow does not exist for the model, and a call
 to it anyway is answered "No such tool available". A permission rule such as
 `Bash(git status:*)` offers the tool but approves only matching calls; `dontAsk` denies the
@@ -67,7 +68,7 @@ def sdk_options(
         permission_mode="dontAsk",
         setting_sources=[],
         strict_mcp_config=True,
-        mcp_servers={},
+        mcp_servers=dict(request.mcp_servers),  # MCP servers: the loopback broker's
         **sdk_arguments(request.options),
         model=request.model,
         system_prompt=system_prompt,

@@ -90,11 +90,13 @@ class WorkerFunction(ContainerHolder):
         from ..adapters.artifact_sink import S3ArtifactSink
         from ..adapters.secrets import SecretKeyProvider
         from ..adapters.session_store import S3SessionStore
+        from ..adapters.vault import SecretsManagerVault
         from ..adapters.workspace_store import S3WorkspaceStore
         from .agent import AgentRunner
         from .containment import ProcessSweeper
         from .inputs import materialize_inputs
         from .isolation import resolve_identity, shared_pool
+        from .mcp_broker import McpBroker
         from .progress import ProgressEvents
         from .proxy import AnthropicDialect, KeyInjectingProxy
         from .segments import margins
@@ -146,6 +148,11 @@ class WorkerFunction(ContainerHolder):
             # Long jobs: margins scaled to the invocation's length (segments.py).
             margin_seconds=margins(settings.worker_invocation_seconds).record,
             boundary_seconds=margins(settings.worker_invocation_seconds).boundary,
+            # MCP servers: the loopback broker, the tenants' vaults (started on first use).
+            mcp=McpBroker(),
+            vault=SecretsManagerVault(
+                container.client("secretsmanager"), settings.vault_secret_prefix
+            ),
             # On Lambda the worker is alone in its execution environment.
             sweeper=ProcessSweeper(
                 scratch_dirs=tuple(d for d in settings.scratch_dirs.split(",") if d),

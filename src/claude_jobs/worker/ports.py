@@ -18,12 +18,13 @@ from .isolation import AgentIdentity
 if TYPE_CHECKING:
     from ..documents import JobDocuments
     from ..models import Job
-    from ..ports import JobRepository
+    from ..ports import JobRepository, Vault
     from ..settings import Settings
     from .approvals import DeferredCall
     from .cli_process import WarmProcess
     from .containment import ProcessSweeper
     from .isolation import IdentityPool
+    from .mcp_broker import McpBroker
     from .progress import NoProgress, ProgressEvents
     from .sessions import AgentSession, SessionKeeper
 
@@ -72,6 +73,8 @@ class AgentRequest:
     ask_questions: bool = False
     #: Send no prompt: the resumed CLI runs the allowed deferred call and goes on from there.
     no_prompt: bool = False
+    #: MCP servers: the SDK's `mcp_servers` (each at the loopback broker, `mcp_broker.py`).
+    mcp_servers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -234,3 +237,7 @@ class WorkerPorts:
     boundary_seconds: float = 60.0
     #: Long jobs: the working directory carried between segments; None: not carried.
     workspaces: WorkspaceStore | None = None
+    #: MCP servers: the loopback broker and the tenants' vaults (None: a job naming a server
+    #: fails `mcp_unavailable`).
+    mcp: McpBroker | None = None
+    vault: Vault | None = None

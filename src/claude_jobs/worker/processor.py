@@ -30,6 +30,7 @@ that reaches `max_attempts` records `failed` (`attempts_exhausted`) instead of r
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from ..documents import OUTPUT_SCHEMA, PROMPT, SYSTEM_PROMPT
 from ..errors import TenantAtShareError, TransitionConflictError
@@ -40,6 +41,7 @@ from .agent import CANCELLED, TIMED_OUT
 from .artifacts import Collected
 from .claims import claim, exhaust_unclaimed, release, requeue, skip_reason
 from .containment import ProcessInfo
+from .mcp_jobs import close_servers, open_servers
 from .ports import MIN_RUN_SECONDS, AgentOutcome, WorkerPorts
 from .processed import Action, Processed, WorkerFault, skipped
 from .recording import at, record, scrubbed, with_metered_usage
@@ -156,26 +158,26 @@ class JobProcessor:
                     ports.proxy.assign(token, job.job_id, limit_usd=limit, models=models)
                 else:
                     token = ports.proxy.issue(job.job_id, limit_usd=limit, models=models)
-                scrubber = self._scrubber.with_secrets(key, token)
-                progress.use_secrets(key, token)
+                # MCP servers: the job's credentials at the broker, for its token only.
+                opened = open_servers(ports, job, token)
+                credentials = opened if isinstance(opened, list) else []
+                scrubber = self._scrubber.with_secrets(key, token, *credentials)
+                progress.use_secrets(key, token, *credentials)
                 progress.use_meter(lambda: ports.proxy.metered(token) if token else None)
-                outcome = run_agent(
-                    ports,
-                    job,
-                    deadline,
-                    token,
-                    leftovers,
-                    yield_after,
-                    planned_at,
-                    progress.message,
-                    collected,
-                    warm,
-                )
-                if not ports.proxy.alive:
-                    raise WorkerFault("the key proxy stopped during the run")
-                metered = ports.proxy.metered(token)
-                if metered is not None:
-                    outcome = with_metered_usage(outcome, metered)
+                if isinstance(opened, JobErrorInfo):  # the agent does not start
+                    outcome = AgentOutcome("failed", error=opened)
+                else:
+                    outcome = self._run(
+                        job,
+                        deadline,
+                        token,
+                        leftovers,
+                        yield_after,
+                        planned_at,
+                        progress,
+                        collected,
+                        warm,
+                    )
                 outcome = scrubbed(outcome, scrubber)
         except Exception as exc:
             progress.close()  # the job is given back (or ended) without a run's ending
@@ -187,6 +189,7 @@ class JobProcessor:
             if warm is not None:
                 warm.resources.close()  # a no-op once the run has ended it
             if token is not None:
+                close_servers(ports, job, token)  # its credentials are used no more
                 ports.proxy.revoke(token)
         # Long jobs: the usage adds up across segments.
         outcome.usage = add_usage(job.usage, outcome.usage)
@@ -204,3 +207,36 @@ class JobProcessor:
         if job.segments > 1 or job.approval_waits:
             drop_workspace(ports, job)
         return Processed(job.job_id, Action.RAN, status, retire=retire)
+
+    def _run(
+        self,
+        job: Job,
+        deadline: float,
+        token: str,
+        leftovers: list[ProcessInfo],
+        yield_after: float | None,
+        planned_at: float | None,
+        progress: Any,
+        collected: list[Collected],
+        warm: WarmCli | None,
+    ) -> AgentOutcome:
+        """The agent's run, its usage raised to the proxy's metered figure."""
+        ports = self.ports
+        outcome = run_agent(
+            ports,
+            job,
+            deadline,
+            token,
+            leftovers,
+            yield_after,
+            planned_at,
+            progress.message,
+            collected,
+            warm,
+        )
+        if not ports.proxy.alive:
+            raise WorkerFault("the key proxy stopped during the run")
+        metered = ports.proxy.metered(token)
+        if metered is not None:
+            outcome = with_metered_usage(outcome, metered)
+        return outcome

@@ -227,6 +227,7 @@ def run_in(
         on_started=lambda pid: ports.sweeper.started(scope, pid),
         on_message=on_message,
         warm=warm.process if warm is not None else None,
+        mcp_servers=mcp_config(ports, job, token),
         **gate_of(job),
     )
     if session is not None and prepared is not None:
@@ -240,6 +241,15 @@ def run_in(
     if watch.tripped:
         return AgentOutcome("failed", usage=outcome.usage, error=watch.error())
     return outcome
+
+
+def mcp_config(ports: WorkerPorts, job: Job, token: str) -> dict[str, Any]:
+    """MCP servers: the SDK's `mcp_servers` for the job, each at the loopback broker (which
+    the processor has opened for the job's token: `mcp_jobs.open_servers`)."""
+    names = [server.name for server in job.options.mcp_servers]
+    if not names or ports.mcp is None:
+        return {}
+    return ports.mcp.cli_config(token, names)
 
 
 def agent_env(ports: WorkerPorts, sandbox: Sandbox, token: str, model: str) -> dict[str, str]:

@@ -200,16 +200,21 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
         # job could read.
         aws_key = stack.aws_credentials
         lines += [
-            "  Triggers and webhook secrets (claude-jobs trigger … | webhooks secret …) need",
+            "  Triggers, webhook secrets and vault entries (claude-jobs trigger … | webhooks",
+            "  secret … | vault set …) need",
             "  the emulator's key (it serves no other; keep it out of files a job could read):",
             f"    export AWS_ENDPOINT_URL={stack.moto_url} "
             f"AWS_ACCESS_KEY_ID={aws_key.access_key_id} "
             f"AWS_SECRET_ACCESS_KEY={aws_key.secret_access_key} AWS_DEFAULT_REGION=us-east-1",
             f"    export INBOX_BUCKET={stack.settings.inbox_bucket} "
             f"EVENT_BUS_NAME={stack.settings.event_bus_name} "
-            f"WEBHOOK_SECRET_ID={stack.settings.webhook_secret_id}",
+            f"WEBHOOK_SECRET_ID={stack.settings.webhook_secret_id} "
+            f"VAULT_SECRET_PREFIX={stack.settings.vault_secret_prefix}",
             "",
         ]
+    if stack.settings is not None and stack.settings.mcp_allowed_urls:
+        allowed = ", ".join(stack.settings.mcp_allowed_urls)
+        lines += [f"  MCP servers allowed (MCP_ALLOWED_URLS): {allowed}", ""]
     print("\n".join(lines), flush=True)
 
 

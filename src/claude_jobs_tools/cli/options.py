@@ -1,8 +1,9 @@
 """`claude-jobs submit`'s job-option flags, made from `claude_jobs.job_options.JobOptions`.
 
 Each option's flag and help come from its `RunOption`; how its value is read comes from its
-type: a list is given as `--flag a,b` or repeated (`--flag ''` for an empty one), an object as
-inline JSON or `@file.json`, anything else as itself.
+type: a list is given as `--flag a,b` or repeated (`--flag ''` for an empty one), an object (or
+a list of objects: each value one, or a JSON list of them) as inline JSON or `@file.json`,
+anything else as itself.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
 from claude_jobs.job_options import JobOptions, RunOption, run_options
 
@@ -60,19 +62,37 @@ def parse(name: str, given: Any) -> Any:
     if given is None:
         return None
     kind = value_type(JobOptions.model_fields[name].annotation)
+    if kind is list and _objects(name):  # each value: a JSON object, a JSON list of them, @file
+        items: list[Any] = []
+        for part in given:
+            loaded = _json(name, part)
+            items.extend(loaded if isinstance(loaded, list) else [loaded])
+        return items
     if kind is list:
         return [item.strip() for part in given for item in part.split(",") if item.strip()]
     if kind is dict:
-        raw = str(given)
-        if raw.startswith("@"):
-            with open(raw[1:], encoding="utf-8") as handle:
-                raw = handle.read()
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            hint = flag_of(name, dict(run_options())[name])
-            raise typer.BadParameter(f"not JSON: {exc}", param_hint=hint) from None
+        return _json(name, given)
     return given
+
+
+def _objects(name: str) -> bool:
+    """Whether a list option's items are objects (models), given as JSON."""
+    annotation = JobOptions.model_fields[name].annotation
+    args = typing.get_args(annotation)
+    item = args[0] if args else None
+    return isinstance(item, type) and issubclass(item, BaseModel)
+
+
+def _json(name: str, given: Any) -> Any:
+    raw = str(given)
+    if raw.startswith("@"):
+        with open(raw[1:], encoding="utf-8") as handle:
+            raw = handle.read()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        hint = flag_of(name, dict(run_options())[name])
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint=hint) from None
 
 
 def with_job_options(command: Callable[..., Any]) -> Callable[..., Any]:

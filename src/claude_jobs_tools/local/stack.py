@@ -195,6 +195,8 @@ class LocalStack:
                 **fair_sharing_settings(os.environ, config.workers),
                 "webhook_retry_base_seconds": LOCAL_WEBHOOK_RETRY_BASE_SECONDS,
                 "worker_invocation_seconds": config.invocation_seconds,
+                # MCP servers: the allowlist, from the environment as in a deployment's config.
+                "mcp_allowed_urls": os.environ.get("MCP_ALLOWED_URLS", ""),
                 # As deployed (infra/config.py `warm_start`), unless WARM_START says otherwise.
                 "warm_start": os.environ.get("WARM_START", "true"),
                 **config.settings_overrides,
