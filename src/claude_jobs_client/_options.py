@@ -35,6 +35,15 @@ class JobOptions(TypedDict, total=False):
     #: How long a call may wait for a decision; unanswered by then, the job ends `failed` with
     #: `error.code = approval_expired`. Waiting does not count against `timeout_seconds`.
     approval_timeout_seconds: int | None
+    #: A repository of the deployment's Git host, cloned into the working directory before the
+    #: agent starts (the tenant's GitHub credential is used by the worker and never reaches the
+    #: agent). An unknown repository, or a tenant without a credential, ends the job
+    #: `repository_unavailable`; one too large, `repository_too_large`.
+    repository: Mapping[str, Any] | None
+    #: When the job succeeds with changes, the worker (never the agent) commits them, pushes
+    #: branch `claude-jobs/<job_id>` and opens a pull request; the job then shows
+    #: `pull_request`, or `pull_request_skipped: "no_changes"`. Needs `repository`.
+    pull_request: Mapping[str, Any] | None
 
 
 #: The options' names, in the API's order.
@@ -47,4 +56,6 @@ OPTION_NAMES = (
     "output_schema",
     "approvals",
     "approval_timeout_seconds",
+    "repository",
+    "pull_request",
 )

@@ -13,6 +13,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from claude_jobs.job_options import JobOptions, run_options
 
 TARGET = Path(__file__).resolve().parents[1] / "claude_jobs_client" / "_options.py"
@@ -48,6 +50,8 @@ def render_type(annotation: Any) -> str:
         return f"Mapping[{render_type(args[0])}, {render_type(args[1])}]"
     if annotation is Any:
         return "Any"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "Mapping[str, Any]"  # a JSON object
     if annotation is type(None):
         return "None"
     if isinstance(annotation, type) and annotation.__module__ == "builtins":
