@@ -317,7 +317,7 @@ class Job(BaseModel):
     approval_waits: int = 0
     #: Repositories (issue 24): the pull request the worker opened, or why none was.
     pull_request: PullRequestInfo | None = None
-    pull_request_skipped: PullRequestSkipped | None = None
+    pull_request_skipped: str | None = None  # a PullRequestSkipped (a plain string in the item)
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
 
 

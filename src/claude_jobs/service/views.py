@@ -60,7 +60,7 @@ def render(documents: JobDocuments, job: Job) -> JobView:
             else None
         ),
         pull_request=job.pull_request,
-        pull_request_skipped=job.pull_request_skipped,
+        pull_request_skipped="no_changes" if job.pull_request_skipped == "no_changes" else None,
         **_files_view(documents, job),
         links=JobLinks(self=job_path(job.job_id)),
     )

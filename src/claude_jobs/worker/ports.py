@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
-from ..models import JobErrorInfo, JobOptions, Usage
+from ..models import JobErrorInfo, JobOptions, PullRequestInfo, PullRequestSkipped, Usage
 from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
 from .isolation import AgentIdentity
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .containment import ProcessSweeper
     from .isolation import IdentityPool
     from .progress import NoProgress, ProgressEvents
+    from .repository import GitHubWorker
     from .sessions import AgentSession, SessionKeeper
 
 #: The shortest run worth starting; with less Lambda time left the message is retried.
@@ -84,6 +85,9 @@ class AgentOutcome:
     permission_denials: list[str] = field(default_factory=list)
     #: The call that waits for approval (ending "deferred").
     deferred: DeferredCall | None = None
+    #: Repositories (repository.py): the pull request opened, or why none was.
+    pull_request: PullRequestInfo | None = None
+    pull_request_skipped: PullRequestSkipped | None = None
 
     @property
     def is_error(self) -> bool:
@@ -234,3 +238,6 @@ class WorkerPorts:
     boundary_seconds: float = 60.0
     #: Long jobs: the working directory carried between segments; None: not carried.
     workspaces: WorkspaceStore | None = None
+    #: Repositories and pull requests (repository.py); None: jobs with one end
+    #: `repository_unavailable`.
+    github: GitHubWorker | None = None
