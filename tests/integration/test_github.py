@@ -148,3 +148,32 @@ def test_the_rest_client_opens_and_finds_a_pull_request(host: GitHost, tmp_path:
     assert rest.find_pull_request(token, "acme", "app", "claude-jobs/j-2") is None
     assert host.read_file("acme/app", "claude-jobs/j-1", "new.txt") == "new\n"
     assert rest.get_repository(token, "acme", "other") is None
+
+
+def test_claude_jobs_github_connect_stores_a_token_or_an_installation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from claude_jobs_tools.cli.main import app
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        runner = CliRunner()
+        # When an operator connects two tenants (the token from stdin)
+        first = runner.invoke(
+            app, ["github", "connect", "--tenant", "acme", "--token", "-"], "tok-x\n"
+        )
+        second = runner.invoke(
+            app, ["github", "connect", "--tenant", "globex", "--installation-id", "77"]
+        )
+        both = runner.invoke(
+            app, ["github", "connect", "--tenant", "x", "--token", "t", "--installation-id", "7"]
+        )
+        # Then each is stored under the prefix, and a command with both is refused
+        assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+        assert "tok-x" not in first.output
+        store = SecretsManagerCredentials(boto3.client("secretsmanager", "us-east-1"), PREFIX)
+        assert store.get("acme") == StoredCredential(token="tok-x")
+        assert store.get("globex") == StoredCredential(installation_id=77)
+        assert both.exit_code != 0 and store.get("x") is None

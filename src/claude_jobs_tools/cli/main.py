@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import approvals, dev, jobs, keys, trigger, webhooks
+from . import approvals, dev, github, jobs, keys, trigger, webhooks
 
 app = typer.Typer(
     name="claude-jobs",
@@ -23,3 +23,4 @@ app.add_typer(jobs.sessions_app, name="sessions")  # sessions show|delete
 app.add_typer(keys.app, name="keys")
 app.add_typer(trigger.app, name="trigger")
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(github.app, name="github")
