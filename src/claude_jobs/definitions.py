@@ -199,6 +199,8 @@ JOB_POLICY_ENV = (
     "TENANT_MAX_PENDING",
     "TENANT_MAX_RUNNING",
     "TENANT_DEFER_SECONDS",
+    # Repositories (issue 24): a job's repository must be on this Git host (submit, worker).
+    "GITHUB_GIT_URL",
 )
 #: Files (issue 13): the upload cap and the job's input cap (submit), and the artifact caps.
 FILES_ENV = ("UPLOAD_MAX_BYTES", "INPUTS_MAX_BYTES", "ARTIFACTS_MAX_COUNT", "ARTIFACTS_MAX_BYTES")
@@ -265,6 +267,9 @@ FUNCTIONS: dict[str, Function] = {
                 "RESULTS_BUCKET",
                 # Warm start: the next job's CLI is started once a job is recorded.
                 "WARM_START",
+                # Repositories: the REST API and the tenants' credentials (secret name prefix).
+                "GITHUB_API_URL",
+                "GITHUB_SECRET_PREFIX",
             ),
             optional_environment=(
                 # The invocation's length when it is not the function's timeout (the local
@@ -274,6 +279,9 @@ FUNCTIONS: dict[str, Function] = {
                 "BEDROCK_MODELS",
                 "ANTHROPIC_SECRET_ID",
                 "ANTHROPIC_BASE_URL",
+                # A GitHub App: its id and the secret holding its private key.
+                "GITHUB_APP_ID",
+                "GITHUB_APP_KEY_SECRET_ID",
             ),
             package="image",
         ),

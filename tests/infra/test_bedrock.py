@@ -29,6 +29,12 @@ def _worker(synth: Synthesized) -> Mapping[str, Any]:
     return worker
 
 
+#: Tenants' GitHub credentials (issue 24): the worker reads secrets under this prefix only.
+GITHUB_SECRETS_ARN = (
+    "arn:AWS::Partition:secretsmanager:AWS::Region:AWS::AccountId:secret:claude-jobs-prod/github/*"
+)
+
+
 def _worker_permissions(synth: Synthesized) -> set[tuple[str, str]]:
     role_id = _worker(synth)["Properties"]["Role"]["Fn::GetAtt"][0]
     outputs: dict[str, Any] = synth.stateful.to_json().get("Outputs", {})
@@ -44,7 +50,9 @@ def test_no_anthropic_secret_is_created_or_granted(bedrock_synth: Synthesized) -
         "claude-jobs-prod/page-token-key",
         "claude-jobs-prod/webhook-signing-key",
     ]
-    assert not {a for a, _ in _worker_permissions(bedrock_synth) if a.startswith("secretsmanager")}
+    # (but tenants' GitHub credentials, by their name prefix)
+    read = {r for a, r in _worker_permissions(bedrock_synth) if a.startswith("secretsmanager")}
+    assert read == {GITHUB_SECRETS_ARN}
     # And the worker is told its provider and models, and nothing of a key
     env = _worker(bedrock_synth)["Properties"]["Environment"]["Variables"]
     assert env["MODEL_PROVIDER"] == "bedrock"

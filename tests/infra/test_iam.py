@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -67,6 +68,9 @@ def _function_role(synth: Synthesized, name: str) -> tuple[str, str]:
     role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
     log_group_id = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
     return role_id, log_group_id
+
+
+from tests.infra.test_bedrock import GITHUB_SECRETS_ARN  # noqa: E402
 
 
 def _permissions(synth: Synthesized, name: str) -> set[tuple[str, str]]:
@@ -195,6 +199,8 @@ def test_worker_consumes_the_queue_and_reads_the_secret(synth: Synthesized) -> N
         ("s3:GetObjectVersion", f"{ids['inbox']}.Arn/*"),
         ("s3:GetObject", f"{ids['bucket']}.Arn/uploads/*"),
         ("secretsmanager:GetSecretValue", ids["secret"]),
+        # Repositories: tenants' GitHub credentials, by their name prefix only
+        ("secretsmanager:GetSecretValue", GITHUB_SECRETS_ARN),
         ("sqs:ReceiveMessage", queue),
         ("sqs:DeleteMessage", queue),
         ("sqs:ChangeMessageVisibility", queue),
@@ -263,7 +269,7 @@ def test_only_the_worker_can_read_the_anthropic_key(synth: Synthesized) -> None:
     service action."""
     outputs: dict[str, Any] = synth.stateful.to_json().get("Outputs", {})
     ids = _ids(synth)
-    readers = {}
+    readers: dict[str, set[str]] = {}
     for template in (synth.stateful, synth.service):
         for policy_id, policy in template.find_resources("AWS::IAM::Policy").items():
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -272,11 +278,14 @@ def test_only_the_worker_can_read_the_anthropic_key(synth: Synthesized) -> None:
                 assert not any(a.endswith(":*") or a == "*" for a in actions), policy_id
                 if any(a.startswith("secretsmanager:") for a in actions):
                     assert actions == ["secretsmanager:GetSecretValue"], policy_id
-                    readers[policy_id.split("Role")[0]] = resolve(statement["Resource"], outputs)
+                    resources = statement["Resource"]
+                    resources = resources if isinstance(resources, list) else [resources]
+                    reader = readers.setdefault(policy_id.split("Role")[0], set())
+                    reader.update(resolve(r, outputs) for r in resources)
     assert readers == {
-        "Worker": ids["secret"],
-        "Webhook": ids["webhook_secret"],
-        "Status": ids["page_token_secret"],
+        "Worker": {ids["secret"], GITHUB_SECRETS_ARN},
+        "Webhook": {ids["webhook_secret"]},
+        "Status": {ids["page_token_secret"]},
     }
 
 
@@ -320,7 +329,11 @@ def test_an_imported_secret_is_granted_by_name(custom_synth: Synthesized) -> Non
         if s["Action"] == "secretsmanager:GetSecretValue"
     ]
     assert len(statements) == 1
-    arn = statements[0]["Resource"]["Fn::Join"][1]
+    # (besides the tenants' GitHub credentials, granted by their prefix)
+    resources = statements[0]["Resource"]
+    resources = resources if isinstance(resources, list) else [resources]
+    (anthropic,) = [r for r in resources if "/github/*" not in json.dumps(r)]
+    arn = anthropic["Fn::Join"][1]
     assert arn[-1].endswith(":secret:shared/anthropic-key-??????")
     _, worker = find_one(custom_synth.service, "AWS::Lambda::Function", {"PackageType": "Image"})
     env = worker["Properties"]["Environment"]["Variables"]
