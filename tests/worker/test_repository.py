@@ -11,6 +11,7 @@ as on Lambda)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -170,3 +171,76 @@ def test_an_unknown_repository_is_unavailable(repo_stack: WorkerStack, githost: 
     done = repo_stack.get(job)
     assert done.error is not None and done.error.code == "repository_unavailable"
     assert "acme/missing was not found" in done.error.message
+
+
+# ---------------------------------------------------------------- the worker's steps alone
+
+
+def _run_for(githost: GitHost, tmp_path: Any, **settings: Any) -> tuple[Any, Any, Any]:
+    """A RepositoryRun for a job on acme/app with its sandbox created (no agent)."""
+    from claude_jobs.github.credentials import JobCredentials
+    from claude_jobs.github.rest import GitHubRest
+    from claude_jobs.models import Job, JobOptions
+    from claude_jobs.settings import Settings
+    from claude_jobs.worker.git_broker import GitBroker
+    from claude_jobs.worker.isolation import AgentIdentity
+    from claude_jobs.worker.repository import GitHubWorker, RepositoryRun
+    from claude_jobs.worker.sandbox import Sandbox
+
+    class Stored:
+        def get(self, tenant_id: str) -> StoredCredential | None:
+            return StoredCredential(token=TENANT_TOKEN)
+
+        def put(self, tenant_id: str, credential: StoredCredential) -> None: ...
+
+    config = Settings(GITHUB_GIT_URL=githost.url, GITHUB_API_URL=githost.api_url, **settings)
+    rest = GitHubRest(githost.api_url)
+    github = GitHubWorker(JobCredentials(Stored(), rest), rest, GitBroker(githost.url))
+    job = Job(
+        job_id="j-redelivered",
+        tenant_id="acme",
+        status=JobStatus.RUNNING,
+        created_at=datetime.now(UTC),
+        prompt="Change the greeting",
+        options=JobOptions(repository={"url": f"{githost.url}/acme/app"}, pull_request={}),
+    )
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    sandbox = Sandbox(job.job_id, AgentIdentity(), tmp_path).create()
+    return RepositoryRun(github, config, job), sandbox, github
+
+
+def test_a_redelivered_job_opens_no_second_pull_request(githost: GitHost, tmp_path: Any) -> None:
+    from claude_jobs.worker.ports import AgentOutcome
+
+    # Given a job whose worker pushed and opened its pull request, then was redelivered
+    outcomes = []
+    for attempt in range(2):
+        run, sandbox, github = _run_for(githost, tmp_path / str(attempt))
+        try:
+            assert run.prepare(sandbox, restored=False) is None
+            (sandbox.work_dir / "hello.py").write_text(f'print("attempt {attempt}")\n')
+            outcomes.append(run.deliver(sandbox, AgentOutcome("succeeded", text="done")))
+        finally:
+            run.close()
+            sandbox.remove()
+            github.broker.close()
+    # Then one pull request exists, both attempts name it, and it carries the last push
+    assert len(githost.pulls) == 1
+    first, second = (o.pull_request for o in outcomes)
+    assert first is not None and second is not None and first.number == second.number
+    branch = "claude-jobs/j-redelivered"
+    assert githost.read_file("acme/app", branch, "hello.py") == 'print("attempt 1")\n'
+
+
+def test_a_repository_over_the_cap_ends_repository_too_large(
+    githost: GitHost, tmp_path: Any
+) -> None:
+    run, sandbox, github = _run_for(githost, tmp_path, REPOSITORY_MAX_BYTES=1024)
+    try:
+        failed = run.prepare(sandbox, restored=False)
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+    assert failed is not None and failed.error is not None
+    assert failed.error.code == "repository_too_large"
