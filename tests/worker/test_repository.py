@@ -176,7 +176,9 @@ def test_an_unknown_repository_is_unavailable(repo_stack: WorkerStack, githost: 
 # ---------------------------------------------------------------- the worker's steps alone
 
 
-def _run_for(githost: GitHost, tmp_path: Any, **settings: Any) -> tuple[Any, Any, Any]:
+def _run_for(
+    githost: GitHost, tmp_path: Any, app_key: str | None = None, **settings: Any
+) -> tuple[Any, Any, Any]:
     """A RepositoryRun for a job on acme/app with its sandbox created (no agent)."""
     from claude_jobs.github.credentials import JobCredentials
     from claude_jobs.github.rest import GitHubRest
@@ -189,13 +191,18 @@ def _run_for(githost: GitHost, tmp_path: Any, **settings: Any) -> tuple[Any, Any
 
     class Stored:
         def get(self, tenant_id: str) -> StoredCredential | None:
+            if app_key is not None:
+                return StoredCredential(installation_id=77)
             return StoredCredential(token=TENANT_TOKEN)
 
         def put(self, tenant_id: str, credential: StoredCredential) -> None: ...
 
     config = Settings(GITHUB_GIT_URL=githost.url, GITHUB_API_URL=githost.api_url, **settings)
     rest = GitHubRest(githost.api_url)
-    github = GitHubWorker(JobCredentials(Stored(), rest), rest, GitBroker(githost.url))
+    from claude_jobs.github.credentials import AppJwt
+
+    app_jwt = AppJwt("4242", lambda: app_key or "") if app_key is not None else None
+    github = GitHubWorker(JobCredentials(Stored(), rest, app_jwt), rest, GitBroker(githost.url))
     job = Job(
         job_id="j-redelivered",
         tenant_id="acme",
@@ -244,3 +251,69 @@ def test_a_repository_over_the_cap_ends_repository_too_large(
         github.broker.close()
     assert failed is not None and failed.error is not None
     assert failed.error.code == "repository_too_large"
+
+
+def test_a_later_segment_goes_on_in_the_restored_clone_and_its_pr_carries_both_segments(
+    githost: GitHost, tmp_path: Any
+) -> None:
+    import io
+
+    from claude_jobs.worker.ports import AgentOutcome
+    from claude_jobs.worker.workspace import limits, pack, unpack
+
+    # Given a first segment that cloned and changed a file, its workspace carried (packed)
+    run, sandbox, github = _run_for(githost, tmp_path / "first")
+    carried = io.BytesIO()
+    try:
+        assert run.prepare(sandbox, restored=False) is None
+        (sandbox.work_dir / "one.txt").write_text("first segment\n")
+        pack(sandbox.work_dir, limits(1000, 10 * 1024 * 1024), carried)
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+    # When the next segment restores it and prepares the repository again
+    run, sandbox, github = _run_for(githost, tmp_path / "second")
+    try:
+        carried.seek(0)
+        unpack(carried, sandbox.work_dir, sandbox.give)
+        assert run.prepare(sandbox, restored=True) is None
+        (sandbox.work_dir / "two.txt").write_text("second segment\n")
+        outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+    # Then the working directory was not cloned over, and the PR holds both segments' files
+    assert outcome.pull_request is not None
+    branch = outcome.pull_request.branch
+    assert githost.read_file("acme/app", branch, "one.txt") == "first segment\n"
+    assert githost.read_file("acme/app", branch, "two.txt") == "second segment\n"
+    assert githost.read_file("acme/app", branch, "README.md").startswith("# hello")
+
+
+def test_an_app_installation_token_is_minted_for_the_job_and_revoked_when_it_ends(
+    tmp_path: Any,
+) -> None:
+    from claude_jobs.worker.ports import AgentOutcome
+    from claude_jobs_tools.githost import HostedApp
+    from tests.integration.test_github import _key_pair
+
+    private, public = _key_pair()
+    app = HostedApp("4242", public, installations={77: {"acme/app", "acme/other"}})
+    with GitHost(app=app) as host:
+        host.create_repository("acme/app")
+        # Given a tenant connected through the App: its job's run mints a token
+        run, sandbox, github = _run_for(host, tmp_path, app_key=private)
+        try:
+            assert run.prepare(sandbox, restored=False) is None
+            (sandbox.work_dir / "new.txt").write_text("x\n")
+            outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
+            token = run.credential.token
+            assert outcome.pull_request is not None and token not in host.revoked
+        finally:
+            run.close()
+            sandbox.remove()
+            github.broker.close()
+        # Then, the job ended, its token is revoked
+        assert host.revoked == [token]
