@@ -25,6 +25,7 @@ from tests.worker.test_image import (  # noqa: F401  # fixtures
     moto_server,
     run_warm,
     runtime_python,
+    shared_dir,
     task_root,
     worker_env,
 )
@@ -37,6 +38,7 @@ def test_in_the_image_a_repository_job_keeps_the_credential_from_its_agent(
     task_root: Path,  # noqa: F811
     image_site: Path,  # noqa: F811
     moto_server: str,  # noqa: F811
+    shared_dir: Path,  # noqa: F811
 ) -> None:
     python = runtime_python()
     if python is None:
@@ -70,9 +72,16 @@ def test_in_the_image_a_repository_job_keeps_the_credential_from_its_agent(
                 pull_request={},
             ),
         ).job
-        # And an agent that hunts for the credential and pushes main and another repository
+        # And an agent that hunts for the credential and pushes main and another repository,
+        # then plants a filter in the worker's Git directory made before the run (one user:
+        # it may write there) that would run a command when the worker commits
+        pwned = shared_dir / "pwned"
+        plant = (
+            f"; printf '[filter \"evil\"]\\n\\tclean = touch {pwned}; cat\\n' "
+            ">> $HOME/../git/config && echo planted; echo '* filter=evil' > .gitattributes"
+        )
         fake.script(
-            ToolUse("Bash", {"command": HUNT.format(git=githost.url, job=job.job_id)}),
+            ToolUse("Bash", {"command": HUNT.format(git=githost.url, job=job.job_id) + plant}),
             Text("added"),
         )
         env = worker_env(task_root, image_site, moto_server, settings, fake.url)
@@ -105,3 +114,6 @@ def test_in_the_image_a_repository_job_keeps_the_credential_from_its_agent(
         branch = f"claude-jobs/{job.job_id}"
         assert githost.read_file("acme/app", branch, "goodbye.py") == 'print("goodbye")\n'
         assert {p["ref"] for p in githost.pushes} == {f"refs/heads/{branch}"}
+        # And the planted filter never ran in the worker's commit
+        assert "planted" in output
+        assert not pwned.exists()

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import subprocess
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,13 +198,22 @@ class RepositoryRun:
         if spec is None or outcome.ending != "succeeded" or not self.base_sha:
             return outcome
         assert sandbox.root is not None and self.credential is not None
-        private = str(sandbox.root / "git")
-        tree = ["--git-dir", private, "--work-tree", str(sandbox.work_dir)]
         branch = job_branch(self.job.job_id)
         try:
+            # A Git directory made now that nothing of the agent runs, of the fetched commit
+            # alone: its config, hooks and attributes are the worker's (where worker and agent
+            # are one user, the agent could have written into the one made before the run).
+            private = tempfile.mkdtemp(prefix="git-", dir=sandbox.root)
+            self._git(["init", "-q", "--bare", private])
+            self._git([*self._auth(), "-C", private, "fetch", "-q", "--depth=1", "--no-tags",
+                       self.remote, self.base_sha])  # fmt: skip
+            self._git(["-C", private, "update-ref", "refs/heads/work", self.base_sha])
+            self._git(["-C", private, "symbolic-ref", "HEAD", "refs/heads/work"])
+            _exclude(Path(private), sandbox)
+            tree = ["--git-dir", private, "--work-tree", str(sandbox.work_dir)]
             self._git([*tree, "add", "-A", "--", "."])
             changed = subprocess.run(
-                ["git", *tree, "diff", "--cached", "--quiet", self.base_sha],
+                ["git", *tree, "diff", "--no-ext-diff", "--cached", "--quiet", self.base_sha],
                 env=_git_env(self.settings),
                 capture_output=True,
                 timeout=GIT_TIMEOUT_SECONDS,
@@ -310,6 +321,32 @@ def _git_env(settings: Settings) -> dict[str, str]:
         "GIT_COMMITTER_EMAIL": settings.git_author_email,
         "LANG": "C.UTF-8",
     }
+
+
+def _exclude(git_dir: Path, sandbox: Sandbox) -> None:
+    """The Git directory's excludes: `out/` (artifacts), and any file the worker must not
+    read for the agent: another user's (as root, a uid per job), or one with several links
+    (a hard link to a file outside the working directory)."""
+    lines = [f"/{OUT_DIR}/"]
+    owner = sandbox.owner_uid
+    work = sandbox.work_dir
+    for root, directories, files in os.walk(work):
+        directories[:] = [d for d in directories if not (root == str(work) and d == ".git")]
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and (
+                info.st_nlink > 1 or (owner is not None and info.st_uid != owner)
+            ):
+                relative = os.path.relpath(path, work)
+                lines.append("/" + "".join("\\" + c if c in "*?[\\!# " else c for c in relative))
+                log.warning("not committed (several links, or another owner): %s", relative)
+    info_dir = git_dir / "info"
+    info_dir.mkdir(exist_ok=True)
+    (info_dir / "exclude").write_text("\n".join(lines) + "\n")
 
 
 def _is_sha(ref: str) -> bool:
