@@ -98,6 +98,13 @@ class InfraConfig(BaseModel):
     #: once a job is recorded (its boot is billed to that invocation; the CLI's memory stays
     #: held between jobs). Off: every job starts its CLI cold.
     warm_start: bool = True
+    #: Repositories (issue 24): the Git host jobs' repositories are on, and its REST API
+    #: (GitHub Enterprise: `https://ghe.example.com` and `https://ghe.example.com/api/v3`).
+    github_git_url: str = "https://github.com"
+    github_api_url: str = "https://api.github.com"
+    #: A GitHub App (optional): its id, and the name of the secret holding its private key.
+    github_app_id: Annotated[str, Field(pattern=r"^[0-9]{0,20}$")] = ""
+    github_app_key_secret_name: str | None = None
 
     # Fair sharing between tenants (the functions' Settings; docs/jobs.md, "Fair sharing").
     #: A tenant's pending (queued + running) jobs at most; more → 429 tenant_limit.
@@ -197,6 +204,11 @@ class InfraConfig(BaseModel):
     def vault_prefix(self) -> str:
         """The tenants' vaults: entry NAME of tenant T is the secret `<this>T/NAME`."""
         return f"{self.prefix}/vault/"
+
+    @property
+    def github_secret_prefix(self) -> str:
+        """Tenants' GitHub credentials: `<prefix>/github/<tenant>` (the worker reads only these)."""
+        return f"{self.prefix}/github/"
 
     @property
     def secret_name(self) -> str:

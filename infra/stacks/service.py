@@ -68,6 +68,13 @@ SUBMIT_TABLE_ACTIONS = [
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
 ]
+GITHUB_SECRETS = RegexAppliesTo(
+    regex=r"/^Resource::arn:.*:secretsmanager:.*:secret:.*\/github\/\*$/"
+)
+GITHUB_SECRETS_REASON = (
+    "Tenants' GitHub credentials: one secret per tenant under <prefix>/github/, tenants not "
+    "known at deploy time; only the worker reads them, and only that prefix."
+)
 INBOX_OBJECTS_REASON = (
     "Objects of the inbox bucket: inputs of S3-triggered jobs, keys not known in advance."
 )
@@ -152,7 +159,15 @@ class ServiceStack(Stack):
             "WARM_START": "true" if config.warm_start else "false",
             "MCP_ALLOWED_URLS": ",".join(config.mcp_allowed_urls),
             "VAULT_SECRET_PREFIX": config.vault_prefix,
+            "GITHUB_GIT_URL": config.github_git_url,
+            "GITHUB_API_URL": config.github_api_url,
+            "GITHUB_SECRET_PREFIX": config.github_secret_prefix,
         }
+        if config.github_app_id:
+            values["GITHUB_APP_ID"] = config.github_app_id
+            values["GITHUB_APP_KEY_SECRET_ID"] = config.github_app_key_secret_name or (
+                f"{config.prefix}/github-app-key"
+            )
         layer = SharedLayer(self, "SharedLayer").layer
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
         documents = bucket.arn_for_objects(f"{resources.DOCUMENTS_PREFIX}*")
@@ -277,8 +292,28 @@ class ServiceStack(Stack):
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
         self.worker.allow(["secretsmanager:GetSecretValue"], [vault_secrets])
+        # Repositories: tenants' GitHub credentials, by name prefix only (and the App's key).
+        github_secrets = [
+            self.format_arn(
+                service="secretsmanager",
+                resource="secret",
+                resource_name=f"{config.github_secret_prefix}*",
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+        ]
+        if config.github_app_id:
+            github_secrets.append(
+                self.format_arn(
+                    service="secretsmanager",
+                    resource="secret",
+                    resource_name=f"{values['GITHUB_APP_KEY_SECRET_ID']}-??????",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            )
+        self.worker.allow(["secretsmanager:GetSecretValue"], github_secrets)
         acknowledge(
             self.worker.role,
+            Ack("AwsSolutions-IAM5", GITHUB_SECRETS_REASON, [GITHUB_SECRETS]),
             documents_ack,
             sessions_ack,
             uploads_ack,

@@ -202,6 +202,8 @@ JOB_POLICY_ENV = (
     # MCP servers: the URL prefixes a job's servers may use (checked at submit and in the
     # worker).
     "MCP_ALLOWED_URLS",
+    # Repositories (issue 24): a job's repository must be on this Git host (submit, worker).
+    "GITHUB_GIT_URL",
 )
 #: Files (issue 13): the upload cap and the job's input cap (submit), and the artifact caps.
 FILES_ENV = ("UPLOAD_MAX_BYTES", "INPUTS_MAX_BYTES", "ARTIFACTS_MAX_COUNT", "ARTIFACTS_MAX_BYTES")
@@ -270,6 +272,9 @@ FUNCTIONS: dict[str, Function] = {
                 "WARM_START",
                 # MCP servers: where the tenants' vault entries are (read for a job's tenant).
                 "VAULT_SECRET_PREFIX",
+                # Repositories: the REST API and the tenants' credentials (secret name prefix).
+                "GITHUB_API_URL",
+                "GITHUB_SECRET_PREFIX",
             ),
             optional_environment=(
                 # The invocation's length when it is not the function's timeout (the local
@@ -279,6 +284,9 @@ FUNCTIONS: dict[str, Function] = {
                 "BEDROCK_MODELS",
                 "ANTHROPIC_SECRET_ID",
                 "ANTHROPIC_BASE_URL",
+                # A GitHub App: its id and the secret holding its private key.
+                "GITHUB_APP_ID",
+                "GITHUB_APP_KEY_SECRET_ID",
             ),
             package="image",
         ),

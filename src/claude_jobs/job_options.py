@@ -30,6 +30,7 @@ from .approval_models import (
     MIN_APPROVAL_TIMEOUT_SECONDS,
 )
 from .mcp_models import MAX_MCP_SERVERS, McpServer, check_mcp, is_mcp_tool
+from .repository_models import PullRequestSpec, RepositorySpec
 
 #: No deployment lets a job run longer than this (its `max_job_seconds` is at most this).
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -81,13 +82,15 @@ class RunOption:
     profile (a warm CLI started with another value is not used); `"cold"` — a job that sets it
     carries its own data on the CLI's command line and is never warm-started. `help` and
     `flag` (default `--<name>`): `claude-jobs submit`'s option. `example`: a valid value other
-    than the default (the parity test's)."""
+    than the default (the parity test's). `needs`: options that must be set with it."""
 
     sdk: SdkArgument | Excluded
     warm: Literal["profile", "cold"] | Excluded
     help: str
     example: Any
     flag: str | None = None
+    #: Options a job must also set for this one to be valid (the parity test sets them too).
+    needs: tuple[str, ...] = ()
 
 
 def _tools(tools: list[str]) -> dict[str, Any]:
@@ -247,6 +250,39 @@ class JobOptions(BaseModel):
         "bearer token by the worker, never seen by the agent. A job gets exactly the tools it "
         "names as `mcp__<name>__<tool>` in `allowed_tools` (and `approvals` may name them).",
     )
+    repository: Annotated[
+        RepositorySpec | None,
+        RunOption(
+            sdk=Excluded("the worker clones it into the working directory before the run"),
+            warm="cold",
+            help='The repository to work on, as JSON: \'{"url": "https://github.com/o/r", '
+            '"ref": "main"}\' (or @file.json).',
+            example={"url": "https://github.com/octo/hello", "ref": "main"},
+        ),
+    ] = Field(
+        None,
+        description="A repository of the deployment's Git host, cloned into the working "
+        "directory before the agent starts (the tenant's GitHub credential is used by the "
+        "worker and never reaches the agent). An unknown repository, or a tenant without a "
+        "credential, ends the job `repository_unavailable`; one too large, "
+        "`repository_too_large`.",
+    )
+    pull_request: Annotated[
+        PullRequestSpec | None,
+        RunOption(
+            sdk=Excluded("the worker commits, pushes and opens it after the run"),
+            warm="cold",
+            help='Open a pull request with the agent\'s changes, as JSON: \'{"title": "…", '
+            "\"draft\": true}' ('{}' for the defaults); needs --repository.",
+            example={"title": "Fix the greeting", "draft": True},
+            needs=("repository",),
+        ),
+    ] = Field(
+        None,
+        description="When the job succeeds with changes, the worker (never the agent) commits "
+        "them, pushes branch `claude-jobs/<job_id>` and opens a pull request; the job then "
+        'shows `pull_request`, or `pull_request_skipped: "no_changes"`. Needs `repository`.',
+    )
 
     @field_validator("allowed_tools")
     @classmethod
@@ -282,6 +318,12 @@ class JobOptions(BaseModel):
                     f"approval rule {rule!r}: its tool {tool_base_name(rule)!r} is not in "
                     "allowed_tools"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _pull_request_needs_repository(self) -> JobOptions:
+        if self.pull_request is not None and self.repository is None:
+            raise ValueError("pull_request needs a repository")
         return self
 
     @field_validator("output_schema")

@@ -34,6 +34,8 @@ from .progress_events import TextEvent as TextEvent
 from .progress_events import ToolResultEvent as ToolResultEvent
 from .progress_events import ToolUseEvent as ToolUseEvent
 from .progress_events import UsageEvent as UsageEvent
+from .repository_models import PullRequestInfo as PullRequestInfo
+from .repository_models import PullRequestSkipped as PullRequestSkipped
 
 MAX_BODY_BYTES = 256 * 1024
 INLINE_RESULT_BYTES = 256 * 1024
@@ -313,6 +315,9 @@ class Job(BaseModel):
     pending_approval: PendingApproval | None = None
     approval_decision: ApprovalDecision | None = None
     approval_waits: int = 0
+    #: Repositories (issue 24): the pull request the worker opened, or why none was.
+    pull_request: PullRequestInfo | None = None
+    pull_request_skipped: str | None = None  # a PullRequestSkipped (a plain string in the item)
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
 
 
@@ -379,6 +384,16 @@ class JobView(BaseModel):
         None,
         description="While `awaiting_approval`: the call that waits for a decision "
         "(`POST /v1/jobs/{job_id}/approvals/{approval_id}`)",
+    )
+    pull_request: PullRequestInfo | None = Field(
+        None,
+        description="The pull request the worker opened with the agent's changes (a job "
+        "with `pull_request` that succeeded with changes)",
+    )
+    pull_request_skipped: PullRequestSkipped | None = Field(
+        None,
+        description="Why a job that asked for a pull request has none: `no_changes` (the "
+        "agent left the repository as it was)",
     )
     links: JobLinks
 

@@ -226,6 +226,27 @@ class Settings(BaseModel):
     #: The region of the deployment (Lambda sets it); Bedrock calls are signed for it.
     aws_region: str = Field("us-east-1", alias="AWS_REGION")
 
+    # Repositories and pull requests (issue 24; docs/github.md).
+    #: The Git host jobs' repositories are on (`<this>/<owner>/<repo>`), and its REST API:
+    #: GitHub by default; GitHub Enterprise, or the local stand-in, otherwise.
+    github_git_url: str = Field("https://github.com", alias="GITHUB_GIT_URL", max_length=256)
+    github_api_url: str = Field("https://api.github.com", alias="GITHUB_API_URL", max_length=256)
+    #: Tenants' GitHub credentials: secret `<prefix><tenant>` (a token, or an App installation).
+    github_secret_prefix: str = Field("claude-jobs/github/", alias="GITHUB_SECRET_PREFIX")
+    #: A GitHub App (optional): its id, and the secret holding its private key (PEM).
+    github_app_id: str = Field("", alias="GITHUB_APP_ID", max_length=32)
+    github_app_key_secret_id: str = Field(
+        "claude-jobs/github-app-key", alias="GITHUB_APP_KEY_SECRET_ID"
+    )
+    #: A cloned repository's size at most (its working tree and .git together):
+    #: larger → `repository_too_large`.
+    repository_max_bytes: int = Field(1024 * 1024 * 1024, alias="REPOSITORY_MAX_BYTES", ge=1024)
+    #: The author (and committer) of the commit the worker makes of the agent's changes.
+    git_author_name: str = Field("claude-jobs", alias="GIT_AUTHOR_NAME", max_length=128)
+    git_author_email: str = Field(
+        "claude-jobs@users.noreply.github.com", alias="GIT_AUTHOR_EMAIL", max_length=256
+    )
+
     @property
     def uses_bedrock(self) -> bool:
         return self.model_provider == "bedrock"

@@ -41,6 +41,15 @@ class JobOptions(TypedDict, total=False):
     #: never seen by the agent. A job gets exactly the tools it names as `mcp__<name>__<tool>`
     #: in `allowed_tools` (and `approvals` may name them).
     mcp_servers: Sequence[Mapping[str, Any]] | None
+    #: A repository of the deployment's Git host, cloned into the working directory before the
+    #: agent starts (the tenant's GitHub credential is used by the worker and never reaches the
+    #: agent). An unknown repository, or a tenant without a credential, ends the job
+    #: `repository_unavailable`; one too large, `repository_too_large`.
+    repository: Mapping[str, Any] | None
+    #: When the job succeeds with changes, the worker (never the agent) commits them, pushes
+    #: branch `claude-jobs/<job_id>` and opens a pull request; the job then shows
+    #: `pull_request`, or `pull_request_skipped: "no_changes"`. Needs `repository`.
+    pull_request: Mapping[str, Any] | None
 
 
 #: The options' names, in the API's order.
@@ -54,4 +63,6 @@ OPTION_NAMES = (
     "approvals",
     "approval_timeout_seconds",
     "mcp_servers",
+    "repository",
+    "pull_request",
 )

@@ -50,6 +50,8 @@ def render_type(annotation: Any) -> str:
         return f"Mapping[{render_type(args[0])}, {render_type(args[1])}]"
     if annotation is Any:
         return "Any"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "Mapping[str, Any]"  # a JSON object
     if annotation is type(None):
         return "None"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

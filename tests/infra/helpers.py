@@ -53,3 +53,13 @@ def role_permissions(
                 for target in targets if isinstance(targets, list) else [targets]:
                     pairs.add((action, resolve(target, outputs)))
     return pairs
+
+
+#: The worker's secrets besides the Anthropic key, each granted by a name prefix only: the
+#: tenants' vault entries (MCP servers' credentials, issue 25) and GitHub credentials (issue 24).
+VAULT_SECRETS = (
+    "arn:AWS::Partition:secretsmanager:AWS::Region:AWS::AccountId:secret:claude-jobs-prod/vault/*"
+)
+GITHUB_SECRETS_ARN = (
+    "arn:AWS::Partition:secretsmanager:AWS::Region:AWS::AccountId:secret:claude-jobs-prod/github/*"
+)

@@ -12,8 +12,7 @@ from aws_cdk.assertions import Annotations, Match
 
 from infra.config import InfraConfig
 from tests.infra.conftest import Synthesized
-from tests.infra.helpers import resolve, role_permissions
-from tests.infra.test_iam import VAULT_SECRETS
+from tests.infra.helpers import GITHUB_SECRETS_ARN, VAULT_SECRETS, resolve, role_permissions
 
 pytestmark = pytest.mark.synth
 
@@ -45,10 +44,10 @@ def test_no_anthropic_secret_is_created_or_granted(bedrock_synth: Synthesized) -
         "claude-jobs-prod/page-token-key",
         "claude-jobs-prod/webhook-signing-key",
     ]
-    # (but the tenants' vault entries, for MCP servers: tests/infra/test_iam.py)
-    assert {
-        (a, r) for a, r in _worker_permissions(bedrock_synth) if a.startswith("secretsmanager")
-    } == {("secretsmanager:GetSecretValue", VAULT_SECRETS)}
+    # (but the tenants' vault entries, for MCP servers, and their GitHub credentials, by their
+    # name prefixes: tests/infra/test_iam.py)
+    read = {r for a, r in _worker_permissions(bedrock_synth) if a.startswith("secretsmanager")}
+    assert read == {VAULT_SECRETS, GITHUB_SECRETS_ARN}
     # And the worker is told its provider and models, and nothing of a key
     env = _worker(bedrock_synth)["Properties"]["Environment"]["Variables"]
     assert env["MODEL_PROVIDER"] == "bedrock"

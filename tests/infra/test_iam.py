@@ -7,14 +7,15 @@ from typing import Any
 import pytest
 
 from tests.infra.conftest import Synthesized
-from tests.infra.helpers import find_one, resolve, role_permissions
+from tests.infra.helpers import (
+    GITHUB_SECRETS_ARN,
+    VAULT_SECRETS,
+    find_one,
+    resolve,
+    role_permissions,
+)
 
 pytestmark = pytest.mark.synth
-
-#: The tenants' vault entries (MCP servers' credentials): the worker's only other secrets.
-VAULT_SECRETS = (
-    "arn:AWS::Partition:secretsmanager:AWS::Region:AWS::AccountId:secret:claude-jobs-prod/vault/*"
-)
 
 
 def _ids(synth: Synthesized) -> dict[str, str]:
@@ -202,6 +203,8 @@ def test_worker_consumes_the_queue_and_reads_the_secret(synth: Synthesized) -> N
         ("secretsmanager:GetSecretValue", ids["secret"]),
         # MCP servers: the tenants' vault entries, by their name prefix only
         ("secretsmanager:GetSecretValue", VAULT_SECRETS),
+        # Repositories: tenants' GitHub credentials, by their name prefix only
+        ("secretsmanager:GetSecretValue", GITHUB_SECRETS_ARN),
         ("sqs:ReceiveMessage", queue),
         ("sqs:DeleteMessage", queue),
         ("sqs:ChangeMessageVisibility", queue),
@@ -270,7 +273,7 @@ def test_only_the_worker_can_read_the_anthropic_key(synth: Synthesized) -> None:
     service action."""
     outputs: dict[str, Any] = synth.stateful.to_json().get("Outputs", {})
     ids = _ids(synth)
-    readers = {}
+    readers: dict[str, set[str]] = {}
     for template in (synth.stateful, synth.service):
         for policy_id, policy in template.find_resources("AWS::IAM::Policy").items():
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -279,12 +282,13 @@ def test_only_the_worker_can_read_the_anthropic_key(synth: Synthesized) -> None:
                 assert not any(a.endswith(":*") or a == "*" for a in actions), policy_id
                 if any(a.startswith("secretsmanager:") for a in actions):
                     assert actions == ["secretsmanager:GetSecretValue"], policy_id
-                    resource = statement["Resource"]
-                    resources = resource if isinstance(resource, list) else [resource]
-                    readers[policy_id.split("Role")[0]] = {resolve(r, outputs) for r in resources}
+                    resources = statement["Resource"]
+                    resources = resources if isinstance(resources, list) else [resources]
+                    reader = readers.setdefault(policy_id.split("Role")[0], set())
+                    reader.update(resolve(r, outputs) for r in resources)
     assert readers == {
-        # (and the tenants' vault entries: MCP servers' credentials)
-        "Worker": {ids["secret"], VAULT_SECRETS},
+        # (and the tenants' vault entries and GitHub credentials, by their name prefixes)
+        "Worker": {ids["secret"], VAULT_SECRETS, GITHUB_SECRETS_ARN},
         "Webhook": {ids["webhook_secret"]},
         "Status": {ids["page_token_secret"]},
     }
@@ -330,9 +334,13 @@ def test_an_imported_secret_is_granted_by_name(custom_synth: Synthesized) -> Non
         if s["Action"] == "secretsmanager:GetSecretValue"
     ]
     assert len(statements) == 1
-    # (and the vault: MCP servers' credentials)
+    # (and the vault, MCP servers' credentials, and the tenants' GitHub credentials)
     ends = sorted(r["Fn::Join"][1][-1] for r in statements[0]["Resource"])
-    assert ends == [":secret:claude-jobs-dev/vault/*", ":secret:shared/anthropic-key-??????"]
+    assert ends == [
+        ":secret:claude-jobs-dev/github/*",
+        ":secret:claude-jobs-dev/vault/*",
+        ":secret:shared/anthropic-key-??????",
+    ]
     _, worker = find_one(custom_synth.service, "AWS::Lambda::Function", {"PackageType": "Image"})
     env = worker["Properties"]["Environment"]["Variables"]
     assert env["ANTHROPIC_SECRET_ID"] == "shared/anthropic-key"

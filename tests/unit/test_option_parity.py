@@ -31,7 +31,9 @@ NAMES = list(OPTIONS)
 
 
 def _with_example(name: str) -> JobOptions:
-    return JobOptions.model_validate({name: OPTIONS[name].example})
+    # An option that needs another (pull_request: repository) is set with that one's example.
+    needed = {other: OPTIONS[other].example for other in OPTIONS[name].needs}
+    return JobOptions.model_validate({**needed, name: OPTIONS[name].example})
 
 
 def _launch(tmp_path: Path, options: JobOptions) -> Launch:

@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import FieldError, RequestValidationError
 from ..mcp_models import is_mcp_tool, url_allowed
 from ..models import JobRequest, tool_base_name
+from ..repository_models import repository_url_problem
 from ..settings import Settings
 
 
@@ -85,6 +86,12 @@ def limit_errors(settings: Settings, body: Mapping[str, Any]) -> list[FieldError
                 f"must be at most {most} (the deployment's max_job_seconds)",
             )
         )
+    repository = body.get("repository")
+    url = repository.get("url") if isinstance(repository, Mapping) else None
+    if isinstance(url, str):
+        problem = repository_url_problem(settings.github_git_url, url)
+        if problem:
+            errors.append(FieldError(("body", "repository", "url"), problem))
     webhook = body.get("webhook_url")
     if isinstance(webhook, str):
         problem = webhook_url_problem(webhook, allow_loopback=settings.allow_loopback_webhooks)

@@ -59,6 +59,8 @@ def render(documents: JobDocuments, job: Job) -> JobView:
             if job.pending_approval is not None and job.status is JobStatus.AWAITING_APPROVAL
             else None
         ),
+        pull_request=job.pull_request,
+        pull_request_skipped="no_changes" if job.pull_request_skipped == "no_changes" else None,
         **_files_view(documents, job),
         links=JobLinks(self=job_path(job.job_id)),
     )

@@ -99,6 +99,7 @@ class WorkerFunction(ContainerHolder):
         from .mcp_broker import McpBroker
         from .progress import ProgressEvents
         from .proxy import AnthropicDialect, KeyInjectingProxy
+        from .repository import github_worker
         from .segments import margins
         from .sessions import SessionKeeper
 
@@ -145,6 +146,8 @@ class WorkerFunction(ContainerHolder):
             # Long jobs: the working directory goes on with the job, beside its documents.
             workspaces=S3WorkspaceStore(s3, bucket) if bucket else None,
             progress=ProgressEvents(container.event_store),
+            # Repositories and pull requests (repository.py).
+            github=github_worker(settings, container.client("secretsmanager")),
             # Long jobs: margins scaled to the invocation's length (segments.py).
             margin_seconds=margins(settings.worker_invocation_seconds).record,
             boundary_seconds=margins(settings.worker_invocation_seconds).boundary,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
-from ..models import JobErrorInfo, JobOptions, Usage
+from ..models import JobErrorInfo, JobOptions, PullRequestInfo, PullRequestSkipped, Usage
 from ..resources import WORKER_DEADLINE_MARGIN_SECONDS
 from .isolation import AgentIdentity
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .isolation import IdentityPool
     from .mcp_broker import McpBroker
     from .progress import NoProgress, ProgressEvents
+    from .repository import GitHubWorker
     from .sessions import AgentSession, SessionKeeper
 
 #: The shortest run worth starting; with less Lambda time left the message is retried.
@@ -87,6 +88,9 @@ class AgentOutcome:
     permission_denials: list[str] = field(default_factory=list)
     #: The call that waits for approval (ending "deferred").
     deferred: DeferredCall | None = None
+    #: Repositories (repository.py): the pull request opened, or why none was.
+    pull_request: PullRequestInfo | None = None
+    pull_request_skipped: PullRequestSkipped | None = None
 
     @property
     def is_error(self) -> bool:
@@ -241,3 +245,6 @@ class WorkerPorts:
     #: fails `mcp_unavailable`).
     mcp: McpBroker | None = None
     vault: Vault | None = None
+    #: Repositories and pull requests (repository.py); None: jobs with one end
+    #: `repository_unavailable`.
+    github: GitHubWorker | None = None

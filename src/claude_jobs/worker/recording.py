@@ -125,6 +125,10 @@ def finish(
     result, documents, error = stored_result(ports, job, outcome)
     fields: dict[str, Any] = {"usage": outcome.usage, "result": result, "documents": documents}
     fields.update(artifact_fields(ports, job, collected, documents))
+    if outcome.pull_request is not None:  # repositories (repository.py)
+        fields["pull_request"] = outcome.pull_request
+    if outcome.pull_request_skipped is not None:
+        fields["pull_request_skipped"] = outcome.pull_request_skipped
     try:
         ended = end_job(ports, job, JobStatus(outcome.ending), error=error, fields=fields)
     except TransitionConflictError as conflict:

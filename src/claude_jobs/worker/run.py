@@ -24,6 +24,7 @@ from .inputs import place_inputs
 from .isolation import AgentIdentity, BedrockCli, agent_environment, bundled_cli, make_non_dumpable
 from .ports import AgentOutcome, AgentRequest, WorkerPorts
 from .process_watch import ProcessWatch
+from .repository import RepositoryError, RepositoryRun, open_repository
 from .sandbox import Sandbox
 from .segments import CONTINUE_PROMPT, resumes_own_run, spent, turns_left
 from .sessions import SESSION_TOO_LARGE, AgentSession, SessionTooLargeError
@@ -75,6 +76,8 @@ def run_agent(
             sandbox = held.enter_context(Sandbox(job.job_id, identity, ports.sandbox_dir))
             scope = ports.sweeper.scope(identity.uid)
         prepared: list[AgentSession] = []  # the run's session, saved after the sweep
+        repos: list[RepositoryRun] = []  # the job's repository (repository.py)
+        held.callback(_close_all, repos)
         try:
             outcome = run_in(
                 ports,
@@ -89,6 +92,7 @@ def run_agent(
                 on_message,
                 warm,
                 prepared,
+                repos,
             )
         finally:
             # Before the sandbox goes: nothing of the job may run on (or write into it).
@@ -111,6 +115,10 @@ def run_agent(
         # Files: what the agent left under out/, now that nothing of it runs.
         if ports.artifacts is not None and collected is not None:
             collected.append(collect(ports, job, sandbox))
+        # Repositories: the worker commits, pushes and opens the pull request, now that
+        # nothing of the agent runs.
+        for repo in repos:
+            outcome = repo.deliver(sandbox, outcome)
         return outcome
 
 
@@ -127,6 +135,7 @@ def run_in(
     on_message: Callable[[Any], None] = lambda message: None,
     warm: WarmCli | None = None,
     prepared: list[AgentSession] | None = None,
+    repos: list[RepositoryRun] | None = None,
 ) -> AgentOutcome:
     """Prepare the sandbox (carried workspace, out/, inputs, session) and run the agent."""
     settings = ports.settings
@@ -158,6 +167,19 @@ def run_in(
             ports.workspaces, job.tenant_id, job.job_id, sandbox.work_dir, sandbox.give
         )
     )
+    # Repositories: cloned into the (still empty) working directory; a later segment's is
+    # restored and only fetched again for the worker.
+    if job.options.repository is not None:
+        try:
+            repo = open_repository(ports.github, settings, job)
+        except RepositoryError as refused:
+            return refused.outcome()
+        assert repo is not None
+        if repos is not None:
+            repos.append(repo)
+        failed = repo.prepare(sandbox, bool(restored))
+        if failed is not None:
+            return failed
     # Files: where the agent leaves its artifacts (made before the inputs are placed, so a
     # trigger's object named `out` gets another name).
     if ports.artifacts is not None:
@@ -363,3 +385,8 @@ def _or(watch: ProcessWatch, request: Any) -> Callable[[], bool]:
     """The run's stop condition: a tripped process watch, or the job's own (cancel…)."""
     should_stop: Callable[[], bool] = request.should_stop
     return lambda: watch.tripped or should_stop()
+
+
+def _close_all(repos: list[RepositoryRun]) -> None:
+    for repo in repos:
+        repo.close()

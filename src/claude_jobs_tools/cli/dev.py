@@ -55,6 +55,15 @@ def dev(
             max=900,
         ),
     ] = 900,
+    githost: Annotated[
+        bool,
+        typer.Option(
+            "--githost",
+            help="Run the local Git host stand-in (smart-HTTP Git and GitHub's REST subset) "
+            "with a demo repository, demo/hello, every tenant connected to it: try "
+            "repository in, pull request out with no account.",
+        ),
+    ] = False,
 ) -> None:
     """Run the API, the queue, the workers and an AWS emulator (moto) in one process.
 
@@ -97,6 +106,7 @@ def dev(
         workers=workers,
         model_provider=provider.value,
         invocation_seconds=invocation_seconds,
+        githost=githost,
     )
     stack = LocalStack(config)
     _say("claude-jobs local stack: starting (AWS emulator, resources, functions)…")
@@ -194,6 +204,15 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
     if generated:
         lines.append(f"    export CLAUDE_JOBS_API_KEY={generated[0].key}")
     lines += [f'    {_command()} submit "Say hello in three languages" --wait', ""]
+    if stack.githost is not None:
+        demo = f"{stack.githost.url}/demo/hello"
+        lines += [
+            f"  Git host   stand-in at {stack.githost.url} (demo/hello; every tenant connected;",
+            f"             bare repositories in {stack.githost.root})",
+            f'    {_command()} submit "Add a goodbye.py" --tools Read,Write,Edit,Bash \\',
+            f"      --repository '{{\"url\": \"{demo}\"}}' --pull-request '{{}}' --wait",
+            "",
+        ]
     if stack.triggers_running and stack.settings is not None:
         # The emulator's key, for the developer's own shell: printed here and nowhere else
         # (no file). A job's agent cannot read this terminal; keep this output out of files a

@@ -35,6 +35,8 @@ def value_type(annotation: Any) -> Any:
         if len(kinds) != 1:
             raise TypeError(f"no CLI flag for {annotation!r}")
         return kinds[0]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return dict  # a JSON object
     if typing.get_origin(annotation) is typing.Literal:
         return type(typing.get_args(annotation)[0])
     return typing.get_origin(annotation) or annotation

@@ -280,6 +280,15 @@ def print_artifacts(job: Job) -> None:
         err.print(f"artifacts: {note}", markup=False)
     if job.get("artifacts"):
         err.print(f"download them with: claude-jobs download {job.get('job_id')}", markup=False)
+    # Repositories: the pull request the worker opened, or why none was.
+    pull = job.get("pull_request")
+    if isinstance(pull, dict):
+        err.print(
+            f"pull request #{pull.get('number')} {pull.get('url')} (branch {pull.get('branch')})",
+            markup=False,
+        )
+    elif job.get("pull_request_skipped"):
+        err.print(f"no pull request: {job.get('pull_request_skipped')}", markup=False)
 
 
 def print_job(client: Client, job: Job) -> None:

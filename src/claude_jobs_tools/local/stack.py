@@ -108,6 +108,7 @@ class LocalStack:
         self._environ = Environ()
         self._moto: Emulator | None = None
         self._fake: FakeAnthropic | FakeBedrock | None = None
+        self.githost: Any = None  # githost.GitHost, with --githost
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self._consumer: QueueConsumer | None = None
@@ -199,6 +200,7 @@ class LocalStack:
                 "mcp_allowed_urls": os.environ.get("MCP_ALLOWED_URLS", ""),
                 # As deployed (infra/config.py `warm_start`), unless WARM_START says otherwise.
                 "warm_start": os.environ.get("WARM_START", "true"),
+                **self._github_settings(),
                 **config.settings_overrides,
             },
         )
@@ -207,6 +209,8 @@ class LocalStack:
             self._environ.set(name, value)
 
         self._register_keys(provisioned.settings, dev_keys)
+        if self.githost is not None:
+            self._connect_githost(provisioned.settings)
 
         from .front import ApiGatewayFront, serve
 
@@ -425,6 +429,25 @@ class LocalStack:
                 raise StackError(f"{DEV_KEYS_ENV}: tenant {tenant!r}: {exc}") from None
             self.keys.append(RegisteredKey(tenant, key, generated=False))
 
+    def _github_settings(self) -> dict[str, Any]:
+        """GITHUB_GIT_URL/GITHUB_API_URL: the stand-in's (`--githost`), or the environment's."""
+        if self.config.githost:
+            from ..githost import GitHost
+
+            self.githost = GitHost().start()
+            return {"github_git_url": self.githost.url, "github_api_url": self.githost.api_url}
+        names = {"github_git_url": "GITHUB_GIT_URL", "github_api_url": "GITHUB_API_URL"}
+        return {key: os.environ[env] for key, env in names.items() if os.environ.get(env)}
+
+    def _connect_githost(self, settings: Settings) -> None:
+        import boto3
+
+        from ..githost.local import connect_local
+
+        client = boto3.client("secretsmanager", region_name=REGION)
+        tenants = [key.tenant_id for key in self.keys]
+        connect_local(self.githost, client, settings.github_secret_prefix, tenants)
+
     def stop(self, grace_seconds: float = 10.0) -> int:
         """Stop everything; wait up to `grace_seconds` for running jobs. Returns how many jobs
         were abandoned mid-run."""
@@ -454,6 +477,9 @@ class LocalStack:
         if self._fake is not None:
             self._fake.close()
             self._fake = None
+        if self.githost is not None:
+            self.githost.close()
+            self.githost = None
         if self._moto is not None:
             try:
                 self._moto.stop()

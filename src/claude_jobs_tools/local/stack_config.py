@@ -124,6 +124,9 @@ class StackConfig:
     reconcile_seconds: float = LOCAL_RECONCILE_SECONDS
     #: CLAUDE_JOBS_RECONCILE_SECONDS as given: when set, it is the interval (checked at start).
     reconcile_env: str | None = None
+    #: Repositories (issue 24): run the Git host stand-in (`--githost`, githost/local.py) and
+    #: point GITHUB_GIT_URL/GITHUB_API_URL at it; otherwise they come from the environment.
+    githost: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> StackConfig:

@@ -1,0 +1,119 @@
+"""Repositories in the image layout (tests/worker/test_image.py): one worker process as the
+runtime user (worker and agent one non-root user, warm start on, the code directory read-only,
+only the built artifact on the path) clones the job's repository from the Git host stand-in,
+its agent hunts for the tenant's credential and pushes where it may not, and the worker's pull
+request carries the change."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from claude_jobs.github.credentials import SecretsManagerCredentials, StoredCredential
+from claude_jobs.models import JobRequest, JobStatus
+from claude_jobs.wiring import Container
+from claude_jobs_tools.githost import GitHost
+from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, ToolUse
+from tests.worker.conftest import REAL_KEY, sqs_event
+from tests.worker.test_image import (  # noqa: F401  # fixtures
+    RUNTIME_USER,
+    image_site,
+    moto_server,
+    run_warm,
+    runtime_python,
+    shared_dir,
+    task_root,
+    worker_env,
+)
+from tests.worker.test_repository import HUNT, TENANT_TOKEN
+
+pytestmark = [pytest.mark.cli, pytest.mark.timeout(600)]
+
+
+def test_in_the_image_a_repository_job_keeps_the_credential_from_its_agent(
+    task_root: Path,  # noqa: F811
+    image_site: Path,  # noqa: F811
+    moto_server: str,  # noqa: F811
+    shared_dir: Path,  # noqa: F811
+) -> None:
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    from claude_jobs_tools.provision import provision
+
+    with FakeAnthropic(api_key=REAL_KEY) as fake, GitHost() as githost:
+        # Given a repository on the Git host, its tenant connected with a token
+        githost.create_repository("acme/app")
+        githost.create_repository("acme/other")
+        githost.add_token(TENANT_TOKEN, {"acme/app", "acme/other"})
+        provisioned = provision(
+            "imgrepo",
+            secret_value=REAL_KEY,
+            anthropic_base_url=fake.url,
+            github_git_url=githost.url,
+            github_api_url=githost.api_url,
+        )
+        settings = provisioned.settings
+        store = SecretsManagerCredentials(
+            boto3.client("secretsmanager"), settings.github_secret_prefix
+        )
+        store.put("acme", StoredCredential(token=TENANT_TOKEN))
+        container = Container(settings)
+        job = container.job_service.submit(
+            "acme",
+            JobRequest(
+                prompt="Add a goodbye script",
+                allowed_tools=["Bash"],
+                repository={"url": f"{githost.url}/acme/app"},
+                pull_request={},
+            ),
+        ).job
+        # And an agent that hunts for the credential and pushes main and another repository,
+        # then plants a filter in the worker's Git directory made before the run (one user:
+        # it may write there) that would run a command when the worker commits
+        pwned = shared_dir / "pwned"
+        plant = (
+            f"; printf '[filter \"evil\"]\\n\\tclean = touch {pwned}; cat\\n' "
+            ">> $HOME/../git/config && echo planted; echo '* filter=evil' > .gitattributes"
+        )
+        fake.script(
+            ToolUse("Bash", {"command": HUNT.format(git=githost.url, job=job.job_id) + plant}),
+            Text("added"),
+        )
+        env = worker_env(task_root, image_site, moto_server, settings, fake.url)
+        env.update(
+            {
+                "GITHUB_GIT_URL": githost.url,
+                "GITHUB_API_URL": githost.api_url,
+                "GITHUB_SECRET_PREFIX": settings.github_secret_prefix,
+                "WARM_START": "true",
+            }
+        )
+        main_before = githost.branch_sha("acme/app", "main")
+        # When the image's worker handles its message as the runtime user
+        run = run_warm(python, task_root, env, [sqs_event(job)])
+        assert run.returncode == 0, run.stderr[-3000:]
+        answer = json.loads(run.stdout.split("ANSWER", 1)[1].splitlines()[0])
+        assert answer == {"batchItemFailures": []}, run.stderr[-3000:]
+        done = container.job_repository.get(job.job_id)
+        assert done is not None
+        # Then the agent found nothing of the credential, and its pushes were rejected
+        output = str(fake.message_requests[1].tool_results()[0]["content"])
+        assert "hunt-done" in output and "Initial commit" in output, output
+        assert "FOUND" not in output and TENANT_TOKEN not in output, output
+        assert output.count("[remote rejected]") == 3, output
+        assert "may reach only acme/app" in output
+        assert githost.branch_sha("acme/app", "main") == main_before
+        # And the job's pull request carries the change on its branch
+        assert done.status is JobStatus.SUCCEEDED, done.error
+        assert done.pull_request is not None
+        branch = f"claude-jobs/{job.job_id}"
+        assert githost.read_file("acme/app", branch, "goodbye.py") == 'print("goodbye")\n'
+        assert {p["ref"] for p in githost.pushes} == {f"refs/heads/{branch}"}
+        # And the planted filter never ran in the worker's commit
+        assert "planted" in output
+        assert not pwned.exists()

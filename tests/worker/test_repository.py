@@ -1,0 +1,319 @@
+"""Repository in, pull request out (issue 24), through the real bundled CLI against the fake
+Messages API and the Git host stand-in (real smart-HTTP Git).
+
+The worker clones the job's repository before the agent starts; the agent's `git` reaches the
+host only through the worker's broker with its job token; after the run the worker commits,
+pushes `claude-jobs/<job_id>` and opens the pull request. A hostile agent hunts for the tenant's
+credential (environment, Git config, files, /proc) and pushes `main` and another repository:
+all of it fails. The worker runs in this process (as root: a uid per job; otherwise one user,
+as on Lambda)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from claude_jobs.github.credentials import SecretsManagerCredentials, StoredCredential
+from claude_jobs.models import JobStatus
+from claude_jobs_tools.githost import GitHost
+from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, ToolUse
+from tests.worker.conftest import WorkerStack, _worker_stack
+
+pytestmark = pytest.mark.cli
+
+#: The tenant's credential: what the agent must never see.
+TENANT_TOKEN = "ghp_tenant_credential_5f0e1d2c3b4a"
+
+
+@pytest.fixture
+def githost() -> Iterator[GitHost]:
+    with GitHost() as host:
+        host.create_repository("acme/app")
+        host.create_repository("acme/other")
+        host.add_token(TENANT_TOKEN, {"acme/app", "acme/other"})
+        yield host
+
+
+@pytest.fixture
+def repo_stack(
+    aws: None, fake: FakeAnthropic, githost: GitHost, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[WorkerStack]:
+    stacks = _worker_stack(
+        "wg",
+        fake,
+        monkeypatch,
+        github_git_url=githost.url,
+        github_api_url=githost.api_url,
+    )
+    stack = next(stacks)
+    prefix = stack.provisioned.settings.github_secret_prefix
+    store = SecretsManagerCredentials(boto3.client("secretsmanager"), prefix)
+    store.put("acme", StoredCredential(token=TENANT_TOKEN))
+    yield stack
+    for _ in stacks:
+        pass
+
+
+def _job(stack: WorkerStack, githost: GitHost, **extra: Any) -> Any:
+    options: dict[str, Any] = {
+        "allowed_tools": ["Bash", "Write", "Read"],
+        "repository": {"url": f"{githost.url}/acme/app"},
+        "pull_request": {"draft": True},
+        **extra,
+    }
+    return stack.submit("Add a goodbye script", **options)
+
+
+#: The agent's hunt: the credential's bytes anywhere it can read (built from two halves so
+#: that no command line holds it), then pushes to `main` and to another repository.
+HUNT = (
+    "printf '%s%s' ghp_tenant_ credential_5f0e1d2c3b4a > $TMPDIR/p; "
+    "for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline /proc/[0-9]*/maps; do "
+    "grep -qaF -f $TMPDIR/p $f 2>/dev/null && echo FOUND:$f; done; "
+    "grep -rlaF -f $TMPDIR/p $HOME . 2>/dev/null | sed 's/^/FOUND:/'; "
+    "env | grep -aF -f $TMPDIR/p | sed 's/^/FOUND:env/'; "
+    "git config --list --show-origin | grep -aF -f $TMPDIR/p | sed 's/^/FOUND:config/'; "
+    "rm $TMPDIR/p; "
+    "git status --short | head -3; git log --oneline | head -1; "
+    "echo 'print(\"goodbye\")' > goodbye.py && git add goodbye.py && git commit -qm mine; "
+    "git push origin HEAD:main 2>&1 | grep rejected; "
+    "git push origin HEAD:refs/heads/feature 2>&1 | grep rejected; "
+    "git push origin :refs/heads/main 2>&1 | grep rejected; "
+    "git ls-remote {git}/acme/other 2>&1 | tail -1; "
+    "git push {git}/acme/other HEAD:refs/heads/claude-jobs/{job} 2>&1 | tail -1; "
+    "curl -s -m 5 {git}/acme/app.git/info/refs?service=git-upload-pack | head -c 80; echo; "
+    "echo hunt-done"
+)
+
+
+def test_a_job_clones_edits_and_its_pull_request_carries_the_change(
+    repo_stack: WorkerStack, githost: GitHost
+) -> None:
+    # Given a job on acme/app asking for a pull request, whose agent hunts for the credential
+    # and pushes where it may not
+    job = _job(repo_stack, githost)
+    main_before = githost.branch_sha("acme/app", "main")
+    repo_stack.fake.script(
+        ToolUse("Bash", {"command": HUNT.format(git=githost.url, job=job.job_id)}),
+        Text("I added goodbye.py."),
+    )
+    # When the worker runs it
+    repo_stack.deliver(job)
+    done = repo_stack.get(job)
+    # Then the agent found its clone (the repository's files, its history)
+    (result,) = repo_stack.fake.message_requests[1].tool_results()
+    output = str(result["content"])
+    assert "hunt-done" in output, output
+    assert "Initial commit" in output
+    # And the credential nowhere it could read
+    assert "FOUND" not in output, output
+    assert TENANT_TOKEN not in output
+    # And its pushes to main, another branch, a delete and another repository were refused
+    assert output.count("[remote rejected]") == 3, output
+    assert "(claude-jobs: push refused: a push may update only" in output
+    assert githost.branch_sha("acme/app", "main") == main_before
+    assert githost.branch_sha("acme/app", "feature") is None
+    assert githost.branch_sha("acme/other", f"claude-jobs/{job.job_id}") is None
+    assert "may reach only acme/app" in output
+    # And the job succeeded with its pull request, whose branch carries the change
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert done.pull_request is not None
+    branch = f"claude-jobs/{job.job_id}"
+    assert done.pull_request.branch == branch
+    assert githost.read_file("acme/app", branch, "goodbye.py") == 'print("goodbye")\n'
+    assert githost.branch_sha("acme/app", branch) == done.pull_request.head_sha
+    (pull,) = githost.pulls
+    assert pull["number"] == done.pull_request.number and pull["draft"] is True
+    assert pull["base"]["ref"] == "main"
+    assert pull["title"] == "Add a goodbye script"
+    assert "I added goodbye.py." in pull["body"]
+    # And the only pushes that reached the host were to the job's branch
+    assert {p["ref"] for p in githost.pushes} == {f"refs/heads/{branch}"}
+
+
+def test_a_job_that_changes_nothing_has_no_pull_request(
+    repo_stack: WorkerStack, githost: GitHost
+) -> None:
+    job = _job(
+        repo_stack, githost, repository={"url": f"{githost.url}/acme/app.git", "ref": "main"}
+    )
+    repo_stack.fake.script(ToolUse("Bash", {"command": "cat README.md"}), Text("Read it."))
+    repo_stack.deliver(job)
+    done = repo_stack.get(job)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert done.pull_request is None and done.pull_request_skipped == "no_changes"
+    assert githost.pulls == [] and githost.pushes == []
+
+
+def test_a_tenant_without_a_credential_gets_a_clear_error_and_no_run(
+    repo_stack: WorkerStack, githost: GitHost
+) -> None:
+    # Given a tenant that never connected GitHub
+    repo_stack.tenant = "globex"
+    job = _job(repo_stack, githost)
+    # When its job runs
+    repo_stack.deliver(job)
+    done = repo_stack.get(job)
+    # Then it fails clearly, and the agent never ran
+    assert done.status is JobStatus.FAILED
+    assert done.error is not None and done.error.code == "repository_unavailable"
+    assert "no GitHub credential" in done.error.message
+    assert repo_stack.fake.message_requests == []
+
+
+def test_an_unknown_repository_is_unavailable(repo_stack: WorkerStack, githost: GitHost) -> None:
+    job = _job(repo_stack, githost, repository={"url": f"{githost.url}/acme/missing"})
+    repo_stack.deliver(job)
+    done = repo_stack.get(job)
+    assert done.error is not None and done.error.code == "repository_unavailable"
+    assert "acme/missing was not found" in done.error.message
+
+
+# ---------------------------------------------------------------- the worker's steps alone
+
+
+def _run_for(
+    githost: GitHost, tmp_path: Any, app_key: str | None = None, **settings: Any
+) -> tuple[Any, Any, Any]:
+    """A RepositoryRun for a job on acme/app with its sandbox created (no agent)."""
+    from claude_jobs.github.credentials import JobCredentials
+    from claude_jobs.github.rest import GitHubRest
+    from claude_jobs.models import Job, JobOptions
+    from claude_jobs.settings import Settings
+    from claude_jobs.worker.git_broker import GitBroker
+    from claude_jobs.worker.isolation import AgentIdentity
+    from claude_jobs.worker.repository import GitHubWorker, RepositoryRun
+    from claude_jobs.worker.sandbox import Sandbox
+
+    class Stored:
+        def get(self, tenant_id: str) -> StoredCredential | None:
+            if app_key is not None:
+                return StoredCredential(installation_id=77)
+            return StoredCredential(token=TENANT_TOKEN)
+
+        def put(self, tenant_id: str, credential: StoredCredential) -> None: ...
+
+    config = Settings(GITHUB_GIT_URL=githost.url, GITHUB_API_URL=githost.api_url, **settings)
+    rest = GitHubRest(githost.api_url)
+    from claude_jobs.github.credentials import AppJwt
+
+    app_jwt = AppJwt("4242", lambda: app_key or "") if app_key is not None else None
+    github = GitHubWorker(JobCredentials(Stored(), rest, app_jwt), rest, GitBroker(githost.url))
+    job = Job(
+        job_id="j-redelivered",
+        tenant_id="acme",
+        status=JobStatus.RUNNING,
+        created_at=datetime.now(UTC),
+        prompt="Change the greeting",
+        options=JobOptions(repository={"url": f"{githost.url}/acme/app"}, pull_request={}),
+    )
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    sandbox = Sandbox(job.job_id, AgentIdentity(), tmp_path).create()
+    return RepositoryRun(github, config, job), sandbox, github
+
+
+def test_a_redelivered_job_opens_no_second_pull_request(githost: GitHost, tmp_path: Any) -> None:
+    from claude_jobs.worker.ports import AgentOutcome
+
+    # Given a job whose worker pushed and opened its pull request, then was redelivered
+    outcomes = []
+    for attempt in range(2):
+        run, sandbox, github = _run_for(githost, tmp_path / str(attempt))
+        try:
+            assert run.prepare(sandbox, restored=False) is None
+            (sandbox.work_dir / "hello.py").write_text(f'print("attempt {attempt}")\n')
+            outcomes.append(run.deliver(sandbox, AgentOutcome("succeeded", text="done")))
+        finally:
+            run.close()
+            sandbox.remove()
+            github.broker.close()
+    # Then one pull request exists, both attempts name it, and it carries the last push
+    assert len(githost.pulls) == 1
+    first, second = (o.pull_request for o in outcomes)
+    assert first is not None and second is not None and first.number == second.number
+    branch = "claude-jobs/j-redelivered"
+    assert githost.read_file("acme/app", branch, "hello.py") == 'print("attempt 1")\n'
+
+
+def test_a_repository_over_the_cap_ends_repository_too_large(
+    githost: GitHost, tmp_path: Any
+) -> None:
+    run, sandbox, github = _run_for(githost, tmp_path, REPOSITORY_MAX_BYTES=1024)
+    try:
+        failed = run.prepare(sandbox, restored=False)
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+    assert failed is not None and failed.error is not None
+    assert failed.error.code == "repository_too_large"
+
+
+def test_a_later_segment_goes_on_in_the_restored_clone_and_its_pr_carries_both_segments(
+    githost: GitHost, tmp_path: Any
+) -> None:
+    import io
+
+    from claude_jobs.worker.ports import AgentOutcome
+    from claude_jobs.worker.workspace import limits, pack, unpack
+
+    # Given a first segment that cloned and changed a file, its workspace carried (packed)
+    run, sandbox, github = _run_for(githost, tmp_path / "first")
+    carried = io.BytesIO()
+    try:
+        assert run.prepare(sandbox, restored=False) is None
+        (sandbox.work_dir / "one.txt").write_text("first segment\n")
+        pack(sandbox.work_dir, limits(1000, 10 * 1024 * 1024), carried)
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+    # When the next segment restores it and prepares the repository again
+    run, sandbox, github = _run_for(githost, tmp_path / "second")
+    try:
+        carried.seek(0)
+        unpack(carried, sandbox.work_dir, sandbox.give)
+        assert run.prepare(sandbox, restored=True) is None
+        (sandbox.work_dir / "two.txt").write_text("second segment\n")
+        outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+    # Then the working directory was not cloned over, and the PR holds both segments' files
+    assert outcome.pull_request is not None
+    branch = outcome.pull_request.branch
+    assert githost.read_file("acme/app", branch, "one.txt") == "first segment\n"
+    assert githost.read_file("acme/app", branch, "two.txt") == "second segment\n"
+    assert githost.read_file("acme/app", branch, "README.md").startswith("# hello")
+
+
+def test_an_app_installation_token_is_minted_for_the_job_and_revoked_when_it_ends(
+    tmp_path: Any,
+) -> None:
+    from claude_jobs.worker.ports import AgentOutcome
+    from claude_jobs_tools.githost import HostedApp
+    from tests.integration.test_github import _key_pair
+
+    private, public = _key_pair()
+    app = HostedApp("4242", public, installations={77: {"acme/app", "acme/other"}})
+    with GitHost(app=app) as host:
+        host.create_repository("acme/app")
+        # Given a tenant connected through the App: its job's run mints a token
+        run, sandbox, github = _run_for(host, tmp_path, app_key=private)
+        try:
+            assert run.prepare(sandbox, restored=False) is None
+            (sandbox.work_dir / "new.txt").write_text("x\n")
+            outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
+            token = run.credential.token
+            assert outcome.pull_request is not None and token not in host.revoked
+        finally:
+            run.close()
+            sandbox.remove()
+            github.broker.close()
+        # Then, the job ended, its token is revoked
+        assert host.revoked == [token]
