@@ -416,10 +416,9 @@ def run(args: argparse.Namespace) -> bool:
         {
             "import boto3": ("import boto3\n", env),
             "pydantic+models": ("import claude_jobs.models\n", env),
-            "powertools": (
-                "from aws_lambda_powertools.event_handler import APIGatewayRestResolver\n",
-                env,
-            ),
+            # What the functions use of Powertools: its logger and metrics (the package's
+            # `__init__` loads its Tracer too); the API routes with `claude_jobs.api.resolver`.
+            "powertools": ("from aws_lambda_powertools import Logger, Metrics\n", env),
         },
         rounds,
     )

@@ -15,11 +15,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Loaded by no API function's import: uploads and session transcripts (loaded by the requests
-#: that use them). (Powertools' `event_handler` package imports all its resolvers, asyncio
-#: included; registering it without running its `__init__` was tried and dropped: a later
-#: import of a Powertools submodule that imports its own package then fails as circular.)
+#: Loaded by no API function's import: Powertools' event handlers (the package's `__init__`
+#: loads every resolver it has, asyncio with AppSync's, and the event classes of every AWS event
+#: source; the API routes with `claude_jobs.api.resolver`), uploads and session transcripts
+#: (loaded by the requests that use them). `s3transfer.manager` is not among them: `import
+#: boto3` loads it (`boto3.compat`), in the baseline as in the functions.
 ABSENT = (
+    "aws_lambda_powertools.event_handler",
+    "aws_lambda_powertools.utilities.data_classes",
+    "asyncio",
     "claude_jobs.uploads",
     "claude_jobs.adapters.uploads",
     "claude_jobs.adapters.session_store",
@@ -29,7 +33,7 @@ ABSENT = (
 PRESENT = (
     "boto3",
     "pydantic",
-    "aws_lambda_powertools.event_handler.api_gateway",
+    "claude_jobs.api.resolver",
     "claude_jobs.models",
     "claude_jobs.job_service",
     "claude_jobs.adapters.jobs_table",

@@ -1,4 +1,4 @@
-"""The HTTP API v1 on API Gateway (REST) and Powertools' `APIGatewayRestResolver`.
+"""The HTTP API v1 on API Gateway (REST), routed by its own small resolver (:mod:`.resolver`).
 
 - :mod:`.problems` maps every error to an RFC 9457 problem, in one place;
 - :mod:`.http` reads what a request carries (tenant, JSON body, query, headers);

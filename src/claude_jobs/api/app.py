@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 # modules of what only some requests use: uploads (`POST /v1/uploads`, a submit with
 # `inputs`) and session transcripts (`DELETE /v1/sessions/{id}`).
 import boto3  # noqa: F401
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from ..adapters import events_table, jobs_table, queue, results  # noqa: F401
 from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
 from . import http, problems
+from .resolver import Resolver
 from .routes import register
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class ApiFunction(ContainerHolder):
     def __init__(self, name: str, container: Container | None = None) -> None:
         super().__init__(container)
         self.name = name
-        self.app = APIGatewayRestResolver()
+        self.app = Resolver()
         register(self.app, name, self._job_service, lambda: self.container.upload_service)
         problems.register(self.app)
         self._instrumented = instrumented(self._handle)

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import (
     ClaudeJobsError,
@@ -28,9 +28,7 @@ from ..errors import (
     UnauthorizedError,
 )
 from ..service.approvals import ApprovalConflictError
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from .resolver import NotFoundError, Resolver, Response
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:claude-jobs:problem:"
@@ -162,19 +160,15 @@ def render(
     return prob.status, headers, json.dumps(prob.body(request_id, instance), separators=(",", ":"))
 
 
-def response(prob: Problem, request_id: str, instance: str | None = None) -> Response[str]:
-    from aws_lambda_powertools.event_handler.api_gateway import Response
-
+def response(prob: Problem, request_id: str, instance: str | None = None) -> Response:
     status, headers, body = render(prob, request_id, instance)
     return Response(
         status_code=status, content_type=PROBLEM_CONTENT_TYPE, body=body, headers=headers
     )
 
 
-def register(app: APIGatewayRestResolver) -> None:
+def register(app: Resolver) -> None:
     """Install the mapping as `app`'s exception and not-found handlers."""
-    from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-
     from ..observability import get_logger
 
     def context() -> tuple[str, str | None]:
@@ -182,11 +176,11 @@ def register(app: APIGatewayRestResolver) -> None:
         request_context = event.raw_event.get("requestContext") or {}
         return str(request_context.get("requestId") or "unknown"), event.path
 
-    def _no_route(exc: NotFoundError) -> Response[str]:
+    def _no_route(exc: NotFoundError) -> Response:
         request_id, path = context()
         return response(problem(404, "No such resource.", code="not_found"), request_id, path)
 
-    def _any(exc: Exception) -> Response[str]:
+    def _any(exc: Exception) -> Response:
         request_id, path = context()
         prob = problem_for(exc)
         if prob.status >= 500:
@@ -197,6 +191,6 @@ def register(app: APIGatewayRestResolver) -> None:
             )
         return response(prob, request_id, path)
 
-    # Powertools' decorator is untyped; registering by call keeps the handlers typed.
+    # Registered by call, as with Powertools' untyped decorator before.
     app.exception_handler(NotFoundError)(_no_route)
     app.exception_handler(Exception)(_any)

@@ -24,10 +24,9 @@ from ..job_service import (
 from ..models import JobLinks, SubmitResponse
 from ..observability import count
 from . import http
+from .resolver import Resolver, Response
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-
     from ..job_service import JobService
     from ..uploads import UploadService
 
@@ -37,14 +36,12 @@ JSON = "application/json"
 
 Services = Callable[[], "JobService"]
 Uploads = Callable[[], "UploadService"]
-Operation = Callable[..., "Response[str]"]
+Operation = Callable[..., Response]
 
 
 def json_response(
     status: int, body: BaseModel | Mapping[str, object], headers: Mapping[str, str] | None = None
-) -> Response[str]:
-    from aws_lambda_powertools.event_handler.api_gateway import Response
-
+) -> Response:
     if isinstance(body, BaseModel):
         text = body.model_dump_json(exclude_none=True)
     else:
@@ -55,7 +52,7 @@ def json_response(
 
 
 def register(
-    app: APIGatewayRestResolver, function: str, services: Services, uploads: Uploads | None = None
+    app: Resolver, function: str, services: Services, uploads: Uploads | None = None
 ) -> None:
     """Register on `app` the routes the definition table gives `function`."""
     operations = _operations(app, services, uploads)
@@ -64,7 +61,7 @@ def register(
 
 
 def _operations(
-    app: APIGatewayRestResolver, services: Services, uploads: Uploads | None = None
+    app: Resolver, services: Services, uploads: Uploads | None = None
 ) -> dict[str, Operation]:
     """Every operation of the API by its operationId, bound to `app`'s current event."""
 
@@ -73,7 +70,7 @@ def _operations(
             raise RuntimeError("this function has no upload service")
         return uploads()
 
-    def submit_job() -> Response[str]:
+    def submit_job() -> Response:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
         service = services()
@@ -98,7 +95,7 @@ def _operations(
         )
         return json_response(202, body, {"Location": location})
 
-    def create_upload() -> Response[str]:
+    def create_upload() -> Response:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
         service = upload_service()
@@ -106,14 +103,14 @@ def _operations(
         count("UploadsCreated")
         return json_response(201, upload, {"Cache-Control": "no-store"})
 
-    def cancel_job(job_id: str) -> Response[str]:
+    def cancel_job(job_id: str) -> Response:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
         service = services()
         job = service.cancel(tenant, http.job_id(job_id))
         return json_response(202, service.view(job), {"ETag": etag(job)})
 
-    def decide_approval(job_id: str, approval_id: str) -> Response[str]:
+    def decide_approval(job_id: str, approval_id: str) -> Response:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
         service = services()
@@ -122,26 +119,24 @@ def _operations(
         count("ApprovalsDecided")
         return json_response(200, service.view(job), {"ETag": etag(job)})
 
-    def list_approvals() -> Response[str]:
+    def list_approvals() -> Response:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
         limit = http.query_int(event, "limit", 1, MAX_PAGE_SIZE, default=20)
         page = services().approvals(tenant, limit, http.query(event, "next_token"))
         return json_response(200, page, {"Cache-Control": "no-store"})
 
-    def health() -> Response[str]:
+    def health() -> Response:
         return json_response(200, {"status": "ok"}, {"Cache-Control": "no-store"})
 
-    def list_jobs() -> Response[str]:
+    def list_jobs() -> Response:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
         limit = http.query_int(event, "limit", 1, MAX_PAGE_SIZE, default=20)
         page = services().list(tenant, limit=limit, next_token=http.query(event, "next_token"))
         return json_response(200, page, {"Cache-Control": "no-store"})
 
-    def get_job(job_id: str) -> Response[str]:
-        from aws_lambda_powertools.event_handler.api_gateway import Response
-
+    def get_job(job_id: str) -> Response:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
         wait = http.query_int(event, "wait", 0, MAX_WAIT_SECONDS, default=0)
@@ -156,7 +151,7 @@ def _operations(
             return Response(status_code=304, headers=headers)
         return json_response(200, service.view(job), headers)
 
-    def list_job_events(job_id: str) -> Response[str]:
+    def list_job_events(job_id: str) -> Response:
         event = app.current_event.raw_event
         tenant = http.tenant_id(event)
         after = http.query_int(event, "after", 0, MAX_EVENT_CURSOR, default=0)
@@ -167,14 +162,12 @@ def _operations(
             headers["Retry-After"] = str(POLL_AFTER_SECONDS)
         return json_response(200, page, headers)
 
-    def get_session(session_id: str) -> Response[str]:
+    def get_session(session_id: str) -> Response:
         event = app.current_event.raw_event
         view = services().get_session(http.tenant_id(event), http.session_id(session_id))
         return json_response(200, view, {"Cache-Control": "no-store"})
 
-    def delete_session(session_id: str) -> Response[str]:
-        from aws_lambda_powertools.event_handler.api_gateway import Response
-
+    def delete_session(session_id: str) -> Response:
         event = app.current_event.raw_event
         services().delete_session(http.tenant_id(event), http.session_id(session_id))
         return Response(status_code=204, body="")
