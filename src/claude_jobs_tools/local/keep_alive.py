@@ -6,7 +6,7 @@ TCP connection, started a server thread and closed both again — about a third 
 small call such as a long-poll's control read. AWS keeps connections open, and botocore and
 httpx reuse them. `KeepAlive` answers a request whose body length is known with a
 `Content-Length` and leaves the connection open for the client's next request; anything else
-(a chunked request body, a request that asks to close) is answered the werkzeug way.
+(a chunked request body) is answered the werkzeug way, and its connection closed.
 """
 
 from __future__ import annotations
@@ -80,7 +80,6 @@ class KeepAlive(WSGIRequestHandler):
         length = self.headers.get("Content-Length")
         if (
             "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
-            or self.close_connection
             or (length is not None and not length.strip().isdigit())
         ):
             self.close_connection = True
