@@ -78,9 +78,8 @@ class KeepAlive(WSGIRequestHandler):
 
     def run_wsgi(self) -> None:
         length = self.headers.get("Content-Length")
-        if (
-            "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
-            or (length is not None and not length.strip().isdigit())
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower() or (
+            length is not None and not length.strip().isdigit()
         ):
             self.close_connection = True
             super().run_wsgi()  # answered, and the connection closed, the werkzeug way
