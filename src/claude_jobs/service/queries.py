@@ -44,7 +44,7 @@ def wait(ctx: ServiceContext, tenant_id: str, job_id: str, seconds: float) -> Jo
     One strongly consistent read of the whole job (it checks the tenant), then cheap polls
     of its control attributes — an eventually consistent read of three attributes, as the
     worker's cancel poll — whose pauses grow with how long the job has been quiet
-    (`long_poll.py`): a job that started a moment ago is read every 50 ms, one quiet for
+    (`long_poll.py`): a job that started a moment ago is read every 100 ms, one quiet for
     8 s and more every 2.5 s, and a status change the poll sees starts the ramp again.
     The answer is read again in full, strongly consistent, once a poll sees the job
     terminal or the wait is up. A stale poll only delays the answer by one step (a

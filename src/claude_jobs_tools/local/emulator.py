@@ -181,6 +181,7 @@ class Emulator:
         from werkzeug.serving import make_server
 
         from . import dynamodb_transactions
+        from .keep_alive import KeepAlive
 
         # Transactions back up the items they name, not whole tables (see that module).
         dynamodb_transactions.install()
@@ -199,9 +200,9 @@ class Emulator:
                 ),
                 self._credentials,
             )
-            self._server = make_server(
-                self._host, 0, app, threaded=True, request_handler=MotoRequestHandler
-            )
+            # Connections stay open between calls, as AWS keeps them (keep_alive.py).
+            handler = type("EmulatorRequestHandler", (KeepAlive, MotoRequestHandler), {})
+            self._server = make_server(self._host, 0, app, threaded=True, request_handler=handler)
         except BaseException:
             iam_authentication.release()
             self._authenticating = False

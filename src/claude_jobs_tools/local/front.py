@@ -368,7 +368,10 @@ def gateway_response(
 
 def serve(app: ApiGatewayFront, host: str, port: int) -> BaseWSGIServer:
     """A threaded HTTP/1.1 server (a thread per connection, listen backlog 128): long-polls
-    block only their own thread."""
-    server = make_server(host, port, app, threaded=True)
+    block only their own thread; a client's connection stays open between its requests
+    (`keep_alive.py`)."""
+    from .keep_alive import KeepAlive
+
+    server = make_server(host, port, app, threaded=True, request_handler=KeepAlive)
     server.daemon_threads = True  # type: ignore[attr-defined]
     return server

@@ -196,12 +196,12 @@ def test_long_poll_of_a_job_that_just_changed_reads_fast_then_backs_off(
     # Then the answer is the finished job, read in full after the poll that saw it end
     assert answer.json["status"] == "succeeded"
     assert answer.json["result"]["text"] == "seen quickly"
-    # and the first pauses were 50 ms (a job about to end is seen soon), then longer, each
+    # and the first pauses were 100 ms (a job about to end is seen soon), then longer, each
     # pause followed by one cheap control read, the job read in full only twice
     assert len(pauses) == 8
-    assert pauses[:4] == [long_poll.MIN_PAUSE] * 4
+    assert pauses[:3] == [long_poll.MIN_PAUSE] * 3
     assert pauses == sorted(pauses) and pauses[-1] > pauses[0]
-    assert sum(pauses) < 0.7
+    assert sum(pauses) < 1.5
     assert repo.control_reads == 8
     assert repo.full_reads == 2
 
@@ -263,12 +263,12 @@ def test_long_poll_reads_fast_again_once_it_sees_the_job_start(
 def test_long_poll_reads_per_waiting_minute_are_bounded() -> None:
     # Given the long-poll's schedule, When a caller waits a minute for a job that does not end
     # (asking again with ?wait=20 each time), Then it reads at most 60 times in that minute,
-    # on either route, and about ten times in the first second (short jobs end then)
+    # on either route, and several times in the first second (short jobs end then)
     assert long_poll.reads_per_waiting_minute() <= 60
     assert long_poll.reads_per_waiting_minute(events=True) <= 60
     assert long_poll_reads(60) <= 60
     assert long_poll_reads(0) == 0
-    assert 8 <= long_poll_reads(1) <= 20
+    assert 5 <= long_poll_reads(1) <= 20
 
 
 def test_long_poll_of_a_job_that_stays_queued_answers_it_queued(api: Api) -> None:
