@@ -66,13 +66,17 @@ def test_the_layer_leaves_the_worker_to_its_image() -> None:
 
 
 def test_a_distribution_missing_from_the_layer_is_reported(tmp_path: Path) -> None:
-    # Given the hand-kept layer list, which lacked jsonschema
+    # Given the hand-kept layer list, which lacked jsonschema (and, later, PyJWT)
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(HAND_KEPT_LAYER)
     # When the layer's modules are checked against it
     missing = missing_distributions(layer_files(), layer_provides(requirements), root=REPO_ROOT)
-    # Then the request model's schema check is reported: it would fail with an ImportError
-    assert missing == {"src/claude_jobs/job_options.py": ["jsonschema (jsonschema)"]}
+    # Then the request model's schema check and the GitHub App's JWT are reported: each would
+    # fail with an ImportError
+    assert missing == {
+        "src/claude_jobs/job_options.py": ["jsonschema (jsonschema)"],
+        "src/claude_jobs/github/credentials.py": ["jwt (pyjwt)"],
+    }
 
 
 def test_a_worker_module_in_the_layer_would_be_reported() -> None:
