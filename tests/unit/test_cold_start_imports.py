@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,16 +40,31 @@ PRESENT = (
     "claude_jobs.adapters.jobs_table",
 )
 
+#: Models no request of either function needs at import: each builds its validator on first use
+#: (`claude_jobs.model_base.Model`, pydantic's `defer_build`), so that a request pays only for
+#: the models it uses. (`Settings` is built at import: every request needs it.)
+DEFERRED_MODELS = (
+    "claude_jobs.models:JobRequest",
+    "claude_jobs.models:Job",
+    "claude_jobs.models:JobView",
+    "claude_jobs.models:SubmitResponse",
+    "claude_jobs.job_options:JobOptions",
+    "claude_jobs.progress_events:EventPage",
+    "claude_jobs.approval_models:ApprovalList",
+    "claude_jobs.job_message:JobMessage",
+)
+
 PROBE = """
 import json, sys
 sys.path.insert(0, {folder!r})
 import handler
 {after}
-print(json.dumps(sorted(sys.modules)))
 """
+MODULES = "print(json.dumps(sorted(sys.modules)))"
 
 
-def _modules_after(function: str, after: str = "") -> set[str]:
+def _after_import(function: str, after: str) -> Any:
+    """What `after` prints (JSON, on its last line) once the function's handler is imported."""
     env = {
         **{k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG"}},
         "AWS_REGION": "us-east-1",
@@ -59,7 +75,23 @@ def _modules_after(function: str, after: str = "") -> set[str]:
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT
     )
-    return set(json.loads(done.stdout.splitlines()[-1]))
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _modules_after(function: str) -> set[str]:
+    return set(_after_import(function, MODULES))
+
+
+#: Prints which of `names` ("module:Class") has built its validator.
+BUILT = """
+import importlib
+built = []
+for name in {names!r}:
+    module, cls = name.split(":")
+    if getattr(importlib.import_module(module), cls).__pydantic_complete__:
+        built.append(name)
+print(json.dumps(built))
+"""
 
 
 @pytest.mark.parametrize("function", ["submit", "status"])
@@ -69,3 +101,11 @@ def test_the_handler_import_leaves_out_what_no_request_needs(function: str) -> N
     # Then nothing heavy that no ordinary request needs is loaded, and the rest is
     assert sorted(m for m in ABSENT if m in loaded) == []
     assert sorted(m for m in PRESENT if m not in loaded) == []
+
+
+@pytest.mark.parametrize("function", ["submit", "status"])
+def test_the_handler_import_builds_no_model_a_request_may_not_use(function: str) -> None:
+    # Given a fresh interpreter, When it imports the function's handler as Lambda does
+    built = _after_import(function, BUILT.format(names=DEFERRED_MODELS))
+    # Then none of the request models has built its validator yet
+    assert sorted(built) == []
