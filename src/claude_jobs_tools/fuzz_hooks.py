@@ -112,3 +112,33 @@ def header_whitespace_filter_failure(
         if not shortest <= len(delivered) <= longest:
             return True
     return not padded
+
+
+def _deployment_bound(loc: list[Any]) -> bool:
+    """A request field whose validity depends on the deployment or on Git's ref-name rules."""
+    return (
+        loc == ["body", "repository", "url"]
+        or loc == ["body", "repository", "ref"]
+        or loc == ["body", "pull_request", "base"]
+        or (len(loc) == 4 and loc[:2] == ["body", "mcp_servers"] and loc[3] == "url")
+    )
+
+
+@schemathesis.hook("filter_failure")
+def remote_urls_filter_failure(
+    context: HookContext, failure: Any, case: Any, response: Any
+) -> bool:
+    """Repositories and MCP servers (issues 24, 25): POST /v1/jobs whose `repository.url` is not
+    a repository of the deployment's Git host (`GITHUB_GIT_URL`), whose MCP server URL is off
+    its `MCP_ALLOWED_URLS`, or whose ref breaks one of Git's ref-name rules that a pattern cannot
+    state (`..`, a `.lock` ending): a 422 by the contract, decided by the deployment's settings,
+    which no schema of the API can state. Only when every error is such a field; a server error
+    or a schema mismatch on such a request still counts."""
+    if (
+        failure.code != "ST202"
+        or response.status_code != 422
+        or case.operation.label != "POST /v1/jobs"
+    ):
+        return True
+    errors = _errors(response)
+    return not errors or not all(_deployment_bound(list(e.get("loc", []))) for e in errors)

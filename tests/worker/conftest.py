@@ -24,6 +24,12 @@ from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
 from claude_jobs_tools.local.fake_bedrock import Credentials, FakeBedrock
 from claude_jobs_tools.provision import Provisioned
 from tests.conftest import agent_uid_range
+from tests.worker.image_layout import (  # noqa: F401 - the image-layout tests' fixtures
+    image_site,
+    moto_server,
+    shared_dir,
+    task_root,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SQS_EVENT = ROOT / "events" / "sqs_job.json"

@@ -26,17 +26,7 @@ from claude_jobs_tools.local.fake_anthropic import (
     Usage,
 )
 from tests.worker.conftest import BEDROCK_MODELS, REAL_KEY, WorkerStack, sqs_event
-from tests.worker.test_image import (  # the image layout's fixtures and helpers
-    RUNTIME_USER,
-    image_site,
-    moto_server,
-    run_warm,
-    runtime_python,
-    task_root,
-    worker_env,
-)
-
-__all__ = ["image_site", "moto_server", "task_root"]  # fixtures, used by name
+from tests.worker.image_layout import RUNTIME_USER, run_warm, runtime_python, worker_env
 
 pytestmark = pytest.mark.cli
 

@@ -23,16 +23,7 @@ from claude_jobs.worker.containment import process_table
 from claude_jobs.worker.process_watch import TOO_MANY_PROCESSES
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, RecordedRequest, Text, ToolUse
 from tests.worker.conftest import REAL_KEY, WorkerStack, _worker_stack, sqs_event
-from tests.worker.test_image import (  # noqa: F401  (fixtures)
-    RUNTIME_USER,
-    image_site,
-    moto_server,
-    run_warm,
-    runtime_python,
-    shared_dir,
-    task_root,
-    worker_env,
-)
+from tests.worker.image_layout import RUNTIME_USER, run_warm, runtime_python, worker_env
 
 pytestmark = pytest.mark.cli
 
@@ -153,10 +144,10 @@ def test_as_root_the_jobs_uid_is_held_to_its_tasks_limit(capped: WorkerStack) ->
 
 @pytest.mark.parametrize("attack", ["chain", "tree"])
 def test_in_the_image_layout_fork_chains_are_reaped_and_capped(
-    task_root: Path,  # noqa: F811
-    image_site: Path,  # noqa: F811
-    moto_server: str,  # noqa: F811
-    shared_dir: Path,  # noqa: F811
+    task_root: Path,
+    image_site: Path,
+    moto_server: str,
+    shared_dir: Path,
     attack: str,
 ) -> None:
     python = runtime_python()

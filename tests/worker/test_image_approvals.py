@@ -22,17 +22,8 @@ from claude_jobs.resources import JOBS_QUEUE
 from claude_jobs.wiring import Container
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
 from tests.worker.conftest import REAL_KEY, sqs_event
+from tests.worker.image_layout import RUNTIME_USER, as_runtime_user, runtime_python, worker_env
 from tests.worker.test_approvals_worker import DENIAL, marker_model, result_text, results_for
-from tests.worker.test_image import (  # noqa: F401  # fixtures
-    RUNTIME_USER,
-    as_runtime_user,
-    image_site,
-    moto_server,
-    runtime_python,
-    shared_dir,
-    task_root,
-    worker_env,
-)
 from tests.worker.test_image_segments import SEGMENT_HARNESS
 
 pytestmark = [pytest.mark.cli, pytest.mark.timeout(600)]
@@ -40,10 +31,10 @@ pytestmark = [pytest.mark.cli, pytest.mark.timeout(600)]
 
 @pytest.mark.parametrize("decision", ["deny", "allow"])
 def test_a_decision_is_carried_out_once_in_the_image_layout(
-    task_root: Path,  # noqa: F811
-    image_site: Path,  # noqa: F811
-    moto_server: str,  # noqa: F811
-    shared_dir: Path,  # noqa: F811
+    task_root: Path,
+    image_site: Path,
+    moto_server: str,
+    shared_dir: Path,
     decision: Literal["deny", "allow"],
 ) -> None:
     python = runtime_python()

@@ -23,16 +23,7 @@ from claude_jobs_tools.local.demo_mcp import DemoMcpServer
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.support import mcp_probe
 from tests.worker.conftest import REAL_KEY, sqs_event
-from tests.worker.test_image import (  # noqa: F401  # fixtures
-    RUNTIME_USER,
-    as_runtime_user,
-    image_site,
-    moto_server,
-    runtime_python,
-    shared_dir,
-    task_root,
-    worker_env,
-)
+from tests.worker.image_layout import RUNTIME_USER, as_runtime_user, runtime_python, worker_env
 from tests.worker.test_image_segments import SEGMENT_HARNESS
 from tests.worker.test_mcp_worker import CREDENTIAL, MARK
 
@@ -40,10 +31,10 @@ pytestmark = [pytest.mark.cli, pytest.mark.timeout(600)]
 
 
 def test_in_the_image_the_credential_reaches_the_server_and_never_the_agent(
-    task_root: Path,  # noqa: F811
-    image_site: Path,  # noqa: F811
-    moto_server: str,  # noqa: F811
-    shared_dir: Path,  # noqa: F811
+    task_root: Path,
+    image_site: Path,
+    moto_server: str,
+    shared_dir: Path,
 ) -> None:
     python = runtime_python()
     if python is None:

@@ -19,26 +19,17 @@ from claude_jobs.wiring import Container
 from claude_jobs_tools.githost import GitHost
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.worker.conftest import REAL_KEY, sqs_event
-from tests.worker.test_image import (  # noqa: F401  # fixtures
-    RUNTIME_USER,
-    image_site,
-    moto_server,
-    run_warm,
-    runtime_python,
-    shared_dir,
-    task_root,
-    worker_env,
-)
+from tests.worker.image_layout import RUNTIME_USER, run_warm, runtime_python, worker_env
 from tests.worker.test_repository import HUNT, TENANT_TOKEN
 
 pytestmark = [pytest.mark.cli, pytest.mark.timeout(600)]
 
 
 def test_in_the_image_a_repository_job_keeps_the_credential_from_its_agent(
-    task_root: Path,  # noqa: F811
-    image_site: Path,  # noqa: F811
-    moto_server: str,  # noqa: F811
-    shared_dir: Path,  # noqa: F811
+    task_root: Path,
+    image_site: Path,
+    moto_server: str,
+    shared_dir: Path,
 ) -> None:
     python = runtime_python()
     if python is None:

@@ -19,16 +19,7 @@ from claude_jobs.resources import JOBS_QUEUE
 from claude_jobs.wiring import Container
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
 from tests.worker.conftest import REAL_KEY, sqs_event
-from tests.worker.test_image import (  # noqa: F401  # fixtures
-    RUNTIME_USER,
-    as_runtime_user,
-    image_site,
-    moto_server,
-    runtime_python,
-    shared_dir,
-    task_root,
-    worker_env,
-)
+from tests.worker.image_layout import RUNTIME_USER, as_runtime_user, runtime_python, worker_env
 from tests.worker.test_segment_context import counting_model, finished_steps, lines, tool_calls
 
 pytestmark = [pytest.mark.cli, pytest.mark.timeout(900)]
@@ -67,10 +58,10 @@ for line in sys.stdin:
     ids=["5-steps", "10-steps"],
 )
 def test_a_long_job_keeps_every_finished_step_in_the_image_layout(
-    task_root: Path,  # noqa: F811
-    image_site: Path,  # noqa: F811
-    moto_server: str,  # noqa: F811
-    shared_dir: Path,  # noqa: F811
+    task_root: Path,
+    image_site: Path,
+    moto_server: str,
+    shared_dir: Path,
     steps: int,
     seconds: float,
     invocation: int,

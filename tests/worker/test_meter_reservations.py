@@ -107,8 +107,9 @@ class _Stalling:
     """An upstream that starts a streamed answer, shows `chars` characters of text, then
     stalls (as a model still generating) until its connection is closed."""
 
-    def __init__(self, chars: int) -> None:
+    def __init__(self, chars: int, headers: bytes = b"") -> None:
         self.chars = chars
+        self.headers = headers
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.closed = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
@@ -131,7 +132,7 @@ class _Stalling:
         }
         answer = (
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\n\r\n" + event(start)
+            b"transfer-encoding: chunked\r\n" + self.headers + b"\r\n" + event(start)
         )
         for _ in range(self.chars // 300):
             delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta"}}
@@ -144,9 +145,15 @@ class _Stalling:
         connection.close()
 
 
-def test_a_call_open_when_its_job_ends_is_cut_and_charged_what_it_showed() -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [b"", b"connection: close\r\n"],
+    ids=["keep-alive", "upstream-will-close"],  # http.client then drops the connection's socket
+)
+def test_a_call_open_when_its_job_ends_is_cut_and_charged_what_it_showed(headers: bytes) -> None:
     # Given a call whose caller hung up after the first bytes, its answer still being read
-    upstream = _Stalling(chars=30_000)
+    # (from an upstream that keeps its connection, or one that says it will close it)
+    upstream = _Stalling(chars=30_000, headers=headers)
     proxy = _proxy(upstream.url)
     try:
         token = proxy.issue("job-cut", limit_usd=5.0)

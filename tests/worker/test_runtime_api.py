@@ -38,14 +38,7 @@ from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, RecordedReques
 from claude_jobs_tools.local.runtime_api import RuntimeApi, SqsEventSource
 from tests.lambda_context import lambda_context
 from tests.worker.conftest import REAL_KEY
-from tests.worker.test_image import (  # noqa: F401 - fixtures
-    as_runtime_user,
-    image_site,
-    moto_server,
-    runtime_python,
-    task_root,
-    worker_env,
-)
+from tests.worker.image_layout import as_runtime_user, runtime_python, worker_env
 
 ATTACK = "RUNTIME-ATTACK"
 
@@ -190,9 +183,9 @@ def runtime_api() -> Iterator[RuntimeApi]:
 
 @pytest.mark.cli
 def test_an_agent_answering_invocations_through_the_runtime_api_loses_no_job(
-    task_root: Path,  # noqa: F811
-    image_site: Path,  # noqa: F811
-    moto_server: str,  # noqa: F811
+    task_root: Path,
+    image_site: Path,
+    moto_server: str,
     runtime_api: RuntimeApi,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

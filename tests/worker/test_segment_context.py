@@ -28,7 +28,7 @@ from claude_jobs.worker.function import WorkerFunction
 from claude_jobs.worker.segments import CONTINUE_PROMPT
 from claude_jobs_tools.local.fake_anthropic import RecordedRequest, Reply, Text, ToolUse
 from tests.worker.conftest import LambdaContext, WorkerStack, sandboxes_of
-from tests.worker.test_segments_cli import _event, shared_dir  # noqa: F401  # a fixture
+from tests.worker.test_segments_cli import _event
 
 pytestmark = [pytest.mark.cli, pytest.mark.timeout(600)]
 
@@ -157,7 +157,7 @@ def lines(path: Path) -> list[int]:
 )
 def test_every_finished_step_is_in_the_conversation_the_next_segment_resumes(
     stack: WorkerStack,
-    shared_dir: Path,  # noqa: F811
+    shared_dir: Path,
     steps: int,
     seconds: float,
     invocation: int,
@@ -211,7 +211,7 @@ def last_user_text(request: RecordedRequest) -> str:
 
 def test_a_boundary_during_a_model_call_resumes_after_the_last_tool_result(
     stack: WorkerStack,
-    shared_dir: Path,  # noqa: F811
+    shared_dir: Path,
 ) -> None:
     # Given a model whose answer after the first step is slow, the first time: still not
     # there when the invocation's hard stop comes
@@ -246,7 +246,7 @@ def test_a_boundary_during_a_model_call_resumes_after_the_last_tool_result(
 
 def test_a_boundary_during_a_tool_call_is_recorded_as_interrupted(
     stack: WorkerStack,
-    shared_dir: Path,  # noqa: F811
+    shared_dir: Path,
 ) -> None:
     # Given a model whose first step runs past the invocation's hard stop; told that it was
     # interrupted, it does the step again in a shorter way
@@ -278,7 +278,7 @@ def test_a_boundary_during_a_tool_call_is_recorded_as_interrupted(
 
 def test_a_boundary_right_after_a_tool_result_pauses_the_next_call(
     stack: WorkerStack,
-    shared_dir: Path,  # noqa: F811
+    shared_dir: Path,
 ) -> None:
     # Given a model that asks for its second step only once the turn-boundary stop has come
     # (between it and the hard stop)

@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +25,6 @@ pytestmark = pytest.mark.cli
 INVOCATION_SECONDS = 15
 STEPS = 12
 _DONE = re.compile(r"STEP-OK-(\d+)")
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory every agent uid may write (outside the per-run sandboxes)."""
-    path = Path(tempfile.mkdtemp(prefix="segments-"))
-    os.chmod(path, 0o777)  # noqa: S103
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def steps_done(request: RecordedRequest) -> set[int]:

@@ -26,15 +26,15 @@ import re
 import secrets
 import ssl
 import tempfile
-import threading
 import zlib
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 from ..repository_models import RepoName, job_branch
 from .git_policy import error_packet, pkt, push_problem, rejection
+from .loopback import LoopbackServer
 
 _PATH = re.compile(
     r"^/(?P<owner>[A-Za-z0-9-]{1,39})/(?P<name>[A-Za-z0-9._-]{1,100}?)(?:\.git)?"
@@ -61,7 +61,10 @@ class Grant:
         return job_branch(self.job_id)
 
 
-class GitBroker:
+class GitBroker(LoopbackServer):
+    thread_name = "claude-jobs-git-broker"
+    what = "the Git broker"
+
     def __init__(self, git_url: str, *, host: str = "127.0.0.1") -> None:
         parts = urlsplit(git_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -72,43 +75,14 @@ class GitBroker:
         self._upstream_host = parts.hostname
         self._upstream_port = parts.port
         self._prefix = parts.path.rstrip("/")
-        self._host = host
+        super().__init__(host)
         self._grants: dict[str, Grant] = {}
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
 
-    # ------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------ lifecycle (LoopbackServer)
 
-    def start(self) -> GitBroker:
-        with self._lock:
-            if self._server is not None:
-                return self
-            server = ThreadingHTTPServer((self._host, 0), _handler_for(self))
-            server.daemon_threads = True
-            server.request_queue_size = 64
-            self._server = server
-        threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="claude-jobs-git-broker",
-            daemon=True,
-        ).start()
-        return self
-
-    def close(self) -> None:
-        with self._lock:
-            server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the Git broker is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # ------------------------------------------------------------ tokens
 

@@ -33,9 +33,11 @@ import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from .loopback import LoopbackServer
 
 #: The largest request body forwarded.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -96,7 +98,10 @@ class JobServers:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-class McpBroker:
+class McpBroker(LoopbackServer):
+    thread_name = "claude-jobs-mcp-broker"
+    what = "the MCP broker"
+
     def __init__(
         self,
         *,
@@ -106,61 +111,29 @@ class McpBroker:
         max_answer_bytes: int = MAX_ANSWER_BYTES,
         max_calls_in_flight: int = MAX_CALLS_IN_FLIGHT,
     ) -> None:
-        self._host = host
+        super().__init__(host)
         self.timeout = timeout
         self.max_request_bytes = max_request_bytes
         self.max_answer_bytes = max_answer_bytes
         self._max_in_flight = max_calls_in_flight
         self._jobs: dict[str, JobServers] = {}  # token → the job's servers
-        self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._ssl = ssl.create_default_context()
 
-    # ------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------ lifecycle (LoopbackServer)
 
-    def start(self) -> McpBroker:
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         from .mcp_relay import handler_for
 
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return self
-            if self._server is not None:
-                self._server.server_close()
-            self._server = _Server((self._host, 0), handler_for(self))
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.2},
-                name="claude-jobs-mcp-broker",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
+        return handler_for(self)
 
     def close(self) -> None:
+        """Stop serving; every job's registration is closed (its calls in flight cut)."""
         with self._lock:
-            server, thread = self._server, self._thread
-            self._server = self._thread = None
             jobs = list(self._jobs.values())
             self._jobs.clear()
         for job in jobs:
             job.close()
-        if server is not None:
-            if thread is not None and thread.is_alive():
-                server.shutdown()
-            server.server_close()
-
-    @property
-    def alive(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the MCP broker is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().close()
 
     # ------------------------------------------------------------ jobs
 
@@ -229,8 +202,3 @@ class McpBroker:
         if ":" in host and not host.startswith("["):  # an IPv6 literal
             host_header = f"[{host}]" if port in (None, default) else f"[{host}]:{port}"
         return connection, target, host_header
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128

@@ -48,11 +48,11 @@ import hmac
 import http.client
 import secrets
 import ssl
-import threading
 from collections.abc import Callable, Iterable
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
+from .loopback import LoopbackServer
 from .metering import JobMeter, Metered
 from .proxy_dialect import ALLOWED_PATHS as ALLOWED_PATHS
 from .proxy_dialect import HOP_BY_HOP as HOP_BY_HOP
@@ -73,7 +73,10 @@ UPSTREAM_TIMEOUT_SECONDS = 600
 MAX_CALLS_IN_FLIGHT = 8
 
 
-class KeyInjectingProxy:
+class KeyInjectingProxy(LoopbackServer):
+    thread_name = "claude-jobs-key-proxy"
+    what = "the proxy"
+
     def __init__(
         self,
         upstream: str,
@@ -97,55 +100,18 @@ class KeyInjectingProxy:
                 raise ValueError("the Anthropic dialect needs a key")
             dialect = AnthropicDialect(key)
         self.dialect = dialect
+        super().__init__(host)
         self._timeout = timeout
-        self._host = host
         self.max_body_bytes = max_body_bytes
         self._max_in_flight = max_calls_in_flight
         self._tokens: dict[str, JobMeter] = {}  # token → the job's meter
-        self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
         self.forwarded = 0  # requests forwarded upstream, all jobs
 
-    # ------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------ lifecycle (LoopbackServer)
 
-    def start(self) -> KeyInjectingProxy:
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return self
-            if self._server is not None:
-                self._server.server_close()
-            self._server = _Server((self._host, 0), handler_for(self))
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.2},
-                name="claude-jobs-key-proxy",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def close(self) -> None:
-        with self._lock:
-            server, thread = self._server, self._thread
-            self._server = self._thread = None
-        if server is not None:
-            if thread is not None and thread.is_alive():
-                server.shutdown()
-            server.server_close()
-
-    @property
-    def alive(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the proxy is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return handler_for(self)
 
     # ------------------------------------------------------------ tokens
 
@@ -232,8 +198,3 @@ class KeyInjectingProxy:
 
     def _upstream_url(self, target: str) -> str:
         return f"{self._scheme}://{self._upstream_host_header()}{target}"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128

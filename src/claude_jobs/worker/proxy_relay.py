@@ -234,6 +234,10 @@ def handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
             try:
                 try:
                     connection.request("POST", target, body=body, headers=headers)
+                    # Kept here: http.client drops the socket from the connection as soon as
+                    # an answer says it will close (`Connection: close`, HTTP/1.0), and the
+                    # job's end must still be able to cut that answer.
+                    upstream_sock = connection.sock
                     upstream = connection.getresponse()
                 except (OSError, http.client.HTTPException) as exc:
                     log.warning("upstream unreachable: %s", type(exc).__name__)
@@ -251,7 +255,7 @@ def handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
                     if reader is not None and call is not None:
                         reader.on_shown(call.shown)
                 if call is not None:  # the job's end cuts an answer still being read
-                    call.on_cut(lambda: _cut(connection))
+                    call.on_cut(lambda: _cut(upstream_sock))
                 try:
                     self._relay(upstream, reader, call.settle if call is not None else None)
                 finally:
@@ -365,10 +369,9 @@ def _budget_spent(meter: JobMeter) -> Refusal:
     )
 
 
-def _cut(connection: http.client.HTTPConnection) -> None:
+def _cut(sock: socket.socket | None) -> None:
     """End an upstream answer being read (its job has ended): the reading thread sees the
     connection fail and settles."""
-    sock = connection.sock
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
