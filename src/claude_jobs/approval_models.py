@@ -12,7 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
+
+from .model_base import Model
 
 #: A job's approval timeout when it names none (a day), and the most it may name (7 days).
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 86_400
@@ -36,7 +38,7 @@ APPROVAL_EXPIRED = "approval_expired"
 APPROVAL_LIMIT = "approval_limit"
 
 
-class PendingApproval(BaseModel):
+class PendingApproval(Model):
     """A call that waits for a decision, as stored on the job (`tool_use_id` is the worker's:
     the call's id in the session's transcript)."""
 
@@ -53,7 +55,7 @@ class PendingApproval(BaseModel):
     expires_at: datetime
 
 
-class ApprovalDecision(BaseModel):
+class ApprovalDecision(Model):
     """A person's decision on a pending approval, kept on the job until the worker has carried
     it out (a redelivered message or a later segment carries it out the same way)."""
 
@@ -68,7 +70,7 @@ class ApprovalDecision(BaseModel):
     decided_at: datetime
 
 
-class PendingApprovalView(BaseModel):
+class PendingApprovalView(Model):
     """`pending_approval` in the job view (and an item of `GET /v1/approvals`)."""
 
     approval_id: str
@@ -85,7 +87,7 @@ class PendingApprovalView(BaseModel):
         return cls.model_validate(pending.model_dump(exclude={"tool_use_id"}))
 
 
-class DecisionRequest(BaseModel):
+class DecisionRequest(Model):
     """Body of `POST /v1/jobs/{job_id}/approvals/{approval_id}`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -109,7 +111,7 @@ class DecisionRequest(BaseModel):
     )
 
 
-class PendingApprovalItem(BaseModel):
+class PendingApprovalItem(Model):
     """An item of `GET /v1/approvals`: a job of the tenant that waits, and what it waits on."""
 
     job_id: str
@@ -118,7 +120,7 @@ class PendingApprovalItem(BaseModel):
     pending_approval: PendingApprovalView
 
 
-class ApprovalList(BaseModel):
+class ApprovalList(Model):
     """Body of `GET /v1/approvals`: the tenant's pending approvals, oldest first."""
 
     items: list[PendingApprovalItem]

@@ -6,13 +6,15 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, cast
 
-from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError, create_model
+from pydantic import ConfigDict, Field, Json, ValidationError, create_model
+
+from .model_base import Model
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 
 
-class JobMessage(BaseModel):
+class JobMessage(Model):
     """Body of a jobs-queue message (compact JSON; defaults are left out)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)

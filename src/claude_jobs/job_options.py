@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
@@ -30,6 +29,7 @@ from .approval_models import (
     MIN_APPROVAL_TIMEOUT_SECONDS,
 )
 from .mcp_models import MAX_MCP_SERVERS, McpServer, check_mcp, is_mcp_tool
+from .model_base import Model
 from .repository_models import PullRequestSpec, RepositorySpec
 
 #: No deployment lets a job run longer than this (its `max_job_seconds` is at most this).
@@ -110,7 +110,7 @@ def _output_format(schema: dict[str, Any] | None) -> dict[str, Any]:
     return {"output_format": None if schema is None else {"type": "json_schema", "schema": schema}}
 
 
-class JobOptions(BaseModel):
+class JobOptions(Model):
     """Everything about a job's run except the prompt texts and metadata."""
 
     model_config = ConfigDict(extra="forbid")

@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
+
+from .model_base import Model
 
 #: The most MCP servers one job may name.
 MAX_MCP_SERVERS = 8
@@ -40,7 +42,7 @@ McpName = Annotated[
 VaultName = Annotated[str, StringConstraints(pattern=VAULT_NAME_PATTERN)]
 
 
-class McpServer(BaseModel):
+class McpServer(Model):
     """One remote MCP server of a job."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

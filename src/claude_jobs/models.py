@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
@@ -24,6 +23,7 @@ from .job_options import json_depth as json_depth
 from .job_options import tool_base_name as tool_base_name
 from .job_status import TERMINAL_STATUSES as TERMINAL_STATUSES
 from .job_status import JobStatus as JobStatus
+from .model_base import Model
 from .progress_events import EVENT_TEXT_BYTES as EVENT_TEXT_BYTES
 from .progress_events import EVENT_TOOL_INPUT_CHARS as EVENT_TOOL_INPUT_CHARS
 from .progress_events import MAX_EVENTS_PER_JOB as MAX_EVENTS_PER_JOB
@@ -127,7 +127,7 @@ class JobRequest(JobOptions):
         return JobOptions.model_validate(self.model_dump(include=set(JobOptions.model_fields)))
 
 
-class InputObject(BaseModel):
+class InputObject(Model):
     """An S3 object placed in the job's workspace before the agent starts: an S3 trigger's
     object, or an upload (`upload_id` set; it is placed under `filename`, and may not be
     larger than `size`, the size declared when it was created)."""
@@ -143,7 +143,7 @@ class InputObject(BaseModel):
 # -- files (issue 13) ----------------------------------------------------------------------
 
 
-class UploadRequest(BaseModel):
+class UploadRequest(Model):
     """Body of `POST /v1/uploads`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -187,7 +187,7 @@ class UploadRequest(BaseModel):
         return name
 
 
-class UploadResponse(BaseModel):
+class UploadResponse(Model):
     """Answer of `POST /v1/uploads`: PUT the file's bytes to `upload_url` with `method` and
     exactly `headers` (the size is part of the signature)."""
 
@@ -203,7 +203,7 @@ class UploadResponse(BaseModel):
     size_bytes: int
 
 
-class Artifact(BaseModel):
+class Artifact(Model):
     """A file the agent left under `out/`, stored with the job (the object key is derived)."""
 
     path: str  # "out/…"
@@ -214,13 +214,13 @@ class ArtifactView(Artifact):
     download_url: str | None = None
 
 
-class InputView(BaseModel):
+class InputView(Model):
     upload_id: str
     filename: str
     size_bytes: int
 
 
-class WebhookDelivery(BaseModel):
+class WebhookDelivery(Model):
     """The job's webhook and how its delivery went: `pending` until it is delivered (a 2xx
     answer) or has `failed` (every attempt did, or the URL was refused when it was due)."""
 
@@ -243,7 +243,7 @@ class WebhookDelivery(BaseModel):
         return data
 
 
-class Usage(BaseModel):
+class Usage(Model):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
@@ -253,7 +253,7 @@ class Usage(BaseModel):
     duration_ms: int = 0
 
 
-class JobResult(BaseModel):
+class JobResult(Model):
     """Stored result. `text` is inline when small; otherwise `s3_key` names the full text, of
     `text_bytes` bytes (None on results stored before it was recorded: those were all larger
     than the API's inline limit)."""
@@ -265,12 +265,12 @@ class JobResult(BaseModel):
     is_error: bool = False
 
 
-class JobErrorInfo(BaseModel):
+class JobErrorInfo(Model):
     code: str
     message: str
 
 
-class Job(BaseModel):
+class Job(Model):
     """A job as stored in the jobs table."""
 
     model_config = ConfigDict(extra="ignore")
@@ -321,7 +321,7 @@ class Job(BaseModel):
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
 
 
-class SessionRecord(BaseModel):
+class SessionRecord(Model):
     """A conversation as stored (an item of the jobs table, `session#<id>`): its jobs, and
     the one that holds it (`active_job`, while queued or running)."""
 
@@ -337,25 +337,25 @@ class SessionRecord(BaseModel):
 # ---------------------------------------------------------------- responses
 
 
-class JobLinks(BaseModel):
+class JobLinks(Model):
     self: str
 
 
-class SubmitResponse(BaseModel):
+class SubmitResponse(Model):
     job_id: str
     status: JobStatus
     created_at: datetime
     links: JobLinks
 
 
-class ResultView(BaseModel):
+class ResultView(Model):
     text: str | None = None
     download_url: str | None = None
     structured: Any | None = None
     is_error: bool = False
 
 
-class JobView(BaseModel):
+class JobView(Model):
     """Body of `GET /v1/jobs/{job_id}`."""
 
     job_id: str
@@ -398,7 +398,7 @@ class JobView(BaseModel):
     links: JobLinks
 
 
-class SessionView(BaseModel):
+class SessionView(Model):
     """Body of `GET /v1/sessions/{session_id}`: the conversation's jobs, oldest first."""
 
     session_id: str
@@ -407,17 +407,17 @@ class SessionView(BaseModel):
     job_ids: list[str]
 
 
-class JobList(BaseModel):
+class JobList(Model):
     items: list[JobView]
     next_token: str | None = None
 
 
-class ProblemFieldError(BaseModel):
+class ProblemFieldError(Model):
     loc: list[str | int]
     msg: str
 
 
-class Problem(BaseModel):
+class Problem(Model):
     """RFC 9457 problem details, as every 4xx/5xx body."""
 
     type: str

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .job_status import JobStatus
+from .model_base import Model
 
 #: At most this many events are kept per job (the worker stops storing beyond it).
 MAX_EVENTS_PER_JOB = 1000
@@ -17,7 +18,7 @@ EVENT_TEXT_BYTES = 2048
 EVENT_TOOL_INPUT_CHARS = 512
 
 
-class _Event(BaseModel):
+class _Event(Model):
     seq: int = Field(ge=1, description="Strictly increasing within the job")
     at: datetime
 
@@ -80,7 +81,7 @@ ProgressEvent = Annotated[
 ]
 
 
-class EventPage(BaseModel):
+class EventPage(Model):
     """Body of `GET /v1/jobs/{job_id}/events`."""
 
     items: list[ProgressEvent]

@@ -15,12 +15,13 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
     field_validator,
 )
+
+from .model_base import Model
 
 #: A repository URL's length at most.
 MAX_REPOSITORY_URL_CHARS = 512
@@ -128,7 +129,7 @@ def repo_name_in(git_url: str, url: str) -> RepoName | None:
     return repository_of(host[0] + "://" + host[1] + split[2][len(host[2]) :])
 
 
-class RepositorySpec(BaseModel):
+class RepositorySpec(Model):
     """The repository a job works on: cloned into its working directory before it starts."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -156,7 +157,7 @@ class RepositorySpec(BaseModel):
         return url
 
 
-class PullRequestSpec(BaseModel):
+class PullRequestSpec(Model):
     """The pull request the worker opens when the job succeeds with changes."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -173,7 +174,7 @@ class PullRequestSpec(BaseModel):
     draft: bool = Field(False, description="Open it as a draft")
 
 
-class PullRequestInfo(BaseModel):
+class PullRequestInfo(Model):
     """The pull request the worker opened for a job."""
 
     url: str
