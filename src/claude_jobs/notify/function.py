@@ -9,7 +9,7 @@ and then sends it to the notifier dead-letter queue.
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
+from ..github.comments import JobComments
 from ..observability import instrumented
 from ..wiring import Container, ContainerHolder
 from .approval_notices import DynamoApprovalNotices
@@ -45,6 +46,7 @@ class NotifierFunction(ContainerHolder):
             results_bucket=settings.results_bucket,
             documents=container.job_documents,
             notices=DynamoApprovalNotices(container.client("dynamodb"), settings.jobs_table),
+            github_comments=cache(lambda: _github_comments(container)),
         )
 
     def _record(self, record: DynamoDBRecord) -> None:
@@ -60,3 +62,15 @@ class NotifierFunction(ContainerHolder):
             event=event, record_handler=self._record, processor=self.processor, context=context
         )
         return dict(response)
+
+
+def _github_comments(container: Container) -> JobComments:
+    """Built on the first job a GitHub event started."""
+    from ..github.rest import GitHubRest
+    from ..github.wiring import github_credentials
+
+    settings = container.settings
+    return JobComments(
+        github_credentials(settings, container.client("secretsmanager")),
+        GitHubRest(settings.github_api_url),
+    )

@@ -21,12 +21,13 @@ the record is retried.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..adapters.jobs_table import item_to_job
 from ..documents import ARTIFACTS, RESULT_TEXT, STRUCTURED, JobDocuments
+from ..github.comments import JobComments, comment_target
 from ..models import JobStatus
 from ..observability import get_logger
 from .approval_notices import ApprovalNotices
@@ -108,12 +109,14 @@ class Notifier:
         results_bucket: str = "",
         documents: JobDocuments | None = None,
         notices: ApprovalNotices | None = None,
+        github_comments: Callable[[], JobComments] | None = None,
     ) -> None:
         self._publisher = publisher
         self._deliveries = deliveries
         self._results_bucket = results_bucket
         self._documents = documents or JobDocuments(None)
         self._notices = notices
+        self._github_comments = github_comments
 
     def process(
         self, old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any] | None
@@ -141,6 +144,9 @@ class Notifier:
             detail_type,
             extra={"job_id": job.job_id, "tenant_id": job.tenant_id, "status": job.status.value},
         )
+        if self._github_comments is not None and comment_target(job) is not None:
+            # A job a GitHub event started: its comment tells how it ended (never raises).
+            self._github_comments().finished(job)
         if job.webhook is None or job.webhook.status != "pending":
             return Notification(job.job_id, detail_type)
         body = _body(detail_type, summary)
