@@ -80,8 +80,9 @@ def comment_event(
     sender_type: str = "User",
     installation: int = INSTALLATION,
     pull_request: bool = False,
+    number: int = 7,
 ) -> dict[str, Any]:
-    issue: dict[str, Any] = {"number": 7, "title": "Add contributors", "body": "Please."}
+    issue: dict[str, Any] = {"number": number, "title": "Add contributors", "body": "Please."}
     if pull_request:
         issue["pull_request"] = {"url": "…"}
     return {
@@ -169,6 +170,34 @@ def test_a_signed_comment_starts_a_job_whose_one_comment_is_updated_when_it_ends
     assert "done" in world.host.comments[comment_id]["body"]
 
 
+def test_a_comment_on_the_jobs_pull_request_continues_its_session_on_its_branch(
+    world: World,
+) -> None:
+    # Given a job an issue comment started, ended, and the pull request it opened
+    first = world.deliver(comment_event(), delivery="d-issue").json["job_id"]
+    assert world.api.cancel_job(first).status == 202
+    session = world.container.job_service.get(TENANT, first).session_id
+    branch = f"claude-jobs/{first}"
+    world.host.pulls.append(
+        {"number": 12, "repository": "acme/app", "head": {"ref": branch}, "base": {"ref": "main"}}
+    )
+
+    # When a collaborator mentions the handle on that pull request
+    answer = world.deliver(
+        comment_event("@claude-jobs also sort it", pull_request=True, number=12),
+        delivery="d-pull",
+    )
+
+    # Then a job continues the first one's session on the pull request's branch
+    assert answer.status == 202, answer.text
+    second = world.container.job_service.get(TENANT, answer.json["job_id"])
+    assert session and second.session_id == session
+    view = world.api.get_job(second.job_id).json["request"]
+    assert view["repository"]["ref"] == branch
+    assert view["pull_request"]["base"] == branch
+    assert [c["number"] for c in world.host.comments.values()] == [7, 12]
+
+
 def test_a_bad_signature_is_401_and_starts_nothing(world: World) -> None:
     answer = world.deliver(comment_event(), secret="not-the-secret")
     assert answer.status == 401
@@ -195,7 +224,8 @@ def test_a_replayed_delivery_starts_nothing_more(world: World) -> None:
     [
         (comment_event(sender="mallory"), "no_write_access"),
         (comment_event(sender="stranger"), "no_write_access"),
-        (comment_event(sender="helper[bot]", sender_type="Bot"), "bot_sender"),
+        (comment_event(sender="ci-helper", sender_type="Bot"), "bot_sender"),
+        (comment_event(sender="helper[bot]"), "bot_sender"),
         (comment_event(body=f"{MARKER}\n@claude-jobs: working on it."), "own_comment"),
         (comment_event(installation=99), "unknown_installation"),
         (comment_event(body="no handle here, @claude-jobsy"), "no_mention"),
