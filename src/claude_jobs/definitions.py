@@ -194,7 +194,8 @@ ROUTES: tuple[Route, ...] = (
             Parameter("X-GitHub-Event", "header"),
             Parameter("X-GitHub-Delivery", "header"),
         ),
-        json_body=True,
+        # Not the job request's model: GitHub's payload, checked by the function (the
+        # signature is over the raw body).
     ),
 )
 

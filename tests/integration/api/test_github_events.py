@@ -32,7 +32,7 @@ from tests.integration.api.conftest import TENANT, Answer, Api, with_body, with_
 from tests.integration.test_github import _key_pair
 
 PREFIX = "claude-jobs/github/"
-WEBHOOK_SECRET = "webhook-secret-for-tests"  # noqa: S105 - a test value
+WEBHOOK_SECRET = "webhook-secret-for-tests"
 APP_KEY_SECRET = "claude-jobs/github-app-key"
 INSTALLATION = 77
 
