@@ -314,11 +314,8 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
         "description": "GitHub's App webhook (docs/github.md#github-events): a comment "
         "mentioning the deployment's handle, or an issue labeled with its label, by a "
         "collaborator with write access, starts a job on the repository for the tenant of the "
-        "installation. Anything else is answered 200 with the reason it was ignored.",
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        },
+        "installation. Anything else is answered 200 with the reason it was ignored. The body "
+        "is GitHub's JSON payload as delivered (its raw bytes are what the signature covers).",
         "responses": {
             "200": _json_object("Ignored: `{status: ignored, reason}`"),
             "202": _json_object("A job was started: `{status: started, reason, job_id}`"),

@@ -19,13 +19,12 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from ..github.comments import JobComments
-from ..observability import instrumented
+from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
 from .approval_notices import DynamoApprovalNotices
 from .completion_events import EventBridgePublisher
 from .delivery import SqsDeliveryQueue
-from .processor import Notifier
+from .processor import GitHubComments, Notifier
 
 
 class NotifierFunction(ContainerHolder):
@@ -64,10 +63,16 @@ class NotifierFunction(ContainerHolder):
         return dict(response)
 
 
-def _github_comments(container: Container) -> JobComments:
-    """Built on the first job a GitHub event started."""
-    from ..github.rest import GitHubRest
-    from ..github.wiring import github_credentials
+def _github_comments(container: Container) -> GitHubComments | None:
+    """Built on the first job a GitHub event started (None where the GitHub client is not
+    installed: the layer leaves it out unless the deployment takes GitHub events)."""
+    try:
+        from ..github.comments import JobComments
+        from ..github.rest import GitHubRest
+        from ..github.wiring import github_credentials
+    except ImportError as exc:
+        get_logger().warning("github comments unavailable: %s", exc)
+        return None
 
     settings = container.settings
     return JobComments(

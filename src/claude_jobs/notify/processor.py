@@ -23,12 +23,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..adapters.jobs_table import item_to_job
 from ..documents import ARTIFACTS, RESULT_TEXT, STRUCTURED, JobDocuments
-from ..github.comments import JobComments, comment_target
-from ..models import JobStatus
+from ..models import Job, JobStatus
 from ..observability import get_logger
 from .approval_notices import ApprovalNotices
 from .completion_events import (
@@ -40,6 +39,12 @@ from .completion_events import (
     job_summary,
 )
 from .delivery import DeliveryQueue, WebhookMessage
+
+
+class GitHubComments(Protocol):
+    """The comment of a job a GitHub event started (`claude_jobs.github.comments`)."""
+
+    def finished(self, job: Job) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,7 @@ class Notifier:
         results_bucket: str = "",
         documents: JobDocuments | None = None,
         notices: ApprovalNotices | None = None,
-        github_comments: Callable[[], JobComments] | None = None,
+        github_comments: Callable[[], GitHubComments | None] | None = None,
     ) -> None:
         self._publisher = publisher
         self._deliveries = deliveries
@@ -144,9 +149,11 @@ class Notifier:
             detail_type,
             extra={"job_id": job.job_id, "tenant_id": job.tenant_id, "status": job.status.value},
         )
-        if self._github_comments is not None and comment_target(job) is not None:
+        if self._github_comments is not None and job.source == "github":
             # A job a GitHub event started: its comment tells how it ended (never raises).
-            self._github_comments().finished(job)
+            comments = self._github_comments()
+            if comments is not None:
+                comments.finished(job)
         if job.webhook is None or job.webhook.status != "pending":
             return Notification(job.job_id, detail_type)
         body = _body(detail_type, summary)

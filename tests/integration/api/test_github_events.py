@@ -54,19 +54,25 @@ class World:
     ) -> Answer:
         body = raw if raw is not None else json.dumps(payload).encode()
         signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        request = with_body(load_event("apigw_submit_job.json"), body.decode())
-        request["path"] = request["resource"] = "/v1/github/events"
-        request["requestContext"]["path"] = "/prod/v1/github/events"
-        request["requestContext"].pop("authorizer", None)
+        request = with_body(load_event("apigw_github_event.json"), body.decode())
         with_headers(
             request,
-            Idempotency_Key=None,
-            Authorization=None,
             X_Hub_Signature_256=signature,
             X_GitHub_Event=event,
             X_GitHub_Delivery=delivery,
         )
         return self.api.call(self.api.submit, request)
+
+    def notifier(self) -> Notifier:
+        settings = self.container.settings
+        return Notifier(
+            _NoEvents(),
+            _NoDeliveries(),
+            github_comments=lambda: JobComments(
+                github_credentials(settings, boto3.client("secretsmanager")),
+                GitHubRest(settings.github_api_url),
+            ),
+        )
 
     def jobs(self) -> list[str]:
         page = self.api.list_jobs().json
@@ -152,17 +158,8 @@ def test_a_signed_comment_starts_a_job_whose_one_comment_is_updated_when_it_ends
     done = stored.model_copy(
         update={"status": JobStatus.SUCCEEDED, "result": JobResult(text="Added CONTRIBUTORS.")}
     )
-    settings = world.container.settings
-    notifier = Notifier(
-        _NoEvents(),
-        _NoDeliveries(),
-        github_comments=lambda: JobComments(
-            github_credentials(settings, boto3.client("secretsmanager")),
-            GitHubRest(settings.github_api_url),
-        ),
-    )
     old, new = (job_to_item(j, 7) for j in (stored, done))
-    notifier.process(old, new)
+    world.notifier().process(old, new)
 
     # Then the same comment now carries the answer (no second comment)
     assert list(world.host.comments) == [comment_id]
@@ -196,6 +193,30 @@ def test_a_comment_on_the_jobs_pull_request_continues_its_session_on_its_branch(
     assert view["repository"]["ref"] == branch
     assert view["pull_request"]["base"] == branch
     assert [c["number"] for c in world.host.comments.values()] == [7, 12]
+
+
+def test_a_job_submitted_through_the_api_with_github_metadata_edits_no_comment(
+    world: World,
+) -> None:
+    # Given a comment of an earlier job, and a tenant's own job that names it in its metadata
+    first = world.deliver(comment_event(), delivery="d-real").json["job_id"]
+    (comment_id, comment), *_ = world.host.comments.items()
+    before = dict(comment)
+    spoof = world.api.submit_job(
+        {
+            "prompt": "hi",
+            "metadata": {"github_repository": "acme/app", "github_comment_id": str(comment_id)},
+        }
+    )
+    assert spoof.status == 202 and first != spoof.json["job_id"]
+
+    # When that job ends
+    stored = world.container.job_service.get(TENANT, spoof.json["job_id"])
+    done = stored.model_copy(update={"status": JobStatus.FAILED})
+    world.notifier().process(job_to_item(stored, 7), job_to_item(done, 7))
+
+    # Then the comment is untouched: only jobs GitHub events started have one
+    assert world.host.comments[comment_id] == before
 
 
 def test_a_bad_signature_is_401_and_starts_nothing(world: World) -> None:
