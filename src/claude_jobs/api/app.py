@@ -23,7 +23,7 @@ from ..adapters import events_table, jobs_table, queue, results  # noqa: F401
 from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
 from . import http, problems
-from .resolver import Resolver
+from .resolver import NotFoundError, Resolver
 from .routes import register
 
 if TYPE_CHECKING:
@@ -55,7 +55,10 @@ class ApiFunction(ContainerHolder):
 
     def _github(self) -> GitHubEndpoint:
         if self._github_endpoint is None or self._github_endpoint[0] is not self.container:
-            from ..github.endpoint import github_endpoint
+            try:
+                from ..github.endpoint import github_endpoint
+            except ImportError:  # a layer without the GitHub client: no GitHub events here
+                raise NotFoundError("GitHub events are not enabled") from None
 
             self._github_endpoint = (self.container, github_endpoint(self.container))
         return self._github_endpoint[1]

@@ -71,6 +71,10 @@ class TenantCredentials(Protocol):
 
     def put(self, tenant_id: str, credential: StoredCredential) -> None: ...
 
+
+class InstallationTenants(Protocol):
+    """Port: which tenant an App installation belongs to (GitHub events)."""
+
     def tenant_of_installation(self, installation_id: int) -> str | None:
         """The tenant connected through App installation `installation_id` (GitHub events);
         None when no tenant is (any more)."""

@@ -34,7 +34,7 @@ from ..adapters.dynamo import serialize, to_item
 from ..errors import ClaudeJobsError, RequestValidationError
 from ..observability import get_logger
 from ..triggers.templates import Template
-from .credentials import CredentialUnavailableError, JobCredentials, TenantCredentials
+from .credentials import CredentialUnavailableError, InstallationTenants, JobCredentials
 from .rest import GitHubError, GitHubRest
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class GitHubEvents:
         self,
         *,
         jobs: JobService,
-        tenants: TenantCredentials,
+        tenants: InstallationTenants,
         credentials: JobCredentials,
         rest: GitHubRest,
         claims: DeliveryClaims,
