@@ -44,9 +44,10 @@ LAYER_REQUIREMENTS = LAYER_SOURCE / "requirements.txt"
 WORKER_REQUIREMENTS = FUNCTIONS_DIR / "worker" / "requirements.txt"
 BUILD_DIR = INFRA_DIR / ".build"
 
-#: Subpackages of `claude_jobs` the layer leaves out: the worker runs from its image only, and
-#: so does the GitHub client (a GitHub App's JWT needs PyJWT and cryptography, worker-only pins).
-LAYER_OMITS = ("worker", "github")
+#: Subpackages of `claude_jobs` the layer leaves out: the worker runs from its image only. The
+#: GitHub client is in it for GitHub events (submit, notifier); a GitHub App's JWT needs PyJWT
+#: and cryptography, which are pinned for the worker only so far (docs/github.md).
+LAYER_OMITS = ("worker",)
 #: What every Python Lambda runtime provides: boto3 and its dependencies.
 LAMBDA_RUNTIME_PROVIDED = frozenset(
     {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
