@@ -57,8 +57,15 @@ class JobComments:
         self._credentials = credentials
         self._rest = rest
 
+    def running(self, job: Job) -> bool:
+        """Say in the job's comment that it runs now; True when it was updated."""
+        return self._update(job, f"{MARKER}\nJob `{job.job_id}`: running.")
+
     def finished(self, job: Job) -> bool:
         """Update the job's comment with its outcome; True when it was updated."""
+        return self._update(job, finished_text(job))
+
+    def _update(self, job: Job, text: str) -> bool:
         target = comment_target(job)
         if target is None:
             return False
@@ -67,9 +74,7 @@ class JobComments:
         try:
             credential = self._credentials.for_job(job.tenant_id, name, COMMENT_PERMISSIONS)
             try:
-                self._rest.update_issue_comment(
-                    credential.token, owner, name, comment_id, finished_text(job)
-                )
+                self._rest.update_issue_comment(credential.token, owner, name, comment_id, text)
             finally:
                 credential.close()
         except Exception as exc:

@@ -188,8 +188,9 @@ class GitHubEvents:
             return EventOutcome("ignored", "replayed_delivery")
         try:
             return self._start(tenant, delivery_id, ask)
-        except (GitHubError, CredentialUnavailableError) as exc:
-            # Nothing was started: a redelivery may try again.
+        except (GitHubError, CredentialUnavailableError, ImportError) as exc:
+            # Nothing was started: a redelivery may try again. (ImportError: an App's JWT
+            # needs PyJWT and cryptography, which this function may not have.)
             self._claims.release(delivery_id)
             log.warning("github event not acted on: %s", exc, extra=context)
             return EventOutcome("ignored", "github_unavailable")

@@ -44,6 +44,8 @@ from .delivery import DeliveryQueue, WebhookMessage
 class GitHubComments(Protocol):
     """The comment of a job a GitHub event started (`claude_jobs.github.comments`)."""
 
+    def running(self, job: Job) -> bool: ...
+
     def finished(self, job: Job) -> bool: ...
 
 
@@ -133,6 +135,7 @@ class Notifier:
             assert new_image is not None
             return self._approval(approval_id, new_image)
         if not is_completion(old_image, new_image):
+            self._github_running(old_image, new_image)
             return None
         assert new_image is not None
         # What the event carries of the result: small documents read back from the store.
@@ -163,6 +166,23 @@ class Notifier:
             )
         )
         return Notification(job.job_id, detail_type, webhook_queued=True)
+
+    def _github_running(
+        self, old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any] | None
+    ) -> None:
+        """A job a GitHub event started began to run: its comment says so (never raises)."""
+        if self._github_comments is None or new_image is None:
+            return
+        if _status(new_image) is not JobStatus.RUNNING:
+            return
+        if _status(old_image) not in (JobStatus.QUEUED, None):
+            return
+        job = item_to_job(new_image)
+        if job.source != "github":
+            return
+        comments = self._github_comments()
+        if comments is not None:
+            comments.running(job)
 
     def _approval(self, approval_id: str, new_image: Mapping[str, Any]) -> Notification | None:
         job = item_to_job(new_image)

@@ -153,8 +153,13 @@ def test_a_signed_comment_starts_a_job_whose_one_comment_is_updated_when_it_ends
     # and the installation token minted for it was revoked
     assert world.host.revoked
 
-    # When the job ends and the notifier sees its completion record
+    # When it runs, the comment says so
     stored = world.container.job_service.get(TENANT, job_id)
+    running = stored.model_copy(update={"status": JobStatus.RUNNING})
+    world.notifier().process(job_to_item(stored, 7), job_to_item(running, 7))
+    assert "running" in world.host.comments[comment_id]["body"]
+
+    # When the job ends and the notifier sees its completion record
     done = stored.model_copy(
         update={"status": JobStatus.SUCCEEDED, "result": JobResult(text="Added CONTRIBUTORS.")}
     )
