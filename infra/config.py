@@ -105,6 +105,12 @@ class InfraConfig(BaseModel):
     #: A GitHub App (optional): its id, and the name of the secret holding its private key.
     github_app_id: Annotated[str, Field(pattern=r"^[0-9]{0,20}$")] = ""
     github_app_key_secret_name: str | None = None
+    #: GitHub events (docs/github.md#github-events): `POST /v1/github/events` as the App's
+    #: webhook (its secret generated: `<prefix>/github-webhook-secret`), the handle a comment
+    #: mentions and the label that start a job. Needs `github_app_id`.
+    github_events: bool = False
+    github_handle: Annotated[str, Field(pattern=r"^@[\w-]{1,63}$")] = "@claude-jobs"
+    github_label: Annotated[str, Field(max_length=64)] = ""
 
     # Fair sharing between tenants (the functions' Settings; docs/jobs.md, "Fair sharing").
     #: A tenant's pending (queued + running) jobs at most; more → 429 tenant_limit.
@@ -183,6 +189,12 @@ class InfraConfig(BaseModel):
             raise ValueError(
                 f"default_model {self.default_model!r} has no inference profile in bedrock_models"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _github_events_have_an_app(self) -> InfraConfig:
+        if self.github_events and not self.github_app_id:
+            raise ValueError("github_events needs github_app_id (events come from the App)")
         return self
 
     @model_validator(mode="after")

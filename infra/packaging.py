@@ -44,7 +44,9 @@ LAYER_REQUIREMENTS = LAYER_SOURCE / "requirements.txt"
 WORKER_REQUIREMENTS = FUNCTIONS_DIR / "worker" / "requirements.txt"
 BUILD_DIR = INFRA_DIR / ".build"
 
-#: Subpackages of `claude_jobs` the layer leaves out: the worker runs from its image only.
+#: Subpackages of `claude_jobs` the layer leaves out: the worker runs from its image only. The
+#: GitHub client is in it for GitHub events (submit, notifier), with PyJWT and cryptography for
+#: a GitHub App's JWT.
 LAYER_OMITS = ("worker",)
 #: What every Python Lambda runtime provides: boto3 and its dependencies.
 LAMBDA_RUNTIME_PROVIDED = frozenset(

@@ -104,3 +104,30 @@ class PageTokenSecret(Construct):
                 "start); an operator puts a new value when needed, no schedule is required.",
             ),
         )
+
+
+class GitHubWebhookSecret(Construct):
+    """The secret GitHub signs the App's webhook deliveries with (`X-Hub-Signature-256`):
+    generated here, copied by the operator into the App's settings. Only the submit function
+    (which answers `POST /v1/github/events`) reads it."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, name: str) -> None:
+        super().__init__(scope, construct_id)
+        self.secret = secretsmanager.Secret(
+            self,
+            "Resource",
+            secret_name=name,
+            description="Webhook secret of the claude-jobs GitHub App",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self,
+            Ack(
+                "AwsSolutions-SMG4",
+                "GitHub holds a copy in the App's settings: rotating it is a deliberate "
+                "operator action done on both sides at once, not a scheduled one.",
+            ),
+        )

@@ -168,6 +168,11 @@ class ServiceStack(Stack):
             values["GITHUB_APP_KEY_SECRET_ID"] = config.github_app_key_secret_name or (
                 f"{config.prefix}/github-app-key"
             )
+        if stateful.github_webhook_key is not None:
+            # GitHub events (issue 24): the submit function answers the App's webhook.
+            values["GITHUB_WEBHOOK_SECRET_ID"] = stateful.github_webhook_key.secret.secret_arn
+            values["GITHUB_HANDLE"] = config.github_handle
+            values["GITHUB_LABEL"] = config.github_label
         layer = SharedLayer(self, "SharedLayer").layer
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
         documents = bucket.arn_for_objects(f"{resources.DOCUMENTS_PREFIX}*")
@@ -311,6 +316,20 @@ class ServiceStack(Stack):
                 )
             )
         self.worker.allow(["secretsmanager:GetSecretValue"], github_secrets)
+        if stateful.github_webhook_key is not None:
+            # GitHub events: the webhook's secret; the installation's tenant and its credential
+            # (the App's key) for the permission check and the job's comment, which the
+            # notifier updates when the job ends.
+            self.submit.allow(
+                ["secretsmanager:GetSecretValue"],
+                [stateful.github_webhook_key.secret.secret_arn, *github_secrets],
+            )
+            self.notifier_github_secrets = github_secrets
+            acknowledge(
+                self.submit.role, Ack("AwsSolutions-IAM5", GITHUB_SECRETS_REASON, [GITHUB_SECRETS])
+            )
+        else:
+            self.notifier_github_secrets = []
         acknowledge(
             self.worker.role,
             Ack("AwsSolutions-IAM5", GITHUB_SECRETS_REASON, [GITHUB_SECRETS]),
@@ -373,6 +392,12 @@ class ServiceStack(Stack):
         self.notifier.allow(["s3:GetObject"], [documents])
         acknowledge(self.notifier.role, documents_ack)
         self.notifier.allow(["sqs:SendMessage"], [webhook_queue.queue_arn])
+        if self.notifier_github_secrets:
+            self.notifier.allow(["secretsmanager:GetSecretValue"], self.notifier_github_secrets)
+            acknowledge(
+                self.notifier.role,
+                Ack("AwsSolutions-IAM5", GITHUB_SECRETS_REASON, [GITHUB_SECRETS]),
+            )
         StreamNotifier(
             self,
             "StreamNotifier",

@@ -8,7 +8,12 @@ from aws_cdk import Stack
 from constructs import Construct
 
 from infra.components.messaging import JobQueues
-from infra.components.secret import AnthropicKeySecret, PageTokenSecret, WebhookSigningSecret
+from infra.components.secret import (
+    AnthropicKeySecret,
+    GitHubWebhookSecret,
+    PageTokenSecret,
+    WebhookSigningSecret,
+)
 from infra.components.storage import JobsData
 from infra.config import InfraConfig
 
@@ -38,4 +43,12 @@ class StatefulStack(Stack):
         )
         self.page_token_key = PageTokenSecret(
             self, "PageTokenKey", name=f"{config.prefix}/page-token-key"
+        )
+        #: GitHub events (issue 24): the App's webhook secret; None when they are off.
+        self.github_webhook_key = (
+            GitHubWebhookSecret(
+                self, "GitHubWebhookSecret", name=f"{config.prefix}/github-webhook-secret"
+            )
+            if config.github_events
+            else None
         )

@@ -181,6 +181,22 @@ ROUTES: tuple[Route, ...] = (
         "deleteSession",
         "Delete a session and its transcript (it can no longer be continued)",
     ),
+    # GitHub events (issue 24): the App's webhook, authenticated by its signature.
+    Route(
+        "POST",
+        "/v1/github/events",
+        "submit",
+        "githubEvent",
+        "A GitHub App webhook delivery (signed with X-Hub-Signature-256; no API key)",
+        False,
+        parameters=(
+            Parameter("X-Hub-Signature-256", "header"),
+            Parameter("X-GitHub-Event", "header"),
+            Parameter("X-GitHub-Delivery", "header"),
+        ),
+        # Not the job request's model: GitHub's payload, checked by the function (the
+        # signature is over the raw body).
+    ),
 )
 
 # ---------------------------------------------------------------- functions
@@ -206,6 +222,17 @@ JOB_POLICY_ENV = (
     "GITHUB_GIT_URL",
 )
 #: Files (issue 13): the upload cap and the job's input cap (submit), and the artifact caps.
+#: GitHub events (issue 24): the webhook's secret, the handle and label, and what the
+#: events' REST calls need (the tenants' credentials, an App's key).
+GITHUB_EVENTS_ENV = (
+    "GITHUB_WEBHOOK_SECRET_ID",
+    "GITHUB_HANDLE",
+    "GITHUB_LABEL",
+    "GITHUB_API_URL",
+    "GITHUB_SECRET_PREFIX",
+    "GITHUB_APP_ID",
+    "GITHUB_APP_KEY_SECRET_ID",
+)
 FILES_ENV = ("UPLOAD_MAX_BYTES", "INPUTS_MAX_BYTES", "ARTIFACTS_MAX_COUNT", "ARTIFACTS_MAX_BYTES")
 
 
@@ -238,6 +265,7 @@ FUNCTIONS: dict[str, Function] = {
                 "JOBS_QUEUE_URL",
                 "RESULTS_BUCKET",
             ),
+            optional_environment=GITHUB_EVENTS_ENV,
         ),
         Function(
             "status",
@@ -317,6 +345,13 @@ FUNCTIONS: dict[str, Function] = {
                 "RESULTS_BUCKET",
                 "EVENT_BUS_NAME",
                 "WEBHOOK_QUEUE_URL",
+            ),
+            # A job a GitHub event started: its comment is updated when it ends.
+            optional_environment=(
+                "GITHUB_API_URL",
+                "GITHUB_SECRET_PREFIX",
+                "GITHUB_APP_ID",
+                "GITHUB_APP_KEY_SECRET_ID",
             ),
         ),
         # Slots always come back (issue 20): jobs that ended without a worker's terminal

@@ -238,6 +238,14 @@ class Settings(BaseModel):
     github_app_key_secret_id: str = Field(
         "claude-jobs/github-app-key", alias="GITHUB_APP_KEY_SECRET_ID"
     )
+    #: GitHub events (`POST /v1/github/events`): the secret holding the App's webhook secret
+    #: (empty: the route refuses every delivery, 401), the handle a comment mentions to start
+    #: a job, and the label that starts one on an issue (empty: labels start nothing).
+    github_webhook_secret_id: str = Field("", alias="GITHUB_WEBHOOK_SECRET_ID")
+    github_handle: str = Field(
+        "@claude-jobs", alias="GITHUB_HANDLE", min_length=2, max_length=64, pattern=r"^@[\w-]+$"
+    )
+    github_label: str = Field("", alias="GITHUB_LABEL", max_length=64)
     #: A cloned repository's size at most (its working tree and .git together):
     #: larger → `repository_too_large`.
     repository_max_bytes: int = Field(1024 * 1024 * 1024, alias="REPOSITORY_MAX_BYTES", ge=1024)

@@ -73,6 +73,15 @@ def _json(model: type[BaseModel], description: str, **headers: Any) -> dict[str,
     return answer
 
 
+def _json_object(description: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "properties": {"status": _STR, "reason": _STR, "job_id": _STR},
+        "required": ["status", "reason"],
+    }
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 _INT = {"type": "integer"}
 _STR = {"type": "string"}
 _RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": _INT}
@@ -113,6 +122,16 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
     },
     "If-None-Match": {"schema": _STR},
+    "X-Hub-Signature-256": {
+        "description": "`sha256=` and the HMAC-SHA256 of the raw body with the GitHub App's "
+        "webhook secret",
+        "schema": _STR,
+    },
+    "X-GitHub-Event": {"description": "`issue_comment`, `issues`, ...", "schema": _STR},
+    "X-GitHub-Delivery": {
+        "description": "The delivery's id: a replayed one starts nothing",
+        "schema": _STR,
+    },
     "after": {
         "description": "A `next_cursor` of an earlier answer: only newer events (default 0: "
         "from the first)",
@@ -289,6 +308,20 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             **_COMMON_ERRORS,
             "404": _problem("`session_not_found` (unknown, deleted, or another tenant's)"),
             "409": _problem("`session_busy`: a job of the session is queued or running"),
+        },
+    },
+    "githubEvent": {
+        "description": "GitHub's App webhook (docs/github.md#github-events): a comment "
+        "mentioning the deployment's handle, or an issue labeled with its label, by a "
+        "collaborator with write access, starts a job on the repository for the tenant of the "
+        "installation. Anything else is answered 200 with the reason it was ignored. The body "
+        "is GitHub's JSON payload as delivered (its raw bytes are what the signature covers).",
+        "responses": {
+            "200": _json_object("Ignored: `{status: ignored, reason}`"),
+            "202": _json_object("A job was started: `{status: started, reason, job_id}`"),
+            "400": _problem("The body is not a JSON object"),
+            "401": _problem("The signature is missing or wrong"),
+            "413": _problem("The body is larger than 256 KiB"),
         },
     },
     "health": {

@@ -23,10 +23,11 @@ from ..adapters import events_table, jobs_table, queue, results  # noqa: F401
 from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
 from . import http, problems
-from .resolver import Resolver
+from .resolver import NotFoundError, Resolver
 from .routes import register
 
 if TYPE_CHECKING:
+    from ..github.endpoint import GitHubEndpoint
     from ..job_service import JobService
 
 
@@ -34,8 +35,15 @@ class ApiFunction(ContainerHolder):
     def __init__(self, name: str, container: Container | None = None) -> None:
         super().__init__(container)
         self.name = name
+        self._github_endpoint: tuple[Container, GitHubEndpoint] | None = None
         self.app = Resolver()
-        register(self.app, name, self._job_service, lambda: self.container.upload_service)
+        register(
+            self.app,
+            name,
+            self._job_service,
+            lambda: self.container.upload_service,
+            self._github,
+        )
         problems.register(self.app)
         self._instrumented = instrumented(self._handle)
 
@@ -44,6 +52,16 @@ class ApiFunction(ContainerHolder):
         from ..page_tokens import require_on_lambda
 
         require_on_lambda(lambda: self.container.page_token_secret)
+
+    def _github(self) -> GitHubEndpoint:
+        if self._github_endpoint is None or self._github_endpoint[0] is not self.container:
+            try:
+                from ..github.endpoint import github_endpoint
+            except ImportError:  # a layer without the GitHub client: no GitHub events here
+                raise NotFoundError("GitHub events are not enabled") from None
+
+            self._github_endpoint = (self.container, github_endpoint(self.container))
+        return self._github_endpoint[1]
 
     def _job_service(self) -> JobService:
         return self.container.job_service

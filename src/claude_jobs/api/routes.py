@@ -27,6 +27,7 @@ from . import http
 from .resolver import Resolver, Response
 
 if TYPE_CHECKING:
+    from ..github.endpoint import GitHubEndpoint
     from ..job_service import JobService
     from ..uploads import UploadService
 
@@ -37,6 +38,7 @@ JSON = "application/json"
 Services = Callable[[], "JobService"]
 Uploads = Callable[[], "UploadService"]
 Operation = Callable[..., Response]
+GitHub = Callable[[], "GitHubEndpoint"]
 
 
 def json_response(
@@ -52,16 +54,23 @@ def json_response(
 
 
 def register(
-    app: Resolver, function: str, services: Services, uploads: Uploads | None = None
+    app: Resolver,
+    function: str,
+    services: Services,
+    uploads: Uploads | None = None,
+    github: GitHub | None = None,
 ) -> None:
     """Register on `app` the routes the definition table gives `function`."""
-    operations = _operations(app, services, uploads)
+    operations = _operations(app, services, uploads, github)
     for route in FUNCTIONS[function].routes:
         app.route(route.resolver_path, route.method)(operations[route.operation])
 
 
 def _operations(
-    app: Resolver, services: Services, uploads: Uploads | None = None
+    app: Resolver,
+    services: Services,
+    uploads: Uploads | None = None,
+    github: GitHub | None = None,
 ) -> dict[str, Operation]:
     """Every operation of the API by its operationId, bound to `app`'s current event."""
 
@@ -172,7 +181,13 @@ def _operations(
         services().delete_session(http.tenant_id(event), http.session_id(session_id))
         return Response(status_code=204, body="")
 
+    def github_event() -> Response:
+        if github is None:
+            raise RuntimeError("this function has no GitHub events")
+        return github().answer(app.current_event.raw_event)
+
     return {
+        "githubEvent": github_event,
         "getSession": get_session,
         "deleteSession": delete_session,
         "submitJob": submit_job,

@@ -72,6 +72,15 @@ class TenantCredentials(Protocol):
     def put(self, tenant_id: str, credential: StoredCredential) -> None: ...
 
 
+class InstallationTenants(Protocol):
+    """Port: which tenant an App installation belongs to (GitHub events)."""
+
+    def tenant_of_installation(self, installation_id: int) -> str | None:
+        """The tenant connected through App installation `installation_id` (GitHub events);
+        None when no tenant is (any more)."""
+        ...
+
+
 def secret_name(prefix: str, tenant_id: str) -> str:
     if not _TENANT.fullmatch(tenant_id):
         raise ValueError(f"{tenant_id!r} is not a tenant id")
@@ -101,7 +110,39 @@ class SecretsManagerCredentials:
 
     def put(self, tenant_id: str, credential: StoredCredential) -> None:
         name = secret_name(self._prefix, tenant_id)
-        value = credential.to_json()
+        self._write(name, credential.to_json(), f"GitHub credential of tenant {tenant_id}")
+        if credential.installation_id is not None:
+            # The reverse lookup GitHub events need: installation → tenant (not a secret,
+            # but kept beside the credential; a tenant id never holds a `/`).
+            self._write(
+                installation_secret_name(self._prefix, credential.installation_id),
+                json.dumps({"tenant_id": tenant_id}),
+                f"tenant of GitHub App installation {credential.installation_id}",
+            )
+
+    def tenant_of_installation(self, installation_id: int) -> str | None:
+        try:
+            answer = self._client.get_secret_value(
+                SecretId=installation_secret_name(self._prefix, installation_id)
+            )
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code == "ResourceNotFoundException":
+                return None
+            raise
+        try:
+            tenant = json.loads(answer.get("SecretString") or "").get("tenant_id")
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(tenant, str):
+            return None
+        # Connected since through something else (a token, another installation): not theirs.
+        stored = self.get(tenant)
+        if stored is None or stored.installation_id != installation_id:
+            return None
+        return tenant
+
+    def _write(self, name: str, value: str, description: str) -> None:
         try:
             self._client.put_secret_value(SecretId=name, SecretString=value)
         except Exception as exc:
@@ -111,8 +152,13 @@ class SecretsManagerCredentials:
             self._client.create_secret(
                 Name=name,
                 SecretString=value,
-                Description=f"claude-jobs: GitHub credential of tenant {tenant_id}",
+                Description=f"claude-jobs: {description}",
             )
+
+
+def installation_secret_name(prefix: str, installation_id: int) -> str:
+    """Where the tenant of an App installation is written (`/` is never in a tenant id)."""
+    return f"{prefix}installations/{int(installation_id)}"
 
 
 class AppJwt:
@@ -185,7 +231,9 @@ class JobCredentials:
         self._rest = rest
         self._app_jwt = app_jwt
 
-    def for_job(self, tenant_id: str, repository: str) -> JobCredential:
+    def for_job(
+        self, tenant_id: str, repository: str, permissions: dict[str, str] | None = None
+    ) -> JobCredential:
         """The credential for `repository` (its name, without owner, restricts a minted
         token); CredentialUnavailableError when the tenant has none."""
         stored = self._stored.get(tenant_id)
@@ -204,7 +252,10 @@ class JobCredentials:
         assert stored.installation_id is not None
         try:
             minted = self._rest.create_installation_token(
-                self._app_jwt.get(), stored.installation_id, [repository], dict(JOB_PERMISSIONS)
+                self._app_jwt.get(),
+                stored.installation_id,
+                [repository],
+                dict(permissions or JOB_PERMISSIONS),
             )
         except GitHubError as exc:
             if exc.status in (401, 403, 404, 422):

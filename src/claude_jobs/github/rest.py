@@ -92,6 +92,43 @@ class GitHubRest:
             raise GitHubError(0, "the pull request answer is not an object")
         return pull
 
+    def get_pull_request(self, token: str, owner: str, name: str, number: int) -> dict[str, Any]:
+        pull = self._call("GET", f"/repos/{_seg(owner)}/{_seg(name)}/pulls/{int(number)}", token)
+        if not isinstance(pull, dict):
+            raise GitHubError(0, "the pull request answer is not an object")
+        return pull
+
+    def collaborator_permission(self, token: str, owner: str, name: str, user: str) -> str:
+        """`user`'s role on the repository (`admin`, `maintain`, `write`, `triage`, `read`,
+        `none`); `none` when GitHub does not know them there."""
+        path = f"/repos/{_seg(owner)}/{_seg(name)}/collaborators/{_seg(user)}/permission"
+        try:
+            found = self._call("GET", path, token)
+        except GitHubError as exc:
+            if exc.status in (403, 404):
+                return "none"
+            raise
+        if not isinstance(found, dict):
+            return "none"
+        role = found.get("role_name") or found.get("permission")
+        return role if isinstance(role, str) else "none"
+
+    def create_issue_comment(
+        self, token: str, owner: str, name: str, number: int, body: str
+    ) -> dict[str, Any]:
+        """A comment on an issue or pull request (`id`, `html_url`)."""
+        path = f"/repos/{_seg(owner)}/{_seg(name)}/issues/{int(number)}/comments"
+        comment = self._call("POST", path, token, {"body": body})
+        if not isinstance(comment, dict) or not isinstance(comment.get("id"), int):
+            raise GitHubError(0, "the comment answer has no id")
+        return comment
+
+    def update_issue_comment(
+        self, token: str, owner: str, name: str, comment_id: int, body: str
+    ) -> None:
+        path = f"/repos/{_seg(owner)}/{_seg(name)}/issues/comments/{int(comment_id)}"
+        self._call("PATCH", path, token, {"body": body})
+
     def create_installation_token(
         self,
         app_jwt: str,

@@ -9,7 +9,7 @@ and then sends it to the notifier dead-letter queue.
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -19,12 +19,12 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from ..observability import instrumented
+from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
 from .approval_notices import DynamoApprovalNotices
 from .completion_events import EventBridgePublisher
 from .delivery import SqsDeliveryQueue
-from .processor import Notifier
+from .processor import GitHubComments, Notifier
 
 
 class NotifierFunction(ContainerHolder):
@@ -45,6 +45,7 @@ class NotifierFunction(ContainerHolder):
             results_bucket=settings.results_bucket,
             documents=container.job_documents,
             notices=DynamoApprovalNotices(container.client("dynamodb"), settings.jobs_table),
+            github_comments=cache(lambda: _github_comments(container)),
         )
 
     def _record(self, record: DynamoDBRecord) -> None:
@@ -60,3 +61,21 @@ class NotifierFunction(ContainerHolder):
             event=event, record_handler=self._record, processor=self.processor, context=context
         )
         return dict(response)
+
+
+def _github_comments(container: Container) -> GitHubComments | None:
+    """Built on the first job a GitHub event started (None where the GitHub client is not
+    installed: the layer leaves it out unless the deployment takes GitHub events)."""
+    try:
+        from ..github.comments import JobComments
+        from ..github.rest import GitHubRest
+        from ..github.wiring import github_credentials
+    except ImportError as exc:
+        get_logger().warning("github comments unavailable: %s", exc)
+        return None
+
+    settings = container.settings
+    return JobComments(
+        github_credentials(settings, container.client("secretsmanager")),
+        GitHubRest(settings.github_api_url),
+    )

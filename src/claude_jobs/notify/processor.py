@@ -21,13 +21,13 @@ the record is retried.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..adapters.jobs_table import item_to_job
 from ..documents import ARTIFACTS, RESULT_TEXT, STRUCTURED, JobDocuments
-from ..models import JobStatus
+from ..models import Job, JobStatus
 from ..observability import get_logger
 from .approval_notices import ApprovalNotices
 from .completion_events import (
@@ -39,6 +39,14 @@ from .completion_events import (
     job_summary,
 )
 from .delivery import DeliveryQueue, WebhookMessage
+
+
+class GitHubComments(Protocol):
+    """The comment of a job a GitHub event started (`claude_jobs.github.comments`)."""
+
+    def running(self, job: Job) -> bool: ...
+
+    def finished(self, job: Job) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -108,12 +116,14 @@ class Notifier:
         results_bucket: str = "",
         documents: JobDocuments | None = None,
         notices: ApprovalNotices | None = None,
+        github_comments: Callable[[], GitHubComments | None] | None = None,
     ) -> None:
         self._publisher = publisher
         self._deliveries = deliveries
         self._results_bucket = results_bucket
         self._documents = documents or JobDocuments(None)
         self._notices = notices
+        self._github_comments = github_comments
 
     def process(
         self, old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any] | None
@@ -125,6 +135,7 @@ class Notifier:
             assert new_image is not None
             return self._approval(approval_id, new_image)
         if not is_completion(old_image, new_image):
+            self._github_running(old_image, new_image)
             return None
         assert new_image is not None
         # What the event carries of the result: small documents read back from the store.
@@ -141,6 +152,11 @@ class Notifier:
             detail_type,
             extra={"job_id": job.job_id, "tenant_id": job.tenant_id, "status": job.status.value},
         )
+        if self._github_comments is not None and job.source == "github":
+            # A job a GitHub event started: its comment tells how it ended (never raises).
+            comments = self._github_comments()
+            if comments is not None:
+                comments.finished(job)
         if job.webhook is None or job.webhook.status != "pending":
             return Notification(job.job_id, detail_type)
         body = _body(detail_type, summary)
@@ -150,6 +166,23 @@ class Notifier:
             )
         )
         return Notification(job.job_id, detail_type, webhook_queued=True)
+
+    def _github_running(
+        self, old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any] | None
+    ) -> None:
+        """A job a GitHub event started began to run: its comment says so (never raises)."""
+        if self._github_comments is None or new_image is None:
+            return
+        if _status(new_image) is not JobStatus.RUNNING:
+            return
+        if _status(old_image) not in (JobStatus.QUEUED, None):
+            return
+        job = item_to_job(new_image)
+        if job.source != "github":
+            return
+        comments = self._github_comments()
+        if comments is not None:
+            comments.running(job)
 
     def _approval(self, approval_id: str, new_image: Mapping[str, Any]) -> Notification | None:
         job = item_to_job(new_image)

@@ -6,9 +6,13 @@
   password, as GitHub takes it, or a bearer token) that may reach that repository.
 - REST under `/api` (`GITHUB_API_URL=<url>/api`): `GET /repos/{o}/{r}`, `GET|POST
   /repos/{o}/{r}/pulls`, `POST /app/installations/{id}/access_tokens` (with the App's JWT, checked
-  against its public key), `DELETE /installation/token`.
+  against its public key), `DELETE /installation/token`; for GitHub events:
+  `GET /repos/{o}/{r}/pulls/{n}`, `POST /repos/{o}/{r}/issues/{n}/comments`,
+  `PATCH /repos/{o}/{r}/issues/comments/{id}`,
+  `GET /repos/{o}/{r}/collaborators/{user}/permission` (roles from `collaborators`).
 
-What it saw is kept for tests: `pulls`, `pushes` (ref updates), `revoked` tokens, `requests`.
+What it saw is kept for tests: `pulls`, `pushes` (ref updates), `revoked` tokens, `requests`,
+`comments` (id → `{repository, number, body, edits}`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,11 @@ _GIT_PATH = re.compile(
     r"^/(?P<owner>[A-Za-z0-9-]+)/(?P<name>[A-Za-z0-9._-]+?)(?:\.git)?"
     r"(?P<rest>/info/refs|/git-upload-pack|/git-receive-pack)$"
 )
-_REPO_API = re.compile(r"^/api/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)(?P<rest>/pulls)?$")
+_REPO_API = re.compile(r"^/api/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)(?P<rest>/.+)?$")
+_PULL = re.compile(r"^/pulls/(?P<number>\d+)$")
+_NEW_COMMENT = re.compile(r"^/issues/(?P<number>\d+)/comments$")
+_COMMENT = re.compile(r"^/issues/comments/(?P<id>\d+)$")
+_PERMISSION = re.compile(r"^/collaborators/(?P<user>[^/]+)/permission$")
 _TOKENS_API = re.compile(r"^/api/app/installations/(?P<id>\d+)/access_tokens$")
 
 DEMO_FILES = {
@@ -74,6 +82,9 @@ class GitHost:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.default_branches: dict[str, str] = {}
+        #: `owner/name` → user → role (`admin`, `maintain`, `write`, `read`, ...).
+        self.collaborators: dict[str, dict[str, str]] = {}
+        self.comments: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ setup
 
@@ -252,6 +263,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._route()
 
+    def do_PATCH(self) -> None:
+        self._route()
+
     # ------------------------------------------------------------ routing
 
     def _route(self) -> None:
@@ -391,6 +405,9 @@ class _Handler(BaseHTTPRequestHandler):
                 200,
                 {"full_name": full_name, "default_branch": branch, "private": True},
             )
+        rest = match["rest"] or ""
+        if _events_api(self, full_name, rest, body):
+            return None
         if match["rest"] == "/pulls" and self.command == "GET":
             head = parse_qs(query).get("head", [""])[0]
             found = [
@@ -422,6 +439,52 @@ class _Handler(BaseHTTPRequestHandler):
             self.githost.pulls.append(pull)
             return self._json(201, pull)
         self._json(404, {"message": "Not Found"})
+
+
+def _events_api(self: _Handler, full_name: str, rest: str, body: bytes) -> bool:
+    """The REST calls of GitHub events; False when `rest` is none of them."""
+    host = self.githost
+    pull, new, comment = (
+        _PULL.fullmatch(rest),
+        _NEW_COMMENT.fullmatch(rest),
+        _COMMENT.fullmatch(rest),
+    )
+    permission = _PERMISSION.fullmatch(rest)
+    if pull is not None and self.command == "GET":
+        found = [
+            p
+            for p in host.pulls
+            if p["repository"] == full_name and p["number"] == int(pull["number"])
+        ]
+        self._json(200 if found else 404, found[0] if found else {"message": "Not Found"})
+    elif new is not None and self.command == "POST":
+        with host._lock:
+            comment_id = 1000 + len(host.comments)
+            host.comments[comment_id] = {
+                "repository": full_name,
+                "number": int(new["number"]),
+                "body": str(json.loads(body or b"{}").get("body") or ""),
+                "edits": 0,
+            }
+        self._json(201, {"id": comment_id, "html_url": f"{host.url}/{full_name}#{comment_id}"})
+    elif comment is not None and self.command == "PATCH":
+        known = host.comments.get(int(comment["id"]))
+        if known is None or known["repository"] != full_name:
+            self._json(404, {"message": "Not Found"})
+        else:
+            known["body"] = str(json.loads(body or b"{}").get("body") or "")
+            known["edits"] += 1
+            self._json(200, {"id": int(comment["id"])})
+    elif permission is not None and self.command == "GET":
+        role = host.collaborators.get(full_name, {}).get(permission["user"])
+        if role is None:
+            self._json(404, {"message": "Not Found"})
+        else:
+            legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+            self._json(200, {"permission": legacy, "role_name": role})
+    else:
+        return False
+    return True
 
 
 def _refs(bare: Path) -> dict[str, str]:

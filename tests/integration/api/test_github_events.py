@@ -1,0 +1,276 @@
+"""GitHub events (issue 24): `POST /v1/github/events` through the real submit handler, on moto,
+against the local Git host stand-in (its REST subset: collaborator permission, issue comments,
+installation tokens). A signed comment starts a job whose one comment is updated when it ends;
+a bad signature, a replay, an actor without write access, a bot and an unknown installation
+start nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+
+from claude_jobs.adapters.job_items import job_to_item
+from claude_jobs.github.comments import JobComments
+from claude_jobs.github.credentials import SecretsManagerCredentials, StoredCredential
+from claude_jobs.github.events import MARKER
+from claude_jobs.github.rest import GitHubRest
+from claude_jobs.github.wiring import github_credentials
+from claude_jobs.models import JobResult, JobStatus
+from claude_jobs.notify.processor import Notifier
+from claude_jobs.wiring import Container
+from claude_jobs_tools.githost import GitHost, HostedApp
+from claude_jobs_tools.provision import Provisioned
+from tests.events import load_event
+from tests.integration.api.conftest import TENANT, Answer, Api, with_body, with_headers
+from tests.integration.test_github import _key_pair
+
+PREFIX = "claude-jobs/github/"
+WEBHOOK_SECRET = "webhook-secret-for-tests"
+APP_KEY_SECRET = "claude-jobs/github-app-key"
+INSTALLATION = 77
+
+
+@dataclass
+class World:
+    api: Api
+    host: GitHost
+    container: Container
+
+    def deliver(
+        self,
+        payload: dict[str, Any],
+        *,
+        event: str = "issue_comment",
+        delivery: str = "d-1",
+        secret: str = WEBHOOK_SECRET,
+        raw: bytes | None = None,
+    ) -> Answer:
+        body = raw if raw is not None else json.dumps(payload).encode()
+        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        request = with_body(load_event("apigw_github_event.json"), body.decode())
+        with_headers(
+            request,
+            X_Hub_Signature_256=signature,
+            X_GitHub_Event=event,
+            X_GitHub_Delivery=delivery,
+        )
+        return self.api.call(self.api.submit, request)
+
+    def notifier(self) -> Notifier:
+        settings = self.container.settings
+        return Notifier(
+            _NoEvents(),
+            _NoDeliveries(),
+            github_comments=lambda: JobComments(
+                github_credentials(settings, boto3.client("secretsmanager")),
+                GitHubRest(settings.github_api_url),
+            ),
+        )
+
+    def jobs(self) -> list[str]:
+        page = self.api.list_jobs().json
+        return [j["job_id"] for j in page["items"]]
+
+
+def comment_event(
+    body: str = "@claude-jobs please add a CONTRIBUTORS file",
+    *,
+    sender: str = "alice",
+    sender_type: str = "User",
+    installation: int = INSTALLATION,
+    pull_request: bool = False,
+    number: int = 7,
+) -> dict[str, Any]:
+    issue: dict[str, Any] = {"number": number, "title": "Add contributors", "body": "Please."}
+    if pull_request:
+        issue["pull_request"] = {"url": "…"}
+    return {
+        "action": "created",
+        "issue": issue,
+        "comment": {"id": 1, "body": body, "user": {"login": sender, "type": sender_type}},
+        "repository": {"full_name": "acme/app"},
+        "installation": {"id": installation},
+        "sender": {"login": sender, "type": sender_type},
+    }
+
+
+@pytest.fixture
+def world(provisioned: Provisioned) -> Iterator[World]:
+    private, public = _key_pair()
+    app = HostedApp("4242", public, installations={INSTALLATION: {"acme/app"}})
+    with GitHost(app=app) as host:
+        host.create_repository("acme/app")
+        host.collaborators["acme/app"] = {"alice": "write", "mallory": "read"}
+        secrets = boto3.client("secretsmanager")
+        secrets.create_secret(Name="claude-jobs/github-webhook", SecretString=WEBHOOK_SECRET)
+        secrets.create_secret(Name=APP_KEY_SECRET, SecretString=private)
+        SecretsManagerCredentials(secrets, PREFIX).put(
+            TENANT, StoredCredential(installation_id=INSTALLATION)
+        )
+        settings = provisioned.settings.model_copy(
+            update={
+                "github_git_url": host.url,
+                "github_api_url": host.api_url,
+                "github_secret_prefix": PREFIX,
+                "github_app_id": "4242",
+                "github_app_key_secret_id": APP_KEY_SECRET,
+                "github_webhook_secret_id": "claude-jobs/github-webhook",
+            }
+        )
+        container = Container(settings)
+        yield World(Api(container), host, container)
+
+
+def test_a_signed_comment_starts_a_job_whose_one_comment_is_updated_when_it_ends(
+    world: World,
+) -> None:
+    # Given a comment mentioning the handle by a collaborator with write access
+    # When GitHub delivers it, signed
+    answer = world.deliver(comment_event())
+
+    # Then a job is started for the installation's tenant, on the repository, with a PR
+    assert answer.status == 202, answer.text
+    job_id = answer.json["job_id"]
+    job = world.api.get_job(job_id).json
+    assert world.container.job_service.get(TENANT, job_id).source == "github"
+    assert job["request"]["repository"]["url"] == f"{world.host.url}/acme/app"
+    assert "pull_request" in job["request"]
+    prompt = world.container.job_service.get(TENANT, job_id).prompt or ""
+    assert prompt.startswith("Add contributors (#7)")
+    assert "please add a CONTRIBUTORS file" in prompt
+    # and one comment on the issue says it was accepted, naming the job
+    (comment_id, comment), *others = world.host.comments.items()
+    assert not others
+    assert comment["number"] == 7 and job_id in comment["body"] and MARKER in comment["body"]
+    assert job["metadata"]["github_comment_id"] == str(comment_id)
+    # and the installation token minted for it was revoked
+    assert world.host.revoked
+
+    # When it runs, the comment says so
+    stored = world.container.job_service.get(TENANT, job_id)
+    running = stored.model_copy(update={"status": JobStatus.RUNNING})
+    world.notifier().process(job_to_item(stored, 7), job_to_item(running, 7))
+    assert "running" in world.host.comments[comment_id]["body"]
+
+    # When the job ends and the notifier sees its completion record
+    done = stored.model_copy(
+        update={"status": JobStatus.SUCCEEDED, "result": JobResult(text="Added CONTRIBUTORS.")}
+    )
+    old, new = (job_to_item(j, 7) for j in (stored, done))
+    world.notifier().process(old, new)
+
+    # Then the same comment now carries the answer (no second comment)
+    assert list(world.host.comments) == [comment_id]
+    assert "Added CONTRIBUTORS." in world.host.comments[comment_id]["body"]
+    assert "done" in world.host.comments[comment_id]["body"]
+
+
+def test_a_comment_on_the_jobs_pull_request_continues_its_session_on_its_branch(
+    world: World,
+) -> None:
+    # Given a job an issue comment started, ended, and the pull request it opened
+    first = world.deliver(comment_event(), delivery="d-issue").json["job_id"]
+    assert world.api.cancel_job(first).status == 202
+    session = world.container.job_service.get(TENANT, first).session_id
+    branch = f"claude-jobs/{first}"
+    world.host.pulls.append(
+        {"number": 12, "repository": "acme/app", "head": {"ref": branch}, "base": {"ref": "main"}}
+    )
+
+    # When a collaborator mentions the handle on that pull request
+    answer = world.deliver(
+        comment_event("@claude-jobs also sort it", pull_request=True, number=12),
+        delivery="d-pull",
+    )
+
+    # Then a job continues the first one's session on the pull request's branch
+    assert answer.status == 202, answer.text
+    second = world.container.job_service.get(TENANT, answer.json["job_id"])
+    assert session and second.session_id == session
+    view = world.api.get_job(second.job_id).json["request"]
+    assert view["repository"]["ref"] == branch
+    assert view["pull_request"]["base"] == branch
+    assert [c["number"] for c in world.host.comments.values()] == [7, 12]
+
+
+def test_a_job_submitted_through_the_api_with_github_metadata_edits_no_comment(
+    world: World,
+) -> None:
+    # Given a comment of an earlier job, and a tenant's own job that names it in its metadata
+    first = world.deliver(comment_event(), delivery="d-real").json["job_id"]
+    (comment_id, comment), *_ = world.host.comments.items()
+    before = dict(comment)
+    spoof = world.api.submit_job(
+        {
+            "prompt": "hi",
+            "metadata": {"github_repository": "acme/app", "github_comment_id": str(comment_id)},
+        }
+    )
+    assert spoof.status == 202 and first != spoof.json["job_id"]
+
+    # When that job ends
+    stored = world.container.job_service.get(TENANT, spoof.json["job_id"])
+    done = stored.model_copy(update={"status": JobStatus.FAILED})
+    world.notifier().process(job_to_item(stored, 7), job_to_item(done, 7))
+
+    # Then the comment is untouched: only jobs GitHub events started have one
+    assert world.host.comments[comment_id] == before
+
+
+def test_a_bad_signature_is_401_and_starts_nothing(world: World) -> None:
+    answer = world.deliver(comment_event(), secret="not-the-secret")
+    assert answer.status == 401
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    assert world.jobs() == [] and world.host.comments == {}
+
+
+def test_a_signed_body_that_is_not_json_is_400(world: World) -> None:
+    answer = world.deliver({}, raw=b"{not json")
+    assert answer.status == 400
+    assert world.jobs() == []
+
+
+def test_a_replayed_delivery_starts_nothing_more(world: World) -> None:
+    first = world.deliver(comment_event(), delivery="same-delivery")
+    again = world.deliver(comment_event(), delivery="same-delivery")
+    assert first.status == 202
+    assert again.status == 200 and again.json["reason"] == "replayed_delivery"
+    assert len(world.jobs()) == 1 and len(world.host.comments) == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (comment_event(sender="mallory"), "no_write_access"),
+        (comment_event(sender="stranger"), "no_write_access"),
+        (comment_event(sender="ci-helper", sender_type="Bot"), "bot_sender"),
+        (comment_event(sender="helper[bot]"), "bot_sender"),
+        (comment_event(body=f"{MARKER}\n@claude-jobs: working on it."), "own_comment"),
+        (comment_event(installation=99), "unknown_installation"),
+        (comment_event(body="no handle here, @claude-jobsy"), "no_mention"),
+    ],
+)
+def test_an_event_that_may_not_start_a_job_is_answered_2xx_and_starts_nothing(
+    world: World, payload: dict[str, Any], reason: str
+) -> None:
+    answer = world.deliver(payload)
+    assert answer.status == 200, answer.text
+    assert answer.json == {"status": "ignored", "reason": reason}
+    assert world.jobs() == [] and world.host.comments == {}
+
+
+class _NoEvents:
+    def publish(self, detail_type: str, detail: dict[str, Any], resources: list[str]) -> None:
+        pass
+
+
+class _NoDeliveries:
+    def send(self, message: Any) -> None:
+        pass
