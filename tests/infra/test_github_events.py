@@ -23,7 +23,7 @@ def github_synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return _synth(tmp_path_factory.mktemp("cdk.out.github"), GITHUB_CONTEXT)
 
 
-def _function(synth: Synthesized, name: str) -> tuple[str, dict[str, Any]]:
+def _function(synth: Synthesized, name: str) -> tuple[str, Any]:
     for logical_id, function in synth.service.find_resources("AWS::Lambda::Function").items():
         if logical_id.startswith(f"{name}Function"):
             return logical_id, function
