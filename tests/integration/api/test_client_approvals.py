@@ -215,7 +215,7 @@ def test_submit_wait_shows_what_waits_and_keeps_waiting(api: Api, url: str, quie
             while time.monotonic() < deadline:
                 items = c.approvals()["items"]
                 if items:
-                    time.sleep(1.0)  # the CLI sees the wait first
+                    time.sleep(3.0)  # the CLI sees the wait first (room for a loaded machine)
                     c.approve(items[0]["job_id"], items[0]["pending_approval"]["approval_id"])
                     return
                 time.sleep(0.1)
