@@ -27,7 +27,8 @@ from tests.worker.conftest import WorkerStack, _worker_stack
 pytestmark = pytest.mark.cli
 
 #: The tenant's credential for the server (a marker, not a real-looking token).
-MARK = "MCPCREDMARK"
+#: Built, not written: no file (this one, in a checkout under /tmp) holds the probe's mark.
+MARK = "".join(("MCP", "CRED", "MARK"))
 CREDENTIAL = f"demo-{MARK}-acme-0001"
 
 
