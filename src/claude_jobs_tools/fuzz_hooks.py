@@ -131,7 +131,8 @@ def remote_urls_filter_failure(
     """Repositories and MCP servers (issues 24, 25): POST /v1/jobs whose `repository.url` is not
     a repository of the deployment's Git host (`GITHUB_GIT_URL`), whose MCP server URL is off
     its `MCP_ALLOWED_URLS`, or whose ref breaks one of Git's ref-name rules that a pattern cannot
-    state (`..`, a `.lock` ending): a 422 by the contract, decided by the deployment's settings,
+    state (`..`, a `.lock` ending), or `pull_request` without `repository`: a 422 by the
+    contract, decided by the deployment's settings or across two fields,
     which no schema of the API can state. Only when every error is such a field; a server error
     or a schema mismatch on such a request still counts."""
     if (
@@ -141,4 +142,14 @@ def remote_urls_filter_failure(
     ):
         return True
     errors = _errors(response)
-    return not errors or not all(_deployment_bound(list(e.get("loc", []))) for e in errors)
+    return not errors or not all(
+        _deployment_bound(list(e.get("loc", []))) or _needs_another_field(e) for e in errors
+    )
+
+
+def _needs_another_field(error: dict[str, Any]) -> bool:
+    """An option given without the one it needs (`pull_request` without `repository`): a rule
+    across two fields, which the schema does not state."""
+    return error.get("loc") == ["body"] and str(error.get("msg", "")).endswith(
+        "pull_request needs a repository"
+    )

@@ -34,11 +34,15 @@ def test_every_other_accepted_invalid_request_still_counts() -> None:
 
 
 def kept_submit(
-    code: str, status: int, locs: list[list[Any]], label: str = "POST /v1/jobs"
+    code: str,
+    status: int,
+    locs: list[list[Any]],
+    label: str = "POST /v1/jobs",
+    msg: str = "must be a repository of …",
 ) -> bool:
     failure = SimpleNamespace(code=code)
     case = SimpleNamespace(operation=SimpleNamespace(label=label))
-    body = {"errors": [{"loc": loc, "msg": "must be a repository of …"} for loc in locs]}
+    body = {"errors": [{"loc": loc, "msg": msg} for loc in locs]}
     response = SimpleNamespace(status_code=status, text=json.dumps(body))
     return bool(remote_urls_filter_failure(None, failure, case, response))
 
@@ -60,3 +64,9 @@ def test_every_other_rejected_submit_still_counts() -> None:
     assert kept_submit("ST202", 422, [])
     assert kept_submit("ST201", 422, [["body", "repository", "url"]])
     assert kept_submit("ST202", 422, [["body", "repository", "url"]], label="POST /v1/uploads")
+
+
+def test_a_pull_request_without_a_repository_is_not_a_failure() -> None:
+    needs = "Value error, pull_request needs a repository"
+    assert not kept_submit("ST202", 422, [["body"]], msg=needs)
+    assert kept_submit("ST202", 422, [["body"]], msg="Value error, something else")
