@@ -274,3 +274,40 @@ class _NoEvents:
 class _NoDeliveries:
     def send(self, message: Any) -> None:
         pass
+
+
+def label_event(label: str, *, sender: str = "alice") -> dict[str, Any]:
+    return {
+        "action": "labeled",
+        "label": {"name": label},
+        "issue": {"number": 9, "title": "Add a licence", "body": "MIT, please."},
+        "repository": {"full_name": "acme/app"},
+        "installation": {"id": INSTALLATION},
+        "sender": {"login": sender, "type": "User"},
+    }
+
+
+def test_an_issue_labeled_with_the_configured_label_starts_a_job_and_others_do_not(
+    world: World,
+) -> None:
+    # Given a deployment whose label is `claude-jobs`
+    settings = world.container.settings.model_copy(update={"github_label": "claude-jobs"})
+    container = Container(settings)
+    labeled = World(Api(container), world.host, container)
+    # When an issue gets another label, or the label from someone without write access
+    other = labeled.deliver(label_event("bug"), event="issues", delivery="l-1")
+    reader = labeled.deliver(
+        label_event("claude-jobs", sender="mallory"), event="issues", delivery="l-2"
+    )
+    # Then nothing starts
+    assert other.status == 200 and other.json["reason"] == "other_label"
+    assert reader.status == 200 and reader.json["reason"] == "no_write_access"
+    assert labeled.jobs() == []
+    # When a collaborator with write access labels it
+    answer = labeled.deliver(label_event("claude-jobs"), event="issues", delivery="l-3")
+    # Then a job on the repository starts from the issue, with a pull request, and one comment
+    assert answer.status == 202, answer.text
+    job = labeled.api.get_job(answer.json["job_id"]).json
+    assert job["request"]["repository"]["url"] == f"{world.host.url}/acme/app"
+    assert "pull_request" in job["request"]
+    assert [c["number"] for c in world.host.comments.values()] == [9]
