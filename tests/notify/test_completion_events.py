@@ -197,3 +197,29 @@ def test_the_event_names_the_jobs_artifacts_inline_or_from_their_document(
     assert details[large.job_id]["artifacts"] == [
         {"path": a.path, "size_bytes": a.size_bytes} for a in many
     ]
+
+
+def test_the_event_carries_the_pull_request_the_worker_opened_or_why_none(
+    world: World, subscriber: Subscriber
+) -> None:
+    # Given a repository job whose pull request was opened, and one that changed nothing
+    pull_request = {
+        "url": "https://github.com/acme/app/pull/3",
+        "number": 3,
+        "branch": "claude-jobs/x",
+        "head_sha": "0" * 40,
+    }
+    opened, unchanged, plain = world.submit(), world.submit(), world.submit()
+    world.run(opened, result={"text": "ok", "is_error": False}, pull_request=pull_request)
+    world.run(
+        unchanged, result={"text": "ok", "is_error": False}, pull_request_skipped="no_changes"
+    )
+    world.run(plain, result={"text": "ok", "is_error": False})
+    # When the stream reaches the notifier
+    world.deliver_stream()
+    # Then the events say so; a job without a repository says nothing of pull requests
+    details = {e["detail"]["job_id"]: e["detail"] for e in subscriber.received()}
+    assert details[opened.job_id]["pull_request"] == pull_request
+    assert details[unchanged.job_id]["pull_request_skipped"] == "no_changes"
+    assert "pull_request" not in details[plain.job_id]
+    assert "pull_request_skipped" not in details[plain.job_id]

@@ -92,6 +92,9 @@ def job_summary(job: Job, results_bucket: str = "") -> dict[str, Any]:
             if len(job.artifacts) > EVENT_ARTIFACTS
             else {}
         ),
+        # Repositories: the pull request the worker opened, or why there is none
+        **({"pull_request": job.pull_request.model_dump(mode="json")} if job.pull_request else {}),
+        **({"pull_request_skipped": job.pull_request_skipped} if job.pull_request_skipped else {}),
         "links": {"self": f"/v1/jobs/{job.job_id}"},
     }
 
