@@ -82,9 +82,11 @@ def test_a_job_runs_against_the_runtime_the_override_names(
     profile = DEFAULT_BEDROCK_MODELS["claude-sonnet-4-5"]
     assert runtime.invocations == [(profile, "invoke-with-response-stream")] * 2
     stack_key = Credentials(exports["AWS_ACCESS_KEY_ID"], exports["AWS_SECRET_ACCESS_KEY"])
+    # (the model calls: the runtime's port is a loopback port like any other, and another
+    # e2e test's hostile agent, probing every loopback port, may knock on it meanwhile)
     unsigned = [
         (r.method, r.path, r.headers.get("authorization", "")[:60], r.headers.get("x-amz-date"))
-        for r in runtime.requests
+        for r in runtime.message_requests
         if not signature_matches(r, stack_key, "us-east-1")
     ]
     assert unsigned == [], (stack_key.access_key, unsigned)
