@@ -51,83 +51,58 @@ class AnthropicKeySecret(Construct):
             self.policy_arn = f"{self.secret.secret_arn}-??????"
 
 
-class WebhookSigningSecret(Construct):
+class GeneratedSecret(Construct):
+    """A key CloudFormation generates (64 characters, never in a template), retained with the
+    stack, whose rotation is an operator's deliberate act: each subclass says why."""
+
+    description = ""
+    #: Why no rotation schedule (cdk-nag AwsSolutions-SMG4).
+    rotation = ""
+
+    def __init__(self, scope: Construct, construct_id: str, *, name: str) -> None:
+        super().__init__(scope, construct_id)
+        self.secret = secretsmanager.Secret(
+            self,
+            "Resource",
+            secret_name=name,
+            description=self.description,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(self, Ack("AwsSolutions-SMG4", self.rotation))
+
+
+class WebhookSigningSecret(GeneratedSecret):
     """The master key webhook signatures derive from (per tenant: HMAC(master, tenant)).
+    Only the notifier reads it."""
 
-    CloudFormation generates the value; it is never in a template. Only the notifier reads it.
-    """
-
-    def __init__(self, scope: Construct, construct_id: str, *, name: str) -> None:
-        super().__init__(scope, construct_id)
-        self.secret = secretsmanager.Secret(
-            self,
-            "Resource",
-            secret_name=name,
-            description="Master key of claude-jobs webhook signatures",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True
-            ),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            self,
-            Ack(
-                "AwsSolutions-SMG4",
-                "Receivers verify with secrets derived from this key; rotating it is a "
-                "deliberate, announced operator action, not a scheduled one.",
-            ),
-        )
+    description = "Master key of claude-jobs webhook signatures"
+    rotation = (
+        "Receivers verify with secrets derived from this key; rotating it is a "
+        "deliberate, announced operator action, not a scheduled one."
+    )
 
 
-class PageTokenSecret(Construct):
+class PageTokenSecret(GeneratedSecret):
     """The key that signs `GET /v1/jobs` page tokens (issue 20): without it the MAC's key is
-    public and a cursor could be forged. CloudFormation generates the value; it is never in a
-    template. Only the status function reads it."""
+    public and a cursor could be forged. Only the status function reads it."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, name: str) -> None:
-        super().__init__(scope, construct_id)
-        self.secret = secretsmanager.Secret(
-            self,
-            "Resource",
-            secret_name=name,
-            description="Key of claude-jobs list page tokens",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True
-            ),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            self,
-            Ack(
-                "AwsSolutions-SMG4",
-                "Rotating it only ends the page tokens in flight (callers list again from the "
-                "start); an operator puts a new value when needed, no schedule is required.",
-            ),
-        )
+    description = "Key of claude-jobs list page tokens"
+    rotation = (
+        "Rotating it only ends the page tokens in flight (callers list again from the "
+        "start); an operator puts a new value when needed, no schedule is required."
+    )
 
 
-class GitHubWebhookSecret(Construct):
+class GitHubWebhookSecret(GeneratedSecret):
     """The secret GitHub signs the App's webhook deliveries with (`X-Hub-Signature-256`):
     generated here, copied by the operator into the App's settings. Only the submit function
     (which answers `POST /v1/github/events`) reads it."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, name: str) -> None:
-        super().__init__(scope, construct_id)
-        self.secret = secretsmanager.Secret(
-            self,
-            "Resource",
-            secret_name=name,
-            description="Webhook secret of the claude-jobs GitHub App",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True
-            ),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            self,
-            Ack(
-                "AwsSolutions-SMG4",
-                "GitHub holds a copy in the App's settings: rotating it is a deliberate "
-                "operator action done on both sides at once, not a scheduled one.",
-            ),
-        )
+    description = "Webhook secret of the claude-jobs GitHub App"
+    rotation = (
+        "GitHub holds a copy in the App's settings: rotating it is a deliberate "
+        "operator action done on both sides at once, not a scheduled one."
+    )
