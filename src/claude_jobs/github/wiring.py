@@ -11,10 +11,14 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 
-def github_credentials(settings: Settings, secrets_client: Any) -> JobCredentials:
+def github_credentials(
+    settings: Settings, secrets_client: Any, rest: GitHubRest | None = None
+) -> JobCredentials:
+    """Tenants' credentials (stored tokens, or an App's installation tokens minted with its
+    JWT) for the GitHub events, the notifier and the worker."""
     from ..adapters.secrets import SecretKeyProvider
 
-    rest = GitHubRest(settings.github_api_url)
+    rest = rest or GitHubRest(settings.github_api_url)
     app_jwt = None
     if settings.github_app_id:
         key = SecretKeyProvider(

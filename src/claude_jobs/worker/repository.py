@@ -284,19 +284,11 @@ def open_repository(
 def github_worker(settings: Settings, secrets_client: Any) -> GitHubWorker:
     """The deployment's GitHub wiring: tenants' secrets, the REST client, a broker (started
     with the first repository job)."""
-    from ..adapters.secrets import SecretKeyProvider
-    from ..github.credentials import AppJwt, SecretsManagerCredentials
+    from ..github.wiring import github_credentials
 
     rest = GitHubRest(settings.github_api_url)
-    app_jwt = None
-    if settings.github_app_id:
-        key = SecretKeyProvider(
-            secrets_client, settings.github_app_key_secret_id, settings.secret_max_age_seconds
-        )
-        app_jwt = AppJwt(settings.github_app_id, key.get)
-    stored = SecretsManagerCredentials(secrets_client, settings.github_secret_prefix)
     return GitHubWorker(
-        JobCredentials(stored, rest, app_jwt), rest, GitBroker(settings.github_git_url)
+        github_credentials(settings, secrets_client, rest), rest, GitBroker(settings.github_git_url)
     )
 
 
