@@ -23,6 +23,7 @@ from ..adapters import events_table, jobs_table, queue, results  # noqa: F401
 from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
 from . import http, problems
+from .boot import paused_first_invocation
 from .resolver import NotFoundError, Resolver
 from .routes import register
 
@@ -45,7 +46,7 @@ class ApiFunction(ContainerHolder):
             self._github,
         )
         problems.register(self.app)
-        self._instrumented = instrumented(self._handle)
+        self._instrumented = paused_first_invocation(instrumented(self._handle))
 
     def require_page_token_secret(self) -> None:
         """On Lambda, at init: the page token secret must resolve (PageTokenSecretError)."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import utcnow
 from ..observability import get_logger, instrumented
 from ..wiring import Container, ContainerHolder
+from .boot import paused_first_invocation
 
 if TYPE_CHECKING:
     from ..keys import ApiKeyService
@@ -78,7 +79,7 @@ class Authorizer(ContainerHolder):
     ) -> None:
         super().__init__(container)
         self._clock = clock
-        self._instrumented = instrumented(self._handle)
+        self._instrumented = paused_first_invocation(instrumented(self._handle))
 
     def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         return self._instrumented(event, context)
