@@ -15,7 +15,7 @@ Measured savings (`make bench`), none of which defers any work to the first requ
 - the same for the function's first invocation (`paused_first_invocation`): it builds what
   the container keeps for its life (the boto3 clients, the validators of the models it uses,
   Powertools' logger and metrics), and the collections its allocations trigger free nothing
-  either (7-8 ms of CPU to the first answer, from source). What it built is frozen when it
+  either (5-8 ms of CPU to the first answer, from source). What it built is frozen when it
   ends; the collector runs again for every later invocation. Cyclic garbage of that one
   invocation, if any, is frozen with it (as the init's is): a bounded, one-time cost;
 - pydantic's plugin discovery, which reads the entry points of every installed distribution
