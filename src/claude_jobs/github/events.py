@@ -28,10 +28,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..adapters.dynamo import serialize, to_item
-from ..errors import ClaudeJobsError, RequestValidationError
+from ..errors import ClaudeJobsError, RequestValidationError, ServiceUnavailableError
 from ..observability import get_logger
 from ..triggers.templates import Template
 from .credentials import CredentialUnavailableError, InstallationTenants, JobCredentials
@@ -179,7 +179,15 @@ class GitHubEvents:
             log.info("github event ignored: %s", ask, extra={"delivery": delivery_id})
             return EventOutcome("ignored", ask)
         context = {"delivery": delivery_id, "repository": ask.repository, "actor": ask.actor}
-        tenant = self._tenants.tenant_of_installation(ask.installation_id)
+        try:
+            tenant = self._tenants.tenant_of_installation(ask.installation_id)
+        except (ClientError, BotoCoreError) as exc:
+            # Secrets Manager failing: nothing was claimed or done, GitHub may redeliver.
+            log.warning("github event: the installation's tenant cannot be read: %s", exc)
+            raise ServiceUnavailableError(
+                "The installation's tenant cannot be read right now; nothing was done. "
+                "Redeliver the event later."
+            ) from None
         if tenant is None:
             log.warning("github event of an unknown installation", extra=context)
             return EventOutcome("ignored", "unknown_installation")
@@ -194,6 +202,13 @@ class GitHubEvents:
             self._claims.release(delivery_id)
             log.warning("github event not acted on: %s", exc, extra=context)
             return EventOutcome("ignored", "github_unavailable")
+        except (ClientError, BotoCoreError) as exc:
+            # AWS failing (the tenant's credential unreadable): give the claim back, say 503.
+            self._claims.release(delivery_id)
+            log.warning("github event not acted on: %s", exc, extra=context)
+            raise ServiceUnavailableError(
+                "A service this event needs failed; nothing was done. Redeliver it later."
+            ) from None
 
     # ------------------------------------------------------------ reading the event
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from claude_jobs.adapters.job_items import job_to_item
 from claude_jobs.github.comments import JobComments
@@ -311,3 +312,56 @@ def test_an_issue_labeled_with_the_configured_label_starts_a_job_and_others_do_n
     assert job["request"]["repository"]["url"] == f"{world.host.url}/acme/app"
     assert "pull_request" in job["request"]
     assert [c["number"] for c in world.host.comments.values()] == [9]
+
+
+def test_a_webhook_secret_that_cannot_be_read_is_503_with_retry_after_and_a_redelivery_works(
+    world: World,
+) -> None:
+    # Given Secrets Manager failing (nothing of the webhook secret cached yet)
+    secrets = world.container.client("secretsmanager")
+    failing = Stubber(secrets)
+    failing.add_client_error(
+        "get_secret_value", service_error_code="InternalServiceError", http_status_code=500
+    )
+    # When GitHub delivers a signed comment
+    with failing:
+        answer = world.deliver(comment_event(), delivery="d-outage")
+
+    # Then it is a 503 problem with Retry-After, and nothing was done
+    problem = answer.is_problem(503)
+    assert problem["type"].endswith("service_unavailable") and problem["request_id"]
+    assert int(answer.headers["Retry-After"]) > 0
+    assert WEBHOOK_SECRET not in (answer.text or "")
+    assert world.jobs() == [] and world.host.comments == {}
+
+    # When Secrets Manager is back and GitHub redelivers the same delivery
+    again = world.deliver(comment_event(), delivery="d-outage")
+
+    # Then the job starts (the delivery was not claimed by the failed attempt)
+    assert again.status == 202, again.text
+    assert len(world.jobs()) == 1
+
+
+def test_an_installation_lookup_that_cannot_be_read_is_503_and_claims_nothing(
+    world: World,
+) -> None:
+    # Given the webhook secret readable, then Secrets Manager failing for the tenant lookup
+    assert world.container.job_service  # (its page token secret read before the outage)
+    secrets = world.container.client("secretsmanager")
+    failing = Stubber(secrets)
+    failing.add_response(
+        "get_secret_value",
+        {"Name": "claude-jobs/github-webhook", "SecretString": WEBHOOK_SECRET},
+    )
+    failing.add_client_error(
+        "get_secret_value", service_error_code="InternalServiceError", http_status_code=500
+    )
+    # When GitHub delivers a signed comment
+    with failing:
+        answer = world.deliver(comment_event(), delivery="d-lookup")
+
+    # Then 503 with Retry-After, nothing started, and a redelivery starts the job
+    answer.is_problem(503)
+    assert int(answer.headers["Retry-After"]) > 0
+    assert world.jobs() == [] and world.host.comments == {}
+    assert world.deliver(comment_event(), delivery="d-lookup").status == 202
