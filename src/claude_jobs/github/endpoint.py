@@ -102,7 +102,9 @@ def github_endpoint(container: Any) -> GitHubEndpoint:
         secrets = container.client("secretsmanager")
         return GitHubEvents(
             jobs=container.job_service,
-            tenants=SecretsManagerCredentials(secrets, settings.github_secret_prefix),
+            tenants=SecretsManagerCredentials(
+                secrets, settings.github_secret_prefix, settings.github_installation_prefix
+            ),
             credentials=github_credentials(settings, secrets),
             rest=GitHubRest(settings.github_api_url),
             claims=DynamoDeliveryClaims(container.client("dynamodb"), settings.jobs_table),
