@@ -171,7 +171,9 @@ def run_in(
     # restored and only fetched again for the worker.
     if job.options.repository is not None:
         try:
-            repo = open_repository(ports.github, settings, job)
+            updated = job.updates_pull_request_of  # the service's, checked again from the store
+            original = ports.jobs.get(updated) if updated else None
+            repo = open_repository(ports.github, settings, job, original)
         except RepositoryError as refused:
             return refused.outcome()
         assert repo is not None
