@@ -365,3 +365,130 @@ def test_an_installation_lookup_that_cannot_be_read_is_503_and_claims_nothing(
     assert int(answer.headers["Retry-After"]) > 0
     assert world.jobs() == [] and world.host.comments == {}
     assert world.deliver(comment_event(), delivery="d-lookup").status == 202
+
+
+def _worker_delivers(world: World, job_id: str, tmp_path: Any, files: dict[str, str]) -> Any:
+    """The worker's repository steps for a stored job (no agent: `files` are what it left):
+    clone, then commit, push and the pull request, with the stored original job it updates
+    read from the table as the worker does."""
+    from claude_jobs.worker.git_broker import GitBroker
+    from claude_jobs.worker.isolation import AgentIdentity
+    from claude_jobs.worker.ports import AgentOutcome
+    from claude_jobs.worker.repository import GitHubWorker, RepositoryRun
+    from claude_jobs.worker.sandbox import Sandbox
+
+    settings = world.container.settings
+    rest = GitHubRest(settings.github_api_url)
+    github = GitHubWorker(
+        github_credentials(settings, boto3.client("secretsmanager"), rest),
+        rest,
+        GitBroker(settings.github_git_url),
+    )
+    repo = world.container.job_repository
+    job = repo.get(job_id)
+    assert job is not None
+    original = repo.get(job.updates_pull_request_of) if job.updates_pull_request_of else None
+    (tmp_path / job_id).mkdir()
+    sandbox = Sandbox(job_id, AgentIdentity(), tmp_path / job_id).create()
+    run = RepositoryRun(github, settings, job, original)
+    try:
+        assert run.prepare(sandbox, restored=False) is None
+        for name, text in files.items():
+            (sandbox.work_dir / name).write_text(text)
+        return run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+
+
+def test_a_comment_on_the_jobs_pull_request_updates_that_pull_request(
+    world: World, tmp_path: Any
+) -> None:
+    # Given a job an issue comment started, whose worker opened its pull request, and ended
+    first = world.deliver(comment_event(), delivery="d-issue").json["job_id"]
+    opened = _worker_delivers(world, first, tmp_path, {"CONTRIBUTORS": "alice\n"})
+    assert opened.pull_request is not None
+    assert world.api.cancel_job(first).status == 202  # (its session idle again)
+    branch = f"claude-jobs/{first}"
+    tip = world.host.branch_sha("acme/app", branch)
+
+    # When a collaborator mentions the handle on that pull request
+    answer = world.deliver(
+        comment_event(
+            "@claude-jobs also sort it", pull_request=True, number=opened.pull_request.number
+        ),
+        delivery="d-pull",
+    )
+
+    # Then the follow-up continues the session and is set to update the first job's PR
+    assert answer.status == 202, answer.text
+    second = world.container.job_service.get(TENANT, answer.json["job_id"])
+    assert second.updates_pull_request_of == first
+    # And when its worker delivers, the same pull request is updated: its branch
+    # fast-forwarded, no second pull request
+    updated = _worker_delivers(world, second.job_id, tmp_path, {"CONTRIBUTORS": "alice\nbob\n"})
+    assert updated.pull_request is not None, updated.error
+    assert updated.pull_request.number == opened.pull_request.number
+    assert updated.pull_request.url == opened.pull_request.url
+    assert updated.pull_request.branch == branch
+    assert len(world.host.pulls) == 1
+    assert world.host.read_file("acme/app", branch, "CONTRIBUTORS") == "alice\nbob\n"
+    assert world.host.branch_sha("acme/app", branch) == updated.pull_request.head_sha != tip
+
+
+def test_only_the_service_decides_that_a_job_updates_a_pull_request(world: World) -> None:
+    # Given a job of the tenant on acme/app, ended
+    first = world.deliver(comment_event(), delivery="d-issue").json["job_id"]
+    assert world.api.cancel_job(first).status == 202
+    session = world.container.job_service.get(TENANT, first).session_id
+    repository = {"url": f"{world.host.url}/acme/app", "ref": f"claude-jobs/{first}"}
+
+    # When a caller asks for it in a job's body
+    forged = world.api.submit_job(
+        {"prompt": "x", "repository": repository, "session_id": session,
+         "updates_pull_request_of": first}
+    )  # fmt: skip
+    # Then it is no field of a request (422)
+    assert forged.is_problem(422)
+
+    # When the service is asked for it with another session (of the tenant), none, or
+    # another repository
+    jobs = world.container.job_service
+    elsewhere = world.api.submit_job({"prompt": "another conversation"}).json["job_id"]
+    assert world.api.cancel_job(elsewhere).status == 202
+    another = jobs.get(TENANT, elsewhere).session_id
+    other_session = jobs.submit(
+        TENANT,
+        jobs.parse_request({"prompt": "x", "repository": repository, "session_id": another}),
+        updates_pull_request_of=first,
+    ).job
+    assert world.api.cancel_job(other_session.job_id).status == 202
+    no_session = jobs.submit(
+        TENANT,
+        jobs.parse_request({"prompt": "x", "repository": repository}),
+        updates_pull_request_of=first,
+    ).job
+    other_repository = jobs.submit(
+        TENANT,
+        jobs.parse_request(
+            {
+                "prompt": "x",
+                "session_id": session,
+                "repository": {"url": f"{world.host.url}/acme/other"},
+            }
+        ),
+        updates_pull_request_of=first,
+    ).job
+    assert world.api.cancel_job(other_repository.job_id).status == 202
+    # or for another tenant's job
+    other_tenant = jobs.submit(
+        "globex",
+        jobs.parse_request({"prompt": "x", "repository": repository}),
+        updates_pull_request_of=first,
+    ).job
+    # Then none of them updates it
+    assert other_session.updates_pull_request_of is None
+    assert no_session.updates_pull_request_of is None
+    assert other_repository.updates_pull_request_of is None
+    assert other_tenant.updates_pull_request_of is None
