@@ -323,6 +323,9 @@ class Job(Model):
     #: session, same repository); the worker checks again and then pushes onto that job's
     #: branch (fast-forward only) instead of opening a pull request.
     updates_pull_request_of: str | None = None
+    #: Such a follow-up's tip of that branch, fetched by its first segment: later segments
+    #: fetch it again rather than the branch, so a branch moved meanwhile fails the push.
+    pull_request_base_sha: str | None = None
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
 
 

@@ -400,6 +400,8 @@ def test_a_follow_up_pushes_onto_the_earlier_jobs_branch_and_updates_its_pull_re
     assert githost.read_file("acme/app", branch, "two.txt") == "two\n"
     assert len(githost.pulls) == 1
     assert {p["ref"] for p in githost.pushes} == {f"refs/heads/{branch}"}
+    # And the tip it started from is kept for a later segment
+    assert done.pull_request_base_sha == tip
 
 
 def _parent(githost: GitHost, sha: str | None) -> str:
@@ -587,3 +589,33 @@ def test_a_follow_up_whose_pull_request_was_closed_pushes_nothing(
     assert githost.branch_sha("acme/app", branch) == tip
     assert outcome.error is not None and outcome.error.code == "pull_request_failed"
     assert "no open pull request" in outcome.error.message
+
+
+def test_a_later_segment_of_a_follow_up_starts_from_the_tip_its_first_fetched(
+    githost: GitHost, tmp_path: Any
+) -> None:
+    from claude_jobs.worker.ports import AgentOutcome
+
+    # Given a follow-up whose first segment fetched the branch at `tip` (kept on the job)
+    branch = "claude-jobs/j-original"
+    tip = _seed_branch(githost, branch)
+    _open_pull(githost, branch)
+    fields = _follow_up_fields(githost, pull_request_base_sha=tip)
+    # When someone else pushes onto the branch before its next segment prepares and delivers
+    moved = _move(githost, branch)
+    run, sandbox, github = _run_for(
+        githost, tmp_path, job_fields=fields, original=_earlier(githost)
+    )
+    try:
+        assert run.prepare(sandbox, restored=False) is None
+        assert run.base_sha == tip
+        (sandbox.work_dir / "two.txt").write_text("two\n")
+        outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="the answer"))
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+    # Then nothing was pushed over their commit, and the job fails clearly
+    assert githost.branch_sha("acme/app", branch) == moved
+    assert outcome.error is not None and outcome.error.code == "pull_request_failed"
+    assert "moved since this job fetched it" in outcome.error.message

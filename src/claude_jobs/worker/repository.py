@@ -156,6 +156,8 @@ class RepositoryRun:
         spec = self.job.options.repository
         assert spec is not None
         ref = spec.ref or self.default_branch
+        if self.updates is not None and self.job.pull_request_base_sha:
+            ref = self.job.pull_request_base_sha  # a later segment: the tip the first fetched
         try:
             os.mkdir(private, 0o700)
             self._git(["init", "-q", "--bare", str(private)])
@@ -172,7 +174,9 @@ class RepositoryRun:
                 REPOSITORY_UNAVAILABLE,
                 f"{self.name.full_name} at {ref!r} could not be fetched: " + _tail(exc.stderr),
             ).outcome()
-        self.branch = ref if not _is_sha(ref) else self.default_branch
+        self.branch = spec.ref or self.default_branch
+        if _is_sha(self.branch):
+            self.branch = self.default_branch
         self._git(["-C", str(private), "update-ref", f"refs/heads/{self.branch}", self.base_sha])
         self._git(["-C", str(private), "symbolic-ref", "HEAD", f"refs/heads/{self.branch}"])
         (private / "info").mkdir(exist_ok=True)
