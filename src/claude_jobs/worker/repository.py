@@ -222,10 +222,7 @@ class RepositoryRun:
             return self._update(sandbox, outcome, self.updates)
         branch = job_branch(self.job.job_id)
         try:
-            # A Git directory made now that nothing of the agent runs, of the fetched commit
-            # alone: its config, hooks and attributes are the worker's (where worker and agent
-            # are one user, the agent could have written into the one made before the run).
-            tree = self._stage(sandbox)
+            tree = self._stage(sandbox)  # (a Git directory of the worker's, made now)
             if tree is None:
                 return replace(outcome, pull_request_skipped="no_changes")
             title = spec.title or _title(self.job)
