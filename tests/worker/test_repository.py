@@ -438,6 +438,21 @@ def _move(githost: GitHost, branch: str) -> str:
     return moved
 
 
+def _deliver_one_change(run: Any, sandbox: Any, github: Any) -> Any:
+    """Prepare the run, leave one new file in its working tree as an agent would, deliver a
+    succeeded outcome; then close the run, its sandbox and the broker. The outcome."""
+    from claude_jobs.worker.ports import AgentOutcome
+
+    try:
+        assert run.prepare(sandbox, restored=False) is None
+        (sandbox.work_dir / "two.txt").write_text("two\n")
+        return run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+
+
 def _earlier(githost: GitHost, **fields: Any) -> Any:
     """The stored earlier job whose pull request (#1, open) a follow-up updates."""
     from claude_jobs.models import Job, JobOptions
@@ -537,7 +552,6 @@ def test_a_follow_up_the_stored_job_does_not_vouch_for_opens_its_own_pull_reques
     githost: GitHost, tmp_path: Any, earlier: dict[str, Any] | None, follow_up: dict[str, Any]
 ) -> None:
     from claude_jobs.models import JobOptions
-    from claude_jobs.worker.ports import AgentOutcome
 
     # Given an earlier job's branch and pull request, and a follow-up naming it whose stored
     # earlier job is not its tenant's, session's or repository's
@@ -552,15 +566,8 @@ def test_a_follow_up_the_stored_job_does_not_vouch_for_opens_its_own_pull_reques
     run, sandbox, github = _run_for(
         githost, tmp_path, job_fields=_follow_up_fields(githost, **follow_up), original=original
     )
-    try:
-        assert run.updates is None
-        assert run.prepare(sandbox, restored=False) is None
-        (sandbox.work_dir / "two.txt").write_text("two\n")
-        outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
-    finally:
-        run.close()
-        sandbox.remove()
-        github.broker.close()
+    outcome = _deliver_one_change(run, sandbox, github)
+    assert run.updates is None
     # Then the earlier job's branch is untouched; the follow-up has a pull request of its own
     assert githost.branch_sha("acme/app", branch) == tip
     assert outcome.pull_request is not None
@@ -570,7 +577,6 @@ def test_a_follow_up_the_stored_job_does_not_vouch_for_opens_its_own_pull_reques
 def test_a_follow_up_whose_pull_request_was_closed_pushes_nothing(
     githost: GitHost, tmp_path: Any
 ) -> None:
-    from claude_jobs.worker.ports import AgentOutcome
 
     branch = "claude-jobs/j-original"
     tip = _seed_branch(githost, branch)
@@ -578,14 +584,7 @@ def test_a_follow_up_whose_pull_request_was_closed_pushes_nothing(
     run, sandbox, github = _run_for(
         githost, tmp_path, job_fields=_follow_up_fields(githost), original=_earlier(githost)
     )
-    try:
-        assert run.prepare(sandbox, restored=False) is None
-        (sandbox.work_dir / "two.txt").write_text("two\n")
-        outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
-    finally:
-        run.close()
-        sandbox.remove()
-        github.broker.close()
+    outcome = _deliver_one_change(run, sandbox, github)
     assert githost.branch_sha("acme/app", branch) == tip
     assert outcome.error is not None and outcome.error.code == "pull_request_failed"
     assert "no open pull request" in outcome.error.message

@@ -248,13 +248,7 @@ class RepositoryRun:
                 )
         except GitHubError as exc:
             return _failed(outcome, f"branch {branch} was pushed; the pull request failed: {exc}")
-        info = PullRequestInfo(
-            url=str(pull.get("html_url") or ""),
-            number=int(pull.get("number") or 0),
-            branch=branch,
-            head_sha=head,
-        )
-        return replace(outcome, pull_request=info)
+        return replace(outcome, pull_request=_pull_request_info(pull, branch, head))
 
     def _stage(self, sandbox: Sandbox) -> list[str] | None:
         """The agent's working tree staged on the fetched commit in a Git directory made now
@@ -326,13 +320,7 @@ class RepositoryRun:
         finally:
             if pushing is not None:
                 self.github.broker.revoke(pushing)
-        info = PullRequestInfo(
-            url=str(pull.get("html_url") or ""),
-            number=int(pull.get("number") or 0),
-            branch=branch,
-            head_sha=head,
-        )
-        return replace(outcome, pull_request=info)
+        return replace(outcome, pull_request=_pull_request_info(pull, branch, head))
 
     def close(self) -> None:
         """Revoke the broker token and a minted credential (never raises)."""
@@ -479,3 +467,13 @@ def _title(job: Job) -> str:
 def _body(job: Job, outcome: AgentOutcome) -> str:
     answer = (outcome.text or "").strip()
     return (f"Opened by claude-jobs for job `{job.job_id}`.\n\n{answer}")[:60_000]
+
+
+def _pull_request_info(pull: dict[str, Any], branch: str, head: str) -> PullRequestInfo:
+    """What a job records of the pull request GitHub answered (opened or updated)."""
+    return PullRequestInfo(
+        url=str(pull.get("html_url") or ""),
+        number=int(pull.get("number") or 0),
+        branch=branch,
+        head_sha=head,
+    )
