@@ -91,8 +91,11 @@ class LedgerConfig:
     #: Worker-pool restarts, spread over the submissions.
     restarts: int = 1
     submitters: int = 6
-    #: Each job's `timeout_seconds`; its lease is this plus the worker's 30 s margin.
+    #: Each job's `timeout_seconds`; its lease is this plus the worker's margin (a tenth of
+    #: the invocation, at most 30 s).
     job_timeout_seconds: int = 20
+    #: The worker function's timeout (as `WORKER_INVOCATION_SECONDS`): its margins with it.
+    invocation_seconds: int = 900
     #: The jobs queue's visibility timeout: longer than a lease (as 6 x the Lambda timeout
     #: is in AWS), so a killed job's message comes back once its claim has lapsed.
     visibility_seconds: int = 55
@@ -251,6 +254,7 @@ class Ledger:
         stack_config = StackConfig(
             port=0,
             workers=config.workers,
+            invocation_seconds=config.invocation_seconds,
             anthropic_api_key=KEY,
             dev_keys=keys,
             prefix=f"ledger-{uuid.uuid4().hex[:6]}",

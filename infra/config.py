@@ -223,6 +223,12 @@ class InfraConfig(BaseModel):
         return f"{self.prefix}/github/"
 
     @property
+    def github_installation_prefix(self) -> str:
+        """GitHub events' installation → tenant lookups: `<prefix>/github-installations/<id>`,
+        outside the credentials' prefix (the worker and the notifier cannot read them)."""
+        return f"{self.prefix}/github-installations/"
+
+    @property
     def secret_name(self) -> str:
         return self.anthropic_secret_name or f"{self.prefix}/anthropic-api-key"
 

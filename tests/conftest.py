@@ -64,7 +64,7 @@ TESTS = Path(__file__).parent
 SOCKETLESS = ("unit", "contract")
 #: Run after the parallel run (`make test`), on their own workers: what starts whole stacks
 #: (each with its workers and CLIs, and the reliability ledger's measurements) and the worker
-#: image's layout. Among themselves they run on TEST_WORKERS workers (`serial_group_of`).
+#: image's layout. Among themselves they run on SERIAL_WORKERS workers (`serial_group_of`).
 SERIAL = (
     "e2e/",
     "worker/test_image.py",
@@ -74,6 +74,9 @@ SERIAL = (
 #: user for worker and agent, whose processes a finished job's cleanup ends, so two such tests
 #: at once would end each other's. A test that uses one runs alone, wherever it is.
 SERIAL_FIXTURES = frozenset({"task_root", "image_site", "runtime_python"})
+#: e2e modules whose every test starts its own stack (none shared within the module): their
+#: tests may run on any serial worker, beside each other.
+STANDALONE = ("e2e/test_reliability_ledger.py", "e2e/test_fresh_stack.py")
 #: One xdist worker each (`--dist loadgroup`): a session fixture expensive to build twice.
 GROUPS = {"infra/": "synth", "artifacts/": "artifacts"}
 
@@ -100,6 +103,8 @@ def serial_group_of(where: str, fixtures: set[str]) -> str | None:
     that user's processes); an e2e module's tests together (its stack starts once)."""
     if fixtures & SERIAL_FIXTURES:
         return "runtime-user"
+    if where.startswith(STANDALONE):
+        return None
     if where.startswith("e2e/"):
         # The session stack's tests together; any other module's own stack started once.
         return "e2e-stack" if "stack" in fixtures else f"e2e:{where.split('::', 1)[0]}"

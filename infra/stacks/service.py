@@ -71,6 +71,14 @@ SUBMIT_TABLE_ACTIONS = [
 GITHUB_SECRETS = RegexAppliesTo(
     regex=r"/^Resource::arn:.*:secretsmanager:.*:secret:.*\/github\/\*$/"
 )
+GITHUB_INSTALLATIONS = RegexAppliesTo(
+    regex=r"/^Resource::arn:.*:secretsmanager:.*:secret:.*\/github-installations\/\*$/"
+)
+GITHUB_INSTALLATIONS_REASON = (
+    "GitHub events: which tenant an App installation belongs to, one secret per installation "
+    "under <prefix>/github-installations/, installations not known at deploy time; only the "
+    "submit function (which answers the App's webhook) reads them."
+)
 GITHUB_SECRETS_REASON = (
     "Tenants' GitHub credentials: one secret per tenant under <prefix>/github/, tenants not "
     "known at deploy time; only the worker reads them, and only that prefix."
@@ -162,6 +170,7 @@ class ServiceStack(Stack):
             "GITHUB_GIT_URL": config.github_git_url,
             "GITHUB_API_URL": config.github_api_url,
             "GITHUB_SECRET_PREFIX": config.github_secret_prefix,
+            "GITHUB_INSTALLATION_PREFIX": config.github_installation_prefix,
         }
         if config.github_app_id:
             values["GITHUB_APP_ID"] = config.github_app_id
@@ -320,13 +329,21 @@ class ServiceStack(Stack):
             # GitHub events: the webhook's secret; the installation's tenant and its credential
             # (the App's key) for the permission check and the job's comment, which the
             # notifier updates when the job ends.
+            installations = self.format_arn(
+                service="secretsmanager",
+                resource="secret",
+                resource_name=f"{config.github_installation_prefix}*",
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
             self.submit.allow(
                 ["secretsmanager:GetSecretValue"],
-                [stateful.github_webhook_key.secret.secret_arn, *github_secrets],
+                [stateful.github_webhook_key.secret.secret_arn, installations, *github_secrets],
             )
             self.notifier_github_secrets = github_secrets
             acknowledge(
-                self.submit.role, Ack("AwsSolutions-IAM5", GITHUB_SECRETS_REASON, [GITHUB_SECRETS])
+                self.submit.role,
+                Ack("AwsSolutions-IAM5", GITHUB_SECRETS_REASON, [GITHUB_SECRETS]),
+                Ack("AwsSolutions-IAM5", GITHUB_INSTALLATIONS_REASON, [GITHUB_INSTALLATIONS]),
             )
         else:
             self.notifier_github_secrets = []

@@ -89,6 +89,16 @@ class TenantLimitError(ClaudeJobsError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class ServiceUnavailableError(ClaudeJobsError):
+    """A service the request needs (e.g. Secrets Manager) failed; nothing was done. Retry."""
+
+    code = "service_unavailable"
+
+    def __init__(self, detail: str = "", retry_after_seconds: int = 30) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class TenantAtShareError(ClaudeJobsError):
     """The tenant already runs as many jobs as its running share allows: the job waits (it is
     not claimed, and nothing about it changes)."""

@@ -97,6 +97,7 @@ class JobService:
         inputs: Sequence[InputObject] = (),
         *,
         pending_cap: bool = True,
+        updates_pull_request_of: str | None = None,
     ) -> Submission:
         """Queue a job (`service.submit.submit`)."""
         return _submit.submit(
@@ -107,6 +108,7 @@ class JobService:
             source,
             inputs,
             pending_cap=pending_cap,
+            updates_pull_request_of=updates_pull_request_of,
         )
 
     # ------------------------------------------------------------ sessions

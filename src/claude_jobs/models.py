@@ -318,6 +318,14 @@ class Job(Model):
     #: Repositories (issue 24): the pull request the worker opened, or why none was.
     pull_request: PullRequestInfo | None = None
     pull_request_skipped: str | None = None  # a PullRequestSkipped (a plain string in the item)
+    #: GitHub events: the job whose pull request this one updates (a comment on that pull
+    #: request). Set only by the service, after checking the stored job (same tenant, same
+    #: session, same repository); the worker checks again and then pushes onto that job's
+    #: branch (fast-forward only) instead of opening a pull request.
+    updates_pull_request_of: str | None = None
+    #: Such a follow-up's tip of that branch, fetched by its first segment: later segments
+    #: fetch it again rather than the branch, so a branch moved meanwhile fails the push.
+    pull_request_base_sha: str | None = None
     version: int = 0  # bumped by every write: a cheap, exact ETag seed
 
 

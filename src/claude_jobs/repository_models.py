@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -22,6 +22,9 @@ from pydantic import (
 )
 
 from .model_base import Model
+
+if TYPE_CHECKING:
+    from .models import Job
 
 #: A repository URL's length at most.
 MAX_REPOSITORY_URL_CHARS = 512
@@ -190,3 +193,21 @@ PullRequestSkipped = Literal["no_changes"]
 def job_branch(job_id: str) -> str:
     """The one branch a job may push: `claude-jobs/<job_id>`."""
     return f"claude-jobs/{job_id}"
+
+
+def pull_request_to_update(
+    original: Job | None, tenant_id: str, session_id: str | None, repository_url: str | None
+) -> str | None:
+    """`original`'s job id when a job of `tenant_id` continuing `session_id` on
+    `repository_url` may update its pull request (push onto its branch): the same tenant,
+    the same session, the same repository. None otherwise. The service (submit) and the
+    worker both ask, each from the stored original job."""
+    if original is None or not session_id or repository_url is None:
+        return None
+    if original.tenant_id != tenant_id or original.session_id != session_id:
+        return None
+    spec = original.options.repository
+    mine, theirs = repository_of(repository_url), repository_of(spec.url) if spec else None
+    if mine is None or theirs is None or mine.full_name.lower() != theirs.full_name.lower():
+        return None
+    return original.job_id

@@ -233,6 +233,9 @@ class Settings(BaseModel):
     github_api_url: str = Field("https://api.github.com", alias="GITHUB_API_URL", max_length=256)
     #: Tenants' GitHub credentials: secret `<prefix><tenant>` (a token, or an App installation).
     github_secret_prefix: str = Field("claude-jobs/github/", alias="GITHUB_SECRET_PREFIX")
+    #: GitHub events' installation → tenant lookups: secret `<prefix><installation id>`, outside
+    #: the credentials' prefix (empty: `<credentials' prefix without its />-installations/`).
+    github_installation_prefix: str = Field("", alias="GITHUB_INSTALLATION_PREFIX")
     #: A GitHub App (optional): its id, and the secret holding its private key (PEM).
     github_app_id: str = Field("", alias="GITHUB_APP_ID", max_length=32)
     github_app_key_secret_id: str = Field(

@@ -4,13 +4,18 @@ only the submit and notifier roles gain reads of it and of the tenants' GitHub c
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from typing import Any
 
+import boto3
 import pytest
 from aws_cdk.assertions import Annotations
 
+from claude_jobs.github.credentials import SecretsManagerCredentials, StoredCredential
+from claude_jobs.settings import Settings
 from tests.infra.conftest import Synthesized, _synth
+from tests.infra.helpers import role_permissions
 from tests.infra.test_compliance import NAG_PACKS
 
 pytestmark = pytest.mark.synth
@@ -93,3 +98,48 @@ def test_with_github_events_there_is_no_unacknowledged_nag_error(
     for stack in (github_synth.built.stateful, github_synth.built.service):
         errors = Annotations.from_stack(stack).find_error("*", NAG_PACKS)
         assert errors == [], [e.entry.data for e in errors]
+
+
+def _reads(synth: Synthesized, name: str) -> list[str]:
+    """The function's GetSecretValue resources as ARN patterns (IAM's `*` and `?`)."""
+    _, function = _function(synth, name)
+    outputs: dict[str, Any] = synth.stateful.to_json().get("Outputs", {})
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [
+        resource
+        for action, resource in role_permissions(synth.service, role, outputs)
+        if action == "secretsmanager:GetSecretValue"
+    ]
+
+
+def _granted(patterns: list[str], name: str) -> bool:
+    """Would a GetSecretValue of secret `name` (with its random suffix) be allowed?"""
+    arn = f"arn:AWS::Partition:secretsmanager:AWS::Region:AWS::AccountId:secret:{name}-AbCdEf"
+    return any(fnmatch.fnmatchcase(arn, pattern) for pattern in patterns)
+
+
+def test_the_worker_and_notifier_cannot_read_the_installation_lookups(
+    github_synth: Synthesized, aws: None
+) -> None:
+    # Given the secrets `claude-jobs github connect --installation-id` writes, where the
+    # deployed functions' settings put them (moto)
+    _, submit = _function(github_synth, "Submit")
+    env = submit["Properties"]["Environment"]["Variables"]
+    settings = Settings.model_validate({k: v for k, v in env.items() if isinstance(v, str)})
+    secrets = boto3.client("secretsmanager", "us-east-1")
+    store = SecretsManagerCredentials(
+        secrets, settings.github_secret_prefix, settings.github_installation_prefix
+    )
+    store.put("acme", StoredCredential(installation_id=77))
+    names = [s["Name"] for s in secrets.list_secrets()["SecretList"]]
+    (credential,) = [n for n in names if n.endswith("/acme")]
+    (lookup,) = [n for n in names if n != credential]
+
+    # Then the worker and the notifier may read the tenant's credential, not the lookup
+    for function in ("Worker", "Notifier"):
+        reads = _reads(github_synth, function)
+        assert _granted(reads, credential), (function, reads)
+        assert not _granted(reads, lookup), (function, lookup, reads)
+    # and the submit function (the webhook) may read both
+    assert _granted(_reads(github_synth, "Submit"), lookup)
+    assert _granted(_reads(github_synth, "Submit"), credential)

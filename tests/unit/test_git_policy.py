@@ -68,3 +68,59 @@ def test_creating_or_updating_the_jobs_branch_is_allowed() -> None:
 def test_any_other_push_is_refused_whole(body: bytes, why: str) -> None:
     problem = push_problem(body, BRANCH)
     assert problem is not None and why in problem, problem
+
+
+# ---------------------------------------------------------------- a follow-up's pull request
+
+#: The earlier job's branch a follow-up updates, and its tip when the worker fetched it.
+UPDATED = "claude-jobs/j-original"
+TIP = "e" * 40
+
+
+def test_the_worker_may_fast_forward_the_updated_branch_from_the_tip_it_fetched() -> None:
+    # Given the delivery grant of a follow-up (that branch, from that tip)
+    body = push(f"{TIP} {NEW} refs/heads/{UPDATED}")
+    # Then exactly that update passes (shallow lines before it too)
+    assert push_problem(body, UPDATED, TIP) is None
+    assert push_problem(pkt(f"shallow {TIP}\n") + body, UPDATED, TIP) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        # a force push: the branch rewritten from another commit than the fetched tip
+        (push(f"{'f' * 40} {NEW} refs/heads/{UPDATED}"), "fast-forwarded from eeeeeeeeeeee"),
+        # a non-fast-forward after the branch moved: the old oid is the new upstream tip
+        (push(f"{'1' * 40} {TIP[:39]}f refs/heads/{UPDATED}"), "not updated from 111111111111"),
+        # a (re)creation: old zeros
+        (push(f"{OLD} {NEW} refs/heads/{UPDATED}"), "not created"),
+        # a delete
+        (push(f"{TIP} {OLD} refs/heads/{UPDATED}"), "deleted"),
+        # another branch, the follow-up's own, the base, a tag
+        (push(f"{TIP} {NEW} refs/heads/main"), "only"),
+        (push(f"{OLD} {NEW} refs/heads/claude-jobs/j-1"), "only"),
+        (push(f"{TIP} {NEW} refs/tags/{UPDATED}"), "only"),
+        # the right update smuggled beside another
+        (push(f"{TIP} {NEW} refs/heads/{UPDATED}", f"{TIP} {OLD} refs/heads/main"), "one ref"),
+        (push(f"{TIP} {NEW} refs/heads/{UPDATED}", f"{TIP} {NEW} refs/heads/{UPDATED}"), "one"),
+    ],
+)
+def test_a_follow_ups_delivery_grant_refuses_anything_but_that_fast_forward(
+    body: bytes, why: str
+) -> None:
+    problem = push_problem(body, UPDATED, TIP)
+    assert problem is not None and why in problem, problem
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        f"{TIP} {NEW} refs/heads/{UPDATED}",
+        f"{OLD} {NEW} refs/heads/claude-jobs/j-follow-up",
+        f"{TIP} {OLD} refs/heads/{UPDATED}",
+    ],
+)
+def test_a_follow_ups_agent_may_push_nothing(command: str) -> None:
+    # Given the agent's grant of a follow-up (no branch): even the exact fast-forward
+    problem = push_problem(push(command), None)
+    assert problem is not None and "may not push" in problem

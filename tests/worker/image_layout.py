@@ -151,7 +151,13 @@ def worker_env(
     upstream: str,
     secret: str = SENTINEL_SECRET,
 ) -> dict[str, str]:
-    """The worker's environment as Lambda sets it (credentials included), HOME unset."""
+    """The worker's environment as Lambda sets it (credentials included), HOME unset; its
+    scratch directory (`SCRATCH_DIRS`, `TMPDIR`) its own, beside the task root: other processes
+    of this machine write to /tmp meanwhile, which never happens in one Lambda environment, and
+    a worker clearing what appeared in /tmp during a job would remove (or fail on) theirs."""
+    scratch = task_root.parent / "scratch"
+    scratch.mkdir(exist_ok=True)
+    os.chmod(scratch, 0o777)  # noqa: S103 - the runtime user writes here
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "PYTHONPATH": str(site),
@@ -173,7 +179,8 @@ def worker_env(
         "POWERTOOLS_SERVICE_NAME": "claude-jobs-worker",
         "POWERTOOLS_METRICS_NAMESPACE": "ClaudeJobs",
         "POWERTOOLS_TRACE_DISABLED": "1",
-        "TMPDIR": "/tmp",
+        "SCRATCH_DIRS": str(scratch),
+        "TMPDIR": str(scratch),
     }
 
 

@@ -93,27 +93,7 @@ def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
         )
         fake.script(ToolUse("Bash", {"command": probe}), Text("looked"))
         settings = provisioned.settings
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "PYTHONPATH": str(image_site),
-            "LAMBDA_TASK_ROOT": str(task_root),
-            "_HANDLER": "handler.lambda_handler",
-            "AWS_LAMBDA_FUNCTION_NAME": "claude-jobs-worker",
-            "AWS_ENDPOINT_URL": moto_server,
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": SENTINEL_SECRET,
-            "AWS_SESSION_TOKEN": "testing",
-            "JOBS_TABLE": settings.jobs_table,
-            "RESULTS_BUCKET": settings.results_bucket,
-            "ANTHROPIC_SECRET_ID": settings.anthropic_secret_id,
-            "ANTHROPIC_BASE_URL": fake.url,
-            "AGENT_MAX_RETRIES": "0",
-            "POWERTOOLS_SERVICE_NAME": "claude-jobs-worker",
-            "POWERTOOLS_TRACE_DISABLED": "1",
-            "TMPDIR": "/tmp",
-        }
+        env = worker_env(task_root, image_site, moto_server, settings, fake.url)
         # When the worker handles the job's message as the runtime user, HOME unset
         assert "HOME" not in env
         run = subprocess.run(

@@ -20,7 +20,14 @@ from claude_jobs_tools.githost import GitHost
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.worker.conftest import REAL_KEY, sqs_event
 from tests.worker.image_layout import RUNTIME_USER, run_warm, runtime_python, worker_env
-from tests.worker.test_repository import HUNT, TENANT_TOKEN
+from tests.worker.test_repository import (
+    FOLLOW_UP_PUSHES,
+    HUNT,
+    TENANT_TOKEN,
+    _open_pull,
+    _parent,
+    _seed_branch,
+)
 
 pytestmark = [pytest.mark.cli, pytest.mark.timeout(600)]
 
@@ -108,3 +115,84 @@ def test_in_the_image_a_repository_job_keeps_the_credential_from_its_agent(
         # And the planted filter never ran in the worker's commit
         assert "planted" in output
         assert not pwned.exists()
+
+
+def test_in_the_image_a_follow_up_updates_the_earlier_pull_request_and_its_agent_pushes_nothing(
+    task_root: Path,
+    image_site: Path,
+    moto_server: str,
+) -> None:
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    from claude_jobs_tools.provision import provision
+
+    with FakeAnthropic(api_key=REAL_KEY) as fake, GitHost() as githost:
+        # Given an earlier job of the tenant (ended) whose branch has an open pull request
+        githost.create_repository("acme/app")
+        githost.add_token(TENANT_TOKEN, {"acme/app"})
+        provisioned = provision(
+            "imgfollow",
+            secret_value=REAL_KEY,
+            anthropic_base_url=fake.url,
+            github_git_url=githost.url,
+            github_api_url=githost.api_url,
+        )
+        settings = provisioned.settings
+        SecretsManagerCredentials(
+            boto3.client("secretsmanager"), settings.github_secret_prefix
+        ).put("acme", StoredCredential(token=TENANT_TOKEN))
+        container = Container(settings)
+        jobs = container.job_service
+        url = f"{githost.url}/acme/app"
+        first = jobs.submit(
+            "acme", JobRequest(prompt="first", repository={"url": url}, pull_request={})
+        ).job
+        jobs.cancel("acme", first.job_id)
+        branch = f"claude-jobs/{first.job_id}"
+        tip = _seed_branch(githost, branch)
+        _open_pull(githost, branch)
+        # And a follow-up the service lets update it, whose agent pushes the branch itself
+        # (a fast-forward, a forced rewrite, a delete), its own branch and main
+        follow = jobs.submit(
+            "acme",
+            JobRequest(
+                prompt="Also add two.txt",
+                allowed_tools=["Bash"],
+                session_id=first.session_id,
+                repository={"url": url, "ref": branch},
+                pull_request={"base": branch},
+            ),
+            updates_pull_request_of=first.job_id,
+        ).job
+        assert follow.updates_pull_request_of == first.job_id
+        command = FOLLOW_UP_PUSHES.format(branch=branch, job=follow.job_id)
+        fake.script(ToolUse("Bash", {"command": command}), Text("Added two.txt."))
+        env = worker_env(task_root, image_site, moto_server, settings, fake.url)
+        env.update(
+            {
+                "GITHUB_GIT_URL": githost.url,
+                "GITHUB_API_URL": githost.api_url,
+                "GITHUB_SECRET_PREFIX": settings.github_secret_prefix,
+                "WARM_START": "true",
+            }
+        )
+        # When the image's worker handles it as the runtime user
+        run = run_warm(python, task_root, env, [sqs_event(follow)])
+        assert run.returncode == 0, run.stderr[-3000:]
+        done = container.job_repository.get(follow.job_id)
+        assert done is not None
+        # Then every push of its agent was refused
+        output = str(fake.message_requests[1].tool_results()[0]["content"])
+        assert "pushes-done" in output, output
+        assert output.count("[remote rejected]") == 5, output
+        assert githost.branch_sha("acme/app", f"claude-jobs/{follow.job_id}") is None
+        # And the worker fast-forwarded the earlier branch: the same pull request, updated
+        assert done.status is JobStatus.SUCCEEDED, done.error
+        assert done.pull_request is not None and done.pull_request.number == 1
+        assert done.pull_request.branch == branch
+        head = githost.branch_sha("acme/app", branch)
+        assert head == done.pull_request.head_sha and _parent(githost, head) == tip
+        assert githost.read_file("acme/app", branch, "two.txt") == "two\n"
+        assert len(githost.pulls) == 1
+        assert {p["ref"] for p in githost.pushes} == {f"refs/heads/{branch}"}

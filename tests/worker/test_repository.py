@@ -177,9 +177,17 @@ def test_an_unknown_repository_is_unavailable(repo_stack: WorkerStack, githost: 
 
 
 def _run_for(
-    githost: GitHost, tmp_path: Any, app_key: str | None = None, **settings: Any
+    githost: GitHost,
+    tmp_path: Any,
+    app_key: str | None = None,
+    *,
+    job_fields: dict[str, Any] | None = None,
+    original: Any = None,
+    **settings: Any,
 ) -> tuple[Any, Any, Any]:
-    """A RepositoryRun for a job on acme/app with its sandbox created (no agent)."""
+    """A RepositoryRun for a job on acme/app with its sandbox created (no agent); a
+    follow-up's with `job_fields` (its session, ref, updates_pull_request_of) and the stored
+    `original` job the worker reads."""
     from claude_jobs.github.credentials import JobCredentials
     from claude_jobs.github.rest import GitHubRest
     from claude_jobs.models import Job, JobOptions
@@ -211,9 +219,11 @@ def _run_for(
         prompt="Change the greeting",
         options=JobOptions(repository={"url": f"{githost.url}/acme/app"}, pull_request={}),
     )
+    if job_fields:
+        job = job.model_copy(update=job_fields)
     tmp_path.mkdir(parents=True, exist_ok=True)
     sandbox = Sandbox(job.job_id, AgentIdentity(), tmp_path).create()
-    return RepositoryRun(github, config, job), sandbox, github
+    return RepositoryRun(github, config, job, original), sandbox, github
 
 
 def test_a_redelivered_job_opens_no_second_pull_request(githost: GitHost, tmp_path: Any) -> None:
@@ -317,3 +327,294 @@ def test_an_app_installation_token_is_minted_for_the_job_and_revoked_when_it_end
             github.broker.close()
         # Then, the job ended, its token is revoked
         assert host.revoked == [token]
+
+
+# ---------------------------------------------------------------- a follow-up updates the PR
+
+#: The follow-up's agent: commits, then pushes the earlier job's branch itself (a
+#: fast-forward; its tip rewritten, forced; a delete), its own branch and main: all refused.
+FOLLOW_UP_PUSHES = (
+    "echo two > two.txt && git add two.txt && git commit -qm two; "
+    "git push origin HEAD:refs/heads/{branch} 2>&1 | grep rejected; "
+    "git reset -q --soft HEAD~1 && git commit -q --amend -m rewritten; "
+    "git push -f origin HEAD:refs/heads/{branch} 2>&1 | grep rejected; "
+    "git push origin :refs/heads/{branch} 2>&1 | grep rejected; "
+    "git push origin HEAD:refs/heads/claude-jobs/{job} 2>&1 | grep rejected; "
+    "git push -f origin HEAD:main 2>&1 | grep rejected; "
+    "echo pushes-done"
+)
+
+
+def test_a_follow_up_pushes_onto_the_earlier_jobs_branch_and_updates_its_pull_request(
+    repo_stack: WorkerStack, githost: GitHost
+) -> None:
+    from claude_jobs.models import JobRequest
+
+    # Given a job that opened a pull request (the real CLI)
+    first = _job(repo_stack, githost)
+    repo_stack.fake.script(
+        ToolUse("Bash", {"command": "echo one > one.txt"}), Text("Added one.txt.")
+    )
+    repo_stack.deliver(first)
+    first = repo_stack.get(first)
+    assert first.pull_request is not None, first.error
+    branch = f"claude-jobs/{first.job_id}"
+    tip = githost.branch_sha("acme/app", branch)
+    # And a follow-up the service lets update it: same tenant, its session, on its branch
+    follow = repo_stack.container.job_service.submit(
+        "acme",
+        JobRequest(
+            prompt="Also add two.txt",
+            allowed_tools=["Bash"],
+            session_id=first.session_id,
+            repository={"url": f"{githost.url}/acme/app", "ref": branch},
+            pull_request={"base": branch},
+        ),
+        updates_pull_request_of=first.job_id,
+    ).job
+    assert follow.updates_pull_request_of == first.job_id
+    # whose agent pushes the branch itself, forces it, deletes it, pushes its own and main
+    command = FOLLOW_UP_PUSHES.format(branch=branch, job=follow.job_id)
+    repo_stack.fake.script(ToolUse("Bash", {"command": command}), Text("Added two.txt."))
+
+    # When the worker runs it
+    repo_stack.deliver(follow)
+    done = repo_stack.get(follow)
+
+    # Then every push of its agent was refused, and nothing but the worker's reached the host
+    output = str(repo_stack.fake.message_requests[-1].tool_results()[0]["content"])
+    assert "pushes-done" in output, output
+    assert output.count("[remote rejected]") == 5, output
+    assert "this job may not push" in output
+    assert githost.branch_sha("acme/app", f"claude-jobs/{follow.job_id}") is None
+    # And the job shows the same pull request, its branch fast-forwarded by one commit
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert done.pull_request is not None
+    assert done.pull_request.number == first.pull_request.number
+    assert done.pull_request.url == first.pull_request.url
+    assert done.pull_request.branch == branch
+    head = githost.branch_sha("acme/app", branch)
+    assert head == done.pull_request.head_sha != tip
+    assert _parent(githost, head) == tip
+    assert githost.read_file("acme/app", branch, "one.txt") == "one\n"
+    assert githost.read_file("acme/app", branch, "two.txt") == "two\n"
+    assert len(githost.pulls) == 1
+    assert {p["ref"] for p in githost.pushes} == {f"refs/heads/{branch}"}
+    # And the tip it started from is kept for a later segment
+    assert done.pull_request_base_sha == tip
+
+
+def _parent(githost: GitHost, sha: str | None) -> str:
+    import subprocess
+
+    bare = githost.root / "acme/app.git"
+    return subprocess.run(
+        ["git", "-C", str(bare), "rev-parse", f"{sha}^"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def _move(githost: GitHost, branch: str) -> str:
+    """Someone else's commit on `branch` (straight in the host's repository)."""
+    import subprocess
+
+    bare = str(githost.root / "acme/app.git")
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", bare, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PATH": "/usr/bin:/bin", "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x",
+                 "GIT_COMMITTER_NAME": "x", "GIT_COMMITTER_EMAIL": "x@x", "HOME": "/nonexistent"},
+        ).stdout.strip()  # fmt: skip
+
+    tip = git("rev-parse", f"refs/heads/{branch}")
+    moved = git("commit-tree", f"{tip}^{{tree}}", "-p", tip, "-m", "someone else")
+    git("update-ref", f"refs/heads/{branch}", moved)
+    return moved
+
+
+def _deliver_one_change(run: Any, sandbox: Any, github: Any) -> Any:
+    """Prepare the run, leave one new file in its working tree as an agent would, deliver a
+    succeeded outcome; then close the run, its sandbox and the broker. The outcome."""
+    from claude_jobs.worker.ports import AgentOutcome
+
+    try:
+        assert run.prepare(sandbox, restored=False) is None
+        (sandbox.work_dir / "two.txt").write_text("two\n")
+        return run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+
+
+def _earlier(githost: GitHost, **fields: Any) -> Any:
+    """The stored earlier job whose pull request (#1, open) a follow-up updates."""
+    from claude_jobs.models import Job, JobOptions
+
+    job = Job(
+        job_id="j-original",
+        tenant_id="acme",
+        status=JobStatus.SUCCEEDED,
+        created_at=datetime.now(UTC),
+        session_id="s-1",
+        options=JobOptions(repository={"url": f"{githost.url}/acme/app"}, pull_request={}),
+    ).model_copy(update=fields)
+    return job
+
+
+def _follow_up_fields(githost: GitHost, **fields: Any) -> dict[str, Any]:
+    from claude_jobs.models import JobOptions
+
+    branch = "claude-jobs/j-original"
+    return {
+        "session_id": "s-1",
+        "updates_pull_request_of": "j-original",
+        "options": JobOptions(
+            repository={"url": f"{githost.url}/acme/app", "ref": branch},
+            pull_request={"base": branch},
+        ),
+        **fields,
+    }
+
+
+def _open_pull(githost: GitHost, branch: str, state: str = "open") -> None:
+    sha = githost.branch_sha("acme/app", branch)
+    githost.pulls.append(
+        {
+            "number": 1,
+            "html_url": f"{githost.url}/acme/app/pull/1",
+            "repository": "acme/app",
+            "state": state,
+            "head": {"ref": branch, "sha": sha},
+            "base": {"ref": "main"},
+        }
+    )
+
+
+def _seed_branch(githost: GitHost, branch: str) -> str:
+    import subprocess
+
+    bare = str(githost.root / "acme/app.git")
+    main = githost.branch_sha("acme/app", "main")
+    subprocess.run(["git", "-C", bare, "update-ref", f"refs/heads/{branch}", str(main)], check=True)
+    return _move(githost, branch)
+
+
+def test_a_follow_up_whose_branch_moved_meanwhile_pushes_nothing_and_fails_clearly(
+    githost: GitHost, tmp_path: Any
+) -> None:
+    from claude_jobs.worker.ports import AgentOutcome
+
+    # Given an earlier job's branch with its open pull request, and a follow-up that fetched it
+    branch = "claude-jobs/j-original"
+    _seed_branch(githost, branch)
+    _open_pull(githost, branch)
+    run, sandbox, github = _run_for(
+        githost, tmp_path, job_fields=_follow_up_fields(githost), original=_earlier(githost)
+    )
+    try:
+        assert run.prepare(sandbox, restored=False) is None
+        (sandbox.work_dir / "two.txt").write_text("two\n")
+        # When someone else pushes onto the branch before the follow-up delivers
+        moved = _move(githost, branch)
+        outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="the answer"))
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+    # Then nothing was pushed (the branch is as they left it), and the job fails clearly,
+    # its answer kept
+    assert githost.branch_sha("acme/app", branch) == moved
+    assert outcome.ending == "failed" and outcome.error is not None
+    assert outcome.error.code == "pull_request_failed"
+    assert "moved since this job fetched it" in outcome.error.message
+    assert outcome.text == "the answer" and outcome.pull_request is None
+    assert githost.pushes == []
+
+
+@pytest.mark.parametrize(
+    ("earlier", "follow_up"),
+    [
+        ({"tenant_id": "globex"}, {}),  # another tenant's job
+        ({"session_id": "s-other"}, {}),  # another session
+        ({"options": "acme/other"}, {}),  # another repository
+        ({}, {"session_id": None}),  # a follow-up without the session
+        (None, {}),  # no such job
+    ],
+)
+def test_a_follow_up_the_stored_job_does_not_vouch_for_opens_its_own_pull_request(
+    githost: GitHost, tmp_path: Any, earlier: dict[str, Any] | None, follow_up: dict[str, Any]
+) -> None:
+    from claude_jobs.models import JobOptions
+
+    # Given an earlier job's branch and pull request, and a follow-up naming it whose stored
+    # earlier job is not its tenant's, session's or repository's
+    branch = "claude-jobs/j-original"
+    tip = _seed_branch(githost, branch)
+    _open_pull(githost, branch)
+    original = None
+    if earlier is not None:
+        if earlier.get("options") == "acme/other":
+            earlier["options"] = JobOptions(repository={"url": f"{githost.url}/acme/other"})
+        original = _earlier(githost, **earlier)
+    run, sandbox, github = _run_for(
+        githost, tmp_path, job_fields=_follow_up_fields(githost, **follow_up), original=original
+    )
+    outcome = _deliver_one_change(run, sandbox, github)
+    assert run.updates is None
+    # Then the earlier job's branch is untouched; the follow-up has a pull request of its own
+    assert githost.branch_sha("acme/app", branch) == tip
+    assert outcome.pull_request is not None
+    assert outcome.pull_request.branch == "claude-jobs/j-redelivered"
+
+
+def test_a_follow_up_whose_pull_request_was_closed_pushes_nothing(
+    githost: GitHost, tmp_path: Any
+) -> None:
+
+    branch = "claude-jobs/j-original"
+    tip = _seed_branch(githost, branch)
+    _open_pull(githost, branch, state="closed")
+    run, sandbox, github = _run_for(
+        githost, tmp_path, job_fields=_follow_up_fields(githost), original=_earlier(githost)
+    )
+    outcome = _deliver_one_change(run, sandbox, github)
+    assert githost.branch_sha("acme/app", branch) == tip
+    assert outcome.error is not None and outcome.error.code == "pull_request_failed"
+    assert "no open pull request" in outcome.error.message
+
+
+def test_a_later_segment_of_a_follow_up_starts_from_the_tip_its_first_fetched(
+    githost: GitHost, tmp_path: Any
+) -> None:
+    from claude_jobs.worker.ports import AgentOutcome
+
+    # Given a follow-up whose first segment fetched the branch at `tip` (kept on the job)
+    branch = "claude-jobs/j-original"
+    tip = _seed_branch(githost, branch)
+    _open_pull(githost, branch)
+    fields = _follow_up_fields(githost, pull_request_base_sha=tip)
+    # When someone else pushes onto the branch before its next segment prepares and delivers
+    moved = _move(githost, branch)
+    run, sandbox, github = _run_for(
+        githost, tmp_path, job_fields=fields, original=_earlier(githost)
+    )
+    try:
+        assert run.prepare(sandbox, restored=False) is None
+        assert run.base_sha == tip
+        (sandbox.work_dir / "two.txt").write_text("two\n")
+        outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="the answer"))
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+    # Then nothing was pushed over their commit, and the job fails clearly
+    assert githost.branch_sha("acme/app", branch) == moved
+    assert outcome.error is not None and outcome.error.code == "pull_request_failed"
+    assert "moved since this job fetched it" in outcome.error.message

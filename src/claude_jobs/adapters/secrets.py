@@ -42,8 +42,7 @@ class SecretKeyProvider:
                     )
                     return self._last
                 raise KeyUnavailableError(
-                    f"the Anthropic key could not be read from {self._secret_id} "
-                    f"({type(exc).__name__})"
+                    f"the secret could not be read from {self._secret_id} ({type(exc).__name__})"
                 ) from None
             self._last = key
             return key

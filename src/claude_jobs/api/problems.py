@@ -21,6 +21,7 @@ from ..errors import (
     JobNotFoundError,
     PayloadTooLargeError,
     RequestValidationError,
+    ServiceUnavailableError,
     SessionBusyError,
     SessionNotFoundError,
     TenantLimitError,
@@ -87,6 +88,7 @@ _STATUS: dict[type[ClaudeJobsError], tuple[int, str]] = {
     RequestValidationError: (422, "Unprocessable Content"),
     TenantLimitError: (429, "Too Many Requests"),
     DispatchError: (503, "Service Unavailable"),
+    ServiceUnavailableError: (503, "Service Unavailable"),
 }
 
 _HEADERS: dict[int, dict[str, str]] = {
@@ -124,7 +126,7 @@ def problem_for(exc: BaseException) -> Problem:
                 status, title = _STATUS[cls]
                 errors = exc.errors if isinstance(exc, RequestValidationError) else ()
                 headers = dict(_HEADERS.get(status, {}))
-                if isinstance(exc, TenantLimitError):
+                if isinstance(exc, (TenantLimitError, ServiceUnavailableError)):
                     headers["Retry-After"] = str(exc.retry_after_seconds)
                 return Problem(
                     status=status,

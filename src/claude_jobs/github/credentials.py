@@ -87,12 +87,26 @@ def secret_name(prefix: str, tenant_id: str) -> str:
     return prefix + tenant_id
 
 
-class SecretsManagerCredentials:
-    """Adapter: one secret per tenant under a prefix (the worker may read only those)."""
+def default_installation_prefix(prefix: str) -> str:
+    """Where the installation → tenant lookups go by default: BESIDE the credentials' prefix,
+    never under it (`<app>/github/` → `<app>/github-installations/`), so a grant of the
+    credentials' prefix (the worker's, the notifier's) does not cover them."""
+    return prefix.rstrip("/") + "-installations/"
 
-    def __init__(self, client: Any, prefix: str) -> None:
+
+class SecretsManagerCredentials:
+    """Adapter: one secret per tenant under a prefix (the worker may read only those), and the
+    installation → tenant lookups under another prefix (only GitHub events read those)."""
+
+    def __init__(self, client: Any, prefix: str, installation_prefix: str = "") -> None:
         self._client = client
         self._prefix = prefix
+        self._installations = installation_prefix or default_installation_prefix(prefix)
+        if self._installations.startswith(prefix):
+            raise ValueError(
+                f"the installations' prefix {self._installations!r} is under the credentials' "
+                f"prefix {prefix!r}: a grant of the credentials would cover the lookups"
+            )
 
     def get(self, tenant_id: str) -> StoredCredential | None:
         try:
@@ -113,9 +127,9 @@ class SecretsManagerCredentials:
         self._write(name, credential.to_json(), f"GitHub credential of tenant {tenant_id}")
         if credential.installation_id is not None:
             # The reverse lookup GitHub events need: installation → tenant (not a secret,
-            # but kept beside the credential; a tenant id never holds a `/`).
+            # but kept beside the credentials, outside their prefix: the worker cannot read it).
             self._write(
-                installation_secret_name(self._prefix, credential.installation_id),
+                installation_secret_name(self._installations, credential.installation_id),
                 json.dumps({"tenant_id": tenant_id}),
                 f"tenant of GitHub App installation {credential.installation_id}",
             )
@@ -123,7 +137,7 @@ class SecretsManagerCredentials:
     def tenant_of_installation(self, installation_id: int) -> str | None:
         try:
             answer = self._client.get_secret_value(
-                SecretId=installation_secret_name(self._prefix, installation_id)
+                SecretId=installation_secret_name(self._installations, installation_id)
             )
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
@@ -156,9 +170,9 @@ class SecretsManagerCredentials:
             )
 
 
-def installation_secret_name(prefix: str, installation_id: int) -> str:
-    """Where the tenant of an App installation is written (`/` is never in a tenant id)."""
-    return f"{prefix}installations/{int(installation_id)}"
+def installation_secret_name(installation_prefix: str, installation_id: int) -> str:
+    """Where the tenant of an App installation is written."""
+    return f"{installation_prefix}{int(installation_id)}"
 
 
 class AppJwt:

@@ -1,7 +1,8 @@
 """`POST /v1/github/events`: the signature, the body, the answer (no API key: the signature is
 the authentication). 401 for a bad or missing signature, 400 for a body that is not a JSON
 object, 2xx with `{status, reason}` for everything else (an ignored event too: GitHub must not
-retry it)."""
+retry it). When the webhook secret (or the tenants' lookup) cannot be read, nothing is done and
+the answer is 503 with `Retry-After`: the delivery may be redelivered."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def github_endpoint(container: Any) -> GitHubEndpoint:
     the first event)."""
     from functools import cache
 
-    from ..adapters.secrets import SecretKeyProvider
+    from ..adapters.secrets import KeyUnavailableError, SecretKeyProvider
+    from ..errors import ServiceUnavailableError
     from .credentials import SecretsManagerCredentials
     from .events import DynamoDeliveryClaims
     from .rest import GitHubRest
@@ -78,14 +80,31 @@ def github_endpoint(container: Any) -> GitHubEndpoint:
 
     def secret() -> bytes:
         found = provider()
-        return found.get().encode() if found is not None else b""
+        if found is None:
+            return b""
+        try:
+            return found.get().encode()
+        except KeyUnavailableError:
+            # Secrets Manager failing and nothing cached: not the sender's fault, and nothing
+            # was done (no claim, no job); GitHub may redeliver.
+            get_logger().warning(
+                "github event not verified: the webhook secret %s cannot be read",
+                settings.github_webhook_secret_id,
+            )
+            count("GitHubEventsUnavailable")
+            raise ServiceUnavailableError(
+                "The webhook secret cannot be read right now; nothing was done. "
+                "Redeliver the event later."
+            ) from None
 
     @cache
     def events() -> GitHubEvents:
         secrets = container.client("secretsmanager")
         return GitHubEvents(
             jobs=container.job_service,
-            tenants=SecretsManagerCredentials(secrets, settings.github_secret_prefix),
+            tenants=SecretsManagerCredentials(
+                secrets, settings.github_secret_prefix, settings.github_installation_prefix
+            ),
             credentials=github_credentials(settings, secrets),
             rest=GitHubRest(settings.github_api_url),
             claims=DynamoDeliveryClaims(container.client("dynamodb"), settings.jobs_table),

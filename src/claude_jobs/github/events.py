@@ -28,10 +28,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..adapters.dynamo import serialize, to_item
-from ..errors import ClaudeJobsError, RequestValidationError
+from ..errors import ClaudeJobsError, RequestValidationError, ServiceUnavailableError
 from ..observability import get_logger
 from ..triggers.templates import Template
 from .credentials import CredentialUnavailableError, InstallationTenants, JobCredentials
@@ -179,7 +179,15 @@ class GitHubEvents:
             log.info("github event ignored: %s", ask, extra={"delivery": delivery_id})
             return EventOutcome("ignored", ask)
         context = {"delivery": delivery_id, "repository": ask.repository, "actor": ask.actor}
-        tenant = self._tenants.tenant_of_installation(ask.installation_id)
+        try:
+            tenant = self._tenants.tenant_of_installation(ask.installation_id)
+        except (ClientError, BotoCoreError) as exc:
+            # Secrets Manager failing: nothing was claimed or done, GitHub may redeliver.
+            log.warning("github event: the installation's tenant cannot be read: %s", exc)
+            raise ServiceUnavailableError(
+                "The installation's tenant cannot be read right now; nothing was done. "
+                "Redeliver the event later."
+            ) from None
         if tenant is None:
             log.warning("github event of an unknown installation", extra=context)
             return EventOutcome("ignored", "unknown_installation")
@@ -194,6 +202,13 @@ class GitHubEvents:
             self._claims.release(delivery_id)
             log.warning("github event not acted on: %s", exc, extra=context)
             return EventOutcome("ignored", "github_unavailable")
+        except (ClientError, BotoCoreError) as exc:
+            # AWS failing (the tenant's credential unreadable): give the claim back, say 503.
+            self._claims.release(delivery_id)
+            log.warning("github event not acted on: %s", exc, extra=context)
+            raise ServiceUnavailableError(
+                "A service this event needs failed; nothing was done. Redeliver it later."
+            ) from None
 
     # ------------------------------------------------------------ reading the event
 
@@ -258,7 +273,7 @@ class GitHubEvents:
                     extra={"delivery": delivery_id, "actor": ask.actor, "role": role},
                 )
                 return EventOutcome("ignored", "no_write_access")
-            options = self._options(tenant, token, owner, name, ask)
+            options, updates = self._options(tenant, token, owner, name, ask)
             comment = self._rest.create_issue_comment(
                 token, owner, name, ask.number, _accepted(ask.actor)
             )
@@ -281,6 +296,7 @@ class GitHubEvents:
                     idempotency_key=f"github-{delivery_id}",
                     source="github",
                     pending_cap=False,
+                    updates_pull_request_of=updates,
                 )
             except (RequestValidationError, ClaudeJobsError) as exc:
                 detail = getattr(exc, "detail", None) or str(exc)
@@ -302,12 +318,16 @@ class GitHubEvents:
         finally:
             credential.close()
 
-    def _options(self, tenant: str, token: str, owner: str, name: str, ask: _Ask) -> dict[str, Any]:
-        """The job's repository options: an issue gets a pull request; a pull request the
-        worker opened continues its job's session on its branch."""
+    def _options(
+        self, tenant: str, token: str, owner: str, name: str, ask: _Ask
+    ) -> tuple[dict[str, Any], str | None]:
+        """The job's repository options, and the job whose pull request it updates: an issue
+        gets a pull request; a pull request the worker opened continues its job's session on
+        its branch, and the follow-up's changes are pushed onto that branch (the same pull
+        request); another pull request gets a pull request onto its branch."""
         url = f"{self._git_url}/{owner}/{name}"
         if not ask.is_pull_request:
-            return {"repository": {"url": url}, "pull_request": {}}
+            return {"repository": {"url": url}, "pull_request": {}}, None
         pull = self._rest.get_pull_request(token, owner, name, ask.number)
         branch = str((pull.get("head") or {}).get("ref") or "")
         options: dict[str, Any] = {
@@ -315,6 +335,7 @@ class GitHubEvents:
             "pull_request": {"base": branch},
         }
         own = _OWN_BRANCH.fullmatch(branch)
+        updates = None
         if own is not None:
             try:
                 earlier = self._jobs.get(tenant, own["job_id"])
@@ -322,7 +343,8 @@ class GitHubEvents:
                 earlier = None
             if earlier is not None and earlier.session_id:
                 options["session_id"] = earlier.session_id
-        return options
+                updates = earlier.job_id  # checked again by submit, and by the worker
+        return options, updates
 
 
 def _obj(data: dict[str, Any], key: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from ..errors import (
 )
 from ..models import InputObject, Job, JobRequest, JobStatus, WebhookDelivery
 from ..ports import IdempotencyClaim, SessionClaim
+from ..repository_models import pull_request_to_update
 from .context import ServiceContext
 from .limits import check_limits
 from .sessions import SESSION_TRIES, check_idle, find_session
@@ -55,11 +56,15 @@ def submit(
     inputs: Sequence[InputObject] = (),
     *,
     pending_cap: bool = True,
+    updates_pull_request_of: str | None = None,
 ) -> Submission:
     """Queue a job. `pending_cap`: refuse it (TenantLimitError) when the tenant already has
     `tenant_max_pending` pending jobs; the trigger path turns it off (its sources are the
     deployment's own configuration, and an event refused would be retried and then
-    dead-lettered instead of run), the job still counts and waits for its running share."""
+    dead-lettered instead of run), the job still counts and waits for its running share.
+    `updates_pull_request_of` (GitHub events only, never a caller's field): the job whose pull
+    request this one updates; kept only when that stored job is the tenant's, in the session
+    the request continues, on the same repository (`pull_request_to_update`)."""
     settings = ctx.settings
     check_limits(settings, request)
     if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
@@ -81,6 +86,12 @@ def submit(
         options=options,
         metadata=request.metadata,
         source=source,
+        updates_pull_request_of=pull_request_to_update(
+            ctx.repo.get(updates_pull_request_of) if updates_pull_request_of else None,
+            tenant_id,
+            request.session_id,
+            options.repository.url if options.repository else None,
+        ),
         inputs=list(inputs),
         webhook=WebhookDelivery(url=request.webhook_url) if request.webhook_url else None,
         version=1,

@@ -8,7 +8,9 @@ with a live token the broker:
   `info/refs?service=git-upload-pack|git-receive-pack`, `git-upload-pack`,
   `git-receive-pack`): another repository, path, query or method → 403/404;
 - reads a push's commands (`git_policy.push_problem`) and refuses the whole push unless it only
-  creates or updates `refs/heads/claude-jobs/<job_id>`;
+  creates or updates its grant's branch, `refs/heads/claude-jobs/<job_id>` (a follow-up that
+  updates an earlier job's pull request: its agent may push nothing, the worker's delivery
+  token only fast-forwards that job's branch from the tip it fetched);
 - forwards it to the Git host with the tenant's credential (HTTP basic, `x-access-token`), which
   only the worker's memory holds (never the agent's environment, argv, files or Git config),
   and relays the answer, at most the job's repository cap in bytes (more: 502, `over_cap`).
@@ -29,7 +31,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from typing import IO, Any
+from typing import IO, Any, Literal
 from urllib.parse import urlsplit
 
 from ..repository_models import RepoName, job_branch
@@ -53,12 +55,12 @@ class Grant:
     repository: RepoName
     credential: str
     max_bytes: int
+    #: The one branch a push may update (None: no push), and the oid it must be updated from
+    #: (None: any; set: fast-forward only from that tip, no create).
+    branch: str | None = None
+    fast_forward_from: str | None = None
     over_cap: bool = False
     refused: int = 0  # requests refused (tests, logs)
-
-    @property
-    def branch(self) -> str:
-        return job_branch(self.job_id)
 
 
 class GitBroker(LoopbackServer):
@@ -86,10 +88,23 @@ class GitBroker(LoopbackServer):
 
     # ------------------------------------------------------------ tokens
 
-    def issue(self, job_id: str, repository: RepoName, credential: str, max_bytes: int) -> str:
+    def issue(
+        self,
+        job_id: str,
+        repository: RepoName,
+        credential: str,
+        max_bytes: int,
+        *,
+        branch: str | Literal["own"] | None = "own",
+        fast_forward_from: str | None = None,
+    ) -> str:
+        """A token for one job: pushes only `branch` (default the job's own; None: none)."""
         token = "cj-git-" + secrets.token_urlsafe(32)
+        pushes = job_branch(job_id) if branch == "own" else branch
         with self._lock:
-            self._grants[token] = Grant(job_id, repository, credential, max_bytes)
+            self._grants[token] = Grant(
+                job_id, repository, credential, max_bytes, pushes, fast_forward_from
+            )
         return token
 
     def revoke(self, token: str) -> Grant | None:
@@ -206,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
             if body is not None and target[0].endswith("/git-receive-pack"):
                 body.seek(0)
                 head = body.read(1024 * 1024)
-                problem = push_problem(head, grant.branch)
+                problem = push_problem(head, grant.branch, grant.fast_forward_from)
                 if problem is not None:
                     reason = f"claude-jobs: push refused: {problem}"
                     raise _Refused(403, reason, rejection(head, reason))

@@ -7,6 +7,13 @@ that head strictly and answers why the push is refused, or None: exactly one com
 `refs/heads/claude-jobs/<job_id>`, that is not a delete (new oid all zeros). Anything it cannot
 read as exactly that — a bad length, a delimiter, a push certificate, a truncated head, a second
 command — refuses the whole push.
+
+A follow-up that updates an earlier job's pull request (GitHub events) has two grants: its
+agent's token may push nothing (`branch=None`), and the worker's delivery token, issued after
+the agent has ended, may only fast-forward that job's branch from the tip the worker fetched
+(`fast_forward_from`): the command's old oid must be exactly that tip (no create, and the
+host's compare-and-swap refuses the update if the branch moved since), the new one not zeros
+(no delete). The worker makes the pushed commit on that tip itself, so it descends from it.
 """
 
 from __future__ import annotations
@@ -43,9 +50,14 @@ def pkt_lines(body: bytes, limit: int = 1000) -> tuple[list[bytes], int] | str:
         at += size
 
 
-def push_problem(body: bytes, branch: str) -> str | None:
+def push_problem(
+    body: bytes, branch: str | None, fast_forward_from: str | None = None
+) -> str | None:
     """Why the push in `body` (a receive-pack request, decoded) may not go through, or None
-    when it only creates or updates `refs/heads/<branch>`."""
+    when it only creates or updates `refs/heads/<branch>` (with `fast_forward_from`: only
+    updates it from exactly that oid). `branch` None: no push at all."""
+    if branch is None:
+        return "this job may not push (the worker pushes its changes onto the pull request)"
     read = pkt_lines(body)
     if isinstance(read, str):
         return read
@@ -77,6 +89,13 @@ def push_problem(body: bytes, branch: str) -> str | None:
         return f"a push may update only {wanted}, not {command['ref']}"
     if set(command["new"]) == {"0"}:
         return f"{wanted} may not be deleted"
+    if fast_forward_from is not None and command["old"] != fast_forward_from:
+        if set(command["old"]) == {"0"}:
+            return f"{wanted} may only be updated, not created"
+        return (
+            f"{wanted} may only be fast-forwarded from {fast_forward_from[:12]}, "
+            f"not updated from {command['old'][:12]}"
+        )
     return None
 
 

@@ -15,6 +15,14 @@ never used; `out/` is left out), commits it (author from settings) on the fetche
 `claude-jobs/<job_id>` through the broker and opens the pull request — or finds the one an
 earlier attempt opened. No change → `pull_request_skipped: "no_changes"`; a failed push or
 pull request → `pull_request_failed`, the result kept.
+
+A follow-up that updates an earlier job's pull request (`Job.updates_pull_request_of`, set by
+the service; checked again here against the stored earlier job: same tenant, same session, same
+repository, cloned from that job's branch): its agent may push nothing; the worker commits onto
+the branch's tip it fetched and pushes with a token of its own, issued only now, that may only
+fast-forward that branch from that tip (`git_policy`). The job then shows that pull request; if
+the branch moved meanwhile (or the pull request is no longer open), nothing is pushed and the
+job ends `pull_request_failed`, its result kept.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from ..github.credentials import CredentialUnavailableError, JobCredential, JobC
 from ..github.rest import GitHubError, GitHubRest
 from ..models import Job, JobErrorInfo, PullRequestInfo
 from ..observability import deferred_logger
-from ..repository_models import RepoName, job_branch, repo_name_in
+from ..repository_models import RepoName, job_branch, pull_request_to_update, repo_name_in
 from .artifacts import OUT_DIR
 from .git_broker import GitBroker
 from .ports import AgentOutcome
@@ -74,7 +82,9 @@ class RepositoryError(Exception):
 class RepositoryRun:
     """One job's repository: its credential and broker token, live until `close`."""
 
-    def __init__(self, github: GitHubWorker, settings: Settings, job: Job) -> None:
+    def __init__(
+        self, github: GitHubWorker, settings: Settings, job: Job, original: Job | None = None
+    ) -> None:
         spec = job.options.repository
         assert spec is not None
         name = repo_name_in(settings.github_git_url, spec.url)
@@ -91,6 +101,8 @@ class RepositoryRun:
         self.token: str | None = None
         self.base_sha = ""
         self.branch = ""  # the branch checked out (the pull request's default base)
+        #: The branch of the earlier job whose pull request this one updates, or None.
+        self.updates = _updated_branch(job, original)
         try:
             self.credential = github.credentials.for_job(job.tenant_id, name.name)
         except CredentialUnavailableError as exc:
@@ -106,7 +118,11 @@ class RepositoryRun:
         self.default_branch = str(found.get("default_branch") or "main")
         github.broker.start()
         self.token = github.broker.issue(
-            job.job_id, name, self.credential.token, settings.repository_max_bytes
+            job.job_id,
+            name,
+            self.credential.token,
+            settings.repository_max_bytes,
+            branch=None if self.updates else "own",  # a follow-up's agent pushes nothing
         )
 
     # ------------------------------------------------------------ before the run
@@ -129,8 +145,8 @@ class RepositoryRun:
             raise subprocess.CalledProcessError(done.returncode, args[:2], done.stdout, done.stderr)
         return done.stdout.strip()
 
-    def _auth(self) -> list[str]:
-        return ["-c", f"http.extraHeader=Authorization: Bearer {self.token}"]
+    def _auth(self, token: str | None = None) -> list[str]:
+        return ["-c", f"http.extraHeader=Authorization: Bearer {token or self.token}"]
 
     def prepare(self, sandbox: Sandbox, restored: bool) -> AgentOutcome | None:
         """Fetch into the worker's Git directory and (unless restored) clone for the agent;
@@ -140,6 +156,8 @@ class RepositoryRun:
         spec = self.job.options.repository
         assert spec is not None
         ref = spec.ref or self.default_branch
+        if self.updates is not None and self.job.pull_request_base_sha:
+            ref = self.job.pull_request_base_sha  # a later segment: the tip the first fetched
         try:
             os.mkdir(private, 0o700)
             self._git(["init", "-q", "--bare", str(private)])
@@ -156,7 +174,9 @@ class RepositoryRun:
                 REPOSITORY_UNAVAILABLE,
                 f"{self.name.full_name} at {ref!r} could not be fetched: " + _tail(exc.stderr),
             ).outcome()
-        self.branch = ref if not _is_sha(ref) else self.default_branch
+        self.branch = spec.ref or self.default_branch
+        if _is_sha(self.branch):
+            self.branch = self.default_branch
         self._git(["-C", str(private), "update-ref", f"refs/heads/{self.branch}", self.base_sha])
         self._git(["-C", str(private), "symbolic-ref", "HEAD", f"refs/heads/{self.branch}"])
         (private / "info").mkdir(exist_ok=True)
@@ -198,32 +218,15 @@ class RepositoryRun:
         if spec is None or outcome.ending != "succeeded" or not self.base_sha:
             return outcome
         assert sandbox.root is not None and self.credential is not None
+        if self.updates is not None:
+            return self._update(sandbox, outcome, self.updates)
         branch = job_branch(self.job.job_id)
         try:
-            # A Git directory made now that nothing of the agent runs, of the fetched commit
-            # alone: its config, hooks and attributes are the worker's (where worker and agent
-            # are one user, the agent could have written into the one made before the run).
-            private = tempfile.mkdtemp(prefix="git-", dir=sandbox.root)
-            self._git(["init", "-q", "--bare", private])
-            self._git([*self._auth(), "-C", private, "fetch", "-q", "--depth=1", "--no-tags",
-                       self.remote, self.base_sha])  # fmt: skip
-            self._git(["-C", private, "update-ref", "refs/heads/work", self.base_sha])
-            self._git(["-C", private, "symbolic-ref", "HEAD", "refs/heads/work"])
-            _exclude(Path(private), sandbox)
-            tree = ["--git-dir", private, "--work-tree", str(sandbox.work_dir)]
-            self._git([*tree, "add", "-A", "--", "."])
-            changed = subprocess.run(
-                ["git", *tree, "diff", "--no-ext-diff", "--cached", "--quiet", self.base_sha],
-                env=_git_env(self.settings),
-                capture_output=True,
-                timeout=GIT_TIMEOUT_SECONDS,
-                check=False,
-            ).returncode
-            if changed == 0:
+            tree = self._stage(sandbox)  # (a Git directory of the worker's, made now)
+            if tree is None:
                 return replace(outcome, pull_request_skipped="no_changes")
             title = spec.title or _title(self.job)
-            self._git([*tree, "commit", "-q", "--no-verify", "-m", title])
-            head = self._git([*tree, "rev-parse", "HEAD"])
+            head = self._commit(tree, title)
             self._git([*self._auth(), *tree, "push", "-q", self.remote,
                        f"+{head}:refs/heads/{branch}"])  # fmt: skip
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
@@ -245,13 +248,79 @@ class RepositoryRun:
                 )
         except GitHubError as exc:
             return _failed(outcome, f"branch {branch} was pushed; the pull request failed: {exc}")
-        info = PullRequestInfo(
-            url=str(pull.get("html_url") or ""),
-            number=int(pull.get("number") or 0),
-            branch=branch,
-            head_sha=head,
-        )
-        return replace(outcome, pull_request=info)
+        return replace(outcome, pull_request=_pull_request_info(pull, branch, head))
+
+    def _stage(self, sandbox: Sandbox) -> list[str] | None:
+        """The agent's working tree staged on the fetched commit in a Git directory made now
+        that nothing of the agent runs (its config, hooks and attributes are the worker's:
+        where worker and agent are one user, the agent could have written into the one made
+        before the run): the git arguments naming both, or None when nothing changed."""
+        assert sandbox.root is not None
+        private = tempfile.mkdtemp(prefix="git-", dir=sandbox.root)
+        self._git(["init", "-q", "--bare", private])
+        self._git([*self._auth(), "-C", private, "fetch", "-q", "--depth=1", "--no-tags",
+                   self.remote, self.base_sha])  # fmt: skip
+        self._git(["-C", private, "update-ref", "refs/heads/work", self.base_sha])
+        self._git(["-C", private, "symbolic-ref", "HEAD", "refs/heads/work"])
+        _exclude(Path(private), sandbox)
+        tree = ["--git-dir", private, "--work-tree", str(sandbox.work_dir)]
+        self._git([*tree, "add", "-A", "--", "."])
+        changed = subprocess.run(
+            ["git", *tree, "diff", "--no-ext-diff", "--cached", "--quiet", self.base_sha],
+            env=_git_env(self.settings),
+            capture_output=True,
+            timeout=GIT_TIMEOUT_SECONDS,
+            check=False,
+        ).returncode
+        return None if changed == 0 else tree
+
+    def _commit(self, tree: list[str], title: str) -> str:
+        self._git([*tree, "commit", "-q", "--no-verify", "-m", title])
+        return self._git([*tree, "rev-parse", "HEAD"])
+
+    def _update(self, sandbox: Sandbox, outcome: AgentOutcome, branch: str) -> AgentOutcome:
+        """A follow-up's delivery: its changes as one commit on `branch`'s tip fetched before
+        the run, pushed fast-forward with a token that may do only that; the job shows the
+        pull request it updated."""
+        assert self.credential is not None
+        rest, name = self.github.rest, self.name
+        try:
+            pull = rest.find_pull_request(self.credential.token, name.owner, name.name, branch)
+        except GitHubError as exc:
+            return _failed(outcome, f"the pull request of {branch} could not be read: {exc}")
+        if pull is None or pull.get("state", "open") != "open":
+            return _failed(outcome, f"{branch} has no open pull request; nothing was pushed")
+        pushing = None
+        try:
+            tree = self._stage(sandbox)
+            if tree is None:
+                return replace(outcome, pull_request_skipped="no_changes")
+            spec = self.job.options.pull_request
+            head = self._commit(tree, (spec.title if spec else None) or _title(self.job))
+            pushing = self.github.broker.issue(
+                self.job.job_id,
+                name,
+                self.credential.token,
+                self.settings.repository_max_bytes,
+                branch=branch,
+                fast_forward_from=self.base_sha,
+            )
+            try:
+                self._git([*self._auth(pushing), *tree, "push", "-q", self.remote,
+                           f"{head}:refs/heads/{branch}"])  # fmt: skip
+            except subprocess.CalledProcessError as exc:
+                return _failed(
+                    outcome,
+                    f"{branch} moved since this job fetched it at {self.base_sha[:12]} (the "
+                    f"update is not a fast-forward); nothing was pushed: {_tail(exc.stderr)}",
+                )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            stderr = getattr(exc, "stderr", "") or ""
+            return _failed(outcome, f"the changes could not be pushed: {_tail(stderr)}")
+        finally:
+            if pushing is not None:
+                self.github.broker.revoke(pushing)
+        return replace(outcome, pull_request=_pull_request_info(pull, branch, head))
 
     def close(self) -> None:
         """Revoke the broker token and a minted credential (never raises)."""
@@ -265,8 +334,24 @@ class RepositoryRun:
                 log.warning("job %s: token not revoked (%s)", self.job.job_id, type(exc).__name__)
 
 
+def _updated_branch(job: Job, original: Job | None) -> str | None:
+    """The branch of the job whose pull request `job` updates, when the stored `original`
+    (read by the worker, by `job.updates_pull_request_of`) is the same tenant's, in the same
+    session, on the same repository, and `job` was cloned from its branch; else None (the
+    job opens a pull request of its own)."""
+    wanted = job.updates_pull_request_of
+    spec = job.options.repository
+    if wanted is None or spec is None or job.options.pull_request is None:
+        return None
+    found = pull_request_to_update(original, job.tenant_id, job.session_id, spec.url)
+    if found != wanted or spec.ref != job_branch(wanted):
+        log.warning("job %s does not update the pull request of %s", job.job_id, wanted)
+        return None
+    return job_branch(wanted)
+
+
 def open_repository(
-    github: GitHubWorker | None, settings: Settings, job: Job
+    github: GitHubWorker | None, settings: Settings, job: Job, original: Job | None = None
 ) -> RepositoryRun | None:
     """The job's repository run (None: the job has none). RepositoryError: it cannot."""
     if job.options.repository is None:
@@ -274,7 +359,7 @@ def open_repository(
     if github is None:
         raise RepositoryError(REPOSITORY_UNAVAILABLE, "this deployment has no Git host configured")
     try:
-        return RepositoryRun(github, settings, job)
+        return RepositoryRun(github, settings, job, original)
     except GitHubError as exc:
         if exc.status == 0 or exc.status >= 500:
             raise  # the host is down: an infrastructure fault, retried
@@ -382,3 +467,13 @@ def _title(job: Job) -> str:
 def _body(job: Job, outcome: AgentOutcome) -> str:
     answer = (outcome.text or "").strip()
     return (f"Opened by claude-jobs for job `{job.job_id}`.\n\n{answer}")[:60_000]
+
+
+def _pull_request_info(pull: dict[str, Any], branch: str, head: str) -> PullRequestInfo:
+    """What a job records of the pull request GitHub answered (opened or updated)."""
+    return PullRequestInfo(
+        url=str(pull.get("html_url") or ""),
+        number=int(pull.get("number") or 0),
+        branch=branch,
+        head_sha=head,
+    )

@@ -14,7 +14,8 @@ from dataclasses import replace
 from typing import Any
 
 from ..approval_models import MAX_APPROVAL_WAITS
-from ..models import Job, JobErrorInfo, Usage
+from ..errors import TransitionConflictError
+from ..models import Job, JobErrorInfo, JobStatus, Usage
 from ..observability import deferred_logger
 from .agent import MAX_TURNS
 from .artifacts import OUT_DIR, ArtifactLimits, Collected, collect_artifacts
@@ -171,7 +172,9 @@ def run_in(
     # restored and only fetched again for the worker.
     if job.options.repository is not None:
         try:
-            repo = open_repository(ports.github, settings, job)
+            updated = job.updates_pull_request_of  # the service's, checked again from the store
+            original = ports.jobs.get(updated) if updated else None
+            repo = open_repository(ports.github, settings, job, original)
         except RepositoryError as refused:
             return refused.outcome()
         assert repo is not None
@@ -180,6 +183,14 @@ def run_in(
         failed = repo.prepare(sandbox, bool(restored))
         if failed is not None:
             return failed
+        if repo.updates is not None and job.pull_request_base_sha is None:
+            # A follow-up's first segment: later ones start from this tip, not the branch's.
+            with contextlib.suppress(TransitionConflictError):  # (no longer running: moot)
+                ports.jobs.update(
+                    job.job_id,
+                    set_fields={"pull_request_base_sha": repo.base_sha},
+                    expected_status=[JobStatus.RUNNING],
+                )
     # Files: where the agent leaves its artifacts (made before the inputs are placed, so a
     # trigger's object named `out` gets another name).
     if ports.artifacts is not None:

@@ -48,7 +48,11 @@ def connect(
         raise typer.BadParameter("the token is empty", param_hint="--token")
     credential = StoredCredential(token=token, installation_id=installation_id)
     settings = Settings.from_env()
-    store = SecretsManagerCredentials(boto3.client("secretsmanager"), settings.github_secret_prefix)
+    store = SecretsManagerCredentials(
+        boto3.client("secretsmanager"),
+        settings.github_secret_prefix,
+        settings.github_installation_prefix,
+    )
     try:
         store.put(tenant, credential)
     except ValueError as exc:

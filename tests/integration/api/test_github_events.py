@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from claude_jobs.adapters.job_items import job_to_item
 from claude_jobs.github.comments import JobComments
@@ -311,3 +312,183 @@ def test_an_issue_labeled_with_the_configured_label_starts_a_job_and_others_do_n
     assert job["request"]["repository"]["url"] == f"{world.host.url}/acme/app"
     assert "pull_request" in job["request"]
     assert [c["number"] for c in world.host.comments.values()] == [9]
+
+
+def test_a_webhook_secret_that_cannot_be_read_is_503_with_retry_after_and_a_redelivery_works(
+    world: World,
+) -> None:
+    # Given Secrets Manager failing (nothing of the webhook secret cached yet)
+    secrets = world.container.client("secretsmanager")
+    failing = Stubber(secrets)
+    failing.add_client_error(
+        "get_secret_value", service_error_code="InternalServiceError", http_status_code=500
+    )
+    # When GitHub delivers a signed comment
+    with failing:
+        answer = world.deliver(comment_event(), delivery="d-outage")
+
+    # Then it is a 503 problem with Retry-After, and nothing was done
+    problem = answer.is_problem(503)
+    assert problem["type"].endswith("service_unavailable") and problem["request_id"]
+    assert int(answer.headers["Retry-After"]) > 0
+    assert WEBHOOK_SECRET not in (answer.text or "")
+    assert world.jobs() == [] and world.host.comments == {}
+
+    # When Secrets Manager is back and GitHub redelivers the same delivery
+    again = world.deliver(comment_event(), delivery="d-outage")
+
+    # Then the job starts (the delivery was not claimed by the failed attempt)
+    assert again.status == 202, again.text
+    assert len(world.jobs()) == 1
+
+
+def test_an_installation_lookup_that_cannot_be_read_is_503_and_claims_nothing(
+    world: World,
+) -> None:
+    # Given the webhook secret readable, then Secrets Manager failing for the tenant lookup
+    assert world.container.job_service  # (its page token secret read before the outage)
+    secrets = world.container.client("secretsmanager")
+    failing = Stubber(secrets)
+    failing.add_response(
+        "get_secret_value",
+        {"Name": "claude-jobs/github-webhook", "SecretString": WEBHOOK_SECRET},
+    )
+    failing.add_client_error(
+        "get_secret_value", service_error_code="InternalServiceError", http_status_code=500
+    )
+    # When GitHub delivers a signed comment
+    with failing:
+        answer = world.deliver(comment_event(), delivery="d-lookup")
+
+    # Then 503 with Retry-After, nothing started, and a redelivery starts the job
+    answer.is_problem(503)
+    assert int(answer.headers["Retry-After"]) > 0
+    assert world.jobs() == [] and world.host.comments == {}
+    assert world.deliver(comment_event(), delivery="d-lookup").status == 202
+
+
+def _worker_delivers(world: World, job_id: str, tmp_path: Any, files: dict[str, str]) -> Any:
+    """The worker's repository steps for a stored job (no agent: `files` are what it left):
+    clone, then commit, push and the pull request, with the stored original job it updates
+    read from the table as the worker does."""
+    from claude_jobs.worker.git_broker import GitBroker
+    from claude_jobs.worker.isolation import AgentIdentity
+    from claude_jobs.worker.ports import AgentOutcome
+    from claude_jobs.worker.repository import GitHubWorker, RepositoryRun
+    from claude_jobs.worker.sandbox import Sandbox
+
+    settings = world.container.settings
+    rest = GitHubRest(settings.github_api_url)
+    github = GitHubWorker(
+        github_credentials(settings, boto3.client("secretsmanager"), rest),
+        rest,
+        GitBroker(settings.github_git_url),
+    )
+    repo = world.container.job_repository
+    job = repo.get(job_id)
+    assert job is not None
+    original = repo.get(job.updates_pull_request_of) if job.updates_pull_request_of else None
+    (tmp_path / job_id).mkdir()
+    sandbox = Sandbox(job_id, AgentIdentity(), tmp_path / job_id).create()
+    run = RepositoryRun(github, settings, job, original)
+    try:
+        assert run.prepare(sandbox, restored=False) is None
+        for name, text in files.items():
+            (sandbox.work_dir / name).write_text(text)
+        return run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
+
+
+def test_a_comment_on_the_jobs_pull_request_updates_that_pull_request(
+    world: World, tmp_path: Any
+) -> None:
+    # Given a job an issue comment started, whose worker opened its pull request, and ended
+    first = world.deliver(comment_event(), delivery="d-issue").json["job_id"]
+    opened = _worker_delivers(world, first, tmp_path, {"CONTRIBUTORS": "alice\n"})
+    assert opened.pull_request is not None
+    assert world.api.cancel_job(first).status == 202  # (its session idle again)
+    branch = f"claude-jobs/{first}"
+    tip = world.host.branch_sha("acme/app", branch)
+
+    # When a collaborator mentions the handle on that pull request
+    answer = world.deliver(
+        comment_event(
+            "@claude-jobs also sort it", pull_request=True, number=opened.pull_request.number
+        ),
+        delivery="d-pull",
+    )
+
+    # Then the follow-up continues the session and is set to update the first job's PR
+    assert answer.status == 202, answer.text
+    second = world.container.job_service.get(TENANT, answer.json["job_id"])
+    assert second.updates_pull_request_of == first
+    # And when its worker delivers, the same pull request is updated: its branch
+    # fast-forwarded, no second pull request
+    updated = _worker_delivers(world, second.job_id, tmp_path, {"CONTRIBUTORS": "alice\nbob\n"})
+    assert updated.pull_request is not None, updated.error
+    assert updated.pull_request.number == opened.pull_request.number
+    assert updated.pull_request.url == opened.pull_request.url
+    assert updated.pull_request.branch == branch
+    assert len(world.host.pulls) == 1
+    assert world.host.read_file("acme/app", branch, "CONTRIBUTORS") == "alice\nbob\n"
+    assert world.host.branch_sha("acme/app", branch) == updated.pull_request.head_sha != tip
+
+
+def test_only_the_service_decides_that_a_job_updates_a_pull_request(world: World) -> None:
+    # Given a job of the tenant on acme/app, ended
+    first = world.deliver(comment_event(), delivery="d-issue").json["job_id"]
+    assert world.api.cancel_job(first).status == 202
+    session = world.container.job_service.get(TENANT, first).session_id
+    repository = {"url": f"{world.host.url}/acme/app", "ref": f"claude-jobs/{first}"}
+
+    # When a caller asks for it in a job's body
+    forged = world.api.submit_job(
+        {"prompt": "x", "repository": repository, "session_id": session,
+         "updates_pull_request_of": first}
+    )  # fmt: skip
+    # Then it is no field of a request (422)
+    assert forged.is_problem(422)
+
+    # When the service is asked for it with another session (of the tenant), none, or
+    # another repository
+    jobs = world.container.job_service
+    elsewhere = world.api.submit_job({"prompt": "another conversation"}).json["job_id"]
+    assert world.api.cancel_job(elsewhere).status == 202
+    another = jobs.get(TENANT, elsewhere).session_id
+    other_session = jobs.submit(
+        TENANT,
+        jobs.parse_request({"prompt": "x", "repository": repository, "session_id": another}),
+        updates_pull_request_of=first,
+    ).job
+    assert world.api.cancel_job(other_session.job_id).status == 202
+    no_session = jobs.submit(
+        TENANT,
+        jobs.parse_request({"prompt": "x", "repository": repository}),
+        updates_pull_request_of=first,
+    ).job
+    other_repository = jobs.submit(
+        TENANT,
+        jobs.parse_request(
+            {
+                "prompt": "x",
+                "session_id": session,
+                "repository": {"url": f"{world.host.url}/acme/other"},
+            }
+        ),
+        updates_pull_request_of=first,
+    ).job
+    assert world.api.cancel_job(other_repository.job_id).status == 202
+    # or for another tenant's job
+    other_tenant = jobs.submit(
+        "globex",
+        jobs.parse_request({"prompt": "x", "repository": repository}),
+        updates_pull_request_of=first,
+    ).job
+    # Then none of them updates it
+    assert other_session.updates_pull_request_of is None
+    assert no_session.updates_pull_request_of is None
+    assert other_repository.updates_pull_request_of is None
+    assert other_tenant.updates_pull_request_of is None
