@@ -81,7 +81,15 @@ STANDALONE = ("e2e/test_reliability_ledger.py", "e2e/test_fresh_stack.py")
 GROUPS = {"infra/": "synth", "artifacts/": "artifacts"}
 
 
+#: Serial work started first (`serial_rank`): the image layout's tests, one after another on one
+#: worker, mostly wait (segments of a few seconds, warm reuse), so they run beside the stacks
+#: rather than after them; then the longest stack test. Begun last, each was the serial part's
+#: tail, with the cores idle.
+FIRST = ("runtime-user", "e2e/test_fresh_stack.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    ranks: dict[str, int] = {}
     for item in items:
         where = item.path.relative_to(TESTS).as_posix() if item.path.is_relative_to(TESTS) else ""
         if where.split("/", 1)[0] in SOCKETLESS:
@@ -92,9 +100,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             serial_group = serial_group_of(where, fixtures)
             if serial_group:
                 item.add_marker(pytest.mark.xdist_group(serial_group))
+            ranks[item.nodeid] = serial_rank(where, serial_group)
         for prefix, group in GROUPS.items():
             if where.startswith(prefix):
                 item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: ranks.get(item.nodeid, len(FIRST)))  # stable: else as collected
+
+
+def serial_rank(where: str, serial_group: str | None) -> int:
+    """Where a serial test's work starts in the serial part: FIRST's order, then the rest."""
+    for rank, first in enumerate(FIRST):
+        if serial_group == first or where.startswith(first):
+            return rank
+    return len(FIRST)
 
 
 def serial_group_of(where: str, fixtures: set[str]) -> str | None:
