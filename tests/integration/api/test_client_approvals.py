@@ -36,6 +36,9 @@ class Gateway:
 
     def __init__(self, api: Api) -> None:
         self.api = api
+        #: Set once a job was answered to a caller as waiting for a decision (what the CLI's
+        #: notice shows).
+        self.served_waiting = threading.Event()
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
         request = Request(environ)
@@ -57,12 +60,19 @@ class Gateway:
         module = self.api.submit if route.function == "submit" else self.api.status
         answer = self.api.call(module, event)
         body = answer.text or ""
+        if resource == "/v1/jobs/{job_id}" and '"status":"awaiting_approval"' in body:
+            self.served_waiting.set()
         return Response(body, answer.status, headers=answer.headers)(environ, start_response)
 
 
 @pytest.fixture
-def url(api: Api) -> Iterator[str]:
-    with serving(make_server("127.0.0.1", 0, Gateway(api), threaded=True)) as server:
+def gateway(api: Api) -> Gateway:
+    return Gateway(api)
+
+
+@pytest.fixture
+def url(gateway: Gateway) -> Iterator[str]:
+    with serving(make_server("127.0.0.1", 0, gateway, threaded=True)) as server:
         yield server.url
 
 
@@ -175,11 +185,24 @@ def test_cli_answers_a_question(api: Api, client: Client, url: str) -> None:
 
 
 @pytest.mark.parametrize("quiet", [True, False])
-def test_submit_wait_shows_what_waits_and_keeps_waiting(api: Api, url: str, quiet: bool) -> None:
-    # Given a "worker" that stops the job at a call, (for the live view) appends its status
-    # event, and once the call is allowed finishes the job
+def test_submit_wait_shows_what_waits_and_keeps_waiting(
+    api: Api, gateway: Gateway, url: str, quiet: bool
+) -> None:
+    # Given a "worker" that stops the job at a call once the CLI's long-poll is under way (a
+    # long-poll answers a job that *becomes* awaiting_approval at once; one that already waits
+    # when it begins is held, unchanged, for its whole `wait`), (for the live view) appends its
+    # status event, and once the call is allowed finishes the job
+    repo = api.container.job_repository
+    polling = threading.Event()
+    read_control = repo.control
+
+    def control(job_id: str) -> Any:
+        polling.set()  # a long-poll read the job and now polls it
+        return read_control(job_id)
+
+    repo.control = control  # type: ignore[method-assign]
+
     def worker() -> None:
-        repo = api.container.job_repository
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             jobs = repo.list_for_tenant(TENANT, 1).jobs
@@ -187,6 +210,8 @@ def test_submit_wait_shows_what_waits_and_keeps_waiting(api: Api, url: str, quie
                 break
             time.sleep(0.05)
         job_id = jobs[0].job_id
+        polling.wait(20)
+        deadline = time.monotonic() + 20
         waited = make_wait(repo, job_id)
         api.container.event_store.append(
             job_id,
@@ -215,7 +240,8 @@ def test_submit_wait_shows_what_waits_and_keeps_waiting(api: Api, url: str, quie
             while time.monotonic() < deadline:
                 items = c.approvals()["items"]
                 if items:
-                    time.sleep(3.0)  # the CLI sees the wait first (room for a loaded machine)
+                    # (once the CLI was answered the job as waiting: what it shows)
+                    gateway.served_waiting.wait(20)
                     c.approve(items[0]["job_id"], items[0]["pending_approval"]["approval_id"])
                     return
                 time.sleep(0.1)
@@ -229,6 +255,7 @@ def test_submit_wait_shows_what_waits_and_keeps_waiting(api: Api, url: str, quie
         t.join(timeout=30)
     # Then the CLI showed the waiting call and how to answer it, and went on to the result
     assert result.exit_code == 0, result.output
+    assert gateway.served_waiting.is_set()
     output = result.output
     assert "waiting for approval: Bash" in output
     assert '"command": "git push origin main"' in output
