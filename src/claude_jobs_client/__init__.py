@@ -198,13 +198,16 @@ class Client(_Files, _Approvals):
         `on_update` sees it), unless `until_waiting`, which returns it then.
 
         Each request asks for the longest wait (`?wait=20`), so a job of under 20 s costs one
-        status request. An unfinished answer that came back well before the wait asked for
+        status request; with `on_update` or `until_waiting` the first look does not wait (one
+        more request), as a long poll answers when a job starts waiting for a decision, not
+        while it waits: a job waiting already is seen at once, not after the first wait. An
+        unfinished answer that came back well before the wait asked for
         (a front that cuts long-polls short) is followed by a pause of its `Retry-After`
         rather than an immediate new request."""
         deadline = None if timeout is None else self._clock() + timeout
-        # A long poll answers when a job starts waiting, not while it waits: with
-        # `until_waiting` the first look does not wait, so a job waiting already comes back.
-        first = until_waiting
+        # A long poll answers when a job starts waiting, not while it waits: when the caller
+        # watches (or asks for) a waiting job, the first look does not wait.
+        first = until_waiting or on_update is not None
         while True:
             asked_at = self._clock()
             remaining = MAX_WAIT_SECONDS if deadline is None else deadline - asked_at

@@ -167,7 +167,8 @@ def test_submit_then_wait_long_polls_until_terminal(api: tuple[StandInApi, str])
         accepted = client.submit("hi", allowed_tools=["Read"], max_turns=3, idempotency_key="k")
         seen: list[str] = []
         job = client.wait(accepted["job_id"], on_update=lambda j: seen.append(j["status"]))
-    # Then the body carried only the given options, each poll used ?wait=20, and it ended
+    # Then the body carried only the given options, the first look (watched: on_update) did
+    # not wait, the next poll used ?wait=20, and it ended
     method, _, headers = stand_in.requests[0]
     assert method == "POST" and headers["Idempotency-Key"] == "k"
     assert stand_in.jobs[accepted["job_id"]]["request"] == {
@@ -175,8 +176,8 @@ def test_submit_then_wait_long_polls_until_terminal(api: tuple[StandInApi, str])
         "max_turns": 3,
     }
     assert [p for m, p, _ in stand_in.requests[1:]] == [
-        f"/v1/jobs/{accepted['job_id']}?wait=20"
-    ] * 2
+        f"/v1/jobs/{accepted['job_id']}?wait={seconds}" for seconds in (0, 20)
+    ]
     assert seen == ["running", "succeeded"]
     assert client.download_result(job) == "echo: hi"
 

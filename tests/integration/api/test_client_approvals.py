@@ -148,6 +148,34 @@ def test_wait_returns_a_waiting_job_only_when_asked(api: Api, client: Client) ->
     assert seen and set(seen) == {"awaiting_approval"}
 
 
+def test_a_watched_wait_sees_a_job_waiting_already_at_once(api: Api, client: Client) -> None:
+    # Given a job that waits for a decision already
+    job_id = waiting(api, client)
+    seen_waiting = threading.Event()
+    outcome: list[Any] = []
+
+    def watch(job: Any) -> None:
+        if job["status"] == "awaiting_approval":
+            seen_waiting.set()
+
+    def wait() -> None:
+        outcome.append(client.wait(job_id, timeout=60, on_update=watch))
+
+    # When a caller waits for it, watching each answer (as `submit --wait --quiet` does)
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    # Then it sees the job waiting at once, not when a 20 s long poll ends
+    assert seen_waiting.wait(10), "the first answer was held by a long poll"
+    # And the wait goes on to the job's end (decided, run and finished)
+    repo = api.container.job_repository
+    repo.transition(
+        Transition(job_id=job_id, to=JobStatus.QUEUED, from_=[JobStatus.AWAITING_APPROVAL])
+    )
+    finish(api, job_id)
+    waiter.join(30)
+    assert outcome and outcome[0]["status"] == "succeeded"
+
+
 # ---------------------------------------------------------------- the CLI
 
 
