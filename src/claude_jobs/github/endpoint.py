@@ -1,8 +1,9 @@
 """`POST /v1/github/events`: the signature, the body, the answer (no API key: the signature is
 the authentication). 401 for a bad or missing signature, 400 for a body that is not a JSON
 object, 2xx with `{status, reason}` for everything else (an ignored event too: GitHub must not
-retry it). When the webhook secret (or the tenants' lookup) cannot be read, nothing is done and
-the answer is 503 with `Retry-After`: the delivery may be redelivered."""
+retry it). When the webhook secret (or the tenants' lookup) cannot be read, or the delivery's
+claim cannot be written, nothing is done and the answer is 503 with `Retry-After`: the delivery
+may be redelivered."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from ..api import http
 from ..api.problems import problem, response
 from ..api.resolver import Response
+from ..errors import ServiceUnavailableError
 from ..observability import count, get_logger
 from .events import GitHubEvents, parse_payload, signature_ok
 
@@ -39,11 +41,15 @@ class GitHubEndpoint:
             return response(problem(400, "The body is not JSON."), request_id)
         if not isinstance(payload, dict):
             return response(problem(400, "The body is not a JSON object."), request_id)
-        outcome = self._events().handle(
-            http.header(event, "X-GitHub-Event") or "",
-            http.header(event, "X-GitHub-Delivery") or "",
-            payload,
-        )
+        try:
+            outcome = self._events().handle(
+                http.header(event, "X-GitHub-Event") or "",
+                http.header(event, "X-GitHub-Delivery") or "",
+                payload,
+            )
+        except ServiceUnavailableError:
+            count("GitHubEventsUnavailable")
+            raise
         count("GitHubJobsStarted" if outcome.status == "started" else "GitHubEventsIgnored")
         status = 202 if outcome.status == "started" else 200
         return Response(
@@ -60,7 +66,6 @@ def github_endpoint(container: Any) -> GitHubEndpoint:
     from functools import cache
 
     from ..adapters.secrets import KeyUnavailableError, SecretKeyProvider
-    from ..errors import ServiceUnavailableError
     from .credentials import SecretsManagerCredentials
     from .events import DynamoDeliveryClaims
     from .rest import GitHubRest

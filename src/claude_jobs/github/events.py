@@ -191,7 +191,16 @@ class GitHubEvents:
         if tenant is None:
             log.warning("github event of an unknown installation", extra=context)
             return EventOutcome("ignored", "unknown_installation")
-        if not _DELIVERY.fullmatch(delivery_id) or not self._claims.claim(delivery_id):
+        try:
+            claimed = _DELIVERY.fullmatch(delivery_id) and self._claims.claim(delivery_id)
+        except (ClientError, BotoCoreError) as exc:
+            # DynamoDB failing: nothing was claimed or done, GitHub may redeliver.
+            log.warning("github event: the delivery cannot be claimed: %s", exc, extra=context)
+            raise ServiceUnavailableError(
+                "The delivery cannot be recorded right now; nothing was done. "
+                "Redeliver the event later."
+            ) from None
+        if not claimed:
             log.info("github delivery replayed (or without an id)", extra=context)
             return EventOutcome("ignored", "replayed_delivery")
         try:
@@ -199,16 +208,27 @@ class GitHubEvents:
         except (GitHubError, CredentialUnavailableError, ImportError) as exc:
             # Nothing was started: a redelivery may try again. (ImportError: an App's JWT
             # needs PyJWT and cryptography, which this function may not have.)
-            self._claims.release(delivery_id)
+            self._release(delivery_id, context)
             log.warning("github event not acted on: %s", exc, extra=context)
             return EventOutcome("ignored", "github_unavailable")
         except (ClientError, BotoCoreError) as exc:
             # AWS failing (the tenant's credential unreadable): give the claim back, say 503.
-            self._claims.release(delivery_id)
+            self._release(delivery_id, context)
             log.warning("github event not acted on: %s", exc, extra=context)
             raise ServiceUnavailableError(
                 "A service this event needs failed; nothing was done. Redeliver it later."
             ) from None
+
+    def _release(self, delivery_id: str, context: dict[str, Any]) -> None:
+        """Give a claim back so that a redelivery acts; if that fails too, the claim stays
+        until its TTL (a redelivery meanwhile is answered as replayed), and the answer is the
+        one the failure that came first asks for."""
+        try:
+            self._claims.release(delivery_id)
+        except (ClientError, BotoCoreError) as exc:
+            get_logger().warning(
+                "github delivery claim kept (release failed): %s", exc, extra=context
+            )
 
     # ------------------------------------------------------------ reading the event
 

@@ -26,6 +26,7 @@ from claude_jobs.github.wiring import github_credentials
 from claude_jobs.models import JobResult, JobStatus
 from claude_jobs.notify.processor import Notifier
 from claude_jobs.wiring import Container
+from claude_jobs_tools.dev_process import free_port
 from claude_jobs_tools.githost import GitHost, HostedApp
 from claude_jobs_tools.provision import Provisioned
 from tests.events import load_event
@@ -365,6 +366,49 @@ def test_an_installation_lookup_that_cannot_be_read_is_503_and_claims_nothing(
     assert int(answer.headers["Retry-After"]) > 0
     assert world.jobs() == [] and world.host.comments == {}
     assert world.deliver(comment_event(), delivery="d-lookup").status == 202
+
+
+def test_a_delivery_that_cannot_be_claimed_is_503_and_a_redelivery_starts_the_job(
+    world: World,
+) -> None:
+    # Given DynamoDB failing when the delivery is to be claimed (its first write)
+    failing = Stubber(world.container.client("dynamodb"))
+    failing.add_client_error(
+        "put_item", service_error_code="InternalServerError", http_status_code=500
+    )
+    # When GitHub delivers a signed comment
+    with failing:
+        answer = world.deliver(comment_event(), delivery="d-claim")
+    # Then 503 with Retry-After (not 500), nothing started, no comment
+    problem = answer.is_problem(503)
+    assert problem["type"].endswith("service_unavailable")
+    assert int(answer.headers["Retry-After"]) > 0
+    assert world.jobs() == [] and world.host.comments == {}
+    # And GitHub's redelivery starts the job
+    assert world.deliver(comment_event(), delivery="d-claim").status == 202
+
+
+def test_a_claim_that_cannot_be_given_back_is_kept_and_the_answer_stays_2xx(
+    world: World,
+) -> None:
+    # Given GitHub unreachable, and DynamoDB failing when the claim is to be given back
+    settings = world.container.settings.model_copy(
+        update={"github_api_url": f"http://127.0.0.1:{free_port()}"}
+    )
+    container = Container(settings)
+    api = Api(container)
+    stubbed = Stubber(container.client("dynamodb"))
+    stubbed.add_response("put_item", {})
+    stubbed.add_client_error(
+        "delete_item", service_error_code="InternalServerError", http_status_code=500
+    )
+    # When GitHub delivers a signed comment
+    with stubbed:
+        answer = World(api, world.host, container).deliver(comment_event(), delivery="d-kept")
+    # Then it is answered as not acted on (not 500), the stubbed calls all made
+    assert answer.status == 200 and answer.json["reason"] == "github_unavailable", answer.text
+    stubbed.assert_no_pending_responses()
+    assert world.jobs() == []
 
 
 def _worker_delivers(world: World, job_id: str, tmp_path: Any, files: dict[str, str]) -> Any:

@@ -18,12 +18,16 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from claude_jobs.page_tokens import PageTokenSecretError
+from claude_jobs_tools.dev_process import free_port
 from claude_jobs_tools.local.stack import settings_env
 from claude_jobs_tools.provision import Provisioned
+from tests.events import load_event
+from tests.lambda_context import lambda_context
 
-from .conftest import Api
+from .conftest import TENANT, Api, as_tenant
 from .test_status import submitted
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -110,4 +114,53 @@ def test_on_lambda_the_status_function_refuses_to_start_without_a_secret(
     # When Lambda imports the status function
     # Then it fails at startup with a clear error naming what to set
     with pytest.raises(PageTokenSecretError, match=r"PAGE_TOKEN_SECRET_ID|empty"):
+        _load_status_handler()
+
+
+def test_secrets_manager_failing_at_first_use_is_503_and_the_listing_works_after(
+    api: Api,
+) -> None:
+    # Given a status function whose key was not read yet, and Secrets Manager failing
+    failing = Stubber(api.container.client("secretsmanager"))
+    failing.add_client_error(
+        "get_secret_value", service_error_code="InternalServiceError", http_status_code=500
+    )
+    # When a caller lists its jobs
+    with failing:
+        answer = api.list_jobs()
+    # Then 503 with Retry-After (not 500), and no token signed with anything else
+    problem = answer.is_problem(503)
+    assert problem["type"].endswith("service_unavailable")
+    assert int(answer.headers["Retry-After"]) > 0
+    # And once Secrets Manager answers, the listing works (and pages are signed)
+    for _ in range(2):
+        submitted(api)
+    page = api.list_jobs(limit="1")
+    assert page.status == 200 and page.json["next_token"]
+
+
+def test_on_lambda_secrets_manager_failing_at_init_does_not_stop_the_start(
+    on_lambda: Provisioned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given Secrets Manager unreachable while Lambda starts the status function
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    # When Lambda imports it, Then it starts (a failed init would answer callers 502)
+    module = _load_status_handler()
+    # And a listing, which needs the key, is a 503 with Retry-After while it is unreachable
+    event = as_tenant(load_event("apigw_list_jobs.json"), TENANT)
+    response = module.lambda_handler(event, lambda_context("status"))  # type: ignore[attr-defined]
+    headers = {k: v[-1] for k, v in response.get("multiValueHeaders", {}).items()}
+    headers.update(response.get("headers") or {})
+    assert response["statusCode"] == 503 and int(headers["Retry-After"]) > 0
+
+
+def test_on_lambda_a_secret_that_does_not_exist_stops_the_start(
+    on_lambda: Provisioned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deployment naming a page token secret that is not there
+    monkeypatch.setenv("PAGE_TOKEN_SECRET_ID", "claude-jobs/no-such-secret")
+    monkeypatch.delenv("PAGE_TOKEN_SECRET", raising=False)
+    # When Lambda imports the status function, Then it fails at startup, naming the secret
+    with pytest.raises(PageTokenSecretError, match=r"no-such-secret.*ResourceNotFoundException"):
         _load_status_handler()
