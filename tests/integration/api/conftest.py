@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from botocore.stub import Stubber
 
 from claude_jobs.wiring import Container
 from claude_jobs_tools.provision import Provisioned
@@ -107,6 +108,22 @@ class Answer:
         assert body["status"] == status
         assert {"type", "title", "detail", "request_id"} <= body.keys()
         return body
+
+    def is_unavailable(self) -> dict[str, Any]:
+        """Assert this is the 503 `service_unavailable` problem with `Retry-After` (a service
+        the request needs failed; nothing was done); return its body."""
+        body = self.is_problem(503)
+        assert body["type"].endswith("service_unavailable")
+        assert int(self.headers["Retry-After"]) > 0
+        return body
+
+
+def failing(client: Any, operation: str, code: str = "InternalServiceError") -> Stubber:
+    """A Stubber on `client` whose next call, `operation`, fails with a 500 `code` (activate it
+    with `with`)."""
+    stubber = Stubber(client)
+    stubber.add_client_error(operation, service_error_code=code, http_status_code=500)
+    return stubber
 
 
 class Api:

@@ -30,7 +30,14 @@ from claude_jobs_tools.dev_process import free_port
 from claude_jobs_tools.githost import GitHost, HostedApp
 from claude_jobs_tools.provision import Provisioned
 from tests.events import load_event
-from tests.integration.api.conftest import TENANT, Answer, Api, with_body, with_headers
+from tests.integration.api.conftest import (
+    TENANT,
+    Answer,
+    Api,
+    failing,
+    with_body,
+    with_headers,
+)
 from tests.integration.test_github import _key_pair
 
 PREFIX = "claude-jobs/github/"
@@ -319,19 +326,12 @@ def test_a_webhook_secret_that_cannot_be_read_is_503_with_retry_after_and_a_rede
     world: World,
 ) -> None:
     # Given Secrets Manager failing (nothing of the webhook secret cached yet)
-    secrets = world.container.client("secretsmanager")
-    failing = Stubber(secrets)
-    failing.add_client_error(
-        "get_secret_value", service_error_code="InternalServiceError", http_status_code=500
-    )
     # When GitHub delivers a signed comment
-    with failing:
+    with failing(world.container.client("secretsmanager"), "get_secret_value"):
         answer = world.deliver(comment_event(), delivery="d-outage")
 
     # Then it is a 503 problem with Retry-After, and nothing was done
-    problem = answer.is_problem(503)
-    assert problem["type"].endswith("service_unavailable") and problem["request_id"]
-    assert int(answer.headers["Retry-After"]) > 0
+    answer.is_unavailable()
     assert WEBHOOK_SECRET not in (answer.text or "")
     assert world.jobs() == [] and world.host.comments == {}
 
@@ -349,21 +349,20 @@ def test_an_installation_lookup_that_cannot_be_read_is_503_and_claims_nothing(
     # Given the webhook secret readable, then Secrets Manager failing for the tenant lookup
     assert world.container.job_service  # (its page token secret read before the outage)
     secrets = world.container.client("secretsmanager")
-    failing = Stubber(secrets)
-    failing.add_response(
+    stubbed = Stubber(secrets)
+    stubbed.add_response(
         "get_secret_value",
         {"Name": "claude-jobs/github-webhook", "SecretString": WEBHOOK_SECRET},
     )
-    failing.add_client_error(
+    stubbed.add_client_error(
         "get_secret_value", service_error_code="InternalServiceError", http_status_code=500
     )
     # When GitHub delivers a signed comment
-    with failing:
+    with stubbed:
         answer = world.deliver(comment_event(), delivery="d-lookup")
 
     # Then 503 with Retry-After, nothing started, and a redelivery starts the job
-    answer.is_problem(503)
-    assert int(answer.headers["Retry-After"]) > 0
+    answer.is_unavailable()
     assert world.jobs() == [] and world.host.comments == {}
     assert world.deliver(comment_event(), delivery="d-lookup").status == 202
 
@@ -372,17 +371,11 @@ def test_a_delivery_that_cannot_be_claimed_is_503_and_a_redelivery_starts_the_jo
     world: World,
 ) -> None:
     # Given DynamoDB failing when the delivery is to be claimed (its first write)
-    failing = Stubber(world.container.client("dynamodb"))
-    failing.add_client_error(
-        "put_item", service_error_code="InternalServerError", http_status_code=500
-    )
     # When GitHub delivers a signed comment
-    with failing:
+    with failing(world.container.client("dynamodb"), "put_item", "InternalServerError"):
         answer = world.deliver(comment_event(), delivery="d-claim")
     # Then 503 with Retry-After (not 500), nothing started, no comment
-    problem = answer.is_problem(503)
-    assert problem["type"].endswith("service_unavailable")
-    assert int(answer.headers["Retry-After"]) > 0
+    answer.is_unavailable()
     assert world.jobs() == [] and world.host.comments == {}
     # And GitHub's redelivery starts the job
     assert world.deliver(comment_event(), delivery="d-claim").status == 202
