@@ -197,10 +197,14 @@ def cached_install(requirements: Path, target: Target = LAMBDA) -> Path:
         try:
             install(requirements, staging, target)
             staging.chmod(0o755)  # as an installed site: readable by a runtime user too
-            if final.exists():  # another process finished first
-                shutil.rmtree(staging)
-            else:
+            try:
                 staging.rename(final)
+            except OSError:
+                # Another process (a test worker) finished the same install first: its copy
+                # is the same pins, for the same target.
+                if not final.is_dir():
+                    raise
+                shutil.rmtree(staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
