@@ -219,7 +219,10 @@ def lambda_runtime_sdk(target: Target = HOST) -> Path:
     listing = BUILD_DIR / "lambda-runtime-requirements.txt"
     text = "".join(f"{name}=={locked[name]}\n" for name in sorted(LAMBDA_RUNTIME_PROVIDED))
     if not listing.is_file() or listing.read_text() != text:
-        listing.write_text(text)
+        # Replaced whole, never rewritten in place: another process reads it meanwhile.
+        staging = listing.with_name(f"{listing.name}.{os.getpid()}")
+        staging.write_text(text)
+        staging.replace(listing)
     return cached_install(listing, target)
 
 
