@@ -249,6 +249,15 @@ class Settings(BaseModel):
         "@claude-jobs", alias="GITHUB_HANDLE", min_length=2, max_length=64, pattern=r"^@[\w-]+$"
     )
     github_label: str = Field("", alias="GITHUB_LABEL", max_length=64)
+    #: The tools a GitHub event's job may use: it is asked to change the repository (each
+    #: must also be in PERMITTED_TOOLS, or the job is refused with the reason in its comment).
+    github_allowed_tools: Annotated[ToolNames, Field(alias="GITHUB_ALLOWED_TOOLS")] = (
+        "Read",
+        "Glob",
+        "Grep",
+        "Edit",
+        "Write",
+    )
     #: A cloned repository's size at most (its working tree and .git together):
     #: larger → `repository_too_large`.
     repository_max_bytes: int = Field(1024 * 1024 * 1024, alias="REPOSITORY_MAX_BYTES", ge=1024)

@@ -116,6 +116,7 @@ def github_endpoint(container: Any) -> GitHubEndpoint:
             git_url=settings.github_git_url,
             handle=settings.github_handle,
             label=settings.github_label,
+            allowed_tools=settings.github_allowed_tools,
         )
 
     return GitHubEndpoint(secret, events)

@@ -11,7 +11,8 @@ with the App's webhook secret (compared in constant time). It starts a job when
 - the delivery was not seen before (`X-GitHub-Delivery`, claimed once in the jobs table);
 - the sender has write access to the repository (`admin`, `maintain` or `write`).
 
-The job works on the repository; on an issue it opens a pull request; on a pull request the
+The job works on the repository with the tools `GITHUB_ALLOWED_TOOLS` names (default Read,
+Glob, Grep, Edit, Write); on an issue it opens a pull request; on a pull request the
 worker opened (`claude-jobs/<job_id>`) it continues that job's session, on the PR's branch. Its
 progress and answer are ONE comment, posted when the job is accepted and updated when it ends
 (:mod:`.comments`, from the notifier). Anything else is answered 2xx with the reason it was
@@ -160,6 +161,7 @@ class GitHubEvents:
         git_url: str,
         handle: str,
         label: str = "",
+        allowed_tools: tuple[str, ...] = ("Read", "Glob", "Grep", "Edit", "Write"),
     ) -> None:
         self._jobs = jobs
         self._tenants = tenants
@@ -169,6 +171,7 @@ class GitHubEvents:
         self._git_url = git_url.rstrip("/")
         self._handle = handle.strip()
         self._label = label.strip()
+        self._tools = list(allowed_tools)
         self._mention = re.compile(rf"(?<![\w@-]){re.escape(self._handle)}(?![\w-])", re.IGNORECASE)
 
     def handle(self, event_name: str, delivery_id: str, payload: Any) -> EventOutcome:
@@ -341,19 +344,19 @@ class GitHubEvents:
     def _options(
         self, tenant: str, token: str, owner: str, name: str, ask: _Ask
     ) -> tuple[dict[str, Any], str | None]:
-        """The job's repository options, and the job whose pull request it updates: an issue
-        gets a pull request; a pull request the worker opened continues its job's session on
-        its branch, and the follow-up's changes are pushed onto that branch (the same pull
-        request); another pull request gets a pull request onto its branch."""
+        """The job's options (its tools: GITHUB_ALLOWED_TOOLS, so that it may make the change
+        asked for), and the job whose pull request it updates: an issue gets a pull request; a
+        pull request the worker opened continues its job's session on its branch, and the
+        follow-up's changes are pushed onto that branch (the same pull request); another pull
+        request gets a pull request onto its branch."""
         url = f"{self._git_url}/{owner}/{name}"
+        options: dict[str, Any] = {"allowed_tools": list(self._tools)}
         if not ask.is_pull_request:
-            return {"repository": {"url": url}, "pull_request": {}}, None
+            return {**options, "repository": {"url": url}, "pull_request": {}}, None
         pull = self._rest.get_pull_request(token, owner, name, ask.number)
         branch = str((pull.get("head") or {}).get("ref") or "")
-        options: dict[str, Any] = {
-            "repository": {"url": url, "ref": branch},
-            "pull_request": {"base": branch},
-        }
+        options["repository"] = {"url": url, "ref": branch}
+        options["pull_request"] = {"base": branch}
         own = _OWN_BRANCH.fullmatch(branch)
         updates = None
         if own is not None:

@@ -60,8 +60,8 @@ def dev(
         typer.Option(
             "--githost",
             help="Run the local Git host stand-in (smart-HTTP Git and GitHub's REST subset) "
-            "with a demo repository, demo/hello, every tenant connected to it: try "
-            "repository in, pull request out with no account.",
+            "with a demo repository, demo/hello, and a GitHub App every tenant is connected "
+            "through: try repository in, pull request out, and GitHub events, with no account.",
         ),
     ] = False,
 ) -> None:
@@ -213,6 +213,7 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
             f"      --repository '{{\"url\": \"{demo}\"}}' --pull-request '{{}}' --wait",
             "",
         ]
+        lines += _github_events_lines(stack)
     if stack.triggers_running and stack.settings is not None:
         # The emulator's key, for the developer's own shell: printed here and nowhere else
         # (no file). A job's agent cannot read this terminal; keep this output out of files a
@@ -235,6 +236,28 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
         allowed = ", ".join(stack.settings.mcp_allowed_urls)
         lines += [f"  MCP servers allowed (MCP_ALLOWED_URLS): {allowed}", ""]
     print("\n".join(lines), flush=True)
+
+
+def _github_events_lines(stack: object) -> list[str]:
+    """How to deliver a GitHub event to the stack: its URL, the webhook secret's id (never its
+    value), the tenants' installations and who may start a job."""
+    from ..local.stack import LocalStack
+
+    assert isinstance(stack, LocalStack)
+    events = stack.github_events
+    if events is None or stack.settings is None:
+        return []
+    installations = ", ".join(f"{t} {n}" for t, n in events.installations.items())
+    return [
+        f"  GitHub     events at POST {stack.url}/v1/github/events (the stand-in's GitHub App,",
+        f"             id {stack.settings.github_app_id}; installations: {installations})",
+        "    sign the body with the webhook secret (X-Hub-Signature-256: sha256=<HMAC-SHA256>),",
+        f"    secret {events.webhook_secret_id} in the emulated Secrets Manager; a comment by "
+        f"{events.collaborator!r}",
+        f"    mentioning {stack.settings.github_handle} on {events.repository} starts a job "
+        "(docs/github.md)",
+        "",
+    ]
 
 
 def _command() -> str:

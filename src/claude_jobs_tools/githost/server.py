@@ -7,7 +7,7 @@
 - REST under `/api` (`GITHUB_API_URL=<url>/api`): `GET /repos/{o}/{r}`, `GET|POST
   /repos/{o}/{r}/pulls`, `POST /app/installations/{id}/access_tokens` (with the App's JWT, checked
   against its public key), `DELETE /installation/token`; for GitHub events:
-  `GET /repos/{o}/{r}/pulls/{n}`, `POST /repos/{o}/{r}/issues/{n}/comments`,
+  `GET /repos/{o}/{r}/pulls/{n}`, `GET|POST /repos/{o}/{r}/issues/{n}/comments`,
   `PATCH /repos/{o}/{r}/issues/comments/{id}`,
   `GET /repos/{o}/{r}/collaborators/{user}/permission` (roles from `collaborators`).
 
@@ -467,6 +467,19 @@ def _events_api(self: _Handler, full_name: str, rest: str, body: bytes) -> bool:
                 "edits": 0,
             }
         self._json(201, {"id": comment_id, "html_url": f"{host.url}/{full_name}#{comment_id}"})
+    elif new is not None and self.command == "GET":
+        # The issue's comments, oldest first (`edits`: the stand-in's count of updates).
+        found = [
+            {
+                "id": i,
+                "body": c["body"],
+                "edits": c["edits"],
+                "html_url": f"{host.url}/{full_name}#{i}",
+            }
+            for i, c in sorted(host.comments.items())
+            if c["repository"] == full_name and c["number"] == int(new["number"])
+        ]
+        self._json(200, found)
     elif comment is not None and self.command == "PATCH":
         known = host.comments.get(int(comment["id"]))
         if known is None or known["repository"] != full_name:

@@ -109,6 +109,8 @@ class LocalStack:
         self._moto: Emulator | None = None
         self._fake: FakeAnthropic | FakeBedrock | None = None
         self.githost: Any = None  # githost.GitHost, with --githost
+        self._github_app: Any = None  # githost.local.LocalApp, with --githost
+        self.github_events: Any = None  # githost.local.Connected, with --githost
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self._consumer: QueueConsumer | None = None
@@ -433,9 +435,15 @@ class LocalStack:
         """GITHUB_GIT_URL/GITHUB_API_URL: the stand-in's (`--githost`), or the environment's."""
         if self.config.githost:
             from ..githost import GitHost
+            from ..githost.local import local_app
 
-            self.githost = GitHost().start()
-            return {"github_git_url": self.githost.url, "github_api_url": self.githost.api_url}
+            self._github_app = local_app()
+            self.githost = GitHost(app=self._github_app.hosted).start()
+            return {
+                "github_git_url": self.githost.url,
+                "github_api_url": self.githost.api_url,
+                **self._github_app.settings(),
+            }
         names = {"github_git_url": "GITHUB_GIT_URL", "github_api_url": "GITHUB_API_URL"}
         return {key: os.environ[env] for key, env in names.items() if os.environ.get(env)}
 
@@ -445,8 +453,14 @@ class LocalStack:
         from ..githost.local import connect_local
 
         client = boto3.client("secretsmanager", region_name=REGION)
-        tenants = [key.tenant_id for key in self.keys]
-        connect_local(self.githost, client, settings.github_secret_prefix, tenants)
+        self.github_events = connect_local(
+            self.githost,
+            self._github_app,
+            client,
+            prefix=settings.github_secret_prefix,
+            installation_prefix=settings.github_installation_prefix,
+            tenants=[key.tenant_id for key in self.keys],
+        )
 
     def stop(self, grace_seconds: float = 10.0) -> int:
         """Stop everything; wait up to `grace_seconds` for running jobs. Returns how many jobs
