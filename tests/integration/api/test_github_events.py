@@ -151,6 +151,8 @@ def test_a_signed_comment_starts_a_job_whose_one_comment_is_updated_when_it_ends
     assert world.container.job_service.get(TENANT, job_id).source == "github"
     assert job["request"]["repository"]["url"] == f"{world.host.url}/acme/app"
     assert "pull_request" in job["request"]
+    # with the tools to make the change asked for (GITHUB_ALLOWED_TOOLS)
+    assert job["request"]["allowed_tools"] == ["Read", "Glob", "Grep", "Edit", "Write"]
     prompt = world.container.job_service.get(TENANT, job_id).prompt or ""
     assert prompt.startswith("Add contributors (#7)")
     assert "please add a CONTRIBUTORS file" in prompt
@@ -206,6 +208,7 @@ def test_a_comment_on_the_jobs_pull_request_continues_its_session_on_its_branch(
     view = world.api.get_job(second.job_id).json["request"]
     assert view["repository"]["ref"] == branch
     assert view["pull_request"]["base"] == branch
+    assert "Write" in view["allowed_tools"]
     assert [c["number"] for c in world.host.comments.values()] == [7, 12]
 
 
