@@ -207,7 +207,8 @@ def _print_banner(stack: object, dev_keys_env: str) -> None:
     if stack.githost is not None:
         demo = f"{stack.githost.url}/demo/hello"
         lines += [
-            f"  Git host   stand-in at {stack.githost.url} (demo/hello; every tenant connected;",
+            f"  Git host   stand-in at {stack.githost.url} (demo/hello; every tenant connected",
+            "             through an installation of its GitHub App;",
             f"             bare repositories in {stack.githost.root})",
             f'    {_command()} submit "Add a goodbye.py" --tools Read,Write,Edit,Bash \\',
             f"      --repository '{{\"url\": \"{demo}\"}}' --pull-request '{{}}' --wait",
