@@ -111,6 +111,8 @@ class InfraConfig(BaseModel):
     github_events: bool = False
     github_handle: Annotated[str, Field(pattern=r"^@[\w-]{1,63}$")] = "@claude-jobs"
     github_label: Annotated[str, Field(max_length=64)] = ""
+    #: The tools a GitHub event's job may use (each must be in `permitted_tools`).
+    github_allowed_tools: ToolNames = ("Read", "Glob", "Grep", "Edit", "Write")
 
     # Fair sharing between tenants (the functions' Settings; docs/jobs.md, "Fair sharing").
     #: A tenant's pending (queued + running) jobs at most; more → 429 tenant_limit.

@@ -182,6 +182,7 @@ class ServiceStack(Stack):
             values["GITHUB_WEBHOOK_SECRET_ID"] = stateful.github_webhook_key.secret.secret_arn
             values["GITHUB_HANDLE"] = config.github_handle
             values["GITHUB_LABEL"] = config.github_label
+            values["GITHUB_ALLOWED_TOOLS"] = ",".join(config.github_allowed_tools)
         layer = SharedLayer(self, "SharedLayer").layer
         results_objects = bucket.arn_for_objects(f"{resources.RESULTS_PREFIX}*")
         documents = bucket.arn_for_objects(f"{resources.DOCUMENTS_PREFIX}*")

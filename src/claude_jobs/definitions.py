@@ -222,12 +222,14 @@ JOB_POLICY_ENV = (
     "GITHUB_GIT_URL",
 )
 #: Files (issue 13): the upload cap and the job's input cap (submit), and the artifact caps.
-#: GitHub events (issue 24): the webhook's secret, the handle and label, and what the
-#: events' REST calls need (the tenants' credentials, an App's key).
+#: GitHub events (issue 24): the webhook's secret, the handle and label, the tools of the
+#: jobs they start, and what the events' REST calls need (the tenants' credentials, an App's
+#: key).
 GITHUB_EVENTS_ENV = (
     "GITHUB_WEBHOOK_SECRET_ID",
     "GITHUB_HANDLE",
     "GITHUB_LABEL",
+    "GITHUB_ALLOWED_TOOLS",
     "GITHUB_API_URL",
     "GITHUB_SECRET_PREFIX",
     "GITHUB_APP_ID",

@@ -81,6 +81,7 @@ def test_with_github_events_the_submit_and_notifier_read_what_they_need(
     env = submit["Properties"]["Environment"]["Variables"]
     assert {"GITHUB_WEBHOOK_SECRET_ID", "GITHUB_HANDLE", "GITHUB_APP_ID"} <= env.keys()
     assert env["GITHUB_HANDLE"] == "@claude-jobs"
+    assert env["GITHUB_ALLOWED_TOOLS"] == "Read,Glob,Grep,Edit,Write"
     submit_reads = _secret_reads(github_synth, "Submit")
     assert "claude-jobs-gh/github/*" in submit_reads
     assert "GitHubWebhookSecret" in submit_reads
