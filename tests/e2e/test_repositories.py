@@ -311,25 +311,16 @@ def test_a_github_comment_opens_a_pull_request_and_a_comment_on_it_updates_it(
 
     # Given a comment by a collaborator with write access mentioning the handle on an issue
     # When GitHub delivers it, signed with the App's webhook secret
-    started = _deliver(
-        events,
-        _comment_event(
-            "@claude-jobs add a file [[gh:first]]", installation=installation, number=issue
-        ),
-        first_delivery,
+    comment = _comment_event(
+        "@claude-jobs add a file [[gh:first]]", installation=installation, number=issue
     )
+    started = _deliver(events, comment, first_delivery)
 
     # Then a job is started
     assert started.status_code == 202, started.text
     first_id = started.json()["job_id"]
     # And the same delivery again starts nothing more
-    replayed = _deliver(
-        events,
-        _comment_event(
-            "@claude-jobs add a file [[gh:first]]", installation=installation, number=issue
-        ),
-        first_delivery,
-    )
+    replayed = _deliver(events, comment, first_delivery)
     assert replayed.status_code == 200, replayed.text
     assert replayed.json() == {"status": "ignored", "reason": "replayed_delivery"}
 

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from moto import mock_aws
 
 from claude_jobs.github.credentials import (
@@ -24,28 +22,14 @@ from claude_jobs.github.credentials import (
 )
 from claude_jobs.github.rest import GitHubRest
 from claude_jobs_tools.githost import GitHost, HostedApp
+from claude_jobs_tools.githost.local import rsa_key_pair
 
 PREFIX = "claude-jobs/github/"
 
 
-def _key_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
 @pytest.fixture(scope="module")
 def keys() -> tuple[str, str]:
-    return _key_pair()
+    return rsa_key_pair()
 
 
 @pytest.fixture
@@ -119,7 +103,7 @@ def test_a_tenant_without_a_credential_or_an_app_gets_a_clear_refusal(
         JobCredentials(store, rest).for_job("globex", "app")
     # An installation the App does not have
     store.put("hooli", StoredCredential(installation_id=99))
-    app_jwt = AppJwt("4242", lambda: _key_pair()[0])  # not the App's key either
+    app_jwt = AppJwt("4242", lambda: rsa_key_pair()[0])  # not the App's key either
     with pytest.raises(CredentialUnavailableError):
         JobCredentials(store, rest, app_jwt).for_job("hooli", "app")
 

@@ -307,9 +307,9 @@ def test_an_app_installation_token_is_minted_for_the_job_and_revoked_when_it_end
 ) -> None:
     from claude_jobs.worker.ports import AgentOutcome
     from claude_jobs_tools.githost import HostedApp
-    from tests.integration.test_github import _key_pair
+    from claude_jobs_tools.githost.local import rsa_key_pair
 
-    private, public = _key_pair()
+    private, public = rsa_key_pair()
     app = HostedApp("4242", public, installations={77: {"acme/app", "acme/other"}})
     with GitHost(app=app) as host:
         host.create_repository("acme/app")

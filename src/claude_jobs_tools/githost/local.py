@@ -53,8 +53,8 @@ class Connected:
     repository: str = DEMO_REPOSITORY
 
 
-def local_app() -> LocalApp:
-    """A GitHub App with a freshly generated RSA key pair (nothing of it is kept on disk)."""
+def rsa_key_pair() -> tuple[str, str]:
+    """A fresh RSA key pair for a GitHub App: (private key PEM, public key PEM)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -69,6 +69,12 @@ def local_app() -> LocalApp:
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
+    return private, public
+
+
+def local_app() -> LocalApp:
+    """A GitHub App with a freshly generated RSA key pair (nothing of it is kept on disk)."""
+    private, public = rsa_key_pair()
     return LocalApp(HostedApp(APP_ID, public), private)
 
 

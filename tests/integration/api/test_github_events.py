@@ -28,6 +28,7 @@ from claude_jobs.notify.processor import Notifier
 from claude_jobs.wiring import Container
 from claude_jobs_tools.dev_process import free_port
 from claude_jobs_tools.githost import GitHost, HostedApp
+from claude_jobs_tools.githost.local import rsa_key_pair
 from claude_jobs_tools.provision import Provisioned
 from tests.events import load_event
 from tests.integration.api.conftest import (
@@ -38,7 +39,6 @@ from tests.integration.api.conftest import (
     with_body,
     with_headers,
 )
-from tests.integration.test_github import _key_pair
 
 PREFIX = "claude-jobs/github/"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
@@ -112,7 +112,7 @@ def comment_event(
 
 @pytest.fixture
 def world(provisioned: Provisioned) -> Iterator[World]:
-    private, public = _key_pair()
+    private, public = rsa_key_pair()
     app = HostedApp("4242", public, installations={INSTALLATION: {"acme/app"}})
     with GitHost(app=app) as host:
         host.create_repository("acme/app")
