@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -32,35 +35,64 @@ from tests.worker.test_repository import (
 pytestmark = [pytest.mark.cli, pytest.mark.timeout(600)]
 
 
-def test_in_the_image_a_repository_job_keeps_the_credential_from_its_agent(
-    task_root: Path,
-    image_site: Path,
-    moto_server: str,
-    shared_dir: Path,
-) -> None:
+@dataclass
+class RepoWorld:
+    """A provisioned stack on the Git host stand-in and the fake Messages API, its tenant
+    `acme` connected with a token, and the environment of the image's worker."""
+
+    python: str
+    fake: FakeAnthropic
+    githost: GitHost
+    container: Container
+    env: dict[str, str]
+
+
+@contextmanager
+def repo_world(
+    name: str, repositories: set[str], task_root: Path, image_site: Path, moto_server: str
+) -> Iterator[RepoWorld]:
     python = runtime_python()
     if python is None:
         pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
     from claude_jobs_tools.provision import provision
 
     with FakeAnthropic(api_key=REAL_KEY) as fake, GitHost() as githost:
-        # Given a repository on the Git host, its tenant connected with a token
-        githost.create_repository("acme/app")
-        githost.create_repository("acme/other")
-        githost.add_token(TENANT_TOKEN, {"acme/app", "acme/other"})
-        provisioned = provision(
-            "imgrepo",
+        for repository in sorted(repositories):
+            githost.create_repository(repository)
+        githost.add_token(TENANT_TOKEN, repositories)
+        settings = provision(
+            name,
             secret_value=REAL_KEY,
             anthropic_base_url=fake.url,
             github_git_url=githost.url,
             github_api_url=githost.api_url,
-        )
-        settings = provisioned.settings
-        store = SecretsManagerCredentials(
+        ).settings
+        SecretsManagerCredentials(
             boto3.client("secretsmanager"), settings.github_secret_prefix
+        ).put("acme", StoredCredential(token=TENANT_TOKEN))
+        env = worker_env(task_root, image_site, moto_server, settings, fake.url)
+        env.update(
+            {
+                "GITHUB_GIT_URL": githost.url,
+                "GITHUB_API_URL": githost.api_url,
+                "GITHUB_SECRET_PREFIX": settings.github_secret_prefix,
+                "WARM_START": "true",
+            }
         )
-        store.put("acme", StoredCredential(token=TENANT_TOKEN))
-        container = Container(settings)
+        yield RepoWorld(python, fake, githost, Container(settings), env)
+
+
+def test_in_the_image_a_repository_job_keeps_the_credential_from_its_agent(
+    task_root: Path,
+    image_site: Path,
+    moto_server: str,
+    shared_dir: Path,
+) -> None:
+    # Given a repository on the Git host, its tenant connected with a token
+    with repo_world(
+        "imgrepo", {"acme/app", "acme/other"}, task_root, image_site, moto_server
+    ) as world:
+        fake, githost, container = world.fake, world.githost, world.container
         job = container.job_service.submit(
             "acme",
             JobRequest(
@@ -82,18 +114,9 @@ def test_in_the_image_a_repository_job_keeps_the_credential_from_its_agent(
             ToolUse("Bash", {"command": HUNT.format(git=githost.url, job=job.job_id) + plant}),
             Text("added"),
         )
-        env = worker_env(task_root, image_site, moto_server, settings, fake.url)
-        env.update(
-            {
-                "GITHUB_GIT_URL": githost.url,
-                "GITHUB_API_URL": githost.api_url,
-                "GITHUB_SECRET_PREFIX": settings.github_secret_prefix,
-                "WARM_START": "true",
-            }
-        )
         main_before = githost.branch_sha("acme/app", "main")
         # When the image's worker handles its message as the runtime user
-        run = run_warm(python, task_root, env, [sqs_event(job)])
+        run = run_warm(world.python, task_root, world.env, [sqs_event(job)])
         assert run.returncode == 0, run.stderr[-3000:]
         answer = json.loads(run.stdout.split("ANSWER", 1)[1].splitlines()[0])
         assert answer == {"batchItemFailures": []}, run.stderr[-3000:]
@@ -122,27 +145,9 @@ def test_in_the_image_a_follow_up_updates_the_earlier_pull_request_and_its_agent
     image_site: Path,
     moto_server: str,
 ) -> None:
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
-    from claude_jobs_tools.provision import provision
-
-    with FakeAnthropic(api_key=REAL_KEY) as fake, GitHost() as githost:
-        # Given an earlier job of the tenant (ended) whose branch has an open pull request
-        githost.create_repository("acme/app")
-        githost.add_token(TENANT_TOKEN, {"acme/app"})
-        provisioned = provision(
-            "imgfollow",
-            secret_value=REAL_KEY,
-            anthropic_base_url=fake.url,
-            github_git_url=githost.url,
-            github_api_url=githost.api_url,
-        )
-        settings = provisioned.settings
-        SecretsManagerCredentials(
-            boto3.client("secretsmanager"), settings.github_secret_prefix
-        ).put("acme", StoredCredential(token=TENANT_TOKEN))
-        container = Container(settings)
+    # Given an earlier job of the tenant (ended) whose branch has an open pull request
+    with repo_world("imgfollow", {"acme/app"}, task_root, image_site, moto_server) as world:
+        fake, githost, container = world.fake, world.githost, world.container
         jobs = container.job_service
         url = f"{githost.url}/acme/app"
         first = jobs.submit(
@@ -168,17 +173,8 @@ def test_in_the_image_a_follow_up_updates_the_earlier_pull_request_and_its_agent
         assert follow.updates_pull_request_of == first.job_id
         command = FOLLOW_UP_PUSHES.format(branch=branch, job=follow.job_id)
         fake.script(ToolUse("Bash", {"command": command}), Text("Added two.txt."))
-        env = worker_env(task_root, image_site, moto_server, settings, fake.url)
-        env.update(
-            {
-                "GITHUB_GIT_URL": githost.url,
-                "GITHUB_API_URL": githost.api_url,
-                "GITHUB_SECRET_PREFIX": settings.github_secret_prefix,
-                "WARM_START": "true",
-            }
-        )
         # When the image's worker handles it as the runtime user
-        run = run_warm(python, task_root, env, [sqs_event(follow)])
+        run = run_warm(world.python, task_root, world.env, [sqs_event(follow)])
         assert run.returncode == 0, run.stderr[-3000:]
         done = container.job_repository.get(follow.job_id)
         assert done is not None
