@@ -11,6 +11,7 @@ as on Lambda)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -176,7 +177,8 @@ def test_an_unknown_repository_is_unavailable(repo_stack: WorkerStack, githost: 
 # ---------------------------------------------------------------- the worker's steps alone
 
 
-def _run_for(
+@contextmanager
+def _repository_run(
     githost: GitHost,
     tmp_path: Any,
     app_key: str | None = None,
@@ -184,10 +186,11 @@ def _run_for(
     job_fields: dict[str, Any] | None = None,
     original: Any = None,
     **settings: Any,
-) -> tuple[Any, Any, Any]:
-    """A RepositoryRun for a job on acme/app with its sandbox created (no agent); a
-    follow-up's with `job_fields` (its session, ref, updates_pull_request_of) and the stored
-    `original` job the worker reads."""
+) -> Iterator[tuple[Any, Any]]:
+    """A RepositoryRun for a job on acme/app with its sandbox created (no agent), and the
+    sandbox; a follow-up's with `job_fields` (its session, ref, updates_pull_request_of) and
+    the stored `original` job the worker reads. Closed (the run, the sandbox, the Git
+    broker) when the block ends."""
     from claude_jobs.github.credentials import JobCredentials
     from claude_jobs.github.rest import GitHubRest
     from claude_jobs.models import Job, JobOptions
@@ -223,7 +226,13 @@ def _run_for(
         job = job.model_copy(update=job_fields)
     tmp_path.mkdir(parents=True, exist_ok=True)
     sandbox = Sandbox(job.job_id, AgentIdentity(), tmp_path).create()
-    return RepositoryRun(github, config, job, original), sandbox, github
+    run = RepositoryRun(github, config, job, original)
+    try:
+        yield run, sandbox
+    finally:
+        run.close()
+        sandbox.remove()
+        github.broker.close()
 
 
 def test_a_redelivered_job_opens_no_second_pull_request(githost: GitHost, tmp_path: Any) -> None:
@@ -232,15 +241,10 @@ def test_a_redelivered_job_opens_no_second_pull_request(githost: GitHost, tmp_pa
     # Given a job whose worker pushed and opened its pull request, then was redelivered
     outcomes = []
     for attempt in range(2):
-        run, sandbox, github = _run_for(githost, tmp_path / str(attempt))
-        try:
+        with _repository_run(githost, tmp_path / str(attempt)) as (run, sandbox):
             assert run.prepare(sandbox, restored=False) is None
             (sandbox.work_dir / "hello.py").write_text(f'print("attempt {attempt}")\n')
             outcomes.append(run.deliver(sandbox, AgentOutcome("succeeded", text="done")))
-        finally:
-            run.close()
-            sandbox.remove()
-            github.broker.close()
     # Then one pull request exists, both attempts name it, and it carries the last push
     assert len(githost.pulls) == 1
     first, second = (o.pull_request for o in outcomes)
@@ -252,13 +256,8 @@ def test_a_redelivered_job_opens_no_second_pull_request(githost: GitHost, tmp_pa
 def test_a_repository_over_the_cap_ends_repository_too_large(
     githost: GitHost, tmp_path: Any
 ) -> None:
-    run, sandbox, github = _run_for(githost, tmp_path, REPOSITORY_MAX_BYTES=1024)
-    try:
+    with _repository_run(githost, tmp_path, REPOSITORY_MAX_BYTES=1024) as (run, sandbox):
         failed = run.prepare(sandbox, restored=False)
-    finally:
-        run.close()
-        sandbox.remove()
-        github.broker.close()
     assert failed is not None and failed.error is not None
     assert failed.error.code == "repository_too_large"
 
@@ -272,28 +271,18 @@ def test_a_later_segment_goes_on_in_the_restored_clone_and_its_pr_carries_both_s
     from claude_jobs.worker.workspace import limits, pack, unpack
 
     # Given a first segment that cloned and changed a file, its workspace carried (packed)
-    run, sandbox, github = _run_for(githost, tmp_path / "first")
     carried = io.BytesIO()
-    try:
+    with _repository_run(githost, tmp_path / "first") as (run, sandbox):
         assert run.prepare(sandbox, restored=False) is None
         (sandbox.work_dir / "one.txt").write_text("first segment\n")
         pack(sandbox.work_dir, limits(1000, 10 * 1024 * 1024), carried)
-    finally:
-        run.close()
-        sandbox.remove()
-        github.broker.close()
     # When the next segment restores it and prepares the repository again
-    run, sandbox, github = _run_for(githost, tmp_path / "second")
-    try:
+    with _repository_run(githost, tmp_path / "second") as (run, sandbox):
         carried.seek(0)
         unpack(carried, sandbox.work_dir, sandbox.give)
         assert run.prepare(sandbox, restored=True) is None
         (sandbox.work_dir / "two.txt").write_text("second segment\n")
         outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
-    finally:
-        run.close()
-        sandbox.remove()
-        github.broker.close()
     # Then the working directory was not cloned over, and the PR holds both segments' files
     assert outcome.pull_request is not None
     branch = outcome.pull_request.branch
@@ -314,17 +303,12 @@ def test_an_app_installation_token_is_minted_for_the_job_and_revoked_when_it_end
     with GitHost(app=app) as host:
         host.create_repository("acme/app")
         # Given a tenant connected through the App: its job's run mints a token
-        run, sandbox, github = _run_for(host, tmp_path, app_key=private)
-        try:
+        with _repository_run(host, tmp_path, app_key=private) as (run, sandbox):
             assert run.prepare(sandbox, restored=False) is None
             (sandbox.work_dir / "new.txt").write_text("x\n")
             outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
             token = run.credential.token
             assert outcome.pull_request is not None and token not in host.revoked
-        finally:
-            run.close()
-            sandbox.remove()
-            github.broker.close()
         # Then, the job ended, its token is revoked
         assert host.revoked == [token]
 
@@ -438,19 +422,14 @@ def _move(githost: GitHost, branch: str) -> str:
     return moved
 
 
-def _deliver_one_change(run: Any, sandbox: Any, github: Any) -> Any:
+def _deliver_one_change(run: Any, sandbox: Any) -> Any:
     """Prepare the run, leave one new file in its working tree as an agent would, deliver a
-    succeeded outcome; then close the run, its sandbox and the broker. The outcome."""
+    succeeded outcome. The outcome."""
     from claude_jobs.worker.ports import AgentOutcome
 
-    try:
-        assert run.prepare(sandbox, restored=False) is None
-        (sandbox.work_dir / "two.txt").write_text("two\n")
-        return run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
-    finally:
-        run.close()
-        sandbox.remove()
-        github.broker.close()
+    assert run.prepare(sandbox, restored=False) is None
+    (sandbox.work_dir / "two.txt").write_text("two\n")
+    return run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
 
 
 def _earlier(githost: GitHost, **fields: Any) -> Any:
@@ -515,19 +494,14 @@ def test_a_follow_up_whose_branch_moved_meanwhile_pushes_nothing_and_fails_clear
     branch = "claude-jobs/j-original"
     _seed_branch(githost, branch)
     _open_pull(githost, branch)
-    run, sandbox, github = _run_for(
+    with _repository_run(
         githost, tmp_path, job_fields=_follow_up_fields(githost), original=_earlier(githost)
-    )
-    try:
+    ) as (run, sandbox):
         assert run.prepare(sandbox, restored=False) is None
         (sandbox.work_dir / "two.txt").write_text("two\n")
         # When someone else pushes onto the branch before the follow-up delivers
         moved = _move(githost, branch)
         outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="the answer"))
-    finally:
-        run.close()
-        sandbox.remove()
-        github.broker.close()
     # Then nothing was pushed (the branch is as they left it), and the job fails clearly,
     # its answer kept
     assert githost.branch_sha("acme/app", branch) == moved
@@ -563,10 +537,10 @@ def test_a_follow_up_the_stored_job_does_not_vouch_for_opens_its_own_pull_reques
         if earlier.get("options") == "acme/other":
             earlier["options"] = JobOptions(repository={"url": f"{githost.url}/acme/other"})
         original = _earlier(githost, **earlier)
-    run, sandbox, github = _run_for(
+    with _repository_run(
         githost, tmp_path, job_fields=_follow_up_fields(githost, **follow_up), original=original
-    )
-    outcome = _deliver_one_change(run, sandbox, github)
+    ) as (run, sandbox):
+        outcome = _deliver_one_change(run, sandbox)
     assert run.updates is None
     # Then the earlier job's branch is untouched; the follow-up has a pull request of its own
     assert githost.branch_sha("acme/app", branch) == tip
@@ -581,10 +555,10 @@ def test_a_follow_up_whose_pull_request_was_closed_pushes_nothing(
     branch = "claude-jobs/j-original"
     tip = _seed_branch(githost, branch)
     _open_pull(githost, branch, state="closed")
-    run, sandbox, github = _run_for(
+    with _repository_run(
         githost, tmp_path, job_fields=_follow_up_fields(githost), original=_earlier(githost)
-    )
-    outcome = _deliver_one_change(run, sandbox, github)
+    ) as (run, sandbox):
+        outcome = _deliver_one_change(run, sandbox)
     assert githost.branch_sha("acme/app", branch) == tip
     assert outcome.error is not None and outcome.error.code == "pull_request_failed"
     assert "no open pull request" in outcome.error.message
@@ -602,18 +576,14 @@ def test_a_later_segment_of_a_follow_up_starts_from_the_tip_its_first_fetched(
     fields = _follow_up_fields(githost, pull_request_base_sha=tip)
     # When someone else pushes onto the branch before its next segment prepares and delivers
     moved = _move(githost, branch)
-    run, sandbox, github = _run_for(
-        githost, tmp_path, job_fields=fields, original=_earlier(githost)
-    )
-    try:
+    with _repository_run(githost, tmp_path, job_fields=fields, original=_earlier(githost)) as (
+        run,
+        sandbox,
+    ):
         assert run.prepare(sandbox, restored=False) is None
         assert run.base_sha == tip
         (sandbox.work_dir / "two.txt").write_text("two\n")
         outcome = run.deliver(sandbox, AgentOutcome("succeeded", text="the answer"))
-    finally:
-        run.close()
-        sandbox.remove()
-        github.broker.close()
     # Then nothing was pushed over their commit, and the job fails clearly
     assert githost.branch_sha("acme/app", branch) == moved
     assert outcome.error is not None and outcome.error.code == "pull_request_failed"
