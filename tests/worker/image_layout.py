@@ -72,6 +72,14 @@ def runtime_python() -> str | None:
     return None
 
 
+def required_runtime_python() -> str:
+    """`runtime_python()`, or the test is skipped: no interpreter the runtime user may run."""
+    python = runtime_python()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    return python
+
+
 def as_runtime_user() -> dict[str, Any]:
     """subprocess arguments that start a process as the runtime user, without root's groups."""
     if os.geteuid() != 0:

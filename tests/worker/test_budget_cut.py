@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,11 @@ from claude_jobs_tools.local.fake_anthropic import (
     Usage,
 )
 from tests.worker.conftest import BEDROCK_MODELS, REAL_KEY, WorkerStack, sqs_event
-from tests.worker.image_layout import RUNTIME_USER, run_warm, runtime_python, worker_env
+from tests.worker.image_layout import (
+    required_runtime_python,
+    run_warm,
+    worker_env,
+)
 
 pytestmark = pytest.mark.cli
 
@@ -308,9 +311,7 @@ def shared_report() -> Iterator[Path]:
 def test_in_the_image_layout_cutting_streams_short_does_not_dodge_the_meter(
     task_root: Path, image_site: Path, moto_server: str, shared_report: Path
 ) -> None:
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    python = required_runtime_python()
     from claude_jobs_tools.provision import provision
 
     # Given the worker as its image runs it (one non-root user for worker and agent, a warm

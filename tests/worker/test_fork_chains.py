@@ -10,7 +10,6 @@ generations, a tree of 40 sleeping processes; each test takes a few seconds."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,11 @@ from claude_jobs.worker.containment import process_table
 from claude_jobs.worker.process_watch import TOO_MANY_PROCESSES
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, RecordedRequest, Text, ToolUse
 from tests.worker.conftest import REAL_KEY, WorkerStack, _worker_stack, sqs_event
-from tests.worker.image_layout import RUNTIME_USER, run_warm, runtime_python, worker_env
+from tests.worker.image_layout import (
+    required_runtime_python,
+    run_warm,
+    worker_env,
+)
 
 pytestmark = pytest.mark.cli
 
@@ -150,9 +153,7 @@ def test_in_the_image_layout_fork_chains_are_reaped_and_capped(
     shared_dir: Path,
     attack: str,
 ) -> None:
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    python = required_runtime_python()
     from claude_jobs_tools.provision import provision
 
     # Given the worker as its image runs it (one user with its agent), and an agent that runs

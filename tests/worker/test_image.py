@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -32,8 +31,8 @@ from tests.worker.image_layout import (
     copied_files,
     kill_all,
     live_processes_with,
+    required_runtime_python,
     run_warm,
-    runtime_python,
     worker_env,
 )
 
@@ -70,9 +69,7 @@ def test_the_image_requirements_pin_the_locked_versions() -> None:
 def test_a_job_succeeds_in_the_image_layout_as_a_non_root_user(
     task_root: Path, image_site: Path, moto_server: str
 ) -> None:
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    python = required_runtime_python()
     from claude_jobs_tools.provision import provision
 
     # Given the stack's resources in the emulator, and a job allowed Bash whose agent tries
@@ -165,9 +162,7 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
     """Warm start on: the second job (the same options as the first) runs in the CLI the
     worker started after the first job; the first agent's daemons and watcher are gone by
     then, and the warm CLI holds nothing of the first job."""
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    python = required_runtime_python()
     from claude_jobs_tools.provision import provision
     from tests.worker.test_hostile_agent import ESCAPES, marker
 
@@ -275,9 +270,7 @@ def test_in_a_warm_image_nothing_of_a_job_survives_into_the_next(
 def test_a_process_that_cannot_be_ended_retires_the_environment_after_the_result(
     task_root: Path, image_site: Path, moto_server: str, shared_dir: Path
 ) -> None:
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    python = required_runtime_python()
     from claude_jobs.worker.function import RETIRE_EXIT_CODE
     from claude_jobs_tools.provision import provision
     from tests.worker.test_hostile_agent import marker
@@ -335,9 +328,7 @@ def test_in_a_warm_image_forged_frames_cannot_touch_another_session_of_the_tenan
     CLI started after the first (its session stored under an alias)."""
     import boto3
 
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    python = required_runtime_python()
     from claude_jobs_tools.provision import provision
     from tests.worker.test_hostile_sessions import FORGE
 
@@ -408,9 +399,7 @@ def test_in_the_image_a_transcript_past_the_cap_ends_session_too_large_and_keeps
     """One user for the worker and the agent: a continuation's agent grows its transcript
     past SESSION_MAX_BYTES; the job ends `session_too_large`, and the next job still resumes
     the session's earlier conversation."""
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    python = required_runtime_python()
     from claude_jobs_tools.provision import provision
     from tests.worker.test_hostile_sessions import GROW
 

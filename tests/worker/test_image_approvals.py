@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -22,7 +21,11 @@ from claude_jobs.resources import JOBS_QUEUE
 from claude_jobs.wiring import Container
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
 from tests.worker.conftest import REAL_KEY, sqs_event
-from tests.worker.image_layout import RUNTIME_USER, as_runtime_user, runtime_python, worker_env
+from tests.worker.image_layout import (
+    as_runtime_user,
+    required_runtime_python,
+    worker_env,
+)
 from tests.worker.test_approvals_worker import DENIAL, marker_model, result_text, results_for
 from tests.worker.test_image_segments import SEGMENT_HARNESS
 
@@ -37,9 +40,7 @@ def test_a_decision_is_carried_out_once_in_the_image_layout(
     shared_dir: Path,
     decision: Literal["deny", "allow"],
 ) -> None:
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    python = required_runtime_python()
     from claude_jobs_tools.provision import provision
 
     marker = shared_dir / "marker"

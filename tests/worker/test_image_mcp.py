@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import boto3
@@ -23,7 +22,11 @@ from claude_jobs_tools.local.demo_mcp import DemoMcpServer
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.support import mcp_probe
 from tests.worker.conftest import REAL_KEY, sqs_event
-from tests.worker.image_layout import RUNTIME_USER, as_runtime_user, runtime_python, worker_env
+from tests.worker.image_layout import (
+    as_runtime_user,
+    required_runtime_python,
+    worker_env,
+)
 from tests.worker.test_image_segments import SEGMENT_HARNESS
 from tests.worker.test_mcp_worker import CREDENTIAL, MARK
 
@@ -36,9 +39,7 @@ def test_in_the_image_the_credential_reaches_the_server_and_never_the_agent(
     moto_server: str,
     shared_dir: Path,
 ) -> None:
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    python = required_runtime_python()
     from claude_jobs_tools.provision import provision
 
     with DemoMcpServer({CREDENTIAL: "acme"}) as server, FakeAnthropic(api_key=REAL_KEY) as fake:

@@ -7,7 +7,6 @@ request carries the change."""
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,11 @@ from claude_jobs.wiring import Container
 from claude_jobs_tools.githost import GitHost
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, Text, ToolUse
 from tests.worker.conftest import REAL_KEY, sqs_event
-from tests.worker.image_layout import RUNTIME_USER, run_warm, runtime_python, worker_env
+from tests.worker.image_layout import (
+    required_runtime_python,
+    run_warm,
+    worker_env,
+)
 from tests.worker.test_repository import (
     FOLLOW_UP_PUSHES,
     HUNT,
@@ -51,9 +54,7 @@ class RepoWorld:
 def repo_world(
     name: str, repositories: set[str], task_root: Path, image_site: Path, moto_server: str
 ) -> Iterator[RepoWorld]:
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    python = required_runtime_python()
     from claude_jobs_tools.provision import provision
 
     with FakeAnthropic(api_key=REAL_KEY) as fake, GitHost() as githost:

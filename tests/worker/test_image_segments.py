@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,11 @@ from claude_jobs.resources import JOBS_QUEUE
 from claude_jobs.wiring import Container
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
 from tests.worker.conftest import REAL_KEY, sqs_event
-from tests.worker.image_layout import RUNTIME_USER, as_runtime_user, runtime_python, worker_env
+from tests.worker.image_layout import (
+    as_runtime_user,
+    required_runtime_python,
+    worker_env,
+)
 from tests.worker.test_segment_context import counting_model, finished_steps, lines, tool_calls
 
 pytestmark = [pytest.mark.cli, pytest.mark.timeout(900)]
@@ -68,9 +71,7 @@ def test_a_long_job_keeps_every_finished_step_in_the_image_layout(
     at_least: int,
     at_most: int,
 ) -> None:
-    python = runtime_python()
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[:2]} that {RUNTIME_USER!r} may run")
+    python = required_runtime_python()
     from claude_jobs_tools.provision import provision
 
     # Given a model that asks for the next step until it sees every step finished
