@@ -193,7 +193,6 @@ def _repository_run(
     broker) when the block ends."""
     from claude_jobs.github.credentials import JobCredentials
     from claude_jobs.github.rest import GitHubRest
-    from claude_jobs.models import Job, JobOptions
     from claude_jobs.settings import Settings
     from claude_jobs.worker.git_broker import GitBroker
     from claude_jobs.worker.isolation import AgentIdentity
@@ -214,16 +213,15 @@ def _repository_run(
 
     app_jwt = AppJwt("4242", lambda: app_key or "") if app_key is not None else None
     github = GitHubWorker(JobCredentials(Stored(), rest, app_jwt), rest, GitBroker(githost.url))
-    job = Job(
-        job_id="j-redelivered",
-        tenant_id="acme",
-        status=JobStatus.RUNNING,
-        created_at=datetime.now(UTC),
-        prompt="Change the greeting",
-        options=JobOptions(repository={"url": f"{githost.url}/acme/app"}, pull_request={}),
+    job = _repository_job(
+        githost,
+        **{
+            "job_id": "j-redelivered",
+            "status": JobStatus.RUNNING,
+            "prompt": "Change the greeting",
+            **(job_fields or {}),
+        },
     )
-    if job_fields:
-        job = job.model_copy(update=job_fields)
     tmp_path.mkdir(parents=True, exist_ok=True)
     sandbox = Sandbox(job.job_id, AgentIdentity(), tmp_path).create()
     run = RepositoryRun(github, config, job, original)
@@ -432,19 +430,23 @@ def _deliver_one_change(run: Any, sandbox: Any) -> Any:
     return run.deliver(sandbox, AgentOutcome("succeeded", text="done"))
 
 
-def _earlier(githost: GitHost, **fields: Any) -> Any:
-    """The stored earlier job whose pull request (#1, open) a follow-up updates."""
+def _repository_job(githost: GitHost, **fields: Any) -> Any:
+    """A job of tenant acme on acme/app asking for a pull request, with `fields` over it."""
     from claude_jobs.models import Job, JobOptions
 
-    job = Job(
-        job_id="j-original",
+    return Job(
+        job_id="j-1",
         tenant_id="acme",
-        status=JobStatus.SUCCEEDED,
+        status=JobStatus.QUEUED,
         created_at=datetime.now(UTC),
-        session_id="s-1",
         options=JobOptions(repository={"url": f"{githost.url}/acme/app"}, pull_request={}),
     ).model_copy(update=fields)
-    return job
+
+
+def _earlier(githost: GitHost, **fields: Any) -> Any:
+    """The stored earlier job whose pull request (#1, open) a follow-up updates."""
+    earlier = {"job_id": "j-original", "status": JobStatus.SUCCEEDED, "session_id": "s-1"}
+    return _repository_job(githost, **{**earlier, **fields})
 
 
 def _follow_up_fields(githost: GitHost, **fields: Any) -> dict[str, Any]:
