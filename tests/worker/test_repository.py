@@ -510,8 +510,37 @@ def test_a_follow_up_whose_branch_moved_meanwhile_pushes_nothing_and_fails_clear
     assert outcome.ending == "failed" and outcome.error is not None
     assert outcome.error.code == "pull_request_failed"
     assert "moved since this job fetched it" in outcome.error.message
+    assert f"now at {moved[:12]}" in outcome.error.message
     assert outcome.text == "the answer" and outcome.pull_request is None
     assert githost.pushes == []
+
+
+def test_a_follow_up_push_the_host_refuses_says_so_not_that_the_branch_moved(
+    githost: GitHost, tmp_path: Any
+) -> None:
+
+    # Given an earlier job's branch with its open pull request, which the host protects (its
+    # own rule refuses every push to it, as a protected branch's would)
+    branch = "claude-jobs/j-original"
+    tip = _seed_branch(githost, branch)
+    _open_pull(githost, branch)
+    hook = githost.root / "acme/app.git" / "hooks" / "pre-receive"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text("#!/bin/sh\necho 'GH006: Protected branch update failed' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    # When a follow-up delivers its change, the branch where it fetched it
+    with _repository_run(
+        githost, tmp_path, job_fields=_follow_up_fields(githost), original=_earlier(githost)
+    ) as (run, sandbox):
+        outcome = _deliver_one_change(run, sandbox)
+    # Then the job fails with the host's reason, and does not claim the branch moved
+    assert githost.branch_sha("acme/app", branch) == tip
+    assert outcome.ending == "failed" and outcome.error is not None
+    assert outcome.error.code == "pull_request_failed"
+    assert "moved" not in outcome.error.message
+    assert "refused" in outcome.error.message
+    assert "GH006: Protected branch update failed" in outcome.error.message
+    assert outcome.text == "done" and outcome.pull_request is None
 
 
 @pytest.mark.parametrize(

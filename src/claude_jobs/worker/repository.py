@@ -309,11 +309,7 @@ class RepositoryRun:
                 self._git([*self._auth(pushing), *tree, "push", "-q", self.remote,
                            f"{head}:refs/heads/{branch}"])  # fmt: skip
             except subprocess.CalledProcessError as exc:
-                return _failed(
-                    outcome,
-                    f"{branch} moved since this job fetched it at {self.base_sha[:12]} (the "
-                    f"update is not a fast-forward); nothing was pushed: {_tail(exc.stderr)}",
-                )
+                return _failed(outcome, self._refused_update(branch, exc.stderr))
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             stderr = getattr(exc, "stderr", "") or ""
             return _failed(outcome, f"the changes could not be pushed: {_tail(stderr)}")
@@ -321,6 +317,28 @@ class RepositoryRun:
             if pushing is not None:
                 self.github.broker.revoke(pushing)
         return replace(outcome, pull_request=_pull_request_info(pull, branch, head))
+
+    def _refused_update(self, branch: str, stderr: str | None) -> str:
+        """Why a follow-up's push failed, from the branch's tip read again: it moved since the
+        fetch (someone else pushed), it is gone, or the host refused the push itself (a
+        protected branch, a hook, an outage) with the tip where this job found it."""
+        base = self.base_sha[:12]
+        try:
+            listed = self._git([*self._auth(), "ls-remote", self.remote, f"refs/heads/{branch}"])
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            return (
+                f"the push to {branch} failed and its tip could not be read again; nothing "
+                f"was pushed: {_tail(stderr)}"
+            )
+        tip = listed.split()[0] if listed else None
+        if tip is None:
+            return f"{branch} no longer exists on the repository; nothing was pushed"
+        if tip != self.base_sha:
+            return (
+                f"{branch} moved since this job fetched it at {base} (now at {tip[:12]}: the "
+                f"update is not a fast-forward); nothing was pushed"
+            )
+        return f"the repository refused the push to {branch} (still at {base}): {_tail(stderr)}"
 
     def close(self) -> None:
         """Revoke the broker token and a minted credential (never raises)."""
