@@ -6,6 +6,8 @@ request carries the change."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -193,3 +195,106 @@ def test_in_the_image_a_follow_up_updates_the_earlier_pull_request_and_its_agent
         assert githost.read_file("acme/app", branch, "two.txt") == "two\n"
         assert len(githost.pulls) == 1
         assert {p["ref"] for p in githost.pushes} == {f"refs/heads/{branch}"}
+
+
+def test_in_the_image_a_github_event_job_mints_its_token_edits_and_opens_its_pull_request(
+    task_root: Path, image_site: Path, moto_server: str
+) -> None:
+    """A job a signed GitHub comment started, through the real submit handler, run by the
+    image's worker: the worker signs the App's JWT with the image's own libraries, mints an
+    installation token for the job, and the agent edits with the GitHub jobs' tools only."""
+    from claude_jobs_tools.githost import HostedApp
+    from claude_jobs_tools.githost.local import rsa_key_pair
+    from claude_jobs_tools.provision import provision
+    from tests.events import load_event
+    from tests.integration.api.conftest import TENANT, Api, with_body, with_headers
+
+    python = required_runtime_python()
+    private, public = rsa_key_pair()
+    app = HostedApp("4242", public, installations={77: {"acme/app"}})
+    with FakeAnthropic(api_key=REAL_KEY) as fake, GitHost(app=app) as githost:
+        # Given a repository the App's installation reaches, a collaborator with write access,
+        # and the tenant connected by that installation (the App's key and the webhook secret
+        # in Secrets Manager)
+        githost.create_repository("acme/app")
+        githost.collaborators["acme/app"] = {"alice": "write"}
+        settings = provision(
+            "imggh",
+            secret_value=REAL_KEY,
+            anthropic_base_url=fake.url,
+            github_git_url=githost.url,
+            github_api_url=githost.api_url,
+            github_app_id="4242",
+            github_app_key_secret_id="claude-jobs/github-app-key",
+            github_webhook_secret_id="claude-jobs/github-webhook",
+        ).settings
+        secrets = boto3.client("secretsmanager")
+        secrets.create_secret(Name="claude-jobs/github-app-key", SecretString=private)
+        secrets.create_secret(Name="claude-jobs/github-webhook", SecretString="webhook-secret")
+        SecretsManagerCredentials(secrets, settings.github_secret_prefix).put(
+            TENANT, StoredCredential(installation_id=77)
+        )
+        container = Container(settings)
+        # When alice's comment is delivered, signed, to the submit function
+        body = json.dumps(
+            {
+                "action": "created",
+                "issue": {"number": 7, "title": "Add contributors", "body": "Please."},
+                "comment": {"id": 1, "body": "@claude-jobs please add a CONTRIBUTORS file",
+                            "user": {"login": "alice", "type": "User"}},
+                "repository": {"full_name": "acme/app"},
+                "installation": {"id": 77},
+                "sender": {"login": "alice", "type": "User"},
+            }
+        )  # fmt: skip
+        signature = hmac.new(b"webhook-secret", body.encode(), hashlib.sha256).hexdigest()
+        request = with_body(load_event("apigw_github_event.json"), body)
+        with_headers(
+            request,
+            X_Hub_Signature_256=f"sha256={signature}",
+            X_GitHub_Event="issue_comment",
+            X_GitHub_Delivery="d-image",
+        )
+        api = Api(container)
+        answer = api.call(api.submit, request)
+        assert answer.status == 202, answer.text
+        job = container.job_repository.get(answer.json["job_id"])
+        assert job is not None and job.source == "github"
+        # and the image's worker runs it as the runtime user, its agent writing the file
+        fake.script(
+            ToolUse("Write", {"file_path": "CONTRIBUTORS", "content": "alice\n"}),
+            Text("Added CONTRIBUTORS."),
+        )
+        revoked_before = len(githost.revoked)
+        env = worker_env(task_root, image_site, moto_server, settings, fake.url)
+        env.update(
+            {
+                "GITHUB_GIT_URL": githost.url,
+                "GITHUB_API_URL": githost.api_url,
+                "GITHUB_SECRET_PREFIX": settings.github_secret_prefix,
+                "GITHUB_APP_ID": "4242",
+                "GITHUB_APP_KEY_SECRET_ID": "claude-jobs/github-app-key",
+                "WARM_START": "true",
+            }
+        )
+        run = run_warm(python, task_root, env, [sqs_event(job)])
+        assert run.returncode == 0, run.stderr[-3000:]
+        answer_line = json.loads(run.stdout.split("ANSWER", 1)[1].splitlines()[0])
+        assert answer_line == {"batchItemFailures": []}, run.stderr[-3000:]
+        done = container.job_repository.get(job.job_id)
+        assert done is not None
+        # Then the job succeeded with its pull request, carrying the agent's file on its branch
+        assert done.status is JobStatus.SUCCEEDED, done.error
+        assert done.pull_request is not None
+        branch = f"claude-jobs/{job.job_id}"
+        assert githost.read_file("acme/app", branch, "CONTRIBUTORS") == "alice\n"
+        assert {p["ref"] for p in githost.pushes} == {f"refs/heads/{branch}"}
+        # with the tools GitHub jobs get (GITHUB_ALLOWED_TOOLS), no shell
+        offered = set(fake.message_requests[0].tool_names)
+        assert {"Edit", "Write"} <= offered and "Bash" not in offered, offered
+        # and the installation token minted for the run was revoked when it ended, and never
+        # reached the model
+        minted = [t for t in githost.revoked[revoked_before:] if t.startswith("ghs_")]
+        assert minted, githost.revoked
+        sent = b"".join(r.raw for r in fake.message_requests).decode("utf-8", "replace")
+        assert not any(token in sent for token in minted)
