@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from socketserver import BaseServer
+
+from claude_jobs.worker.loopback import QuietHTTPServer
 
 
 class BackgroundServer:
@@ -42,9 +44,7 @@ class BackgroundServer:
 
 def http_server(handler: type[BaseHTTPRequestHandler]) -> BackgroundServer:
     """A threading HTTP server on 127.0.0.1:<free> for `handler`, not yet started."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    return BackgroundServer(server)
+    return BackgroundServer(QuietHTTPServer(("127.0.0.1", 0), handler))
 
 
 @contextmanager

@@ -14,13 +14,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 
-class _Server(ThreadingHTTPServer):
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server (daemon threads, a backlog for concurrent callers) on which a
+    client that hung up before its request was read or its answer written (a CLI stopped
+    mid-request, a git client stopped, a hostile agent's probe) is no error of the server:
+    nothing is printed for it. The worker's loopback servers and the local stand-ins use it."""
+
     daemon_threads = True
     request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up before its answer was written (a CLI stopped mid-request, a
-        hostile agent's probe) is no error of the server: nothing is printed for it."""
         if isinstance(sys.exc_info()[1], ConnectionError):
             return
         super().handle_error(request, client_address)
@@ -37,7 +40,7 @@ class LoopbackServer:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self._host = host
         self._lock = threading.Lock()
-        self._server: _Server | None = None
+        self._server: QuietHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -51,7 +54,7 @@ class LoopbackServer:
                 return self
             if self._server is not None:
                 self._server.server_close()
-            self._server = _Server((self._host, 0), handler)
+            self._server = QuietHTTPServer((self._host, 0), handler)
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": 0.2},

@@ -29,10 +29,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from claude_jobs.worker.loopback import QuietHTTPServer
 
 _GIT_PATH = re.compile(
     r"^/(?P<owner>[A-Za-z0-9-]+)/(?P<name>[A-Za-z0-9._-]+?)(?:\.git)?"
@@ -79,7 +81,7 @@ class GitHost:
         self.pushes: list[dict[str, str]] = []
         self.revoked: list[str] = []
         self.requests: list[str] = []  # "METHOD path" of every request
-        self._server: ThreadingHTTPServer | None = None
+        self._server: QuietHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.default_branches: dict[str, str] = {}
         #: `owner/name` → user → role (`admin`, `maintain`, `write`, `read`, ...).
@@ -139,9 +141,7 @@ class GitHost:
     # ------------------------------------------------------------ lifecycle
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> GitHost:
-        server = ThreadingHTTPServer((host, port), _handler_for(self))
-        server.daemon_threads = True
-        server.request_queue_size = 64
+        server = QuietHTTPServer((host, port), _handler_for(self))
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True, name="githost")
         self._thread.start()

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
+
+from claude_jobs.worker.loopback import QuietHTTPServer
 
 __all__ = [
     "ApiError",
@@ -176,7 +177,7 @@ class FakeAnthropic:
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._server = _Server((host, port), self._handler())
+        self._server = QuietHTTPServer((host, port), self._handler())
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -255,17 +256,6 @@ class FakeAnthropic:
     def _wait(self, seconds: float) -> bool:
         """Sleep `seconds` unless the server closes first; True if it closed."""
         return seconds > 0 and self._closing.wait(seconds)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # socketserver's default of 5 resets concurrent callers
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A caller that went away mid-answer (a CLI stopped or killed) is no error here."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
 
 
 def _handler_for(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:

@@ -32,8 +32,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal, Self
+
+from claude_jobs.worker.loopback import QuietHTTPServer
 
 from .runtime import ACCOUNT_ID, REGION
 
@@ -71,8 +73,7 @@ class RuntimeApi:
         self._closing = False
         self.invocations: list[Invocation] = []
         self.refused: list[tuple[str, str, int]] = []  # (request id, path kind, status)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
