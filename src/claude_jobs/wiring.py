@@ -40,10 +40,16 @@ class Container:
         """A boto3 client, created once per service (creation is the costly part)."""
         with self._lock:
             if service not in self._clients:
-                import boto3
-
-                self._clients[service] = boto3.client(service)  # type: ignore[call-overload]
+                self._clients[service] = self._session.client(service)
             return self._clients[service]
+
+    @cached_property
+    def _session(self) -> Any:
+        """The container's boto3 session (`adapters.aws_session`: botocore's, with a data
+        loader that finds a service's model without listing every service first)."""
+        from .adapters.aws_session import new_session
+
+        return new_session()
 
     def lazy_client(self, service: str) -> Any:
         """A stand-in for `client(service)` that creates the client on its first use: for
@@ -139,10 +145,11 @@ class Container:
 
         @cache
         def presigner() -> Any:
-            import boto3
             from botocore.config import Config
 
-            return boto3.client("s3", config=Config(signature_version="s3v4"))
+            with self._lock:
+                session = self._session
+            return session.client("s3", config=Config(signature_version="s3v4"))
 
         return UploadService(
             S3UploadStore(
