@@ -147,9 +147,8 @@ class Container:
         def presigner() -> Any:
             from botocore.config import Config
 
-            with self._lock:
-                session = self._session
-            return session.client("s3", config=Config(signature_version="s3v4"))
+            with self._lock:  # a session's clients are created one at a time
+                return self._session.client("s3", config=Config(signature_version="s3v4"))
 
         return UploadService(
             S3UploadStore(
