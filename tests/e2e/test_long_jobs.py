@@ -1,4 +1,4 @@
-"""Long jobs over HTTP: `claude-jobs dev --invocation-seconds 15` (15 s worker invocations),
+"""Long jobs over HTTP: `claude-jobs dev --invocation-seconds 10` (10 s worker invocations),
 the real CLI in the worker and the fake Messages API as upstream. A job of a dozen ~1 s tool
 calls spans several invocations and succeeds, every tool call's effect present exactly once."""
 
@@ -28,6 +28,10 @@ from .conftest import TENANTS, DevProcess, base_env, start_dev
 pytestmark = [pytest.mark.e2e, pytest.mark.cli, pytest.mark.timeout(600)]
 
 STEPS = 12
+#: The shortest the stack allows: a segment yields after ~8 s, well short of the twelve
+#: one-second steps however fast the machine (at 15 s it yielded after ~12 s, which all twelve
+#: steps could beat on a quiet machine).
+INVOCATION_SECONDS = 10
 KEY = "sk-ant-test-long-jobs-0123456789"
 _DONE = re.compile(r"STEP-OK-(\d+)")
 _WORKSPACE = re.compile(r"WORKSPACE:([0-9,]+)")
@@ -88,7 +92,10 @@ def short_stack(
         CLAUDE_JOBS_DEV_KEYS=f"alpha:{TENANTS['alpha']}",
     )
     dev = start_dev(
-        tmp_path_factory.mktemp("long"), env, workers=2, args=("--invocation-seconds", "15")
+        tmp_path_factory.mktemp("long"),
+        env,
+        workers=2,
+        args=("--invocation-seconds", str(INVOCATION_SECONDS)),
     )
     yield dev
     assert dev.stop() == 0, dev.output()
@@ -97,7 +104,7 @@ def short_stack(
 def test_a_job_spanning_several_invocations_runs_each_tool_once(
     short_stack: DevProcess, shared_dir: Path
 ) -> None:
-    # Given a job of 12 tool calls of about a second each, longer than one 15 s invocation
+    # Given a job of 12 tool calls of about a second each, longer than one 10 s invocation
     effects = shared_dir / "effects-1"
     effects.touch()
     os.chmod(effects, 0o666)  # noqa: S103  # each segment's agent may run as another uid
