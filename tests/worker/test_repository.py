@@ -487,15 +487,21 @@ def _seed_branch(githost: GitHost, branch: str) -> str:
     return _move(githost, branch)
 
 
+def _earlier_branch(githost: GitHost, state: str = "open") -> tuple[str, str]:
+    """An earlier job's branch, one commit past main, and its pull request: (branch, tip)."""
+    branch = "claude-jobs/j-original"
+    tip = _seed_branch(githost, branch)
+    _open_pull(githost, branch, state=state)
+    return branch, tip
+
+
 def test_a_follow_up_whose_branch_moved_meanwhile_pushes_nothing_and_fails_clearly(
     githost: GitHost, tmp_path: Any
 ) -> None:
     from claude_jobs.worker.ports import AgentOutcome
 
     # Given an earlier job's branch with its open pull request, and a follow-up that fetched it
-    branch = "claude-jobs/j-original"
-    _seed_branch(githost, branch)
-    _open_pull(githost, branch)
+    branch, _ = _earlier_branch(githost)
     with _repository_run(
         githost, tmp_path, job_fields=_follow_up_fields(githost), original=_earlier(githost)
     ) as (run, sandbox):
@@ -518,12 +524,9 @@ def test_a_follow_up_whose_branch_moved_meanwhile_pushes_nothing_and_fails_clear
 def test_a_follow_up_push_the_host_refuses_says_so_not_that_the_branch_moved(
     githost: GitHost, tmp_path: Any
 ) -> None:
-
     # Given an earlier job's branch with its open pull request, which the host protects (its
     # own rule refuses every push to it, as a protected branch's would)
-    branch = "claude-jobs/j-original"
-    tip = _seed_branch(githost, branch)
-    _open_pull(githost, branch)
+    branch, tip = _earlier_branch(githost)
     hook = githost.root / "acme/app.git" / "hooks" / "pre-receive"
     hook.parent.mkdir(exist_ok=True)
     hook.write_text("#!/bin/sh\necho 'GH006: Protected branch update failed' >&2\nexit 1\n")
@@ -560,9 +563,7 @@ def test_a_follow_up_the_stored_job_does_not_vouch_for_opens_its_own_pull_reques
 
     # Given an earlier job's branch and pull request, and a follow-up naming it whose stored
     # earlier job is not its tenant's, session's or repository's
-    branch = "claude-jobs/j-original"
-    tip = _seed_branch(githost, branch)
-    _open_pull(githost, branch)
+    branch, tip = _earlier_branch(githost)
     original = None
     if earlier is not None:
         if earlier.get("options") == "acme/other":
@@ -583,9 +584,7 @@ def test_a_follow_up_whose_pull_request_was_closed_pushes_nothing(
     githost: GitHost, tmp_path: Any
 ) -> None:
 
-    branch = "claude-jobs/j-original"
-    tip = _seed_branch(githost, branch)
-    _open_pull(githost, branch, state="closed")
+    branch, tip = _earlier_branch(githost, state="closed")
     with _repository_run(
         githost, tmp_path, job_fields=_follow_up_fields(githost), original=_earlier(githost)
     ) as (run, sandbox):
@@ -601,9 +600,7 @@ def test_a_later_segment_of_a_follow_up_starts_from_the_tip_its_first_fetched(
     from claude_jobs.worker.ports import AgentOutcome
 
     # Given a follow-up whose first segment fetched the branch at `tip` (kept on the job)
-    branch = "claude-jobs/j-original"
-    tip = _seed_branch(githost, branch)
-    _open_pull(githost, branch)
+    branch, tip = _earlier_branch(githost)
     fields = _follow_up_fields(githost, pull_request_base_sha=tip)
     # When someone else pushes onto the branch before its next segment prepares and delivers
     moved = _move(githost, branch)
