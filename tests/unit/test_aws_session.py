@@ -8,10 +8,11 @@ import json
 import os
 from pathlib import Path
 
+import boto3
 import botocore
 import pytest
 from botocore.exceptions import UnknownServiceError
-from botocore.loaders import Loader
+from botocore.loaders import Loader, create_loader
 
 from claude_jobs.adapters.aws_session import DirectLoader, new_session, shared_loader
 from claude_jobs.wiring import Container
@@ -79,6 +80,10 @@ def test_aws_data_path_is_searched_first_as_botocore_does(
     # Then a session's loader finds it, and still botocore's services
     loader = new_session()._loader
     assert loader is shared_loader(str(tmp_path)) and isinstance(loader, DirectLoader)
+    # with botocore's paths and boto3's own data directory once, however many sessions use it
+    new_session()
+    boto3_data = os.path.join(os.path.dirname(boto3.__file__), "data")
+    assert loader.search_paths == [*create_loader(str(tmp_path)).search_paths, boto3_data]
     assert "madeup" in loader.list_available_services("service-2")
     assert loader.load_service_model("madeup", "service-2")["metadata"] == {"x": 1}
     assert "sqs" in loader.list_available_services("service-2")

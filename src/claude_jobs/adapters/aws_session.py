@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
 from botocore.exceptions import DataNotFoundError
-from botocore.loaders import Loader
+from botocore.loaders import Loader, create_loader
 
 _loaders: dict[str | None, DirectLoader] = {}
 _loaders_lock = threading.Lock()
@@ -81,11 +81,11 @@ def shared_loader(data_path: str | None) -> DirectLoader:
     with _loaders_lock:
         loader = _loaders.get(data_path)
         if loader is None:
-            paths = [
-                os.path.expanduser(os.path.expandvars(path))
-                for path in (data_path.split(os.pathsep) if data_path is not None else [])
-            ]
-            loader = _loaders[data_path] = DirectLoader(extra_search_paths=paths)
+            # botocore's own reading of the setting (and its default paths), on a loader of
+            # this class: the throwaway loader reads no file.
+            paths = create_loader(data_path).search_paths
+            loader = DirectLoader(extra_search_paths=paths, include_default_search_paths=False)
+            _loaders[data_path] = loader
         return loader
 
 
@@ -96,5 +96,14 @@ def new_session() -> Any:
     import botocore.session
 
     core = botocore.session.get_session()
-    core.register_component("data_loader", shared_loader(core.get_config_variable("data_path")))
-    return boto3.session.Session(botocore_session=core)
+    loader = shared_loader(core.get_config_variable("data_path"))
+    core.register_component("data_loader", loader)
+    with _loaders_lock:
+        # boto3's Session appends its own data directory to its loader's search paths; on a
+        # shared loader that is once, not once a session
+        paths = loader.search_paths
+        known = len(paths)
+        session = boto3.session.Session(botocore_session=core)
+        if len(paths) > known and paths[-1] in paths[:known]:
+            del paths[known:]
+    return session
