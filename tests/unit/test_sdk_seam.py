@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import importlib
+import inspect
 import itertools
 import json
+import logging
 import os
 import stat
 import sys
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import claude_agent_sdk
+import pytest
 from anyio import EndOfStream
 from anyio.abc import ByteReceiveStream, ByteSendStream
 from claude_agent_sdk import ClaudeAgentOptions, InMemorySessionStore, Transport
@@ -287,3 +291,55 @@ def test_the_public_project_key_is_the_one_the_cli_uses(tmp_path: Path) -> None:
     # Then the SDK's public project key is its real path with every other character a dash
     key = claude_agent_sdk.project_key_for_directory(work)
     assert key == "".join(c if c.isalnum() else "-" for c in str(work.resolve()))
+
+
+def test_the_sdks_reader_reports_a_cli_exit_where_the_stop_mark_looks() -> None:
+    # Given the installed SDK's query module (its logger is named after it)
+    module = importlib.import_module(sdk_seam.READER_LOGGER)
+    # Then its message reader logs a CLI's failed exit on that logger, with the quieted words
+    assert module.logger.name == sdk_seam.READER_LOGGER
+    assert f'logger.error(f"{sdk_seam.READER_FAULT}: ' in inspect.getsource(module)
+
+
+def test_a_stop_mark_quiets_only_its_own_runs_reader_and_only_once_stopped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reader = logging.getLogger(sdk_seam.READER_LOGGER)
+    fault = f"{sdk_seam.READER_FAULT}: Command failed with exit code -9 (exit code: -9)"
+
+    async def run(mark: sdk_seam.StopMark, stop: bool, started: asyncio.Event) -> None:
+        # a run's task marks itself, then starts its reader (as the SDK's query does)
+        mark.watch()
+
+        async def read() -> None:
+            await started.wait()
+            reader.error(fault)
+            reader.error("Fatal error elsewhere")
+
+        task = asyncio.create_task(read())
+        if stop:
+            mark.stopped = True
+        started.set()
+        await task
+
+    async def both() -> None:
+        # Given two runs at once on one loop: one stopped by the worker, one not
+        await asyncio.gather(
+            run(sdk_seam.StopMark(), True, asyncio.Event()),
+            run(sdk_seam.StopMark(), False, asyncio.Event()),
+        )
+
+    caplog.set_level(logging.DEBUG, logger=sdk_seam.READER_LOGGER)
+    asyncio.run(both())
+    # Then the stopped run's report is DEBUG, the other run's and every other line stay ERROR
+    levels = sorted((r.levelname, r.getMessage()) for r in caplog.records)
+    assert levels == [
+        ("DEBUG", fault),
+        ("ERROR", "Fatal error elsewhere"),
+        ("ERROR", "Fatal error elsewhere"),
+        ("ERROR", fault),
+    ]
+    # And outside any run nothing is quieted
+    caplog.clear()
+    reader.error(fault)
+    assert [r.levelname for r in caplog.records] == ["ERROR"]

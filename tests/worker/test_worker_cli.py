@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -183,7 +184,7 @@ def test_output_that_never_matches_the_schema_fails_the_job(stack: WorkerStack) 
 
 
 def test_a_job_past_its_deadline_ends_timed_out_and_its_cli_is_stopped(
-    stack: WorkerStack,
+    stack: WorkerStack, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a job of 10 s and an upstream that takes far longer
     job = stack.submit(timeout_seconds=10)
@@ -200,6 +201,8 @@ def test_a_job_past_its_deadline_ends_timed_out_and_its_cli_is_stopped(
     # And neither the CLI nor its sandbox is left behind
     assert processes_in(Path(f"/tmp/claude-job-{job.job_id}")) == []
     assert sandboxes_of(job) == []
+    # And stopping it on purpose is no error in the logs
+    assert _sdk_errors(caplog) == []
 
 
 @pytest.mark.parametrize(
@@ -307,7 +310,17 @@ def test_output_over_256_kib_round_trips_through_s3(stack: WorkerStack) -> None:
     assert view.result.download_url and done.result.s3_key in view.result.download_url
 
 
-def test_cancelling_a_running_job_stops_it(stack: WorkerStack) -> None:
+def _sdk_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("claude_agent_sdk") and r.levelno >= logging.ERROR
+    ]
+
+
+def test_cancelling_a_running_job_stops_it(
+    stack: WorkerStack, caplog: pytest.LogCaptureFixture
+) -> None:
     # Given a running job whose model is slow to answer
     job = stack.submit()
     stack.fake.script(Text("never delivered", delay=60))
@@ -324,6 +337,27 @@ def test_cancelling_a_running_job_stops_it(stack: WorkerStack) -> None:
     assert done.error is not None and done.error.code == "cancelled"
     assert processes_in(Path(f"/tmp/claude-job-{job.job_id}")) == []
     assert sandboxes_of(job) == []
+    # And the CLI the worker stopped on purpose is no error in the logs (the SDK's reader
+    # reports its exit -9 as "Fatal error in message reader")
+    assert _sdk_errors(caplog) == []
+
+
+def test_an_agent_that_kills_its_own_cli_fails_its_job_and_the_fault_is_logged(
+    stack: WorkerStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a job whose agent kills the CLI that runs it (its Bash's parent process)
+    job = stack.submit(allowed_tools=["Bash"])
+    stack.fake.script(ToolUse("Bash", {"command": "kill -9 $PPID; sleep 5"}), Text("unreachable"))
+    # When it runs
+    answer = stack.deliver(job)
+    # Then the job failed with what happened, and the message is done (not retried)
+    done = stack.get(job)
+    assert answer == {"batchItemFailures": []}
+    assert done.status is JobStatus.FAILED
+    assert done.error is not None and "ended without a result" in done.error.message
+    assert processes_in(Path(f"/tmp/claude-job-{job.job_id}")) == []
+    # And a CLI that died when nobody stopped it is still an error in the logs
+    assert any("exit code -9" in line or "-9" in line for line in _sdk_errors(caplog))
 
 
 def _wait_for(condition: object, limit: float = 30.0) -> None:

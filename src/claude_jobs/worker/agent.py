@@ -28,6 +28,7 @@ from .isolation import kill_process_group
 from .ports import AgentOutcome as AgentOutcome
 from .ports import AgentRequest as AgentRequest
 from .ports import Ending as Ending
+from .sdk_seam import StopMark
 
 if TYPE_CHECKING:
     from claude_agent_sdk import Transport
@@ -83,6 +84,8 @@ class _Run:
         self.assistant_usage: dict[str, dict[str, Any]] = {}
         self.started = time.monotonic()
         self.transport: Transport | None = None
+        #: Set when the worker kills the CLI (its SDK reader's report of that is no error).
+        self.stop_mark = StopMark()
         #: A segment's turn-boundary stop happened (the hook refused the next tool call).
         self.yielded = False
         self.paused = asyncio.Event()
@@ -190,6 +193,7 @@ class _Run:
         return getattr(self.transport, "pid", None)
 
     def _kill(self) -> None:
+        self.stop_mark.stopped = True
         kill_process_group(self._pid())
 
     async def _watch(self) -> None:
@@ -213,6 +217,7 @@ class _Run:
             post_tool_use=self._post_tool_use if segment else None,
         )
         self.transport = open_transport(self.request, options)
+        self.stop_mark.watch()  # before the SDK's reader task starts: it inherits the mark
         try:
             # Approvals: a resumed run that only carries out an allowed deferred call sends no
             # prompt (a queued one would make CLI 2.1.330 answer a deferral "Tool result

@@ -2,8 +2,10 @@
 
 The SDK has no public way to spawn its CLI transport over a process started elsewhere, to
 read the CLI command it builds, or to write a resumed session's subagent transcripts; these
-functions do it with the SDK's private classes and helpers. Everything else the worker uses of
-the SDK is public (`query`, `ClaudeAgentOptions`, `Transport`, `project_key_for_directory`).
+functions do it with the SDK's private classes and helpers. Nor can a caller tell its message
+reader that a CLI was stopped on purpose: `StopMark` quiets what the reader logs then.
+Everything else the worker uses of the SDK is public (`query`, `ClaudeAgentOptions`,
+`Transport`, `project_key_for_directory`).
 
 The SDK is imported lazily, as the rest of the worker does. `tests/unit/test_sdk_seam.py`
 pins the SDK version these functions were checked against and runs each of them against the
@@ -12,7 +14,9 @@ installed SDK; an SDK upgrade fails that test until the seam is re-checked (docs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,6 +48,51 @@ class SdkProcess(Protocol):
     def terminate(self) -> None: ...
 
     def kill(self) -> None: ...
+
+
+#: The SDK's logger whose message reader reports a CLI's non-zero exit, at ERROR, as
+#: "Fatal error in message reader: Command failed with exit code -9 ..." (SIGKILL).
+READER_LOGGER = "claude_agent_sdk._internal.query"
+READER_FAULT = "Fatal error in message reader"
+
+
+class StopMark:
+    """One run's CLI: `stopped` once the worker stops it on purpose (deadline, cancel, the
+    end of a segment). Set by the run's task with `watch()` before it starts the SDK's
+    query: the tasks it starts (the SDK's message reader among them) share the mark, and once
+    `stopped` is set, the reader's report of the CLI's exit is logged at DEBUG instead of
+    ERROR. A CLI that ends by itself, or that anyone else kills (its agent), is still an
+    error in the logs."""
+
+    __slots__ = ("stopped",)
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def watch(self) -> None:
+        logger = logging.getLogger(READER_LOGGER)
+        if _QUIET_STOPS not in logger.filters:
+            logger.addFilter(_QUIET_STOPS)
+        _run_mark.set(self)
+
+
+_run_mark: ContextVar[StopMark | None] = ContextVar("claude_jobs_stop_mark", default=None)
+
+
+class _QuietStops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        mark = _run_mark.get()
+        if (
+            mark is not None
+            and mark.stopped
+            and record.levelno >= logging.ERROR
+            and record.getMessage().startswith(READER_FAULT)
+        ):
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return True
+
+
+_QUIET_STOPS = _QuietStops()
 
 
 def cli_command(options: ClaudeAgentOptions) -> list[str]:
