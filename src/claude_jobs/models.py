@@ -288,6 +288,11 @@ class Job(Model):
     metadata: dict[str, str] = Field(default_factory=dict)
     result: JobResult | None = None
     usage: Usage | None = None
+    #: The spend journal (`JobRepository.journal_spend`): what the running attempt's calls
+    #: may have cost and `usage` does not hold yet (its metered cost and the reservations of its
+    #: calls in flight), in USD. A write that records `usage` removes it; one a dead worker
+    #: left is added to `usage` by the next claim. Never shown by the API.
+    unrecorded_usd: float | None = None
     error: JobErrorInfo | None = None
     cancel_requested: bool = False
     lease_until: int | None = None  # epoch seconds; a running job's claim is live until then

@@ -167,6 +167,12 @@ class JobRepository(Protocol):
     ) -> Job:
         """Update fields of a job in one of `expected_status` without changing its status."""
 
+    def journal_spend(self, job_id: str, attempts: int, usd: float) -> bool:
+        """The spend journal: set the job's `unrecorded_usd` to `usd`, only while the job is
+        `running` in attempt `attempts` (False, and nothing written, otherwise). It changes
+        nothing the API shows, so it does not bump `version`. A write that records `usage`
+        removes it (the usage holds it from then on)."""
+
     def fail_dispatch(
         self, job_id: str, claim: IdempotencyClaim | None, message: str, at: datetime
     ) -> None:

@@ -136,7 +136,12 @@ class FakeProxy:
         return "http://127.0.0.1:9"
 
     def issue(
-        self, job_id: str, *, limit_usd: float | None = None, models: Iterable[str] | None = None
+        self,
+        job_id: str,
+        *,
+        limit_usd: float | None = None,
+        models: Iterable[str] | None = None,
+        journal: Callable[[float], bool] | None = None,
     ) -> str:
         token = "cj-job-" + secrets.token_urlsafe(8)
         self.tokens[token] = job_id
@@ -150,6 +155,7 @@ class FakeProxy:
         *,
         limit_usd: float | None = None,
         models: Iterable[str] | None = None,
+        journal: Callable[[float], bool] | None = None,
     ) -> None:
         if token not in self.tokens:
             raise KeyError("the token is not live")

@@ -18,7 +18,7 @@ from claude_jobs.errors import (
     TenantLimitError,
     TransitionConflictError,
 )
-from claude_jobs.models import Job, JobErrorInfo, JobResult, JobStatus
+from claude_jobs.models import Job, JobErrorInfo, JobResult, JobStatus, Usage
 from claude_jobs.ports import IdempotencyClaim, JobControl, JobRepository, TenantUsage, Transition
 from tests.fakes import InMemoryJobRepository
 from tests.support.jobs import make_job
@@ -299,3 +299,36 @@ def test_usage_items_are_not_jobs(repo: JobRepository) -> None:
     assert repo.get("usage#acme") is None
     assert repo.control("usage#acme") is None
     assert [j.job_id for j in repo.list_for_tenant("acme", 10).jobs] == [new_job(0).job_id]
+
+
+def test_the_spend_journal_is_written_only_for_the_running_attempt(repo: JobRepository) -> None:
+    # Given a job claimed in attempt 1
+    job = new_job()
+    repo.create(job)
+    assert not repo.journal_spend(job.job_id, 1, 0.5)  # not running yet: nothing written
+    running = repo.transition(
+        Transition(
+            job_id=job.job_id, to=JobStatus.RUNNING, add_attempts=1, expected_version=job.version
+        )
+    )
+    # When its worker journals its exposure, then a lower one, and a stale attempt writes too
+    assert repo.journal_spend(job.job_id, 1, 0.25)
+    assert repo.journal_spend(job.job_id, 1, 0.125)
+    assert not repo.journal_spend(job.job_id, 2, 9.0)
+    assert not repo.journal_spend("job-none", 1, 9.0)
+    # Then the job holds the last figure of its attempt, and nothing the API shows changed
+    journaled = repo.get(job.job_id)
+    assert journaled is not None and journaled.unrecorded_usd == 0.125
+    assert journaled.version == running.version
+    # And the write that records its usage removes it
+    done = repo.transition(
+        Transition(
+            job_id=job.job_id,
+            to=JobStatus.SUCCEEDED,
+            set_fields={"usage": Usage(total_cost_usd=0.1)},
+            expected_attempts=1,
+        )
+    )
+    assert done.unrecorded_usd is None and done.usage == Usage(total_cost_usd=0.1)
+    assert repo.get(job.job_id) == done
+    assert not repo.journal_spend(job.job_id, 1, 0.5)  # terminal: nothing written

@@ -210,6 +210,8 @@ class InMemoryJobRepository:
             data = current.model_dump()
             for name in remove_fields:
                 data.pop(name, None)
+            if "usage" in set_fields:  # the usage recorded holds what the spend journal held
+                data.pop("unrecorded_usd", None)
             for name, value in set_fields.items():
                 if value is None:
                     data.pop(name, None)
@@ -229,6 +231,18 @@ class InMemoryJobRepository:
             self._jobs[job_id] = written
             self.writes.append((job_id, written.status))
             return written.model_copy(deep=True)
+
+    def journal_spend(self, job_id: str, attempts: int, usd: float) -> bool:
+        with self._lock:
+            current = self._jobs.get(job_id)
+            if (
+                current is None
+                or current.status is not JobStatus.RUNNING
+                or current.attempts != attempts
+            ):
+                return False
+            self._jobs[job_id] = current.model_copy(update={"unrecorded_usd": usd})
+            return True
 
     def fail_dispatch(
         self, job_id: str, claim: IdempotencyClaim | None, message: str, at: datetime

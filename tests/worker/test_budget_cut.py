@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from claude_jobs_tools.local.fake_anthropic import (
 )
 from tests.worker.conftest import BEDROCK_MODELS, REAL_KEY, WorkerStack, sqs_event
 from tests.worker.image_layout import (
+    kill_all,
+    live_processes_with,
     required_runtime_python,
     run_warm,
     worker_env,
@@ -365,3 +368,62 @@ def test_in_the_image_layout_cutting_streams_short_does_not_dodge_the_meter(
         after = container.job_repository.get(ordinary.job_id)
         assert after is not None and after.status is JobStatus.SUCCEEDED, after
         assert after.result is not None and after.result.text == "listed"
+
+
+#: The agent's Bash kills its nearest ancestor that is a Python interpreter: the worker (its
+#: CLI's parent), which on Lambda runs as the agent's own user.
+KILL_THE_WORKER = (
+    "p=$$; while p=$(awk '{print $4}' /proc/$p/stat) && [ \"$p\" -gt 1 ]; do "
+    "if tr '\\0' '\\n' < /proc/$p/cmdline | head -1 | grep -q 'python[0-9.]*$'; "
+    "then kill -9 $p; break; fi; done; "
+    "sleep 30"
+)
+#: One model turn of about $0.03 (1,000 input tokens at $3/M, 1,800 output at $15/M).
+TURN = Usage(input_tokens=1000, output_tokens=1800)
+TURN_USD = 1000 * 3e-6 + 1800 * OUTPUT
+
+
+def test_in_the_image_layout_an_agent_that_kills_its_worker_gets_no_fresh_budget(
+    task_root: Path, image_site: Path, moto_server: str
+) -> None:
+    python = required_runtime_python()
+    from claude_jobs_tools.provision import provision
+
+    # Given the worker as its image runs it (one non-root user for worker and agent) and a
+    # $0.05 job whose agent, after a $0.03 turn, kills its worker before anything is recorded
+    with FakeAnthropic(api_key=REAL_KEY) as fake:
+        provisioned = provision("imgdie", secret_value=REAL_KEY, anthropic_base_url=fake.url)
+        container = Container(provisioned.settings)
+        request = JobRequest(prompt="Spend.", allowed_tools=["Bash"], max_budget_usd=0.05)
+        job = container.job_service.submit("tenant-img", request).job
+        env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
+        fake.script(ToolUse("Bash", {"command": KILL_THE_WORKER}, usage=TURN))
+        try:
+            first = run_warm(python, task_root, env, [sqs_event(job)])
+        finally:
+            kill_all(live_processes_with("sleep 30"))  # what it left of its agent
+        assert first.returncode == -9, first.stderr[-3000:]
+        left = container.job_repository.get(job.job_id)
+        assert left is not None and left.status is JobStatus.RUNNING and left.usage is None
+        # When the job's lease has expired and its message comes back to a fresh worker, the
+        # model ready to go on
+        container.job_repository.update(
+            job.job_id,
+            set_fields={"lease_until": int(time.time()) - 5},
+            expected_status=[JobStatus.RUNNING],
+        )
+        fake.script(
+            ToolUse("Bash", {"command": "echo two"}, usage=TURN), Text("unpaid", usage=TURN)
+        )
+        second = run_warm(python, task_root, env, [sqs_event(job, "m2")])
+        assert second.returncode == 0, second.stderr[-3000:]
+        # Then the second attempt had only what the first left: one call, the next refused
+        # (a fresh $0.05 would have paid for both), and the job failed over its budget with
+        # both attempts' cost on record
+        done = container.job_repository.get(job.job_id)
+        assert done is not None and done.attempts == 2, second.stdout[-3000:]
+        assert len(fake.message_requests) == 2
+        assert done.status is JobStatus.FAILED
+        assert done.error is not None and done.error.code == "budget_exceeded"
+        assert done.usage is not None
+        assert done.usage.total_cost_usd == pytest.approx(2 * TURN_USD)

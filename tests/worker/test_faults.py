@@ -10,7 +10,8 @@ import pytest
 
 from claude_jobs.models import JobStatus
 from claude_jobs.ports import Transition
-from claude_jobs_tools.local.fake_anthropic import Text
+from claude_jobs.worker import processor
+from claude_jobs_tools.local.fake_anthropic import Text, ToolUse, Usage
 from tests.worker.conftest import LambdaContext, WorkerStack, sqs_event
 
 
@@ -185,3 +186,55 @@ def test_a_message_for_a_job_another_worker_holds_comes_back_when_the_lease_ends
     assert stack.fake.requests == []
     again = sqs.receive_message(QueueUrl=url, AttributeNames=["All"], WaitTimeSeconds=15)
     assert [m["MessageId"] for m in again.get("Messages", [])] == [message["MessageId"]]
+
+
+class _WorkerDied(BaseException):
+    """The worker's process ends here: nothing after it runs (an OOM kill, a SIGKILL)."""
+
+
+#: One model turn of about $0.03 (Sonnet 4.5: 1,000 input tokens at $3/M, 1,800 output at $15/M).
+_TURN = Usage(input_tokens=1000, output_tokens=1800)
+_TURN_USD = 1000 * 3e-6 + 1800 * 15e-6
+
+
+@pytest.mark.cli
+def test_a_worker_that_dies_mid_job_leaves_what_it_spent_to_the_next_attempt(
+    stack: WorkerStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a $0.05 job whose first attempt spends a $0.03 turn, and a worker that dies before
+    # it records anything of that run
+    job = stack.submit(allowed_tools=["Bash"], max_budget_usd=0.05)
+    stack.fake.script(Text("first", usage=_TURN))
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise _WorkerDied
+
+    monkeypatch.setattr(processor, "record", die)
+    with pytest.raises(_WorkerDied):
+        stack.deliver(job)
+    monkeypatch.undo()
+    # Then the job still holds what that attempt spent (journaled before and after its call)
+    left = stack.get(job)
+    assert left.status is JobStatus.RUNNING and left.usage is None
+    assert left.unrecorded_usd == pytest.approx(_TURN_USD)
+    # When its lease has expired and its message comes back, to a model that would go on
+    stack.repo.update(
+        job.job_id,
+        set_fields={"lease_until": int(time.time()) - 5},
+        expected_status=[JobStatus.RUNNING],
+    )
+    stack.fake.script(
+        ToolUse("Bash", {"command": "echo two"}, usage=_TURN), Text("unpaid", usage=_TURN)
+    )
+    answer = stack.deliver(job)
+    # Then the second attempt had only what the first left ($0.02): one call, the next one
+    # refused, and the job failed over its budget with both attempts' cost on record
+    assert answer == {"batchItemFailures": []}
+    done = stack.get(job)
+    assert done.attempts == 2
+    assert len(stack.fake.message_requests) == 2
+    assert done.status is JobStatus.FAILED
+    assert done.error is not None and done.error.code == "budget_exceeded"
+    assert done.usage is not None
+    assert done.usage.total_cost_usd == pytest.approx(2 * _TURN_USD)
+    assert done.unrecorded_usd is None

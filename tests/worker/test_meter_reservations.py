@@ -182,3 +182,56 @@ def test_a_call_open_when_its_job_ends_is_cut_and_charged_what_it_showed(headers
         assert upstream.closed.wait(5)
     finally:
         proxy.close()
+
+
+def test_a_call_is_forwarded_only_once_its_exposure_is_journaled(fake: FakeAnthropic) -> None:
+    # Given a $0.05 job whose spend journal notes each figure and what the upstream had seen
+    proxy = _proxy(fake.url)
+    written: list[tuple[float, int]] = []
+
+    def journal(usd: float) -> bool:
+        written.append((usd, len(fake.message_requests)))
+        return True
+
+    try:
+        token = proxy.issue("job-journal", limit_usd=0.05, journal=journal)
+        fake.script(Text("ok", usage=Usage(1000, 200)))
+        # When it calls
+        status, _ = _post(proxy, token, _body(8000))
+        # Then its worst case was written before the upstream saw the call
+        assert status == 200
+        (reserved, seen_before), (settled, _) = written
+        assert seen_before == 0
+        sent = fake.message_requests[-1].body["max_tokens"]
+        assert reserved >= sent * OUTPUT
+        # And what it cost was written once it settled, in place of its worst case
+        metered = proxy.metered(token)
+        assert metered is not None
+        assert settled == pytest.approx(metered.cost_usd) and 0 < settled < reserved
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("fault", ["taken over", "storage fault"])
+def test_a_call_whose_exposure_cannot_be_journaled_is_not_forwarded(
+    fake: FakeAnthropic, fault: str
+) -> None:
+    # Given a job whose spend journal cannot be written (the job is no longer this worker's,
+    # or the table fails)
+    def journal(usd: float) -> bool:
+        if fault == "storage fault":
+            raise OSError("the table is unreachable")
+        return False
+
+    proxy = _proxy(fake.url)
+    try:
+        token = proxy.issue("job-unjournaled", limit_usd=0.05, journal=journal)
+        # When it calls
+        status, data = _post(proxy, token, _body(8000))
+        # Then it is told to try again, the upstream saw nothing and the meter holds nothing
+        assert status == 503 and b"could not be recorded" in data
+        assert fake.message_requests == []
+        metered = proxy.metered(token)
+        assert metered is not None and metered.cost_usd == 0 and metered.calls == 0
+    finally:
+        proxy.close()

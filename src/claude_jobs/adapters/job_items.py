@@ -101,7 +101,7 @@ _STRUCTURED_FIELDS = frozenset(
     name
     for name, info in Job.model_fields.items()
     if name not in ("job_id", "tenant_id", "status", "prompt", "system_prompt", "source")
-    and info.annotation not in (int, str, bool, int | None, str | None)
+    and info.annotation not in (int, str, bool, int | None, str | None, float | None)
     and "datetime" not in str(info.annotation)
 )
 
@@ -148,6 +148,8 @@ def update_parts(
     for field in remove_fields:
         check_field(field)
         attributes.setdefault(field, None)
+    if "usage" in attributes:  # the usage recorded holds what the spend journal held
+        attributes.setdefault("unrecorded_usd", None)
     for i, (name, value) in enumerate(attributes.items()):
         names[f"#f{i}"] = name
         if value is None:  # a None value removes the attribute

@@ -278,6 +278,30 @@ class DynamoJobRepository:
     ) -> Job:
         return self._write(job_id, set_fields=set_fields, statuses=list(expected_status))
 
+    def journal_spend(self, job_id: str, attempts: int, usd: float) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET #u = :usd",
+                ConditionExpression="#status = :running AND #attempts = :attempts",
+                ExpressionAttributeNames={
+                    "#u": "unrecorded_usd",
+                    "#status": "status",
+                    "#attempts": "attempts",
+                },
+                ExpressionAttributeValues={
+                    ":usd": serialize(usd),
+                    ":running": {"S": JobStatus.RUNNING.value},
+                    ":attempts": serialize(attempts),
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def _write(
         self,
         job_id: str,

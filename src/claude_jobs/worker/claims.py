@@ -12,10 +12,12 @@ from ..errors import JobNotFoundError, TransitionConflictError
 from ..models import Job, JobErrorInfo, JobStatus
 from ..observability import deferred_logger
 from ..ports import Transition
+from .metering import Journal
 from .ports import AgentOutcome, WorkerPorts
 from .processed import Action, Processed, WorkerFault
 from .recording import at, end_job
 from .scrub import Scrubber
+from .segments import with_unrecorded
 
 log = deferred_logger()  # Powertools' structured logger
 
@@ -49,6 +51,8 @@ def claim(ports: WorkerPorts, job: Job, deadline: float) -> Job:
         fields["deadline_at"] = at(now + job.options.timeout_seconds)
     if job.started_at is None or not job.continuing:
         fields["started_at"] = at(now)
+    if job.unrecorded_usd:  # an attempt whose worker died: what it may have spent counts
+        fields["usage"] = with_unrecorded(job)
     return ports.jobs.transition(
         Transition(
             job_id=job.job_id,
@@ -64,15 +68,27 @@ def claim(ports: WorkerPorts, job: Job, deadline: float) -> Job:
     )
 
 
+def spend_journal(ports: WorkerPorts, job: Job) -> Journal:
+    """The claimed job's spend journal: its exposure written to the job while this claim
+    (its attempt) holds it."""
+
+    def journal(usd: float) -> bool:
+        return ports.jobs.journal_spend(job.job_id, job.attempts, usd)
+
+    return journal
+
+
 def exhaust_unclaimed(ports: WorkerPorts, job: Job) -> Processed:
-    """A job that has used `max_attempts` claims ends `failed` instead of being claimed."""
+    """A job that has used `max_attempts` claims ends `failed` instead of being claimed (what
+    its last attempt journaled counted in its usage)."""
     error = JobErrorInfo(
         code=ATTEMPTS_EXHAUSTED,
         message=f"the job was started {job.attempts} times without finishing "
         "(the worker stopped before recording a result)",
     )
+    fields = {"usage": with_unrecorded(job)} if job.unrecorded_usd else None
     try:
-        ended = end_job(ports, job, JobStatus.FAILED, error=error, claimed=False)
+        ended = end_job(ports, job, JobStatus.FAILED, error=error, fields=fields, claimed=False)
     except TransitionConflictError:
         return Processed(job.job_id, Action.SKIPPED_CONFLICT)
     log.warning("job %s failed: %s", job.job_id, ATTEMPTS_EXHAUSTED)
@@ -127,7 +143,7 @@ def release(ports: WorkerPorts, scrubber: Scrubber, job: Job, fault: BaseExcepti
                 code=ATTEMPTS_EXHAUSTED,
                 message=f"failed {job.attempts} times; last: {reason}",
             )
-            end_job(ports, job, JobStatus.FAILED, error=error)
+            end_job(ports, job, JobStatus.FAILED, error=error, fields=_journaled(ports, job))
             log.warning("job %s failed: %s", job.job_id, ATTEMPTS_EXHAUSTED)
             return True
         else:
@@ -145,3 +161,12 @@ def release(ports: WorkerPorts, scrubber: Scrubber, job: Job, fault: BaseExcepti
     except Exception as exc:  # the lease expires on its own; redelivery re-claims then
         log.error("job %s could not be released: %s", job.job_id, type(exc).__name__)
     return False
+
+
+def _journaled(ports: WorkerPorts, job: Job) -> dict[str, Any] | None:
+    """The usage to record when a claimed attempt ends the job without a run's usage: what it
+    journaled added (read afresh; released instead, the job keeps it for its next claim)."""
+    current = ports.jobs.get(job.job_id)
+    if current is None or current.attempts != job.attempts or not current.unrecorded_usd:
+        return None
+    return {"usage": with_unrecorded(job, current.unrecorded_usd)}

@@ -11,6 +11,15 @@ floor); the reservation is held until the call settles on the usage the upstream
 and meters it. A call still open when its job ends is cut off and charged, besides the usage
 already reported, the output its answer has shown since that report (`Call.shown_usd`: its
 content deltas' characters, `CHARS_PER_TOKEN` a token, at most its reservation).
+
+The spend journal (`Journal`): a job's meter lives in its worker's memory, and a worker can die
+mid-job (its agent kills it, or exhausts the environment's memory) before it records what the
+job spent; the retry would then start on a full budget. So before a call is forwarded, the
+job's exposure (its metered cost plus the reservations of its open calls, this call's
+included) is written through to the job (`JobRepository.journal_spend`); a call whose exposure
+cannot be written is not forwarded. When a call settles the exposure is written again (lower:
+what it cost instead of its worst case), as a best effort. The next claim of a job whose
+worker died adds the last exposure written to its usage (`claims.claim`).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeAlias
 
 from .ports import Metered as Metered
 from .pricing import Tokens, cost_usd
@@ -28,6 +38,10 @@ from .usage_reader import Charge as Charge
 from .usage_reader import UsageReader as UsageReader
 
 log = logging.getLogger("claude_jobs.worker.metering")
+
+#: Writes a job's exposure through to the job (True), or says it cannot (False: the job is no
+#: longer this worker's); may raise on a storage fault.
+Journal: TypeAlias = Callable[[float], bool]
 
 #: Characters of streamed content per output token, for an answer cut off before it reported
 #: its usage (an overestimate of tokens: English text runs about four characters a token).
@@ -87,8 +101,14 @@ class Call:
         self._meter._charge(self, before, after)
 
     def settle(self) -> None:
-        """The call is over: its reservation is given back (what it was charged stays)."""
+        """The call is over: its reservation is given back (what it was charged stays), and
+        the job's lower exposure written through (a best effort: the higher figure written
+        before the call stays otherwise)."""
         self._meter._settle(self)
+        try:
+            self._meter._write_through()
+        except Exception as exc:
+            log.warning("a settled call's exposure was not journaled: %s", type(exc).__name__)
 
 
 class JobMeter:
@@ -100,10 +120,14 @@ class JobMeter:
         limit_usd: float | None,
         max_in_flight: int,
         models: frozenset[str] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.job_id = job_id
         #: The models this job's calls may name, besides the deployment's (None: any).
         self.models = models
+        self._journal = journal
+        self._journal_lock = threading.Lock()  # one write at a time, each of the latest figure
+        self._journaled: float | None = None
         self._lock = threading.Lock()
         self._totals = Metered(limit_usd=limit_usd)
         self._in_flight = 0
@@ -124,11 +148,52 @@ class JobMeter:
         self, *, input_usd: float, output_usd_per_token: float, max_tokens: int, floor: int
     ) -> Grant | str:
         """Hold a call's worst case against what is left of the budget, or say why not:
-        "budget" (the settled cost has reached the limit) or "busy" (what is left is held by
-        calls still open: it may come back when they settle). `max_tokens` is lowered to what
+        "budget" (the settled cost has reached the limit), "busy" (what is left is held by
+        calls still open: it may come back when they settle) or "unrecorded" (the job's
+        exposure with this call could not be journaled). `max_tokens` is lowered to what
         is left can pay after the input estimate, but not below `floor` (nor raised). A call
         that does not fit even so is admitted only when no other call is open: so at most one
         call passes the limit, by at most its input misestimate and `floor` tokens."""
+        grant = self._reserve(
+            input_usd=input_usd,
+            output_usd_per_token=output_usd_per_token,
+            max_tokens=max_tokens,
+            floor=floor,
+        )
+        if isinstance(grant, str):
+            return grant
+        try:
+            written = self._write_through()
+        except Exception as exc:
+            log.warning(
+                "job %s: its exposure was not journaled: %s", self.job_id, type(exc).__name__
+            )
+            written = False
+        if not written:
+            self._settle(grant.call)  # never forwarded: it holds nothing
+            return "unrecorded"
+        return grant
+
+    def _write_through(self) -> bool:
+        """Journal the job's exposure now (its cost and its open calls' reservations), unless
+        that figure is the one last written. Writes are serialized and each writes the figure
+        of its own moment, so the last one written is never below what was at risk then."""
+        if self._journal is None:
+            return True
+        with self._journal_lock:
+            with self._lock:
+                t = self._totals
+                exposure = t.cost_usd + sum(c.outstanding_usd for c in self._open)
+            if exposure == self._journaled:
+                return True
+            if not self._journal(exposure):
+                return False
+            self._journaled = exposure
+            return True
+
+    def _reserve(
+        self, *, input_usd: float, output_usd_per_token: float, max_tokens: int, floor: int
+    ) -> Grant | str:
         with self._lock:
             t = self._totals
             if self._closed:

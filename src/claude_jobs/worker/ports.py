@@ -150,9 +150,11 @@ class KeyProxy(Protocol):
         *,
         limit_usd: float | None = None,
         models: Iterable[str] | None = None,
+        journal: Callable[[float], bool] | None = None,
     ) -> str:
         """A token for one job; its calls are refused once their metered cost reaches
-        `limit_usd`, and may name only `models` (the job's) and the deployment's models."""
+        `limit_usd`, and may name only `models` (the job's) and the deployment's models; a
+        metered call is forwarded only once `journal` has the job's exposure with it."""
         ...
 
     def assign(
@@ -162,9 +164,10 @@ class KeyProxy(Protocol):
         *,
         limit_usd: float | None = None,
         models: Iterable[str] | None = None,
+        journal: Callable[[float], bool] | None = None,
     ) -> None:
         """Bind a token issued ahead of its job (warm start) to `job_id`, with a fresh meter,
-        the job's limit and its models."""
+        the job's limit, its models and its spend journal."""
         ...
 
     def revoke(self, token: str) -> object: ...

@@ -39,7 +39,7 @@ from ..models import Job, JobErrorInfo, JobStatus, Usage
 from ..observability import deferred_logger
 from .agent import CANCELLED, TIMED_OUT
 from .artifacts import Collected
-from .claims import claim, exhaust_unclaimed, release, requeue, skip_reason
+from .claims import claim, exhaust_unclaimed, release, requeue, skip_reason, spend_journal
 from .containment import ProcessInfo
 from .mcp_jobs import close_servers, open_servers
 from .ports import MIN_RUN_SECONDS, AgentOutcome, WorkerPorts
@@ -153,11 +153,17 @@ class JobProcessor:
                 warm = self.warm_pool.take(WarmProfile.of(job))
                 limit = spending_limit(ports, job)
                 models = [ports.settings.cli_model(job.options.model)]  # the job's own
+                # Its spend journal: a worker that dies mid-job leaves what it may have spent.
+                journal = spend_journal(ports, job)
                 if warm is not None:  # its token, bound to this job only now
                     token = warm.token
-                    ports.proxy.assign(token, job.job_id, limit_usd=limit, models=models)
+                    ports.proxy.assign(
+                        token, job.job_id, limit_usd=limit, models=models, journal=journal
+                    )
                 else:
-                    token = ports.proxy.issue(job.job_id, limit_usd=limit, models=models)
+                    token = ports.proxy.issue(
+                        job.job_id, limit_usd=limit, models=models, journal=journal
+                    )
                 # MCP servers: the job's credentials at the broker, for its token only.
                 opened = open_servers(ports, job, token)
                 credentials = opened if isinstance(opened, list) else []

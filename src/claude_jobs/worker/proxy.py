@@ -53,7 +53,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 from .loopback import LoopbackServer
-from .metering import JobMeter, Metered
+from .metering import JobMeter, Journal, Metered
 from .proxy_dialect import ALLOWED_PATHS as ALLOWED_PATHS
 from .proxy_dialect import HOP_BY_HOP as HOP_BY_HOP
 from .proxy_dialect import METERED_PATHS as METERED_PATHS
@@ -121,13 +121,15 @@ class KeyInjectingProxy(LoopbackServer):
         *,
         limit_usd: float | None = None,
         models: Iterable[str] | None = None,
+        journal: Journal | None = None,
     ) -> str:
         """A fresh token for one job, valid until revoked. Once the job's metered cost reaches
         `limit_usd`, its calls are refused. `models`: the job's own model(s), which its calls
-        may name besides the deployment's."""
+        may name besides the deployment's. `journal`: the job's spend journal (a metered call
+        is forwarded only once the job's exposure with it is written through)."""
         token = "cj-job-" + secrets.token_urlsafe(32)
         with self._lock:
-            self._tokens[token] = self._meter(job_id, limit_usd, models)
+            self._tokens[token] = self._meter(job_id, limit_usd, models, journal)
         return token
 
     def assign(
@@ -137,21 +139,27 @@ class KeyInjectingProxy(LoopbackServer):
         *,
         limit_usd: float | None = None,
         models: Iterable[str] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         """Bind a token issued ahead of its job (a warm start's, issued with a limit of 0: it
-        could spend nothing meanwhile) to `job_id`, with a fresh meter and the job's limit."""
+        could spend nothing meanwhile) to `job_id`, with a fresh meter, the job's limit and
+        its spend journal."""
         with self._lock:
             if token not in self._tokens:
                 raise KeyError("the token is not live")
             previous = self._tokens[token]
-            self._tokens[token] = self._meter(job_id, limit_usd, models)
+            self._tokens[token] = self._meter(job_id, limit_usd, models, journal)
         previous.close()
 
     def _meter(
-        self, job_id: str, limit_usd: float | None, models: Iterable[str] | None
+        self,
+        job_id: str,
+        limit_usd: float | None,
+        models: Iterable[str] | None,
+        journal: Journal | None = None,
     ) -> JobMeter:
         job_models = frozenset(m for m in models or () if m)
-        return JobMeter(job_id, limit_usd, self._max_in_flight, job_models)
+        return JobMeter(job_id, limit_usd, self._max_in_flight, job_models, journal)
 
     def revoke(self, token: str) -> Metered | None:
         """End a token; returns the job's final meter: its calls still open (an answer still

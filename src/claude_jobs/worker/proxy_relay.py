@@ -196,6 +196,17 @@ def handler_for(proxy: KeyInjectingProxy) -> type[BaseHTTPRequestHandler]:
             if grant == "budget":
                 self._refuse(_budget_spent(meter), drain=False)
                 return
+            if grant == "unrecorded":  # not forwarded: what it could cost is not on record
+                self._refuse(
+                    Refusal(
+                        503,
+                        "api_error",
+                        "this job's spending could not be recorded; try again",
+                        (("retry-after", "2"),),
+                    ),
+                    drain=False,
+                )
+                return
             if isinstance(grant, str):
                 self._refuse(
                     Refusal(

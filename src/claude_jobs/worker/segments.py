@@ -104,6 +104,17 @@ def spent(job: Job) -> float:
     return job.usage.total_cost_usd if job.usage else 0.0
 
 
+def with_unrecorded(job: Job, unrecorded_usd: float | None = None) -> Usage | None:
+    """The job's usage with what its spend journal holds added to its cost: the exposure an
+    attempt journaled and never recorded (its worker died). `unrecorded_usd`: that figure
+    when read afresh (default: the job's own)."""
+    extra = job.unrecorded_usd if unrecorded_usd is None else unrecorded_usd
+    if not extra:
+        return job.usage
+    before = job.usage or Usage()
+    return before.model_copy(update={"total_cost_usd": before.total_cost_usd + extra})
+
+
 def add_usage(before: Usage | None, run: Usage) -> Usage:
     """The job's usage after a run: the earlier segments' plus this one's."""
     if before is None:
