@@ -19,7 +19,7 @@ from typing import Any
 
 from claude_jobs.models import JobErrorInfo, Usage
 from claude_jobs.worker.agent import CANCELLED
-from claude_jobs.worker.ports import AgentOutcome, AgentRequest, Metered
+from claude_jobs.worker.ports import AgentOutcome, AgentRequest, Journal, Metered
 
 Step = Callable[[AgentRequest], AgentOutcome]
 
@@ -141,7 +141,7 @@ class FakeProxy:
         *,
         limit_usd: float | None = None,
         models: Iterable[str] | None = None,
-        journal: Callable[[float], bool] | None = None,
+        journal: Journal | None = None,
     ) -> str:
         token = "cj-job-" + secrets.token_urlsafe(8)
         self.tokens[token] = job_id
@@ -155,7 +155,7 @@ class FakeProxy:
         *,
         limit_usd: float | None = None,
         models: Iterable[str] | None = None,
-        journal: Callable[[float], bool] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         if token not in self.tokens:
             raise KeyError("the token is not live")

@@ -28,8 +28,8 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TypeAlias
 
+from .ports import Journal as Journal
 from .ports import Metered as Metered
 from .pricing import Tokens, cost_usd
 from .usage_reader import MAX_EVENT_BYTES as MAX_EVENT_BYTES
@@ -38,10 +38,6 @@ from .usage_reader import Charge as Charge
 from .usage_reader import UsageReader as UsageReader
 
 log = logging.getLogger("claude_jobs.worker.metering")
-
-#: Writes a job's exposure through to the job (True), or says it cannot (False: the job is no
-#: longer this worker's); may raise on a storage fault.
-Journal: TypeAlias = Callable[[float], bool]
 
 #: Characters of streamed content per output token, for an answer cut off before it reported
 #: its usage (an overestimate of tokens: English text runs about four characters a token).

@@ -150,7 +150,7 @@ class KeyProxy(Protocol):
         *,
         limit_usd: float | None = None,
         models: Iterable[str] | None = None,
-        journal: Callable[[float], bool] | None = None,
+        journal: Journal | None = None,
     ) -> str:
         """A token for one job; its calls are refused once their metered cost reaches
         `limit_usd`, and may name only `models` (the job's) and the deployment's models; a
@@ -164,7 +164,7 @@ class KeyProxy(Protocol):
         *,
         limit_usd: float | None = None,
         models: Iterable[str] | None = None,
-        journal: Callable[[float], bool] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         """Bind a token issued ahead of its job (warm start) to `job_id`, with a fresh meter,
         the job's limit, its models and its spend journal."""
@@ -197,6 +197,10 @@ class ArtifactSink(Protocol):
 
 
 #: Reads the Anthropic key (Secrets Manager: `adapters/secrets.py`); raises when it cannot.
+#: A job's spend journal (`metering`): writes the job's exposure through to the job (True),
+#: or says it cannot (False: the job is no longer this worker's); may raise on a storage fault.
+Journal = Callable[[float], bool]
+
 KeySource = Callable[[], str]
 #: Places a job's input objects in a directory and returns their paths (`inputs.py`).
 InputFetcher = Callable[["Job", Path], Sequence[Path]]
