@@ -370,10 +370,12 @@ def test_in_the_image_layout_cutting_streams_short_does_not_dodge_the_meter(
         assert after.result is not None and after.result.text == "listed"
 
 
-#: The agent's Bash kills its nearest ancestor that is a Python interpreter: the worker (its
-#: CLI's parent), which on Lambda runs as the agent's own user.
-KILL_THE_WORKER = (
-    "p=$$; while p=$(awk '{print $4}' /proc/$p/stat) && [ \"$p\" -gt 1 ]; do "
+#: The agent's Bash, on its first run only (a marker file outside the sandbox): kill its nearest
+#: ancestor that is a Python interpreter — the worker (its CLI's parent), which on Lambda runs
+#: as the agent's own user. On a later attempt it reports and goes on.
+KILL_THE_WORKER_ONCE = (
+    "if [ -e {marker} ]; then echo step-done; exit 0; fi; touch {marker}; "
+    "p=$$; while p=$(awk '{{print $4}}' /proc/$p/stat) && [ \"$p\" -gt 1 ]; do "
     "if tr '\\0' '\\n' < /proc/$p/cmdline | head -1 | grep -q 'python[0-9.]*$'; "
     "then kill -9 $p; break; fi; done; "
     "sleep 30"
@@ -384,20 +386,27 @@ TURN_USD = 1000 * 3e-6 + 1800 * OUTPUT
 
 
 def test_in_the_image_layout_an_agent_that_kills_its_worker_gets_no_fresh_budget(
-    task_root: Path, image_site: Path, moto_server: str
+    task_root: Path, image_site: Path, moto_server: str, shared_report: Path
 ) -> None:
     python = required_runtime_python()
     from claude_jobs_tools.provision import provision
 
+    command = KILL_THE_WORKER_ONCE.format(marker=shared_report.parent / "killed-once")
+
+    def model(request: RecordedRequest) -> Reply:
+        # decides from the conversation: a Bash step, then its answer once it sees the output
+        if any("step-done" in r["content"] for r in request.tool_results()):
+            return Text("finished", usage=TURN)
+        return ToolUse("Bash", {"command": command}, usage=TURN)
+
     # Given the worker as its image runs it (one non-root user for worker and agent) and a
     # $0.05 job whose agent, after a $0.03 turn, kills its worker before anything is recorded
-    with FakeAnthropic(api_key=REAL_KEY) as fake:
+    with FakeAnthropic(api_key=REAL_KEY, default=model) as fake:
         provisioned = provision("imgdie", secret_value=REAL_KEY, anthropic_base_url=fake.url)
         container = Container(provisioned.settings)
         request = JobRequest(prompt="Spend.", allowed_tools=["Bash"], max_budget_usd=0.05)
         job = container.job_service.submit("tenant-img", request).job
         env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
-        fake.script(ToolUse("Bash", {"command": KILL_THE_WORKER}, usage=TURN))
         try:
             first = run_warm(python, task_root, env, [sqs_event(job)])
         finally:
@@ -405,21 +414,18 @@ def test_in_the_image_layout_an_agent_that_kills_its_worker_gets_no_fresh_budget
         assert first.returncode == -9, first.stderr[-3000:]
         left = container.job_repository.get(job.job_id)
         assert left is not None and left.status is JobStatus.RUNNING and left.usage is None
-        # When the job's lease has expired and its message comes back to a fresh worker, the
-        # model ready to go on
+        assert len(fake.message_requests) == 1
+        # When the job's lease has expired and its message comes back to a fresh worker
         container.job_repository.update(
             job.job_id,
             set_fields={"lease_until": int(time.time()) - 5},
             expected_status=[JobStatus.RUNNING],
         )
-        fake.script(
-            ToolUse("Bash", {"command": "echo two"}, usage=TURN), Text("unpaid", usage=TURN)
-        )
         second = run_warm(python, task_root, env, [sqs_event(job, "m2")])
         assert second.returncode == 0, second.stderr[-3000:]
-        # Then the second attempt had only what the first left: one call, the next refused
-        # (a fresh $0.05 would have paid for both), and the job failed over its budget with
-        # both attempts' cost on record
+        # Then the second attempt had only what the first left ($0.02): its Bash step, and the
+        # answer after it refused (a fresh $0.05 would have paid for both), and the job failed
+        # over its budget with both attempts' cost on record
         done = container.job_repository.get(job.job_id)
         assert done is not None and done.attempts == 2, second.stdout[-3000:]
         assert len(fake.message_requests) == 2

@@ -11,7 +11,7 @@ import pytest
 from claude_jobs.models import JobStatus
 from claude_jobs.ports import Transition
 from claude_jobs.worker import processor
-from claude_jobs_tools.local.fake_anthropic import Text, ToolUse, Usage
+from claude_jobs_tools.local.fake_anthropic import RecordedRequest, Reply, Text, ToolUse, Usage
 from tests.worker.conftest import LambdaContext, WorkerStack, sqs_event
 
 
@@ -197,14 +197,22 @@ _TURN = Usage(input_tokens=1000, output_tokens=1800)
 _TURN_USD = 1000 * 3e-6 + 1800 * 15e-6
 
 
+def _two_step_model(request: RecordedRequest) -> Reply:
+    """A model that decides from the conversation it receives: a Bash step first, then, once
+    it sees that step's output, its answer; each turn about $0.03."""
+    if any("step-done" in r["content"] for r in request.tool_results()):
+        return Text("finished", usage=_TURN)
+    return ToolUse("Bash", {"command": "echo step-done"}, usage=_TURN)
+
+
 @pytest.mark.cli
 def test_a_worker_that_dies_mid_job_leaves_what_it_spent_to_the_next_attempt(
     stack: WorkerStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a $0.05 job whose first attempt spends a $0.03 turn, and a worker that dies before
-    # it records anything of that run
+    # Given a $0.05 job whose first attempt spends two $0.03 turns (the second one past the
+    # budget, as one call may go), and a worker that dies before it records anything of it
     job = stack.submit(allowed_tools=["Bash"], max_budget_usd=0.05)
-    stack.fake.script(Text("first", usage=_TURN))
+    stack.fake.default = _two_step_model
 
     def die(*args: object, **kwargs: object) -> None:
         raise _WorkerDied
@@ -213,22 +221,21 @@ def test_a_worker_that_dies_mid_job_leaves_what_it_spent_to_the_next_attempt(
     with pytest.raises(_WorkerDied):
         stack.deliver(job)
     monkeypatch.undo()
-    # Then the job still holds what that attempt spent (journaled before and after its call)
+    # Then the job still holds what that attempt spent (journaled around each call)
     left = stack.get(job)
     assert left.status is JobStatus.RUNNING and left.usage is None
-    assert left.unrecorded_usd == pytest.approx(_TURN_USD)
-    # When its lease has expired and its message comes back, to a model that would go on
+    assert left.unrecorded_usd == pytest.approx(2 * _TURN_USD)
+    assert len(stack.fake.message_requests) == 2
+    # When its lease has expired and its message comes back to a fresh attempt
     stack.repo.update(
         job.job_id,
         set_fields={"lease_until": int(time.time()) - 5},
         expected_status=[JobStatus.RUNNING],
     )
-    stack.fake.script(
-        ToolUse("Bash", {"command": "echo two"}, usage=_TURN), Text("unpaid", usage=_TURN)
-    )
     answer = stack.deliver(job)
-    # Then the second attempt had only what the first left ($0.02): one call, the next one
-    # refused, and the job failed over its budget with both attempts' cost on record
+    # Then that attempt had nothing left: its first call was refused (a fresh $0.05 would
+    # have paid for both steps again), and the job failed over its budget with the first
+    # attempt's cost on record
     assert answer == {"batchItemFailures": []}
     done = stack.get(job)
     assert done.attempts == 2
