@@ -8,8 +8,9 @@ the probe looks for it in its
 environment; every file under HOME, CLAUDE_CONFIG_DIR, the working directory and the scratch
 directories (`~/.claude.json` and the CLI's config files included); `/proc/<pid>/environ`,
 `cmdline` and readable memory of every process it can see (the CLI and the worker included);
-then it calls the loopback MCP endpoints named in any CLI's `--mcp-config` with the job token
-there: `tools/list`, the tool `admin_reset` (not allowed), and a GET of another path.
+then it calls the loopback MCP endpoints named in its own CLI's `--mcp-config` (the CLI among
+its ancestors; tests running side by side have CLIs of their own, with other brokers) with the
+job token there: `tools/list`, the tool `admin_reset` (not allowed), and a GET of another path.
 It prints `FOUND [<where>…]`, `MEM <pid>` for each process whose memory it could read,
 `CONFIG <json>` for each configuration it found and `CALL <what> <status> <answer head>`.
 """
@@ -55,6 +56,7 @@ def main(needle: bytes) -> None:
     configs: list[bytes] = []
     budget = MAX_MEMORY
     me = os.getpid()
+    mine = ancestors(me)
     for pid in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int):
         if int(pid) == me:
             continue
@@ -65,7 +67,7 @@ def main(needle: bytes) -> None:
             except OSError:
                 continue
             scan(f"/proc/{pid}/{part}", data)
-            if part == "cmdline" and b"--mcp-config" in data:
+            if part == "cmdline" and b"--mcp-config" in data and int(pid) in mine:
                 configs.append(data)
         try:
             with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb") as mem:
@@ -109,6 +111,20 @@ def main(needle: bytes) -> None:
             other = dict(server, url=server["url"].rsplit("/", 1)[0] + "/elsewhere")
             call(other, "elsewhere", {"jsonrpc": "2.0", "id": 3, "method": "tools/list"})
     print("FOUND", json.dumps(found))
+
+
+def ancestors(pid: int) -> set[int]:
+    """The pids above `pid`, up to the first one whose parent it cannot read."""
+    seen: set[int] = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return seen
 
 
 def call(server: dict[str, object], what: str, message: dict[str, object]) -> None:
