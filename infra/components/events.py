@@ -154,6 +154,8 @@ class StreamNotifier(Construct):
                 max_record_age=Duration.seconds(NOTIFIER_STREAM.max_record_age_seconds),
                 report_batch_item_failures=True,
                 on_failure=EventSourceQueueDestination(dead_letter_queue),
+                # Only the records it acts on invoke it (resources.NOTIFIER_STREAM).
+                filters=[lambda_.FilterCriteria.filter(p) for p in NOTIFIER_STREAM.filters],
             )
         )
         # A job waiting for approval is told once per approval: the notifier claims the

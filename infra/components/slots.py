@@ -62,10 +62,6 @@ class SlotRecovery(Construct):
                 max_record_age=Duration.seconds(SLOTS_STREAM.max_record_age_seconds),
                 report_batch_item_failures=True,
                 on_failure=EventSourceQueueDestination(stream_failures),
-                filters=[
-                    lambda_.FilterCriteria.filter(
-                        {"eventName": lambda_.FilterRule.is_equal("REMOVE")}
-                    )
-                ],
+                filters=[lambda_.FilterCriteria.filter(p) for p in SLOTS_STREAM.filters],
             )
         )

@@ -6,7 +6,11 @@ into CloudFormation and `claude_jobs_tools.provision` creates them in the emulat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from .job_status import TERMINAL_STATUSES, JobStatus
 
 WORKER_TIMEOUT_SECONDS = 900
 
@@ -229,14 +233,32 @@ class StreamSource:
     retry_attempts: int
     #: Records older than this are sent to the on-failure destination without an invocation.
     max_record_age_seconds: int
+    #: Lambda's event filtering: the patterns a record must match one of to reach the function
+    #: (none: every record). Any other record is dropped before batching, uninvoked and
+    #: unbilled. EventBridge pattern syntax, matched against the stream record.
+    filters: tuple[Mapping[str, Any], ...] = ()
 
 
-#: The jobs table's stream → the notifier (partial batch responses are always on).
+def _new_status(*statuses: JobStatus, **more: list[str]) -> Mapping[str, Any]:
+    """A pattern: the record's new image has one of `statuses` (and `more` attributes)."""
+    image: dict[str, Any] = {"status": {"S": sorted(s.value for s in statuses)}}
+    image |= {name: {"S": values} for name, values in more.items()}
+    return {"dynamodb": {"NewImage": image}}
+
+
+#: The jobs table's stream → the notifier (partial batch responses are always on). It acts on
+#: a job that ends or waits for a decision, and on a job a GitHub event started that begins to
+#: run (`claude_jobs.notify.processor`); only those records invoke it. The many writes of a
+#: running job (its claim, progress, the spend journal, heartbeats) never do.
 NOTIFIER_STREAM = StreamSource(
     batch_size=10,
     bisect_batch_on_error=True,
     retry_attempts=5,
     max_record_age_seconds=24 * 3600,
+    filters=(
+        _new_status(*TERMINAL_STATUSES, JobStatus.AWAITING_APPROVAL),
+        _new_status(JobStatus.RUNNING, source=["github"]),
+    ),
 )
 
 #: The jobs table's stream → the expired-jobs function (REMOVE records only: TTL deletions),
@@ -250,4 +272,5 @@ SLOTS_STREAM = StreamSource(
     bisect_batch_on_error=True,
     retry_attempts=5,
     max_record_age_seconds=24 * 3600,
+    filters=({"eventName": ["REMOVE"]},),
 )

@@ -8,7 +8,7 @@ import json
 import pytest
 from aws_cdk.assertions import Match
 
-from claude_jobs.resources import NOTIFIER_STREAM, TRIGGER_RETRY_ATTEMPTS
+from claude_jobs.resources import NOTIFIER_STREAM, SLOTS_STREAM, TRIGGER_RETRY_ATTEMPTS
 from infra.components.events import load_triggers
 from tests.infra.conftest import Synthesized
 from tests.infra.helpers import find_one
@@ -163,3 +163,42 @@ def test_the_notifier_may_only_update_the_jobs_table_to_claim_approval_notices(
     assert "JobsTable" in json.dumps(write["Resource"]) and "index" not in json.dumps(
         write["Resource"]
     )
+
+
+def test_each_stream_function_is_invoked_only_by_the_records_it_acts_on(
+    synth: Synthesized,
+) -> None:
+    # Given the jobs table's stream mappings, by function
+    filters = {
+        json.dumps(m["Properties"]["FunctionName"]): [
+            json.loads(f["Pattern"]) for f in m["Properties"]["FilterCriteria"]["Filters"]
+        ]
+        for m in synth.service.find_resources("AWS::Lambda::EventSourceMapping").values()
+        if "StartingPosition" in m["Properties"]
+    }
+    by_function = {
+        name: patterns
+        for function, patterns in filters.items()
+        for name in ("Notifier", "Expiry")
+        if f'"{name}' in function
+    }
+    # Then each carries its patterns from claude_jobs.resources, which the local stack's stream
+    # source applies too: the notifier a job that ends, waits on a decision or (a GitHub job)
+    # starts; the expiry function TTL deletions only
+    assert by_function == {
+        "Notifier": [dict(p) for p in NOTIFIER_STREAM.filters],
+        "Expiry": [dict(p) for p in SLOTS_STREAM.filters],
+    }
+    (ends, github) = by_function["Notifier"]
+    assert set(ends["dynamodb"]["NewImage"]["status"]["S"]) == {
+        "succeeded",
+        "failed",
+        "timed_out",
+        "cancelled",
+        "awaiting_approval",
+    }
+    assert github["dynamodb"]["NewImage"] == {
+        "status": {"S": ["running"]},
+        "source": {"S": ["github"]},
+    }
+    assert by_function["Expiry"] == [{"eventName": ["REMOVE"]}]

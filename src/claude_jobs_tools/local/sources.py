@@ -4,7 +4,8 @@ the trigger relay queue (S3 notifications and bus events → the trigger functio
 The emulator has no event source mappings and notifies no Lambda, so each source is a thread
 that polls and invokes the function's pool, the way the AWS wiring would: the stream with the
 event source mapping's partial batch responses, bisection, bounded retries and on-failure
-destination (:class:`StreamEventSource`), so that no record can hold up the ones after it.
+destination (:class:`StreamEventSource`), so that no record can hold up the ones after it, and
+its filters (a record that matches none of them never reaches the function).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from claude_jobs.resources import StreamSource
 
@@ -78,6 +79,19 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def record_filter(
+    patterns: tuple[Mapping[str, Any], ...],
+) -> Callable[[dict[str, Any]], bool]:
+    """Lambda's event filtering: does a record match one of `patterns` (EventBridge pattern
+    syntax, matched by the emulator's own implementation of it)? No patterns: every record."""
+    if not patterns:
+        return lambda record: True
+    from moto.events.models import EventPattern
+
+    compiled = [EventPattern.load(json.dumps(pattern)) for pattern in patterns]
+    return lambda record: any(p.matches_event(cast(Any, record)) for p in compiled)
+
+
 class StreamEventSource:
     """The jobs table's stream → a function, as Lambda's DynamoDB event source mapping does it
     with `config` (:data:`claude_jobs.resources.NOTIFIER_STREAM`, which the CDK app uses too):
@@ -88,6 +102,8 @@ class StreamEventSource:
       alone; one with item failures is retried from its first failed record, alone;
     - that record is retried `retry_attempts` times, after a growing pause during which the
       records behind it wait (as on a shard);
+    - records that match none of `config.filters` (event filtering) are dropped as they are
+      read, before any batch: the function never sees them;
     - then it is described on the on-failure destination (the shape Lambda sends: the batch's
       shard, sequence numbers and arrival times, not the record itself) and skipped, so it
       never holds up the records after it. Records older than `max_record_age_seconds` go
@@ -119,12 +135,17 @@ class StreamEventSource:
         self._retries = 0
         self._invocations = 0  # of the batch now at the head, for the on-failure record
         self._not_before = 0.0
+        self._filters = record_filter(config.filters)
         self.discarded = 0
+        self.filtered = 0  # records no filter passed
 
     def poll_once(self) -> int:
         """Read what is new; make at most one invocation. Returns how many records it settled
         (processed, or sent to the on-failure destination)."""
-        self._pending.extend(self._reader.poll())
+        read = self._reader.poll()
+        passed = [r for r in read if self._filters(r)]
+        self.filtered += len(read) - len(passed)
+        self._pending.extend(passed)
         settled = self._expire()
         if not self._pending or self._clock() < self._not_before:
             return settled
@@ -251,9 +272,9 @@ def notifier_source(
 def expired_jobs_source(
     settings: Any, invoke: Callable[[dict[str, Any]], Any], prefix: str
 ) -> Callable[[], int]:
-    """The jobs table's stream → the expired-jobs function (issue 20), REMOVE records only as
-    the CDK app's event source filter passes them, with its settings and the notifier
-    dead-letter queue as the on-failure destination. Its own reader: its own position."""
+    """The jobs table's stream → the expired-jobs function (issue 20), REMOVE records only (its
+    filter), with its settings and the notifier dead-letter queue as the on-failure
+    destination. Its own reader: its own position."""
     import boto3
 
     from claude_jobs.resources import NOTIFIER_DLQ, SLOTS_STREAM
@@ -264,26 +285,13 @@ def expired_jobs_source(
     dlq_url = sqs.get_queue_url(QueueName=NOTIFIER_DLQ.name(prefix))["QueueUrl"]
     reader = StreamReader(boto3.client("dynamodb", region_name=REGION), settings.jobs_table)
     source = StreamEventSource(
-        _Removals(reader),
+        reader,
         invoke,
         SLOTS_STREAM,
         sqs_destination(sqs, dlq_url),
         function_name="expiry",
     )
     return source.poll_once
-
-
-class _Removals:
-    """A stream reader passing REMOVE records only (the event source mapping's filter)."""
-
-    def __init__(self, reader: Any) -> None:
-        self._reader = reader
-
-    def poll(self, limit: int = 100) -> list[dict[str, Any]]:
-        return [r for r in self._reader.poll(limit) if r.get("eventName") == "REMOVE"]
-
-    def shard_of(self, record: dict[str, Any]) -> str:
-        return str(self._reader.shard_of(record))
 
 
 def relay_to_function(
