@@ -107,9 +107,10 @@ class _Stalling:
     """An upstream that starts a streamed answer, shows `chars` characters of text, then
     stalls (as a model still generating) until its connection is closed."""
 
-    def __init__(self, chars: int, headers: bytes = b"") -> None:
+    def __init__(self, chars: int, headers: bytes = b"", input_tokens: int = 1000) -> None:
         self.chars = chars
         self.headers = headers
+        self.input_tokens = input_tokens
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.closed = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
@@ -128,7 +129,10 @@ class _Stalling:
 
         start = {
             "type": "message_start",
-            "message": {"model": MODEL, "usage": {"input_tokens": 1000, "output_tokens": 1}},
+            "message": {
+                "model": MODEL,
+                "usage": {"input_tokens": self.input_tokens, "output_tokens": 1},
+            },
         }
         answer = (
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
@@ -233,5 +237,47 @@ def test_a_call_whose_exposure_cannot_be_journaled_is_not_forwarded(
         assert fake.message_requests == []
         metered = proxy.metered(token)
         assert metered is not None and metered.cost_usd == 0 and metered.calls == 0
+    finally:
+        proxy.close()
+
+
+def test_a_call_whose_usage_passes_its_reservation_is_journaled_while_it_is_open() -> None:
+    # Given a call whose input the proxy underestimated: a small body the upstream reports as
+    # 200,000 input tokens ($0.60 at Sonnet's $3/M) before its answer stalls, the job's spend
+    # journal noting each figure
+    upstream = _Stalling(chars=0, input_tokens=200_000)
+    proxy = _proxy(upstream.url)
+    written: list[float] = []
+
+    def journal(usd: float) -> bool:
+        written.append(usd)
+        return True
+
+    try:
+        token = proxy.issue("job-grown", limit_usd=5.0, journal=journal)
+        results: list[object] = []
+
+        def call() -> None:
+            try:
+                results.append(_post(proxy, token, _body(100, stream=True))[0])
+            except (OSError, http.client.HTTPException) as exc:  # cut off when its job ends
+                results.append(exc)
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        # When the upstream has reported that usage, its answer still open
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (written and written[-1] >= 0.6):
+            time.sleep(0.02)
+        # Then the grown exposure was written while the call is open (a worker that died now
+        # would leave it for the next attempt), not only its small reservation
+        assert not upstream.closed.is_set() and not results
+        (reserved, *grown) = written
+        assert reserved < 0.01
+        assert grown and grown[-1] >= 200_000 * 3e-6
+        # And once the job ends, that is what it was charged
+        final = proxy.revoke(token)
+        assert final is not None and final.cost_usd >= 200_000 * 3e-6
+        caller.join(10)
     finally:
         proxy.close()

@@ -18,8 +18,10 @@ job spent; the retry would then start on a full budget. So before a call is forw
 job's exposure (its metered cost plus the reservations of its open calls, this call's
 included) is written through to the job (`JobRepository.journal_spend`); a call whose exposure
 cannot be written is not forwarded. When a call settles the exposure is written again (lower:
-what it cost instead of its worst case), as a best effort. The next claim of a job whose
-worker died adds the last exposure written to its usage (`claims.claim`).
+what it cost instead of its worst case), as a best effort; and so is an exposure that grows
+while a call is open (its usage passed its reservation: the input was underestimated). The
+next claim of a job whose worker died adds the last exposure written to its usage
+(`claims.claim`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ from .usage_reader import Charge as Charge
 from .usage_reader import UsageReader as UsageReader
 
 log = logging.getLogger("claude_jobs.worker.metering")
+
+#: A grown exposure is written through when it passes the last figure written by more than
+#: this (charges move cost from a call's reservation to its usage: sums that differ by rounding).
+EXPOSURE_SLACK_USD = 1e-9
 
 #: Characters of streamed content per output token, for an answer cut off before it reported
 #: its usage (an overestimate of tokens: English text runs about four characters a token).
@@ -95,6 +101,13 @@ class Call:
 
     def charge(self, before: Tokens | None, after: Tokens) -> None:
         self._meter._charge(self, before, after)
+        if self._meter._exposure_grew():
+            # Its usage passed its reservation (the input was underestimated): the higher
+            # figure is written now, not when the call settles (a best effort: it is forwarded).
+            try:
+                self._meter._write_through()
+            except Exception as exc:
+                log.warning("a call's grown exposure was not journaled: %s", type(exc).__name__)
 
     def settle(self) -> None:
         """The call is over: its reservation is given back (what it was charged stays), and
@@ -186,6 +199,15 @@ class JobMeter:
                 return False
             self._journaled = exposure
             return True
+
+    def _exposure_grew(self) -> bool:
+        """Is the job's exposure now above the figure last journaled (by more than rounding)?"""
+        if self._journal is None or self._journaled is None:
+            return False
+        with self._lock:
+            t = self._totals
+            exposure = t.cost_usd + sum(c.outstanding_usd for c in self._open)
+        return exposure > self._journaled + EXPOSURE_SLACK_USD
 
     def _reserve(
         self, *, input_usd: float, output_usd_per_token: float, max_tokens: int, floor: int
