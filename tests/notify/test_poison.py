@@ -61,7 +61,10 @@ def finish_poison(table: str, options: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        # The emulator serves this map's stream record malformed (botocore cannot parse it).
+        # A map with an empty key: moto's serializer serves its stream record malformed
+        # (botocore cannot parse it; the reader then reads it raw), the emulator's plain
+        # answers intact (`emulator.plain_answers`, once an emulator ran in this process);
+        # either way not options the notifier can read.
         pytest.param({"M": {"": {"S": "x"}}}, id="a-map-the-emulator-mangles"),
         # A terminal job the notifier cannot read: it raises on it every time.
         pytest.param({"S": "not a map"}, id="a-job-the-notifier-cannot-read"),
