@@ -1,7 +1,7 @@
-"""The emulator's DynamoDB and its stream: plain answers (`emulator.plain_answers`: `GetItem`
-and the stream's `GetRecords` written as the JSON they already are, not through moto's generic
-serializer, and read back exactly as written), transactions that leave no stream record when
-they fail and back up tables without copying their streams, and shard iterators kept in
+"""The emulator's DynamoDB and its stream: plain answers (`emulator.plain_answers`: `GetItem`,
+`Query` and the stream's `GetRecords` written as the JSON they already are, not through moto's
+generic serializer, and read back exactly as written), transactions that leave no stream record
+when they fail and back up tables without copying their streams, and shard iterators kept in
 bounds."""
 
 from __future__ import annotations
@@ -83,10 +83,17 @@ def test_items_and_stream_records_read_back_exactly_as_written(emulator: Emulato
     # When it is read back, and its stream records
     got = dynamodb.get_item(TableName=name, Key={"k": ITEM["k"]})["Item"]
     absent = dynamodb.get_item(TableName=name, Key={"k": {"S": "none"}})
+    queried = dynamodb.query(
+        TableName=name,
+        KeyConditionExpression="k = :k",
+        ExpressionAttributeValues={":k": ITEM["k"]},
+        Limit=1,
+    )
     inserted, modified = StreamReader(dynamodb, name, streams).poll()
     # Then botocore reads exactly what was written: the item, and each record's images
     assert got == {**ITEM, "flag": {"BOOL": True}}
     assert "Item" not in absent
+    assert queried["Items"] == [got] and queried["Count"] == 1
     assert inserted["eventName"] == "INSERT" and inserted["dynamodb"]["NewImage"] == ITEM
     assert modified["dynamodb"]["OldImage"] == ITEM
     assert modified["dynamodb"]["NewImage"] == got
@@ -94,7 +101,7 @@ def test_items_and_stream_records_read_back_exactly_as_written(emulator: Emulato
     # And a record's creation time is epoch seconds, as Lambda delivers it
     created = inserted["dynamodb"]["ApproximateCreationDateTime"]
     assert before - 1 <= created <= time.time() + 1
-    # And both answers took the plain path
+    # And these answers took the plain path
     import importlib
 
     for module, owner, method in PLAIN_ANSWERS:
