@@ -162,6 +162,10 @@ def test_an_event_becomes_a_job_with_its_options_and_a_bad_one_is_dead_lettered(
     assert jobs_where(pipelines, "event_id", rejected["event_id"]) == []
 
 
+#: Where the receivers below take deliveries.
+HOOK_PATH = "/hooks/claude-jobs"
+
+
 class FlakyReceiver:
     """A webhook receiver on loopback that fails its first `failures` deliveries with 500."""
 
@@ -172,6 +176,10 @@ class FlakyReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.path != HOOK_PATH:  # another e2e test's agent probing loopback ports
+                    self.send_response(404)
+                    self.end_headers()
+                    return
                 status = 500 if len(receiver.received) < failures else 204
                 receiver.received.append((dict(self.headers), body, status))
                 self.send_response(status)
@@ -181,7 +189,7 @@ class FlakyReceiver:
                 return
 
         self.server = http_server(Handler).start()
-        self.url = f"{self.server.url}/hooks/claude-jobs"
+        self.url = f"{self.server.url}{HOOK_PATH}"
 
     def close(self) -> None:
         self.server.close()
