@@ -12,8 +12,7 @@ from ..errors import JobNotFoundError, TransitionConflictError
 from ..models import Job, JobErrorInfo, JobStatus
 from ..observability import deferred_logger
 from ..ports import Transition
-from .metering import Journal
-from .ports import AgentOutcome, WorkerPorts
+from .ports import AgentOutcome, Journal, WorkerPorts
 from .processed import Action, Processed, WorkerFault
 from .recording import at, end_job
 from .scrub import Scrubber

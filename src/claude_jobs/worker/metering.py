@@ -190,9 +190,7 @@ class JobMeter:
         if self._journal is None:
             return True
         with self._journal_lock:
-            with self._lock:
-                t = self._totals
-                exposure = t.cost_usd + sum(c.outstanding_usd for c in self._open)
+            exposure = self._exposure()
             if exposure == self._journaled:
                 return True
             if not self._journal(exposure):
@@ -204,10 +202,13 @@ class JobMeter:
         """Is the job's exposure now above the figure last journaled (by more than rounding)?"""
         if self._journal is None or self._journaled is None:
             return False
+        return self._exposure() > self._journaled + EXPOSURE_SLACK_USD
+
+    def _exposure(self) -> float:
+        """What the job may have spent now: its metered cost and its open calls' reservations
+        (what is left of each beyond its charges)."""
         with self._lock:
-            t = self._totals
-            exposure = t.cost_usd + sum(c.outstanding_usd for c in self._open)
-        return exposure > self._journaled + EXPOSURE_SLACK_USD
+            return self._totals.cost_usd + sum(c.outstanding_usd for c in self._open)
 
     def _reserve(
         self, *, input_usd: float, output_usd_per_token: float, max_tokens: int, floor: int

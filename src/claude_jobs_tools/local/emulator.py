@@ -151,12 +151,12 @@ def plain_answers() -> None:
     ~15 ms of the emulator's CPU a `GetRecords` (the notifier and the expiry function both read
     the stream, each record with its old and new job item), ~28 ms a job, ~1 ms a `GetItem`
     and ~0.3 ms a `Query` (a caller following a job's events makes ~12): most of the
-    emulator's serializing. These answers are now the same JSON written
-    directly, with the values the JSON protocol encodes (a stream record's
-    `ApproximateCreationDateTime` as epoch seconds, binary attribute values as base64); an
-    answer holding anything else that is not plain JSON goes through moto's serializer as
-    before. (A map with an empty key, which the generic serializer mangled so that botocore
-    could not parse the answer, now comes back intact.)"""
+    emulator's serializing. These answers are now the same JSON written directly, with the
+    values the JSON protocol encodes (a stream record's `ApproximateCreationDateTime` as epoch
+    seconds, binary attribute values as base64); an answer holding anything else that is not
+    plain JSON goes through moto's serializer as before. (A map with an empty key, which the
+    generic serializer mangled so that botocore could not parse the answer, now comes back
+    intact.)"""
     import importlib
 
     for module, owner, name in PLAIN_ANSWERS:

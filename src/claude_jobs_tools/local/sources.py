@@ -96,14 +96,14 @@ class StreamEventSource:
     """The jobs table's stream → a function, as Lambda's DynamoDB event source mapping does it
     with `config` (:data:`claude_jobs.resources.NOTIFIER_STREAM`, which the CDK app uses too):
 
+    - records that match none of `config.filters` (event filtering) are dropped as they are
+      read, before any batch: the function never sees them;
     - batches of up to `batch_size` records, in stream order; the answer's `batchItemFailures`
       (ReportBatchItemFailures) checkpoint the batch before its first failed record;
     - a batch whose invocation fails is split in two (bisection) until the failing record is
       alone; one with item failures is retried from its first failed record, alone;
     - that record is retried `retry_attempts` times, after a growing pause during which the
       records behind it wait (as on a shard);
-    - records that match none of `config.filters` (event filtering) are dropped as they are
-      read, before any batch: the function never sees them;
     - then it is described on the on-failure destination (the shape Lambda sends: the batch's
       shard, sequence numbers and arrival times, not the record itself) and skipped, so it
       never holds up the records after it. Records older than `max_record_age_seconds` go
