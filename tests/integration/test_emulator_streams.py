@@ -201,3 +201,39 @@ def test_the_emulator_keeps_only_the_newest_shard_iterators(
         assert 0 < len(backend.shard_iterators) <= 5
     finally:
         emulator.stop()
+
+
+def test_the_emulator_lists_a_service_s_actions_once(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto found each request's action among its response class's functions, listed anew
+    (`inspect.getmembers` over the whole class) for every request; the emulator lists them
+    once per class, and every action still answers."""
+    import inspect
+
+    # Given a table the emulator has served actions for
+    dynamodb, _ = clients(emulator)
+    name = streamed_table(dynamodb)
+    dynamodb.put_item(TableName=name, Item={"k": {"S": "a"}})
+    listed: list[object] = []
+    members = inspect.getmembers
+
+    def listing(*args: Any, **kwargs: Any) -> Any:
+        listed.append(args[0])
+        return members(*args, **kwargs)
+
+    monkeypatch.setattr(inspect, "getmembers", listing)
+    # When the same actions are served again
+    for _ in range(3):
+        dynamodb.put_item(TableName=name, Item={"k": {"S": "a"}, "n": {"N": "1"}})
+        assert dynamodb.get_item(TableName=name, Key={"k": {"S": "a"}})["Item"]["n"] == {"N": "1"}
+        assert (
+            dynamodb.query(
+                TableName=name,
+                KeyConditionExpression="k = :k",
+                ExpressionAttributeValues={":k": {"S": "a"}},
+            )["Count"]
+            == 1
+        )
+    # Then no class was listed again
+    assert listed == []

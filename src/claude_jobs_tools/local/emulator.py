@@ -56,6 +56,7 @@ __all__ = [
     "StackCredentials",
     "WSGIApp",
     "bound_shard_iterators",
+    "known_actions",
     "plain_answers",
     "require_stack_key",
     "serialize_dynamodb",
@@ -193,6 +194,19 @@ def _plain(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return answer
 
 
+def known_actions() -> None:
+    """List each moto service's actions once, not on every request: moto finds the method of
+    an action among the names of its response class's functions, which it listed anew (with
+    `inspect.getmembers`, every attribute of the class) for each request it served."""
+    import functools
+
+    from moto.core import responses
+
+    names = getattr(responses, "method_names_from_class")  # noqa: B009 - not re-exported
+    if not hasattr(names, "cache_info"):
+        setattr(responses, "method_names_from_class", functools.cache(names))  # noqa: B010
+
+
 def _remembering_hosts(dispatcher: type) -> type:
     """moto's dispatcher, remembering which backend serves a host: moto matches every request's
     host against the URL patterns of all its backends (and lists its modules) each time."""
@@ -241,11 +255,14 @@ class Emulator:
         )
         from werkzeug.serving import make_server
 
-        from . import dynamodb_transactions
+        from . import dynamodb_queries, dynamodb_transactions
         from .keep_alive import KeepAlive
 
         # Transactions back up the items they name, not whole tables (see that module).
         dynamodb_transactions.install()
+        # A table's query reads the items of its key, not the whole table (see that module).
+        dynamodb_queries.install()
+        known_actions()
         # The emulator logs every call through werkzeug's logger: keep it for warnings.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         share_stream_records()
