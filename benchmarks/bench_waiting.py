@@ -6,7 +6,9 @@
   `claude-jobs submit --wait` does (following the progress events with `?wait=20`, then one
   `GET ?wait=20`), and 20 callers each long-polling `GET /v1/jobs/{id}?wait=20`. Each against
   the CPU floor (the direct CLI's CPU x N / cores, direct runs interleaved), with the CPU
-  split by process: the dev process itself (emulator, functions, pollers) and the CLIs.
+  split by process: the dev process itself (emulator, functions, pollers) and the CLIs. One
+  unmeasured drain with a caller per job comes first: it loads the environments of the submit
+  and status functions that twenty callers at once keep busy (`warm_environments`).
 - one job: the paired overhead of a job through the stack over a direct `claude -p`.
 - reads per waiting minute: an in-process stack (the same `LocalStack`), two callers each
   waiting a full minute for a job whose model call is held longer, one following its events
@@ -140,16 +142,14 @@ def waiting_drain(
     )
 
 
-def warm_status_environments(stack: e2e.Stack, client: Any, count: int) -> None:
-    """`count` status function environments, loaded before the drains, as a service that
-    callers keep waiting on has them: each caller's long-poll holds one (one a concurrent
-    request, as on Lambda), and a cold one costs its init (clients, the page token secret).
-    Otherwise the first drain with a caller per job pays ~20 cold starts that later ones do not.
-    `count` long-polls at once on a job that runs for `e2e.SLOW_JOB_SECONDS`."""
-    job_id = client.submit("[[slow]] warm the status function", allowed_tools=[])["job_id"]
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        list(pool.map(lambda _: client.get(job_id, wait=2), range(count)))
-    client.wait(job_id, timeout=120)
+def warm_environments(stack: e2e.Stack, clients: list[Any], jobs: int, direct_cpu: float) -> None:
+    """The submit and status functions' environments, loaded before the measured drains, as a
+    service that callers keep submitting to and waiting on has them: one unmeasured drain with
+    a caller per job. Twenty callers at once submit at once and wait at once: twenty
+    environments of each function (one a concurrent request, as on Lambda), and a cold one
+    costs its init (modules, clients, the page token secret). Otherwise the first drain of a
+    kind pays up to ~40 cold starts that later ones do not (measured: ~0.3 of its ratio)."""
+    waiting_drain(stack, clients, jobs, direct_cpu, "cli")
     stack.settle()
 
 
@@ -325,7 +325,9 @@ def run(args: argparse.Namespace) -> bool:
         for _ in range(e2e.WORKERS):
             e2e.stack_job(client_a)
         e2e.one_job_rounds(fake.url, stack, client_a, ONE_JOB_ROUNDS, direct, through)
-        warm_status_environments(stack, client_a, JOBS)
+        warm_environments(
+            stack, [client_a, client_b], JOBS, statistics.median(r.cpu for r in direct)
+        )
         for _ in range(rounds):
             for mode in ("observer", "cli", "long-poll"):
                 stack.settle()
