@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -93,3 +94,56 @@ def test_a_sessions_stored_size_is_known_from_the_listing(provisioned: Provision
 
     size = anyio.run(scenario)
     assert size == len('{"type":"x","pad":""}\n') * 2 + 150
+
+
+def test_a_new_session_is_prepared_with_one_listing_and_a_stored_one_is_loaded(
+    provisioned: Provisioned, tmp_path: Any
+) -> None:
+    """Given a job starting a new session, when the worker prepares its sandbox, then the
+    store is listed once and nothing is read (most jobs start a session: a second listing
+    found nothing); a job continuing a stored session still gets its transcript."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from claude_jobs.models import Job, JobOptions, JobStatus
+    from claude_jobs.worker.isolation import AgentIdentity
+    from claude_jobs.worker.sandbox import Sandbox
+    from claude_jobs.worker.sessions import SessionKeeper
+
+    s3 = boto3.client("s3")
+    calls: list[str] = []
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            return getattr(s3, name)
+
+    keeper = SessionKeeper(S3SessionStore(Counting(), _bucket(provisioned)))
+
+    def prepare(session_id: str) -> Any:
+        job = Job(
+            job_id=f"j-{uuid.uuid4().hex[:8]}",
+            tenant_id="acme",
+            status=JobStatus.RUNNING,
+            created_at=datetime.now(UTC),
+            options=JobOptions(),
+            session_id=session_id,
+        )
+        sandbox = Sandbox(job.job_id, AgentIdentity(), tmp_path).create()
+        return keeper.prepare(job, sandbox)
+
+    # When a new session is prepared
+    fresh = prepare(str(uuid.uuid4()))
+    # Then one listing, nothing read, nothing to resume
+    assert calls == ["list_objects_v2"]
+    assert fresh.resume is False and fresh.loaded == set()
+    # And when a stored session is prepared, its transcript is loaded as before
+    stored = str(uuid.uuid4())
+    entry: Any = {"type": "user", "uuid": str(uuid.uuid4()), "sessionId": stored}
+    view = TenantSessions(S3SessionStore(s3, _bucket(provisioned)), "acme")
+    anyio.run(view.append, view.key(stored), [entry])
+    calls.clear()
+    resumed = prepare(stored)
+    assert resumed.resume is True and resumed.loaded == {entry["uuid"]}
+    assert calls.count("get_object") == 1
+    assert resumed.transcript.read_text().strip() == json.dumps(entry, separators=(",", ":"))

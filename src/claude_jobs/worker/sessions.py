@@ -201,6 +201,10 @@ class SessionKeeper:
                     f"({self.max_bytes} bytes): it cannot be resumed"
                 )
             store.stored_bytes = size
+            if size == 0:
+                # Nothing stored (a new session: most jobs): the listing said so already, and
+                # no part is ever empty, so reading it again would find nothing.
+                return []
         entries = await asyncio.wait_for(store.load(key), LOAD_TIMEOUT_SECONDS) or []
         if not entries:
             return []
