@@ -8,7 +8,10 @@
   the CPU floor (the direct CLI's CPU x N / cores, direct runs interleaved), with the CPU
   split by process: the dev process itself (emulator, functions, pollers) and the CLIs. One
   unmeasured drain with a caller per job comes first: it loads the environments of the submit
-  and status functions that twenty callers at once keep busy (`warm_environments`).
+  and status functions that twenty callers at once keep busy (`warm_environments`). Each round
+  also runs the same jobs as `claude -p`, as many at once as the stack has workers (`CLIs
+  alone`): each drain's wall over that one is what the stack adds at equal concurrency, apart
+  from what running the CLIs side by side costs the machine.
 - one job: the paired overhead of a job through the stack over a direct `claude -p`.
 - reads per waiting minute: an in-process stack (the same `LocalStack`), two callers each
   waiting a full minute for a job whose model call is held longer, one following its events
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextvars
 import os
+import resource
 import statistics
 import tempfile
 import threading
@@ -81,6 +85,27 @@ class WaitDrain:
         if the cores did nothing else and never idled (load from other work does not move it,
         where it stretches the wall)."""
         return (self.own_cpu + self.children_cpu) / self.jobs / self.direct_cpu
+
+
+@dataclass
+class DirectDrain:
+    """The same N one-call jobs as `claude -p` runs, as many at once as the stack has
+    workers: what the machine does with the CLIs alone at the drains' concurrency."""
+
+    wall: float
+    cpu: float  # the CLIs' CPU seconds, all of them
+
+
+def direct_drain(upstream: str, jobs: int, at_once: int) -> DirectDrain:
+    def reaped_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    cpu_before = reaped_cpu()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
+        list(pool.map(lambda _: e2e.direct_run(upstream), range(jobs)))
+    return DirectDrain(time.perf_counter() - started, reaped_cpu() - cpu_before)
 
 
 def _cpu_split(stack: e2e.Stack) -> tuple[float, float]:
@@ -314,6 +339,7 @@ def run(args: argparse.Namespace) -> bool:
     direct: list[e2e.Run] = []
     through: list[float] = []
     drains: list[WaitDrain] = []
+    alone: list[DirectDrain] = []
     with (
         FakeAnthropic(default=answer, api_key=e2e.API_KEY) as fake,
         tempfile.TemporaryDirectory(prefix="claude-jobs-bench-") as workdir,
@@ -329,6 +355,8 @@ def run(args: argparse.Namespace) -> bool:
             stack, [client_a, client_b], JOBS, statistics.median(r.cpu for r in direct)
         )
         for _ in range(rounds):
+            stack.settle()
+            alone.append(direct_drain(fake.url, JOBS, e2e.WORKERS))
             for mode in ("observer", "cli", "long-poll"):
                 stack.settle()
                 direct.append(e2e.direct_run(fake.url))
@@ -361,9 +389,10 @@ def run(args: argparse.Namespace) -> bool:
         f"\nDrains of {JOBS} jobs (CPU floor = direct CLI {direct_cpu * 1000:.0f} ms x {JOBS}"
         f" / {e2e.CORES} cores; CPU a job split by process)"
     )
+    alone_wall = statistics.median(a.wall for a in alone)
     print(
         f"  {'who waits':<34} {'wall':>7} {'floor':>7} {'ratio':>6}"
-        f" {'dev process/job':>16} {'CLIs/job':>9} {'CPU ratio':>9}"
+        f" {'dev process/job':>16} {'CLIs/job':>9} {'CPU ratio':>9} {'÷ CLIs alone':>12}"
     )
     names = {
         "observer": "one observer (the e2e drain)",
@@ -379,8 +408,15 @@ def run(args: argparse.Namespace) -> bool:
         print(
             f"  {names[d.mode]:<34} {d.wall:6.2f}s {d.floor:6.2f}s {d.ratio:6.2f}"
             f" {d.own_cpu / d.jobs * 1000:13.0f} ms {d.children_cpu / d.jobs * 1000:6.0f} ms"
-            f" {d.cpu_ratio:9.2f}{verdict}"
+            f" {d.cpu_ratio:9.2f} {d.wall / alone_wall:12.2f}{verdict}"
         )
+    cli_cpu = statistics.median(a.cpu for a in alone) / JOBS
+    print(
+        f"  (CLIs alone: the {JOBS} jobs as `claude -p`, {e2e.WORKERS} at once, as many as the"
+        f" stack has workers: {', '.join(f'{a.wall:.2f}' for a in alone)} s, i.e."
+        f" {alone_wall / (direct_cpu * JOBS / e2e.CORES):.2f}x the floor; {cli_cpu * 1000:.0f} ms"
+        f" of CPU a job against {direct_cpu * 1000:.0f} ms one at a time)"
+    )
 
     print(f"\nA waiting minute (one caller per route, a job held {HOLD_SECONDS:.0f} s)")
     for route, reads, calls, busy in (
