@@ -237,3 +237,53 @@ def test_the_emulator_lists_a_service_s_actions_once(
         )
     # Then no class was listed again
     assert listed == []
+
+
+def test_a_poller_keeps_its_shard_iterator_across_polls_and_failed_transactions(
+    emulator: Emulator,
+) -> None:
+    """The local stack's pollers read each shard with the iterator its last read returned
+    (one request a poll, not two); records of a failed transaction never show, and a kept
+    iterator the emulator no longer knows is replaced without losing a record."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    dynamodb, streams = clients(emulator)
+    name = streamed_table(dynamodb)
+    reader = StreamReader(dynamodb, name, streams, keep_iterators=True)
+    seen: list[str] = []
+
+    def poll() -> None:
+        seen.extend(r["dynamodb"]["Keys"]["k"]["S"] for r in reader.poll())
+
+    # Given a poller that polls between writes, idle polls among them
+    for n in range(6):
+        dynamodb.put_item(TableName=name, Item={"k": {"S": f"item-{n}"}})
+        poll()
+        poll()
+    # And a transaction that fails (its record taken back) between two more writes
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": name, "Item": {"k": {"S": "never"}}}},
+                {
+                    "Put": {
+                        "TableName": name,
+                        "Item": {"k": {"S": "item-0"}},
+                        "ConditionExpression": "attribute_not_exists(k)",
+                    }
+                },
+            ]
+        )
+    dynamodb.put_item(TableName=name, Item={"k": {"S": "item-6"}})
+    poll()
+    # Then it read every record once, in order, with the one iterator it took first
+    assert seen == [f"item-{n}" for n in range(7)]
+    assert reader.iterators_taken == 1
+    # When the emulator forgets every iterator (as AWS expires them)
+    dynamodbstreams_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].shard_iterators.clear()
+    dynamodb.put_item(TableName=name, Item={"k": {"S": "item-7"}})
+    poll()
+    # Then the poller takes a fresh one after the last record it delivered, and misses nothing
+    assert seen == [f"item-{n}" for n in range(8)]
+    assert reader.iterators_taken == 2

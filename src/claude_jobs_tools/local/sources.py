@@ -264,7 +264,10 @@ def notifier_source(
 
     sqs = boto3.client("sqs", region_name=REGION)
     dlq_url = sqs.get_queue_url(QueueName=NOTIFIER_DLQ.name(prefix))["QueueUrl"]
-    reader = StreamReader(boto3.client("dynamodb", region_name=REGION), settings.jobs_table)
+    # The emulator's transactions keep the stream in place: its iterators can be kept.
+    reader = StreamReader(
+        boto3.client("dynamodb", region_name=REGION), settings.jobs_table, keep_iterators=True
+    )
     source = StreamEventSource(reader, invoke, NOTIFIER_STREAM, sqs_destination(sqs, dlq_url))
     return source.poll_once
 
@@ -283,7 +286,10 @@ def expired_jobs_source(
 
     sqs = boto3.client("sqs", region_name=REGION)
     dlq_url = sqs.get_queue_url(QueueName=NOTIFIER_DLQ.name(prefix))["QueueUrl"]
-    reader = StreamReader(boto3.client("dynamodb", region_name=REGION), settings.jobs_table)
+    # The emulator's transactions keep the stream in place: its iterators can be kept.
+    reader = StreamReader(
+        boto3.client("dynamodb", region_name=REGION), settings.jobs_table, keep_iterators=True
+    )
     source = StreamEventSource(
         reader,
         invoke,
