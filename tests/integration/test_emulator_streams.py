@@ -68,6 +68,24 @@ def streamed_table(dynamodb: Any) -> str:
     return name
 
 
+def fail_a_transaction(dynamodb: Any, name: str, *, writing: str) -> None:
+    """A transaction that puts the item `writing`, then fails on its second put's condition
+    (`item-0` exists already)."""
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": name, "Item": {"k": {"S": writing}}}},
+                {
+                    "Put": {
+                        "TableName": name,
+                        "Item": {"k": {"S": "item-0"}},
+                        "ConditionExpression": "attribute_not_exists(k)",
+                    }
+                },
+            ]
+        )
+
+
 def test_items_and_stream_records_read_back_exactly_as_written(emulator: Emulator) -> None:
     # Given a table with a stream, and an item of every attribute type written to it
     dynamodb, streams = clients(emulator)
@@ -144,19 +162,7 @@ def test_a_failed_transaction_leaves_no_stream_record_and_backups_share_the_reco
 
     before = records()
     # When a transaction writes one item, then fails on its second's condition
-    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
-        dynamodb.transact_write_items(
-            TransactItems=[
-                {"Put": {"TableName": name, "Item": {"k": {"S": "new"}}}},
-                {
-                    "Put": {
-                        "TableName": name,
-                        "Item": {"k": {"S": "item-0"}},
-                        "ConditionExpression": "attribute_not_exists(k)",
-                    }
-                },
-            ]
-        )
+    fail_a_transaction(dynamodb, name, writing="new")
     # Then neither the item nor a stream record of it remains
     assert "Item" not in dynamodb.get_item(TableName=name, Key={"k": {"S": "new"}})
     assert records() == before
@@ -262,19 +268,7 @@ def test_a_poller_keeps_its_shard_iterator_across_polls_and_failed_transactions(
         poll()
         poll()
     # And a transaction that fails (its record taken back) between two more writes
-    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
-        dynamodb.transact_write_items(
-            TransactItems=[
-                {"Put": {"TableName": name, "Item": {"k": {"S": "never"}}}},
-                {
-                    "Put": {
-                        "TableName": name,
-                        "Item": {"k": {"S": "item-0"}},
-                        "ConditionExpression": "attribute_not_exists(k)",
-                    }
-                },
-            ]
-        )
+    fail_a_transaction(dynamodb, name, writing="never")
     dynamodb.put_item(TableName=name, Item={"k": {"S": "item-6"}})
     poll()
     # Then it read every record once, in order, with the one iterator it took first
