@@ -196,11 +196,10 @@ class ArtifactSink(Protocol):
     def put(self, tenant_id: str, job_id: str, path: str, body: IO[bytes], size: int) -> None: ...
 
 
-#: Reads the Anthropic key (Secrets Manager: `adapters/secrets.py`); raises when it cannot.
 #: A job's spend journal (`metering`): writes the job's exposure through to the job (True),
 #: or says it cannot (False: the job is no longer this worker's); may raise on a storage fault.
 Journal = Callable[[float], bool]
-
+#: Reads the Anthropic key (Secrets Manager: `adapters/secrets.py`); raises when it cannot.
 KeySource = Callable[[], str]
 #: Places a job's input objects in a directory and returns their paths (`inputs.py`).
 InputFetcher = Callable[["Job", Path], Sequence[Path]]

@@ -254,22 +254,11 @@ class StreamEventSource:
 def notifier_source(
     settings: Any, invoke: Callable[[dict[str, Any]], Any], prefix: str
 ) -> Callable[[], int]:
-    """The jobs table's stream → the notifier, with the CDK app's event source settings and the
-    notifier dead-letter queue as the on-failure destination."""
-    import boto3
+    """The jobs table's stream → the notifier, with the CDK app's event source settings (its
+    filters included) and the notifier dead-letter queue as the on-failure destination."""
+    from claude_jobs.resources import NOTIFIER_STREAM
 
-    from claude_jobs.resources import NOTIFIER_DLQ, NOTIFIER_STREAM
-
-    from .table_stream import StreamReader
-
-    sqs = boto3.client("sqs", region_name=REGION)
-    dlq_url = sqs.get_queue_url(QueueName=NOTIFIER_DLQ.name(prefix))["QueueUrl"]
-    # The emulator's transactions keep the stream in place: its iterators can be kept.
-    reader = StreamReader(
-        boto3.client("dynamodb", region_name=REGION), settings.jobs_table, keep_iterators=True
-    )
-    source = StreamEventSource(reader, invoke, NOTIFIER_STREAM, sqs_destination(sqs, dlq_url))
-    return source.poll_once
+    return _jobs_stream_source(settings, invoke, prefix, NOTIFIER_STREAM, "notifier")
 
 
 def expired_jobs_source(
@@ -278,9 +267,23 @@ def expired_jobs_source(
     """The jobs table's stream → the expired-jobs function (issue 20), REMOVE records only (its
     filter), with its settings and the notifier dead-letter queue as the on-failure
     destination. Its own reader: its own position."""
+    from claude_jobs.resources import SLOTS_STREAM
+
+    return _jobs_stream_source(settings, invoke, prefix, SLOTS_STREAM, "expiry")
+
+
+def _jobs_stream_source(
+    settings: Any,
+    invoke: Callable[[dict[str, Any]], Any],
+    prefix: str,
+    config: StreamSource,
+    function_name: str,
+) -> Callable[[], int]:
+    """A reader of its own on the jobs table's stream → `invoke`, as `config` says, failures
+    to the notifier dead-letter queue."""
     import boto3
 
-    from claude_jobs.resources import NOTIFIER_DLQ, SLOTS_STREAM
+    from claude_jobs.resources import NOTIFIER_DLQ
 
     from .table_stream import StreamReader
 
@@ -291,11 +294,7 @@ def expired_jobs_source(
         boto3.client("dynamodb", region_name=REGION), settings.jobs_table, keep_iterators=True
     )
     source = StreamEventSource(
-        reader,
-        invoke,
-        SLOTS_STREAM,
-        sqs_destination(sqs, dlq_url),
-        function_name="expiry",
+        reader, invoke, config, sqs_destination(sqs, dlq_url), function_name=function_name
     )
     return source.poll_once
 
