@@ -12,13 +12,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 
 from claude_jobs_tools.local import dynamodb_queries
+from tests.support.tables import create_table, mocked_dynamodb
 
 EVENTS = "events"
 JOBS = "jobs"
@@ -29,27 +28,9 @@ EVENTS_EACH = 12
 @pytest.fixture
 def dynamodb() -> Iterator[Any]:
     dynamodb_queries.install()
-    with mock_aws(), pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=EVENTS,
-            KeySchema=[
-                {"AttributeName": "job_id", "KeyType": "HASH"},
-                {"AttributeName": "seq", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "job_id", "AttributeType": "S"},
-                {"AttributeName": "seq", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        client.create_table(
-            TableName=JOBS,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    with mocked_dynamodb() as client:
+        create_table(client, EVENTS, ("job_id", "S"), ("seq", "N"))
+        create_table(client, JOBS, ("pk", "S"))
         # written out of order, partitions interleaved: the answers' order is the query's own
         for seq in reversed(range(1, EVENTS_EACH + 1)):
             for job in range(PARTITIONS):

@@ -17,6 +17,7 @@ from botocore.config import Config
 
 from claude_jobs_tools.local.emulator import PLAIN_ANSWERS, Emulator
 from claude_jobs_tools.local.table_stream import StreamReader
+from tests.support.tables import create_table
 
 #: An item with every attribute type: binary values, sets, nested lists and maps (one with an
 #: empty key, which moto's serializer mangled), text that JSON escapes.
@@ -57,15 +58,7 @@ def clients(emulator: Emulator) -> tuple[Any, Any]:
 
 def streamed_table(dynamodb: Any) -> str:
     """A new table keyed by `k`, with a stream of new and old images."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    return name
+    return create_table(dynamodb, f"t-{uuid.uuid4().hex[:8]}", ("k", "S"), stream=True)
 
 
 def fail_a_transaction(dynamodb: Any, name: str, *, writing: str) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from claude_jobs_tools.local import dynamodb_transactions
 from claude_jobs_tools.local.table_stream import streams_client
+from tests.support.tables import create_table, mocked_dynamodb
 
 TABLE = "t"
 
@@ -24,16 +23,8 @@ TABLE = "t"
 @pytest.fixture
 def dynamodb() -> Iterator[Any]:
     dynamodb_transactions.install()
-    with mock_aws(), pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
+    with mocked_dynamodb() as client:
+        create_table(client, TABLE, ("pk", "S"), stream=True)
         yield client
 
 
