@@ -247,6 +247,14 @@ class Emulator:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    @property
+    def app(self) -> WSGIApp:
+        """The WSGI application the server runs (authentication included)."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        app: WSGIApp = self._server.app
+        return app
+
     def start(self) -> Emulator:
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,

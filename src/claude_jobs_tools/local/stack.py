@@ -35,6 +35,7 @@ from claude_jobs.resources import (
 )
 from claude_jobs.settings import PUBLIC_ANTHROPIC_URL, Settings
 
+from . import in_process
 from .runtime import REGION, FunctionPool, default_functions_dir
 from .stack_config import (
     BEDROCK_ENDPOINT_ENV,
@@ -107,6 +108,7 @@ class LocalStack:
         self.moto_url = ""
         self._environ = Environ()
         self._moto: Emulator | None = None
+        self._in_process: in_process.InProcessServer | None = None
         self._fake: FakeAnthropic | FakeBedrock | None = None
         self.githost: Any = None  # githost.GitHost, with --githost
         self._github_app: Any = None  # githost.local.LocalApp, with --githost
@@ -397,6 +399,8 @@ class LocalStack:
 
         self._moto = Emulator("127.0.0.1").start()
         self.moto_url = self._moto.url
+        # The functions run in this process: their calls skip the socket (in_process.py).
+        self._in_process = in_process.serve(self._moto.url, self._moto.app)
 
     def _point_environment_at_moto(self) -> None:
         for name in REMOVED_ENV:
@@ -494,6 +498,9 @@ class LocalStack:
         if self.githost is not None:
             self.githost.close()
             self.githost = None
+        if self._in_process is not None:
+            in_process.stop(self._in_process)
+            self._in_process = None
         if self._moto is not None:
             try:
                 self._moto.stop()
