@@ -70,24 +70,26 @@ class ProcessInfo:
         return self.state not in ("Z", "X")
 
 
-def process_table() -> dict[int, ProcessInfo]:
-    """Every process of the machine (of this pid namespace) that could be read."""
+def process_table(*, uids: bool = True) -> dict[int, ProcessInfo]:
+    """Every process of the machine (of this pid namespace) that could be read. Without
+    `uids`, each process's `uids` is empty and only its `stat` is read: half the reads, for
+    the scans that tell a job's processes by ancestry (one user for worker and agent)."""
     table: dict[int, ProcessInfo] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        info = _read_process(int(entry.name))
+        info = _read_process(int(entry.name), uids)
         if info is not None:
             table[info.pid] = info
     return table
 
 
-def _read_process(pid: int) -> ProcessInfo | None:
+def _read_process(pid: int, with_uids: bool = True) -> ProcessInfo | None:
     # Raw reads and byte parsing: a sweep reads every process of the machine, several times a
     # job, so this is on every job's path.
     try:
         stat = _read_small(f"/proc/{pid}/stat")
-        status = _read_small(f"/proc/{pid}/status")
+        status = _read_small(f"/proc/{pid}/status") if with_uids else b""
     except OSError:  # gone meanwhile
         return None
     # The command name may hold spaces and parentheses: the fields start after the last ")".
@@ -152,6 +154,12 @@ class JobScope:
     #: Entries of the scratch directories when the job began (one user only).
     scratch_before: frozenset[str] = frozenset()
 
+    @property
+    def by_uid(self) -> bool:
+        """Whether the job's processes are told by their uid (else by ancestry: their uids
+        need not be read)."""
+        return self.uid is not None
+
     def members(self, table: dict[int, ProcessInfo], worker: int, others: set[int]) -> set[int]:
         if self.uid is not None:
             return {pid for pid, info in table.items() if self.uid in info.uids and pid != worker}
@@ -200,7 +208,7 @@ class ProcessSweeper:
         self._worker = os.getpid()
         if uid is not None:
             return JobScope(uid=uid)
-        table = process_table()
+        table = process_table(uids=False)
         before = frozenset(
             (pid, table[pid].start) for pid in descendants(table, self._worker) if pid in table
         )
@@ -221,7 +229,7 @@ class ProcessSweeper:
             others = set(self._running_clis)
         frozen: dict[int, int] = {}
         for _ in range(_MAX_FREEZE_ROUNDS):
-            table = process_table()
+            table = process_table(uids=scope.by_uid)
             members = scope.members(table, self._worker, others)
             found = [
                 table[pid]
@@ -244,14 +252,16 @@ class ProcessSweeper:
             _signal(pid, signal.SIGKILL)
         deadline = time.monotonic() + self._grace
         while True:
-            table = process_table()
+            table = process_table(uids=scope.by_uid)
             members = scope.members(table, self._worker, others)
             self._reap(table[pid] for pid in members if pid != scope.cli_pid)
             left = tuple(table[pid] for pid in sorted(members) if table[pid].alive)
             if not left or time.monotonic() > deadline:
                 if not left:
                     self._clear_scratch(scope)
-                return Sweep(killed=len(frozen), survivors=left)
+                # Survivors are reported with their uids.
+                survivors = tuple(_read_process(info.pid) or info for info in left)
+                return Sweep(killed=len(frozen), survivors=survivors)
             for info in left:
                 _signal(info.pid, signal.SIGKILL)
             time.sleep(0.01)
@@ -263,7 +273,7 @@ class ProcessSweeper:
         SDK's event loop."""
         with self._lock:
             others = set(self._running_clis) - {scope.cli_pid}
-        table = process_table()
+        table = process_table(uids=scope.by_uid)
         members = scope.members(table, self._worker, others)
         self._reap(table[pid] for pid in members if pid != scope.cli_pid)
         return sum(1 for pid in members if table[pid].alive)
