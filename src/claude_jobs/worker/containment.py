@@ -63,45 +63,68 @@ class ProcessInfo:
     ppid: int
     state: str  # R, S, D, T, Z, …
     uids: tuple[int, ...]  # real, effective, saved, filesystem
-    start: int  # clock ticks after boot: with the pid, names one process for good
+    start: int  # clock ticks after boot: with the pid, names one process for good (0: not read)
 
     @property
     def alive(self) -> bool:
         return self.state not in ("Z", "X")
 
 
-def process_table(*, uids: bool = True) -> dict[int, ProcessInfo]:
-    """Every process of the machine (of this pid namespace) that could be read. Without
-    `uids`, each process's `uids` is empty and only its `stat` is read: half the reads, for
-    the scans that tell a job's processes by ancestry (one user for worker and agent)."""
+def process_table(*, uids: bool = True, start: bool = True) -> dict[int, ProcessInfo]:
+    """Every process of the machine (of this pid namespace) that could be read.
+
+    A scan reads each process's `stat` and `status`; one that needs less reads one file, half
+    the reads (several scans a second for each running job): without `uids`, `stat` alone
+    (`uids` empty), for a job told by ancestry (one user for worker and agent); without
+    `start`, `status` alone (`start` 0), for a look that tells a job by its uid and does not
+    follow processes from one scan to the next (the watch while a job runs, as root)."""
+    if not (uids or start):
+        raise ValueError("a scan reads the uids or the start times, or both")
     table: dict[int, ProcessInfo] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        info = _read_process(int(entry.name), uids)
+        info = _read_process(int(entry.name), uids, start)
         if info is not None:
             table[info.pid] = info
     return table
 
 
-def _read_process(pid: int, with_uids: bool = True) -> ProcessInfo | None:
+def _read_process(pid: int, with_uids: bool = True, with_start: bool = True) -> ProcessInfo | None:
     # Raw reads and byte parsing: a sweep reads every process of the machine, several times a
     # job, so this is on every job's path.
     try:
-        stat = _read_small(f"/proc/{pid}/stat")
+        stat = _read_small(f"/proc/{pid}/stat") if with_start else b""
         status = _read_small(f"/proc/{pid}/status") if with_uids else b""
     except OSError:  # gone meanwhile
         return None
+    uids = tuple(int(value) for value in _status_field(status, b"Uid:").split())
+    if not stat:
+        # `status` alone: "PPid:\t1", "State:\tS (sleeping)" (its Name is escaped: a command
+        # name cannot forge a line).
+        state = _status_field(status, b"State:").split()
+        return ProcessInfo(
+            pid,
+            int(_status_field(status, b"PPid:") or 0),
+            state[0].decode(errors="replace") if state else "?",
+            uids,
+            0,
+        )
     # The command name may hold spaces and parentheses: the fields start after the last ")".
     fields = stat[stat.rindex(b")") + 2 :].split()
-    uids: tuple[int, ...] = ()
-    at = status.find(b"\nUid:")
-    if at >= 0:
-        end = status.find(b"\n", at + 5)
-        uids = tuple(int(value) for value in status[at + 5 : end if end >= 0 else None].split())
     return ProcessInfo(
         pid, int(fields[1]), fields[0].decode(errors="replace"), uids, int(fields[19])
     )
+
+
+def _status_field(status: bytes, name: bytes) -> bytes:
+    """The value of one line of /proc/<pid>/status (empty when it has none)."""
+    at = status.find(b"\n" + name)
+    if at < 0:
+        return b""
+    begin = at + 1 + len(name)
+    end = status.find(b"\n", begin)
+    return status[begin : end if end >= 0 else None].strip()
 
 
 def _read_small(path: str) -> bytes:
@@ -273,7 +296,9 @@ class ProcessSweeper:
         SDK's event loop."""
         with self._lock:
             others = set(self._running_clis) - {scope.cli_pid}
-        table = process_table(uids=scope.by_uid)
+        # One file a process: what telling the job's processes needs (their uids, or their
+        # ancestry and start times), and their state and parent for the count and the reaping.
+        table = process_table(uids=scope.by_uid, start=not scope.by_uid)
         members = scope.members(table, self._worker, others)
         self._reap(table[pid] for pid in members if pid != scope.cli_pid)
         return sum(1 for pid in members if table[pid].alive)
