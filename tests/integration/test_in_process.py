@@ -187,6 +187,44 @@ def test_a_caller_killed_mid_call_leaves_the_emulator_to_finish() -> None:
         in_process.stop(server)
 
 
+def test_an_application_that_raises_answers_500_as_over_http() -> None:
+    from botocore.config import Config
+    from werkzeug.serving import make_server
+
+    from claude_jobs_tools.local.keep_alive import KeepAlive
+    from tests.support.servers import serving
+
+    # Given an application that raises on every call, served over HTTP as the emulator is
+    def broken(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise RuntimeError("a bug in the emulator")
+
+    http = make_server("127.0.0.1", 0, broken, threaded=True, request_handler=KeepAlive)
+    http.daemon_threads = True  # type: ignore[attr-defined]
+    once = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    credentials = StackCredentials("AKIABROKEN", "x" * 40)
+    answers = []
+    with serving(http):
+        url = f"http://127.0.0.1:{http.server_port}"
+        for in_process_too in (False, True):
+            server = in_process.serve(url, broken) if in_process_too else None
+            try:
+                dynamodb = boto3.session.Session(
+                    aws_access_key_id=credentials.access_key_id,
+                    aws_secret_access_key=credentials.secret_access_key,
+                    region_name="us-east-1",
+                ).client("dynamodb", endpoint_url=url, config=once)
+                # When a client of this process calls it
+                with pytest.raises(ClientError) as failed:
+                    dynamodb.describe_limits()
+                answers.append(failed.value.response["ResponseMetadata"]["HTTPStatusCode"])
+            finally:
+                if server is not None:
+                    assert server.calls == 1
+                    in_process.stop(server)
+    # Then the caller gets the service's 500, over HTTP and in process alike
+    assert answers == [500, 500]
+
+
 def test_once_stopped_calls_go_over_http_again(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

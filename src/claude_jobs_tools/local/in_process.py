@@ -23,16 +23,19 @@ applied by the death of its caller.
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .emulator_auth import WSGIApp
 
-__all__ = ["InProcessServer", "serve"]
+__all__ = ["InProcessServer", "serve", "stop"]
+
+log = logging.getLogger(__name__)
 
 #: Threads a served emulator may run calls on at once (made as needed; idle ones are reused).
 #: Long polls hold one each (SQS `ReceiveMessage` up to 20 s), so it is well above the calls
@@ -68,10 +71,9 @@ class InProcessServer:
 
         environ = self._environ(request)
         try:
-            call = self._pool.submit(self._call, environ)
-        except RuntimeError:  # stopped meanwhile: as a server that no longer listens
+            status, headers, body = self._pool.submit(self._call, environ).result()
+        except (RuntimeError, CancelledError):  # stopped meanwhile: as a server that is gone
             raise EndpointConnectionError(endpoint_url=request.url) from None
-        status, headers, body = call.result()
         answer_headers = HTTPHeaders()
         for name, value in headers:
             answer_headers[name] = value
@@ -95,17 +97,25 @@ class InProcessServer:
             answered["status"], answered["headers"] = status, headers
             return out.append
 
-        chunks: Iterable[bytes] = self._app(environ, start_response)
         try:
-            out.extend(chunks)
-        finally:
-            close = getattr(chunks, "close", None)
-            if callable(close):
-                close()
+            chunks: Iterable[bytes] = self._app(environ, start_response)
+            try:
+                out.extend(chunks)
+            finally:
+                close = getattr(chunks, "close", None)
+                if callable(close):
+                    close()
+            code = int(str(answered["status"]).partition(" ")[0])
+            answer = code, list(answered["headers"]), b"".join(out)
+        except Exception:
+            # As the emulator's HTTP server answers an application that raised (keep_alive.py).
+            log.exception(
+                "the %s request to %s raised", environ["REQUEST_METHOD"], environ["RAW_URI"]
+            )
+            answer = 500, [("Content-Type", "text/plain")], b"Internal Server Error"
         with self._count_lock:
             self._answered += 1
-        code = int(str(answered["status"]).partition(" ")[0])
-        return code, list(answered["headers"]), b"".join(out)
+        return answer
 
     def _environ(self, request: Any) -> dict[str, Any]:
         parts = urlsplit(request.url)
