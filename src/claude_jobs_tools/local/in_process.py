@@ -3,7 +3,7 @@
 The stack's functions run in the emulator's process, so each of their calls used to cross
 loopback twice: botocore's HTTP client wrote the request and parsed the answer's headers, and
 the emulator's HTTP server parsed the request into a WSGI environ and wrote the answer back.
-That was ~0.5 ms of CPU a call, ~40 % of what a `GetItem` cost, and a job makes ~40 calls.
+That was ~0.4 ms of CPU a call, a third of what a `GetItem` cost, and a job makes ~40 calls.
 
 :func:`serve` hands the calls of this process's botocore clients whose endpoint is the
 emulator's URL straight to its WSGI application (botocore's `before-send` event, the hook
