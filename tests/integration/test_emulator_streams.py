@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -32,15 +31,6 @@ ITEM: dict[str, Any] = {
     "flag": {"BOOL": False},
     "text": {"S": 'ünï ✓ " \\ \n </script>'},
 }
-
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    started = Emulator().start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def clients(emulator: Emulator) -> tuple[Any, Any]:

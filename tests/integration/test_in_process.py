@@ -51,15 +51,6 @@ class Connections:
 
 
 @pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    emulator = Emulator().start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
-
-@pytest.fixture
 def served(emulator: Emulator) -> Iterator[in_process.InProcessServer]:
     server = in_process.serve(emulator.url, emulator.app)
     try:
