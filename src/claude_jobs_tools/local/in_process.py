@@ -23,19 +23,16 @@ applied by the death of its caller.
 from __future__ import annotations
 
 import io
-import logging
 import sys
 import threading
-from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .emulator_auth import WSGIApp
+from .keep_alive import Answer, answer_of
 
 __all__ = ["InProcessServer", "serve", "stop"]
-
-log = logging.getLogger(__name__)
 
 #: Threads a served emulator may run calls on at once (made as needed; idle ones are reused).
 #: Long polls hold one each (SQS `ReceiveMessage` up to 20 s), so it is well above the calls
@@ -71,13 +68,13 @@ class InProcessServer:
 
         environ = self._environ(request)
         try:
-            status, headers, body = self._pool.submit(self._call, environ).result()
+            answer = self._pool.submit(self._call, environ).result()
         except (RuntimeError, CancelledError):  # stopped meanwhile: as a server that is gone
             raise EndpointConnectionError(endpoint_url=request.url) from None
-        answer_headers = HTTPHeaders()
-        for name, value in headers:
-            answer_headers[name] = value
-        return AWSResponse(request.url, status, answer_headers, MockRawResponse(body))
+        headers = HTTPHeaders()
+        for name, value in answer.headers:
+            headers[name] = value
+        return AWSResponse(request.url, answer.code, headers, MockRawResponse(answer.body))
 
     @property
     def calls(self) -> int:
@@ -87,32 +84,8 @@ class InProcessServer:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _call(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
-        answered: dict[str, Any] = {}
-        out: list[bytes] = []
-
-        def start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Callable[[bytes], None]:
-            answered["status"], answered["headers"] = status, headers
-            return out.append
-
-        try:
-            chunks: Iterable[bytes] = self._app(environ, start_response)
-            try:
-                out.extend(chunks)
-            finally:
-                close = getattr(chunks, "close", None)
-                if callable(close):
-                    close()
-            code = int(str(answered["status"]).partition(" ")[0])
-            answer = code, list(answered["headers"]), b"".join(out)
-        except Exception:
-            # As the emulator's HTTP server answers an application that raised (keep_alive.py).
-            log.exception(
-                "the %s request to %s raised", environ["REQUEST_METHOD"], environ["RAW_URI"]
-            )
-            answer = 500, [("Content-Type", "text/plain")], b"Internal Server Error"
+    def _call(self, environ: dict[str, Any]) -> Answer:
+        answer = answer_of(self._app, environ)  # a 500 when the emulator raised, as over HTTP
         with self._count_lock:
             self._answered += 1
         return answer

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler
@@ -22,6 +24,51 @@ log = logging.getLogger(__name__)
 #: An idle kept-alive connection is closed after this long (its server thread ends).
 IDLE_SECONDS = 120
 _NO_BODY = frozenset({204, 304})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a WSGI application answered, whole."""
+
+    status: str  # "200 OK"
+    headers: list[tuple[str, str]]
+    body: bytes
+    raised: bool = False  # the application raised: this is the 500 answered for it
+
+    @property
+    def code(self) -> int:
+        return int(self.status.partition(" ")[0])
+
+
+SERVER_ERROR = Answer(
+    "500 Internal Server Error", [("Content-Type", "text/plain")], b"Internal Server Error", True
+)
+
+
+def answer_of(app: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> Answer:
+    """Run `app` on `environ` and collect its answer; an application that raised is logged
+    and answers 500 (the emulator's servers, over HTTP and in process alike)."""
+    answered: dict[str, Any] = {}
+    out: list[bytes] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answered["status"], answered["headers"] = status, headers
+        return out.append
+
+    try:
+        chunks = app(environ, start_response)
+        try:
+            out.extend(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if callable(close):
+                close()
+        return Answer(str(answered["status"]), list(answered["headers"]), b"".join(out))
+    except Exception:
+        log.exception(
+            "the %s request to %s raised", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
+        )
+        return SERVER_ERROR
 
 
 class _Body:
@@ -89,39 +136,24 @@ class KeepAlive(WSGIRequestHandler):
         body = _Body(self.rfile, int(length or 0))
         self.environ = environ = self.make_environ()
         environ["wsgi.input"] = body
-        answer: dict[str, Any] = {}
-        out: list[bytes] = []
-
-        def start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            answer["status"], answer["headers"] = status, headers
-            return out.append
-
-        try:
-            chunks = self.server.app(environ, start_response)
+        answer = answer_of(self.server.app, environ)
+        if not answer.raised:
             try:
-                out.extend(chunks)
-            finally:
-                if hasattr(chunks, "close"):
-                    chunks.close()
-            content = b"".join(out)
-            body.drain()
-        except Exception:
-            log.exception("the %s request to %s raised", self.command, self.path)
+                body.drain()
+            except Exception:
+                log.exception("the %s request to %s could not be read", self.command, self.path)
+                answer = SERVER_ERROR
+        if answer.raised:
             self.close_connection = True
-            answer = {"status": "500 Internal Server Error", "headers": []}
-            content = b"Internal Server Error"
-        code_text, _, reason = str(answer["status"]).partition(" ")
-        code = int(code_text)
+        code, reason = answer.code, answer.status.partition(" ")[2]
         self.send_response(code, reason)
         names = set()
-        for name, value in answer["headers"]:
+        for name, value in answer.headers:
             self.send_header(name, value)
             names.add(name.lower())
         silent = self.command == "HEAD" or 100 <= code < 200 or code in _NO_BODY
         if "content-length" not in names and not silent:
-            self.send_header("Content-Length", str(len(content)))
+            self.send_header("Content-Length", str(len(answer.body)))
         if self.close_connection:
             self.send_header("Connection", "close")
         # The head and the body in one write: written apart, the body of a kept-alive
@@ -129,5 +161,5 @@ class KeepAlive(WSGIRequestHandler):
         buffered: list[bytes] = getattr(self, "_headers_buffer", [])
         head = b"".join(buffered) + b"\r\n"
         buffered.clear()
-        self.wfile.write(head if silent else head + content)
+        self.wfile.write(head if silent else head + answer.body)
         self.wfile.flush()
