@@ -184,7 +184,7 @@ class JobScope:
         return self.uid is not None
 
     def members(self, table: dict[int, ProcessInfo], worker: int, others: set[int]) -> set[int]:
-        if self.uid is not None:
+        if self.by_uid:
             return {pid for pid, info in table.items() if self.uid in info.uids and pid != worker}
         excluded: set[int] = set()
         for pid in others:  # other jobs' CLIs running in this process, and their trees
