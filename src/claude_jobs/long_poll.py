@@ -3,7 +3,7 @@ off while a job stays quiet, so that what a waiting caller costs grows with the 
 not with the time it waits.
 
 A long-poll sleeps, then makes one cheap read (`JobRepository.control`: three attributes,
-eventually consistent; the events route adds a one-item probe of the events table), and answers
+eventually consistent; the events route adds a probe of the events table, one query), and answers
 as soon as that read shows what it waits for. The pause before each read is a fraction of how
 long the job has been *quiet* (since it was created, since it started, since the poll saw its
 status change): `QUIET_FRACTION` of that age, never under `MIN_PAUSE` nor over `MAX_PAUSE`.

@@ -321,3 +321,73 @@ def test_a_long_poll_answers_on_the_step_after_an_event_is_stored(tmp_path: Path
     # job had been quiet for a minute)
     assert page.items and page.items[0].seq == 2 and page.done is True
     assert pauses == [long_poll.MAX_PAUSE] * 2
+
+
+def test_a_long_poll_answers_a_running_jobs_new_events_from_its_probe_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a reader long-polling a job after `queued`, whose worker stores `running` and a
+    # tool call during the first pause (the job itself is not read again meanwhile: its
+    # reads are counted)
+    job_reads: list[str] = []
+    pauses: list[float] = []
+    world: World
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            at = "2026-01-01T00:00:00.000Z"
+            world.events.append(
+                job.job_id,
+                [
+                    {"seq": 2, "at": at, "type": "status", "status": "running"},
+                    {"seq": 3, "at": at, "type": "tool_use", "tool": "Bash", "input": "ls"},
+                ],
+            )
+
+    world = World(tmp_path, sleep=sleep)
+    job = world.submit()
+    counting = CountingEvents(world.events)
+    world.service.context.events = counting
+    read_job = world.repo.get
+
+    def counted_get(job_id: str) -> Job | None:
+        job_reads.append(job_id)
+        return read_job(job_id)
+
+    monkeypatch.setattr(world.repo, "get", counted_get)
+    # When it waits
+    page = world.page(job, after=1, wait=20)
+    # Then the probe that found them is the answer: not done, both events, the job read once
+    # (the first look) and the events twice (the first look, the probe)
+    assert kinds(page) == [(2, "status", "running"), (3, "tool_use", "Bash")]
+    assert page.done is False and page.next_cursor == "3"
+    assert len(job_reads) == 1 and counting.reads == 2
+
+
+def test_a_long_poll_whose_probe_finds_the_end_looks_again_job_first(tmp_path: Path) -> None:
+    # Given a reader long-polling a job after `queued`; during the first pause the worker
+    # stores the run's events up to `succeeded` but the job's terminal write has not landed
+    pauses: list[float] = []
+    world: World
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            at = "2026-01-01T00:00:00.000Z"
+            world.events.append(
+                job.job_id,
+                [
+                    {"seq": 2, "at": at, "type": "status", "status": "running"},
+                    {"seq": 3, "at": at, "type": "status", "status": "succeeded"},
+                ],
+            )
+
+    world = World(tmp_path, sleep=sleep)
+    job = world.submit()
+    # When it waits
+    page = world.page(job, after=1, wait=20)
+    # Then the answer comes from a look that read the job first: the events, and not done,
+    # since the job is not terminal yet (the next look says so once it is)
+    assert kinds(page) == [(2, "status", "running"), (3, "status", "succeeded")]
+    assert page.done is False

@@ -40,12 +40,12 @@ def wait_for_events(
     """The long poll of the events route: its schedule lives here alone.
 
     The first look reads the job and its events (`events_page`). While it finds nothing
-    newer and the job is not done, the poll probes the events table for one event after
-    `after` and, every `long_poll.STATUS_EVERY`-th step, the job's control attributes (a
-    job can end with no newer event: cancelled while queued, a run no worker ended), with
-    the pauses of `long_poll.py` (they grow with how long the job has been quiet). Once a
-    probe finds something, the answer is a full look again; a wait that ends with nothing
-    found answers the first look (nothing newer, not done)."""
+    newer and the job is not done, the poll probes the events table for events after `after`
+    (one query, as a one-event probe costs) and, every `long_poll.STATUS_EVERY`-th step, the
+    job's control attributes (a job can end with no newer event: cancelled while queued, a
+    run no worker ended), with the pauses of `long_poll.py` (they grow with how long the job
+    has been quiet). A probe that finds events answers (`_found_page`); a wait that ends with
+    nothing found answers the first look (nothing newer, not done)."""
     deadline = time.monotonic() + min(max(seconds, 0), MAX_WAIT_SECONDS)
     job = get(ctx, tenant_id, job_id)
     page = events_page(ctx, tenant_id, job_id, after, job)
@@ -57,8 +57,9 @@ def wait_for_events(
         ctx.sleep(min(pause, left))
         quiet += pause
         step += 1
-        if ctx.events is not None and ctx.events.read(job_id, after, 1):
-            return events_page(ctx, tenant_id, job_id, after)
+        found = ctx.events.read(job_id, after, EVENTS_PAGE_SIZE + 1) if ctx.events else []
+        if found:
+            return _found_page(ctx, tenant_id, job_id, after, found)
         if ctx.events is None or step % long_poll.STATUS_EVERY == 0:
             control = ctx.repo.control(job_id)
             if control is None or control.status.is_terminal:
@@ -95,6 +96,30 @@ def events_page(
         if ending["seq"] > after:
             items.append(ending)
     return _event_page(items, after, done=terminal)
+
+
+def _found_page(
+    ctx: ServiceContext, tenant_id: str, job_id: str, after: int, found: list[dict[str, Any]]
+) -> EventPage:
+    """The answer of a long-poll whose probe found `found` (a page and one more, at most).
+
+    Events that do not end the run are answered as they are, `done` false, without reading
+    the job and the events again: the job runs on (or ended after the probe, which the
+    caller's next look shows). A page that holds a final status is a full look
+    (`events_page`): `done` is said only from events read after the job was seen terminal."""
+    page = found[:EVENTS_PAGE_SIZE]
+    if len(found) > EVENTS_PAGE_SIZE or not any(_is_ending(event) for event in page):
+        return _event_page(page, after, done=False)
+    return events_page(ctx, tenant_id, job_id, after)
+
+
+def _is_ending(event: Mapping[str, Any]) -> bool:
+    if event.get("type") != "status":
+        return False
+    try:
+        return JobStatus(str(event.get("status"))).is_terminal
+    except ValueError:
+        return True  # (a status this code does not know: the full look decides)
 
 
 def _last_stored_event(ctx: ServiceContext, job_id: str, after: int) -> dict[str, Any] | None:
