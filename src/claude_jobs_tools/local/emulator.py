@@ -263,13 +263,15 @@ class Emulator:
         )
         from werkzeug.serving import make_server
 
-        from . import dynamodb_queries, dynamodb_transactions
+        from . import dynamodb_expressions, dynamodb_queries, dynamodb_transactions
         from .keep_alive import KeepAlive
 
         # Transactions back up the items they name, not whole tables (see that module).
         dynamodb_transactions.install()
         # A table's query reads the items of its key, not the whole table (see that module).
         dynamodb_queries.install()
+        # An update expression is parsed once and its tree copied cheaply (see that module).
+        dynamodb_expressions.install()
         known_actions()
         # The emulator logs every call through werkzeug's logger: keep it for warnings.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
