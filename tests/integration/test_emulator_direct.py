@@ -1,0 +1,206 @@
+"""The emulator's DynamoDB requests skip moto's Flask routing (`emulator.direct_dynamodb`).
+
+The same DynamoDB calls, through real botocore clients, against the emulator's chain with
+and without the direct path (both in process, on one moto): every answer, every refusal and
+the answers' headers are the same, and the direct path serves DynamoDB without Flask while
+other services still go through it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import flask
+import pytest
+from botocore.exceptions import ClientError
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+from claude_jobs_tools.local import in_process
+from claude_jobs_tools.local.emulator import (
+    Emulator,
+    direct_dynamodb,
+    require_stack_key,
+    serialize_dynamodb,
+)
+from tests.integration.test_in_process import client
+
+PLAIN_URL, DIRECT_URL = "http://127.0.0.1:1", "http://127.0.0.1:2"
+#: Headers whose values differ from one answer to the next.
+VARYING = {"date", "x-amzn-requestid", "x-amz-crc32", "content-length"}
+
+
+class FlaskCalls:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = flask.Flask.wsgi_app
+
+        def counting(app: Any, environ: Any, start_response: Any) -> Any:
+            self.count += 1
+            return original(app, environ, start_response)
+
+        monkeypatch.setattr(flask.Flask, "wsgi_app", counting)
+
+
+@pytest.fixture
+def both(emulator: Emulator) -> Iterator[None]:
+    """The emulator's chain without the direct path at PLAIN_URL, with it at DIRECT_URL."""
+    chains = {
+        PLAIN_URL: lambda moto: moto,
+        DIRECT_URL: direct_dynamodb,
+    }
+    servers = [
+        in_process.serve(
+            url,
+            require_stack_key(
+                serialize_dynamodb(wrap(DomainDispatcherApplication(create_backend_app))),
+                emulator.credentials,
+            ),
+        )
+        for url, wrap in chains.items()
+    ]
+    try:
+        yield
+    finally:
+        for server in servers:
+            in_process.stop(server)
+
+
+def _scenario(dynamodb: Any, table: str) -> list[Any]:
+    """A table's life: each call's answer (or refusal) with its status and header names."""
+    answers: list[Any] = []
+
+    def call(operation: Callable[..., Any], **kwargs: Any) -> None:
+        try:
+            answer = operation(**kwargs)
+        except ClientError as exc:
+            meta = exc.response["ResponseMetadata"]
+            answer = {k: v for k, v in exc.response.items() if k != "ResponseMetadata"}
+            answer["status"] = meta["HTTPStatusCode"]
+        else:
+            meta = answer.pop("ResponseMetadata")
+            answer["status"] = meta["HTTPStatusCode"]
+        headers = meta["HTTPHeaders"]
+        answer["headers"] = sorted(
+            (name, "" if name in VARYING else value) for name, value in headers.items()
+        )
+        answers.append(json.loads(json.dumps(answer, default=str).replace(table, "TABLE")))
+
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "kind", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-kind",
+                "KeySchema": [{"AttributeName": "kind", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for n in range(3):
+        item = {"pk": {"S": f"k{n} ü/"}, "kind": {"S": "odd" if n % 2 else "even"}}
+        call(dynamodb.put_item, TableName=table, Item={**item, "n": {"N": str(n)}})
+    key = {"pk": {"S": "k1 ü/"}}
+    call(dynamodb.get_item, TableName=table, Key=key, ConsistentRead=True)
+    call(dynamodb.get_item, TableName=table, Key={"pk": {"S": "none"}})
+    call(
+        dynamodb.query,
+        TableName=table,
+        KeyConditionExpression="pk = :k",
+        ExpressionAttributeValues={":k": key["pk"]},
+    )
+    call(
+        dynamodb.query,
+        TableName=table,
+        IndexName="by-kind",
+        KeyConditionExpression="kind = :k",
+        ExpressionAttributeValues={":k": {"S": "even"}},
+    )
+    call(dynamodb.scan, TableName=table, Limit=2)
+    call(
+        dynamodb.update_item,
+        TableName=table,
+        Key=key,
+        UpdateExpression="SET n = n + :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+        ReturnValues="ALL_NEW",
+    )
+    call(
+        dynamodb.put_item,
+        TableName=table,
+        Item={**key, "kind": {"S": "odd"}},
+        ConditionExpression="attribute_not_exists(pk)",
+        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+    )
+    call(
+        dynamodb.transact_write_items,
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": key,
+                    "UpdateExpression": "SET n = :zero",
+                    "ExpressionAttributeValues": {":zero": {"N": "0"}},
+                }
+            },
+            {
+                "ConditionCheck": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": "k0 ü/"}},
+                    "ConditionExpression": "n = :nine",
+                    "ExpressionAttributeValues": {":nine": {"N": "9"}},
+                }
+            },
+        ],
+    )
+    call(dynamodb.batch_get_item, RequestItems={table: {"Keys": [key, {"pk": {"S": "k2 ü/"}}]}})
+    call(dynamodb.delete_item, TableName=table, Key=key, ReturnValues="ALL_OLD")
+    call(dynamodb.update_item, TableName=table, Key=key, UpdateExpression="SET")
+    call(dynamodb.get_item, TableName=f"{table}-missing", Key=key)
+    return answers
+
+
+def test_dynamodb_answers_the_same_with_and_without_flask(
+    emulator: Emulator, both: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a client of each chain, and Flask's calls counted
+    credentials = emulator.credentials
+    run = uuid.uuid4().hex[:8]
+    plain = _scenario(client(PLAIN_URL, "dynamodb", credentials), f"plain-{run}")
+    flask_calls = FlaskCalls(monkeypatch)
+    # When the direct chain runs the same scenario
+    direct = _scenario(client(DIRECT_URL, "dynamodb", credentials), f"direct-{run}")
+    # Then each answer is the same, refusals and headers included
+    assert len(direct) == len(plain) == 15
+    for step, (expected, got) in enumerate(zip(plain, direct, strict=True)):
+        assert got == expected, f"step {step}"
+    assert [a["status"] for a in plain].count(400) == 4
+    # and no DynamoDB request went through Flask (the table was made before counting)
+    assert flask_calls.count == 0
+    # while another service still does
+    client(DIRECT_URL, "sqs", credentials).list_queues()
+    assert flask_calls.count == 1
+
+
+def test_the_direct_path_is_the_emulators_and_still_needs_the_stack_key(
+    emulator: Emulator,
+) -> None:
+    # Given the emulator over HTTP, and a client with a foreign key
+    from claude_jobs_tools.local.emulator import StackCredentials
+
+    foreign = StackCredentials(
+        access_key_id="AKIA" + "F" * 16, secret_access_key=emulator.credentials.secret_access_key
+    )
+    # When it calls DynamoDB
+    with pytest.raises(ClientError) as refused:
+        client(emulator.url, "dynamodb", foreign).list_tables()
+    # Then it is refused before moto (403), while the stack's key is served
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "TableNames" in client(emulator.url, "dynamodb", emulator.credentials).list_tables()
