@@ -195,9 +195,7 @@ def test_the_direct_path_is_the_emulators_and_still_needs_the_stack_key(
     # Given the emulator over HTTP, and a client with a foreign key
     from claude_jobs_tools.local.emulator import StackCredentials
 
-    foreign = StackCredentials(
-        access_key_id="AKIA" + "F" * 16, secret_access_key=emulator.credentials.secret_access_key
-    )
+    foreign = StackCredentials("AKIAIOSFODNN7EXAMPLE", emulator.credentials.secret_access_key)
     # When it calls DynamoDB
     with pytest.raises(ClientError) as refused:
         client(emulator.url, "dynamodb", foreign).list_tables()

@@ -35,7 +35,7 @@ from claude_jobs.resources import (
 )
 from claude_jobs.settings import PUBLIC_ANTHROPIC_URL, Settings
 
-from . import in_process
+from . import in_process, user_agent
 from .runtime import REGION, FunctionPool, default_functions_dir
 from .stack_config import (
     BEDROCK_ENDPOINT_ENV,
@@ -401,6 +401,8 @@ class LocalStack:
         self.moto_url = self._moto.url
         # The functions run in this process: their calls skip the socket (in_process.py).
         self._in_process = in_process.serve(self._moto.url, self._moto.app)
+        # The functions' clients clean botocore's user-agent parts once (see that module).
+        user_agent.install()
 
     def _point_environment_at_moto(self) -> None:
         for name in REMOVED_ENV:
