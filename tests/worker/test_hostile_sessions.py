@@ -22,8 +22,12 @@ from tests.worker.conftest import WorkerStack, _worker_stack, sandboxes_of
 
 pytestmark = pytest.mark.cli
 
-#: Bash of the agent: the path of its own transcript.
-OWN_TRANSCRIPT = 'f=$(ls "$CLAUDE_CONFIG_DIR"/projects/*/*.jsonl | head -1)'
+#: Bash of the agent: the path of its own transcript (the CLI writes it as it goes, so on a busy
+#: machine the file may come a moment after the tool call: waited for, up to 5 s).
+OWN_TRANSCRIPT = (
+    'for _ in $(seq 100); do f=$(ls "$CLAUDE_CONFIG_DIR"/projects/*/*.jsonl 2>/dev/null'
+    ' | head -1); [ -n "$f" ] && break; sleep 0.05; done'
+)
 
 #: Bash of the agent: 1,000 transcript lines of 1 KB appended to its own transcript.
 GROW = (
