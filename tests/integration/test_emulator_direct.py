@@ -1,9 +1,9 @@
-"""The emulator's DynamoDB requests skip moto's Flask routing (`emulator.direct_dynamodb`).
+"""The emulator's JSON services skip moto's Flask routing (`emulator.direct_handlers`).
 
-The same DynamoDB calls, through real botocore clients, against the emulator's chain with
-and without the direct path (both in process, on one moto): every answer, every refusal and
-the answers' headers are the same, and the direct path serves DynamoDB without Flask while
-other services still go through it.
+The same DynamoDB, DynamoDB Streams, SQS and EventBridge calls, through real botocore clients,
+against the emulator's chain with and without the direct path (both in process, on one moto):
+every answer, every refusal and the answers' headers are the same (ids and times aside), and
+the direct path serves those services without Flask while S3 still goes through it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from claude_jobs_tools.local import in_process
 from claude_jobs_tools.local.emulator import (
     Emulator,
-    direct_dynamodb,
+    direct_handlers,
     require_stack_key,
     serialize_dynamodb,
 )
@@ -30,6 +30,61 @@ from tests.integration.test_in_process import client
 PLAIN_URL, DIRECT_URL = "http://127.0.0.1:1", "http://127.0.0.1:2"
 #: Headers whose values differ from one answer to the next.
 VARYING = {"date", "x-amzn-requestid", "x-amz-crc32", "content-length"}
+#: Answer fields made fresh by each call (ids, times, the stream's positions).
+FRESH = {
+    "MessageId",
+    "ReceiptHandle",
+    "EventId",
+    "eventID",
+    "SequenceNumber",
+    "StartingSequenceNumber",
+    "ApproximateCreationDateTime",
+    "ShardIterator",
+    "NextShardIterator",
+    "StreamArn",
+    "LatestStreamArn",
+    "StreamLabel",
+    "LatestStreamLabel",
+    "ShardId",
+    "CreationRequestDateTime",
+    "CreationDateTime",
+}
+
+
+def _settled(value: Any) -> Any:
+    """`value` with its FRESH fields blanked."""
+    if isinstance(value, dict):
+        return {k: "" if k in FRESH else _settled(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_settled(v) for v in value]
+    return value
+
+
+def _recorder(answers: list[Any], name: str) -> Callable[..., Any]:
+    """A call made and its answer (or refusal) kept: status, header names, `name` generic."""
+
+    def call(operation: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            answer = operation(**kwargs)
+        except ClientError as exc:
+            meta = exc.response["ResponseMetadata"]
+            kept = {k: v for k, v in exc.response.items() if k != "ResponseMetadata"}
+            answer = {}
+        else:
+            meta = answer["ResponseMetadata"]
+            kept = {k: v for k, v in answer.items() if k != "ResponseMetadata"}
+        kept["status"] = meta["HTTPStatusCode"]
+        kept["headers"] = sorted(
+            (header, "" if header in VARYING else value)
+            for header, value in meta["HTTPHeaders"].items()
+        )
+        text = json.dumps(kept, default=str).replace(name, "NAME")
+        for url in (PLAIN_URL, DIRECT_URL):
+            text = text.replace(url, "URL")
+        answers.append(_settled(json.loads(text)))
+        return answer
+
+    return call
 
 
 class FlaskCalls:
@@ -49,7 +104,7 @@ def both(emulator: Emulator) -> Iterator[None]:
     """The emulator's chain without the direct path at PLAIN_URL, with it at DIRECT_URL."""
     chains = {
         PLAIN_URL: lambda moto: moto,
-        DIRECT_URL: direct_dynamodb,
+        DIRECT_URL: direct_handlers,
     }
     servers = [
         in_process.serve(
@@ -71,23 +126,7 @@ def both(emulator: Emulator) -> Iterator[None]:
 def _scenario(dynamodb: Any, table: str) -> list[Any]:
     """A table's life: each call's answer (or refusal) with its status and header names."""
     answers: list[Any] = []
-
-    def call(operation: Callable[..., Any], **kwargs: Any) -> None:
-        try:
-            answer = operation(**kwargs)
-        except ClientError as exc:
-            meta = exc.response["ResponseMetadata"]
-            answer = {k: v for k, v in exc.response.items() if k != "ResponseMetadata"}
-            answer["status"] = meta["HTTPStatusCode"]
-        else:
-            meta = answer.pop("ResponseMetadata")
-            answer["status"] = meta["HTTPStatusCode"]
-        headers = meta["HTTPHeaders"]
-        answer["headers"] = sorted(
-            (name, "" if name in VARYING else value) for name, value in headers.items()
-        )
-        answers.append(json.loads(json.dumps(answer, default=str).replace(table, "TABLE")))
-
+    call = _recorder(answers, table)
     dynamodb.create_table(
         TableName=table,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -167,6 +206,42 @@ def _scenario(dynamodb: Any, table: str) -> list[Any]:
     return answers
 
 
+def _streams_queues_and_events(credentials: Any, url: str, name: str) -> list[Any]:
+    """A table's stream read, a queue's message sent, received and deleted, an event put."""
+    answers: list[Any] = []
+    call = _recorder(answers, name)
+    dynamodb, streams = (
+        client(url, "dynamodb", credentials),
+        client(url, "dynamodbstreams", credentials),
+    )
+    sqs, events = client(url, "sqs", credentials), client(url, "events", credentials)
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    dynamodb.put_item(TableName=name, Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+    arn = dynamodb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    described = call(streams.describe_stream, StreamArn=arn)
+    shard = described["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = call(
+        streams.get_shard_iterator, StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    call(streams.get_records, ShardIterator=iterator)
+    queue = call(sqs.create_queue, QueueName=name)["QueueUrl"]
+    call(sqs.send_message, QueueUrl=queue, MessageBody="hello ü")
+    received = call(sqs.receive_message, QueueUrl=queue, WaitTimeSeconds=0)
+    call(sqs.delete_message, QueueUrl=queue, ReceiptHandle=received["Messages"][0]["ReceiptHandle"])
+    call(sqs.receive_message, QueueUrl=queue, WaitTimeSeconds=0)
+    call(sqs.get_queue_attributes, QueueUrl=f"{queue}-missing", AttributeNames=["All"])
+    entry = {"Source": "claude-jobs.test", "DetailType": name, "Detail": '{"job": "j-1"}'}
+    call(events.put_events, Entries=[entry])
+    call(events.put_events, Entries=[{**entry, "EventBusName": f"{name}-missing"}])
+    return answers
+
+
 def test_dynamodb_answers_the_same_with_and_without_flask(
     emulator: Emulator, both: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,10 +257,29 @@ def test_dynamodb_answers_the_same_with_and_without_flask(
     for step, (expected, got) in enumerate(zip(plain, direct, strict=True)):
         assert got == expected, f"step {step}"
     assert [a["status"] for a in plain].count(400) == 4
-    # and no DynamoDB request went through Flask (the table was made before counting)
+    # and no DynamoDB request went through Flask
     assert flask_calls.count == 0
-    # while another service still does
-    client(DIRECT_URL, "sqs", credentials).list_queues()
+
+
+def test_streams_queues_and_events_answer_the_same_with_and_without_flask(
+    emulator: Emulator, both: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a client of each chain, and Flask's calls counted
+    credentials = emulator.credentials
+    run = uuid.uuid4().hex[:8]
+    plain = _streams_queues_and_events(credentials, PLAIN_URL, f"plain-{run}")
+    flask_calls = FlaskCalls(monkeypatch)
+    # When the direct chain runs the same calls
+    direct = _streams_queues_and_events(credentials, DIRECT_URL, f"direct-{run}")
+    # Then each answer is the same, refusals and headers included
+    assert len(direct) == len(plain) == 11
+    for step, (expected, got) in enumerate(zip(plain, direct, strict=True)):
+        assert got == expected, f"step {step}"
+    assert [a["status"] for a in plain].count(400) == 2  # the missing queue, the missing bus
+    assert plain[2]["Records"][0]["eventName"] == "INSERT"
+    # and none of them went through Flask, while S3 still does
+    assert flask_calls.count == 0
+    client(DIRECT_URL, "s3", credentials).list_buckets()
     assert flask_calls.count == 1
 
 
