@@ -2,11 +2,11 @@
 
 botocore writes a `User-Agent` header on every call, twice (the client's, then rebuilt with the
 call's features): some sixteen parts, each cleaned of characters a header may not hold by a
-Python loop over its characters. That was a fifth of a `GetItem`'s CPU on the caller's side,
-and the parts are the same few strings all day. `install()` keeps the cleaned form of each part
-(`functools.lru_cache` of botocore's own function, a pure one of its two arguments), so the
-header is the same string, made in a fraction of the time. The local stack installs it in its
-process, where its functions' clients make ~40 calls a job.
+Python loop over its characters, though the parts are the same few strings all day.
+`install()` keeps the cleaned form of each part (`functools.lru_cache` of botocore's own
+function, a pure one of its two arguments), so the header is the same string, made faster: a
+`GetItem`'s CPU on the caller's side went from 0.39-0.46 to 0.36-0.41 ms. The local stack
+installs it in its process, where its functions' clients make ~40 calls a job.
 """
 
 from __future__ import annotations
