@@ -55,6 +55,20 @@ def _transact(*updates: dict[str, Any]) -> Any:
 
 N1, N5, S_X = {"N": "1"}, {"N": "5"}, {"S": "x"}
 KEY_A, KEY_B = {"pk": {"S": "a"}}, {"pk": {"S": "b"}}
+#: Two updates in one transaction, the second conditional on b's `a` being 1.
+TRANSACTION = _transact(
+    {
+        "Key": KEY_A,
+        "UpdateExpression": "SET n = n + :one",
+        "ExpressionAttributeValues": {":one": N1},
+    },
+    {
+        "Key": KEY_B,
+        "UpdateExpression": "SET a = a + :one",
+        "ConditionExpression": "a = :one",
+        "ExpressionAttributeValues": {":one": N1},
+    },
+)
 #: Updates that succeed, some with the same expression again (its kept tree), and each kind
 #: of expression moto refuses.
 SCENARIO: list[Callable[[Any], Any]] = [
@@ -77,32 +91,8 @@ SCENARIO: list[Callable[[Any], Any]] = [
     _update("SET n = :one", {":one": N1}, ConditionExpression="n = :one"),
     _update("SET n = :five", {":five": N5}, ConditionExpression="n = :five"),
     _update("SET a = :one", {":one": N1}, key="b"),
-    _transact(
-        {
-            "Key": KEY_A,
-            "UpdateExpression": "SET n = n + :one",
-            "ExpressionAttributeValues": {":one": N1},
-        },
-        {
-            "Key": KEY_B,
-            "UpdateExpression": "SET a = a + :one",
-            "ConditionExpression": "a = :one",
-            "ExpressionAttributeValues": {":one": N1},
-        },
-    ),
-    _transact(
-        {
-            "Key": KEY_A,
-            "UpdateExpression": "SET n = n + :one",
-            "ExpressionAttributeValues": {":one": N1},
-        },
-        {
-            "Key": KEY_B,
-            "UpdateExpression": "SET a = a + :one",
-            "ConditionExpression": "a = :one",
-            "ExpressionAttributeValues": {":one": N1},
-        },
-    ),
+    TRANSACTION,
+    TRANSACTION,  # (its condition fails the second time: cancelled, nothing written)
     # refused: syntax, a value not given, overlapping paths, a key attribute, a type, a path
     # into nothing, a function of a missing attribute, two SET clauses
     _update("SET n = ", {":one": N1}),

@@ -323,32 +323,49 @@ def test_a_long_poll_answers_on_the_step_after_an_event_is_stored(tmp_path: Path
     assert pauses == [long_poll.MAX_PAUSE] * 2
 
 
+class StoredOnFirstPause:
+    """The service's sleep: during a long-poll's first pause the worker stores `events` (at
+    seqs 2 and on) for the job, as if it ran meanwhile."""
+
+    def __init__(self, *kinds: tuple[str, str]) -> None:
+        self.kinds = kinds
+        self.pauses: list[float] = []
+        self.world: World | None = None
+        self.job: Job | None = None
+
+    def __call__(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        if len(self.pauses) == 1 and self.world is not None and self.job is not None:
+            at = "2026-01-01T00:00:00.000Z"
+            events = [
+                {
+                    "seq": seq,
+                    "at": at,
+                    "type": kind,
+                    **({"status": value} if kind == "status" else {"tool": value, "input": "ls"}),
+                }
+                for seq, (kind, value) in enumerate(self.kinds, start=2)
+            ]
+            self.world.events.append(self.job.job_id, events)
+
+
+def _world_storing(tmp_path: Path, *kinds: tuple[str, str]) -> tuple[World, Job]:
+    sleep = StoredOnFirstPause(*kinds)
+    world = World(tmp_path, sleep=sleep)
+    job = world.submit()
+    sleep.world, sleep.job = world, job
+    return world, job
+
+
 def test_a_long_poll_answers_a_running_jobs_new_events_from_its_probe_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a reader long-polling a job after `queued`, whose worker stores `running` and a
-    # tool call during the first pause (the job itself is not read again meanwhile: its
-    # reads are counted)
-    job_reads: list[str] = []
-    pauses: list[float] = []
-    world: World
-
-    def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        if len(pauses) == 1:
-            at = "2026-01-01T00:00:00.000Z"
-            world.events.append(
-                job.job_id,
-                [
-                    {"seq": 2, "at": at, "type": "status", "status": "running"},
-                    {"seq": 3, "at": at, "type": "tool_use", "tool": "Bash", "input": "ls"},
-                ],
-            )
-
-    world = World(tmp_path, sleep=sleep)
-    job = world.submit()
+    # tool call during the first pause (the job's and the events' reads are counted)
+    world, job = _world_storing(tmp_path, ("status", "running"), ("tool_use", "Bash"))
     counting = CountingEvents(world.events)
     world.service.context.events = counting
+    job_reads: list[str] = []
     read_job = world.repo.get
 
     def counted_get(job_id: str) -> Job | None:
@@ -368,23 +385,7 @@ def test_a_long_poll_answers_a_running_jobs_new_events_from_its_probe_alone(
 def test_a_long_poll_whose_probe_finds_the_end_looks_again_job_first(tmp_path: Path) -> None:
     # Given a reader long-polling a job after `queued`; during the first pause the worker
     # stores the run's events up to `succeeded` but the job's terminal write has not landed
-    pauses: list[float] = []
-    world: World
-
-    def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        if len(pauses) == 1:
-            at = "2026-01-01T00:00:00.000Z"
-            world.events.append(
-                job.job_id,
-                [
-                    {"seq": 2, "at": at, "type": "status", "status": "running"},
-                    {"seq": 3, "at": at, "type": "status", "status": "succeeded"},
-                ],
-            )
-
-    world = World(tmp_path, sleep=sleep)
-    job = world.submit()
+    world, job = _world_storing(tmp_path, ("status", "running"), ("status", "succeeded"))
     # When it waits
     page = world.page(job, after=1, wait=20)
     # Then the answer comes from a look that read the job first: the events, and not done,
