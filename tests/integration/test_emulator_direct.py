@@ -3,7 +3,9 @@
 The same DynamoDB, DynamoDB Streams, SQS and EventBridge calls, through real botocore clients,
 against the emulator's chain with and without the direct path (both in process, on one moto):
 every answer, every refusal and the answers' headers are the same (ids and times aside), and
-the direct path serves those services without Flask while S3 still goes through it.
+the direct path serves those services without Flask while S3 still goes through it. (The
+stack-key check stands in front of it: `test_emulator_auth.py` refuses foreign keys and wrong
+secrets for these services through the emulator's whole chain.)
 """
 
 from __future__ import annotations
@@ -281,18 +283,3 @@ def test_streams_queues_and_events_answer_the_same_with_and_without_flask(
     assert flask_calls.count == 0
     client(DIRECT_URL, "s3", credentials).list_buckets()
     assert flask_calls.count == 1
-
-
-def test_the_direct_path_is_the_emulators_and_still_needs_the_stack_key(
-    emulator: Emulator,
-) -> None:
-    # Given the emulator over HTTP, and a client with a foreign key
-    from claude_jobs_tools.local.emulator import StackCredentials
-
-    foreign = StackCredentials("AKIAIOSFODNN7EXAMPLE", emulator.credentials.secret_access_key)
-    # When it calls DynamoDB
-    with pytest.raises(ClientError) as refused:
-        client(emulator.url, "dynamodb", foreign).list_tables()
-    # Then it is refused before moto (403), while the stack's key is served
-    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    assert "TableNames" in client(emulator.url, "dynamodb", emulator.credentials).list_tables()

@@ -349,6 +349,19 @@ class StoredOnFirstPause:
             self.world.events.append(self.job.job_id, events)
 
 
+def _counting_job_reads(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the jobs the service reads from now on, in order."""
+    job_reads: list[str] = []
+    read_job = world.repo.get
+
+    def counted_get(job_id: str) -> Job | None:
+        job_reads.append(job_id)
+        return read_job(job_id)
+
+    monkeypatch.setattr(world.repo, "get", counted_get)
+    return job_reads
+
+
 def _world_storing(tmp_path: Path, *kinds: tuple[str, str]) -> tuple[World, Job]:
     sleep = StoredOnFirstPause(*kinds)
     world = World(tmp_path, sleep=sleep)
@@ -365,14 +378,7 @@ def test_a_long_poll_answers_a_running_jobs_new_events_from_its_probe_alone(
     world, job = _world_storing(tmp_path, ("status", "running"), ("tool_use", "Bash"))
     counting = CountingEvents(world.events)
     world.service.context.events = counting
-    job_reads: list[str] = []
-    read_job = world.repo.get
-
-    def counted_get(job_id: str) -> Job | None:
-        job_reads.append(job_id)
-        return read_job(job_id)
-
-    monkeypatch.setattr(world.repo, "get", counted_get)
+    job_reads = _counting_job_reads(world, monkeypatch)
     # When it waits
     page = world.page(job, after=1, wait=20)
     # Then the probe that found them is the answer: not done, both events, the job read once
@@ -382,13 +388,20 @@ def test_a_long_poll_answers_a_running_jobs_new_events_from_its_probe_alone(
     assert len(job_reads) == 1 and counting.reads == 2
 
 
-def test_a_long_poll_whose_probe_finds_the_end_looks_again_job_first(tmp_path: Path) -> None:
+def test_a_long_poll_whose_probe_finds_the_end_looks_again_job_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a reader long-polling a job after `queued`; during the first pause the worker
     # stores the run's events up to `succeeded` but the job's terminal write has not landed
     world, job = _world_storing(tmp_path, ("status", "running"), ("status", "succeeded"))
+    counting = CountingEvents(world.events)
+    world.service.context.events = counting
+    job_reads = _counting_job_reads(world, monkeypatch)
     # When it waits
     page = world.page(job, after=1, wait=20)
-    # Then the answer comes from a look that read the job first: the events, and not done,
-    # since the job is not terminal yet (the next look says so once it is)
+    # Then the answer comes from a full look after the probe: the job read again, then the
+    # events (first look, probe, full look); not done, since the job is not terminal yet (the
+    # next look says so once it is)
     assert kinds(page) == [(2, "status", "running"), (3, "status", "succeeded")]
     assert page.done is False
+    assert len(job_reads) == 2 and counting.reads == 3
