@@ -2,8 +2,10 @@
 re-drives jobs whose message vanished, re-counts each tenant's slots and ends jobs whose
 approval expired, with its alarms.
 
-Least privilege: Scan, GetItem and UpdateItem on the jobs table (no index, no other table; an
-expiry reads the job and writes it and its tenant's counter in one transaction of updates),
+Least privilege: Query on the jobs table's unfinished-jobs index (`by_open`: the keys of the
+queued, running and waiting jobs and of the tenants' counters), BatchGetItem, GetItem and
+UpdateItem on the jobs table (those items read consistently; an expiry reads the job and writes
+it and its tenant's counter in one transaction of updates; no Scan, no other index or table),
 SendMessage on the jobs queue, DeleteObject on the documents prefix (an expired job's stored
 prompts); nothing else.
 """
@@ -24,6 +26,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from claude_jobs.definitions import FUNCTIONS
+from claude_jobs.resources import JOBS_TABLE
 from infra.components.functions import (
     DOCUMENTS_OBJECTS,
     DOCUMENTS_OBJECTS_REASON,
@@ -68,8 +71,10 @@ class Reconciler(Construct):
             ),
         )
         self.function.allow(
-            ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"], [table.table_arn]
+            ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"], [table.table_arn]
         )
+        open_index = f"{table.table_arn}/index/{JOBS_TABLE.indexes[2].name}"
+        self.function.allow(["dynamodb:Query"], [open_index])
         self.function.allow(["sqs:SendMessage"], [queue.queue_arn])
         # An expired approval's job: its prompts kept in the documents store are deleted.
         self.function.allow(["s3:DeleteObject"], [documents])

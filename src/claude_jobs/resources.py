@@ -104,10 +104,23 @@ JOBS_TABLE = Table(
             sort_key=Attribute("approval_key"),
             projection="KEYS_ONLY",
         ),
+        # Sparse: only unfinished jobs (queued, running, awaiting_approval) and the tenants'
+        # usage counters have its key ("open#<n>", n from a hash of the item's key), so the
+        # reconciler reads what it acts on and never the finished jobs the table keeps for
+        # their retention. Keys only: an index copy is written when a job is created and
+        # deleted when it ends, not on every update.
+        Index(
+            name="by_open",
+            partition_key=Attribute("open_shard"),
+            projection="KEYS_ONLY",
+        ),
     ),
 )
 #: Index partitions per tenant (changing it needs a backfill of `tenant_shard`).
 TENANT_SHARDS = 4
+#: Partitions of the unfinished-jobs index (`by_open`): each holds at most 1,000 index writes a
+#: second, and a job makes two (created, ended). Changing it needs a backfill of `open_shard`.
+OPEN_SHARDS = 8
 
 API_KEYS_TABLE = Table(
     logical_id="ApiKeysTable",

@@ -54,20 +54,25 @@ def test_the_reconciler_may_read_and_update_jobs_send_to_the_jobs_queue_and_drop
             [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
         ):
             actions[action] = json.dumps(statement["Resource"])
-    # Then, beside its logs and traces, it may scan, read and update the jobs table (an expired
-    # approval: the job and its tenant's counter, in a transaction of updates), send to the
-    # jobs queue and delete the documents an expired job leaves: no other table, index or
-    # queue, no reads of the bucket, no puts
+    # Then, beside its logs and traces, it may query the unfinished-jobs index, read and update
+    # the jobs table (an expired approval: the job and its tenant's counter, in a transaction
+    # of updates), send to the jobs queue and delete the documents an expired job leaves: no
+    # scan, no other table, index or queue, no reads of the bucket, no puts
     app = {a for a in actions if a.split(":")[0] in ("dynamodb", "sqs", "s3", "secretsmanager")}
     assert app == {
-        "dynamodb:Scan",
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "sqs:SendMessage",
         "s3:DeleteObject",
     }
-    for action in ("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"):
+    for action in ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"):
         assert "JobsTable" in actions[action] and "/index/" not in actions[action]
+    assert "JobsTable" in actions["dynamodb:Query"]
+    assert "/index/by_open" in actions["dynamodb:Query"]
+    assert "by_tenant_shard" not in actions["dynamodb:Query"]
+    assert "by_approval" not in actions["dynamodb:Query"]
     assert "JobsQueue" in actions["sqs:SendMessage"] and "Dlq" not in actions["sqs:SendMessage"]
     assert "ResultsBucket" in actions["s3:DeleteObject"]
     assert "/tenant/*" in actions["s3:DeleteObject"]

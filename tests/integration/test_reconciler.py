@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -243,7 +244,6 @@ def _waiting(container: Container, tenant: str, approval_id: str, expires_in: fl
 
 
 def _sweeper(container: Container, at: float) -> Reconciler:
-    from datetime import UTC, datetime
 
     from claude_jobs.reconcile.expiry import ApprovalExpiry
 
@@ -372,3 +372,108 @@ def test_the_scheduled_function_expires_a_due_approval(aws: tuple[str, AwsFaultP
     job = container.job_repository.get(job_id)
     assert job is not None and job.status is JobStatus.FAILED
     assert job.error is not None and job.error.code == APPROVAL_EXPIRED
+
+
+class _ItemsRead:
+    """Every item a DynamoDB client's reads touch: what a Scan or Query examined (its
+    `ScannedCount`, which DynamoDB bills, filter or not) and the keys a read returned."""
+
+    def __init__(self, client: Any) -> None:
+        self.examined = 0
+        self.keys: set[str] = set()
+        client.meta.events.register("after-call.dynamodb", self._seen)
+
+    def _seen(self, parsed: dict[str, Any], **_: Any) -> None:
+        items: list[dict[str, Any]] = list(parsed.get("Items", []))
+        self.examined += int(parsed.get("ScannedCount", 0))
+        for returned in parsed.get("Responses", {}).values():
+            items.extend(returned)
+            self.examined += len(returned)
+        self.keys.update(item["job_id"]["S"] for item in items if "job_id" in item)
+
+
+def test_a_run_reads_the_unfinished_jobs_and_counters_only(aws: tuple[str, AwsFaultProxy]) -> None:
+    container, _ = _stack()
+    jobs, service = container.job_repository, container.job_service
+    # Given a table that keeps 24 finished jobs (succeeded, failed, timed out, cancelled
+    # queued, failed before dispatch), next to one queued, one running and one waiting job
+    finished = []
+    for i in range(24):
+        job = service.submit(f"tenant-{i % 2}", JobRequest(prompt=f"done {i}")).job
+        finished.append(job.job_id)
+        if i % 6 == 0:
+            jobs.transition(Transition(job_id=job.job_id, to=JobStatus.CANCELLED))
+            continue
+        if i % 6 == 1:
+            jobs.fail_dispatch(job.job_id, None, "no queue", datetime.now(UTC))
+            continue
+        jobs.transition(
+            Transition(job_id=job.job_id, to=JobStatus.RUNNING, set_fields={"lease_until": 2**40})
+        )
+        end = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED)
+        jobs.transition(Transition(job_id=job.job_id, to=end[i % 4]))
+    queued = service.submit("tenant-0", JobRequest(prompt="queued")).job.job_id
+    running = service.submit("tenant-1", JobRequest(prompt="running")).job.job_id
+    jobs.transition(
+        Transition(job_id=running, to=JobStatus.RUNNING, set_fields={"lease_until": 2**40})
+    )
+    waiting = _waiting(container, "tenant-1", "apr_open", 86_400)
+    store = DynamoReconcileStore(container.client("dynamodb"), container.settings.jobs_table)
+    reads = _ItemsRead(store._client)
+    # When the reconciler takes its snapshot
+    snapshot = store.snapshot()
+    # Then it holds the three unfinished jobs and both tenants' counters, as they are
+    assert {(j.job_id, j.status) for j in snapshot.jobs} == {
+        (queued, "queued"),
+        (running, "running"),
+        (waiting, "awaiting_approval"),
+    }
+    counters = {t: (s.pending, s.running) for t, s in snapshot.slots.items()}
+    assert counters == {"tenant-0": (1, 0), "tenant-1": (2, 1)}
+    # And no finished job was read, or examined: each unfinished item once in the index and
+    # once by key (a scan examined all 29 items, and billed them, whatever its filter kept)
+    assert not reads.keys & set(finished)
+    assert reads.keys == {queued, running, waiting, "usage#tenant-0", "usage#tenant-1"}
+    assert reads.examined == 2 * 5
+
+
+def test_every_write_keeps_a_job_in_the_open_index_exactly_while_it_is_unfinished(
+    aws: tuple[str, AwsFaultProxy],
+) -> None:
+    from claude_jobs.adapters.job_items import OPEN_SHARD, open_shard
+
+    emulator_url, _ = aws
+    container, _ = _stack()
+    jobs, service = container.job_repository, container.job_service
+    direct = boto3.client("dynamodb", endpoint_url=emulator_url, region_name="us-east-1")
+    table = container.settings.jobs_table
+
+    def shard(key: str) -> str | None:
+        item = direct.get_item(TableName=table, Key={"job_id": {"S": key}}, ConsistentRead=True)
+        return item["Item"].get(OPEN_SHARD, {}).get("S")
+
+    # A job through its life: queued, running, awaiting approval, queued again, running, done
+    job_id = _waiting(container, "tenant-x", "apr_x", 86_400)
+    assert shard(job_id) == open_shard(job_id)
+    jobs.transition(
+        Transition(job_id=job_id, to=JobStatus.QUEUED, set_fields={"pending_approval": None})
+    )
+    assert shard(job_id) == open_shard(job_id)
+    # (a job written before the index existed joins it at its next transition)
+    direct.update_item(
+        TableName=table, Key={"job_id": {"S": job_id}}, UpdateExpression=f"REMOVE {OPEN_SHARD}"
+    )
+    jobs.transition(
+        Transition(job_id=job_id, to=JobStatus.RUNNING, set_fields={"lease_until": 2**40})
+    )
+    assert shard(job_id) == open_shard(job_id)
+    jobs.transition(Transition(job_id=job_id, to=JobStatus.SUCCEEDED))
+    assert shard(job_id) is None
+    # A queued job cancelled, and one failed before dispatch, leave it too
+    cancelled = service.submit("tenant-x", JobRequest(prompt="c")).job.job_id
+    jobs.transition(Transition(job_id=cancelled, to=JobStatus.CANCELLED))
+    undispatched = service.submit("tenant-x", JobRequest(prompt="d")).job.job_id
+    jobs.fail_dispatch(undispatched, None, "no queue", datetime.now(UTC))
+    assert shard(cancelled) is None and shard(undispatched) is None
+    # And the tenant's counter is in it, in its own shard
+    assert shard("usage#tenant-x") == open_shard("usage#tenant-x")

@@ -16,7 +16,7 @@ from ..errors import InvalidCursorError
 from ..job_status import JobStatus
 from ..models import Job
 from ..ports import Transition
-from ..resources import JOBS_TABLE, TENANT_SHARDS
+from ..resources import JOBS_TABLE, OPEN_SHARDS, TENANT_SHARDS
 from .dynamo import from_item, serialize
 
 if TYPE_CHECKING:
@@ -28,9 +28,14 @@ APPROVAL_INDEX = JOBS_TABLE.indexes[1].name
 #: (its tenant, and "<requested_at ISO>#<job_id>": oldest request first).
 APPROVAL_TENANT = JOBS_TABLE.indexes[1].partition_key.name
 APPROVAL_KEY = "approval_key"
+#: The sparse index of unfinished jobs and usage counters (the reconciler's), and its key:
+#: set while a job is queued, running or awaiting approval, removed by the write that ends it.
+OPEN_INDEX = JOBS_TABLE.indexes[2].name
+OPEN_SHARD = JOBS_TABLE.indexes[2].partition_key.name
 IDEM_PREFIX = "idem#"
 #: A tenant's usage counter (`pending`, `running`): the same table, so that it changes in one
-#: transaction with the job. No GSI attributes, no TTL: never listed, never expires.
+#: transaction with the job. No TTL (never expires); of the indexes, only the unfinished-jobs
+#: one (the reconciler's): never listed.
 USAGE_PREFIX = "usage#"
 #: A conversation (`session#<id>`): its tenant, jobs and the job that holds it. No status (the
 #: notifier ignores it), no GSI attributes (never listed); it expires with its transcripts.
@@ -65,6 +70,16 @@ def tenant_shard(tenant_id: str, job_id: str) -> str:
     return shard_key(tenant_id, int.from_bytes(digest[:4], "big") % TENANT_SHARDS)
 
 
+def open_shard(item_key: str) -> str:
+    """The `by_open` partition of an unfinished job or a usage counter, from its key."""
+    digest = hashlib.sha256(item_key.encode()).digest()
+    return open_shard_key(int.from_bytes(digest[:4], "big") % OPEN_SHARDS)
+
+
+def open_shard_key(shard: int) -> str:
+    return f"open#{shard}"
+
+
 _CREATED_KEY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#[A-Za-z0-9_-]{1,128}$")
 
 
@@ -92,6 +107,8 @@ def job_to_item(job: Job, retention_days: int) -> dict[str, Any]:
     item["tenant_shard"] = serialize(tenant_shard(job.tenant_id, job.job_id))
     item["created_key"] = serialize(f"{iso(job.created_at)}#{job.job_id}")
     item["expires_at"] = serialize(epoch(job.created_at + timedelta(days=retention_days)))
+    if not job.status.is_terminal:
+        item[OPEN_SHARD] = serialize(open_shard(job.job_id))
     return item
 
 
@@ -172,9 +189,16 @@ def bookkeeping(
 ) -> tuple[list[str], list[str]]:
     """The attributes outside the Job model a transition writes, as (sets, removes) added to
     the write's own: the approval index's keys (set when the job becomes `awaiting_approval`
-    with its pending approval, removed by any other status) and `message_due`."""
+    with its pending approval, removed by any other status), the unfinished-jobs index's key
+    (removed when the job ends, set otherwise: a job written before the index existed joins it
+    at its next transition; an unchanged key writes nothing to the index) and `message_due`."""
     removes: list[str] = []
-    names.update({"#b_tenant": APPROVAL_TENANT, "#b_key": APPROVAL_KEY})
+    names.update({"#b_tenant": APPROVAL_TENANT, "#b_key": APPROVAL_KEY, "#b_open": OPEN_SHARD})
+    if change.to.is_terminal:
+        removes.append("#b_open")
+    else:
+        values[":b_open"] = serialize(open_shard(change.job_id))
+        sets = [*sets, "#b_open = :b_open"]
     pending = (change.set_fields or {}).get("pending_approval")
     if change.to is JobStatus.AWAITING_APPROVAL and pending is not None:
         requested = PendingApproval.model_validate(pending).requested_at

@@ -28,6 +28,7 @@ from .job_items import (
     APPROVAL_TENANT,
     IDEM_PREFIX,
     INTERNAL_PREFIXES,
+    OPEN_SHARD,
     approval_positions,
     attribute,
     cursor_positions,
@@ -422,7 +423,7 @@ class DynamoJobRepository:
             "Key": {"job_id": {"S": job_id}},
             "UpdateExpression": (
                 "SET #status = :failed, #error = :error, #finished = :at,"
-                " #version = #version + :one"
+                " #version = #version + :one REMOVE #open"
             ),
             "ConditionExpression": "#status = :queued",
             "ExpressionAttributeNames": {
@@ -430,6 +431,7 @@ class DynamoJobRepository:
                 "#error": "error",
                 "#version": "version",
                 "#finished": "finished_at",
+                "#open": OPEN_SHARD,
             },
             "ExpressionAttributeValues": {
                 ":at": {"S": at.isoformat()},

@@ -14,6 +14,7 @@ On a tenant's usage item (`usage#<tenant>`), `drift` holds the last run's unrepa
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -22,13 +23,20 @@ from ..clock import epoch
 from ..job_message import JobMessage
 from ..observability import get_logger
 from ..reconcile.reconciler import AWAITING_APPROVAL, Slots, Snapshot, UnfinishedJob
+from ..resources import OPEN_SHARDS
 from .dynamo import from_item, serialize
+from .job_items import OPEN_INDEX, OPEN_SHARD, open_shard_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
 _USAGE_PREFIX = "usage#"
+_UNFINISHED = frozenset({"queued", "running", AWAITING_APPROVAL})
+_PROJECTION = (
+    "job_id, tenant_id, #s, created_at, lease_until, message_due, redrives, pending, running,"
+    " drift, pending_approval"
+)
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -61,58 +69,89 @@ class DynamoReconcileStore:
         self._table = table_name
 
     def snapshot(self) -> Snapshot:
-        """Every queued, running or awaiting_approval job and every tenant's counters."""
+        """Every queued, running or awaiting_approval job and every tenant's counters: the
+        keys from the sparse unfinished-jobs index (`by_open`, one query a shard), then the
+        items themselves read consistently (BatchGetItem). Finished jobs are never read: the
+        cost of a run follows the unfinished jobs, not the jobs the table keeps. A job that
+        ended between the two reads is dropped by its status, as the scan's filter did."""
         jobs: list[UnfinishedJob] = []
         slots: dict[str, Slots] = {}
-        arguments: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": "begins_with(job_id, :usage) "
-            "OR #s IN (:queued, :running, :awaiting)",
-            "ProjectionExpression": "job_id, tenant_id, #s, created_at, lease_until, "
-            "message_due, redrives, pending, running, drift, pending_approval",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {
-                ":usage": serialize(_USAGE_PREFIX),
-                ":queued": serialize("queued"),
-                ":running": serialize("running"),
-                ":awaiting": serialize(AWAITING_APPROVAL),
-            },
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._client.scan(**arguments)
-            for raw in page.get("Items", []):
-                item = from_item(raw)
-                job_id = str(item["job_id"])
-                if job_id.startswith(_USAGE_PREFIX):
-                    drift = item.get("drift")
-                    tenant = job_id[len(_USAGE_PREFIX) :]
-                    slots[tenant] = Slots(
-                        tenant,
-                        int(item.get("pending", 0)),
-                        int(item.get("running", 0)),
-                        tuple(json.loads(drift)) if drift else None,
+        for raw in self._consistent_items(self._open_keys()):
+            item = from_item(raw)
+            job_id = str(item["job_id"])
+            if job_id.startswith(_USAGE_PREFIX):
+                drift = item.get("drift")
+                tenant = job_id[len(_USAGE_PREFIX) :]
+                slots[tenant] = Slots(
+                    tenant,
+                    int(item.get("pending", 0)),
+                    int(item.get("running", 0)),
+                    tuple(json.loads(drift)) if drift else None,
+                )
+            elif item.get("status") in _UNFINISHED and "tenant_id" in item and "created_at" in item:
+                lease = item.get("lease_until")
+                due = item.get("message_due")
+                approval_id, expires = _pending_approval(item.get("pending_approval"))
+                jobs.append(
+                    UnfinishedJob(
+                        job_id,
+                        str(item["tenant_id"]),
+                        str(item["status"]),
+                        _epoch(item["created_at"]),
+                        float(lease) if lease is not None else None,
+                        float(due) if due is not None else None,
+                        int(item.get("redrives", 0)),
+                        approval_id,
+                        expires,
                     )
-                elif "tenant_id" in item and "created_at" in item:
-                    lease = item.get("lease_until")
-                    due = item.get("message_due")
-                    approval_id, expires = _pending_approval(item.get("pending_approval"))
-                    jobs.append(
-                        UnfinishedJob(
-                            job_id,
-                            str(item["tenant_id"]),
-                            str(item["status"]),
-                            _epoch(item["created_at"]),
-                            float(lease) if lease is not None else None,
-                            float(due) if due is not None else None,
-                            int(item.get("redrives", 0)),
-                            approval_id,
-                            expires,
-                        )
-                    )
-            if "LastEvaluatedKey" not in page:
-                return Snapshot(jobs, slots)
-            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                )
+        return Snapshot(jobs, slots)
+
+    def _open_keys(self) -> list[str]:
+        """The keys in the unfinished-jobs index, every shard (the index is eventually
+        consistent: a job created a moment ago may be missing, one ended may still show)."""
+        keys: list[str] = []
+        for shard in range(OPEN_SHARDS):
+            arguments: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": OPEN_INDEX,
+                "KeyConditionExpression": "#o = :o",
+                "ExpressionAttributeNames": {"#o": OPEN_SHARD},
+                "ExpressionAttributeValues": {":o": serialize(open_shard_key(shard))},
+            }
+            while True:
+                page = self._client.query(**arguments)
+                keys.extend(str(item["job_id"]["S"]) for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return keys
+
+    def _consistent_items(self, keys: list[str]) -> list[dict[str, Any]]:
+        """The items of `keys` read consistently, 100 a request; the keys DynamoDB leaves
+        unprocessed are asked again after a pause (doubling, as the SDKs advise)."""
+        found: list[dict[str, Any]] = []
+        pending: list[Any] = [{"job_id": {"S": key}} for key in dict.fromkeys(keys)]
+        pause = 0.05
+        while pending:
+            response = self._client.batch_get_item(
+                RequestItems={
+                    self._table: {
+                        "Keys": pending[:100],
+                        "ConsistentRead": True,
+                        "ProjectionExpression": _PROJECTION,
+                        "ExpressionAttributeNames": {"#s": "status"},
+                    }
+                }
+            )
+            found.extend(response.get("Responses", {}).get(self._table, []))
+            unprocessed = response.get("UnprocessedKeys", {})
+            left = list(unprocessed[self._table]["Keys"]) if self._table in unprocessed else []
+            if left:
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+            pending = left + pending[100:]
+        return found
 
     def redriven(self, job: UnfinishedJob, next_due: float) -> bool:
         try:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import TenantLimitError
 from ..ports import TenantUsage
 from .dynamo import from_item, serialize
-from .job_items import USAGE_PREFIX
+from .job_items import OPEN_SHARD, USAGE_PREFIX, open_shard
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -20,12 +20,19 @@ def usage_item_id(tenant_id: str) -> str:
 def usage_update(
     table: str, tenant_id: str, *, pending: int = 0, running: int = 0
 ) -> dict[str, Any]:
-    """The transaction item that moves a tenant's counts by (pending, running)."""
+    """The transaction item that moves a tenant's counts by (pending, running); it keeps the
+    counter in the unfinished-jobs index, where the reconciler finds every tenant's."""
+    item_id = usage_item_id(tenant_id)
     return {
         "TableName": table,
-        "Key": {"job_id": {"S": usage_item_id(tenant_id)}},
-        "UpdateExpression": "ADD pending :p, running :r",
-        "ExpressionAttributeValues": {":p": serialize(pending), ":r": serialize(running)},
+        "Key": {"job_id": {"S": item_id}},
+        "UpdateExpression": "SET #open = :open ADD pending :p, running :r",
+        "ExpressionAttributeNames": {"#open": OPEN_SHARD},
+        "ExpressionAttributeValues": {
+            ":p": serialize(pending),
+            ":r": serialize(running),
+            ":open": serialize(open_shard(item_id)),
+        },
     }
 
 

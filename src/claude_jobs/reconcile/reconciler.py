@@ -23,8 +23,13 @@ terminal is skipped by the worker's conditional claim: never a second agent run.
 - each tenant's `pending`/`running` counters are compared with its non-terminal jobs (a job awaiting
   approval is pending, not running); a
   difference seen in two runs in a row, with the counter unchanged in between, is repaired
-  (a conditional write on the values read): a transition that lands between the scan and the
-  read changes the counter and defers the repair to a later run.
+  (a conditional write on the values read): a transition that lands between the index query
+  and the read changes the counter and defers the repair to a later run.
+
+A run reads only what it may act on: the keys of the sparse unfinished-jobs index (queued,
+running and waiting jobs, and the tenants' counters), then those items consistently. The jobs
+the table keeps after they end (their retention) are never read, so a run's cost follows the
+work in flight, not the history.
 
 Counts `JobsRedriven`, `SlotDrift` (tenants repaired) and `ApprovalsExpired`; the
 infrastructure alarms on the first two.
@@ -78,7 +83,7 @@ class Snapshot:
 
 class ReconcileStore(Protocol):
     def snapshot(self) -> Snapshot:
-        """Every queued, running or awaiting_approval job and every tenant's counters (one scan)."""
+        """Every queued, running or awaiting_approval job and every tenant's counters."""
 
     def redriven(self, job: UnfinishedJob, next_due: float) -> bool:
         """Note a re-drive (conditional on the job's status being unchanged): False when the
