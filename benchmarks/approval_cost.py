@@ -4,8 +4,9 @@ Pure arithmetic over measured sizes (`bench_approvals.py` measures them) and the
 table (`aws_prices.py`). A waiting job holds no compute: it is
 - its item in the jobs table (storage: item bytes + DynamoDB's 100-byte overhead),
 - its session transcript in S3 (storage),
-- its share of the reconciler's reads: every run scans the table with consistent reads (1 read
-  unit per 4 KB, summed over the page's items), so each run reads the item once.
+- its share of the reconciler's reads: every run finds the unfinished jobs in a keys-only index
+  and reads each of their items consistently (1 read unit per 4 KB), so each run reads the
+  item once (its index entry, ~100 B, is left out).
 The reconciler runs whether or not a job waits; its marginal duration per item is not counted.
 
 The always-on alternatives (what peers do: a process that waits holds its resources):
@@ -67,7 +68,7 @@ def render(job: WaitingJob, worker_memory_mb: int, label: str = "") -> str:
     rows = [
         f"AWS cost of one job waiting for approval, per hour{label} ({price.SOURCE})",
         f"  from: item {job.item_bytes:,} B (measured), session {job.session_bytes:,} B,"
-        f" {job.sweeps_per_hour:g} reconciler scans an hour",
+        f" {job.sweeps_per_hour:g} reconciler runs an hour",
     ]
     for name, value in lines.items():
         rows.append(f"  {name:<34} ${value:.10f}")

@@ -263,9 +263,16 @@ def price(stack: Stack, design: ledger.Design, kinds: list[str]) -> Row:
         units.write.get(index, 0) / jobs,
         units.read.get(table, 0) / jobs,
         units.read.get(index, 0) / jobs,
-        ledger.rates(units, jobs, table, index, design.shards),
+        ledger.rates(units, jobs, table, index, design.shards, _shared_indexes(table)),
         cost,
     )
+
+
+def _shared_indexes(table: str) -> dict[str, int]:
+    """The index every tenant's unfinished jobs share (the reconciler's), with its partitions."""
+    from claude_jobs.resources import JOBS_TABLE, OPEN_SHARDS
+
+    return {f"{table}/{JOBS_TABLE.indexes[2].name}": OPEN_SHARDS}
 
 
 def _results_days() -> int:

@@ -51,6 +51,9 @@ class DynamoWrite:
     index_entry_size: int = 0  # bytes of the KEYS_ONLY entry, overhead included
     tenant: str | None = None  # the job's tenant (None: not a job item)
     transactional: bool = False
+    #: The table's other KEYS_ONLY indexes (approvals, unfinished jobs): (index, partition
+    #: before, partition after, entry bytes) each, charged as the first index is.
+    other_indexes: tuple[tuple[str, str | None, str | None, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,12 +157,15 @@ class Design:
             if w.tenant is not None:
                 units.add_write(target, w.tenant, write_units(size))
             return
-        if w.old_index == w.new_index:
-            return
-        if w.old_index is not None:
-            units.add_write(target, w.old_index, write_units(w.index_entry_size))
-        if w.new_index is not None:
-            units.add_write(target, w.new_index, write_units(w.index_entry_size))
+        changes = [(self.index, w.old_index, w.new_index, w.index_entry_size), *w.other_indexes]
+        for index, old, new, entry in changes:
+            if old == new:  # an index copy is written only when its key changes
+                continue
+            target = f"{w.table}/{index}"
+            if old is not None:
+                units.add_write(target, old, write_units(entry))
+            if new is not None:
+                units.add_write(target, new, write_units(entry))
 
     def _read(self, units: Units, r: DynamoRead) -> None:
         if r.action == "GetItem":
@@ -196,10 +202,19 @@ class Rates:
     overall_bound: str
 
 
-def rates(units: Units, jobs: int, table: str, index_target: str, shards: int) -> Rates:
+def rates(
+    units: Units,
+    jobs: int,
+    table: str,
+    index_target: str,
+    shards: int,
+    shared: Mapping[str, int] | None = None,
+) -> Rates:
     """One tenant's jobs spread over its `shards` index partitions (n from a hash of the job
     id: on average evenly, which is what a sustained rate sees); table items are spread by job
-    id, so the table is bound by its quota, not a partition."""
+    id, so the table is bound by its quota, not a partition. `shared`: indexes every tenant's
+    jobs share (the unfinished-jobs index), by target, with their partition count: their
+    partitions bound the overall rate."""
     per_job_w = units.write.get(index_target, 0.0) / jobs / shards
     per_job_r = units.read.get(index_target, 0.0) / jobs / shards
     tenant = _limit(
@@ -216,6 +231,11 @@ def rates(units: Units, jobs: int, table: str, index_target: str, shards: int) -
             ("read", units.read.get(target, 0.0)),
         )
     }
+    for target, partitions in (shared or {}).items():
+        quota[f"{target} partition writes"] = (
+            PARTITION_WRITE_UNITS,
+            units.write.get(target, 0.0) / jobs / partitions,
+        )
     overall = _limit(quota)
     return Rates(tenant[0], overall[0], tenant[1], overall[1])
 

@@ -150,31 +150,24 @@ class Recorder:
         transactional: bool,
     ) -> None:
         table = self._tables.get(table_name)
-        entry = 0
-        old_index = new_index = None
-        if table is not None and table.indexes:
-            index = table.indexes[0]
-            old_index, new_index = (
-                _index_key(index.partition_key.name, old),
-                _index_key(index.partition_key.name, new),
-            )
-            names = {table.partition_key.name, index.partition_key.name}
-            if index.sort_key is not None:
-                names.add(index.sort_key.name)
-            keyed = new or old or {}
-            entry = item_size({n: v for n, v in keyed.items() if n in names})
-            entry += INDEX_ENTRY_OVERHEAD_BYTES
+        changes: list[tuple[str, str | None, str | None, int]] = []
+        if table is not None:
+            changes = [
+                (index.name, *_index_change(table, index, old, new)) for index in table.indexes
+            ]
+        first = changes[0] if changes else ("", None, None, 0)
         self.add(
             DynamoWrite(
                 table_name,
                 _key_text(key),
                 item_size(old) if old else 0,
                 item_size(new) if new else 0,
-                old_index,
-                new_index,
-                entry,
+                first[1],
+                first[2],
+                first[3],
                 _tenant(new) or _tenant(old),
                 transactional,
+                tuple(changes[1:]),
             )
         )
 
@@ -251,6 +244,23 @@ def _tenant(item: dict[str, Any] | None) -> str | None:
     if not item or "tenant_id" not in item:
         return None
     return _value_text(item["tenant_id"])
+
+
+def _index_change(
+    table: Table, index: Any, old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> tuple[str | None, str | None, int]:
+    """An index's partition before and after a write, and its KEYS_ONLY entry's bytes."""
+    names = {table.partition_key.name, index.partition_key.name}
+    if index.sort_key is not None:
+        names.add(index.sort_key.name)
+    keyed = new or old or {}
+    entry = item_size({n: v for n, v in keyed.items() if n in names})
+    entry += INDEX_ENTRY_OVERHEAD_BYTES
+    return (
+        _index_key(index.partition_key.name, old),
+        _index_key(index.partition_key.name, new),
+        entry,
+    )
 
 
 def _index_key(name: str, item: dict[str, Any] | None) -> str | None:

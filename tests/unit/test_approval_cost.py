@@ -46,7 +46,7 @@ def test_the_table_prints_figures_and_the_ratio() -> None:
     waiting = sum(waiting_cost_per_hour(job).values())
     ratio = lambda_held_per_hour(1024) / waiting
     assert f"{ratio:,.0f}x the waiting job" in text
-    assert "item 1,200 B" in text and "60 reconciler scans an hour" in text
+    assert "item 1,200 B" in text and "60 reconciler runs an hour" in text
 
 
 def test_the_sweep_rate_is_the_reconcilers_schedule() -> None:

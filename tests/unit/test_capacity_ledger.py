@@ -101,3 +101,26 @@ def test_cost_per_thousand_jobs_adds_up_the_price_table() -> None:
     assert lines["API Gateway requests"] == pytest.approx(
         aws_prices.API_GATEWAY_REST_PER_MILLION / 1e3
     )
+
+
+def test_a_second_keys_only_index_is_charged_when_its_key_changes_and_bounds_the_rate() -> None:
+    # Given a job that enters the unfinished-jobs index when created, keeps its key while it
+    # runs, and leaves it when it ends (each a 100 B entry in partition "open#3")
+    opened = (("by_open", None, "open#3", 100),)
+    kept = (("by_open", "open#3", "open#3", 100),)
+    closed = (("by_open", "open#3", None, 100),)
+    records: list[Record] = [
+        DynamoWrite(T, "j1", 0, 900, None, "t#1", 150, "t", other_indexes=opened),
+        DynamoWrite(T, "j1", 900, 1100, "t#1", "t#1", 150, "t", other_indexes=kept),
+        DynamoWrite(T, "j1", 1100, 1100, "t#1", "t#1", 150, "t", other_indexes=closed),
+    ]
+    units = after_design(IX, 4).charge(records)
+    # Then that index is written twice (its entry in, its entry out), in its own partition
+    assert units.write[f"{T}/by_open"] == 2
+    assert units.partition_write[f"{T}/by_open", "open#3"] == 2
+    # And, shared by every tenant over 8 partitions, it bounds the overall rate when it is
+    # the tightest: 500 WCU a partition / (2 / 8) = 2,000 jobs/s, under the table's quota
+    # (20,000 / 5 WCU a job)
+    got = rates(units, 1, T, f"{T}/{IX}", 4, {f"{T}/by_open": 8})
+    assert got.overall == pytest.approx(2000)
+    assert got.overall_bound == f"{T}/by_open partition writes"
