@@ -156,3 +156,129 @@ def test_a_query_of_one_key_does_not_walk_the_other_partitions(dynamodb: Any) ->
     # (while a scan does: the watch sees a walk)
     dynamodb.scan(TableName=EVENTS, Limit=1)
     assert _Walked.walks > 0
+
+
+INDEXED = "indexed"
+
+
+def _indexed_table(client: Any) -> list[dict[str, Any]]:
+    """A table with a sparse hash-only index (`by_open`) and an index with a sort key
+    (`by_tenant`), written out of key order: 300 items, one in ten with an `open_shard` of three
+    values, each with a tenant of five and a `created` sort value. Returns the items."""
+    client.create_table(
+        TableName=INDEXED,
+        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("job_id", "open_shard", "tenant", "created")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_open",
+                "KeySchema": [{"AttributeName": "open_shard", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
+            {
+                "IndexName": "by_tenant",
+                "KeySchema": [
+                    {"AttributeName": "tenant", "KeyType": "HASH"},
+                    {"AttributeName": "created", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    items = []
+    for n in reversed(range(300)):
+        item = {
+            "job_id": {"S": f"job-{(n * 7919) % 300:03d}"},
+            "tenant": {"S": f"t{n % 5}"},
+            "created": {"S": f"2026-12-07T{n % 24:02d}:{n % 60:02d}#{n:03d}"},
+        }
+        if n % 10 == 0:
+            item["open_shard"] = {"S": f"open#{n % 3}"}
+        client.put_item(TableName=INDEXED, Item=item)
+        items.append(item)
+    return items
+
+
+def _pages(client: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    start: dict[str, Any] | None = None
+    while True:
+        extra = {"ExclusiveStartKey": start} if start else {}
+        answer = client.query(TableName=INDEXED, **kwargs, **extra)
+        found.extend(answer["Items"])
+        start = answer.get("LastEvaluatedKey")
+        if not start:
+            return found
+
+
+def test_an_index_query_answers_the_items_carrying_its_key_without_sorting_the_table(
+    dynamodb: Any,
+) -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    items = _indexed_table(dynamodb)
+    # When each shard of the sparse index is read, four keys a page
+    compared = 0
+    original = DynamoType.__lt__
+
+    def counted(self: Any, other: Any) -> bool:
+        nonlocal compared
+        compared += 1
+        return original(self, other)
+
+    DynamoType.__lt__ = counted  # type: ignore[method-assign]
+    try:
+        shards = {
+            shard: _pages(
+                dynamodb,
+                IndexName="by_open",
+                KeyConditionExpression="open_shard = :s",
+                ExpressionAttributeValues={":s": {"S": f"open#{shard}"}},
+                Limit=4,
+            )
+            for shard in range(3)
+        }
+    finally:
+        DynamoType.__lt__ = original  # type: ignore[method-assign]
+    # Then each shard answers exactly its items' keys, in the table key's order (an index
+    # without a sort key orders by the table's key), once each across the pages
+    for shard, found in shards.items():
+        expected = sorted(
+            item["job_id"]["S"]
+            for item in items
+            if item.get("open_shard") == {"S": f"open#{shard}"}
+        )
+        assert [item["job_id"]["S"] for item in found] == expected
+        assert all(set(item) == {"job_id", "open_shard"} for item in found)
+    assert sum(len(found) for found in shards.values()) == 30
+    # And the table's 300 items were never sorted (moto's listing sorted them for each page:
+    # 18,792 comparisons here; sorting the ten of a shard, page after page, a few hundred)
+    assert compared < 400, compared
+    # And an index with a sort key still answers its range, newest first, filter applied
+    answer = dynamodb.query(
+        TableName=INDEXED,
+        IndexName="by_tenant",
+        KeyConditionExpression="tenant = :t AND created > :c",
+        FilterExpression="attribute_exists(open_shard)",
+        ExpressionAttributeValues={":t": {"S": "t0"}, ":c": {"S": "2026-12-07T12"}},
+        ScanIndexForward=False,
+    )
+    expected = sorted(
+        (
+            item["created"]["S"]
+            for item in items
+            if item["tenant"] == {"S": "t0"}
+            and item["created"]["S"] > "2026-12-07T12"
+            and "open_shard" in item
+        ),
+        reverse=True,
+    )
+    assert [item["created"]["S"] for item in answer["Items"]] == expected
+    in_range = [
+        i for i in items if i["tenant"] == {"S": "t0"} and i["created"]["S"] > "2026-12-07T12"
+    ]
+    assert answer["ScannedCount"] == len(in_range)
