@@ -54,6 +54,11 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 #: How many times a throttled (429) request is retried, honouring `Retry-After`.
 THROTTLE_RETRIES = 4
+#: Gateway answers a waiting loop asks again after (a long-poll that overran its function's
+#: time, a front briefly unavailable): the same status read, idempotent.
+GATEWAY_ERRORS = frozenset({502, 503, 504})
+#: How many gateway answers in a row `wait` rides out (pausing 1, 2, 4 s) before it raises.
+GATEWAY_RETRIES = 3
 
 
 class Client(_Files, _Approvals):
@@ -203,17 +208,34 @@ class Client(_Files, _Approvals):
         while it waits: a job waiting already is seen at once, not after the first wait. An
         unfinished answer that came back well before the wait asked for
         (a front that cuts long-polls short) is followed by a pause of its `Retry-After`
-        rather than an immediate new request."""
+        rather than an immediate new request. A gateway error (502, 503, 504: a long-poll
+        that overran its function's time under load) is asked again after a pause, up to
+        `GATEWAY_RETRIES` times in a row; any other error is raised."""
         deadline = None if timeout is None else self._clock() + timeout
         # A long poll answers when a job starts waiting, not while it waits: when the caller
         # watches (or asks for) a waiting job, the first look does not wait.
         first = until_waiting or on_update is not None
+        gateway_errors = 0
         while True:
             asked_at = self._clock()
             remaining = MAX_WAIT_SECONDS if deadline is None else deadline - asked_at
             asked = 0 if first else max(0, min(MAX_WAIT_SECONDS, remaining))
             first = False
-            response = self._get_response(job_id, asked)
+            try:
+                response = self._get_response(job_id, asked)
+            except ApiError as exc:
+                # A gateway answer says nothing of the job: ask again, a few times in a row.
+                if exc.status not in GATEWAY_ERRORS or gateway_errors >= GATEWAY_RETRIES:
+                    raise
+                pause = 2.0**gateway_errors
+                if deadline is not None:
+                    if self._clock() >= deadline:
+                        raise
+                    pause = min(pause, max(deadline - self._clock(), 0))
+                gateway_errors += 1
+                self._sleep(pause)
+                continue
+            gateway_errors = 0
             job: Job = response.json()
             if on_update is not None:
                 on_update(job)

@@ -37,6 +37,8 @@ class StandInApi:
     #: Retry-After on unfinished answers (a front that answers a long-poll at once sends it)
     retry_after: str | None = None
     events_route: bool = True  # False: an older deployment without progress events
+    #: The next status reads answered 502 (a long-poll that overran its function's time)
+    gateway_errors: int = 0
 
     def problem(self, status: int, title: str, detail: str) -> Response:
         body = {
@@ -90,6 +92,9 @@ class StandInApi:
                 job["status"] = "cancelled"
                 return Response(json.dumps(self.public(job)), 202, content_type="application/json")
             if request.method == "GET" and len(parts) == 3:
+                if self.gateway_errors:
+                    self.gateway_errors -= 1
+                    return Response('{"message":"Internal server error"}', 502)
                 self.advance(job)
                 headers = {}
                 if self.retry_after and job["status"] in ("queued", "running"):
@@ -218,6 +223,31 @@ def test_wait_pauses_for_retry_after_when_a_long_poll_is_answered_early(
     assert job["status"] == "succeeded"
     assert pauses == [3.0]
     assert len([r for r in stand_in.requests if r[0] == "GET"]) == 2
+
+
+def test_wait_rides_out_a_few_gateway_errors_and_raises_on_more(
+    api: tuple[StandInApi, str],
+) -> None:
+    stand_in, url = api
+    # Given status reads that answer 502 three times in a row (a long-poll that overran its
+    # function's time on a loaded deployment)
+    stand_in.gateway_errors = 3
+    pauses: list[float] = []
+    with Client(url, KEY, sleep=pauses.append) as client:
+        job_id = client.submit("x")["job_id"]
+        # When the client waits for the job, Then it asks again after growing pauses and
+        # returns the job's end
+        assert client.wait(job_id)["status"] == "succeeded"
+        assert pauses == [1.0, 2.0, 4.0]
+        # And a fourth gateway error in a row is raised, as is any other error at once
+        stand_in.gateway_errors = 4
+        other = client.submit("y")["job_id"]
+        with pytest.raises(ApiError) as caught:
+            client.wait(other)
+        assert caught.value.status == 502
+        with pytest.raises(ApiError) as missing:
+            client.wait("no-such-job")
+        assert missing.value.status == 404
 
 
 def test_wait_gives_up_after_its_timeout(api: tuple[StandInApi, str]) -> None:
