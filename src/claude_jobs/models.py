@@ -315,6 +315,9 @@ class Job(Model):
     segments: int = 0
     deadline_at: datetime | None = None
     continuing: bool = False
+    #: Long jobs: the last segment's longest tool call (or how long a call its hard stop cut
+    #: off had run), in ms: the next segment judges its first call by it. Never shown by the API.
+    segment_tool_ms: int | None = None
     #: Approvals: the call that waits (while `awaiting_approval`), the decision the worker is
     #: to carry out next (until it has), and how many times the job's calls have waited.
     pending_approval: PendingApproval | None = None

@@ -310,3 +310,38 @@ def test_a_boundary_right_after_a_tool_result_pauses_the_next_call(
     assert CONTINUE_PROMPT in last_user_text(resumed)
     # And each step ran once
     assert lines(shared_dir / "runs") == [1, 2] and lines(shared_dir / "effects") == [1, 2]
+
+
+def test_a_segments_first_call_is_judged_by_the_previous_segments_calls(
+    stack: WorkerStack,
+    shared_dir: Path,
+) -> None:
+    # Given steps of ~6 s, and a model that asks for its second step at the turn-boundary
+    # stop of the first segment (paused), then late in the second: 12.5 s into a segment whose
+    # hard stop comes at ~18 s, when a call like the first would run into it
+    steps = counting_model(shared_dir, 2, 6.0)
+    starts: list[float] = []
+
+    def model(request: RecordedRequest) -> Reply:
+        reply = steps(request)
+        if finished_steps(request) == {1} and len(starts) in (1, 2):
+            moment = _YIELD_AT + 0.6 if len(starts) == 1 else 12.5
+            return ToolUse("Bash", reply.input, delay=until(starts[-1] + moment))  # type: ignore[union-attr]
+        return reply
+
+    stack.fake.default = model
+    job = stack.submit("Do the steps.", allowed_tools=["Bash"], timeout_seconds=300)
+    marks: list[int] = []
+    # When the worker runs it in 20 s invocations
+    run_segments(stack, job, BOUNDARY_INVOCATION, most=5, starts=starts, marks=marks)
+    done = stack.get(job)
+    assert done.status is JobStatus.SUCCEEDED, (done.error, lines(shared_dir / "runs"))
+    # Then the second segment did not start the call (it had timed none of its own, but the
+    # first segment's ~6 s call said it would be cut off): it paused, and the third ran it
+    assert done.segments == 3
+    resumed = stack.fake.message_requests[marks[2]]
+    first, refused, again = tool_calls(resumed)[:3]
+    assert "STEP-OK-1" in tool_results(resumed)[first]
+    assert "paused" in tool_results(resumed)[refused] and "paused" in tool_results(resumed)[again]
+    # And each step started once and finished once
+    assert lines(shared_dir / "runs") == [1, 2] and lines(shared_dir / "effects") == [1, 2]

@@ -91,9 +91,13 @@ class _Run:
         self.paused = asyncio.Event()
         #: The CLI reported its result (or the run ended).
         self.reported = asyncio.Event()
-        #: Long jobs: when each running tool call started, and the longest one so far.
+        #: Long jobs: when each running tool call started, the calls whose results the CLI
+        #: reported, and the longest call this segment has timed (None: none yet).
         self.tool_started: dict[str, float] = {}
-        self.longest_tool = 0.0
+        self.tool_answered: set[str] = set()
+        self.longest_tool: float | None = None
+        #: The estimate handed to the next segment (`_tool_estimate`), taken when it ends.
+        self.cut_estimate: float | None = None
         #: Approvals: defers a call matching the request's rules.
         self.gate = (
             ApprovalGate(
@@ -131,6 +135,7 @@ class _Run:
                 if ending == "timed_out" and self.request.yield_after_seconds is not None:
                     ending = "segment"  # the invocation's end, not the job's deadline
                 log.info("stopping the agent of job %s: %s", self.request.job_id, ending)
+                self.cut_estimate = self._tool_estimate()  # before its calls' ends are reported
                 self._kill()
                 try:
                     await asyncio.wait_for(asyncio.shield(consume), _STOP_GRACE_SECONDS)
@@ -146,6 +151,8 @@ class _Run:
             raise self.failure
         if ending is None and self.yielded:
             ending = "segment"
+        if ending == "segment" and self.cut_estimate is None:
+            self.cut_estimate = self._tool_estimate()
         return self._outcome(ending)
 
     def _elapsed(self) -> float:
@@ -159,7 +166,7 @@ class _Run:
         segment has made: it would be cut off half-way and done again by the next segment."""
         after = self.request.yield_after_seconds
         elapsed = self._elapsed()
-        expected = self.longest_tool * _TOOL_TIME_FACTOR
+        expected = self._expected_tool_seconds() * _TOOL_TIME_FACTOR
         if after is None or (
             elapsed < after and elapsed + expected < self.request.deadline_seconds
         ):
@@ -186,8 +193,40 @@ class _Run:
         """A tool call ended (or failed): how long it took."""
         began = self.tool_started.pop(tool_use_id or "", None)
         if began is not None:
-            self.longest_tool = max(self.longest_tool, time.monotonic() - began)
+            self.longest_tool = max(self.longest_tool or 0.0, time.monotonic() - began)
         return {}
+
+    def _expected_tool_seconds(self) -> float:
+        """What the segment's next tool call is expected to take: its longest call so far; before
+        it has timed one, the previous segment's (unless even that call would not fit in this
+        whole segment: judged by it, no call could ever start here)."""
+        if self.longest_tool is not None:
+            return self.longest_tool
+        carried = self.request.expected_tool_seconds
+        return carried if carried * _TOOL_TIME_FACTOR < self.request.deadline_seconds else 0.0
+
+    def _cut_off_seconds(self) -> list[float]:
+        """How long each tool call still running (its result not reported) has run."""
+        now = time.monotonic()
+        return [
+            now - began
+            for call, began in self.tool_started.items()
+            if call not in self.tool_answered
+        ]
+
+    def _tool_estimate(self) -> float:
+        """For the next segment: this segment's longest call, counting a call the hard stop
+        cut off at least as long as it ran; the previous segment's when this one timed none."""
+        timed = self.longest_tool
+        base = self.request.expected_tool_seconds if timed is None else timed
+        return max([base, *self._cut_off_seconds()])
+
+    def _note_results(self, message: Any) -> None:
+        """The tool calls whose results a message reports (a refused call's included)."""
+        for block in getattr(message, "content", None) or ():
+            call = getattr(block, "tool_use_id", None)
+            if isinstance(call, str):
+                self.tool_answered.add(call)
 
     def _pid(self) -> int | None:
         return getattr(self.transport, "pid", None)
@@ -224,6 +263,8 @@ class _Run:
             # missing" instead of stopping; waiting.Settlement).
             prompt: Any = self._no_prompt() if self.request.no_prompt else self.request.prompt
             async for message in query(prompt=prompt, options=options, transport=self.transport):
+                if segment:
+                    self._note_results(message)
                 self.request.on_message(message)
                 if isinstance(message, ResultMessage):
                     self.result = message
@@ -288,7 +329,7 @@ class _Run:
                 ),
             )
         if ending == "segment":
-            return AgentOutcome("segment", usage=usage)
+            return AgentOutcome("segment", usage=usage, longest_tool_seconds=self.cut_estimate)
         if ending == "cancelled":
             return AgentOutcome(
                 "cancelled",

@@ -118,7 +118,12 @@ def requeue(ports: WorkerPorts, job: Job, outcome: AgentOutcome, retire: str | N
                 job_id=job.job_id,
                 to=JobStatus.QUEUED,
                 from_=[JobStatus.RUNNING],
-                set_fields={"usage": outcome.usage, "continuing": True, "lease_until": None},
+                set_fields={
+                    "usage": outcome.usage,
+                    "continuing": True,
+                    "lease_until": None,
+                    "segment_tool_ms": _milliseconds(outcome.longest_tool_seconds),
+                },
                 expected_attempts=job.attempts,
             )
         )
@@ -129,6 +134,10 @@ def requeue(ports: WorkerPorts, job: Job, outcome: AgentOutcome, retire: str | N
         raise WorkerFault(f"job {job.job_id}: its segment could not be recorded") from exc
     log.info("job %s: segment %s ended; re-queued", job.job_id, job.segments)
     return Processed(job.job_id, Action.SEGMENTED, requeued.status, retire=retire)
+
+
+def _milliseconds(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
 
 
 def release(ports: WorkerPorts, scrubber: Scrubber, job: Job, fault: BaseException) -> bool:

@@ -60,6 +60,10 @@ class AgentRequest:
     #: the agent is stopped at its next turn boundary (before its next tool call runs), and
     #: reaching `deadline_seconds` ends the segment rather than timing the job out.
     yield_after_seconds: float | None = None
+    #: Long jobs: how long the job's previous segment's longest tool call took (or a call its
+    #: hard stop cut off had run), in seconds; this segment judges its first call by it until
+    #: it has timed one of its own (segments.py).
+    expected_tool_seconds: float = 0.0
     #: Warm start (warm.py): the CLI started ahead of this run; used when its launch is this
     #: run's, else stopped.
     warm: WarmProcess | None = None
@@ -91,6 +95,9 @@ class AgentOutcome:
     #: Repositories (repository.py): the pull request opened, or why none was.
     pull_request: PullRequestInfo | None = None
     pull_request_skipped: PullRequestSkipped | None = None
+    #: Long jobs: a segment's longest tool call (or how long a call its hard stop cut off had
+    #: run), in seconds, for the next segment's `expected_tool_seconds`.
+    longest_tool_seconds: float | None = None
 
     @property
     def is_error(self) -> bool:

@@ -245,6 +245,7 @@ def run_in(
     request = AgentRequest(
         session=session,
         yield_after_seconds=yield_after,
+        expected_tool_seconds=(job.segment_tool_ms or 0) / 1000,
         job_id=job.job_id,
         prompt=prompt,
         no_prompt=settled.runs_call,

@@ -21,8 +21,11 @@ worker's timeout, or the local stack's `--invocation-seconds`), at most L/5 in a
 - `boundary` = min(60, L/10): from this long before the hard stop, the agent is stopped at the
   next turn boundary (before its next tool call runs: every tool that ran has its result in
   the transcript). Earlier too, before a call that would still run at the hard stop judging by
-  the segment's longest call so far (x1.25): it would be cut off half-way. A call that runs
-  into the hard stop anyway is killed; the CLI records it as interrupted on resume.
+  the longest call so far (x1.25): it would be cut off half-way. That is the segment's own
+  longest call; before it has timed one, the previous segment's (or how long a call its hard
+  stop cut off had run: `Job.segment_tool_ms`), unless that would not fit in the whole
+  segment. A call that runs into the hard stop anyway is killed; the CLI records it as
+  interrupted on resume.
 """
 
 from __future__ import annotations
