@@ -82,6 +82,32 @@ def steps_model(shared_dir: Path) -> Iterator[FakeAnthropic]:
         yield fake
 
 
+def cut_off_steps(events: list[dict[str, object]]) -> set[int]:
+    """The steps whose call a segment's hard stop cut off: its last tool call has no result
+    event before the next segment's `running`."""
+    cut: set[int] = set()
+    open_call: str | None = None
+    for event in events:
+        if event["type"] == "tool_use":
+            open_call = str(event["input"])
+        elif event["type"] == "tool_result":
+            open_call = None
+        elif event["type"] == "status" and event.get("segment") and open_call is not None:
+            found = re.search(r"echo (\d+) >> steps.txt", open_call)
+            cut.update([int(found.group(1))] if found else [])
+            open_call = None
+    return cut
+
+
+def once_in_order(seen: list[int], cut_off: set[int]) -> bool:
+    """Every step once, in order; a step cut off may also appear once more right after."""
+    kept = [n for i, n in enumerate(seen) if n not in seen[:i]]
+    repeats = [n for i, n in enumerate(seen) if n in seen[:i]]
+    return kept == list(range(1, STEPS + 1)) and all(
+        n in cut_off and seen.count(n) == 2 for n in repeats
+    )
+
+
 @pytest.fixture(scope="module")
 def short_stack(
     steps_model: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
@@ -115,15 +141,21 @@ def test_a_job_spanning_several_invocations_runs_each_tool_once(
         # When it runs to its end
         job = client.wait(accepted["job_id"], timeout=400)
         events = list(client.iter_events(accepted["job_id"], follow=False))
-    # Then it succeeded over at least two invocations, every step's effect exactly once
+    # Then it succeeded over at least two invocations, every step's effect exactly once: a
+    # step is done again only when the hard stop cut its call off (no result recorded: what it
+    # did is unknown, docs/sessions.md), which the worker avoids by the calls it timed and a
+    # loaded machine can still bring about
     assert job["status"] == "succeeded", job
+    cut_off = cut_off_steps(events)
+    done = [int(n) for n in effects.read_text().split()]
+    assert once_in_order(done, cut_off), (done, cut_off)
     # And the working directory went on from segment to segment: the file the steps appended
     # to in it holds every step, once, in order
-    workspace = ",".join(str(n) for n in range(1, STEPS + 1)) + ","
-    assert job["result"]["text"] == f"all {STEPS} steps done; workspace {workspace}", job
+    found = re.fullmatch(rf"all {STEPS} steps done; workspace ([0-9,]+),", job["result"]["text"])
+    assert found is not None, job
+    assert once_in_order([int(n) for n in found.group(1).split(",")], cut_off), (job, cut_off)
     assert job["segments"] >= 2, job
     assert job["attempts"] == 1
-    assert effects.read_text().split() == [str(n) for n in range(1, STEPS + 1)]
     assert job["usage"]["num_turns"] >= STEPS + 1
     # And the stack never hit a worker timeout (each segment ended before its invocation)
     assert "Task timed out" not in short_stack.output()
