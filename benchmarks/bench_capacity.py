@@ -149,7 +149,7 @@ class Stack:
         self.worker_memory_mb = worker_memory_mb
         probe = boto3.client("dynamodb")
         self.recorder = recorder = Recorder(probe, {t.name(prefix): t for t in TABLES})
-        self.index = JOBS_TABLE.indexes[0].name
+        self.index = JOBS_TABLE.index("by_tenant_shard").name
 
         class RecordingContainer(Container):
             def client(self, service: str) -> Any:
@@ -272,7 +272,7 @@ def _shared_indexes(table: str) -> dict[str, int]:
     """The index every tenant's unfinished jobs share (the reconciler's), with its partitions."""
     from claude_jobs.resources import JOBS_TABLE, OPEN_SHARDS
 
-    return {f"{table}/{JOBS_TABLE.indexes[2].name}": OPEN_SHARDS}
+    return {f"{table}/{JOBS_TABLE.index('by_open').name}": OPEN_SHARDS}
 
 
 def _results_days() -> int:

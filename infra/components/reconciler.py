@@ -73,7 +73,7 @@ class Reconciler(Construct):
         self.function.allow(
             ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"], [table.table_arn]
         )
-        open_index = f"{table.table_arn}/index/{JOBS_TABLE.indexes[2].name}"
+        open_index = f"{table.table_arn}/index/{JOBS_TABLE.index('by_open').name}"
         self.function.allow(["dynamodb:Query"], [open_index])
         self.function.allow(["sqs:SendMessage"], [queue.queue_arn])
         # An expired approval's job: its prompts kept in the documents store are deleted.

@@ -193,8 +193,10 @@ class ServiceStack(Stack):
         uploads = bucket.arn_for_objects(f"{resources.UPLOADS_PREFIX}*")
         uploads_ack = Ack("AwsSolutions-IAM5", UPLOADS_OBJECTS_REASON, [UPLOADS_OBJECTS])
         inbox_objects = inbox.arn_for_objects("*")
-        tenant_index = f"{jobs.table_arn}/index/{resources.JOBS_TABLE.indexes[0].name}"
-        approval_index = f"{jobs.table_arn}/index/{resources.JOBS_TABLE.indexes[1].name}"
+        tenant_index = (
+            f"{jobs.table_arn}/index/{resources.JOBS_TABLE.index('by_tenant_shard').name}"
+        )
+        approval_index = f"{jobs.table_arn}/index/{resources.JOBS_TABLE.index('by_approval').name}"
         retention = config.log_retention_days
 
         # ---------------------------------------------------------------- API functions

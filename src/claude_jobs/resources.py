@@ -48,6 +48,13 @@ class Table:
     def name(self, prefix: str) -> str:
         return f"{prefix}-{self.name_suffix}"
 
+    def index(self, name: str) -> Index:
+        """The index called `name` (a KeyError names it when the table has none)."""
+        for index in self.indexes:
+            if index.name == name:
+                return index
+        raise KeyError(f"{self.logical_id} has no index {name!r}")
+
     @property
     def attributes(self) -> tuple[Attribute, ...]:
         """Every attribute used in a key of the table or one of its indexes, once."""

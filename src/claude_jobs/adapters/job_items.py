@@ -22,16 +22,16 @@ from .dynamo import from_item, serialize
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
-TENANT_INDEX = JOBS_TABLE.indexes[0].name
-APPROVAL_INDEX = JOBS_TABLE.indexes[1].name
+TENANT_INDEX = JOBS_TABLE.index("by_tenant_shard").name
+APPROVAL_INDEX = JOBS_TABLE.index("by_approval").name
 #: The keys of `APPROVAL_INDEX`, a sparse index: only a job awaiting a decision has them
 #: (its tenant, and "<requested_at ISO>#<job_id>": oldest request first).
-APPROVAL_TENANT = JOBS_TABLE.indexes[1].partition_key.name
+APPROVAL_TENANT = JOBS_TABLE.index(APPROVAL_INDEX).partition_key.name
 APPROVAL_KEY = "approval_key"
 #: The sparse index of unfinished jobs and usage counters (the reconciler's), and its key:
 #: set while a job is queued, running or awaiting approval, removed by the write that ends it.
-OPEN_INDEX = JOBS_TABLE.indexes[2].name
-OPEN_SHARD = JOBS_TABLE.indexes[2].partition_key.name
+OPEN_INDEX = JOBS_TABLE.index("by_open").name
+OPEN_SHARD = JOBS_TABLE.index(OPEN_INDEX).partition_key.name
 IDEM_PREFIX = "idem#"
 #: A tenant's usage counter (`pending`, `running`): the same table, so that it changes in one
 #: transaction with the job. No TTL (never expires); of the indexes, only the unfinished-jobs

@@ -14,7 +14,7 @@ from .dynamo import from_item, to_item
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-KEY_ID_INDEX = API_KEYS_TABLE.indexes[0].name
+KEY_ID_INDEX = API_KEYS_TABLE.index("by_key_id").name
 
 
 def _record(item: dict[str, Any]) -> ApiKey:

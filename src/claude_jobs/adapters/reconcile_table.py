@@ -21,8 +21,9 @@ from botocore.exceptions import ClientError
 
 from ..clock import epoch
 from ..job_message import JobMessage
+from ..job_status import JobStatus
 from ..observability import get_logger
-from ..reconcile.reconciler import AWAITING_APPROVAL, Slots, Snapshot, UnfinishedJob
+from ..reconcile.reconciler import Slots, Snapshot, UnfinishedJob
 from ..resources import OPEN_SHARDS
 from .dynamo import from_item, serialize
 from .job_items import OPEN_INDEX, OPEN_SHARD, open_shard_key
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 _USAGE_PREFIX = "usage#"
-_UNFINISHED = frozenset({"queued", "running", AWAITING_APPROVAL})
+_UNFINISHED = frozenset(status.value for status in JobStatus if not status.is_terminal)
 _PROJECTION = (
     "job_id, tenant_id, #s, created_at, lease_until, message_due, redrives, pending, running,"
     " drift, pending_approval"
