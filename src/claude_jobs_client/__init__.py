@@ -57,7 +57,8 @@ THROTTLE_RETRIES = 4
 #: Gateway answers a waiting loop asks again after (a long-poll that overran its function's
 #: time, a front briefly unavailable): the same status read, idempotent.
 GATEWAY_ERRORS = frozenset({502, 503, 504})
-#: How many gateway answers in a row `wait` rides out (pausing 1, 2, 4 s) before it raises.
+#: How many gateway answers in a row `wait` and `iter_events` ride out (pausing 1, 2, 4 s)
+#: before they raise.
 GATEWAY_RETRIES = 3
 
 
@@ -224,16 +225,8 @@ class Client(_Files, _Approvals):
             try:
                 response = self._get_response(job_id, asked)
             except ApiError as exc:
-                # A gateway answer says nothing of the job: ask again, a few times in a row.
-                if exc.status not in GATEWAY_ERRORS or gateway_errors >= GATEWAY_RETRIES:
-                    raise
-                pause = 2.0**gateway_errors
-                if deadline is not None:
-                    if self._clock() >= deadline:
-                        raise
-                    pause = min(pause, max(deadline - self._clock(), 0))
+                self._ride_out(exc, gateway_errors, deadline)
                 gateway_errors += 1
-                self._sleep(pause)
                 continue
             gateway_errors = 0
             job: Job = response.json()
@@ -250,6 +243,19 @@ class Client(_Files, _Approvals):
                     if deadline is not None:
                         pause = min(pause, max(deadline - self._clock(), 0))
                     self._sleep(pause)
+
+    def _ride_out(self, error: ApiError, earlier: int, deadline: float | None) -> None:
+        """After a read that failed with `error`, the `earlier + 1`-th in a row: pause before
+        asking again when it is a gateway answer (it says nothing of the job), `earlier` is
+        under `GATEWAY_RETRIES` and the deadline has not passed; else raise it."""
+        if error.status not in GATEWAY_ERRORS or earlier >= GATEWAY_RETRIES:
+            raise error
+        pause = 2.0**earlier
+        if deadline is not None:
+            if self._clock() >= deadline:
+                raise error
+            pause = min(pause, max(deadline - self._clock(), 0))
+        self._sleep(pause)
 
     def events(self, job_id: str, *, after: str | None = None, wait: float | None = None) -> Page:
         """`GET /v1/jobs/{job_id}/events`: one page `{items, next_cursor, done}` of the job's
@@ -281,13 +287,21 @@ class Client(_Files, _Approvals):
     ) -> Iterator[Event]:
         """The job's progress events in order, from after `after`. With `follow`, long-polls
         for new ones until the job is done (raises :class:`WaitTimeoutError` after `timeout`
-        seconds; None: no limit); without, stops at the last one stored now."""
+        seconds; None: no limit); without, stops at the last one stored now. A gateway error
+        is asked again as by `wait`."""
         deadline = None if timeout is None else self._clock() + timeout
         cursor = after
+        gateway_errors = 0
         while True:
             remaining = MAX_WAIT_SECONDS if deadline is None else deadline - self._clock()
             wait = max(0, min(MAX_WAIT_SECONDS, remaining)) if follow else None
-            page = self.events(job_id, after=cursor, wait=wait)
+            try:
+                page = self.events(job_id, after=cursor, wait=wait)
+            except ApiError as exc:
+                self._ride_out(exc, gateway_errors, deadline)
+                gateway_errors += 1
+                continue
+            gateway_errors = 0
             items = page.get("items") or []
             yield from items
             cursor = str(page.get("next_cursor") or cursor or "0")

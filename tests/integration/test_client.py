@@ -103,6 +103,9 @@ class StandInApi:
                     json.dumps(self.public(job)), headers=headers, content_type="application/json"
                 )
             if request.method == "GET" and parts[3:] == ["events"] and self.events_route:
+                if self.gateway_errors:
+                    self.gateway_errors -= 1
+                    return Response('{"message":"Internal server error"}', 504)
                 after = request.args.get("after", "0")
                 if not after.isdigit():
                     return self.problem(422, "Unprocessable Content", "after is not valid.")
@@ -248,6 +251,28 @@ def test_wait_rides_out_a_few_gateway_errors_and_raises_on_more(
         with pytest.raises(ApiError) as missing:
             client.wait("no-such-job")
         assert missing.value.status == 404
+
+
+def test_following_events_rides_out_a_few_gateway_errors_and_raises_on_more(
+    api: tuple[StandInApi, str],
+) -> None:
+    stand_in, url = api
+    pauses: list[float] = []
+    with Client(url, KEY, sleep=pauses.append) as client:
+        job_id = client.submit("x")["job_id"]
+        # Given event reads that answer 504 three times in a row
+        stand_in.gateway_errors = 3
+        # When the client follows the job's events, Then it asks again after growing pauses
+        # and yields every event once, in order, to the job's end
+        seqs = [e["seq"] for e in client.iter_events(job_id)]
+        assert pauses == [1.0, 2.0, 4.0]
+        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 3
+        # And a fourth gateway error in a row is raised
+        stand_in.gateway_errors = 4
+        other = client.submit("y")["job_id"]
+        with pytest.raises(ApiError) as caught:
+            list(client.iter_events(other))
+        assert caught.value.status == 504
 
 
 def test_wait_gives_up_after_its_timeout(api: tuple[StandInApi, str]) -> None:
