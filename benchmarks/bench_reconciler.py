@@ -75,12 +75,20 @@ def _scan_units(client: Any, table: str, sizes: dict[str, int]) -> tuple[float, 
 
 
 class _Billed:
-    """The read units of the reads a client makes (the index design's calls)."""
+    """The read units of the reads a client makes (the index design's calls) while in the
+    `with` block."""
 
     def __init__(self, client: Any, sizes: dict[str, int]) -> None:
         self.units = 0.0
         self._sizes = sizes
-        client.meta.events.register("after-call.dynamodb", self._seen)
+        self._events = client.meta.events
+
+    def __enter__(self) -> _Billed:
+        self._events.register("after-call.dynamodb", self._seen)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._events.unregister("after-call.dynamodb", self._seen)
 
     def _seen(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         from benchmarks.ledger import INDEX_ENTRY_OVERHEAD_BYTES, read_units
@@ -179,10 +187,9 @@ def run(args: argparse.Namespace) -> bool:
                     break
                 scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
             store = DynamoReconcileStore(client, table)
-            billed = _Billed(client, sizes)
-            snapshot = store.snapshot()
+            with _Billed(client, sizes) as billed:
+                snapshot = store.snapshot()
             index_units = billed.units
-            client.meta.events.unregister("after-call.dynamodb", billed._seen)
             scan_units, returned = _scan_units(client, table, sizes)
             index_cpu = scan_cpu = 0.0
             for _ in range(2):  # interleaved

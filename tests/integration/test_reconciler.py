@@ -477,3 +477,71 @@ def test_every_write_keeps_a_job_in_the_open_index_exactly_while_it_is_unfinishe
     assert shard(cancelled) is None and shard(undispatched) is None
     # And the tenant's counter is in it, in its own shard
     assert shard("usage#tenant-x") == open_shard("usage#tenant-x")
+
+
+def test_the_migration_gives_the_key_to_unfinished_items_written_before_the_index(
+    aws: tuple[str, AwsFaultProxy],
+) -> None:
+    from typer.testing import CliRunner
+
+    from claude_jobs.adapters.job_items import OPEN_SHARD, open_shard
+    from claude_jobs.adapters.reconcile_table import backfill_open_keys
+    from claude_jobs_tools.cli.main import app
+
+    emulator_url, _ = aws
+    container, _ = _stack()
+    jobs, service = container.job_repository, container.job_service
+    direct = boto3.client("dynamodb", endpoint_url=emulator_url, region_name="us-east-1")
+    table = container.settings.jobs_table
+    # Given a table as the version before the index left it: a queued, a running and a waiting
+    # job, a finished one, and the tenant's counter, none with the index's key
+    queued = service.submit("tenant-m", JobRequest(prompt="q")).job.job_id
+    running = service.submit("tenant-m", JobRequest(prompt="r")).job.job_id
+    jobs.transition(
+        Transition(job_id=running, to=JobStatus.RUNNING, set_fields={"lease_until": 2**40})
+    )
+    waiting = _waiting(container, "tenant-m", "apr_m", 86_400)
+    finished = service.submit("tenant-m", JobRequest(prompt="f")).job.job_id
+    jobs.transition(Transition(job_id=finished, to=JobStatus.CANCELLED))
+    unfinished = {queued, running, waiting, "usage#tenant-m"}
+    for key in unfinished:
+        direct.update_item(
+            TableName=table, Key={"job_id": {"S": key}}, UpdateExpression=f"REMOVE {OPEN_SHARD}"
+        )
+    store = DynamoReconcileStore(container.client("dynamodb"), table)
+    assert store.snapshot().jobs == [] and store.snapshot().slots == {}
+
+    def shard(key: str) -> str | None:
+        item = direct.get_item(TableName=table, Key={"job_id": {"S": key}}, ConsistentRead=True)
+        return item["Item"].get(OPEN_SHARD, {}).get("S")
+
+    # When the migration runs (the command, against the same table)
+    env = {"JOBS_TABLE": table, "AWS_ENDPOINT_URL": emulator_url}
+    result = CliRunner().invoke(app, ["migrate", "open-index"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "4 given the key" in result.output
+    # Then each unfinished item has its key, the finished job none, and the reconciler sees
+    # them all again
+    assert {key: shard(key) for key in unfinished} == {key: open_shard(key) for key in unfinished}
+    assert shard(finished) is None
+    snapshot = store.snapshot()
+    assert {j.job_id for j in snapshot.jobs} == {queued, running, waiting}
+    assert set(snapshot.slots) == {"tenant-m"}
+    # And a second run gives nothing more
+    again = backfill_open_keys(direct, table)
+    assert (again.given, again.skipped) == (0, 0)
+    # And a job that ends between the migration's scan and its write is left without the key
+    late = service.submit("tenant-m", JobRequest(prompt="late")).job.job_id
+    direct.update_item(
+        TableName=table, Key={"job_id": {"S": late}}, UpdateExpression=f"REMOVE {OPEN_SHARD}"
+    )
+
+    def end_it_first(**_: Any) -> None:
+        current = jobs.get(late)
+        if current is not None and current.status is JobStatus.QUEUED:
+            jobs.transition(Transition(job_id=late, to=JobStatus.CANCELLED))
+
+    direct.meta.events.register("before-call.dynamodb.UpdateItem", end_it_first)
+    raced = backfill_open_keys(direct, table)
+    assert (raced.given, raced.skipped) == (0, 1)
+    assert shard(late) is None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -26,7 +27,7 @@ from ..observability import get_logger
 from ..reconcile.reconciler import Slots, Snapshot, UnfinishedJob
 from ..resources import OPEN_SHARDS
 from .dynamo import from_item, serialize
-from .job_items import OPEN_INDEX, OPEN_SHARD, open_shard_key
+from .job_items import OPEN_INDEX, OPEN_SHARD, open_shard, open_shard_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -238,3 +239,58 @@ class SqsJobWaker:
     def wake(self, job_id: str, tenant_id: str) -> None:
         body = JobMessage(job_id=job_id, tenant_id=tenant_id).body()
         self._client.send_message(QueueUrl=self._url, MessageBody=body)
+
+
+@dataclass
+class Backfill:
+    """What `backfill_open_keys` did: items examined by the scan, keys given, and items that
+    changed meanwhile (ended, or given the key by a write of their own)."""
+
+    examined: int = 0
+    given: int = 0
+    skipped: int = 0
+
+
+def backfill_open_keys(client: DynamoDBClient, table_name: str) -> Backfill:
+    """Give the unfinished-jobs index's key to the unfinished jobs and usage counters written
+    before the index existed (deployed over a table with jobs in flight): a scan of the items
+    without the key, then for each a write conditional on it still being unfinished and
+    without the key, so that a job ending meanwhile is left alone. Safe to run again, and
+    while the service runs."""
+    names = {"#s": "status", "#o": OPEN_SHARD, "#k": "job_id"}
+    unfinished = {f":u{i}": {"S": status} for i, status in enumerate(sorted(_UNFINISHED))}
+    values = {":usage": {"S": _USAGE_PREFIX}, **unfinished}
+    wanted = (
+        f"attribute_not_exists(#o) AND (#s IN ({', '.join(unfinished)}) OR begins_with(#k, :usage))"
+    )
+    done = Backfill()
+    scan: dict[str, Any] = {
+        "TableName": table_name,
+        "ProjectionExpression": "#k",
+        "FilterExpression": wanted,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ConsistentRead": True,
+    }
+    while True:
+        page = client.scan(**scan)
+        done.examined += int(page.get("ScannedCount", 0))
+        for item in page.get("Items", []):
+            key = item["job_id"]["S"]
+            try:
+                client.update_item(
+                    TableName=table_name,
+                    Key={"job_id": {"S": key}},
+                    UpdateExpression="SET #o = :shard",
+                    ConditionExpression=f"attribute_exists(#k) AND {wanted}",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={**values, ":shard": serialize(open_shard(key))},
+                )
+                done.given += 1
+            except ClientError as exc:
+                if not _conditional_failed(exc):
+                    raise
+                done.skipped += 1
+        if "LastEvaluatedKey" not in page:
+            return done
+        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]

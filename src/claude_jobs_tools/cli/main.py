@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import approvals, dev, github, jobs, keys, trigger, vault, webhooks
+from . import approvals, dev, github, jobs, keys, migrate, trigger, vault, webhooks
 
 app = typer.Typer(
     name="claude-jobs",
@@ -25,3 +25,4 @@ app.add_typer(trigger.app, name="trigger")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(vault.app, name="vault")  # set|list|delete: MCP servers' credentials
 app.add_typer(github.app, name="github")
+app.add_typer(migrate.app, name="migrate")  # one-off data changes after a deploy
