@@ -273,6 +273,9 @@ def test_a_boundary_during_a_tool_call_is_recorded_as_interrupted(
     assert CONTINUE_PROMPT in last_user_text(resumed)
     # And the step started twice (the cut-off run and the new one) and finished once
     assert lines(shared_dir / "runs") == [1, 1] and lines(shared_dir / "effects") == [1]
+    # And the cut-off call counted for as long as it had run (over 10 s), which would not fit
+    # in a whole segment: the next segment judged its first call without it (it ran)
+    assert done.segment_tool_ms is not None and done.segment_tool_ms > 10_000, done
 
 
 def test_a_boundary_right_after_a_tool_result_pauses_the_next_call(

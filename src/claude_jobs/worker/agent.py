@@ -163,7 +163,8 @@ class _Run:
         boundary: once its time is up, the next tool call does not run and
         the agent stops (every earlier tool's result is in the transcript by now). Nor does a
         call that would still be running at the hard stop, judging by the longest call this
-        segment has made: it would be cut off half-way and done again by the next segment."""
+        segment has made (or the previous segment's: `_expected_tool_seconds`): it would be cut
+        off half-way and done again by the next segment."""
         after = self.request.yield_after_seconds
         elapsed = self._elapsed()
         expected = self._expected_tool_seconds() * _TOOL_TIME_FACTOR
@@ -223,7 +224,8 @@ class _Run:
 
     def _note_results(self, message: Any) -> None:
         """The tool calls whose results a message reports (a refused call's included)."""
-        for block in getattr(message, "content", None) or ():
+        content = getattr(message, "content", None)
+        for block in content if isinstance(content, list) else ():
             call = getattr(block, "tool_use_id", None)
             if isinstance(call, str):
                 self.tool_answered.add(call)
