@@ -9,21 +9,29 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from claude_jobs.models import JobRequest, JobStatus
+from claude_jobs.models import Job, JobRequest, JobStatus
 from claude_jobs.resources import JOBS_QUEUE
 from claude_jobs.wiring import Container
-from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
+from claude_jobs.worker.segments import CONTINUE_PROMPT
+from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, RecordedRequest, Reply, ToolUse
 from tests.worker.conftest import REAL_KEY, sqs_event
 from tests.worker.image_layout import (
     as_runtime_user,
     required_runtime_python,
     worker_env,
 )
-from tests.worker.test_segment_context import counting_model, finished_steps, lines, tool_calls
+from tests.worker.test_segment_context import (
+    counting_model,
+    finished_steps,
+    lines,
+    tool_calls,
+    until,
+)
 
 pytestmark = [pytest.mark.cli, pytest.mark.timeout(900)]
 
@@ -53,6 +61,67 @@ for line in sys.stdin:
 """
 
 
+def _run_in_image(
+    task_root: Path,
+    image_site: Path,
+    moto_server: str,
+    shared_dir: Path,
+    fake: FakeAnthropic,
+    name: str,
+    max_turns: int,
+    invocation: int,
+    invocations: int,
+) -> Job:
+    """Submit a job to a fresh provisioned stack and hand its message to one warm worker
+    process, as the runtime user, `invocations` times (each an invocation `invocation`
+    seconds long; the worker re-queues the job at each segment's end); the job as it ended."""
+    python = required_runtime_python()
+    from claude_jobs_tools.provision import provision
+
+    provisioned = provision(name, secret_value=REAL_KEY, anthropic_base_url=fake.url)
+    container = Container(provisioned.settings)
+    job = container.job_service.submit(
+        "tenant-long",
+        JobRequest(
+            prompt="Do the steps.",
+            allowed_tools=["Bash"],
+            timeout_seconds=600,
+            max_turns=max_turns,
+        ),
+    ).job
+    env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
+    env["WORKER_INVOCATION_SECONDS"] = str(invocation)
+    # (its scratch directory its own: other tests' workers of the same user may run at the
+    # same time on this machine and clear what appears in /tmp, as never in one Lambda)
+    scratch = shared_dir / "scratch"
+    scratch.mkdir(mode=0o777, exist_ok=True)
+    scratch.chmod(0o777)
+    env["SCRATCH_DIRS"] = str(scratch)
+    # (and its sandboxes out of /tmp, which those workers clear of what is theirs: the
+    # same user's)
+    sandboxes = shared_dir / "sandboxes"
+    sandboxes.mkdir(exist_ok=True)
+    sandboxes.chmod(0o1777)
+    env["TMPDIR"] = str(sandboxes)
+    event = sqs_event(job)
+    event["Records"][0]["eventSourceARN"] = provisioned.queue_arns[JOBS_QUEUE.logical_id]
+    run = subprocess.run(
+        [python, "-S", "-c", SEGMENT_HARNESS],
+        input="".join(json.dumps(event) + "\n" for _ in range(invocations)),
+        **as_runtime_user(),
+        cwd=task_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    done = container.job_repository.get(job.job_id)
+    assert done is not None
+    return done
+
+
 @pytest.mark.parametrize(
     ("steps", "seconds", "invocation", "at_least", "at_most"),
     # 15 s invocations (a window of ~12 s): two ~4.2 s steps a segment; 18 s (~14.4 s): one
@@ -72,60 +141,25 @@ def test_a_long_job_keeps_every_finished_step_in_the_image_layout(
     at_least: int,
     at_most: int,
 ) -> None:
-    python = required_runtime_python()
-    from claude_jobs_tools.provision import provision
-
     # Given a model that asks for the next step until it sees every step finished
     with FakeAnthropic(
         api_key=REAL_KEY, default=counting_model(shared_dir, steps, seconds)
     ) as fake:
-        provisioned = provision(
-            f"imgseg{steps}", secret_value=REAL_KEY, anthropic_base_url=fake.url
-        )
-        container = Container(provisioned.settings)
-        job = container.job_service.submit(
-            "tenant-long",
-            JobRequest(
-                prompt="Do the steps.",
-                allowed_tools=["Bash"],
-                timeout_seconds=600,
-                max_turns=4 * steps,
-            ),
-        ).job
-        env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
-        env["WORKER_INVOCATION_SECONDS"] = str(invocation)
-        # (its scratch directory its own: other tests' workers of the same user may run at the
-        # same time on this machine and clear what appears in /tmp, as never in one Lambda)
-        scratch = shared_dir / "scratch"
-        scratch.mkdir(mode=0o777, exist_ok=True)
-        scratch.chmod(0o777)
-        env["SCRATCH_DIRS"] = str(scratch)
-        # (and its sandboxes out of /tmp, which those workers clear of what is theirs: the
-        # same user's)
-        sandboxes = shared_dir / "sandboxes"
-        sandboxes.mkdir(exist_ok=True)
-        sandboxes.chmod(0o1777)
-        env["TMPDIR"] = str(sandboxes)
-        event = sqs_event(job)
-        event["Records"][0]["eventSourceARN"] = provisioned.queue_arns[JOBS_QUEUE.logical_id]
         # When one warm worker process, as the runtime user, gets the job's message again
         # and again (each a short invocation) — the worker re-queues it at each segment's end
-        run = subprocess.run(
-            [python, "-S", "-c", SEGMENT_HARNESS],
-            input="".join(json.dumps(event) + "\n" for _ in range(at_most + 3)),
-            **as_runtime_user(),
-            cwd=task_root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
+        done = _run_in_image(
+            task_root,
+            image_site,
+            moto_server,
+            shared_dir,
+            fake,
+            f"imgseg{steps}",
+            max_turns=4 * steps,
+            invocation=invocation,
+            invocations=at_most + 3,
         )
-        assert run.returncode == 0, run.stderr[-3000:]
         # Then it succeeded, each step run exactly once, over several segments but not many
         # more than the work needs
-        done = container.job_repository.get(job.job_id)
-        assert done is not None
         assert done.status is JobStatus.SUCCEEDED, (done.error, lines(shared_dir / "runs"))
         assert done.result is not None and done.result.text == f"all {steps} steps done"
         assert lines(shared_dir / "runs") == list(range(1, steps + 1))
@@ -137,3 +171,45 @@ def test_a_long_job_keeps_every_finished_step_in_the_image_layout(
         for earlier, later in itertools.pairwise(requests):
             assert tool_calls(later)[: len(tool_calls(earlier))] == tool_calls(earlier)
         assert finished_steps(requests[-1]) == set(range(1, steps + 1))
+
+
+def test_a_segments_late_first_call_is_paused_in_the_image_layout(
+    task_root: Path,
+    image_site: Path,
+    moto_server: str,
+    shared_dir: Path,
+) -> None:
+    # Given two ~9 s steps in 20 s invocations (the hard stop at ~18 s: one step a segment),
+    # and a model that asks for the second step in the second segment only 10 s after that
+    # segment's first request (11-14 s into it: a ~9 s call there would run into the hard stop)
+    steps = counting_model(shared_dir, 2, 9.0)
+    first_seen: dict[int, float] = {}
+
+    def model(request: RecordedRequest) -> Reply:
+        reply = steps(request)
+        segment = json.dumps(request.body).count(CONTINUE_PROMPT[:40]) + 1
+        first_seen.setdefault(segment, time.monotonic())
+        if segment == 2 and isinstance(reply, ToolUse):
+            return ToolUse("Bash", reply.input, delay=until(first_seen[2] + 10.0))
+        return reply
+
+    with FakeAnthropic(api_key=REAL_KEY, default=model) as fake:
+        # When the warm worker process runs it in 20 s invocations
+        done = _run_in_image(
+            task_root,
+            image_site,
+            moto_server,
+            shared_dir,
+            fake,
+            "imgseglate",
+            max_turns=10,
+            invocation=20,
+            invocations=5,
+        )
+    # Then the second segment did not start the call, which the first segment's ~9 s call
+    # said would be cut off (it had timed none of its own): it paused, and the third ran it;
+    # each step started once and finished once
+    assert done.status is JobStatus.SUCCEEDED, (done.error, lines(shared_dir / "runs"))
+    assert lines(shared_dir / "runs") == [1, 2] and lines(shared_dir / "effects") == [1, 2]
+    assert done.segments == 3
+    assert done.segment_tool_ms is not None and done.segment_tool_ms >= 9_000
