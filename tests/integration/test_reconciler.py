@@ -437,21 +437,43 @@ def test_a_run_reads_the_unfinished_jobs_and_counters_only(aws: tuple[str, AwsFa
     assert reads.examined == 2 * 5
 
 
+class _RawTable:
+    """The jobs table read and written as it is, past the repository."""
+
+    def __init__(self, emulator_url: str, table: str) -> None:
+        self.client = boto3.client("dynamodb", endpoint_url=emulator_url, region_name="us-east-1")
+        self.table = table
+
+    def shard(self, key: str) -> str | None:
+        """The item's unfinished-jobs index key, if it has one."""
+        from claude_jobs.adapters.job_items import OPEN_SHARD
+
+        item = self.client.get_item(
+            TableName=self.table, Key={"job_id": {"S": key}}, ConsistentRead=True
+        )
+        return item["Item"].get(OPEN_SHARD, {}).get("S")
+
+    def drop_shard(self, key: str) -> None:
+        """Make the item one written before the index existed."""
+        from claude_jobs.adapters.job_items import OPEN_SHARD
+
+        self.client.update_item(
+            TableName=self.table,
+            Key={"job_id": {"S": key}},
+            UpdateExpression=f"REMOVE {OPEN_SHARD}",
+        )
+
+
 def test_every_write_keeps_a_job_in_the_open_index_exactly_while_it_is_unfinished(
     aws: tuple[str, AwsFaultProxy],
 ) -> None:
-    from claude_jobs.adapters.job_items import OPEN_SHARD, open_shard
+    from claude_jobs.adapters.job_items import open_shard
 
     emulator_url, _ = aws
     container, _ = _stack()
     jobs, service = container.job_repository, container.job_service
-    direct = boto3.client("dynamodb", endpoint_url=emulator_url, region_name="us-east-1")
-    table = container.settings.jobs_table
-
-    def shard(key: str) -> str | None:
-        item = direct.get_item(TableName=table, Key={"job_id": {"S": key}}, ConsistentRead=True)
-        return item["Item"].get(OPEN_SHARD, {}).get("S")
-
+    raw = _RawTable(emulator_url, container.settings.jobs_table)
+    shard = raw.shard
     # A job through its life: queued, running, awaiting approval, queued again, running, done
     job_id = _waiting(container, "tenant-x", "apr_x", 86_400)
     assert shard(job_id) == open_shard(job_id)
@@ -460,9 +482,7 @@ def test_every_write_keeps_a_job_in_the_open_index_exactly_while_it_is_unfinishe
     )
     assert shard(job_id) == open_shard(job_id)
     # (a job written before the index existed joins it at its next transition)
-    direct.update_item(
-        TableName=table, Key={"job_id": {"S": job_id}}, UpdateExpression=f"REMOVE {OPEN_SHARD}"
-    )
+    raw.drop_shard(job_id)
     jobs.transition(
         Transition(job_id=job_id, to=JobStatus.RUNNING, set_fields={"lease_until": 2**40})
     )
@@ -484,15 +504,16 @@ def test_the_migration_gives_the_key_to_unfinished_items_written_before_the_inde
 ) -> None:
     from typer.testing import CliRunner
 
-    from claude_jobs.adapters.job_items import OPEN_SHARD, open_shard
+    from claude_jobs.adapters.job_items import open_shard
     from claude_jobs.adapters.reconcile_table import backfill_open_keys
     from claude_jobs_tools.cli.main import app
 
     emulator_url, _ = aws
     container, _ = _stack()
     jobs, service = container.job_repository, container.job_service
-    direct = boto3.client("dynamodb", endpoint_url=emulator_url, region_name="us-east-1")
     table = container.settings.jobs_table
+    raw = _RawTable(emulator_url, table)
+    direct, shard = raw.client, raw.shard
     # Given a table as the version before the index left it: a queued, a running and a waiting
     # job, a finished one, and the tenant's counter, none with the index's key
     queued = service.submit("tenant-m", JobRequest(prompt="q")).job.job_id
@@ -505,16 +526,9 @@ def test_the_migration_gives_the_key_to_unfinished_items_written_before_the_inde
     jobs.transition(Transition(job_id=finished, to=JobStatus.CANCELLED))
     unfinished = {queued, running, waiting, "usage#tenant-m"}
     for key in unfinished:
-        direct.update_item(
-            TableName=table, Key={"job_id": {"S": key}}, UpdateExpression=f"REMOVE {OPEN_SHARD}"
-        )
+        raw.drop_shard(key)
     store = DynamoReconcileStore(container.client("dynamodb"), table)
     assert store.snapshot().jobs == [] and store.snapshot().slots == {}
-
-    def shard(key: str) -> str | None:
-        item = direct.get_item(TableName=table, Key={"job_id": {"S": key}}, ConsistentRead=True)
-        return item["Item"].get(OPEN_SHARD, {}).get("S")
-
     # When the migration runs (the command, against the same table)
     env = {"JOBS_TABLE": table, "AWS_ENDPOINT_URL": emulator_url}
     result = CliRunner().invoke(app, ["migrate", "open-index"], env=env)
@@ -532,9 +546,7 @@ def test_the_migration_gives_the_key_to_unfinished_items_written_before_the_inde
     assert (again.given, again.skipped) == (0, 0)
     # And a job that ends between the migration's scan and its write is left without the key
     late = service.submit("tenant-m", JobRequest(prompt="late")).job.job_id
-    direct.update_item(
-        TableName=table, Key={"job_id": {"S": late}}, UpdateExpression=f"REMOVE {OPEN_SHARD}"
-    )
+    raw.drop_shard(late)
 
     def end_it_first(**_: Any) -> None:
         current = jobs.get(late)

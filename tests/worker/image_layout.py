@@ -151,6 +151,20 @@ for line in sys.stdin:
 """
 
 
+def own_scratch(env: dict[str, str], shared_dir: Path) -> None:
+    """The worker's scratch and sandbox directories its own, under `shared_dir` (out of /tmp):
+    other tests' workers of the same user may run at the same time on this machine and clear
+    what is theirs in /tmp, as never happens in one Lambda environment."""
+    scratch = shared_dir / "scratch"
+    scratch.mkdir(mode=0o777, exist_ok=True)
+    scratch.chmod(0o777)
+    env["SCRATCH_DIRS"] = str(scratch)
+    sandboxes = shared_dir / "sandboxes"
+    sandboxes.mkdir(exist_ok=True)
+    sandboxes.chmod(0o1777)
+    env["TMPDIR"] = str(sandboxes)
+
+
 def worker_env(
     task_root: Path,
     site: Path,

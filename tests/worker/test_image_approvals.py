@@ -23,6 +23,7 @@ from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
 from tests.worker.conftest import REAL_KEY, sqs_event
 from tests.worker.image_layout import (
     as_runtime_user,
+    own_scratch,
     required_runtime_python,
     worker_env,
 )
@@ -61,16 +62,7 @@ def test_a_decision_is_carried_out_once_in_the_image_layout(
         env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
         env["WARM_START"] = "1"
         env["WORKER_INVOCATION_SECONDS"] = "120"
-        # (its scratch and sandbox directories its own, out of /tmp: other tests' workers of
-        # the same user may run at the same time and clear what is theirs there)
-        scratch = shared_dir / "scratch"
-        scratch.mkdir(mode=0o777, exist_ok=True)
-        scratch.chmod(0o777)
-        env["SCRATCH_DIRS"] = str(scratch)
-        sandboxes = shared_dir / "sandboxes"
-        sandboxes.mkdir(exist_ok=True)
-        sandboxes.chmod(0o1777)
-        env["TMPDIR"] = str(sandboxes)
+        own_scratch(env, shared_dir)
         event = sqs_event(job)
         event["Records"][0]["eventSourceARN"] = provisioned.queue_arns[JOBS_QUEUE.logical_id]
         log = shared_dir / "worker.log"

@@ -24,6 +24,7 @@ from tests.support import mcp_probe
 from tests.worker.conftest import REAL_KEY, sqs_event
 from tests.worker.image_layout import (
     as_runtime_user,
+    own_scratch,
     required_runtime_python,
     worker_env,
 )
@@ -80,14 +81,7 @@ def test_in_the_image_the_credential_reaches_the_server_and_never_the_agent(
         env["WORKER_INVOCATION_SECONDS"] = "300"
         env["MCP_ALLOWED_URLS"] = server.url
         env["VAULT_SECRET_PREFIX"] = settings.vault_secret_prefix
-        scratch = shared_dir / "scratch"
-        scratch.mkdir(mode=0o777, exist_ok=True)
-        scratch.chmod(0o777)
-        env["SCRATCH_DIRS"] = str(scratch)
-        sandboxes = shared_dir / "sandboxes"
-        sandboxes.mkdir(exist_ok=True)
-        sandboxes.chmod(0o1777)
-        env["TMPDIR"] = str(sandboxes)
+        own_scratch(env, shared_dir)
         events = []
         for each in (job, other):
             event = sqs_event(each)

@@ -22,6 +22,7 @@ from claude_jobs_tools.local.fake_anthropic import FakeAnthropic, RecordedReques
 from tests.worker.conftest import REAL_KEY, sqs_event
 from tests.worker.image_layout import (
     as_runtime_user,
+    own_scratch,
     required_runtime_python,
     worker_env,
 )
@@ -91,18 +92,7 @@ def _run_in_image(
     ).job
     env = worker_env(task_root, image_site, moto_server, provisioned.settings, fake.url)
     env["WORKER_INVOCATION_SECONDS"] = str(invocation)
-    # (its scratch directory its own: other tests' workers of the same user may run at the
-    # same time on this machine and clear what appears in /tmp, as never in one Lambda)
-    scratch = shared_dir / "scratch"
-    scratch.mkdir(mode=0o777, exist_ok=True)
-    scratch.chmod(0o777)
-    env["SCRATCH_DIRS"] = str(scratch)
-    # (and its sandboxes out of /tmp, which those workers clear of what is theirs: the
-    # same user's)
-    sandboxes = shared_dir / "sandboxes"
-    sandboxes.mkdir(exist_ok=True)
-    sandboxes.chmod(0o1777)
-    env["TMPDIR"] = str(sandboxes)
+    own_scratch(env, shared_dir)
     event = sqs_event(job)
     event["Records"][0]["eventSourceARN"] = provisioned.queue_arns[JOBS_QUEUE.logical_id]
     run = subprocess.run(
