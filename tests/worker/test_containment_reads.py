@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -79,10 +81,24 @@ def test_a_job_told_by_its_uid_is_watched_from_status_alone(reads: list[str]) ->
     assert alive >= 1
 
 
+def _asleep(pid: int, seconds: float = 10.0) -> bool:
+    """Whether the process has become `sleep` and is sleeping, within `seconds` (a child just
+    started may still be running: exec'ing, loading)."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        text = stat.read_text()
+        if text.startswith(f"{pid} (sleep)") and text.rsplit(")", 1)[1].split()[0] == "S":
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def test_status_alone_tells_what_a_full_scan_tells() -> None:
     # Given this process and a child of it, sleeping
     child = subprocess.Popen(["sleep", "30"])
     try:
+        assert _asleep(child.pid)
         # When they are read from status alone and from both files
         full = containment.process_table()
         status_only = containment.process_table(start=False)
