@@ -128,7 +128,7 @@ def short_stack(
 
 
 def test_a_job_spanning_several_invocations_runs_each_tool_once(
-    short_stack: DevProcess, shared_dir: Path
+    short_stack: DevProcess, shared_dir: Path, steps_model: FakeAnthropic
 ) -> None:
     # Given a job of 12 tool calls of about a second each, longer than one 10 s invocation
     effects = shared_dir / "effects-1"
@@ -136,7 +136,11 @@ def test_a_job_spanning_several_invocations_runs_each_tool_once(
     os.chmod(effects, 0o666)  # noqa: S103  # each segment's agent may run as another uid
     with Client(short_stack.url, TENANTS["alpha"], timeout=60) as client:
         accepted = client.submit(
-            f"Do the steps. [[steps:{effects.name}]]", allowed_tools=["Bash"], timeout_seconds=600
+            f"Do the steps. [[steps:{effects.name}]]",
+            allowed_tools=["Bash"],
+            timeout_seconds=600,
+            # a loaded machine can take many segments, each boundary a model turn
+            max_turns=60,
         )
         # When it runs to its end
         job = client.wait(accepted["job_id"], timeout=400)
@@ -145,7 +149,7 @@ def test_a_job_spanning_several_invocations_runs_each_tool_once(
     # step is done again only when the hard stop cut its call off (no result recorded: what it
     # did is unknown, docs/sessions.md), which the worker avoids by the calls it timed and a
     # loaded machine can still bring about
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", json.dumps({"job": job, "events": events})
     cut_off = cut_off_steps(events)
     done = [int(n) for n in effects.read_text().split()]
     assert once_in_order(done, cut_off), (done, cut_off)
@@ -157,6 +161,8 @@ def test_a_job_spanning_several_invocations_runs_each_tool_once(
     assert job["segments"] >= 2, job
     assert job["attempts"] == 1
     assert job["usage"]["num_turns"] >= STEPS + 1
+    # And each turn counted was a model call (a boundary costs the call it paused, no more)
+    assert job["usage"]["num_turns"] <= len(steps_model.message_requests), job
     # And the stack never hit a worker timeout (each segment ended before its invocation)
     assert "Task timed out" not in short_stack.output()
     # And its progress events span the segments in one order: seqs strictly increasing, each

@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,6 @@ import pytest
 
 from claude_jobs.adapters.jobs_table import DynamoJobRepository
 from claude_jobs.models import Job, JobRequest
-from claude_jobs.resources import WORKER_DEADLINE_MARGIN_SECONDS
 from claude_jobs.wiring import Container
 from claude_jobs.worker.function import WorkerFunction
 from claude_jobs_tools.local.fake_anthropic import FakeAnthropic
@@ -48,7 +48,8 @@ BEDROCK_MODELS = {"claude-sonnet-4-5": "us.anthropic.claude-sonnet-4-5-20250929-
 
 @dataclass
 class LambdaContext:
-    """What the worker reads from Lambda's context object."""
+    """What the worker reads from Lambda's context object: like Lambda's, its remaining
+    time counts down from the invocation's start (here: the context's making)."""
 
     remaining_ms: int = 900_000
     aws_request_id: str = "req-worker-test"
@@ -57,14 +58,10 @@ class LambdaContext:
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:worker"
     log_group_name: str = "/aws/lambda/worker"
     log_stream_name: str = "stream"
+    started: float = field(default_factory=time.monotonic)
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
-def context_with_deadline(seconds: float) -> LambdaContext:
-    """A context whose remaining time leaves the job `seconds` after the margin."""
-    return LambdaContext(remaining_ms=int((seconds + WORKER_DEADLINE_MARGIN_SECONDS) * 1000))
+        return max(self.remaining_ms - int((time.monotonic() - self.started) * 1000), 0)
 
 
 def sqs_event(job: Job, message_id: str = "msg-1") -> dict[str, Any]:

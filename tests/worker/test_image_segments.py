@@ -161,6 +161,9 @@ def test_a_long_job_keeps_every_finished_step_in_the_image_layout(
         for earlier, later in itertools.pairwise(requests):
             assert tool_calls(later)[: len(tool_calls(earlier))] == tool_calls(earlier)
         assert finished_steps(requests[-1]) == set(range(1, steps + 1))
+        # And a turn was counted for each model call at most (a boundary costs the call it
+        # paused; a model call the hard stop cut off was asked for and never answered)
+        assert done.usage is not None and done.usage.num_turns <= len(requests), done.usage
 
 
 def test_a_segments_late_first_call_is_paused_in_the_image_layout(
@@ -203,3 +206,6 @@ def test_a_segments_late_first_call_is_paused_in_the_image_layout(
     assert lines(shared_dir / "runs") == [1, 2] and lines(shared_dir / "effects") == [1, 2]
     assert done.segments == 3
     assert done.segment_tool_ms is not None and done.segment_tool_ms >= 9_000
+    # And each model call was one turn, the two paused ones included, and nothing more
+    assert done.usage is not None
+    assert done.usage.num_turns == len(fake.message_requests) == 5, done.usage

@@ -312,6 +312,10 @@ def test_a_boundary_right_after_a_tool_result_pauses_the_next_call(
     assert CONTINUE_PROMPT in last_user_text(resumed)
     # And each step ran once
     assert lines(shared_dir / "runs") == [1, 2] and lines(shared_dir / "effects") == [1, 2]
+    # And the job counted a turn for each model call, the paused one included, and none for
+    # the turn the pause stopped before asking the model (the CLI counts that one too)
+    assert done.usage is not None
+    assert done.usage.num_turns == len(stack.fake.message_requests) == 4, done.usage
 
 
 def test_a_segments_first_call_is_judged_by_the_previous_segments_calls(

@@ -93,6 +93,9 @@ def test_a_long_job_runs_in_segments_and_each_tool_runs_once(
     # Attempts count faults only; the usage adds up across segments
     assert done.attempts == 1
     assert done.usage is not None and done.usage.num_turns >= STEPS + 1
+    # A turn is a model call: a boundary costs the call it paused, no more (a model call the
+    # hard stop cut off is asked for but never answered, hence at most)
+    assert done.usage.num_turns <= len(stack.fake.message_requests), done.usage
     assert done.continuing is False and done.lease_until is None
     # The last call carried the whole conversation: every step's result
     assert steps_done(stack.fake.message_requests[-1]) == set(range(1, STEPS + 1))

@@ -302,7 +302,7 @@ class _Run:
                 cache_read_input_tokens=int(usage.get("cache_read_input_tokens") or 0),
                 cache_creation_input_tokens=int(usage.get("cache_creation_input_tokens") or 0),
                 total_cost_usd=float(result.total_cost_usd or 0.0),
-                num_turns=int(result.num_turns or 0),
+                num_turns=self._turns(int(result.num_turns or 0)),
                 duration_ms=int(result.duration_ms or 0),
             )
         # Stopped before the CLI reported: what its assistant messages said so far.
@@ -316,6 +316,12 @@ class _Run:
             )
         }
         return Usage(**totals, num_turns=len(self.assistant_usage), duration_ms=self._elapsed_ms())
+
+    def _turns(self, reported: int) -> int:
+        """The run's turns: the CLI's count, which for a run our hook paused also counts the
+        turn it stopped before asking the model; such a run made as many model calls as it
+        received assistant messages (each boundary costs the one model call it refused)."""
+        return min(reported, len(self.assistant_usage)) if self.yielded else reported
 
     def _outcome(self, ending: Ending | None) -> AgentOutcome:
         usage = self._usage()
