@@ -1,5 +1,5 @@
-"""Long jobs over HTTP: `claude-jobs dev --invocation-seconds 10` (10 s worker invocations),
-the real CLI in the worker and the fake Messages API as upstream. A job of a dozen ~1 s tool
+"""Long jobs over HTTP: `claude-jobs dev --invocation-seconds 20` (20 s worker invocations),
+the real CLI in the worker and the fake Messages API as upstream. A job of a dozen ~2 s tool
 calls spans several invocations and succeeds, every tool call's effect present exactly once."""
 
 from __future__ import annotations
@@ -28,10 +28,14 @@ from .conftest import TENANTS, DevProcess, base_env, start_dev
 pytestmark = [pytest.mark.e2e, pytest.mark.cli, pytest.mark.timeout(600)]
 
 STEPS = 12
-#: The shortest the stack allows: a segment yields after ~8 s, well short of the twelve
-#: one-second steps however fast the machine (at 15 s it yielded after ~12 s, which all twelve
-#: steps could beat on a quiet machine).
-INVOCATION_SECONDS = 10
+#: A segment yields after ~16 s, well short of the twelve two-second steps however fast the
+#: machine. Its end-of-invocation margins scale with it: at 10 s (the shortest the stack allows)
+#: the 1 s left to record a segment whose agent the hard stop killed was not always enough on
+#: a loaded CI machine (the local Lambda timed the invocation out; the job went on after the
+#: message's visibility timeout), at 20 s it is 2 s (on Lambda: 30 s).
+INVOCATION_SECONDS = 20
+#: Each step's Bash call: about two seconds (short sleeps: the CLI refuses a long one).
+STEP_SLEEP = "sleep 0.5; sleep 0.5; sleep 0.5; sleep 0.5"
 KEY = "sk-ant-test-long-jobs-0123456789"
 _DONE = re.compile(r"STEP-OK-(\d+)")
 _WORKSPACE = re.compile(r"WORKSPACE:([0-9,]+)")
@@ -73,7 +77,7 @@ def steps_model(shared_dir: Path) -> Iterator[FakeAnthropic]:
         return ToolUse(
             "Bash",
             {
-                "command": f"sleep 1; echo {step} >> {effects}; echo {step} >> steps.txt; "
+                "command": f"{STEP_SLEEP}; echo {step} >> {effects}; echo {step} >> steps.txt; "
                 f"echo STEP-OK-{step}"
             },
         )
@@ -130,7 +134,7 @@ def short_stack(
 def test_a_job_spanning_several_invocations_runs_each_tool_once(
     short_stack: DevProcess, shared_dir: Path, steps_model: FakeAnthropic
 ) -> None:
-    # Given a job of 12 tool calls of about a second each, longer than one 10 s invocation
+    # Given a job of 12 tool calls of about two seconds each, longer than one 20 s invocation
     effects = shared_dir / "effects-1"
     effects.touch()
     os.chmod(effects, 0o666)  # noqa: S103  # each segment's agent may run as another uid
