@@ -154,7 +154,10 @@ class Client(_Files, _Approvals):
         by `make client-options`); None or left out: the API's defaults. Returns the 202 body
         `{job_id, status, created_at, links}`. `session_id` (an earlier job's) continues that
         conversation: ApiError 404 `session_not_found`, or 409 `session_busy` while a job of
-        the session is queued or running. `inputs` are upload ids (:meth:`upload`)."""
+        the session is queued or running. `inputs` are upload ids (:meth:`upload`). With an
+        `idempotency_key` a gateway error (502, 503, 504: the job may have been made) is
+        ridden out as :meth:`wait` does: asking again returns the job the key made, never a
+        second one; without one it is raised at once."""
         unknown = sorted(set(options) - set(OPTION_NAMES))
         if unknown:
             raise TypeError(f"submit() got unknown job options: {', '.join(unknown)}")
@@ -168,8 +171,16 @@ class Client(_Files, _Approvals):
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        job: Job = self._request("POST", "/v1/jobs", json=body, headers=headers).json()
-        return job
+        earlier = 0
+        while True:
+            try:
+                job: Job = self._request("POST", "/v1/jobs", json=body, headers=headers).json()
+                return job
+            except ApiError as error:
+                if headers is None:
+                    raise
+                self._ride_out(error, earlier, None)
+                earlier += 1
 
     def get(self, job_id: str, *, wait: float | None = None) -> Job:
         """`GET /v1/jobs/{job_id}`; with `wait` (0-20 s) the API answers as soon as the job is

@@ -39,6 +39,11 @@ class StandInApi:
     events_route: bool = True  # False: an older deployment without progress events
     #: The next status reads answered 502 (a long-poll that overran its function's time)
     gateway_errors: int = 0
+    #: The next submissions answered 502 after the job was made (a submit function that
+    #: overran its time while its work went on)
+    submit_gateway_errors: int = 0
+    #: Idempotency-Key → the job it made
+    keyed: dict[str, str] = field(default_factory=dict)
 
     def problem(self, status: int, title: str, detail: str) -> Response:
         body = {
@@ -66,7 +71,12 @@ class StandInApi:
             body = request.get_json()
             if not body.get("prompt"):
                 return self.problem(422, "Unprocessable Content", "The request is not valid.")
-            job_id = str(uuid.uuid4())
+            key = request.headers.get("Idempotency-Key")
+            job_id = self.keyed.setdefault(key, str(uuid.uuid4())) if key else str(uuid.uuid4())
+            if self.submit_gateway_errors:
+                self.submit_gateway_errors -= 1
+                self.jobs.setdefault(job_id, {"job_id": job_id, "status": "queued", "events": []})
+                return Response('{"message":"Internal server error"}', 502)
             self.jobs[job_id] = {
                 "job_id": job_id,
                 "status": "queued",
@@ -273,6 +283,34 @@ def test_following_events_rides_out_a_few_gateway_errors_and_raises_on_more(
         with pytest.raises(ApiError) as caught:
             list(client.iter_events(other))
         assert caught.value.status == 504
+
+
+def test_a_submit_with_an_idempotency_key_rides_out_gateway_errors(
+    api: tuple[StandInApi, str],
+) -> None:
+    stand_in, url = api
+    pauses: list[float] = []
+    with Client(url, KEY, sleep=pauses.append) as client:
+        # Given submissions that answer 502 twice though the job was made (a submit function
+        # that overran its time on a loaded deployment, its work going on)
+        stand_in.submit_gateway_errors = 2
+        # When a job is submitted with an Idempotency-Key, Then the client asks again after
+        # growing pauses and gets the one job the key made
+        accepted = client.submit("x", idempotency_key="burst-1")
+        assert pauses == [1.0, 2.0]
+        assert accepted["job_id"] == stand_in.keyed["burst-1"]
+        assert len(stand_in.jobs) == 1
+        # And without a key a gateway error is raised at once (asking again could make a
+        # second job)
+        stand_in.submit_gateway_errors = 1
+        with pytest.raises(ApiError) as caught:
+            client.submit("y")
+        assert caught.value.status == 502 and pauses == [1.0, 2.0]
+        # And a fourth gateway error in a row is raised, key or not
+        stand_in.submit_gateway_errors = 4
+        with pytest.raises(ApiError) as again:
+            client.submit("z", idempotency_key="burst-2")
+        assert again.value.status == 502 and pauses == [1.0, 2.0, 1.0, 2.0, 4.0]
 
 
 def test_wait_gives_up_after_its_timeout(api: tuple[StandInApi, str]) -> None:
