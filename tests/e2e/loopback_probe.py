@@ -6,7 +6,10 @@ Standard library only (the agent's `python3` need not have botocore). Run as
 `/proc/net/tcp{,6}` (state 0A) bound to a loopback address, sends each port the probes below
 (unsigned, and signed with made-up `testing` credentials), and prints one line per answer:
 `PROBE {"port", "probe", "status", "bytes", "leaks", "head"}` — `leaks` names the needles found
-anywhere in the full answer (so a long answer cannot hide one past what is printed).
+anywhere in the full answer (so a long answer cannot hide one past what is printed). Every port
+is probed; only the answers of `report_ports` (params; default all) and the answers that leaked
+are printed in full, the rest counted in a last line `PROBED {"answers", "ports"}`: a machine
+with many listening ports would otherwise print more than the CLI keeps of a tool's output.
 """
 
 from __future__ import annotations
@@ -183,7 +186,16 @@ def send(host: str, port: int, probe: Probe) -> tuple[int, bytes]:
 def main() -> None:
     params = json.loads(base64.b64decode(sys.argv[1]))
     needles: dict[str, str] = params["needles"]
+    shown: set[int] | None = set(params["report_ports"]) if "report_ports" in params else None
+    counted = {"answers": 0, "ports": 0}
+
+    def emit(report: dict[str, Any]) -> None:
+        counted["answers"] += 1
+        if shown is None or report["port"] in shown or report["leaks"]:
+            print("PROBE " + json.dumps(report, separators=(",", ":")), flush=True)
+
     for host, port in loopback_ports():
+        counted["ports"] += 1
         tables: list[str] = []
         pending = probes(params["secret_ids"])
         while pending:
@@ -193,7 +205,7 @@ def main() -> None:
                 status, body = send(host, port, probe)
             except (OSError, http.client.HTTPException) as exc:
                 report.update(status=f"error {type(exc).__name__}", bytes=0, leaks=[], head="")
-                print("PROBE " + json.dumps(report, separators=(",", ":")), flush=True)
+                emit(report)
                 if isinstance(exc, TimeoutError):
                     break  # not an HTTP server that answers: the next port
                 continue
@@ -206,7 +218,7 @@ def main() -> None:
                 # (the output stays short: the CLI truncates long tool output).
                 head=text[:60] if status < 400 else "",
             )
-            print("PROBE " + json.dumps(report, separators=(",", ":")), flush=True)
+            emit(report)
             if probe.name.startswith("ddb-list") and status == 200:
                 # An answer that lists tables: scan each, as an attacker would.
                 try:
@@ -217,6 +229,7 @@ def main() -> None:
                     if table not in tables:
                         tables.append(table)
                         pending += scans(table, len(tables) - 1)
+    print("PROBED " + json.dumps(counted, separators=(",", ":")), flush=True)
 
 
 if __name__ == "__main__":

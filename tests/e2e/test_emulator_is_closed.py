@@ -44,9 +44,13 @@ def stack_client(stack: DevProcess, service: str) -> Any:
     )
 
 
-def probe_command(needles: dict[str, str], secret_ids: list[str]) -> str:
+def probe_command(needles: dict[str, str], secret_ids: list[str], report_ports: set[int]) -> str:
+    """The probe of every loopback port; answers printed in full: `report_ports`' and any
+    that leaked (the rest counted: the CLI keeps only so much of a tool's output)."""
     params = base64.b64encode(
-        json.dumps({"needles": needles, "secret_ids": secret_ids}).encode()
+        json.dumps(
+            {"needles": needles, "secret_ids": secret_ids, "report_ports": sorted(report_ports)}
+        ).encode()
     ).decode()
     return f"python3 - {shlex.quote(params)} <<'PROBE_EOF'\n{PROBE_SCRIPT.read_text()}\nPROBE_EOF"
 
@@ -72,7 +76,11 @@ def test_an_agent_probing_every_loopback_port_reads_nothing_from_the_emulator(
 
     # When a job's agent probes every listening loopback port with AWS-shaped requests
     marker = uuid.uuid4().hex[:10]
-    BASH_COMMANDS[marker] = probe_command(unique | names, secret_ids)
+    emulator_port = urlsplit(stack.exports()["AWS_ENDPOINT_URL"]).port
+    ours = {emulator_port, urlsplit(stack.url).port, urlsplit(fake_model.url).port}
+    BASH_COMMANDS[marker] = probe_command(
+        unique | names, secret_ids, {p for p in ours if p is not None}
+    )
     job_id = alpha.submit(
         f"Look around. [[bash:{marker}]]",
         allowed_tools=["Bash"],
@@ -85,7 +93,8 @@ def test_an_agent_probing_every_loopback_port_reads_nothing_from_the_emulator(
     assert job["status"] == "succeeded", job
     text = job["result"]["text"]
     answers = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("PROBE ")]
-    emulator_port = urlsplit(stack.exports()["AWS_ENDPOINT_URL"]).port
+    (counted,) = [json.loads(line[7:]) for line in text.splitlines() if line.startswith("PROBED ")]
+    assert counted["ports"] >= len(ours) and counted["answers"] >= len(answers), text
     at_emulator = {a["probe"]: a for a in answers if a["port"] == emulator_port}
     assert {"sm-list-unsigned", "sm-list-forged", "sm-get0-forged", "ddb-list-forged"} <= set(
         at_emulator
@@ -94,7 +103,6 @@ def test_an_agent_probing_every_loopback_port_reads_nothing_from_the_emulator(
     # And no answer carried a secret or another tenant's job, whatever port gave it, nor a
     # secret's name from this stack's ports. (Other developers' local stacks on this machine,
     # perhaps without this defence, use the same secret names: their ports may show them.)
-    ours = {emulator_port, urlsplit(stack.url).port, urlsplit(fake_model.url).port}
     leaked = [
         (a["port"], a["probe"], a["status"], found)
         for a in answers
