@@ -176,7 +176,8 @@ class WorkerFunction(ContainerHolder):
         if record is None:  # dropped: deleted as processed, never retried
             self._log_processed(Processed(None, Action.MALFORMED))
             return
-        remaining = (
+        measured_at = time.monotonic()  # the segment's stops count from this moment on:
+        remaining = (  # building the processor (a cold start) and claiming come off them
             lambda_context.get_remaining_time_in_millis() / 1000
             if lambda_context is not None
             else float(WORKER_TIMEOUT_SECONDS)
@@ -184,7 +185,7 @@ class WorkerFunction(ContainerHolder):
         with self._lock:
             processor = self.processor  # built once, under the lock
         try:
-            processed = processor.process_message(record.body, remaining)
+            processed = processor.process_message(record.body, remaining, measured_at)
         except WorkerFault as fault:  # an infrastructure fault: retried, after a backoff
             if fault.retire and retiring is not None:
                 retiring.append(fault.retire)

@@ -69,12 +69,19 @@ class JobProcessor:
         #: Long jobs: end-of-invocation margins (segments.py).
         self._margins = Margins(record=ports.margin_seconds, boundary=ports.boundary_seconds)
 
-    def process_message(self, message: JobMessage, remaining_seconds: float) -> Processed:
+    def process_message(
+        self, message: JobMessage, remaining_seconds: float, measured_at: float | None = None
+    ) -> Processed:
         """One jobs-queue message, already parsed (a malformed one is dropped before: the
         worker function's parser)."""
-        return self.process(message.job_id, remaining_seconds)
+        return self.process(message.job_id, remaining_seconds, measured_at)
 
-    def process(self, job_id: str, remaining_seconds: float) -> Processed:
+    def process(
+        self, job_id: str, remaining_seconds: float, measured_at: float | None = None
+    ) -> Processed:
+        """Run (or skip) one job with `remaining_seconds` of the invocation left, as read at
+        `measured_at` (monotonic; default: now). What passes after that moment (the job's
+        read, its claim, the run's preparation) comes off the run's stops."""
         ports = self.ports
         job = ports.jobs.get(job_id)
         skip = skip_reason(ports, job)
@@ -86,7 +93,8 @@ class JobProcessor:
             return Processed(job_id, skipped(skip), job.status if job else None, retry_in=retry_in)
         # Segments need the session to resume from; without one a job runs in one invocation.
         segmentable = ports.sessions is not None and job.session_id is not None
-        planned_at = time.monotonic()  # the run's limits count from here, not from its start
+        # the run's limits count from when the time left was read, not from the run's start
+        planned_at = time.monotonic() if measured_at is None else measured_at
         run = plan(job, at(ports.clock()), remaining_seconds, self._margins, segmentable)
         deadline = run.run_seconds
         if deadline < ports.min_run_seconds and not run.expired:

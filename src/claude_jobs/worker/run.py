@@ -236,12 +236,13 @@ def run_in(
         return AgentOutcome("deferred", usage=Usage(), deferred=settled.waiting)
     resuming = session is not None and session.resume and resumes_own_run(job)
     prompt = (settled.resume_prompt or CONTINUE_PROMPT) if resuming else (job.prompt or "")
-    if planned_at is not None and yield_after is not None:
-        # A segment's stops are points in the invocation: what preparing the run took
-        # (a cold start, the session's load) comes off them.
+    if planned_at is not None:
+        # A run's stops are points in time (the invocation's end, the job's deadline): what
+        # came before the run (a cold start, the claim, the session's load) comes off them.
         taken = time.monotonic() - planned_at
         deadline = max(deadline - taken, 0.1)
-        yield_after = max(yield_after - taken, 0.0)
+        if yield_after is not None:
+            yield_after = max(yield_after - taken, 0.0)
     request = AgentRequest(
         session=session,
         yield_after_seconds=yield_after,
