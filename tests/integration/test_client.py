@@ -357,6 +357,28 @@ def test_submit_wait_prints_the_result_and_exits_zero(api: tuple[StandInApi, str
     }
 
 
+def test_submit_rides_out_a_gateway_error_with_a_key_of_its_own(
+    api: tuple[StandInApi, str],
+) -> None:
+    stand_in, url = api
+    # Given a submission that answers 502 though the job was made (a submit function that
+    # overran its time on a loaded deployment)
+    stand_in.submit_gateway_errors = 1
+    # When `submit --wait` runs without an idempotency key
+    result = run_cli(url, "submit", "hello", "--wait")
+    # Then it asked again with the same key of its own, got the one job and its result
+    assert result.exit_code == 0, result.output
+    assert "echo: hello" in result.stdout
+    keys = [h.get("Idempotency-Key") for m, p, h in stand_in.requests if m == "POST"]
+    assert len(keys) == 2 and keys[0] == keys[1] and str(keys[0]).startswith("cli-")
+    assert len(stand_in.jobs) == 1
+    # And each command has a key of its own; a key given is the one sent
+    run_cli(url, "submit", "again")
+    run_cli(url, "submit", "mine", "--idempotency-key", "release-42")
+    keys = [h.get("Idempotency-Key") for m, p, h in stand_in.requests if m == "POST"]
+    assert len(set(keys)) == 3 and keys[-1] == "release-42"
+
+
 def test_submit_wait_shows_progress_events_as_they_come(api: tuple[StandInApi, str]) -> None:
     stand_in, url = api
     # When `submit --wait` follows a job that calls a tool and writes text

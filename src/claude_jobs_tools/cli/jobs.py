@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,7 +121,11 @@ def submit(
         list[str] | None, typer.Option("--metadata", help="KEY=VALUE; repeatable.")
     ] = None,
     idempotency_key: Annotated[
-        str | None, typer.Option(help="Same key + same body within 24 h returns the first job.")
+        str | None,
+        typer.Option(
+            help="Same key + same body within 24 h returns the first job. Default: a key of "
+            "this command's own, so a gateway error (502/503/504) is asked again safely."
+        ),
     ] = None,
     session: Annotated[
         str | None,
@@ -160,7 +165,8 @@ def submit(
             **options,
             system_prompt=system_prompt,
             metadata=_parse_metadata(metadata),
-            idempotency_key=idempotency_key,
+            # a key of its own: the client asks again on a gateway error, and gets the one job
+            idempotency_key=idempotency_key or f"cli-{uuid.uuid4()}",
             session_id=session,
             inputs=inputs,
         )
