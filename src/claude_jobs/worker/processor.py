@@ -80,8 +80,9 @@ class JobProcessor:
         self, job_id: str, remaining_seconds: float, measured_at: float | None = None
     ) -> Processed:
         """Run (or skip) one job with `remaining_seconds` of the invocation left, as read at
-        `measured_at` (monotonic; default: now). What passes after that moment (the job's
-        read, its claim, the run's preparation) comes off the run's stops."""
+        `measured_at` (monotonic; default: now). When the run stops at the invocation's end,
+        what passes after that moment (the job's read, its claim, the run's preparation) comes
+        off its stops."""
         ports = self.ports
         job = ports.jobs.get(job_id)
         skip = skip_reason(ports, job)
@@ -124,7 +125,9 @@ class JobProcessor:
             )
             status = record(ports, self._scrubber, claimed, outcome, None)
             return Processed(job_id, Action.RAN, status)
-        return self._run_claimed(claimed, deadline, run.yield_after, planned_at)
+        return self._run_claimed(
+            claimed, deadline, run.yield_after, planned_at if run.invocation_bound else None
+        )
 
     def _run_claimed(
         self,

@@ -237,8 +237,9 @@ def run_in(
     resuming = session is not None and session.resume and resumes_own_run(job)
     prompt = (settled.resume_prompt or CONTINUE_PROMPT) if resuming else (job.prompt or "")
     if planned_at is not None:
-        # A run's stops are points in time (the invocation's end, the job's deadline): what
-        # came before the run (a cold start, the claim, the session's load) comes off them.
+        # A run that stops at the invocation's end: its stops are points in the invocation,
+        # so what came before the run (a cold start, the claim, the session's load) comes off
+        # them (`planned_at`: when the time left was read; None when the job's deadline binds).
         taken = time.monotonic() - planned_at
         deadline = max(deadline - taken, 0.1)
         if yield_after is not None:

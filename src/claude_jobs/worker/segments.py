@@ -70,6 +70,10 @@ class Plan:
     yield_after: float | None
     #: The job's own deadline has passed (it timed out while queued between segments).
     expired: bool
+    #: The run stops at the invocation's end (a segment, or a job that cannot be one), not at
+    #: the job's deadline: its stops are points in the invocation, so what comes before the
+    #: run (a cold start, the claim) comes off them. A job's deadline counts from its start.
+    invocation_bound: bool = False
 
 
 def plan(
@@ -86,11 +90,17 @@ def plan(
     if job_left <= 0:
         return Plan(run_seconds=0.0, yield_after=None, expired=True)
     if job_left <= invocation_left or not segmentable:
-        return Plan(run_seconds=min(job_left, invocation_left), yield_after=None, expired=False)
+        return Plan(
+            run_seconds=min(job_left, invocation_left),
+            yield_after=None,
+            expired=False,
+            invocation_bound=invocation_left < job_left,
+        )
     return Plan(
         run_seconds=invocation_left,
         yield_after=max(invocation_left - margin.boundary, 0.0),
         expired=False,
+        invocation_bound=True,
     )
 
 
