@@ -11,7 +11,9 @@
   and status functions that twenty callers at once keep busy (`warm_environments`). Each round
   also runs the same jobs as `claude -p`, as many at once as the stack has workers (`CLIs
   alone`): each drain's wall over that one is what the stack adds at equal concurrency, apart
-  from what running the CLIs side by side costs the machine.
+  from what running the CLIs side by side costs the machine. And as a warm pool would (`pool
+  alone`): as many CLIs as workers started and booted before the clock, a fresh one started for
+  each next job, no stack; the floor of any design that gives each job its own CLI.
 - one job: the paired overhead of a job through the stack over a direct `claude -p`.
 - reads per waiting minute: an in-process stack (the same `LocalStack`), two callers each
   waiting a full minute for a job whose model call is held longer, one following its events
@@ -25,9 +27,12 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import json
 import os
 import resource
+import shutil
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -106,6 +111,106 @@ def direct_drain(upstream: str, jobs: int, at_once: int) -> DirectDrain:
     with ThreadPoolExecutor(max_workers=at_once) as pool:
         list(pool.map(lambda _: e2e.direct_run(upstream), range(jobs)))
     return DirectDrain(time.perf_counter() - started, reaped_cpu() - cpu_before)
+
+
+def _pooled_cli(upstream: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """A CLI started as a warm pool starts one: in a fresh HOME, waiting for its prompt on
+    stdin (stream-json, as the SDK drives it)."""
+    from claude_jobs.worker.isolation import bundled_cli
+
+    home = Path(tempfile.mkdtemp(prefix="claude-jobs-bench-pool-"))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "ANTHROPIC_BASE_URL": upstream,
+        "ANTHROPIC_API_KEY": e2e.API_KEY,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    argv = [str(bundled_cli()), "-p", "--input-format", "stream-json"]
+    argv += ["--output-format", "stream-json", "--verbose"]
+    process = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=home,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, home
+
+
+def _pooled_job(process: subprocess.Popen[bytes], home: Path) -> None:
+    """One job in a pooled CLI, which then ends (one job per CLI, as the contract has it)."""
+    assert process.stdin is not None and process.stdout is not None
+    prompt = {"type": "user", "message": {"role": "user", "content": "Say hello"}}
+    try:
+        process.stdin.write(json.dumps(prompt).encode() + b"\n")
+        process.stdin.flush()
+        for line in process.stdout:
+            compact = line.replace(b" ", b"")
+            if b'"type":"result"' in compact:
+                if b'"is_error":false' not in compact:
+                    raise RuntimeError(f"a pooled CLI's job failed: {line[:300]!r}")
+                break
+        else:
+            raise RuntimeError("a pooled CLI ended without a result")
+        process.stdin.close()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _booted(processes: list[subprocess.Popen[bytes]], quiet_seconds: float = 0.5) -> None:
+    """Wait until none of `processes` used CPU for `quiet_seconds` (each waits for its prompt)."""
+
+    def ticks() -> list[int]:
+        found = []
+        for process in processes:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            found.append(int(fields[11]) + int(fields[12]))
+        return found
+
+    last: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(quiet_seconds)
+        now = ticks()
+        if now == last:
+            return
+        last = now
+
+
+def pool_drain(upstream: str, jobs: int, at_once: int) -> float:
+    """The drain's best case under the contract, without the stack: `at_once` CLIs started and
+    booted before the clock (a warm pool, as the worker's warm start keeps one per execution
+    environment), each taking one job and replaced by a fresh one as it ends, since a CLI never
+    serves a second job (a fresh HOME per job; nothing of a job outlives it). The peer's pool
+    reaches its figure by giving one started CLI job after job, which this rules out. The wall
+    seconds until the last job is answered."""
+    pool = [_pooled_cli(upstream) for _ in range(at_once)]
+    _booted([process for process, _ in pool])
+    left = jobs - at_once
+    lock = threading.Lock()
+
+    def lane(first: tuple[subprocess.Popen[bytes], Path]) -> None:
+        nonlocal left
+        item = first
+        while True:
+            _pooled_job(*item)
+            with lock:
+                if left <= 0:
+                    return
+                left -= 1
+            item = _pooled_cli(upstream)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=at_once) as lanes:
+        list(lanes.map(lane, pool))
+    return time.perf_counter() - started
 
 
 def _cpu_split(stack: e2e.Stack) -> tuple[float, float]:
@@ -340,6 +445,7 @@ def run(args: argparse.Namespace) -> bool:
     through: list[float] = []
     drains: list[WaitDrain] = []
     alone: list[DirectDrain] = []
+    pooled: list[float] = []
     with (
         FakeAnthropic(default=answer, api_key=e2e.API_KEY) as fake,
         tempfile.TemporaryDirectory(prefix="claude-jobs-bench-") as workdir,
@@ -357,6 +463,8 @@ def run(args: argparse.Namespace) -> bool:
         for _ in range(rounds):
             stack.settle()
             alone.append(direct_drain(fake.url, JOBS, e2e.WORKERS))
+            stack.settle()
+            pooled.append(pool_drain(fake.url, JOBS, e2e.WORKERS))
             for mode in ("observer", "cli", "long-poll"):
                 stack.settle()
                 direct.append(e2e.direct_run(fake.url))
@@ -390,9 +498,11 @@ def run(args: argparse.Namespace) -> bool:
         f" / {e2e.CORES} cores; CPU a job split by process)"
     )
     alone_wall = statistics.median(a.wall for a in alone)
+    pool_wall = statistics.median(pooled)
     print(
         f"  {'who waits':<34} {'wall':>7} {'floor':>7} {'ratio':>6}"
         f" {'dev process/job':>16} {'CLIs/job':>9} {'CPU ratio':>9} {'÷ CLIs alone':>12}"
+        f" {'÷ pool':>6}"
     )
     names = {
         "observer": "one observer (the e2e drain)",
@@ -408,7 +518,7 @@ def run(args: argparse.Namespace) -> bool:
         print(
             f"  {names[d.mode]:<34} {d.wall:6.2f}s {d.floor:6.2f}s {d.ratio:6.2f}"
             f" {d.own_cpu / d.jobs * 1000:13.0f} ms {d.children_cpu / d.jobs * 1000:6.0f} ms"
-            f" {d.cpu_ratio:9.2f} {d.wall / alone_wall:12.2f}{verdict}"
+            f" {d.cpu_ratio:9.2f} {d.wall / alone_wall:12.2f} {d.wall / pool_wall:6.2f}{verdict}"
         )
     cli_cpu = statistics.median(a.cpu for a in alone) / JOBS
     print(
@@ -416,6 +526,13 @@ def run(args: argparse.Namespace) -> bool:
         f" stack has workers: {', '.join(f'{a.wall:.2f}' for a in alone)} s, i.e."
         f" {alone_wall / (direct_cpu * JOBS / e2e.CORES):.2f}x the floor; {cli_cpu * 1000:.0f} ms"
         f" of CPU a job against {direct_cpu * 1000:.0f} ms one at a time)"
+    )
+    floor = direct_cpu * JOBS / e2e.CORES
+    print(
+        f"  (pool alone: the {JOBS} jobs in {e2e.WORKERS} CLIs started and booted ahead, a fresh"
+        f" one for each next job, no stack: {', '.join(f'{w:.2f}' for w in pooled)} s, i.e."
+        f" {', '.join(f'{w / floor:.2f}' for w in pooled)}x the floor; the best a drain with one"
+        " CLI per job gets on this machine)"
     )
 
     print(f"\nA waiting minute (one caller per route, a job held {HOLD_SECONDS:.0f} s)")
