@@ -101,12 +101,9 @@ def _children_cpu() -> tuple[float, int]:
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
-def direct_run(upstream: str) -> Run:
-    """`claude -p` once, as a user would run it, in a fresh HOME."""
-    from claude_jobs.worker.isolation import bundled_cli
-
-    home = Path(tempfile.mkdtemp(prefix="claude-jobs-bench-home-"))
-    env = {
+def cli_env(upstream: str, home: Path) -> dict[str, str]:
+    """The environment of a CLI the benchmarks run by hand, as a user would: `home` its HOME."""
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "LANG": "C.UTF-8",
@@ -115,6 +112,14 @@ def direct_run(upstream: str) -> Run:
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
     }
+
+
+def direct_run(upstream: str) -> Run:
+    """`claude -p` once, as a user would run it, in a fresh HOME."""
+    from claude_jobs.worker.isolation import bundled_cli
+
+    home = Path(tempfile.mkdtemp(prefix="claude-jobs-bench-home-"))
+    env = cli_env(upstream, home)
     try:
         cpu_before, _ = _children_cpu()
         started = time.perf_counter()

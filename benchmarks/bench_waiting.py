@@ -119,20 +119,11 @@ def _pooled_cli(upstream: str) -> tuple[subprocess.Popen[bytes], Path]:
     from claude_jobs.worker.isolation import bundled_cli
 
     home = Path(tempfile.mkdtemp(prefix="claude-jobs-bench-pool-"))
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "ANTHROPIC_BASE_URL": upstream,
-        "ANTHROPIC_API_KEY": e2e.API_KEY,
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-    }
     argv = [str(bundled_cli()), "-p", "--input-format", "stream-json"]
     argv += ["--output-format", "stream-json", "--verbose"]
     process = subprocess.Popen(
         argv,
-        env=env,
+        env=e2e.cli_env(upstream, home),
         cwd=home,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
