@@ -179,9 +179,8 @@ def pool_drain(upstream: str, jobs: int, at_once: int) -> float:
     """The drain's best case under the contract, without the stack: `at_once` CLIs started and
     booted before the clock (a warm pool, as the worker's warm start keeps one per execution
     environment), each taking one job and replaced by a fresh one as it ends, since a CLI never
-    serves a second job (a fresh HOME per job; nothing of a job outlives it). The peer's pool
-    reaches its figure by giving one started CLI job after job, which this rules out. The wall
-    seconds until the last job is answered."""
+    serves a second job (a fresh HOME per job; nothing of a job outlives it): the peer's warm
+    pool without its server. The wall seconds until the last job is answered."""
     pool = [_pooled_cli(upstream) for _ in range(at_once)]
     _booted([process for process, _ in pool])
     left = jobs - at_once
