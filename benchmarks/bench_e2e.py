@@ -168,14 +168,25 @@ class _Peak:
 # ------------------------------------------------------------------ the stack
 
 
+def stat_fields(pid: int) -> list[str]:
+    """`/proc/<pid>/stat`'s fields after the command name (index 1: the parent; 11, 12: the
+    process's user and system CPU ticks; 13, 14: those of the children it has reaped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_ticks(pid: int, *, reaped: bool = True) -> tuple[int, int]:
+    """A process's CPU clock ticks and, with `reaped`, its reaped children's (else 0)."""
+    fields = stat_fields(pid)
+    own = int(fields[11]) + int(fields[12])
+    return own, (int(fields[13]) + int(fields[14]) if reaped else 0)
+
+
 class Stack(DevProcess):
     """`claude-jobs dev` (dev_process.DevProcess) with what the benchmarks read of it."""
 
     def cpu_seconds(self) -> float:
         """CPU of the dev process and of every child it has reaped (the CLIs)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
+        return sum(cpu_ticks(self.process.pid)) / os.sysconf("SC_CLK_TCK")
 
     def tree_cpu_ticks(self) -> int:
         """CPU clock ticks of the dev process and of its live descendants (a warm CLI booting
@@ -183,10 +194,9 @@ class Stack(DevProcess):
         total = 0
         for pid in (self.process.pid, *_descendants(self.process.pid)):
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += sum(cpu_ticks(pid))
             except OSError:
                 continue
-            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
         return total
 
     def settle(self, quiet_seconds: float = 0.25, limit_seconds: float = 5.0) -> None:
@@ -240,10 +250,9 @@ def _descendants(root: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            ppid = int(stat_fields(int(entry.name))[1])
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
     found: list[int] = []
     stack = list(children.get(root, ()))

@@ -159,11 +159,7 @@ def _booted(processes: list[subprocess.Popen[bytes]], quiet_seconds: float = 0.5
     """Wait until none of `processes` used CPU for `quiet_seconds` (each waits for its prompt)."""
 
     def ticks() -> list[int]:
-        found = []
-        for process in processes:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            found.append(int(fields[11]) + int(fields[12]))
-        return found
+        return [e2e.cpu_ticks(process.pid, reaped=False)[0] for process in processes]
 
     last: list[int] = []
     deadline = time.monotonic() + 60
@@ -204,10 +200,9 @@ def pool_drain(upstream: str, jobs: int, at_once: int) -> float:
 
 
 def _cpu_split(stack: e2e.Stack) -> tuple[float, float]:
-    fields = Path(f"/proc/{stack.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own, reaped = e2e.cpu_ticks(stack.process.pid)
     ticks = os.sysconf("SC_CLK_TCK")
-    own = (int(fields[11]) + int(fields[12])) / ticks
-    return own, (int(fields[13]) + int(fields[14])) / ticks
+    return own / ticks, reaped / ticks
 
 
 def _follow_then_wait(client: Any, job_id: str) -> dict[str, Any]:
@@ -511,13 +506,13 @@ def run(args: argparse.Namespace) -> bool:
             f" {d.cpu_ratio:9.2f} {d.wall / alone_wall:12.2f} {d.wall / pool_wall:6.2f}{verdict}"
         )
     cli_cpu = statistics.median(a.cpu for a in alone) / JOBS
+    floor = direct_cpu * JOBS / e2e.CORES
     print(
         f"  (CLIs alone: the {JOBS} jobs as `claude -p`, {e2e.WORKERS} at once, as many as the"
         f" stack has workers: {', '.join(f'{a.wall:.2f}' for a in alone)} s, i.e."
-        f" {alone_wall / (direct_cpu * JOBS / e2e.CORES):.2f}x the floor; {cli_cpu * 1000:.0f} ms"
+        f" {alone_wall / floor:.2f}x the floor; {cli_cpu * 1000:.0f} ms"
         f" of CPU a job against {direct_cpu * 1000:.0f} ms one at a time)"
     )
-    floor = direct_cpu * JOBS / e2e.CORES
     print(
         f"  (pool alone: the {JOBS} jobs in {e2e.WORKERS} CLIs started and booted ahead, a fresh"
         f" one for each next job, no stack: {', '.join(f'{w:.2f}' for w in pooled)} s, i.e."
