@@ -4,7 +4,6 @@ fresh CLI started ahead, and a job that fails fails the drain."""
 
 from __future__ import annotations
 
-import glob
 import tempfile
 from pathlib import Path
 
@@ -17,12 +16,12 @@ from claude_jobs_tools.local.fake_anthropic import ApiError, FakeAnthropic, Text
 pytestmark = pytest.mark.cli
 
 
-def _pool_homes() -> set[str]:
-    return set(glob.glob(str(Path(tempfile.gettempdir()) / "claude-jobs-bench-pool-*")))
-
-
-def test_each_job_runs_in_a_fresh_cli_of_its_own() -> None:
-    homes_before = _pool_homes()
+def test_each_job_runs_in_a_fresh_cli_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pool's HOMEs go under this test's own directory: a test beside it in another worker
+    # makes and removes its own elsewhere.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with FakeAnthropic(api_key=e2e.API_KEY, default=Text("hello")) as fake:
         wall = bench_waiting.pool_drain(fake.url, jobs=3, at_once=2)
         prompts = [r for r in fake.message_requests if "Say hello" in r.prompt_text()]
@@ -30,7 +29,7 @@ def test_each_job_runs_in_a_fresh_cli_of_its_own() -> None:
     # One model call a job, and none carries another job's turn: every CLI served one job.
     assert len(prompts) == 3
     assert all(r.prompt_text().count("Say hello") == 1 for r in prompts)
-    assert _pool_homes() == homes_before  # every job's HOME removed
+    assert not list(tmp_path.glob("claude-jobs-bench-pool-*"))  # every job's HOME removed
 
 
 def test_a_failed_job_fails_the_drain() -> None:
